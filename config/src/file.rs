@@ -1,0 +1,161 @@
+//! The TOML file format, exactly as written by users.
+//!
+//! These structs mirror the file and nothing else: serde fills them, and
+//! [`crate::Config::from_toml`] lowers them into the validated [`crate::Config`]
+//! that the rest of Meridian uses. Nothing outside this crate sees them.
+
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct File {
+    /// The authoritative zone and its steered names.
+    pub zone: ZoneFile,
+    /// The GeoDNS server.
+    pub geodns: GeoDnsFile,
+    /// Settings shared by every region's edge.
+    pub edge: EdgeFile,
+    /// Settings shared by every region's origin.
+    #[serde(default)]
+    pub origin: OriginFile,
+    /// The regions, in the order `meridian status` lists them.
+    #[serde(default, rename = "region")]
+    pub regions: Vec<RegionFile>,
+}
+
+/// `[zone]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ZoneFile {
+    /// The zone's apex, e.g. `meridian.test.`.
+    pub name: String,
+    /// Fully qualified names answered with the nearest region's edges.
+    pub steered_names: Vec<String>,
+    /// TTL of steered answers.
+    #[serde(default = "default_steered_ttl")]
+    pub steered_ttl_seconds: u32,
+    /// TTL of the apex SOA and NS records.
+    #[serde(default = "default_zone_ttl")]
+    pub ttl_seconds: u32,
+    /// TTL of negative answers (the SOA MINIMUM field, RFC 2308).
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl_seconds: u32,
+    /// The SOA RNAME: the zone's contact mailbox as a domain name.
+    pub hostmaster: String,
+    /// The SOA serial.
+    #[serde(default = "default_serial")]
+    pub serial: u32,
+    /// The zone's nameservers (NS records at the apex).
+    pub nameservers: Vec<NameserverFile>,
+}
+
+/// `[[zone.nameservers]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NameserverFile {
+    /// The nameserver's host name.
+    pub name: String,
+    /// Its addresses, served as glue when the name is inside the zone.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+}
+
+/// `[geodns]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GeoDnsFile {
+    /// Address for both UDP and TCP.
+    pub listen: SocketAddr,
+    /// `"embedded"` or a path to a GeoIP2/GeoLite2 Country or City `.mmdb`.
+    #[serde(default = "default_geo_database")]
+    pub geo_database: String,
+    /// Region order for clients the database cannot place.
+    pub default_order: Vec<String>,
+}
+
+/// `[edge]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EdgeFile {
+    /// Plain-HTTP port on each edge address.
+    pub http_port: u16,
+    /// Host names the edges serve.
+    pub hostnames: Vec<String>,
+    /// Path the edge answers itself, for health checks.
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+    /// The in-memory cache budget of each edge, in bytes.
+    pub cache_max_bytes: u64,
+    /// The largest response body an edge stores, in bytes.
+    pub cache_max_object_bytes: u64,
+}
+
+/// `[origin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OriginFile {
+    /// Directory served as static files; the built-in demo site when absent.
+    pub root: Option<String>,
+    /// `Cache-Control: public, max-age=N` on static files.
+    #[serde(default = "default_asset_max_age")]
+    pub asset_max_age_seconds: u32,
+}
+
+impl Default for OriginFile {
+    fn default() -> Self {
+        OriginFile {
+            root: None,
+            asset_max_age_seconds: default_asset_max_age(),
+        }
+    }
+}
+
+/// `[[region]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegionFile {
+    /// Short name: lowercase letters, digits and `-`.
+    pub name: String,
+    /// Where the region is, for people.
+    pub city: Option<String>,
+    /// Latitude of the region's datacenter, decimal degrees north.
+    pub latitude: f64,
+    /// Longitude of the region's datacenter, decimal degrees east.
+    pub longitude: f64,
+    /// Addresses of the region's edges, as GeoDNS answers them.
+    pub edge_addresses: Vec<IpAddr>,
+    /// The region's origin, as edges reach it: `http://host:port`.
+    pub origin_url: String,
+    /// Where `meridian origin` binds; defaults to the origin URL's address.
+    pub origin_listen: Option<SocketAddr>,
+}
+
+fn default_steered_ttl() -> u32 {
+    30
+}
+
+fn default_zone_ttl() -> u32 {
+    3600
+}
+
+fn default_negative_ttl() -> u32 {
+    60
+}
+
+fn default_serial() -> u32 {
+    1
+}
+
+fn default_geo_database() -> String {
+    "embedded".to_owned()
+}
+
+fn default_health_path() -> String {
+    "/_meridian/health".to_owned()
+}
+
+fn default_asset_max_age() -> u32 {
+    3600
+}

@@ -1,0 +1,558 @@
+//! Meridian's one configuration: the whole CDN in one TOML file.
+//!
+//! Every role (GeoDNS, edge, origin, the `up` launcher) reads the same file,
+//! so a topology is described once. The file is parsed into the serde structs
+//! of [`file`](crate::file) and then *lowered* into [`Config`]: a validated,
+//! normalized form that the roles use and that serde never sees. Lowering is
+//! where every rule lives, and every rule that fails names the file, the key
+//! and the reason, so `meridian config check` can tell a user exactly what
+//! to fix before anything binds a socket.
+
+mod error;
+mod file;
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub use error::ConfigError;
+
+/// The embedded demo topology (see PRODUCT.md): what `meridian up` runs with
+/// no `--config`, and what `meridian config default` prints.
+pub const DEMO_TOML: &str = include_str!("demo.toml");
+
+/// Where a configuration came from; named in every error and log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// [`DEMO_TOML`], compiled into the binary.
+    Embedded,
+    /// A file on disk.
+    File(PathBuf),
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::Embedded => f.write_str("<embedded demo config>"),
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A validated Meridian configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from.
+    pub source: ConfigSource,
+    /// The authoritative zone.
+    pub zone: Zone,
+    /// The GeoDNS server.
+    pub geodns: GeoDns,
+    /// Settings shared by every edge.
+    pub edge: Edge,
+    /// Settings shared by every origin.
+    pub origin: Origin,
+    /// The regions, in file order; at least one.
+    pub regions: Vec<Region>,
+}
+
+/// The zone GeoDNS is authoritative for. Every name is lowercase and fully
+/// qualified (it ends with a dot).
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// The apex, e.g. `meridian.test.`.
+    pub name: String,
+    /// Names answered with the nearest healthy region's edges.
+    pub steered_names: Vec<String>,
+    /// TTL of steered answers, in seconds.
+    pub steered_ttl_seconds: u32,
+    /// TTL of the apex SOA and NS records, in seconds.
+    pub ttl_seconds: u32,
+    /// TTL of negative answers (SOA MINIMUM), in seconds.
+    pub negative_ttl_seconds: u32,
+    /// The SOA RNAME.
+    pub hostmaster: String,
+    /// The SOA serial.
+    pub serial: u32,
+    /// The apex NS records; at least one.
+    pub nameservers: Vec<Nameserver>,
+}
+
+/// One NS record of the zone, with its glue addresses.
+#[derive(Debug, Clone)]
+pub struct Nameserver {
+    /// Host name, fully qualified.
+    pub name: String,
+    /// Glue addresses, served when `name` is inside the zone.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// The GeoDNS server.
+#[derive(Debug, Clone)]
+pub struct GeoDns {
+    /// UDP and TCP listen address.
+    pub listen: SocketAddr,
+    /// The geolocation database.
+    pub geo_database: GeoDatabase,
+    /// Indices into [`Config::regions`] for clients that cannot be placed;
+    /// every region appears exactly once.
+    pub default_order: Vec<usize>,
+}
+
+/// Which geolocation database GeoDNS uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GeoDatabase {
+    /// The vendored public-domain country database compiled into the binary.
+    Embedded,
+    /// A GeoIP2/GeoLite2 Country or City `.mmdb` file.
+    File(PathBuf),
+}
+
+/// Settings shared by every region's edge.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// Plain-HTTP port on each edge address.
+    pub http_port: u16,
+    /// Lowercase host names the edges serve.
+    pub hostnames: Vec<String>,
+    /// Path answered by the edge itself for health checks.
+    pub health_path: String,
+    /// Cache budget of each edge in bytes.
+    pub cache_max_bytes: usize,
+    /// Largest body an edge stores, in bytes.
+    pub cache_max_object_bytes: usize,
+}
+
+/// Settings shared by every region's origin.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// Directory served as static files; `None` serves the built-in demo site.
+    pub root: Option<PathBuf>,
+    /// `max-age` of static files, in seconds.
+    pub asset_max_age_seconds: u32,
+}
+
+/// One region: a location, its edges and its origin.
+#[derive(Debug, Clone)]
+pub struct Region {
+    /// Short unique name, e.g. `eu-west`.
+    pub name: String,
+    /// Where it is, for people.
+    pub city: Option<String>,
+    /// Decimal degrees north, in [-90, 90].
+    pub latitude: f64,
+    /// Decimal degrees east, in [-180, 180].
+    pub longitude: f64,
+    /// The edge addresses GeoDNS hands out; at least one, unique across regions.
+    pub edge_addresses: Vec<IpAddr>,
+    /// The origin as edges reach it.
+    pub origin_url: OriginUrl,
+    /// Where `meridian origin --region NAME` binds.
+    pub origin_listen: SocketAddr,
+}
+
+impl Region {
+    /// The data-plane HTTP listeners of this region's edges.
+    pub fn edge_http_addrs(&self, edge: &Edge) -> Vec<SocketAddr> {
+        self.edge_addresses
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, edge.http_port))
+            .collect()
+    }
+}
+
+/// A validated `http://host:port` origin URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginUrl {
+    /// The host, without brackets for IPv6 literals.
+    pub host: String,
+    /// The port (80 when the URL has none).
+    pub port: u16,
+}
+
+impl OriginUrl {
+    /// `host:port`, bracketing IPv6 literals, as a connect address string.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for OriginUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}", self.authority())
+    }
+}
+
+impl Config {
+    /// The embedded demo topology.
+    pub fn demo() -> Config {
+        // The demo is covered by a unit test below, so it always validates.
+        #[allow(clippy::expect_used)]
+        Config::from_toml(DEMO_TOML, ConfigSource::Embedded).expect("the embedded demo is valid")
+    }
+
+    /// Reads and validates a file. Relative paths inside it are resolved
+    /// against the file's own directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = ConfigSource::File(path.to_path_buf());
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&source, "", format!("cannot read the file: {e}")))?;
+        Config::from_toml(&text, source)
+    }
+
+    /// Loads `path`, or the embedded demo when `path` is `None`.
+    pub fn load_or_demo(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => Config::load(path),
+            None => Ok(Config::demo()),
+        }
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str, source: ConfigSource) -> Result<Config, ConfigError> {
+        let file = error::parse(text, &source)?;
+        validate::lower(file, source)
+    }
+
+    /// The region called `name`, or an error listing the known ones.
+    pub fn region(&self, name: &str) -> Result<&Region, ConfigError> {
+        self.regions.iter().find(|r| r.name == name).ok_or_else(|| {
+            ConfigError::new(
+                &self.source,
+                "region",
+                format!(
+                    "no region named {name:?}; known regions: {}",
+                    self.region_names().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// The region names in file order.
+    pub fn region_names(&self) -> Vec<&str> {
+        self.regions.iter().map(|r| r.name.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, ConfigSource::File("test.toml".into()))
+    }
+
+    /// The demo with one line replaced, for error tests.
+    fn demo_with(from: &str, to: &str) -> String {
+        assert!(DEMO_TOML.contains(from), "demo does not contain {from:?}");
+        DEMO_TOML.replacen(from, to, 1)
+    }
+
+    fn error_of(text: &str) -> ConfigError {
+        match check(text) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn demo_is_the_product_topology() {
+        let config = Config::demo();
+        assert_eq!(config.zone.name, "meridian.test.");
+        assert_eq!(config.zone.steered_names, ["cdn.meridian.test."]);
+        assert_eq!(config.geodns.listen, "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(
+            config.region_names(),
+            ["us-east", "eu-west", "ap-southeast"]
+        );
+        let eu = config.region("eu-west").unwrap();
+        assert_eq!(eu.edge_addresses, ["127.0.2.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            eu.edge_http_addrs(&config.edge),
+            ["127.0.2.1:8080".parse().unwrap()]
+        );
+        assert_eq!(eu.origin_url.to_string(), "http://127.0.2.2:8000");
+        assert_eq!(eu.origin_listen, "127.0.2.2:8000".parse().unwrap());
+        assert_eq!(config.geodns.default_order, [0, 1, 2]);
+        assert_eq!(config.geodns.geo_database, GeoDatabase::Embedded);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = error_of(&demo_with(
+            "http_port = 8080",
+            "http_port = 8080\nhttp_prot = 1",
+        ));
+        assert_eq!(e.file, "test.toml");
+        assert_eq!(e.key, "edge.http_prot");
+        assert!(e.reason.contains("unknown"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_path() {
+        let e = error_of(&demo_with("latitude = 53.35", "latitude = \"north\""));
+        assert_eq!(e.key, "region[1].latitude");
+        assert!(e.reason.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let e = error_of("[zone\nname = 1");
+        assert!(e.reason.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let e = error_of(&demo_with("http_port = 8080\n", ""));
+        assert_eq!(e.key, "edge.http_port");
+        assert!(e.reason.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn latitude_out_of_range() {
+        let e = error_of(&demo_with("latitude = 53.35", "latitude = 153.35"));
+        assert_eq!(e.key, "region[1].latitude");
+        assert!(e.reason.contains("between -90 and 90"), "{e}");
+    }
+
+    #[test]
+    fn longitude_out_of_range() {
+        let e = error_of(&demo_with("longitude = 103.82", "longitude = 203.82"));
+        assert_eq!(e.key, "region[2].longitude");
+    }
+
+    #[test]
+    fn duplicate_region_name() {
+        let e = error_of(&demo_with("name = \"eu-west\"", "name = \"us-east\""));
+        assert_eq!(e.key, "region[1].name");
+        assert!(e.reason.contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn bad_region_name() {
+        let e = error_of(&demo_with("name = \"eu-west\"", "name = \"EU West\""));
+        assert_eq!(e.key, "region[1].name");
+    }
+
+    #[test]
+    fn shared_edge_address() {
+        let e = error_of(&demo_with(
+            "edge_addresses = [\"127.0.2.1\"]",
+            "edge_addresses = [\"127.0.1.1\"]",
+        ));
+        assert_eq!(e.key, "region[1].edge_addresses");
+        assert!(e.reason.contains("us-east"), "{e}");
+    }
+
+    #[test]
+    fn no_edge_addresses() {
+        let e = error_of(&demo_with(
+            "edge_addresses = [\"127.0.2.1\"]",
+            "edge_addresses = []",
+        ));
+        assert_eq!(e.key, "region[1].edge_addresses");
+    }
+
+    #[test]
+    fn origin_url_must_be_http() {
+        let e = error_of(&demo_with("http://127.0.2.2:8000", "ftp://127.0.2.2:8000"));
+        assert_eq!(e.key, "region[1].origin_url");
+        let e = error_of(&demo_with(
+            "http://127.0.2.2:8000",
+            "http://127.0.2.2:8000/path",
+        ));
+        assert_eq!(e.key, "region[1].origin_url");
+        let e = error_of(&demo_with("http://127.0.2.2:8000", "not a url"));
+        assert_eq!(e.key, "region[1].origin_url");
+    }
+
+    #[test]
+    fn origin_by_name_needs_a_listen_address() {
+        let e = error_of(&demo_with(
+            "http://127.0.2.2:8000",
+            "http://origin.example:8000",
+        ));
+        assert_eq!(e.key, "region[1].origin_listen");
+        let text = demo_with(
+            "origin_url = \"http://127.0.2.2:8000\"",
+            "origin_url = \"http://origin.example\"\norigin_listen = \"0.0.0.0:8000\"",
+        );
+        let config = check(&text).unwrap();
+        let eu = config.region("eu-west").unwrap();
+        assert_eq!(eu.origin_url.port, 80);
+        assert_eq!(eu.origin_url.host, "origin.example");
+    }
+
+    #[test]
+    fn ipv6_origin_url() {
+        let text = demo_with("http://127.0.2.2:8000", "http://[::1]:8000");
+        let config = check(&text).unwrap();
+        let eu = config.region("eu-west").unwrap();
+        assert_eq!(eu.origin_listen, "[::1]:8000".parse().unwrap());
+        assert_eq!(eu.origin_url.authority(), "[::1]:8000");
+    }
+
+    #[test]
+    fn default_order_names_known_regions_once() {
+        let e = error_of(&demo_with(
+            "default_order = [\"us-east\", \"eu-west\", \"ap-southeast\"]",
+            "default_order = [\"us-east\", \"mars\"]",
+        ));
+        assert_eq!(e.key, "geodns.default_order");
+        assert!(e.reason.contains("mars"), "{e}");
+        assert!(e.reason.contains("eu-west"), "lists the known regions: {e}");
+        let e = error_of(&demo_with(
+            "default_order = [\"us-east\", \"eu-west\", \"ap-southeast\"]",
+            "default_order = [\"us-east\", \"us-east\"]",
+        ));
+        assert_eq!(e.key, "geodns.default_order");
+    }
+
+    #[test]
+    fn default_order_appends_unlisted_regions() {
+        let config = check(&demo_with(
+            "default_order = [\"us-east\", \"eu-west\", \"ap-southeast\"]",
+            "default_order = [\"ap-southeast\"]",
+        ))
+        .unwrap();
+        assert_eq!(config.geodns.default_order, [2, 0, 1]);
+    }
+
+    #[test]
+    fn steered_name_outside_the_zone() {
+        let e = error_of(&demo_with(
+            "[\"cdn.meridian.test.\"]",
+            "[\"cdn.example.com.\"]",
+        ));
+        assert_eq!(e.key, "zone.steered_names[0]");
+        assert!(e.reason.contains("meridian.test."), "{e}");
+    }
+
+    #[test]
+    fn names_are_normalized() {
+        let config = check(&demo_with(
+            "[\"cdn.meridian.test.\"]",
+            "[\"CDN.Meridian.Test\"]",
+        ))
+        .unwrap();
+        assert_eq!(config.zone.steered_names, ["cdn.meridian.test."]);
+    }
+
+    #[test]
+    fn bad_dns_names() {
+        let e = error_of(&demo_with(
+            "name = \"meridian.test.\"",
+            "name = \"meridian..test.\"",
+        ));
+        assert_eq!(e.key, "zone.name");
+        let long = "a".repeat(64);
+        let e = error_of(&demo_with(
+            "name = \"meridian.test.\"",
+            &format!("name = \"{long}.test.\""),
+        ));
+        assert_eq!(e.key, "zone.name");
+        let e = error_of(&demo_with(
+            "hostmaster.meridian.test.",
+            "host master.meridian.test.",
+        ));
+        assert_eq!(e.key, "zone.hostmaster");
+    }
+
+    #[test]
+    fn cache_budget_rules() {
+        let e = error_of(&demo_with(
+            "cache_max_bytes = 268435456",
+            "cache_max_bytes = 0",
+        ));
+        assert_eq!(e.key, "edge.cache_max_bytes");
+        let e = error_of(&demo_with(
+            "cache_max_object_bytes = 16777216",
+            "cache_max_object_bytes = 536870912",
+        ));
+        assert_eq!(e.key, "edge.cache_max_object_bytes");
+        assert!(e.reason.contains("cache_max_bytes"), "{e}");
+    }
+
+    #[test]
+    fn ports_and_paths() {
+        let e = error_of(&demo_with("http_port = 8080", "http_port = 0"));
+        assert_eq!(e.key, "edge.http_port");
+        let e = error_of(&demo_with("http_port = 8080", "http_port = 70000"));
+        assert_eq!(e.key, "edge.http_port");
+        let e = error_of(&demo_with("\"/_meridian/health\"", "\"health\""));
+        assert_eq!(e.key, "edge.health_path");
+    }
+
+    #[test]
+    fn listen_address_must_parse() {
+        let e = error_of(&demo_with(
+            "listen = \"127.0.0.1:5353\"",
+            "listen = \"localhost\"",
+        ));
+        assert_eq!(e.key, "geodns.listen");
+    }
+
+    #[test]
+    fn hostnames_rules() {
+        let e = error_of(&demo_with(
+            "hostnames = [\"cdn.meridian.test\"]",
+            "hostnames = []",
+        ));
+        assert_eq!(e.key, "edge.hostnames");
+        let e = error_of(&demo_with(
+            "hostnames = [\"cdn.meridian.test\"]",
+            "hostnames = [\"cdn.meridian.test:8080\"]",
+        ));
+        assert_eq!(e.key, "edge.hostnames[0]");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let text = demo_with(
+            "geo_database = \"embedded\"",
+            "geo_database = \"geo/city.mmdb\"",
+        )
+        .replace("# root = \"/srv/www\"", "root = \"site\"");
+        let config =
+            Config::from_toml(&text, ConfigSource::File("/etc/meridian/m.toml".into())).unwrap();
+        assert_eq!(
+            config.geodns.geo_database,
+            GeoDatabase::File("/etc/meridian/geo/city.mmdb".into())
+        );
+        assert_eq!(
+            config.origin.root,
+            Some(PathBuf::from("/etc/meridian/site"))
+        );
+    }
+
+    #[test]
+    fn no_regions() {
+        let cut = DEMO_TOML.find("[[region]]").unwrap();
+        let e = error_of(&DEMO_TOML[..cut]);
+        assert_eq!(e.key, "region");
+    }
+
+    #[test]
+    fn unknown_region_lists_known_ones() {
+        let e = Config::demo().region("mars").unwrap_err();
+        assert!(
+            e.to_string().contains("us-east, eu-west, ap-southeast"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn error_display_names_file_key_and_reason() {
+        let e = error_of(&demo_with("latitude = 53.35", "latitude = 153.35"));
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("test.toml: region[1].latitude: "),
+            "{shown}"
+        );
+    }
+}
