@@ -1,1 +1,81 @@
-fn main() {}
+//! `meridian`: one binary for every role of the CDN.
+//!
+//! It parses the command line and hands over: `up` runs the whole topology
+//! on this machine (the `up` module), `geodns`/`edge`/`origin` run one role
+//! as deployed on a real host (the `roles` module), and `config` validates
+//! or prints configurations. The work itself lives in the library crates.
+
+mod cli;
+mod roles;
+mod up;
+
+use clap::Parser;
+use cli::{Cli, Command, ConfigArg, ConfigCommand};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+/// Per-query and per-connection logs of the libraries stay below `info`:
+/// a busy server must not spend its time writing logs.
+const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn,pingora_core=warn,pingora_proxy=warn";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let command = cli
+        .command
+        .unwrap_or(Command::Up(ConfigArg { config: None }));
+    match run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(config) => up::run(&config),
+        Command::Geodns(config) => roles::geodns(&config),
+        Command::Edge(args) => roles::edge(&args),
+        Command::Origin(args) => roles::origin(&args),
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", config::DEMO_TOML);
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { files }) => check_configs(&files),
+    }
+}
+
+/// `meridian config check`: every file is checked, every problem printed.
+fn check_configs(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for file in files {
+        match config::Config::load(file) {
+            Ok(config) => println!(
+                "{}: ok ({} regions: {})",
+                file.display(),
+                config.regions.len(),
+                config.region_names().join(", ")
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => anyhow::bail!("{n} of {} config files are invalid", files.len()),
+    }
+}
+
+fn init_logging() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,1 +1,207 @@
-//! placeholder
+//! The edge: a caching reverse proxy, one per region, on Pingora.
+//!
+//! An edge listens on its region's edge addresses, answers what it has in
+//! its in-memory cache ([`storage::MemoryStorage`]) and forwards the rest to
+//! its region's origin. Whether a response is stored follows RFC 9111
+//! ([`cacheability`]); every response says what the cache did in a
+//! `Cache-Status` header ([`cache_status`]). The edge never consults GeoDNS:
+//! clients reach it because GeoDNS sent them, and it serves whoever arrives.
+//!
+//! [`run`] takes validated [`EdgeSettings`] (from the topology config, or the
+//! ad-hoc `--listen/--origin` mode) and serves until SIGINT or SIGTERM.
+
+pub mod cache_status;
+pub mod cacheability;
+mod host;
+mod proxy;
+pub mod storage;
+
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::server::Server;
+use pingora::server::configuration::ServerConf;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use proxy::EdgeProxy;
+pub use storage::MemoryStorage;
+
+/// Default cache budget of an ad-hoc edge (256 MiB).
+pub const AD_HOC_CACHE_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// Default largest stored object of an ad-hoc edge (16 MiB).
+pub const AD_HOC_CACHE_MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a writer may hold the cache lock for one object before waiting
+/// requests give up on it and fetch for themselves.
+const CACHE_LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything one edge process needs, validated.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    /// The region it serves (`ad-hoc` in ad-hoc mode), for logs.
+    pub name: String,
+    /// Where it accepts plain HTTP.
+    pub listen: Vec<SocketAddr>,
+    /// The origin it forwards to.
+    pub origin: SocketAddr,
+    /// Host names it serves; `None` accepts any Host (ad-hoc mode).
+    pub hostnames: Option<Vec<String>>,
+    /// Path it answers itself for health checks.
+    pub health_path: String,
+    /// Cache budget in bytes.
+    pub cache_max_bytes: usize,
+    /// Largest object stored, in bytes.
+    pub cache_max_object_bytes: usize,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// Why an edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// The configuration does not describe this edge.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The origin address does not resolve.
+    #[error("cannot resolve the origin {origin}: {reason}")]
+    Origin {
+        /// The origin as given.
+        origin: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A listen address cannot be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn resolve_origin(origin: &str) -> Result<SocketAddr, EdgeError> {
+    let error = |reason: String| EdgeError::Origin {
+        origin: origin.to_owned(),
+        reason,
+    };
+    origin
+        .to_socket_addrs()
+        .map_err(|e| error(e.to_string()))?
+        .next()
+        .ok_or_else(|| error("no addresses".to_owned()))
+}
+
+impl EdgeSettings {
+    /// The edge of `region` in the topology `config`.
+    pub fn from_config(config: &config::Config, region: &str) -> Result<Self, EdgeError> {
+        let region = config.region(region)?;
+        let origin = resolve_origin(&region.origin_url.authority())?;
+        Ok(EdgeSettings {
+            name: region.name.clone(),
+            listen: region.edge_http_addrs(&config.edge),
+            origin,
+            hostnames: Some(config.edge.hostnames.clone()),
+            health_path: config.edge.health_path.clone(),
+            cache_max_bytes: config.edge.cache_max_bytes,
+            cache_max_object_bytes: config.edge.cache_max_object_bytes,
+            threads: default_threads(),
+        })
+    }
+
+    /// One edge in front of one origin, accepting any Host (like
+    /// `varnishd -a ADDR -b HOST`). `origin` is `http://host:port` or
+    /// `host:port`.
+    pub fn ad_hoc(listen: SocketAddr, origin: &str) -> Result<Self, EdgeError> {
+        let authority = origin
+            .strip_prefix("http://")
+            .unwrap_or(origin)
+            .trim_end_matches('/');
+        if authority.contains('/') || origin.starts_with("https://") {
+            return Err(EdgeError::Origin {
+                origin: origin.to_owned(),
+                reason: "give the origin as http://host:port".to_owned(),
+            });
+        }
+        let authority = if authority.contains(':') && !authority.ends_with(']') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(EdgeSettings {
+            name: "ad-hoc".to_owned(),
+            listen: vec![listen],
+            origin: resolve_origin(&authority)?,
+            hostnames: None,
+            health_path: "/_meridian/health".to_owned(),
+            cache_max_bytes: AD_HOC_CACHE_MAX_BYTES,
+            cache_max_object_bytes: AD_HOC_CACHE_MAX_OBJECT_BYTES,
+            threads: default_threads(),
+        })
+    }
+}
+
+/// Checks that every listen address can be bound right now.
+///
+/// Pingora binds its listeners inside a service task and only panics that
+/// task when binding fails, leaving a process that runs but serves nothing.
+/// Binding once here first turns "address in use" into a clean error that
+/// names the address, before Pingora starts. (The probe socket is closed
+/// again at once; Pingora sets SO_REUSEADDR, so it can bind right after.)
+fn check_listen_addresses(addrs: &[SocketAddr]) -> Result<(), EdgeError> {
+    for addr in addrs {
+        TcpListener::bind(addr).map_err(|source| EdgeError::Bind {
+            addr: *addr,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs the edge until SIGINT (fast) or SIGTERM (graceful), then exits the
+/// process. Returns only if it cannot start.
+pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
+    check_listen_addresses(&settings.listen)?;
+
+    let conf = ServerConf {
+        threads: settings.threads,
+        // No listener hand-over to a new process, so no reason to wait
+        // before shutting down; in-flight requests get a few seconds.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(3),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    // Pingora's cache API takes `'static` references: the storage and the
+    // lock live as long as the process, so leaking them once is exact.
+    let storage: &'static MemoryStorage = Box::leak(Box::new(MemoryStorage::new(
+        settings.cache_max_bytes,
+        settings.cache_max_object_bytes,
+    )));
+    let cache_lock: &'static CacheKeyLockImpl =
+        Box::leak(CacheLock::new_boxed(CACHE_LOCK_AGE_TIMEOUT));
+
+    let settings = Arc::new(settings);
+    let proxy = EdgeProxy::new(settings.clone(), storage, cache_lock);
+    let mut service =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "edge");
+    for addr in &settings.listen {
+        service.add_tcp(&addr.to_string());
+        tracing::info!(region = %settings.name, "listening for HTTP on {addr}");
+    }
+    server.add_service(service);
+    tracing::info!(
+        region = %settings.name,
+        origin = %settings.origin,
+        cache_max_bytes = settings.cache_max_bytes,
+        "edge started"
+    );
+    server.run_forever()
+}

@@ -1,0 +1,108 @@
+//! Which host a request is for, normalized for comparison and cache keys.
+
+use pingora::http::RequestHeader;
+
+/// The request's host: from the request target's authority when it has one
+/// (HTTP/2 `:authority`, absolute-form URIs), else the `Host` header. The
+/// port and a trailing dot are dropped and letters lowercased, so
+/// `CDN.Meridian.Test.:8080` and `cdn.meridian.test` are the same host.
+/// `None` when there is no host or it is not a valid host name or address.
+pub fn request_host(req: &RequestHeader) -> Option<String> {
+    let authority = match req.uri.authority() {
+        Some(authority) => authority.as_str().to_owned(),
+        None => req
+            .headers
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()?
+            .to_owned(),
+    };
+    normalize(&authority)
+}
+
+fn normalize(authority: &str) -> Option<String> {
+    // Userinfo has no business in a Host.
+    if authority.contains('@') {
+        return None;
+    }
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        // An IPv6 literal: keep the brackets, drop the port.
+        let end = rest.find(']')?;
+        let literal = &rest[..end];
+        literal.parse::<std::net::Ipv6Addr>().ok()?;
+        return Some(format!("[{}]", literal.to_ascii_lowercase()));
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            Some(_) => return None,
+            None => authority,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    valid.then(|| host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_host(host: &str) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("host", host).unwrap();
+        req
+    }
+
+    #[test]
+    fn normalizes_case_port_and_trailing_dot() {
+        assert_eq!(
+            request_host(&with_host("CDN.Meridian.Test.:8080")).as_deref(),
+            Some("cdn.meridian.test")
+        );
+        assert_eq!(
+            request_host(&with_host("cdn.meridian.test")).as_deref(),
+            Some("cdn.meridian.test")
+        );
+        assert_eq!(
+            request_host(&with_host("127.0.2.1:8080")).as_deref(),
+            Some("127.0.2.1")
+        );
+        assert_eq!(
+            request_host(&with_host("[::1]:8080")).as_deref(),
+            Some("[::1]")
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_host() {
+        for bad in [
+            "",
+            "a b",
+            "user@host",
+            "host:port",
+            "[nope]",
+            "evil/..",
+            ":80",
+        ] {
+            assert_eq!(request_host(&with_host(bad)), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_authority_wins() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        req.set_uri("http://cdn.meridian.test/x".parse().unwrap());
+        req.insert_header("host", "other.example").unwrap();
+        assert_eq!(request_host(&req).as_deref(), Some("cdn.meridian.test"));
+    }
+
+    #[test]
+    fn no_host_at_all() {
+        let req = RequestHeader::build("GET", b"/", None).unwrap();
+        assert_eq!(request_host(&req), None);
+    }
+}

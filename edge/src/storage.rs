@@ -1,0 +1,917 @@
+//! The edge's cache storage: a pingora-cache [`Storage`] held in memory and
+//! bounded by bytes.
+//!
+//! pingora-cache ships `MemCache`, but it is meant for its own tests: it is
+//! unbounded, copies every body on every hit, and panics on misuse. This
+//! storage instead keeps committed objects in a [`quick_cache`] cache whose
+//! weight is the object's size in bytes, so the configured budget bounds the
+//! memory the cache holds; eviction is quick_cache's (S3-FIFO-like) policy.
+//!
+//! Two kinds of entries exist for a key:
+//!
+//! - **Objects**: complete responses, immutable once stored. A hit hands out
+//!   `Bytes` slices of the stored body, so serving a hit copies nothing.
+//! - **Fills**: responses being written right now. A fill is readable while it
+//!   is being written (streaming partial writes), so the one request that
+//!   fetches from the origin and every request waiting behind the cache lock
+//!   all stream the body as it arrives. A fill that is abandoned before it
+//!   finishes is marked failed, so its readers see an error instead of a
+//!   short body that looks complete. A finished fill becomes an object.
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::cache::key::{CacheHashKey, HashBinary};
+use pingora::cache::storage::streaming_write::U64WriteId;
+use pingora::cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType,
+};
+use pingora::cache::trace::SpanHandle;
+use pingora::cache::{CacheEntryKey, CacheKey, CacheMeta, Storage};
+use pingora::{Error, ErrorType, Result};
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::SystemTime;
+use tokio::sync::watch;
+
+/// Bytes charged per object on top of its body and headers: the key, the
+/// `Arc`, the struct and quick_cache's own bookkeeping. Without it a cache of
+/// many tiny objects would hold far more memory than its budget says.
+const OBJECT_OVERHEAD_BYTES: usize = 256;
+
+/// Typical object size, used only to size quick_cache's tables up front.
+const TYPICAL_OBJECT_BYTES: usize = 16 * 1024;
+
+/// An in-memory, byte-bounded cache storage. See the module documentation.
+pub struct MemoryStorage {
+    objects: quick_cache::sync::Cache<HashBinary, Arc<StoredObject>, ObjectWeighter>,
+    /// In-progress writes by key. Several may exist for one key (two requests
+    /// that both decided to fetch); each is told apart by its id.
+    fills: RwLock<HashMap<HashBinary, Vec<Arc<Fill>>>>,
+    /// How many fills exist, so a hit can skip the `fills` lock entirely in
+    /// the common case of no write in progress.
+    fill_count: AtomicUsize,
+    next_fill_id: AtomicU64,
+    max_object_bytes: usize,
+}
+
+/// A complete response: its serialized [`CacheMeta`] and its body.
+struct StoredObject {
+    meta: SerializedMeta,
+    body: Bytes,
+}
+
+/// [`CacheMeta::serialize`]'s output: (internal metadata, response header).
+type SerializedMeta = (Vec<u8>, Vec<u8>);
+
+impl StoredObject {
+    fn weight(&self) -> usize {
+        self.body.len() + self.meta.0.len() + self.meta.1.len() + OBJECT_OVERHEAD_BYTES
+    }
+}
+
+#[derive(Clone)]
+struct ObjectWeighter;
+
+impl quick_cache::Weighter<HashBinary, Arc<StoredObject>> for ObjectWeighter {
+    fn weight(&self, _key: &HashBinary, object: &Arc<StoredObject>) -> u64 {
+        object.weight() as u64
+    }
+}
+
+impl MemoryStorage {
+    /// A storage holding at most `max_bytes` of objects (bodies, headers and
+    /// per-object overhead), none larger than `max_object_bytes`.
+    pub fn new(max_bytes: usize, max_object_bytes: usize) -> Self {
+        // quick_cache splits its budget evenly between shards, and an object
+        // heavier than one shard's share is never admitted. Use few enough
+        // shards that each can hold several of the largest objects.
+        let per_shard_floor = max_object_bytes.saturating_add(OBJECT_OVERHEAD_BYTES) * 4;
+        let shards = (max_bytes / per_shard_floor.max(1)).clamp(1, 64);
+        let shards = 1 << shards.ilog2();
+        let options = quick_cache::OptionsBuilder::new()
+            .shards(shards)
+            .weight_capacity(max_bytes as u64)
+            .estimated_items_capacity((max_bytes / TYPICAL_OBJECT_BYTES).max(64))
+            .build();
+        // The builder only fails for a zero or missing capacity, and both are
+        // set above from a budget the config requires to be positive.
+        #[allow(clippy::expect_used)]
+        let options = options.expect("cache options are complete");
+        MemoryStorage {
+            objects: quick_cache::sync::Cache::with_options(
+                options,
+                ObjectWeighter,
+                Default::default(),
+                Default::default(),
+            ),
+            fills: RwLock::new(HashMap::new()),
+            fill_count: AtomicUsize::new(0),
+            next_fill_id: AtomicU64::new(1),
+            max_object_bytes,
+        }
+    }
+
+    /// Number of complete objects stored.
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Bytes charged against the budget by the stored objects.
+    pub fn used_bytes(&self) -> u64 {
+        self.objects.weight()
+    }
+
+    fn fill_for(&self, key: &HashBinary, id: Option<u64>) -> Option<Arc<Fill>> {
+        if self.fill_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let fills = self.fills.read().unwrap_or_else(PoisonError::into_inner);
+        let candidates = fills.get(key)?;
+        match id {
+            Some(id) => candidates.iter().find(|f| f.id == id).cloned(),
+            // The newest write is the freshest response.
+            None => candidates.last().cloned(),
+        }
+    }
+
+    fn add_fill(&self, key: HashBinary, fill: Arc<Fill>) {
+        let mut fills = self.fills.write().unwrap_or_else(PoisonError::into_inner);
+        fills.entry(key).or_default().push(fill);
+        self.fill_count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn remove_fill(&self, key: &HashBinary, id: u64) {
+        let mut fills = self.fills.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = fills.get_mut(key) {
+            let before = list.len();
+            list.retain(|f| f.id != id);
+            if list.len() < before {
+                self.fill_count.fetch_sub(1, Ordering::AcqRel);
+            }
+            if list.is_empty() {
+                fills.remove(key);
+            }
+        }
+    }
+
+    /// Removes every fill of `key`, marking them so they are not committed.
+    fn cancel_fills(&self, key: &HashBinary) -> bool {
+        let mut fills = self.fills.write().unwrap_or_else(PoisonError::into_inner);
+        match fills.remove(key) {
+            Some(list) => {
+                for fill in &list {
+                    fill.purged.store(true, Ordering::Release);
+                }
+                self.fill_count.fetch_sub(list.len(), Ordering::AcqRel);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn storage_error(context: &'static str, detail: impl Into<String>) -> Box<Error> {
+    Error::explain(
+        ErrorType::InternalError,
+        format!("{context}: {}", detail.into()),
+    )
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let hash = key.combined_bin();
+        // A write in progress is newer than any stored object: prefer it, or
+        // a refreshed response would stay invisible until fully written.
+        if let Some(fill) = self.fill_for(&hash, None) {
+            return fill.reader().map(Some);
+        }
+        let Some(object) = self.objects.get(&hash) else {
+            return Ok(None);
+        };
+        let meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
+        let reader = ObjectReader::new(object.body.clone());
+        Ok(Some((meta, Box::new(reader))))
+    }
+
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        streaming_write_tag: Option<&[u8]>,
+        trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(tag) = streaming_write_tag else {
+            return self.lookup(key, trace).await;
+        };
+        let id: u64 = U64WriteId::try_from(tag)
+            .map_err(|_| storage_error("lookup_streaming_write", "malformed write tag"))?
+            .into();
+        match self.fill_for(&key.combined_bin(), Some(id)) {
+            Some(fill) => fill.reader().map(Some),
+            // pingora asks right after creating the write, so it must exist;
+            // an error fails this one request where `None` would panic.
+            None => Err(storage_error(
+                "lookup_streaming_write",
+                format!("no write {id}"),
+            )),
+        }
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let expected_len = meta
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if expected_len.is_some_and(|len| len > self.max_object_bytes) {
+            return Err(storage_error(
+                "get_miss_handler",
+                "object larger than the maximum",
+            ));
+        }
+        let id = self.next_fill_id.fetch_add(1, Ordering::Relaxed);
+        let fill = Arc::new(Fill::new(id, meta.serialize()?));
+        let hash = key.combined_bin();
+        self.add_fill(hash, fill.clone());
+        Ok(Box::new(FillWriter {
+            storage: self,
+            key: hash,
+            fill,
+            tag: U64WriteId::from(id),
+            written: 0,
+            expected_len,
+            finished: false,
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        // Entries here carry no ids, so an exact target naming one cannot match.
+        if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
+            return Ok(PurgeOutcome::NotFound);
+        }
+        let hash = target.key().combined_bin();
+        let cancelled = self.cancel_fills(&hash);
+        let removed = self.objects.remove(&hash).is_some();
+        Ok(if cancelled || removed {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
+    async fn expire(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
+            return Ok(PurgeOutcome::NotFound);
+        }
+        let hash = target.key().combined_bin();
+        let Some(object) = self.objects.get(&hash) else {
+            return Ok(PurgeOutcome::NotFound);
+        };
+        let mut meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
+        meta.expire_at(SystemTime::now());
+        let expired = StoredObject {
+            meta: meta.serialize()?,
+            body: object.body.clone(),
+        };
+        self.objects.insert(hash, Arc::new(expired));
+        Ok(PurgeOutcome::Expired)
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        let hash = key.combined_bin();
+        let Some(object) = self.objects.get(&hash) else {
+            // Evicted or purged while revalidating: nothing to refresh.
+            return Ok(false);
+        };
+        let refreshed = StoredObject {
+            meta: meta.serialize()?,
+            body: object.body.clone(),
+        };
+        self.objects.insert(hash, Arc::new(refreshed));
+        Ok(true)
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// Serves a stored object's body as zero-copy slices; seekable for Range.
+struct ObjectReader {
+    body: Bytes,
+    start: usize,
+    end: usize,
+    done: bool,
+}
+
+impl ObjectReader {
+    fn new(body: Bytes) -> Self {
+        let end = body.len();
+        ObjectReader {
+            body,
+            start: 0,
+            end,
+            done: false,
+        }
+    }
+}
+
+#[async_trait]
+impl HandleHit for ObjectReader {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        Ok(Some(self.body.slice(self.start..self.end)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.body.len();
+        if start >= len {
+            return Err(storage_error(
+                "seek",
+                format!("start {start} beyond body length {len}"),
+            ));
+        }
+        // `end` is exclusive; past the end means "to the end".
+        let end = end.map_or(len, |end| end.min(len));
+        if end < start {
+            return Err(storage_error(
+                "seek",
+                format!("end {end} before start {start}"),
+            ));
+        }
+        self.start = start;
+        self.end = end;
+        // A seek starts a new read, so one reader can serve several ranges.
+        self.done = false;
+        Ok(())
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        self.body.len()
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// A response being written: its metadata, the body chunks so far, and a
+/// watch channel that wakes readers when chunks arrive.
+struct Fill {
+    id: u64,
+    meta: SerializedMeta,
+    chunks: Mutex<Vec<Bytes>>,
+    state: watch::Sender<FillState>,
+    /// Set by a purge: the write must not be committed when it finishes.
+    purged: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FillState {
+    /// `chunks` chunks are readable, more may come.
+    Writing { chunks: usize },
+    /// All `chunks` chunks are written: the body is complete.
+    Complete { chunks: usize },
+    /// The write was abandoned; the body is incomplete.
+    Failed,
+}
+
+impl Fill {
+    fn new(id: u64, meta: SerializedMeta) -> Self {
+        let (state, _) = watch::channel(FillState::Writing { chunks: 0 });
+        Fill {
+            id,
+            meta,
+            chunks: Mutex::new(Vec::new()),
+            state,
+            purged: AtomicBool::new(false),
+        }
+    }
+
+    fn reader(self: &Arc<Self>) -> Result<(CacheMeta, HitHandler)> {
+        let meta = CacheMeta::deserialize(&self.meta.0, &self.meta.1)?;
+        let reader = FillReader {
+            fill: self.clone(),
+            state: self.state.subscribe(),
+            next_chunk: 0,
+        };
+        Ok((meta, Box::new(reader)))
+    }
+
+    fn chunk(&self, index: usize) -> Option<Bytes> {
+        let chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
+        chunks.get(index).cloned()
+    }
+}
+
+/// Streams a fill's body as it is written.
+struct FillReader {
+    fill: Arc<Fill>,
+    state: watch::Receiver<FillState>,
+    next_chunk: usize,
+}
+
+#[async_trait]
+impl HandleHit for FillReader {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let state = *self.state.borrow_and_update();
+            let (available, complete) = match state {
+                FillState::Writing { chunks } => (chunks, false),
+                FillState::Complete { chunks } => (chunks, true),
+                FillState::Failed => {
+                    return Err(Error::explain(
+                        ErrorType::ReadError,
+                        "the response being cached was abandoned before its end",
+                    ));
+                }
+            };
+            if self.next_chunk < available {
+                let chunk = self
+                    .fill
+                    .chunk(self.next_chunk)
+                    .ok_or_else(|| storage_error("read_body", "chunk announced but missing"))?;
+                self.next_chunk += 1;
+                return Ok(Some(chunk));
+            }
+            if complete {
+                return Ok(None);
+            }
+            // The sender lives inside the fill this reader holds, so it
+            // cannot be dropped while we wait.
+            if self.state.changed().await.is_err() {
+                return Err(storage_error("read_body", "write state closed"));
+            }
+        }
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn should_count_access(&self) -> bool {
+        false
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Writes one response into a fill and commits it as an object at the end.
+struct FillWriter {
+    storage: &'static MemoryStorage,
+    key: HashBinary,
+    fill: Arc<Fill>,
+    tag: U64WriteId,
+    written: usize,
+    /// The `Content-Length` the origin promised, if any: a body of any other
+    /// length is truncated (or padded) and must never be stored.
+    expected_len: Option<usize>,
+    finished: bool,
+}
+
+impl FillWriter {
+    fn fail(&mut self, reason: String) -> Box<Error> {
+        self.finished = true;
+        self.fill.state.send_replace(FillState::Failed);
+        self.storage.remove_fill(&self.key, self.fill.id);
+        storage_error("cache write", reason)
+    }
+
+    fn complete(&mut self) -> Result<()> {
+        if let Some(expected) = self.expected_len
+            && expected != self.written
+        {
+            return Err(self.fail(format!(
+                "body has {} bytes but Content-Length said {expected}",
+                self.written
+            )));
+        }
+        let chunks = self
+            .fill
+            .chunks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        self.fill.state.send_replace(FillState::Complete { chunks });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HandleMiss for FillWriter {
+    async fn write_body(&mut self, data: Bytes, eof: bool) -> Result<()> {
+        if self.finished {
+            return Err(storage_error("write_body", "write already finished"));
+        }
+        self.written = self.written.saturating_add(data.len());
+        if self.written > self.storage.max_object_bytes {
+            return Err(self.fail(format!(
+                "body exceeds the maximum object size of {} bytes",
+                self.storage.max_object_bytes
+            )));
+        }
+        if !data.is_empty() {
+            let chunks = {
+                let mut chunks = self
+                    .fill
+                    .chunks
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                chunks.push(data);
+                chunks.len()
+            };
+            if !eof {
+                self.fill.state.send_replace(FillState::Writing { chunks });
+            }
+        }
+        if eof {
+            self.complete()?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        if self.finished {
+            return Err(storage_error("finish", "write already failed"));
+        }
+        if !matches!(*self.fill.state.borrow(), FillState::Complete { .. }) {
+            self.complete()?;
+        }
+        self.finished = true;
+        // One exact-size copy per stored object: the chunks may be slices of
+        // larger network buffers, and keeping those alive would make the
+        // cache hold more memory than it accounts for.
+        let body = {
+            let chunks = self
+                .fill
+                .chunks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut body = BytesMut::with_capacity(self.written);
+            for chunk in chunks.iter() {
+                body.extend_from_slice(chunk);
+            }
+            body.freeze()
+        };
+        let object = StoredObject {
+            meta: self.fill.meta.clone(),
+            body,
+        };
+        let weight = object.weight();
+        if !self.fill.purged.load(Ordering::Acquire) {
+            self.storage.objects.insert(self.key, Arc::new(object));
+        }
+        self.storage.remove_fill(&self.key, self.fill.id);
+        Ok(MissFinishType::Created(weight))
+    }
+
+    fn streaming_write_tag(&self) -> Option<&[u8]> {
+        Some(self.tag.as_bytes())
+    }
+}
+
+impl Drop for FillWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Abandoned mid-body (origin error, client gone, too large):
+            // readers must see an error, and nothing is stored.
+            self.fill.state.send_replace(FillState::Failed);
+            self.storage.remove_fill(&self.key, self.fill.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::cache::trace::Span;
+    use pingora::http::ResponseHeader;
+    use std::sync::LazyLock;
+    use std::time::Duration;
+
+    fn meta(content_length: Option<usize>) -> CacheMeta {
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        if let Some(len) = content_length {
+            header
+                .insert_header("content-length", len.to_string())
+                .unwrap();
+        }
+        let now = SystemTime::now();
+        CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header)
+    }
+
+    fn key(path: &str) -> CacheKey {
+        CacheKey::new(path.as_bytes().to_vec(), "")
+    }
+
+    fn span() -> SpanHandle {
+        Span::inactive().handle()
+    }
+
+    fn leak(storage: MemoryStorage) -> &'static MemoryStorage {
+        Box::leak(Box::new(storage))
+    }
+
+    async fn store(storage: &'static MemoryStorage, path: &str, body: &[u8]) {
+        let mut writer = storage
+            .get_miss_handler(&key(path), &meta(Some(body.len())), &span())
+            .await
+            .unwrap();
+        writer
+            .write_body(Bytes::copy_from_slice(body), true)
+            .await
+            .unwrap();
+        writer.finish().await.unwrap();
+    }
+
+    async fn read_all(reader: &mut HitHandler) -> Result<Vec<u8>> {
+        let mut body = Vec::new();
+        while let Some(chunk) = reader.read_body().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    #[tokio::test]
+    async fn stores_and_serves_an_object() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        assert!(storage.lookup(&key("/a"), &span()).await.unwrap().is_none());
+        store(storage, "/a", b"hello world").await;
+        let (meta, mut reader) = storage.lookup(&key("/a"), &span()).await.unwrap().unwrap();
+        assert_eq!(meta.response_header().status, 200);
+        assert_eq!(read_all(&mut reader).await.unwrap(), b"hello world");
+        assert_eq!(storage.object_count(), 1);
+        assert!(storage.used_bytes() >= 11 + OBJECT_OVERHEAD_BYTES as u64);
+    }
+
+    #[tokio::test]
+    async fn seeks_for_ranges() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        store(storage, "/r", b"0123456789").await;
+        let (_, mut reader) = storage.lookup(&key("/r"), &span()).await.unwrap().unwrap();
+        assert!(reader.can_seek());
+        reader.seek(2, Some(5)).unwrap();
+        assert_eq!(read_all(&mut reader).await.unwrap(), b"234");
+        reader.seek(7, None).unwrap();
+        assert_eq!(read_all(&mut reader).await.unwrap(), b"789");
+        assert!(reader.seek(10, None).is_err());
+    }
+
+    #[tokio::test]
+    async fn readers_stream_a_fill_as_it_is_written() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        let mut writer = storage
+            .get_miss_handler(&key("/s"), &meta(Some(6)), &span())
+            .await
+            .unwrap();
+        writer
+            .write_body(Bytes::from_static(b"abc"), false)
+            .await
+            .unwrap();
+        let (_, mut reader) = storage.lookup(&key("/s"), &span()).await.unwrap().unwrap();
+        assert_eq!(reader.read_body().await.unwrap().unwrap(), "abc");
+        let rest = tokio::spawn(async move { read_all(&mut reader).await });
+        tokio::task::yield_now().await;
+        writer
+            .write_body(Bytes::from_static(b"def"), true)
+            .await
+            .unwrap();
+        writer.finish().await.unwrap();
+        assert_eq!(rest.await.unwrap().unwrap(), b"def");
+        // Committed: later lookups get the whole object.
+        let (_, mut reader) = storage.lookup(&key("/s"), &span()).await.unwrap().unwrap();
+        assert_eq!(read_all(&mut reader).await.unwrap(), b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_fill_is_an_error_and_is_not_stored() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        let mut writer = storage
+            .get_miss_handler(&key("/t"), &meta(Some(100)), &span())
+            .await
+            .unwrap();
+        writer
+            .write_body(Bytes::from_static(b"partial"), false)
+            .await
+            .unwrap();
+        let (_, mut reader) = storage.lookup(&key("/t"), &span()).await.unwrap().unwrap();
+        drop(writer);
+        assert!(read_all(&mut reader).await.is_err());
+        assert!(storage.lookup(&key("/t"), &span()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_shorter_than_its_content_length_is_not_stored() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        let mut writer = storage
+            .get_miss_handler(&key("/short"), &meta(Some(100)), &span())
+            .await
+            .unwrap();
+        assert!(
+            writer
+                .write_body(Bytes::from_static(b"only this"), true)
+                .await
+                .is_err()
+        );
+        assert!(writer.finish().await.is_err());
+        assert!(
+            storage
+                .lookup(&key("/short"), &span())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn objects_over_the_maximum_are_refused() {
+        let storage = leak(MemoryStorage::new(1 << 20, 8));
+        assert!(
+            storage
+                .get_miss_handler(&key("/big"), &meta(Some(9)), &span())
+                .await
+                .is_err()
+        );
+        // Without a Content-Length the size is only known while writing.
+        let mut writer = storage
+            .get_miss_handler(&key("/big"), &meta(None), &span())
+            .await
+            .unwrap();
+        assert!(
+            writer
+                .write_body(Bytes::from_static(b"123456789"), false)
+                .await
+                .is_err()
+        );
+        drop(writer);
+        assert!(
+            storage
+                .lookup(&key("/big"), &span())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_budget_bounds_what_is_held() {
+        let budget = 256 * 1024;
+        let storage = leak(MemoryStorage::new(budget, 8 * 1024));
+        let body = vec![7u8; 4 * 1024];
+        for i in 0..200 {
+            store(storage, &format!("/o{i}"), &body).await;
+        }
+        assert!(
+            storage.used_bytes() <= budget as u64,
+            "{}",
+            storage.used_bytes()
+        );
+        assert!(storage.object_count() < 200);
+        assert!(storage.object_count() > 10);
+    }
+
+    #[tokio::test]
+    async fn purge_removes_and_expire_keeps_the_body() {
+        static STORAGE: LazyLock<MemoryStorage> =
+            LazyLock::new(|| MemoryStorage::new(1 << 20, 1 << 16));
+        let storage: &'static MemoryStorage = &STORAGE;
+        store(storage, "/p", b"x").await;
+        let compact = key("/p").to_compact();
+        let outcome = storage
+            .expire(PurgeTarget::Active(&compact), &span())
+            .await
+            .unwrap();
+        assert_eq!(outcome, PurgeOutcome::Expired);
+        let (meta, mut reader) = storage.lookup(&key("/p"), &span()).await.unwrap().unwrap();
+        assert!(!meta.is_fresh(SystemTime::now()));
+        assert_eq!(read_all(&mut reader).await.unwrap(), b"x");
+        let outcome = storage
+            .purge(
+                PurgeTarget::Active(&compact),
+                PurgeType::Invalidation,
+                &span(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, PurgeOutcome::Purged(None));
+        assert!(storage.lookup(&key("/p"), &span()).await.unwrap().is_none());
+        let outcome = storage
+            .purge(
+                PurgeTarget::Active(&compact),
+                PurgeType::Invalidation,
+                &span(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, PurgeOutcome::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_purge_during_a_fill_keeps_it_out() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        let mut writer = storage
+            .get_miss_handler(&key("/f"), &meta(Some(2)), &span())
+            .await
+            .unwrap();
+        let compact = key("/f").to_compact();
+        storage
+            .purge(
+                PurgeTarget::Active(&compact),
+                PurgeType::Invalidation,
+                &span(),
+            )
+            .await
+            .unwrap();
+        writer
+            .write_body(Bytes::from_static(b"ok"), true)
+            .await
+            .unwrap();
+        writer.finish().await.unwrap();
+        assert!(storage.lookup(&key("/f"), &span()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn update_meta_of_a_missing_object_is_false_not_a_panic() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        assert!(
+            !storage
+                .update_meta(&key("/gone"), &meta(None), &span())
+                .await
+                .unwrap()
+        );
+        store(storage, "/here", b"body").await;
+        assert!(
+            storage
+                .update_meta(&key("/here"), &meta(Some(4)), &span())
+                .await
+                .unwrap()
+        );
+        let (_, mut reader) = storage
+            .lookup(&key("/here"), &span())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read_all(&mut reader).await.unwrap(), b"body");
+    }
+}

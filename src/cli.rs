@@ -1,0 +1,138 @@
+//! The command line: every subcommand and flag, with its `--help` text.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A self-hostable, multi-region edge CDN with GeoDNS steering.
+///
+/// With no command, runs `meridian up`: the whole demo topology on this
+/// machine (GeoDNS, and an edge and an origin per region).
+#[derive(Debug, Parser)]
+#[command(name = "meridian", version, about, long_about)]
+pub struct Cli {
+    /// What to run (default: `up`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The configuration file every role reads.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// The topology config (TOML). Without it, the embedded demo topology
+    /// is used (`meridian config default` prints it).
+    #[arg(long, short, env = "MERIDIAN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Meridian's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole topology on this machine: GeoDNS, and an edge and an
+    /// origin per region, each a supervised child process. Prints the
+    /// endpoints; Ctrl-C stops everything.
+    Up(ConfigArg),
+    /// Run the authoritative GeoDNS server (UDP and TCP).
+    Geodns(ConfigArg),
+    /// Run one region's caching edge; or, with --listen and --origin, one
+    /// edge in front of any HTTP origin without a config file.
+    Edge(EdgeArgs),
+    /// Run one region's origin server (the demo site and /api/whoami).
+    Origin(RegionArgs),
+    /// Validate a config, or print the embedded default.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `meridian edge`
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    /// The region whose edge to run, from the config.
+    #[arg(
+        long,
+        short,
+        required_unless_present = "listen",
+        conflicts_with = "listen"
+    )]
+    pub region: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Ad-hoc mode: listen here (e.g. 127.0.0.1:8090), with no config file
+    /// and any Host accepted.
+    #[arg(long, requires = "origin", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Ad-hoc mode: the origin to forward to (e.g. http://127.0.0.1:8000).
+    #[arg(long, requires = "listen", value_name = "URL")]
+    pub origin: Option<String>,
+}
+
+/// A role that runs for one region.
+#[derive(Debug, Args)]
+pub struct RegionArgs {
+    /// The region, from the config.
+    #[arg(long, short)]
+    pub region: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// `meridian config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate config files; prints each problem with its file, key and
+    /// reason, and exits non-zero if any file is invalid.
+    Check {
+        /// The files to check.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the embedded demo topology, a starting point for your own.
+    Default,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn edge_needs_a_region_or_ad_hoc_flags() {
+        assert!(Cli::try_parse_from(["meridian", "edge"]).is_err());
+        assert!(Cli::try_parse_from(["meridian", "edge", "--region", "eu-west"]).is_ok());
+        assert!(Cli::try_parse_from(["meridian", "edge", "--listen", "127.0.0.1:8090"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "meridian",
+                "edge",
+                "--listen",
+                "127.0.0.1:8090",
+                "--origin",
+                "http://127.0.0.1:8000"
+            ])
+            .is_ok()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "meridian",
+                "edge",
+                "--region",
+                "eu-west",
+                "--listen",
+                "127.0.0.1:8090",
+                "--origin",
+                "x"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn no_command_means_up() {
+        assert!(Cli::try_parse_from(["meridian"]).unwrap().command.is_none());
+    }
+}

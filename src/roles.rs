@@ -1,0 +1,79 @@
+//! The single-role commands: `meridian geodns`, `edge` and `origin`, as
+//! deployed on a real host. Each loads and validates the config before it
+//! binds anything, then hands over to its library crate.
+
+use crate::cli::{ConfigArg, EdgeArgs, RegionArgs};
+use anyhow::Context;
+use config::Config;
+
+/// Loads the config named by `--config`, or the embedded demo.
+pub fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
+    Ok(Config::load_or_demo(arg.config.as_deref())?)
+}
+
+/// Resolves on SIGINT or SIGTERM: the signals `meridian up` and service
+/// managers use to stop a process.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `meridian geodns`
+pub fn geodns(arg: &ConfigArg) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    runtime()?.block_on(geodns::run(&config, shutdown_signal()))?;
+    Ok(())
+}
+
+/// `meridian edge`
+pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
+    let settings = match (&args.region, args.listen, &args.origin) {
+        (Some(region), _, _) => {
+            edge::EdgeSettings::from_config(&load_config(&args.config)?, region)?
+        }
+        (None, Some(listen), Some(origin)) => edge::EdgeSettings::ad_hoc(listen, origin)?,
+        // clap requires one of the two forms.
+        _ => anyhow::bail!("give --region, or --listen with --origin"),
+    };
+    match edge::run(settings)? {}
+}
+
+/// `meridian origin`
+pub fn origin(args: &RegionArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let settings = origin::OriginSettings::from_config(&config, &args.region)?;
+    // Build the router first: a bad static root is reported before binding.
+    let _ = origin::router(&settings)?;
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        origin::serve(listener, settings, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of the `meridian` binary: real processes, real sockets.
+//!
+//! Each test runs the binary on its own loopback block (127.N.x.y), so tests
+//! run in parallel and never clash with a running demo on 127.0.x.y.
+
+// A test that cannot unwrap should fail loudly; that is what unwrap does.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod harness;
+mod up;

@@ -1,0 +1,184 @@
+//! `meridian up`: the whole topology from one command, and the three journeys.
+
+use crate::harness::{Up, dns_query, tcp_listening};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn http_via(edge: std::net::SocketAddr) -> reqwest::Client {
+    // Like `curl --resolve cdn.meridian.test:8080:EDGE`.
+    reqwest::Client::builder()
+        .no_proxy()
+        .resolve("cdn.meridian.test", edge)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_topology_steers_caches_and_stops_cleanly() {
+    let mut up = tokio::task::block_in_place(|| Up::start(41));
+    let b = up.block;
+
+    // One line per endpoint.
+    for label in [
+        "geodns",
+        "edge us-east",
+        "edge eu-west",
+        "edge ap-southeast",
+        "origin eu-west",
+    ] {
+        assert!(
+            up.stdout.iter().any(|l| l.contains(label)),
+            "no endpoint line for {label}: {:?}",
+            up.stdout
+        );
+    }
+
+    // GeoDNS: clients in three countries reach three regions.
+    for (subnet, region) in [
+        ("81.2.69.0/24", 2),
+        ("5.9.0.0/24", 2),
+        ("8.8.8.0/24", 1),
+        ("203.116.1.0/24", 3),
+    ] {
+        let answer = dns_query(up.dns(), "cdn.meridian.test.", RecordType::A, Some(subnet));
+        assert_eq!(answer.message.metadata.response_code, ResponseCode::NoError);
+        assert!(answer.message.metadata.authoritative, "AA set");
+        assert!(!answer.message.metadata.recursion_available, "RA clear");
+        assert_eq!(
+            answer.addresses,
+            [ip(&format!("127.{b}.{region}.1"))],
+            "{subnet}"
+        );
+        let scope = answer.scope.expect("the ECS option is echoed");
+        assert!((1..=24).contains(&scope), "scope {scope} for {subnet}");
+        assert!(answer.message.answers[0].ttl <= 60);
+    }
+    // Without ECS the source address (loopback) cannot be placed: default order.
+    let answer = dns_query(up.dns(), "cdn.meridian.test.", RecordType::A, None);
+    assert_eq!(answer.addresses, [ip(&format!("127.{b}.1.1"))]);
+    // The apex is authoritative; other names are refused.
+    let soa = dns_query(up.dns(), "meridian.test.", RecordType::SOA, None);
+    assert_eq!(soa.message.answers.len(), 1);
+    let refused = dns_query(up.dns(), "example.com.", RecordType::A, None);
+    assert_eq!(
+        refused.message.metadata.response_code,
+        ResponseCode::Refused
+    );
+
+    // Edge: a miss, then a hit, of the same 1024 bytes.
+    let eu = http_via(up.edge(2));
+    let url = "http://cdn.meridian.test:8080/assets/1k.bin";
+    let first = eu.get(url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let status = first.headers()["cache-status"].to_str().unwrap().to_owned();
+    assert!(
+        status.contains("fwd=miss") && status.contains("stored"),
+        "{status}"
+    );
+    let first_body = first.bytes().await.unwrap();
+    assert_eq!(first_body.len(), 1024);
+    let second = eu.get(url).send().await.unwrap();
+    let status = second.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(status.starts_with("meridian; hit"), "{status}");
+    assert!(second.headers().contains_key("age"));
+    assert_eq!(second.bytes().await.unwrap(), first_body);
+
+    // Dynamic: names the region, never a hit.
+    for _ in 0..2 {
+        let whoami = eu
+            .get("http://cdn.meridian.test:8080/api/whoami")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(whoami.status(), 200);
+        let status = whoami.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(!status.contains("hit"), "{status}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&whoami.bytes().await.unwrap()).unwrap();
+        assert_eq!(json["region"], "eu-west");
+        assert_eq!(json["client"], "127.0.0.1");
+    }
+
+    // An unknown Host is refused by the edge.
+    let other = reqwest::Client::builder().no_proxy().build().unwrap();
+    let refused = other
+        .get(format!("http://{}/assets/1k.bin", up.edge(2)))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 421);
+
+    // SIGINT stops everything within 10 s and frees every port.
+    let pid = nix::unistd::Pid::from_raw(up.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = up.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "up did not exit within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "clean exit, got {status}");
+    for region in 1..=3 {
+        assert!(
+            !tcp_listening(up.edge(region)),
+            "edge {region} still listening"
+        );
+        let origin = format!("127.{b}.{region}.2:8000").parse().unwrap();
+        assert!(!tcp_listening(origin), "origin {region} still listening");
+    }
+    assert!(!tcp_listening(up.dns()), "GeoDNS still listening on TCP");
+    let stderr = up.stderr_so_far().join("\n");
+    assert!(stderr.contains("stopped"), "{stderr}");
+}
+
+#[test]
+fn a_child_that_cannot_bind_stops_the_whole_start() {
+    // Hold eu-west's edge address so that edge cannot start.
+    let block = 42;
+    let _squatter = std::net::TcpListener::bind(format!("127.{block}.2.1:8080")).unwrap();
+    let dir = crate::harness::TempDir::new("bind-fail");
+    let config = dir.write("meridian.toml", &crate::harness::config_on_block(block));
+    let started = Instant::now();
+    let output = crate::harness::meridian()
+        .args(["up", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(error.contains("edge eu-west"), "names the role: {stderr}");
+    assert!(
+        error.contains(&format!("127.{block}.2.1:8080")),
+        "names the address: {stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // The roles that did start were stopped again.
+    for addr in [
+        format!("127.{block}.1.1:8080"),
+        format!("127.{block}.1.2:8000"),
+    ] {
+        assert!(!tcp_listening(addr.parse().unwrap()), "{addr} left running");
+    }
+}
