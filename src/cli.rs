@@ -1,5 +1,6 @@
 //! The command line: every subcommand and flag, with its `--help` text.
 
+use crate::up::control::OutageScope;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,9 +40,48 @@ pub enum Command {
     Edge(EdgeArgs),
     /// Run one region's origin server (the demo site and /api/whoami).
     Origin(RegionArgs),
+    /// Simulate a regional outage in the running `meridian up`: kill the
+    /// region's processes with SIGKILL, as a crash would.
+    Outage(OutageArgs),
+    /// Start a region's killed processes again in the running `meridian up`.
+    Restore(RestoreArgs),
+    /// Show the running topology: every process, and GeoDNS's view of
+    /// every region's edges.
+    Status(StatusArgs),
     /// Validate a config, or print the embedded default.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `meridian outage`
+#[derive(Debug, Args)]
+pub struct OutageArgs {
+    /// The region to take down.
+    pub region: String,
+    /// Which of its processes: the edge, the origin, or both.
+    #[arg(long, value_enum, default_value_t = OutageScope::All)]
+    pub component: OutageScope,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// `meridian restore`
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The region to bring back.
+    pub region: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// `meridian status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print the raw JSON status instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `meridian edge`
@@ -66,7 +106,7 @@ pub struct EdgeArgs {
     pub origin: Option<String>,
 }
 
-/// A role that runs for one region.
+/// A command about one region.
 #[derive(Debug, Args)]
 pub struct RegionArgs {
     /// The region, from the config.
@@ -128,6 +168,24 @@ mod tests {
                 "x"
             ])
             .is_err()
+        );
+    }
+
+    #[test]
+    fn outage_takes_a_region_and_a_component() {
+        let cli = Cli::try_parse_from(["meridian", "outage", "eu-west", "--component", "origin"])
+            .unwrap();
+        match cli.command {
+            Some(Command::Outage(args)) => {
+                assert_eq!(args.region, "eu-west");
+                assert_eq!(args.component, OutageScope::Origin);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["meridian", "outage", "eu-west"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Outage(a)) if a.component == OutageScope::All));
+        assert!(
+            Cli::try_parse_from(["meridian", "outage", "eu-west", "--component", "dns"]).is_err()
         );
     }
 

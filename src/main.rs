@@ -2,10 +2,12 @@
 //!
 //! It parses the command line and hands over: `up` runs the whole topology
 //! on this machine (the `up` module), `geodns`/`edge`/`origin` run one role
-//! as deployed on a real host (the `roles` module), and `config` validates
-//! or prints configurations. The work itself lives in the library crates.
+//! as deployed on a real host (the `roles` module), `outage`/`restore`/
+//! `status` talk to a running `up` (the `ops` module), and `config`
+//! validates or prints configurations. The work itself lives in the library crates.
 
 mod cli;
+mod ops;
 mod roles;
 mod up;
 
@@ -39,6 +41,9 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Geodns(config) => roles::geodns(&config),
         Command::Edge(args) => roles::edge(&args),
         Command::Origin(args) => roles::origin(&args),
+        Command::Outage(args) => ops::outage(&args),
+        Command::Restore(args) => ops::restore(&args),
+        Command::Status(args) => ops::status(&args),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEMO_TOML);
             Ok(())

@@ -15,11 +15,17 @@ pub(crate) struct File {
     pub zone: ZoneFile,
     /// The GeoDNS server.
     pub geodns: GeoDnsFile,
+    /// How GeoDNS checks that edges are up.
+    #[serde(default)]
+    pub health: HealthFile,
     /// Settings shared by every region's edge.
     pub edge: EdgeFile,
     /// Settings shared by every region's origin.
     #[serde(default)]
     pub origin: OriginFile,
+    /// The control API of `meridian up`.
+    #[serde(default)]
+    pub control: ControlFile,
     /// The regions, in the order `meridian status` lists them.
     #[serde(default, rename = "region")]
     pub regions: Vec<RegionFile>,
@@ -73,6 +79,59 @@ pub(crate) struct GeoDnsFile {
     pub geo_database: String,
     /// Region order for clients the database cannot place.
     pub default_order: Vec<String>,
+    /// HTTP listener for `/healthz`, `/health` and `/metrics`.
+    #[serde(default = "default_geodns_admin")]
+    pub admin_listen: SocketAddr,
+}
+
+/// `[control]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ControlFile {
+    /// Where `meridian up` serves its control API (loopback only).
+    #[serde(default = "default_control_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for ControlFile {
+    fn default() -> Self {
+        ControlFile {
+            listen: default_control_listen(),
+        }
+    }
+}
+
+/// `[health]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HealthFile {
+    /// Time between two probes of one edge.
+    #[serde(default = "default_health_interval")]
+    pub interval_ms: u64,
+    /// How long a probe may take before it counts as failed.
+    #[serde(default = "default_health_timeout")]
+    pub timeout_ms: u64,
+    /// Consecutive failed probes that mark an edge down.
+    #[serde(default = "default_health_threshold")]
+    pub down_after: u32,
+    /// Consecutive successful probes that mark a down edge up again.
+    #[serde(default = "default_health_threshold")]
+    pub up_after: u32,
+    /// When every region is down: answer the nearest anyway (`true`), or SERVFAIL.
+    #[serde(default = "default_true")]
+    pub fail_open: bool,
+}
+
+impl Default for HealthFile {
+    fn default() -> Self {
+        HealthFile {
+            interval_ms: default_health_interval(),
+            timeout_ms: default_health_timeout(),
+            down_after: default_health_threshold(),
+            up_after: default_health_threshold(),
+            fail_open: true,
+        }
+    }
 }
 
 /// `[edge]`
@@ -154,6 +213,30 @@ fn default_geo_database() -> String {
 
 fn default_health_path() -> String {
     "/_meridian/health".to_owned()
+}
+
+fn default_geodns_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9153))
+}
+
+fn default_control_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9000))
+}
+
+fn default_health_interval() -> u64 {
+    1000
+}
+
+fn default_health_timeout() -> u64 {
+    500
+}
+
+fn default_health_threshold() -> u32 {
+    2
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_asset_max_age() -> u32 {

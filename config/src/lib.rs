@@ -15,6 +15,7 @@ mod validate;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use error::ConfigError;
 
@@ -49,10 +50,14 @@ pub struct Config {
     pub zone: Zone,
     /// The GeoDNS server.
     pub geodns: GeoDns,
+    /// How GeoDNS checks edges.
+    pub health: Health,
     /// Settings shared by every edge.
     pub edge: Edge,
     /// Settings shared by every origin.
     pub origin: Origin,
+    /// The control API of `meridian up`.
+    pub control: Control,
     /// The regions, in file order; at least one.
     pub regions: Vec<Region>,
 }
@@ -98,6 +103,15 @@ pub struct GeoDns {
     /// Indices into [`Config::regions`] for clients that cannot be placed;
     /// every region appears exactly once.
     pub default_order: Vec<usize>,
+    /// HTTP listener for health and metrics.
+    pub admin_listen: SocketAddr,
+}
+
+/// The control API `meridian up` serves for `outage`, `restore` and `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    /// Its listen address; always a loopback address.
+    pub listen: SocketAddr,
 }
 
 /// Which geolocation database GeoDNS uses.
@@ -107,6 +121,22 @@ pub enum GeoDatabase {
     Embedded,
     /// A GeoIP2/GeoLite2 Country or City `.mmdb` file.
     File(PathBuf),
+}
+
+/// How GeoDNS health-checks edges: an HTTP GET of `edge.health_path` on
+/// every edge address's data-plane port, with hysteresis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Time between two probes of one edge.
+    pub interval: Duration,
+    /// How long a probe may take.
+    pub timeout: Duration,
+    /// Consecutive failures that mark an edge down (at least 1).
+    pub down_after: u32,
+    /// Consecutive successes that mark it up again (at least 1).
+    pub up_after: u32,
+    /// With every region down, answer the nearest anyway instead of SERVFAIL.
+    pub fail_open: bool,
 }
 
 /// Settings shared by every region's edge.
@@ -280,6 +310,11 @@ mod tests {
         assert_eq!(eu.origin_listen, "127.0.2.2:8000".parse().unwrap());
         assert_eq!(config.geodns.default_order, [0, 1, 2]);
         assert_eq!(config.geodns.geo_database, GeoDatabase::Embedded);
+        assert_eq!(
+            config.geodns.admin_listen,
+            "127.0.0.1:9153".parse().unwrap()
+        );
+        assert_eq!(config.control.listen, "127.0.0.1:9000".parse().unwrap());
     }
 
     #[test]
@@ -486,6 +521,36 @@ mod tests {
         assert_eq!(e.key, "edge.http_port");
         let e = error_of(&demo_with("\"/_meridian/health\"", "\"health\""));
         assert_eq!(e.key, "edge.health_path");
+    }
+
+    #[test]
+    fn health_defaults_and_rules() {
+        let cut = DEMO_TOML.find("[health]").unwrap();
+        let end = DEMO_TOML[cut..].find("\n\n").unwrap() + cut;
+        let without = format!("{}{}", &DEMO_TOML[..cut], &DEMO_TOML[end..]);
+        let health = check(&without).unwrap().health;
+        assert_eq!(health.interval, Duration::from_secs(1));
+        assert_eq!(health.timeout, Duration::from_millis(500));
+        assert_eq!(
+            (health.down_after, health.up_after, health.fail_open),
+            (2, 2, true)
+        );
+
+        let e = error_of(&demo_with("down_after = 2", "down_after = 0"));
+        assert_eq!(e.key, "health.down_after");
+        let e = error_of(&demo_with("interval_ms = 500", "interval_ms = 5"));
+        assert_eq!(e.key, "health.interval_ms");
+        let e = error_of(&demo_with("timeout_ms = 400", "timeout_ms = 900"));
+        assert_eq!(e.key, "health.timeout_ms");
+        assert!(e.reason.contains("interval_ms"), "{e}");
+    }
+
+    #[test]
+    fn the_control_api_stays_on_loopback() {
+        let text = demo_with("listen = \"127.0.0.1:9000\"", "listen = \"0.0.0.0:9000\"");
+        let e = error_of(&text);
+        assert_eq!(e.key, "control.listen");
+        assert!(e.reason.contains("loopback"), "{e}");
     }
 
     #[test]

@@ -4,14 +4,20 @@
 //! what depends on the machine (is the port free, does the directory exist)
 //! is checked by the role that uses it, before it binds anything.
 
-use crate::file::{EdgeFile, File, GeoDnsFile, OriginFile, RegionFile, ZoneFile};
+use crate::file::{EdgeFile, File, GeoDnsFile, HealthFile, OriginFile, RegionFile, ZoneFile};
 use crate::{
-    Config, ConfigError, ConfigSource, Edge, GeoDatabase, GeoDns, Nameserver, Origin, OriginUrl,
-    Region, Zone,
+    Config, ConfigError, ConfigSource, Control, Edge, GeoDatabase, GeoDns, Health, Nameserver,
+    Origin, OriginUrl, Region, Zone,
 };
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Health probes more often than this are a load test, not a health check.
+const MIN_HEALTH_INTERVAL_MS: u64 = 50;
+/// Less often than this and an outage goes unnoticed for too long.
+const MAX_HEALTH_INTERVAL_MS: u64 = 300_000;
 
 /// Smallest cache budget that makes sense: one maximum-size small object.
 const MIN_CACHE_BYTES: u64 = 64 * 1024;
@@ -21,14 +27,18 @@ pub(crate) fn lower(file: File, source: ConfigSource) -> Result<Config, ConfigEr
     let zone = check.zone(file.zone)?;
     let regions = check.regions(file.regions)?;
     let geodns = check.geodns(file.geodns, &regions)?;
+    let health = check.health(file.health)?;
     let edge = check.edge(file.edge)?;
     let origin = check.origin(file.origin);
+    let control = check.control(file.control)?;
     Ok(Config {
         source,
         zone,
         geodns,
+        health,
         edge,
         origin,
+        control,
         regions,
     })
 }
@@ -240,10 +250,54 @@ impl Checker<'_> {
             "" => return Err(self.error("geodns.geo_database", "must be \"embedded\" or a path")),
             path => GeoDatabase::File(self.path(path)),
         };
+        if geodns.admin_listen == geodns.listen {
+            return Err(self.error(
+                "geodns.admin_listen",
+                "must differ from geodns.listen (TCP is used by both)",
+            ));
+        }
         Ok(GeoDns {
             listen: geodns.listen,
             geo_database,
             default_order,
+            admin_listen: geodns.admin_listen,
+        })
+    }
+
+    fn health(&self, health: HealthFile) -> Result<Health, ConfigError> {
+        if !(MIN_HEALTH_INTERVAL_MS..=MAX_HEALTH_INTERVAL_MS).contains(&health.interval_ms) {
+            return Err(self.error(
+                "health.interval_ms",
+                format!(
+                    "must be between {MIN_HEALTH_INTERVAL_MS} and {MAX_HEALTH_INTERVAL_MS}, got {}",
+                    health.interval_ms
+                ),
+            ));
+        }
+        // A probe that may outlast the interval would overlap the next one.
+        if health.timeout_ms == 0 || health.timeout_ms > health.interval_ms {
+            return Err(self.error(
+                "health.timeout_ms",
+                format!(
+                    "must be between 1 and interval_ms ({}), got {}",
+                    health.interval_ms, health.timeout_ms
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("health.down_after", health.down_after),
+            ("health.up_after", health.up_after),
+        ] {
+            if !(1..=100).contains(&value) {
+                return Err(self.error(key, format!("must be between 1 and 100, got {value}")));
+            }
+        }
+        Ok(Health {
+            interval: Duration::from_millis(health.interval_ms),
+            timeout: Duration::from_millis(health.timeout_ms),
+            down_after: health.down_after,
+            up_after: health.up_after,
+            fail_open: health.fail_open,
         })
     }
 
@@ -308,6 +362,22 @@ impl Checker<'_> {
                 "edge.cache_max_object_bytes",
                 edge.cache_max_object_bytes,
             )?,
+        })
+    }
+
+    fn control(&self, control: crate::file::ControlFile) -> Result<Control, ConfigError> {
+        // Anyone who can reach it can kill processes: never off the machine.
+        if !control.listen.ip().is_loopback() {
+            return Err(self.error(
+                "control.listen",
+                format!(
+                    "{} is not a loopback address; the control API must stay on this machine",
+                    control.listen
+                ),
+            ));
+        }
+        Ok(Control {
+            listen: control.listen,
         })
     }
 

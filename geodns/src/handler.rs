@@ -8,34 +8,52 @@
 //! (RA clear), at most 1232 bytes over UDP (TC set when it does not fit).
 
 use crate::geo::{GeoDatabase, is_public};
-use crate::steering::Steering;
+use crate::health::HealthView;
+use crate::metrics::DnsMetrics;
+use crate::steering::{Steering, choose};
 use crate::zone::{Lookup, Zone};
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, Record};
+use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The largest UDP response Meridian sends: the 2020 DNS flag day's value,
 /// which avoids IP fragmentation on practically every path.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
-/// Everything needed to answer; immutable while it serves.
+/// Everything needed to answer. Only the health view changes while it
+/// serves, and only through atomics.
 pub struct GeoDnsHandler {
     zone: Zone,
     geo: GeoDatabase,
     steering: Steering,
+    health: Arc<HealthView>,
+    fail_open: bool,
+    metrics: Arc<DnsMetrics>,
 }
 
 impl GeoDnsHandler {
-    /// A handler answering for `zone`, placing clients with `geo`.
-    pub fn new(zone: Zone, geo: GeoDatabase, steering: Steering) -> Self {
+    /// A handler answering for `zone`, placing clients with `geo`, skipping
+    /// regions `health` says are down.
+    pub fn new(
+        zone: Zone,
+        geo: GeoDatabase,
+        steering: Steering,
+        health: Arc<HealthView>,
+        fail_open: bool,
+        metrics: Arc<DnsMetrics>,
+    ) -> Self {
         GeoDnsHandler {
             zone,
             geo,
             steering,
+            health,
+            fail_open,
+            metrics,
         }
     }
 }
@@ -109,6 +127,11 @@ impl RequestHandler for GeoDnsHandler {
                 edns.set_rcode_high(rcode.high());
             }
             metadata.response_code = rcode;
+            let qtype = match request.queries.queries() {
+                [query] => query.query_type(),
+                _ => RecordType::NULL,
+            };
+            self.metrics.query(qtype, rcode);
             let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
             let response = builder.build_no_records(metadata);
             return send(&mut response_handle, response, request).await;
@@ -117,7 +140,7 @@ impl RequestHandler for GeoDnsHandler {
         let query = &request.queries.queries()[0];
         let client = client_of(request);
         let mut scope = 0;
-        let mut answers: &[Record] = &[];
+        let mut answers: Vec<&Record> = Vec::new();
         let mut additionals: Vec<&Record> = Vec::new();
         let mut negative = false;
 
@@ -133,20 +156,32 @@ impl RequestHandler for GeoDnsHandler {
                 additionals: glue,
             } => {
                 metadata.authoritative = true;
-                answers = records;
+                answers = records.iter().collect();
                 additionals = glue;
             }
             Lookup::Steered { name, record_type } => {
                 metadata.authoritative = true;
                 let placement = self.geo.place(client.ip);
                 let order = self.steering.order(placement.location.as_ref());
-                // Health-aware selection comes with the health checker; for
-                // now the nearest region answers.
-                let region = order.regions.first().copied().unwrap_or(0);
-                answers = self.zone.steered_records(name, region, record_type);
-                negative = answers.is_empty();
+                let health = &self.health;
+                match choose(&order.regions, |r| health.region_up(r), self.fail_open) {
+                    Some(choice) => {
+                        let records = self.zone.steered_records(name, choice.region, record_type);
+                        // Only the edges that are up; all of them when
+                        // failing open with everything down.
+                        answers = records
+                            .iter()
+                            .filter(|r| choice.fail_open || health.edge_up(choice.region, r.edge))
+                            .map(|r| &r.record)
+                            .collect();
+                        negative = answers.is_empty();
+                        self.metrics.steered(choice.region);
+                    }
+                    None => metadata.response_code = ResponseCode::ServFail,
+                }
                 if client.subnet.is_some() {
                     scope = placement.network_prefix;
+                    self.metrics.ecs_query();
                 }
             }
             Lookup::NoData => {
@@ -171,10 +206,12 @@ impl RequestHandler for GeoDnsHandler {
         } else {
             &[]
         };
+        self.metrics
+            .query(query.query_type(), metadata.response_code);
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
         let response = builder.build(
             metadata,
-            answers.iter(),
+            answers,
             std::iter::empty(),
             soa.iter(),
             additionals,

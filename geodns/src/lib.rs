@@ -11,18 +11,24 @@
 //! The protocol work (parsing, TCP framing, truncation) is hickory-server's;
 //! [`handler`] is the thin piece between it and the pure modules.
 
+pub mod admin;
 pub mod centroids;
 pub mod geo;
 pub mod handler;
+pub mod health;
+pub mod metrics;
 pub mod steering;
 pub mod zone;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use geo::GeoDatabase;
 pub use handler::GeoDnsHandler;
+pub use health::HealthView;
+pub use metrics::DnsMetrics;
 pub use steering::Steering;
 pub use zone::Zone;
 
@@ -58,20 +64,39 @@ pub enum GeoDnsError {
 }
 
 /// Builds the handler for `config`: loads the geo database and the zone.
-pub fn handler_for(config: &config::Config) -> Result<GeoDnsHandler, GeoDnsError> {
+/// Steering reads edge health from `health`; answers are counted in `metrics`.
+pub fn handler_for(
+    config: &config::Config,
+    health: Arc<HealthView>,
+    metrics: Arc<DnsMetrics>,
+) -> Result<GeoDnsHandler, GeoDnsError> {
     let geo = GeoDatabase::from_config(&config.geodns.geo_database)?;
     tracing::info!(database = geo.description(), "geo database loaded");
     let zone = Zone::from_config(config)?;
-    Ok(GeoDnsHandler::new(zone, geo, Steering::from_config(config)))
+    Ok(GeoDnsHandler::new(
+        zone,
+        geo,
+        Steering::from_config(config),
+        health,
+        config.health.fail_open,
+        metrics,
+    ))
 }
 
-/// Binds `config.geodns.listen` for UDP and TCP and serves until `shutdown`
-/// resolves. Everything is loaded and checked before anything is bound.
+/// Binds `config.geodns.listen` for UDP and TCP, starts health-checking
+/// every edge, and serves until `shutdown` resolves. Everything is loaded
+/// and checked before anything is bound.
 pub async fn run(
     config: &config::Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GeoDnsError> {
-    let handler = handler_for(config)?;
+    let health = HealthView::from_config(config);
+    let region_names: Vec<String> = config.regions.iter().map(|r| r.name.clone()).collect();
+    let metrics = Arc::new(
+        DnsMetrics::new(&region_names, health.clone())
+            .map_err(|e| GeoDnsError::Server(e.to_string()))?,
+    );
+    let handler = handler_for(config, health.clone(), metrics.clone())?;
     let addr = config.geodns.listen;
     let udp = tokio::net::UdpSocket::bind(addr)
         .await
@@ -87,7 +112,40 @@ pub async fn run(
             addr,
             source,
         })?;
-    serve(handler, udp, tcp, shutdown).await
+    let admin_addr = config.geodns.admin_listen;
+    let admin = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .map_err(|source| GeoDnsError::Bind {
+            protocol: "HTTP",
+            addr: admin_addr,
+            source,
+        })?;
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_server = axum::serve(admin, admin::router(health.clone(), metrics))
+        .with_graceful_shutdown(async {
+            let _ = admin_stopped.await;
+        });
+    tracing::info!("listening for HTTP on {admin_addr}");
+    let admin_task = tokio::spawn(async move {
+        if let Err(error) = admin_server.await {
+            tracing::error!(%error, "admin listener failed");
+        }
+    });
+    let (stop_checks, checks_stopped) = tokio::sync::oneshot::channel::<()>();
+    let checks = tokio::spawn(health::run_checks(
+        health,
+        config.health.clone(),
+        config.edge.health_path.clone(),
+        async {
+            let _ = checks_stopped.await;
+        },
+    ));
+    let served = serve(handler, udp, tcp, shutdown).await;
+    let _ = stop_checks.send(());
+    let _ = stop_admin.send(());
+    let _ = checks.await;
+    let _ = admin_task.await;
+    served
 }
 
 /// Serves DNS on already-bound sockets until `shutdown` resolves.

@@ -86,6 +86,34 @@ impl Steering {
     }
 }
 
+/// The region chosen to answer a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    /// Index of the region.
+    pub region: usize,
+    /// True when no region was up and this is the fail-open fallback.
+    pub fail_open: bool,
+}
+
+/// The first region in `order` that is up. When none is: the first one
+/// anyway if `fail_open` (a possibly-wrong answer beats no answer, as gdnsd
+/// and Route 53 decide), else `None`.
+pub fn choose(order: &[usize], is_up: impl Fn(usize) -> bool, fail_open: bool) -> Option<Choice> {
+    if let Some(&region) = order.iter().find(|&&r| is_up(r)) {
+        return Some(Choice {
+            region,
+            fail_open: false,
+        });
+    }
+    match order.first() {
+        Some(&region) if fail_open => Some(Choice {
+            region,
+            fail_open: true,
+        }),
+        _ => None,
+    }
+}
+
 /// Great-circle distance between two points, in kilometres (haversine).
 pub fn great_circle_km(a: Coordinates, b: Coordinates) -> f64 {
     let (lat1, lat2) = (a.latitude.to_radians(), b.latitude.to_radians());
@@ -191,6 +219,42 @@ mod tests {
             coordinates_from_database: false,
         };
         assert_eq!(steering.order(Some(&vague)).rule, Rule::Default);
+    }
+
+    #[test]
+    fn choose_skips_regions_that_are_down() {
+        let up = |down: &'static [usize]| move |r: usize| !down.contains(&r);
+        assert_eq!(
+            choose(&[1, 0, 2], up(&[]), true),
+            Some(Choice {
+                region: 1,
+                fail_open: false
+            })
+        );
+        assert_eq!(
+            choose(&[1, 0, 2], up(&[1]), true),
+            Some(Choice {
+                region: 0,
+                fail_open: false
+            })
+        );
+        assert_eq!(
+            choose(&[1, 0, 2], up(&[1, 0]), true),
+            Some(Choice {
+                region: 2,
+                fail_open: false
+            })
+        );
+        // All down: fail open to the nearest, or fail closed.
+        assert_eq!(
+            choose(&[1, 0, 2], up(&[0, 1, 2]), true),
+            Some(Choice {
+                region: 1,
+                fail_open: true
+            })
+        );
+        assert_eq!(choose(&[1, 0, 2], up(&[0, 1, 2]), false), None);
+        assert_eq!(choose(&[], up(&[]), true), None);
     }
 
     #[test]

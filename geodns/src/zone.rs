@@ -40,8 +40,17 @@ pub struct Zone {
 /// One region's edge addresses as records for one steered name.
 #[derive(Debug, Default)]
 struct RegionRecords {
-    a: Vec<Record>,
-    aaaa: Vec<Record>,
+    a: Vec<EdgeRecord>,
+    aaaa: Vec<EdgeRecord>,
+}
+
+/// The address record of one edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeRecord {
+    /// The edge's index in its region's `edge_addresses`.
+    pub edge: usize,
+    /// Its A or AAAA record.
+    pub record: Record,
 }
 
 /// What a query gets from the zone.
@@ -174,8 +183,11 @@ impl Zone {
                 .iter()
                 .map(|region| {
                     let mut records = RegionRecords::default();
-                    for ip in &region.edge_addresses {
-                        let record = address_record(&owner, zone.steered_ttl_seconds, *ip);
+                    for (edge, ip) in region.edge_addresses.iter().enumerate() {
+                        let record = EdgeRecord {
+                            edge,
+                            record: address_record(&owner, zone.steered_ttl_seconds, *ip),
+                        };
                         match ip {
                             IpAddr::V4(_) => records.a.push(record),
                             IpAddr::V6(_) => records.aaaa.push(record),
@@ -269,7 +281,7 @@ impl Zone {
         name: usize,
         region: usize,
         record_type: RecordType,
-    ) -> &[Record] {
+    ) -> &[EdgeRecord] {
         let Some(records) = self.steered_records.get(name).and_then(|r| r.get(region)) else {
             return &[];
         };
@@ -365,8 +377,12 @@ mod tests {
         assert_eq!(zone.lookup(&cdn, RecordType::TXT), Lookup::NoData);
         let eu = zone.steered_records(0, 1, RecordType::A);
         assert_eq!(eu.len(), 1);
-        assert_eq!(&eu[0].data, &RData::A(A("127.0.2.1".parse().unwrap())));
-        assert_eq!(eu[0].ttl, 30);
+        assert_eq!(
+            &eu[0].record.data,
+            &RData::A(A("127.0.2.1".parse().unwrap()))
+        );
+        assert_eq!(eu[0].record.ttl, 30);
+        assert_eq!(eu[0].edge, 0);
         assert!(zone.steered_records(0, 1, RecordType::AAAA).is_empty());
     }
 

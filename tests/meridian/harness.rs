@@ -46,6 +46,8 @@ pub fn config_on_block(block: u8) -> String {
     let demo = config::DEMO_TOML;
     assert!(demo.contains("127.0.0.1:5353"));
     demo.replace("127.0.0.1:5353", &format!("127.{block}.0.1:5353"))
+        .replace("127.0.0.1:9153", &format!("127.{block}.0.1:9153"))
+        .replace("127.0.0.1:9000", &format!("127.{block}.0.1:9000"))
         .replace(
             "addresses = [\"127.0.0.1\"]",
             &format!("addresses = [\"127.{block}.0.1\"]"),
@@ -115,6 +117,16 @@ impl Up {
 
     pub fn dns(&self) -> SocketAddr {
         format!("127.{}.0.1:5353", self.block).parse().unwrap()
+    }
+
+    /// Runs `meridian ARGS --config <this topology's config>`.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
+        meridian()
+            .args(args)
+            .arg("--config")
+            .arg(self._dir.0.join("meridian.toml"))
+            .output()
+            .unwrap()
     }
 
     pub fn edge(&self, region: u8) -> SocketAddr {

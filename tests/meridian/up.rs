@@ -182,3 +182,118 @@ fn a_child_that_cannot_bind_stops_the_whole_start() {
         assert!(!tcp_listening(addr.parse().unwrap()), "{addr} left running");
     }
 }
+
+/// Polls GeoDNS until GB clients get `expected`, or `within` passes.
+fn steered_within(up: &Up, expected: IpAddr, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        let answer = dns_query(
+            up.dns(),
+            "cdn.meridian.test.",
+            RecordType::A,
+            Some("81.2.69.0/24"),
+        );
+        if answer.addresses == [expected] {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn an_outage_steers_away_and_a_restore_steers_back() {
+    let up = Up::start(45);
+    let b = up.block;
+    let eu_edge = ip(&format!("127.{b}.2.1"));
+    let us_edge = ip(&format!("127.{b}.1.1"));
+    assert_eq!(
+        steered_within(&up, eu_edge, Duration::from_secs(1)).map(|_| ()),
+        Some(())
+    );
+
+    let outage = up.command(&["outage", "eu-west"]);
+    assert!(
+        outage.status.success(),
+        "{}",
+        String::from_utf8_lossy(&outage.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&outage.stdout);
+    assert!(
+        stdout.contains("edge eu-west") && stdout.contains("origin eu-west"),
+        "{stdout}"
+    );
+    let away = steered_within(&up, us_edge, Duration::from_secs(3));
+    assert!(
+        away.is_some(),
+        "GB clients were not steered to us-east within 3 s"
+    );
+    assert!(!tcp_listening(up.edge(2)), "the eu-west edge still answers");
+    // US clients are unaffected.
+    let us = dns_query(
+        up.dns(),
+        "cdn.meridian.test.",
+        RecordType::A,
+        Some("8.8.8.0/24"),
+    );
+    assert_eq!(us.addresses, [us_edge]);
+
+    let status = up.command(&["status"]);
+    assert!(status.status.success());
+    let table = String::from_utf8_lossy(&status.stdout);
+    let eu = table
+        .lines()
+        .find(|l| l.starts_with("eu-west"))
+        .unwrap_or_default();
+    assert!(eu.contains("killed") && eu.contains("down"), "{table}");
+    let json = up.command(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["regions"][1]["edge"], "killed");
+    assert_eq!(json["regions"][0]["dns_view_up"], true);
+
+    let restore = up.command(&["restore", "eu-west"]);
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    let back = steered_within(&up, eu_edge, Duration::from_secs(5));
+    assert!(
+        back.is_some(),
+        "GB clients did not come back to eu-west within 5 s"
+    );
+    let table = String::from_utf8_lossy(&up.command(&["status"]).stdout).into_owned();
+    let eu = table
+        .lines()
+        .find(|l| l.starts_with("eu-west"))
+        .unwrap_or_default();
+    assert!(eu.contains("running") && !eu.contains("down"), "{table}");
+}
+
+#[test]
+fn control_errors_say_what_to_do() {
+    let up = Up::start(46);
+    let unknown = up.command(&["outage", "mars"]);
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("known regions: us-east, eu-west, ap-southeast"),
+        "{stderr}"
+    );
+    drop(up);
+
+    // With no `up` running on that config's control address:
+    let dir = crate::harness::TempDir::new("no-up");
+    let config = dir.write("meridian.toml", &crate::harness::config_on_block(47));
+    let output = crate::harness::meridian()
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no `meridian up` is running") && stderr.contains("meridian up"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,42 @@
+//! GeoDNS's admin listener: `/healthz`, `/health` and `/metrics`.
+//!
+//! `/health` is the edges' health as this GeoDNS sees it (what
+//! `meridian status` shows); `/metrics` is Prometheus text.
+
+use crate::health::HealthView;
+use crate::metrics::DnsMetrics;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct AdminState {
+    health: Arc<HealthView>,
+    metrics: Arc<DnsMetrics>,
+}
+
+/// The admin routes.
+pub fn router(health: Arc<HealthView>, metrics: Arc<DnsMetrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/health", get(health_view))
+        .route("/metrics", get(render_metrics))
+        .with_state(AdminState { health, metrics })
+}
+
+async fn health_view(State(state): State<AdminState>) -> impl IntoResponse {
+    axum::Json(state.health.snapshot())
+}
+
+async fn render_metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,364 @@
+//! Edge health, as GeoDNS sees it.
+//!
+//! GeoDNS probes every edge itself, on the data-plane listener clients use
+//! (an HTTP GET of `edge.health_path` on the edge's HTTP port), like gdnsd's
+//! `http_status` monitor and Route 53's health checks: a region is only as
+//! healthy as what its users would reach. Each edge's state changes only
+//! after `down_after` consecutive failures or `up_after` consecutive
+//! successes ([`Hysteresis`]), so one lost probe does not move traffic.
+//!
+//! The probers write into a shared [`HealthView`]; the DNS handler reads it
+//! with plain atomic loads on every steered query.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The up/down state machine of one edge. Pure: fed probe results, it says
+/// when the state flips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hysteresis {
+    up: bool,
+    /// Consecutive results that disagree with `up`.
+    against: u32,
+}
+
+impl Hysteresis {
+    /// An edge believed up until probes say otherwise: a freshly started
+    /// GeoDNS keeps answering while its first probes run.
+    pub fn new_up() -> Self {
+        Hysteresis {
+            up: true,
+            against: 0,
+        }
+    }
+
+    /// Whether the edge is up.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Records one probe result; returns the new state if it flipped.
+    pub fn record(&mut self, success: bool, down_after: u32, up_after: u32) -> Option<bool> {
+        if success == self.up {
+            self.against = 0;
+            return None;
+        }
+        self.against += 1;
+        let needed = if self.up { down_after } else { up_after };
+        if self.against >= needed.max(1) {
+            self.up = !self.up;
+            self.against = 0;
+            Some(self.up)
+        } else {
+            None
+        }
+    }
+}
+
+/// The health of every edge, shared between the probers and the handler.
+#[derive(Debug)]
+pub struct HealthView {
+    /// `[region][edge]`, aligned with the config's `edge_addresses`.
+    regions: Vec<Vec<EdgeHealth>>,
+    /// Region names, for reports.
+    names: Vec<String>,
+}
+
+#[derive(Debug)]
+struct EdgeHealth {
+    addr: SocketAddr,
+    up: AtomicBool,
+}
+
+/// One edge's state, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EdgeStatus {
+    /// The probed address.
+    pub addr: SocketAddr,
+    /// Whether GeoDNS considers it up.
+    pub up: bool,
+}
+
+/// One region's state, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RegionStatus {
+    /// The region's name.
+    pub region: String,
+    /// Whether any of its edges is up.
+    pub up: bool,
+    /// Its edges.
+    pub edges: Vec<EdgeStatus>,
+}
+
+impl HealthView {
+    /// Every edge of `config`, all up.
+    pub fn from_config(config: &config::Config) -> Arc<Self> {
+        let regions = config
+            .regions
+            .iter()
+            .map(|region| {
+                region
+                    .edge_http_addrs(&config.edge)
+                    .into_iter()
+                    .map(|addr| EdgeHealth {
+                        addr,
+                        up: AtomicBool::new(true),
+                    })
+                    .collect()
+            })
+            .collect();
+        let names = config.regions.iter().map(|r| r.name.clone()).collect();
+        Arc::new(HealthView { regions, names })
+    }
+
+    /// Whether edge `edge` of region `region` is up (unknown ones are not).
+    pub fn edge_up(&self, region: usize, edge: usize) -> bool {
+        self.regions
+            .get(region)
+            .and_then(|edges| edges.get(edge))
+            .is_some_and(|e| e.up.load(Ordering::Relaxed))
+    }
+
+    /// Whether any edge of `region` is up.
+    pub fn region_up(&self, region: usize) -> bool {
+        self.regions
+            .get(region)
+            .is_some_and(|edges| edges.iter().any(|e| e.up.load(Ordering::Relaxed)))
+    }
+
+    /// Sets one edge's state.
+    pub fn set_edge(&self, region: usize, edge: usize, up: bool) {
+        if let Some(e) = self.regions.get(region).and_then(|edges| edges.get(edge)) {
+            e.up.store(up, Ordering::Relaxed);
+        }
+    }
+
+    /// Every region's state, in config order.
+    pub fn snapshot(&self) -> Vec<RegionStatus> {
+        self.regions
+            .iter()
+            .zip(&self.names)
+            .map(|(edges, name)| {
+                let edges: Vec<EdgeStatus> = edges
+                    .iter()
+                    .map(|e| EdgeStatus {
+                        addr: e.addr,
+                        up: e.up.load(Ordering::Relaxed),
+                    })
+                    .collect();
+                RegionStatus {
+                    region: name.clone(),
+                    up: edges.iter().any(|e| e.up),
+                    edges,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Probes every edge of `view` until `shutdown` resolves.
+pub async fn run_checks(
+    view: Arc<HealthView>,
+    settings: config::Health,
+    health_path: String,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let client = match reqwest::Client::builder()
+        .no_proxy()
+        // A fresh connection per probe: the check is that the edge accepts
+        // connections now, not that an old one is still open.
+        .pool_max_idle_per_host(0)
+        .timeout(settings.timeout)
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "cannot build the health-check client; edges are assumed up");
+            return;
+        }
+    };
+    let mut probers = tokio::task::JoinSet::new();
+    for (region, edges) in view.regions.iter().enumerate() {
+        for (edge, health) in edges.iter().enumerate() {
+            let url = format!("http://{}{health_path}", health.addr);
+            probers.spawn(probe_edge(
+                view.clone(),
+                region,
+                edge,
+                url,
+                client.clone(),
+                settings.clone(),
+            ));
+        }
+    }
+    shutdown.await;
+    probers.shutdown().await;
+}
+
+async fn probe_edge(
+    view: Arc<HealthView>,
+    region: usize,
+    edge: usize,
+    url: String,
+    client: reqwest::Client,
+    settings: config::Health,
+) {
+    let mut state = Hysteresis::new_up();
+    let mut ticks = tokio::time::interval(settings.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let name = view.names.get(region).cloned().unwrap_or_default();
+    loop {
+        ticks.tick().await;
+        let result = probe(&client, &url, settings.timeout).await;
+        if let Some(up) = state.record(result.is_ok(), settings.down_after, settings.up_after) {
+            view.set_edge(region, edge, up);
+            match (&result, up) {
+                (_, true) => tracing::info!(region = %name, %url, "edge is up"),
+                (Err(reason), false) => {
+                    tracing::warn!(region = %name, %url, %reason, "edge is down")
+                }
+                (Ok(()), false) => {}
+            }
+        }
+    }
+}
+
+async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<(), String> {
+    let response = tokio::time::timeout(timeout, client.get(url).send())
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
+        .map_err(|e| e.to_string())?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {}", response.status()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goes_down_after_n_failures_and_up_after_m_successes() {
+        let mut h = Hysteresis::new_up();
+        assert_eq!(h.record(false, 2, 3), None);
+        assert!(h.is_up());
+        assert_eq!(h.record(false, 2, 3), Some(false));
+        assert!(!h.is_up());
+        assert_eq!(h.record(true, 2, 3), None);
+        assert_eq!(h.record(true, 2, 3), None);
+        assert_eq!(h.record(true, 2, 3), Some(true));
+    }
+
+    #[test]
+    fn one_lost_probe_does_not_flap() {
+        let mut h = Hysteresis::new_up();
+        for _ in 0..10 {
+            assert_eq!(h.record(false, 2, 2), None);
+            assert_eq!(h.record(true, 2, 2), None);
+        }
+        assert!(h.is_up());
+        // Same when down: one success among failures does not bring it back.
+        h.record(false, 2, 2);
+        h.record(false, 2, 2);
+        assert!(!h.is_up());
+        for _ in 0..10 {
+            assert_eq!(h.record(true, 2, 2), None);
+            assert_eq!(h.record(false, 2, 2), None);
+        }
+        assert!(!h.is_up());
+    }
+
+    #[test]
+    fn a_threshold_of_one_flips_at_once() {
+        let mut h = Hysteresis::new_up();
+        assert_eq!(h.record(false, 1, 1), Some(false));
+        assert_eq!(h.record(true, 1, 1), Some(true));
+    }
+
+    #[test]
+    fn the_view_reports_regions_and_edges() {
+        let view = HealthView::from_config(&config::Config::demo());
+        assert!(view.region_up(1));
+        view.set_edge(1, 0, false);
+        assert!(!view.edge_up(1, 0));
+        assert!(!view.region_up(1));
+        assert!(view.region_up(0));
+        assert!(!view.edge_up(7, 0), "unknown edges are not up");
+        let snapshot = view.snapshot();
+        assert_eq!(snapshot[1].region, "eu-west");
+        assert!(!snapshot[1].up);
+        assert_eq!(snapshot[1].edges[0].addr, "127.0.2.1:8080".parse().unwrap());
+    }
+
+    #[tokio::test]
+    async fn probes_mark_a_dead_edge_down_and_a_live_one_up() {
+        // A live "edge": answers 200 to every request.
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = live.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n")
+                        .await;
+                });
+            }
+        });
+        // A dead one: a port nobody listens on.
+        let dead_addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let view = Arc::new(HealthView {
+            regions: vec![
+                vec![EdgeHealth {
+                    addr: live_addr,
+                    up: AtomicBool::new(true),
+                }],
+                vec![EdgeHealth {
+                    addr: dead_addr,
+                    up: AtomicBool::new(true),
+                }],
+            ],
+            names: vec!["live".into(), "dead".into()],
+        });
+        let settings = config::Health {
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_millis(500),
+            down_after: 2,
+            up_after: 1,
+            fail_open: true,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let checks = tokio::spawn(run_checks(
+            view.clone(),
+            settings,
+            "/health".into(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while view.region_up(1) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the dead edge never went down"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Meanwhile the live edge, probed just as often, stayed up.
+        assert!(view.region_up(0));
+        let _ = stop.send(());
+        checks.await.unwrap();
+    }
+}

@@ -1,0 +1,208 @@
+//! GeoDNS's Prometheus metrics.
+//!
+//! Every counter a query touches is created up front, so counting a query
+//! is a few atomic adds, never a label lookup on the hot path.
+
+use crate::health::HealthView;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::sync::Arc;
+
+/// Query types counted by name; everything else is `other`.
+const QUERY_TYPES: [(RecordType, &str); 6] = [
+    (RecordType::A, "A"),
+    (RecordType::AAAA, "AAAA"),
+    (RecordType::ANY, "ANY"),
+    (RecordType::SOA, "SOA"),
+    (RecordType::NS, "NS"),
+    (RecordType::TXT, "TXT"),
+];
+
+/// Response codes counted by name; everything else is `other`.
+const RCODES: [(ResponseCode, &str); 7] = [
+    (ResponseCode::NoError, "NOERROR"),
+    (ResponseCode::NXDomain, "NXDOMAIN"),
+    (ResponseCode::Refused, "REFUSED"),
+    (ResponseCode::ServFail, "SERVFAIL"),
+    (ResponseCode::FormErr, "FORMERR"),
+    (ResponseCode::NotImp, "NOTIMP"),
+    (ResponseCode::BADVERS, "BADVERS"),
+];
+
+/// The counters, and the registry that renders them.
+pub struct DnsMetrics {
+    registry: Registry,
+    /// `[qtype][rcode]`, with the last index of each for `other`.
+    queries: Vec<Vec<IntCounter>>,
+    ecs_queries: IntCounter,
+    /// Steered answers per region (index as in the config).
+    steered: Vec<IntCounter>,
+    edge_up: IntGaugeVec,
+    health: Arc<HealthView>,
+}
+
+fn qtype_index(qtype: RecordType) -> usize {
+    QUERY_TYPES
+        .iter()
+        .position(|(t, _)| *t == qtype)
+        .unwrap_or(QUERY_TYPES.len())
+}
+
+fn rcode_index(rcode: ResponseCode) -> usize {
+    RCODES
+        .iter()
+        .position(|(c, _)| *c == rcode)
+        .unwrap_or(RCODES.len())
+}
+
+impl DnsMetrics {
+    /// Metrics for the regions `region_names`, reading edge health from `health`.
+    pub fn new(
+        region_names: &[String],
+        health: Arc<HealthView>,
+    ) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let queries_vec = IntCounterVec::new(
+            Opts::new(
+                "meridian_dns_queries_total",
+                "DNS queries answered, by query type and response code",
+            ),
+            &["qtype", "rcode"],
+        )?;
+        registry.register(Box::new(queries_vec.clone()))?;
+        let qtype_names = QUERY_TYPES.iter().map(|(_, n)| *n).chain(["other"]);
+        let queries = qtype_names
+            .map(|qtype| {
+                RCODES
+                    .iter()
+                    .map(|(_, n)| *n)
+                    .chain(["other"])
+                    .map(|rcode| queries_vec.with_label_values(&[qtype, rcode]))
+                    .collect()
+            })
+            .collect();
+        let ecs_queries = IntCounter::new(
+            "meridian_dns_ecs_queries_total",
+            "Queries whose answer was tailored to an EDNS Client Subnet",
+        )?;
+        registry.register(Box::new(ecs_queries.clone()))?;
+        let steered_vec = IntCounterVec::new(
+            Opts::new(
+                "meridian_dns_steered_answers_total",
+                "Steered answers, by the region answered",
+            ),
+            &["region"],
+        )?;
+        registry.register(Box::new(steered_vec.clone()))?;
+        let steered = region_names
+            .iter()
+            .map(|r| steered_vec.with_label_values(&[r.as_str()]))
+            .collect();
+        let edge_up = IntGaugeVec::new(
+            Opts::new(
+                "meridian_dns_edge_up",
+                "1 when GeoDNS's health checks consider the edge up",
+            ),
+            &["region", "edge"],
+        )?;
+        registry.register(Box::new(edge_up.clone()))?;
+        Ok(DnsMetrics {
+            registry,
+            queries,
+            ecs_queries,
+            steered,
+            edge_up,
+            health,
+        })
+    }
+
+    /// Counts one answered query.
+    pub fn query(&self, qtype: RecordType, rcode: ResponseCode) {
+        if let Some(counter) = self
+            .queries
+            .get(qtype_index(qtype))
+            .and_then(|row| row.get(rcode_index(rcode)))
+        {
+            counter.inc();
+        }
+    }
+
+    /// Counts a query answered from its ECS option.
+    pub fn ecs_query(&self) {
+        self.ecs_queries.inc();
+    }
+
+    /// Counts a steered answer with `region`'s edges.
+    pub fn steered(&self, region: usize) {
+        if let Some(counter) = self.steered.get(region) {
+            counter.inc();
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        for region in self.health.snapshot() {
+            for edge in &region.edges {
+                self.edge_up
+                    .with_label_values(&[region.region.as_str(), &edge.addr.to_string()])
+                    .set(i64::from(edge.up));
+            }
+        }
+        let mut buffer = Vec::new();
+        // Encoding into a Vec only fails on a metric with invalid names,
+        // which the constructors above already rejected.
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(%error, "cannot encode metrics");
+        }
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_render_with_meridian_names() {
+        let config = config::Config::demo();
+        let health = HealthView::from_config(&config);
+        let metrics = DnsMetrics::new(
+            &config
+                .region_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            health.clone(),
+        )
+        .unwrap();
+        metrics.query(RecordType::A, ResponseCode::NoError);
+        metrics.query(RecordType::A, ResponseCode::NoError);
+        metrics.query(RecordType::MX, ResponseCode::Refused);
+        metrics.ecs_query();
+        metrics.steered(1);
+        health.set_edge(2, 0, false);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"meridian_dns_queries_total{qtype="A",rcode="NOERROR"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"meridian_dns_queries_total{qtype="other",rcode="REFUSED"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("meridian_dns_ecs_queries_total 1"), "{text}");
+        assert!(
+            text.contains(r#"meridian_dns_steered_answers_total{region="eu-west"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"meridian_dns_edge_up{edge="127.0.3.1:8080",region="ap-southeast"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"meridian_dns_edge_up{edge="127.0.2.1:8080",region="eu-west"} 1"#),
+            "{text}"
+        );
+    }
+}

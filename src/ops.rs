@@ -1,0 +1,166 @@
+//! `meridian outage`, `restore` and `status`: clients of the control API of
+//! a running `meridian up` (see `up::control`).
+
+use crate::cli::{OutageArgs, RestoreArgs, StatusArgs};
+use crate::roles::load_config;
+use crate::up::ProcessState;
+use crate::up::control::{Acted, OutageScope, Status};
+use anyhow::{Context, anyhow};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Restores wait for the processes to answer; give them time.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Sends one request to the control API and returns its body, turning
+/// "nothing listens" and error answers into sentences.
+async fn call(
+    control: SocketAddr,
+    method: reqwest::Method,
+    path: &str,
+) -> anyhow::Result<bytes::Bytes> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .build()?;
+    let response = client
+        .request(method, format!("http://{control}{path}"))
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_connect() {
+                anyhow!("no `meridian up` is running (nothing answers on {control}); start one with `meridian up`")
+            } else {
+                anyhow!("the control API on {control} did not answer: {e}")
+            }
+        })?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    if !status.is_success() {
+        return Err(anyhow!("{}", String::from_utf8_lossy(&body).trim()));
+    }
+    Ok(body)
+}
+
+/// `meridian outage REGION [--component ...]`
+pub fn outage(args: &OutageArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let component = serde_json::to_value(args.component)?;
+    let component = component.as_str().unwrap_or("all");
+    let path = format!("/regions/{}/outage?component={component}", args.region);
+    let body = runtime()?.block_on(call(config.control.listen, reqwest::Method::POST, &path))?;
+    let acted: Acted = serde_json::from_slice(&body)?;
+    println!("killed (SIGKILL): {}", acted.processes.join(", "));
+    match args.component {
+        OutageScope::Origin => {
+            println!("the region's edge now fails over to the next-nearest origin")
+        }
+        _ => println!("GeoDNS steers clients away within seconds; watch it with `meridian status`"),
+    }
+    Ok(())
+}
+
+/// `meridian restore REGION`
+pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let path = format!("/regions/{}/restore", args.region);
+    let body = runtime()?.block_on(call(config.control.listen, reqwest::Method::POST, &path))?;
+    let acted: Acted = serde_json::from_slice(&body)?;
+    if acted.processes.is_empty() {
+        println!("{} was already running", args.region);
+    } else {
+        println!("restarted and answering: {}", acted.processes.join(", "));
+    }
+    Ok(())
+}
+
+/// `meridian status`
+pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let body = runtime()?.block_on(call(config.control.listen, reqwest::Method::GET, "/status"))?;
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    let status: Status = serde_json::from_slice(&body)?;
+    print!("{}", render(&status));
+    Ok(())
+}
+
+fn state(state: ProcessState) -> &'static str {
+    match state {
+        ProcessState::Running => "running",
+        ProcessState::Killed => "killed",
+        ProcessState::Exited => "exited",
+    }
+}
+
+/// The status table.
+fn render(status: &Status) -> String {
+    let mut out = format!("geodns: {}\n", state(status.geodns));
+    out.push_str(&format!(
+        "{:<16} {:<10} {:<10} {:<12}\n",
+        "REGION", "EDGE", "ORIGIN", "DNS SEES EDGE"
+    ));
+    for region in &status.regions {
+        let view = match region.dns_view_up {
+            Some(true) => "up",
+            Some(false) => "down",
+            None => "unknown",
+        };
+        out.push_str(&format!(
+            "{:<16} {:<10} {:<10} {:<12}\n",
+            region.region,
+            state(region.edge),
+            state(region.origin),
+            view
+        ));
+    }
+    if !status.dns_view_available {
+        out.push_str("(GeoDNS's admin listener did not answer, so its view is unknown)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::up::control::RegionStatus;
+
+    #[test]
+    fn the_table_shows_processes_and_the_dns_view() {
+        let status = Status {
+            geodns: ProcessState::Running,
+            dns_view_available: true,
+            regions: vec![
+                RegionStatus {
+                    region: "us-east".into(),
+                    edge: ProcessState::Running,
+                    origin: ProcessState::Running,
+                    dns_view_up: Some(true),
+                },
+                RegionStatus {
+                    region: "eu-west".into(),
+                    edge: ProcessState::Killed,
+                    origin: ProcessState::Killed,
+                    dns_view_up: Some(false),
+                },
+            ],
+        };
+        let table = render(&status);
+        let eu = table.lines().find(|l| l.starts_with("eu-west")).unwrap();
+        assert!(eu.contains("killed") && eu.contains("down"), "{table}");
+        let us = table.lines().find(|l| l.starts_with("us-east")).unwrap();
+        assert!(
+            us.contains("running") && us.ends_with("up") || us.contains(" up"),
+            "{table}"
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! The control API of `meridian up`, and the client the CLI uses for it.
+//!
+//! `POST /regions/{region}/outage?component=edge|origin|all` crashes a
+//! region's processes (SIGKILL: a failure, not a shutdown);
+//! `POST /regions/{region}/restore` starts them again and returns once they
+//! answer; `GET /status` reports every process and GeoDNS's view of every
+//! edge. It listens on loopback only (the config refuses anything else).
+
+use super::{Component, ProcessState, Supervisor};
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How long `status` waits for GeoDNS's admin listener.
+const VIEW_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Which of a region's processes an outage takes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutageScope {
+    /// Edge and origin: the whole region.
+    #[default]
+    All,
+    /// Only the edge: clients must be steered elsewhere.
+    Edge,
+    /// Only the origin: the edge must fail over to another region's origin.
+    Origin,
+}
+
+impl OutageScope {
+    fn components(self) -> &'static [Component] {
+        match self {
+            OutageScope::All => &[Component::Edge, Component::Origin],
+            OutageScope::Edge => &[Component::Edge],
+            OutageScope::Origin => &[Component::Origin],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct OutageQuery {
+    #[serde(default)]
+    component: OutageScope,
+}
+
+/// The answer to an outage or restore: which processes it acted on.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Acted {
+    /// The processes, e.g. `edge eu-west`.
+    pub processes: Vec<String>,
+}
+
+/// `GET /status`: the whole topology.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// The GeoDNS process.
+    pub geodns: ProcessState,
+    /// Whether GeoDNS's admin listener answered (its view is below).
+    pub dns_view_available: bool,
+    /// Every region, in config order.
+    pub regions: Vec<RegionStatus>,
+}
+
+/// One region in [`Status`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RegionStatus {
+    /// The region's name.
+    pub region: String,
+    /// Its edge process.
+    pub edge: ProcessState,
+    /// Its origin process.
+    pub origin: ProcessState,
+    /// Whether GeoDNS's health checks consider its edges up (`None`: unknown).
+    pub dns_view_up: Option<bool>,
+}
+
+/// An error answer: a status code and a sentence.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+type Shared = Arc<Mutex<Supervisor>>;
+
+/// The control routes over the running supervisor.
+pub fn router(supervisor: Shared) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/regions/{region}/outage", post(outage))
+        .route("/regions/{region}/restore", post(restore))
+        .with_state(supervisor)
+}
+
+async fn outage(
+    State(supervisor): State<Shared>,
+    Path(region): Path<String>,
+    Query(query): Query<OutageQuery>,
+) -> Result<axum::Json<Acted>, Failure> {
+    let mut supervisor = supervisor.lock().await;
+    let roles = supervisor
+        .region_roles(&region, query.component.components())
+        .map_err(|e| Failure(StatusCode::NOT_FOUND, e))?;
+    let mut processes = Vec::new();
+    for index in roles {
+        supervisor.kill(index).await;
+        processes.push(supervisor.roles[index].label.clone());
+    }
+    tracing::warn!(%region, ?processes, "simulated outage: killed");
+    Ok(axum::Json(Acted { processes }))
+}
+
+async fn restore(
+    State(supervisor): State<Shared>,
+    Path(region): Path<String>,
+) -> Result<axum::Json<Acted>, Failure> {
+    let mut supervisor = supervisor.lock().await;
+    let roles = supervisor
+        .region_roles(&region, &[Component::Origin, Component::Edge])
+        .map_err(|e| Failure(StatusCode::NOT_FOUND, e))?;
+    let stopped: Vec<usize> = roles
+        .into_iter()
+        .filter(|&i| supervisor.states[i] != ProcessState::Running)
+        .collect();
+    for &index in &stopped {
+        supervisor
+            .spawn(index)
+            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    }
+    supervisor
+        .wait_until_ready(&stopped)
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+    let processes: Vec<String> = stopped
+        .iter()
+        .map(|&i| supervisor.roles[i].label.clone())
+        .collect();
+    tracing::info!(%region, ?processes, "restored");
+    Ok(axum::Json(Acted { processes }))
+}
+
+async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
+    let (mut report, admin, http) = {
+        let supervisor = supervisor.lock().await;
+        let state_of = |region: usize, component: Component| {
+            supervisor
+                .roles
+                .iter()
+                .position(|r| r.region == Some(region) && r.component == component)
+                .map_or(ProcessState::Exited, |i| supervisor.states[i])
+        };
+        let geodns = supervisor
+            .roles
+            .iter()
+            .position(|r| r.component == Component::GeoDns)
+            .map_or(ProcessState::Exited, |i| supervisor.states[i]);
+        let regions = supervisor
+            .config
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(i, region)| RegionStatus {
+                region: region.name.clone(),
+                edge: state_of(i, Component::Edge),
+                origin: state_of(i, Component::Origin),
+                dns_view_up: None,
+            })
+            .collect();
+        let report = Status {
+            geodns,
+            dns_view_available: false,
+            regions,
+        };
+        (
+            report,
+            supervisor.config.geodns.admin_listen,
+            supervisor.http.clone(),
+        )
+    };
+    // Asked without holding the lock: GeoDNS may be slow or gone.
+    if let Ok(view) = dns_view(&http, admin).await {
+        report.dns_view_available = true;
+        for region in &mut report.regions {
+            region.dns_view_up = view
+                .iter()
+                .find(|v| v.region == region.region)
+                .map(|v| v.up);
+        }
+    }
+    axum::Json(report)
+}
+
+/// GeoDNS's `/health` entries, as far as `status` needs them.
+#[derive(Deserialize)]
+struct DnsRegionView {
+    region: String,
+    up: bool,
+}
+
+async fn dns_view(
+    http: &reqwest::Client,
+    admin: std::net::SocketAddr,
+) -> Result<Vec<DnsRegionView>, String> {
+    let response = http
+        .get(format!("http://{admin}/health"))
+        .timeout(VIEW_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
