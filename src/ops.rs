@@ -106,8 +106,8 @@ fn state(state: ProcessState) -> &'static str {
 fn render(status: &Status) -> String {
     let mut out = format!("geodns: {}\n", state(status.geodns));
     out.push_str(&format!(
-        "{:<16} {:<10} {:<10} {:<12}\n",
-        "REGION", "EDGE", "ORIGIN", "DNS SEES EDGE"
+        "{:<16} {:<10} {:<10} {:<14} {:<10} {}\n",
+        "REGION", "EDGE", "ORIGIN", "DNS SEES EDGE", "HIT RATIO", "EDGE SEES ORIGINS"
     ));
     for region in &status.regions {
         let view = match region.dns_view_up {
@@ -115,12 +115,34 @@ fn render(status: &Status) -> String {
             Some(false) => "down",
             None => "unknown",
         };
+        let ratio = region
+            .cache_hit_ratio
+            .map_or_else(|| "-".to_owned(), |r| format!("{:.0}%", r * 100.0));
+        let origins = region.edge_origins.as_ref().map_or_else(
+            || "-".to_owned(),
+            |origins| {
+                origins
+                    .iter()
+                    .map(|o| {
+                        let health = match (o.up, o.suspect) {
+                            (true, false) => "up",
+                            (true, true) => "suspect",
+                            (false, _) => "down",
+                        };
+                        format!("{} {health}", o.region)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        );
         out.push_str(&format!(
-            "{:<16} {:<10} {:<10} {:<12}\n",
+            "{:<16} {:<10} {:<10} {:<14} {:<10} {}\n",
             region.region,
             state(region.edge),
             state(region.origin),
-            view
+            view,
+            ratio,
+            origins
         ));
     }
     if !status.dns_view_available {
@@ -132,10 +154,10 @@ fn render(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::up::control::RegionStatus;
+    use crate::up::control::{OriginView, RegionStatus};
 
     #[test]
-    fn the_table_shows_processes_and_the_dns_view() {
+    fn the_table_shows_processes_and_both_health_views() {
         let status = Status {
             geodns: ProcessState::Running,
             dns_view_available: true,
@@ -145,12 +167,27 @@ mod tests {
                     edge: ProcessState::Running,
                     origin: ProcessState::Running,
                     dns_view_up: Some(true),
+                    edge_origins: Some(vec![
+                        OriginView {
+                            region: "us-east".into(),
+                            up: true,
+                            suspect: false,
+                        },
+                        OriginView {
+                            region: "eu-west".into(),
+                            up: false,
+                            suspect: true,
+                        },
+                    ]),
+                    cache_hit_ratio: Some(0.5),
                 },
                 RegionStatus {
                     region: "eu-west".into(),
                     edge: ProcessState::Killed,
                     origin: ProcessState::Killed,
                     dns_view_up: Some(false),
+                    edge_origins: None,
+                    cache_hit_ratio: None,
                 },
             ],
         };
@@ -158,9 +195,7 @@ mod tests {
         let eu = table.lines().find(|l| l.starts_with("eu-west")).unwrap();
         assert!(eu.contains("killed") && eu.contains("down"), "{table}");
         let us = table.lines().find(|l| l.starts_with("us-east")).unwrap();
-        assert!(
-            us.contains("running") && us.ends_with("up") || us.contains(" up"),
-            "{table}"
-        );
+        assert!(us.contains("running") && us.contains("50%"), "{table}");
+        assert!(us.contains("us-east up, eu-west down"), "{table}");
     }
 }

@@ -149,6 +149,26 @@ pub(crate) struct EdgeFile {
     pub cache_max_bytes: u64,
     /// The largest response body an edge stores, in bytes.
     pub cache_max_object_bytes: u64,
+    /// Port of each edge's admin listener (health, metrics, status).
+    #[serde(default = "default_admin_port")]
+    pub admin_port: u16,
+    /// Address of the admin listener; loopback unless set.
+    pub admin_address: Option<IpAddr>,
+    /// Path on origins that the edges' active health checks probe.
+    #[serde(default = "default_origin_health_path")]
+    pub origin_health_path: String,
+    /// How long an edge waits for a TCP connection to an origin.
+    #[serde(default = "default_origin_connect_timeout")]
+    pub origin_connect_timeout_ms: u64,
+    /// How long an origin may stay silent while answering.
+    #[serde(default = "default_origin_read_timeout")]
+    pub origin_read_timeout_ms: u64,
+    /// Origins one request may try (its own region's, then the nearest others).
+    #[serde(default = "default_origin_max_tries")]
+    pub origin_max_tries: u32,
+    /// How long an origin that just failed a request is tried last.
+    #[serde(default = "default_origin_suspect")]
+    pub origin_suspect_ms: u64,
 }
 
 /// `[origin]`
@@ -209,6 +229,30 @@ fn default_serial() -> u32 {
 
 fn default_geo_database() -> String {
     "embedded".to_owned()
+}
+
+fn default_admin_port() -> u16 {
+    9080
+}
+
+pub(crate) fn default_origin_health_path() -> String {
+    "/healthz".to_owned()
+}
+
+pub(crate) fn default_origin_connect_timeout() -> u64 {
+    1000
+}
+
+pub(crate) fn default_origin_read_timeout() -> u64 {
+    10_000
+}
+
+pub(crate) fn default_origin_max_tries() -> u32 {
+    3
+}
+
+pub(crate) fn default_origin_suspect() -> u64 {
+    5000
 }
 
 fn default_health_path() -> String {

@@ -10,6 +10,7 @@
 
 mod error;
 mod file;
+mod hysteresis;
 mod validate;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
+pub use hysteresis::Hysteresis;
 
 /// The embedded demo topology (see PRODUCT.md): what `meridian up` runs with
 /// no `--config`, and what `meridian config default` prints.
@@ -139,6 +141,13 @@ pub struct Health {
     pub fail_open: bool,
 }
 
+impl Default for Health {
+    /// The values a config gets when it has no `[health]` section.
+    fn default() -> Self {
+        validate::default_health()
+    }
+}
+
 /// Settings shared by every region's edge.
 #[derive(Debug, Clone)]
 pub struct Edge {
@@ -152,6 +161,34 @@ pub struct Edge {
     pub cache_max_bytes: usize,
     /// Largest body an edge stores, in bytes.
     pub cache_max_object_bytes: usize,
+    /// Port of each edge's admin listener.
+    pub admin_port: u16,
+    /// Address of the admin listener when set; else see [`Region::edge_admin_addr`].
+    pub admin_address: Option<IpAddr>,
+    /// How edges reach, time out on, retry and health-check origins.
+    pub origins: OriginPolicy,
+}
+
+/// How an edge treats its origins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginPolicy {
+    /// Path the active health checks GET on every origin.
+    pub health_path: String,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest silence while an origin answers.
+    pub read_timeout: Duration,
+    /// Origins one request may try, at least 1.
+    pub max_tries: u32,
+    /// How long an origin that failed a request is tried last.
+    pub suspect_for: Duration,
+}
+
+impl Default for OriginPolicy {
+    /// The values a config gets when its `[edge]` does not set them.
+    fn default() -> Self {
+        validate::default_origin_policy()
+    }
 }
 
 /// Settings shared by every region's origin.
@@ -183,6 +220,28 @@ pub struct Region {
 }
 
 impl Region {
+    /// Great-circle distance to `other`, in kilometres.
+    pub fn distance_km(&self, other: &Region) -> f64 {
+        great_circle_km(
+            (self.latitude, self.longitude),
+            (other.latitude, other.longitude),
+        )
+    }
+
+    /// Where this region's edge serves its admin API: `edge.admin_address`
+    /// if set, else the first edge address if it is a loopback address (as
+    /// in the demo), else 127.0.0.1. Never a public address unless asked.
+    pub fn edge_admin_addr(&self, edge: &Edge) -> SocketAddr {
+        let ip = edge.admin_address.unwrap_or_else(|| {
+            self.edge_addresses
+                .iter()
+                .copied()
+                .find(IpAddr::is_loopback)
+                .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+        });
+        SocketAddr::new(ip, edge.admin_port)
+    }
+
     /// The data-plane HTTP listeners of this region's edges.
     pub fn edge_http_addrs(&self, edge: &Edge) -> Vec<SocketAddr> {
         self.edge_addresses
@@ -216,6 +275,19 @@ impl fmt::Display for OriginUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "http://{}", self.authority())
     }
+}
+
+/// Mean Earth radius (IUGG), in kilometres.
+const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+/// Great-circle distance between two (latitude, longitude) points in
+/// decimal degrees, in kilometres (the haversine formula).
+pub fn great_circle_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (lat1, lat2) = (a.0.to_radians(), b.0.to_radians());
+    let dlat = lat2 - lat1;
+    let dlon = (b.1 - a.1).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
 }
 
 impl Config {
@@ -261,6 +333,25 @@ impl Config {
                 ),
             )
         })
+    }
+
+    /// The regions ordered for an edge of `region`: itself first, then the
+    /// others nearest first (ties in file order). Indices into `regions`.
+    pub fn regions_nearest_to(&self, region: usize) -> Vec<usize> {
+        let Some(home) = self.regions.get(region) else {
+            return Vec::new();
+        };
+        let mut others: Vec<(f64, usize)> = self
+            .regions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != region)
+            .map(|(i, r)| (home.distance_km(r), i))
+            .collect();
+        others.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        std::iter::once(region)
+            .chain(others.into_iter().map(|(_, i)| i))
+            .collect()
     }
 
     /// The region names in file order.
@@ -315,6 +406,61 @@ mod tests {
             "127.0.0.1:9153".parse().unwrap()
         );
         assert_eq!(config.control.listen, "127.0.0.1:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn edges_order_origins_own_region_first_then_nearest() {
+        let config = Config::demo();
+        // us-east: itself, then Dublin (~5,500 km) before Singapore.
+        assert_eq!(config.regions_nearest_to(0), [0, 1, 2]);
+        // eu-west: itself, then Ashburn (~5,500 km) before Singapore (~11,200).
+        assert_eq!(config.regions_nearest_to(1), [1, 0, 2]);
+        // ap-southeast: itself, then Dublin (~11,200) before Ashburn (~15,500).
+        assert_eq!(config.regions_nearest_to(2), [2, 1, 0]);
+        assert!(config.regions_nearest_to(9).is_empty());
+    }
+
+    #[test]
+    fn distances() {
+        let d = great_circle_km((53.35, -6.26), (39.04, -77.49));
+        assert!((5400.0..5600.0).contains(&d), "{d}");
+        let antipodes = great_circle_km((0.0, 0.0), (0.0, 180.0));
+        assert!((antipodes - std::f64::consts::PI * EARTH_RADIUS_KM).abs() < 1.0);
+    }
+
+    #[test]
+    fn admin_addresses_stay_on_loopback_by_default() {
+        let config = Config::demo();
+        let eu = config.region("eu-west").unwrap();
+        assert_eq!(
+            eu.edge_admin_addr(&config.edge),
+            "127.0.2.1:9080".parse().unwrap()
+        );
+        let public = check(&demo_with(
+            "edge_addresses = [\"127.0.2.1\"]",
+            "edge_addresses = [\"203.0.113.9\"]",
+        ))
+        .unwrap();
+        let eu = public.region("eu-west").unwrap();
+        assert_eq!(
+            eu.edge_admin_addr(&public.edge),
+            "127.0.0.1:9080".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn origin_policy_rules() {
+        let config = Config::demo();
+        assert_eq!(config.edge.origins.max_tries, 3);
+        let e = error_of(&demo_with("origin_max_tries = 3", "origin_max_tries = 0"));
+        assert_eq!(e.key, "edge.origin_max_tries");
+        let e = error_of(&demo_with(
+            "origin_connect_timeout_ms = 1000",
+            "origin_connect_timeout_ms = 0",
+        ));
+        assert_eq!(e.key, "edge.origin_connect_timeout_ms");
+        let e = error_of(&demo_with("admin_port = 9080", "admin_port = 8080"));
+        assert_eq!(e.key, "edge.admin_port");
     }
 
     #[test]

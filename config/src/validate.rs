@@ -349,6 +349,46 @@ impl Checker<'_> {
                 ),
             ));
         }
+        if edge.admin_port == 0 || edge.admin_port == edge.http_port {
+            return Err(self.error(
+                "edge.admin_port",
+                format!(
+                    "must be a port from 1 to 65535 other than http_port, got {}",
+                    edge.admin_port
+                ),
+            ));
+        }
+        if !edge.origin_health_path.starts_with('/') {
+            return Err(self.error(
+                "edge.origin_health_path",
+                format!("{:?} must be an absolute path", edge.origin_health_path),
+            ));
+        }
+        for (key, value) in [
+            (
+                "edge.origin_connect_timeout_ms",
+                edge.origin_connect_timeout_ms,
+            ),
+            ("edge.origin_read_timeout_ms", edge.origin_read_timeout_ms),
+            ("edge.origin_suspect_ms", edge.origin_suspect_ms),
+        ] {
+            if !(1..=3_600_000).contains(&value) {
+                return Err(self.error(key, format!("must be between 1 and 3600000, got {value}")));
+            }
+        }
+        if !(1..=10).contains(&edge.origin_max_tries) {
+            return Err(self.error(
+                "edge.origin_max_tries",
+                format!("must be between 1 and 10, got {}", edge.origin_max_tries),
+            ));
+        }
+        let origins = crate::OriginPolicy {
+            health_path: edge.origin_health_path.clone(),
+            connect_timeout: Duration::from_millis(edge.origin_connect_timeout_ms),
+            read_timeout: Duration::from_millis(edge.origin_read_timeout_ms),
+            max_tries: edge.origin_max_tries,
+            suspect_for: Duration::from_millis(edge.origin_suspect_ms),
+        };
         let to_usize = |key: &str, value: u64| {
             usize::try_from(value)
                 .map_err(|_| self.error(key, format!("{value} does not fit this machine's memory")))
@@ -362,6 +402,9 @@ impl Checker<'_> {
                 "edge.cache_max_object_bytes",
                 edge.cache_max_object_bytes,
             )?,
+            admin_port: edge.admin_port,
+            admin_address: edge.admin_address,
+            origins,
         })
     }
 
@@ -386,6 +429,29 @@ impl Checker<'_> {
             root: origin.root.as_deref().map(|root| self.path(root)),
             asset_max_age_seconds: origin.asset_max_age_seconds,
         }
+    }
+}
+
+/// `[health]` as lowered from an empty section.
+pub(crate) fn default_health() -> Health {
+    let checker = Checker {
+        source: &ConfigSource::Embedded,
+    };
+    // The serde defaults are within every bound `health` checks.
+    #[allow(clippy::expect_used)]
+    checker
+        .health(HealthFile::default())
+        .expect("default health settings are valid")
+}
+
+/// The origin policy of an `[edge]` that sets none of its keys.
+pub(crate) fn default_origin_policy() -> crate::OriginPolicy {
+    crate::OriginPolicy {
+        health_path: crate::file::default_origin_health_path(),
+        connect_timeout: Duration::from_millis(crate::file::default_origin_connect_timeout()),
+        read_timeout: Duration::from_millis(crate::file::default_origin_read_timeout()),
+        max_tries: crate::file::default_origin_max_tries(),
+        suspect_for: Duration::from_millis(crate::file::default_origin_suspect()),
     }
 }
 

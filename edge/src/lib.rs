@@ -10,21 +10,26 @@
 //! [`run`] takes validated [`EdgeSettings`] (from the topology config, or the
 //! ad-hoc `--listen/--origin` mode) and serves until SIGINT or SIGTERM.
 
+mod admin;
 pub mod cache_status;
 pub mod cacheability;
 mod host;
+pub mod metrics;
+pub mod origins;
 mod proxy;
 pub mod storage;
 
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
-use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use proxy::EdgeProxy;
+pub use origins::{OriginSet, OriginTarget};
+pub use proxy::{EdgeProxy, ORIGIN_REGION_HEADER};
 pub use storage::MemoryStorage;
 
 /// Default cache budget of an ad-hoc edge (256 MiB).
@@ -43,8 +48,15 @@ pub struct EdgeSettings {
     pub name: String,
     /// Where it accepts plain HTTP.
     pub listen: Vec<SocketAddr>,
-    /// The origin it forwards to.
-    pub origin: SocketAddr,
+    /// Where it serves `/healthz`, `/status` and `/metrics`, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
+    /// The origins it forwards to, in preference order: its own region's,
+    /// then the others nearest first.
+    pub origins: Vec<OriginTarget>,
+    /// Timeouts, retries and health checks for those origins.
+    pub origin_policy: config::OriginPolicy,
+    /// The schedule and thresholds of the origin health checks.
+    pub health: config::Health,
     /// Host names it serves; `None` accepts any Host (ad-hoc mode).
     pub hostnames: Option<Vec<String>>,
     /// Path it answers itself for health checks.
@@ -63,7 +75,7 @@ pub enum EdgeError {
     /// The configuration does not describe this edge.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// The origin address does not resolve.
+    /// An origin address does not resolve.
     #[error("cannot resolve the origin {origin}: {reason}")]
     Origin {
         /// The origin as given.
@@ -71,6 +83,9 @@ pub enum EdgeError {
         /// What went wrong.
         reason: String,
     },
+    /// The metrics registry refused a metric (a bug).
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
     /// A listen address cannot be bound (in use, not local, no permission).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -100,12 +115,30 @@ fn resolve_origin(origin: &str) -> Result<SocketAddr, EdgeError> {
 impl EdgeSettings {
     /// The edge of `region` in the topology `config`.
     pub fn from_config(config: &config::Config, region: &str) -> Result<Self, EdgeError> {
-        let region = config.region(region)?;
-        let origin = resolve_origin(&region.origin_url.authority())?;
+        let home = config.region(region)?;
+        let home_index = config
+            .regions
+            .iter()
+            .position(|r| r.name == home.name)
+            .unwrap_or(0);
+        let origins = config
+            .regions_nearest_to(home_index)
+            .into_iter()
+            .filter_map(|i| config.regions.get(i))
+            .map(|r| {
+                Ok(OriginTarget {
+                    region: r.name.clone(),
+                    addr: resolve_origin(&r.origin_url.authority())?,
+                })
+            })
+            .collect::<Result<Vec<_>, EdgeError>>()?;
         Ok(EdgeSettings {
-            name: region.name.clone(),
-            listen: region.edge_http_addrs(&config.edge),
-            origin,
+            name: home.name.clone(),
+            listen: home.edge_http_addrs(&config.edge),
+            admin_listen: Some(home.edge_admin_addr(&config.edge)),
+            origins,
+            origin_policy: config.edge.origins.clone(),
+            health: config.health.clone(),
             hostnames: Some(config.edge.hostnames.clone()),
             health_path: config.edge.health_path.clone(),
             cache_max_bytes: config.edge.cache_max_bytes,
@@ -136,7 +169,13 @@ impl EdgeSettings {
         Ok(EdgeSettings {
             name: "ad-hoc".to_owned(),
             listen: vec![listen],
-            origin: resolve_origin(&authority)?,
+            admin_listen: None,
+            origins: vec![OriginTarget {
+                region: "origin".to_owned(),
+                addr: resolve_origin(&authority)?,
+            }],
+            origin_policy: config::OriginPolicy::default(),
+            health: config::Health::default(),
             hostnames: None,
             health_path: "/_meridian/health".to_owned(),
             cache_max_bytes: AD_HOC_CACHE_MAX_BYTES,
@@ -163,13 +202,77 @@ fn check_listen_addresses(addrs: &[SocketAddr]) -> Result<(), EdgeError> {
     Ok(())
 }
 
+/// Probes the origins in the background, on Pingora's runtime.
+struct OriginChecks {
+    origins: Arc<OriginSet>,
+    health: config::Health,
+    path: String,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for OriginChecks {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        origins::run_checks(
+            self.origins.clone(),
+            self.health.clone(),
+            self.path.clone(),
+            shutdown,
+        )
+        .await;
+    }
+}
+
+/// Serves the admin API on a listener bound before Pingora started.
+struct AdminListener {
+    listener: std::sync::Mutex<Option<TcpListener>>,
+    state: admin::AdminState,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for AdminListener {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(listener) = listener else { return };
+        let listener = match listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%error, "cannot serve the admin API");
+                return;
+            }
+        };
+        let served = axum::serve(listener, admin::router(self.state.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "admin listener failed");
+        }
+    }
+}
+
 /// Runs the edge until SIGINT (fast) or SIGTERM (graceful), then exits the
 /// process. Returns only if it cannot start.
 pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
     check_listen_addresses(&settings.listen)?;
+    let admin_listener = settings
+        .admin_listen
+        .map(|addr| TcpListener::bind(addr).map_err(|source| EdgeError::Bind { addr, source }))
+        .transpose()?;
+    let metrics =
+        Arc::new(metrics::EdgeMetrics::new().map_err(|e| EdgeError::Metrics(e.to_string()))?);
 
     let conf = ServerConf {
         threads: settings.threads,
+        // Pingora's retry loop: at least one pass per origin we may try.
+        max_retries: settings.origin_policy.max_tries as usize,
         // No listener hand-over to a new process, so no reason to wait
         // before shutting down; in-flight requests get a few seconds.
         grace_period_seconds: Some(0),
@@ -189,7 +292,17 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         Box::leak(CacheLock::new_boxed(CACHE_LOCK_AGE_TIMEOUT));
 
     let settings = Arc::new(settings);
-    let proxy = EdgeProxy::new(settings.clone(), storage, cache_lock);
+    let origins = Arc::new(OriginSet::new(
+        settings.origins.clone(),
+        &settings.origin_policy,
+    ));
+    let proxy = EdgeProxy::new(
+        settings.clone(),
+        origins.clone(),
+        metrics.clone(),
+        storage,
+        cache_lock,
+    );
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "edge");
     for addr in &settings.listen {
@@ -197,9 +310,39 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         tracing::info!(region = %settings.name, "listening for HTTP on {addr}");
     }
     server.add_service(service);
+    server.add_service(background_service(
+        "origin health checks",
+        OriginChecks {
+            origins: origins.clone(),
+            health: settings.health.clone(),
+            path: settings.origin_policy.health_path.clone(),
+        },
+    ));
+    if let Some(listener) = admin_listener {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(region = %settings.name, "listening for HTTP on {addr} (admin)");
+        }
+        server.add_service(background_service(
+            "admin",
+            AdminListener {
+                listener: std::sync::Mutex::new(Some(listener)),
+                state: admin::AdminState {
+                    region: settings.name.clone(),
+                    origins: origins.clone(),
+                    metrics,
+                    storage,
+                },
+            },
+        ));
+    }
+    let origin_list: Vec<String> = settings
+        .origins
+        .iter()
+        .map(|o| format!("{} {}", o.region, o.addr))
+        .collect();
     tracing::info!(
         region = %settings.name,
-        origin = %settings.origin,
+        origins = %origin_list.join(", "),
         cache_max_bytes = settings.cache_max_bytes,
         "edge started"
     );

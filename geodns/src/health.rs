@@ -5,57 +5,16 @@
 //! `http_status` monitor and Route 53's health checks: a region is only as
 //! healthy as what its users would reach. Each edge's state changes only
 //! after `down_after` consecutive failures or `up_after` consecutive
-//! successes ([`Hysteresis`]), so one lost probe does not move traffic.
+//! successes ([`config::Hysteresis`]), so one lost probe does not move traffic.
 //!
 //! The probers write into a shared [`HealthView`]; the DNS handler reads it
 //! with plain atomic loads on every steered query.
 
+use config::Hysteresis;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-/// The up/down state machine of one edge. Pure: fed probe results, it says
-/// when the state flips.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hysteresis {
-    up: bool,
-    /// Consecutive results that disagree with `up`.
-    against: u32,
-}
-
-impl Hysteresis {
-    /// An edge believed up until probes say otherwise: a freshly started
-    /// GeoDNS keeps answering while its first probes run.
-    pub fn new_up() -> Self {
-        Hysteresis {
-            up: true,
-            against: 0,
-        }
-    }
-
-    /// Whether the edge is up.
-    pub fn is_up(&self) -> bool {
-        self.up
-    }
-
-    /// Records one probe result; returns the new state if it flipped.
-    pub fn record(&mut self, success: bool, down_after: u32, up_after: u32) -> Option<bool> {
-        if success == self.up {
-            self.against = 0;
-            return None;
-        }
-        self.against += 1;
-        let needed = if self.up { down_after } else { up_after };
-        if self.against >= needed.max(1) {
-            self.up = !self.up;
-            self.against = 0;
-            Some(self.up)
-        } else {
-            None
-        }
-    }
-}
 
 /// The health of every edge, shared between the probers and the handler.
 #[derive(Debug)]
@@ -240,44 +199,6 @@ async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn goes_down_after_n_failures_and_up_after_m_successes() {
-        let mut h = Hysteresis::new_up();
-        assert_eq!(h.record(false, 2, 3), None);
-        assert!(h.is_up());
-        assert_eq!(h.record(false, 2, 3), Some(false));
-        assert!(!h.is_up());
-        assert_eq!(h.record(true, 2, 3), None);
-        assert_eq!(h.record(true, 2, 3), None);
-        assert_eq!(h.record(true, 2, 3), Some(true));
-    }
-
-    #[test]
-    fn one_lost_probe_does_not_flap() {
-        let mut h = Hysteresis::new_up();
-        for _ in 0..10 {
-            assert_eq!(h.record(false, 2, 2), None);
-            assert_eq!(h.record(true, 2, 2), None);
-        }
-        assert!(h.is_up());
-        // Same when down: one success among failures does not bring it back.
-        h.record(false, 2, 2);
-        h.record(false, 2, 2);
-        assert!(!h.is_up());
-        for _ in 0..10 {
-            assert_eq!(h.record(true, 2, 2), None);
-            assert_eq!(h.record(false, 2, 2), None);
-        }
-        assert!(!h.is_up());
-    }
-
-    #[test]
-    fn a_threshold_of_one_flips_at_once() {
-        let mut h = Hysteresis::new_up();
-        assert_eq!(h.record(false, 1, 1), Some(false));
-        assert_eq!(h.record(true, 1, 1), Some(true));
-    }
 
     #[test]
     fn the_view_reports_regions_and_edges() {

@@ -8,9 +8,6 @@
 use crate::centroids::Coordinates;
 use crate::geo::Location;
 
-/// Mean Earth radius (IUGG), in kilometres.
-const EARTH_RADIUS_KM: f64 = 6371.0088;
-
 /// The regions' positions and the default order: everything steering needs.
 #[derive(Debug, Clone)]
 pub struct Steering {
@@ -114,13 +111,9 @@ pub fn choose(order: &[usize], is_up: impl Fn(usize) -> bool, fail_open: bool) -
     }
 }
 
-/// Great-circle distance between two points, in kilometres (haversine).
+/// Great-circle distance between two points, in kilometres.
 pub fn great_circle_km(a: Coordinates, b: Coordinates) -> f64 {
-    let (lat1, lat2) = (a.latitude.to_radians(), b.latitude.to_radians());
-    let dlat = lat2 - lat1;
-    let dlon = (b.longitude - a.longitude).to_radians();
-    let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+    config::great_circle_km((a.latitude, a.longitude), (b.latitude, b.longitude))
 }
 
 #[cfg(test)]
@@ -173,7 +166,7 @@ mod tests {
                 longitude: 180.0,
             },
         );
-        assert!((d - std::f64::consts::PI * EARTH_RADIUS_KM).abs() < 1.0);
+        assert!((d - std::f64::consts::PI * 6371.0088).abs() < 1.0);
     }
 
     #[test]

@@ -78,6 +78,34 @@ pub struct RegionStatus {
     pub origin: ProcessState,
     /// Whether GeoDNS's health checks consider its edges up (`None`: unknown).
     pub dns_view_up: Option<bool>,
+    /// The edge's view of the origins, in its preference order (`None`:
+    /// its admin listener did not answer).
+    pub edge_origins: Option<Vec<OriginView>>,
+    /// The edge's cache hit ratio so far.
+    pub cache_hit_ratio: Option<f64>,
+}
+
+/// One origin as an edge sees it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OriginView {
+    /// The origin's region.
+    pub region: String,
+    /// Whether the edge's active checks consider it up.
+    pub up: bool,
+    /// Whether a request recently failed on it.
+    pub suspect: bool,
+}
+
+/// An edge's `/status`, as far as `status` needs it.
+#[derive(Deserialize)]
+struct EdgeView {
+    origins: Vec<OriginView>,
+    cache: CacheView,
+}
+
+#[derive(Deserialize)]
+struct CacheView {
+    hit_ratio: f64,
 }
 
 /// An error answer: a status code and a sentence.
@@ -148,7 +176,7 @@ async fn restore(
 }
 
 async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
-    let (mut report, admin, http) = {
+    let (mut report, admin, edge_admins, http) = {
         let supervisor = supervisor.lock().await;
         let state_of = |region: usize, component: Component| {
             supervisor
@@ -172,6 +200,8 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
                 edge: state_of(i, Component::Edge),
                 origin: state_of(i, Component::Origin),
                 dns_view_up: None,
+                edge_origins: None,
+                cache_hit_ratio: None,
             })
             .collect();
         let report = Status {
@@ -179,9 +209,16 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
             dns_view_available: false,
             regions,
         };
+        let edge_admins: Vec<std::net::SocketAddr> = supervisor
+            .config
+            .regions
+            .iter()
+            .map(|r| r.edge_admin_addr(&supervisor.config.edge))
+            .collect();
         (
             report,
             supervisor.config.geodns.admin_listen,
+            edge_admins,
             supervisor.http.clone(),
         )
     };
@@ -195,7 +232,29 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
                 .map(|v| v.up);
         }
     }
+    let views =
+        futures::future::join_all(edge_admins.iter().map(|addr| edge_view(&http, *addr))).await;
+    for (region, view) in report.regions.iter_mut().zip(views) {
+        if let Ok(view) = view {
+            region.edge_origins = Some(view.origins);
+            region.cache_hit_ratio = Some(view.cache.hit_ratio);
+        }
+    }
     axum::Json(report)
+}
+
+async fn edge_view(
+    http: &reqwest::Client,
+    admin: std::net::SocketAddr,
+) -> Result<EdgeView, String> {
+    let response = http
+        .get(format!("http://{admin}/status"))
+        .timeout(VIEW_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
 /// GeoDNS's `/health` entries, as far as `status` needs them.

@@ -230,3 +230,67 @@ pub fn dns_query(
 pub fn tcp_listening(addr: SocketAddr) -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
+
+/// One `meridian edge --region R` process, killed on drop; its stderr is
+/// replayed if the test failed.
+pub struct EdgeProcess {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    pub addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl EdgeProcess {
+    /// Starts region `region` (1-3) of `config` on block `block`.
+    pub fn start(block: u8, region: u8, config: &str) -> EdgeProcess {
+        let name = ["us-east", "eu-west", "ap-southeast"][usize::from(region - 1)];
+        let dir = TempDir::new(&format!("edge-{block}-{region}"));
+        let path = dir.write("meridian.toml", config);
+        let mut child = meridian()
+            .args(["edge", "--region", name, "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = spawn_line_reader(child.stderr.take().unwrap());
+        let addr: SocketAddr = format!("127.{block}.{region}.1:8080").parse().unwrap();
+        let edge = EdgeProcess {
+            child,
+            stderr,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !tcp_listening(addr) {
+            assert!(
+                Instant::now() < deadline,
+                "the edge did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        edge
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- edge stderr ---");
+            for line in self.stderr.try_iter() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A client that sends every request for cdn.meridian.test to `edge`.
+pub fn client_via(edge: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .resolve("cdn.meridian.test", edge)
+        .build()
+        .unwrap()
+}

@@ -7,5 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod failover;
 mod harness;
+mod scripted;
 mod up;

@@ -1,0 +1,195 @@
+//! The edge's counters: what its cache did and what its origins did.
+//!
+//! Counted once per request, at its end; every counter is created up front
+//! so counting is an atomic add. Rendered as Prometheus text on the admin
+//! listener, and summarized (hit ratio) for `meridian status`.
+
+use crate::cache_status::{CacheOutcome, ForwardReason};
+use crate::storage::MemoryStorage;
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+/// The edge's metrics.
+pub struct EdgeMetrics {
+    registry: Registry,
+    hits: IntCounter,
+    misses: IntCounter,
+    stale: IntCounter,
+    uncacheable: IntCounter,
+    other: IntCounter,
+    /// `[1xx..5xx]`, index = status / 100 - 1.
+    responses: Vec<IntCounter>,
+    origin_retries: IntCounter,
+    objects: IntGauge,
+    bytes: IntGauge,
+}
+
+/// The cache summary `meridian status` shows.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CacheSummary {
+    /// Requests answered from cache.
+    pub hits: u64,
+    /// Cacheable requests that went to an origin (misses and stale).
+    pub misses: u64,
+    /// hits / (hits + misses); 0 before any cacheable request.
+    pub hit_ratio: f64,
+    /// Objects stored.
+    pub objects: u64,
+    /// Bytes charged against the budget.
+    pub bytes: u64,
+}
+
+impl EdgeMetrics {
+    /// Registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "meridian_edge_requests_total",
+                "Requests, by what the cache did with them",
+            ),
+            &["cache"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        let responses = IntCounterVec::new(
+            Opts::new(
+                "meridian_edge_responses_total",
+                "Responses sent, by status class",
+            ),
+            &["status"],
+        )?;
+        registry.register(Box::new(responses.clone()))?;
+        let origin_retries = IntCounter::new(
+            "meridian_edge_origin_retries_total",
+            "Requests moved to another origin after a failure",
+        )?;
+        registry.register(Box::new(origin_retries.clone()))?;
+        let objects = IntGauge::new("meridian_edge_cache_objects", "Objects in the cache")?;
+        registry.register(Box::new(objects.clone()))?;
+        let bytes = IntGauge::new(
+            "meridian_edge_cache_bytes",
+            "Bytes the cache holds, against its budget",
+        )?;
+        registry.register(Box::new(bytes.clone()))?;
+        Ok(EdgeMetrics {
+            hits: requests.with_label_values(&["hit"]),
+            misses: requests.with_label_values(&["miss"]),
+            stale: requests.with_label_values(&["stale"]),
+            uncacheable: requests.with_label_values(&["uncacheable"]),
+            other: requests.with_label_values(&["other"]),
+            responses: ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .iter()
+                .map(|class| responses.with_label_values(&[*class]))
+                .collect(),
+            origin_retries,
+            objects,
+            bytes,
+            registry,
+        })
+    }
+
+    /// Counts one finished request.
+    pub fn request(&self, outcome: Option<&CacheOutcome>, status: u16) {
+        let counter = match outcome {
+            Some(CacheOutcome::Hit { .. }) => &self.hits,
+            Some(CacheOutcome::Forward { reason, stored, .. }) => match reason {
+                ForwardReason::Miss | ForwardReason::UriMiss if *stored => &self.misses,
+                ForwardReason::Stale => &self.stale,
+                ForwardReason::Miss | ForwardReason::UriMiss => &self.uncacheable,
+                ForwardReason::Bypass | ForwardReason::Method => &self.other,
+            },
+            Some(CacheOutcome::Local { .. }) | None => &self.other,
+        };
+        counter.inc();
+        if let Some(class) = (status / 100)
+            .checked_sub(1)
+            .and_then(|i| self.responses.get(usize::from(i)))
+        {
+            class.inc();
+        }
+    }
+
+    /// Counts a request moved to another origin.
+    pub fn origin_retry(&self) {
+        self.origin_retries.inc();
+    }
+
+    /// Hits, misses and the cache's size.
+    pub fn summary(&self, storage: &MemoryStorage) -> CacheSummary {
+        let hits = self.hits.get();
+        let misses = self.misses.get() + self.stale.get();
+        let hit_ratio = if hits + misses == 0 {
+            0.0
+        } else {
+            hits as f64 / (hits + misses) as f64
+        };
+        CacheSummary {
+            hits,
+            misses,
+            hit_ratio,
+            objects: storage.object_count() as u64,
+            bytes: storage.used_bytes(),
+        }
+    }
+
+    /// Prometheus text.
+    pub fn render(&self, storage: &MemoryStorage) -> String {
+        self.objects
+            .set(i64::try_from(storage.object_count()).unwrap_or(i64::MAX));
+        self.bytes
+            .set(i64::try_from(storage.used_bytes()).unwrap_or(i64::MAX));
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(%error, "cannot encode metrics");
+        }
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_and_misses_make_the_ratio() {
+        let metrics = EdgeMetrics::new().unwrap();
+        let storage = MemoryStorage::new(1 << 20, 1 << 16);
+        let hit = CacheOutcome::Hit { ttl: 10 };
+        let miss = CacheOutcome::Forward {
+            reason: ForwardReason::Miss,
+            fwd_status: None,
+            stored: true,
+            ttl: Some(10),
+            detail: None,
+        };
+        let uncacheable = CacheOutcome::Forward {
+            reason: ForwardReason::UriMiss,
+            fwd_status: None,
+            stored: false,
+            ttl: None,
+            detail: Some("uncacheable"),
+        };
+        for _ in 0..3 {
+            metrics.request(Some(&hit), 200);
+        }
+        metrics.request(Some(&miss), 200);
+        metrics.request(Some(&uncacheable), 200);
+        metrics.request(None, 502);
+        let summary = metrics.summary(&storage);
+        assert_eq!((summary.hits, summary.misses), (3, 1));
+        assert!((summary.hit_ratio - 0.75).abs() < 1e-9);
+        let text = metrics.render(&storage);
+        assert!(
+            text.contains(r#"meridian_edge_requests_total{cache="hit"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"meridian_edge_requests_total{cache="uncacheable"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"meridian_edge_responses_total{status="5xx"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("meridian_edge_cache_objects 0"), "{text}");
+    }
+}

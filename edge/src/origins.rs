@@ -1,0 +1,289 @@
+//! The origins an edge forwards to, in preference order, and their health.
+//!
+//! An edge prefers its own region's origin, then the other regions' origins
+//! nearest first (the order comes from the config). Two signals demote an
+//! origin: *active* checks (a GET of the origin's health path on the
+//! `[health]` schedule, with hysteresis) mark it down, and *passive* marking
+//! (a request that failed to connect, timed out or got a 5xx) makes it
+//! *suspect* for a cool-down. Each request tries healthy origins first, in
+//! preference order, then the others, and never the same origin twice.
+
+use config::Hysteresis;
+use pingora::upstreams::peer::HttpPeer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// One origin an edge may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginTarget {
+    /// The region it belongs to (named in `X-Meridian-Origin`).
+    pub region: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// The edge's origins and what it knows about their health.
+pub struct OriginSet {
+    origins: Vec<OriginState>,
+    suspect_for: Duration,
+    /// Zero point for the `suspect_until` timestamps.
+    epoch: Instant,
+}
+
+struct OriginState {
+    target: OriginTarget,
+    peer: HttpPeer,
+    /// The active checks' verdict.
+    up: AtomicBool,
+    /// Milliseconds since `epoch` until which the origin is suspect.
+    suspect_until_ms: AtomicU64,
+}
+
+/// One origin's state, for the admin API and `meridian status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OriginStatus {
+    /// Its region.
+    pub region: String,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Whether the active checks consider it up.
+    pub up: bool,
+    /// Whether a recent request failed on it.
+    pub suspect: bool,
+}
+
+/// Picks the next origin for a request: the first untried one in
+/// preference order among the healthy, else among the rest. `healthy[i]`
+/// says whether origin `i` is up and not suspect.
+pub fn pick(healthy: &[bool], tried: &[usize]) -> Option<usize> {
+    let untried = |i: &usize| !tried.contains(i);
+    (0..healthy.len())
+        .filter(untried)
+        .find(|&i| healthy[i])
+        .or_else(|| (0..healthy.len()).find(untried))
+}
+
+impl OriginSet {
+    /// Origins in preference order, with connect and read timeouts.
+    pub fn new(targets: Vec<OriginTarget>, policy: &config::OriginPolicy) -> Self {
+        let origins = targets
+            .into_iter()
+            .map(|target| {
+                let mut peer = HttpPeer::new(target.addr, false, String::new());
+                peer.options.connection_timeout = Some(policy.connect_timeout);
+                peer.options.read_timeout = Some(policy.read_timeout);
+                OriginState {
+                    target,
+                    peer,
+                    up: AtomicBool::new(true),
+                    suspect_until_ms: AtomicU64::new(0),
+                }
+            })
+            .collect();
+        OriginSet {
+            origins,
+            suspect_for: policy.suspect_for,
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn is_suspect(&self, origin: &OriginState, now_ms: u64) -> bool {
+        origin.suspect_until_ms.load(Ordering::Relaxed) > now_ms
+    }
+
+    /// How many origins there are.
+    pub fn len(&self) -> usize {
+        self.origins.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.origins.is_empty()
+    }
+
+    /// The next origin for a request that already tried `tried`.
+    pub fn next(&self, tried: &[usize]) -> Option<usize> {
+        let now = self.now_ms();
+        let healthy: Vec<bool> = self
+            .origins
+            .iter()
+            .map(|o| o.up.load(Ordering::Relaxed) && !self.is_suspect(o, now))
+            .collect();
+        pick(&healthy, tried)
+    }
+
+    /// The connection settings of origin `index`.
+    pub fn peer(&self, index: usize) -> Option<&HttpPeer> {
+        self.origins.get(index).map(|o| &o.peer)
+    }
+
+    /// Origin `index`'s identity.
+    pub fn target(&self, index: usize) -> Option<&OriginTarget> {
+        self.origins.get(index).map(|o| &o.target)
+    }
+
+    /// Passive marking: a request just failed on origin `index`.
+    pub fn mark_failed(&self, index: usize) {
+        if let Some(origin) = self.origins.get(index) {
+            let until = self
+                .now_ms()
+                .saturating_add(u64::try_from(self.suspect_for.as_millis()).unwrap_or(u64::MAX));
+            origin.suspect_until_ms.store(until, Ordering::Relaxed);
+        }
+    }
+
+    /// Every origin's state, in preference order.
+    pub fn snapshot(&self) -> Vec<OriginStatus> {
+        let now = self.now_ms();
+        self.origins
+            .iter()
+            .map(|o| OriginStatus {
+                region: o.target.region.clone(),
+                addr: o.target.addr,
+                up: o.up.load(Ordering::Relaxed),
+                suspect: self.is_suspect(o, now),
+            })
+            .collect()
+    }
+}
+
+/// Probes every origin of `set` on `health_path` until `shutdown` flips.
+pub async fn run_checks(
+    set: Arc<OriginSet>,
+    settings: config::Health,
+    health_path: String,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = match reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(settings.timeout)
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "cannot build the origin health-check client; origins are assumed up");
+            return;
+        }
+    };
+    let mut states = vec![Hysteresis::new_up(); set.len()];
+    let mut ticks = tokio::time::interval(settings.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let probes = set.origins.iter().map(|origin| {
+            let url = format!("http://{}{health_path}", origin.target.addr);
+            let client = client.clone();
+            async move {
+                match client.get(&url).send().await {
+                    Ok(response) if response.status().is_success() => Ok(()),
+                    Ok(response) => Err(format!("answered {}", response.status())),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+        });
+        let results = futures::future::join_all(probes).await;
+        for ((origin, state), result) in set.origins.iter().zip(states.iter_mut()).zip(results) {
+            if let Some(up) = state.record(result.is_ok(), settings.down_after, settings.up_after) {
+                origin.up.store(up, Ordering::Relaxed);
+                match result {
+                    Ok(()) => {
+                        tracing::info!(origin = %origin.target.addr, region = %origin.target.region, "origin is up")
+                    }
+                    Err(reason) => {
+                        tracing::warn!(origin = %origin.target.addr, region = %origin.target.region, %reason, "origin is down")
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(n: usize) -> Vec<OriginTarget> {
+        (0..n)
+            .map(|i| OriginTarget {
+                region: format!("r{i}"),
+                addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+            })
+            .collect()
+    }
+
+    fn policy() -> config::OriginPolicy {
+        config::Config::demo().edge.origins
+    }
+
+    #[test]
+    fn pick_prefers_healthy_origins_in_order() {
+        assert_eq!(pick(&[true, true, true], &[]), Some(0));
+        assert_eq!(pick(&[true, true, true], &[0]), Some(1));
+        assert_eq!(pick(&[false, true, true], &[]), Some(1));
+        assert_eq!(pick(&[false, false, true], &[2]), Some(0));
+        assert_eq!(pick(&[true, true], &[0, 1]), None);
+        assert_eq!(pick(&[], &[]), None);
+    }
+
+    #[test]
+    fn a_failed_origin_is_tried_last_until_its_cool_down_ends() {
+        let mut policy = policy();
+        policy.suspect_for = Duration::from_millis(100);
+        let set = OriginSet::new(targets(3), &policy);
+        assert_eq!(set.next(&[]), Some(0));
+        set.mark_failed(0);
+        assert_eq!(set.next(&[]), Some(1));
+        assert!(set.snapshot()[0].suspect);
+        // Still tried when everything else was.
+        assert_eq!(set.next(&[1, 2]), Some(0));
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(set.next(&[]), Some(0));
+        assert!(!set.snapshot()[0].suspect);
+    }
+
+    #[tokio::test]
+    async fn active_checks_mark_a_dead_origin_down() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let set = Arc::new(OriginSet::new(
+            vec![OriginTarget {
+                region: "dead".into(),
+                addr: dead,
+            }],
+            &policy(),
+        ));
+        let settings = config::Health {
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_millis(200),
+            down_after: 2,
+            up_after: 2,
+            fail_open: true,
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let checks = tokio::spawn(run_checks(
+            set.clone(),
+            settings,
+            "/healthz".into(),
+            stopped,
+        ));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while set.snapshot()[0].up {
+            assert!(Instant::now() < deadline, "never marked down");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(true);
+        checks.await.unwrap();
+    }
+}

@@ -1,0 +1,201 @@
+//! Edge → origin failover: own region first, then the nearest others;
+//! idempotent requests move on, a POST is never sent twice.
+
+use crate::harness::{EdgeProcess, Up, client_via, config_on_block};
+use crate::scripted::{Reply, ScriptedOrigin};
+use std::time::Duration;
+
+fn body(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+/// A topology on `block` whose failed origins are tried first again at
+/// once, so each request starts at the edge's own region.
+fn config_without_cool_down(block: u8) -> String {
+    config_on_block(block).replace("origin_suspect_ms = 5000", "origin_suspect_ms = 1")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_is_never_replayed_once_its_body_went_out() {
+    let b = 50;
+    let eu = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |r| {
+        match (r.method.as_str(), r.path.as_str()) {
+            // Read the whole request, then die without answering.
+            ("POST", "/order") => Reply::Close,
+            ("POST", "/pay") => Reply::Respond(503, vec![], body("busy")),
+            ("GET", "/item") => Reply::Respond(503, vec![], body("busy")),
+            _ => Reply::Respond(404, vec![], vec![]),
+        }
+    });
+    let us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| {
+        Reply::Respond(
+            200,
+            vec![("cache-control", "no-store".into())],
+            body("from us-east"),
+        )
+    });
+    let ap = ScriptedOrigin::start(&format!("127.{b}.3.2:8000"), |_| {
+        Reply::Respond(200, vec![], body("from ap"))
+    });
+    let edge =
+        tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_without_cool_down(b)));
+    let client = client_via(edge.addr);
+
+    // The origin died after reading the POST: the edge must not send it again.
+    let response = client
+        .post("http://cdn.meridian.test:8080/order")
+        .body("one order")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let status = response.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(status.contains("detail="), "says why: {status}");
+    assert_eq!(eu.count("POST", "/order"), 1);
+    assert_eq!(
+        us.count("POST", "/order") + ap.count("POST", "/order"),
+        0,
+        "the POST was replayed"
+    );
+
+    // A 5xx to a POST is passed through, not retried elsewhere.
+    let response = client
+        .post("http://cdn.meridian.test:8080/pay")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(eu.count("POST", "/pay"), 1);
+    assert_eq!(us.count("POST", "/pay"), 0);
+
+    // The same failure for a GET moves on to the next-nearest origin.
+    let response = client
+        .get("http://cdn.meridian.test:8080/item")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-meridian-origin"], "us-east");
+    assert_eq!(response.text().await.unwrap(), "from us-east");
+    assert_eq!(
+        (
+            eu.count("GET", "/item"),
+            us.count("GET", "/item"),
+            ap.count("GET", "/item")
+        ),
+        (1, 1, 0)
+    );
+    // X-Forwarded-For names the client once, on every attempt.
+    let received = us.received();
+    let item = received.iter().find(|r| r.path == "/item").unwrap();
+    assert_eq!(item.headers["x-forwarded-for"], "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_moves_on_when_the_origin_refuses_connections() {
+    let b = 51;
+    // No eu-west origin at all: connections are refused, nothing is sent.
+    let us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| {
+        Reply::Respond(201, vec![], body("created"))
+    });
+    let edge =
+        tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_without_cool_down(b)));
+    let response = client_via(edge.addr)
+        .post("http://cdn.meridian.test:8080/order")
+        .body("one order")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-meridian-origin"], "us-east");
+    assert_eq!(us.count("POST", "/order"), 1);
+    assert_eq!(us.received()[0].body, b"one order");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_every_origin_fails_the_edge_says_why() {
+    let b = 52;
+    // No origins anywhere.
+    let edge =
+        tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_without_cool_down(b)));
+    let response = client_via(edge.addr)
+        .get("http://cdn.meridian.test:8080/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let status = response.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(status.contains("detail=origin-unreachable"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_outage_behind_a_live_edge_fails_no_request() {
+    let up = tokio::task::block_in_place(|| Up::start(49));
+    let client = client_via(up.edge(2));
+    let url = "http://cdn.meridian.test:8080/api/whoami";
+    let load = tokio::spawn(async move {
+        let mut regions = Vec::new();
+        for _ in 0..400 {
+            let response = client.get(url).send().await.unwrap();
+            assert_eq!(
+                response.status(),
+                200,
+                "a request failed during the origin outage"
+            );
+            regions.push(
+                response.headers()["x-meridian-origin"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        regions
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let outage =
+        tokio::task::block_in_place(|| up.command(&["outage", "eu-west", "--component", "origin"]));
+    assert!(outage.status.success());
+    let regions = load.await.unwrap();
+    assert_eq!(regions.first().map(String::as_str), Some("eu-west"));
+    assert_eq!(
+        regions.last().map(String::as_str),
+        Some("us-east"),
+        "failed over to the nearest other region"
+    );
+    assert!(
+        !regions.iter().any(|r| r == "ap-southeast"),
+        "us-east is nearer than ap-southeast"
+    );
+
+    // GeoDNS still sends GB clients to eu-west: its edge is fine.
+    let answer = crate::harness::dns_query(
+        up.dns(),
+        "cdn.meridian.test.",
+        hickory_proto::rr::RecordType::A,
+        Some("81.2.69.0/24"),
+    );
+    assert_eq!(
+        answer.addresses,
+        [format!("127.{}.2.1", up.block)
+            .parse::<std::net::IpAddr>()
+            .unwrap()]
+    );
+
+    // The edge's own view of its origins shows in `meridian status`.
+    let status = tokio::task::block_in_place(|| up.command(&["status", "--json"]));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let origins = &status["regions"][1]["edge_origins"];
+    assert_eq!(origins[0]["region"], "eu-west");
+    assert!(
+        origins[0]["suspect"] == true || origins[0]["up"] == false,
+        "{origins}"
+    );
+}

@@ -1,0 +1,154 @@
+//! A scripted origin: a raw HTTP/1.1 server whose every answer a test
+//! chooses, which counts what it received. Raw TCP so a test can make it do
+//! what real servers do when they fail: close mid-request, hang, answer 5xx.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request as the origin received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// What the origin does with a request.
+pub enum Reply {
+    /// Answer with this status, these headers and body.
+    Respond(u16, Vec<(&'static str, String)>, Vec<u8>),
+    /// Read the request, then close the connection without answering.
+    Close,
+}
+
+type Script = dyn Fn(&Received) -> Reply + Send + Sync;
+
+/// A running scripted origin; stops accepting when dropped.
+pub struct ScriptedOrigin {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    listener: TcpListener,
+}
+
+impl ScriptedOrigin {
+    /// Serves on `addr`; `/healthz` always answers 200, everything else
+    /// as `script` says.
+    pub fn start(
+        addr: &str,
+        script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+    ) -> ScriptedOrigin {
+        let listener = TcpListener::bind(addr).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let accept = listener.try_clone().unwrap();
+        let log = received.clone();
+        std::thread::spawn(move || {
+            for stream in accept.incoming() {
+                let Ok(stream) = stream else { return };
+                let (script, log) = (script.clone(), log.clone());
+                std::thread::spawn(move || serve(stream, &*script, &log));
+            }
+        });
+        ScriptedOrigin {
+            addr,
+            received,
+            listener,
+        }
+    }
+
+    /// Requests received for `method path` (health checks excluded).
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
+    }
+
+    /// Every request received, health checks excluded.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ScriptedOrigin {
+    fn drop(&mut self) {
+        // Unblock the accept loop: a connection to ourselves, then the
+        // listener closes with this struct.
+        let _ = self.listener.set_nonblocking(true);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100));
+    }
+}
+
+fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let (method, path) = (method.to_owned(), path.to_owned());
+        let mut headers = HashMap::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            }
+        }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let request = Received {
+            method,
+            path,
+            headers,
+            body,
+        };
+        let reply = if request.path == "/healthz" {
+            Reply::Respond(200, vec![], b"ok\n".to_vec())
+        } else {
+            log.lock().unwrap().push(request.clone());
+            script(&request)
+        };
+        match reply {
+            Reply::Close => return,
+            Reply::Respond(status, extra, body) => {
+                let mut head = format!(
+                    "HTTP/1.1 {status} Scripted\r\ncontent-length: {}\r\n",
+                    body.len()
+                );
+                for (name, value) in extra {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
