@@ -169,6 +169,23 @@ pub(crate) struct EdgeFile {
     /// How long an origin that just failed a request is tried last.
     #[serde(default = "default_origin_suspect")]
     pub origin_suspect_ms: u64,
+    /// Store responses that set cookies (the stored copy loses its
+    /// `Set-Cookie`). Off by default: such responses are per-user.
+    #[serde(default)]
+    pub cache_set_cookie_responses: bool,
+    /// Freshness for responses that state none, by path prefix.
+    #[serde(default)]
+    pub default_ttl: Vec<DefaultTtlFile>,
+}
+
+/// `[[edge.default_ttl]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DefaultTtlFile {
+    /// Requests whose path starts with this.
+    pub path_prefix: String,
+    /// How long their responses stay fresh when the origin says nothing.
+    pub ttl_seconds: u32,
 }
 
 /// `[origin]`

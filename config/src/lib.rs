@@ -167,6 +167,20 @@ pub struct Edge {
     pub admin_address: Option<IpAddr>,
     /// How edges reach, time out on, retry and health-check origins.
     pub origins: OriginPolicy,
+    /// Store responses that set cookies, without their `Set-Cookie`.
+    pub cache_set_cookie_responses: bool,
+    /// Freshness for responses without explicit freshness, by path prefix;
+    /// the longest matching prefix wins.
+    pub default_ttls: Vec<DefaultTtl>,
+}
+
+/// A heuristic freshness the operator grants to part of the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultTtl {
+    /// Requests whose path starts with this.
+    pub path_prefix: String,
+    /// The freshness lifetime.
+    pub ttl: Duration,
 }
 
 /// How an edge treats its origins.
@@ -461,6 +475,31 @@ mod tests {
         assert_eq!(e.key, "edge.origin_connect_timeout_ms");
         let e = error_of(&demo_with("admin_port = 9080", "admin_port = 8080"));
         assert_eq!(e.key, "edge.admin_port");
+    }
+
+    #[test]
+    fn default_ttl_rules() {
+        let text = demo_with(
+            "origin_suspect_ms = 5000",
+            "origin_suspect_ms = 5000\n[[edge.default_ttl]]\npath_prefix = \"/static/\"\nttl_seconds = 60",
+        );
+        let config = check(&text).unwrap();
+        assert_eq!(
+            config.edge.default_ttls,
+            [DefaultTtl {
+                path_prefix: "/static/".into(),
+                ttl: Duration::from_secs(60)
+            }]
+        );
+        let e = error_of(&text.replace("\"/static/\"", "\"static\""));
+        assert_eq!(e.key, "edge.default_ttl[0].path_prefix");
+    }
+
+    #[test]
+    fn defaults_match_the_demo() {
+        let demo = Config::demo();
+        assert_eq!(OriginPolicy::default(), demo.edge.origins);
+        assert_eq!(Health::default().down_after, demo.health.down_after);
     }
 
     #[test]

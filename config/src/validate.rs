@@ -389,6 +389,19 @@ impl Checker<'_> {
             max_tries: edge.origin_max_tries,
             suspect_for: Duration::from_millis(edge.origin_suspect_ms),
         };
+        let mut default_ttls = Vec::new();
+        for (i, rule) in edge.default_ttl.iter().enumerate() {
+            if !rule.path_prefix.starts_with('/') {
+                return Err(self.error(
+                    format!("edge.default_ttl[{i}].path_prefix"),
+                    format!("{:?} must start with '/'", rule.path_prefix),
+                ));
+            }
+            default_ttls.push(crate::DefaultTtl {
+                path_prefix: rule.path_prefix.clone(),
+                ttl: Duration::from_secs(u64::from(rule.ttl_seconds)),
+            });
+        }
         let to_usize = |key: &str, value: u64| {
             usize::try_from(value)
                 .map_err(|_| self.error(key, format!("{value} does not fit this machine's memory")))
@@ -405,6 +418,8 @@ impl Checker<'_> {
             admin_port: edge.admin_port,
             admin_address: edge.admin_address,
             origins,
+            cache_set_cookie_responses: edge.cache_set_cookie_responses,
+            default_ttls,
         })
     }
 

@@ -53,6 +53,9 @@ pub enum ForwardReason {
     Miss,
     /// A stored response existed but was stale.
     Stale,
+    /// A fresh stored response existed, but the request's directives
+    /// (`no-cache`, `max-age`, `min-fresh`) did not allow its use.
+    Request,
 }
 
 impl ForwardReason {
@@ -63,6 +66,7 @@ impl ForwardReason {
             ForwardReason::UriMiss => "uri-miss",
             ForwardReason::Miss => "miss",
             ForwardReason::Stale => "stale",
+            ForwardReason::Request => "request",
         }
     }
 }
@@ -102,7 +106,8 @@ impl CacheOutcome {
     }
 }
 
-/// Seconds from `now` until `fresh_until`; negative once stale.
+/// Seconds from `now` until `fresh_until`, rounded to the nearest second;
+/// negative once stale.
 pub fn ttl_seconds(fresh_until: SystemTime, now: SystemTime) -> i64 {
     match fresh_until.duration_since(now) {
         Ok(left) => secs(left),
@@ -111,19 +116,27 @@ pub fn ttl_seconds(fresh_until: SystemTime, now: SystemTime) -> i64 {
 }
 
 fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+    i64::try_from((d.as_millis() + 500) / 1000).unwrap_or(i64::MAX)
 }
 
 /// The outcome of a request that went through pingora's cache state machine.
 ///
 /// `cache_enabled` is false for requests the cache never considered (e.g.
 /// POST), `phase` is the final [`CachePhase`], `fresh_until` the freshness of
-/// the cached or stored response when there is one.
+/// the cached or stored response when there is one, and `request_forced`
+/// says the request's own directives sent a fresh response back to the
+/// origin.
 pub fn from_phase(
     cache_enabled: bool,
     phase: CachePhase,
     fresh_until: Option<SystemTime>,
+    request_forced: bool,
 ) -> CacheOutcome {
+    let stale_or_request = if request_forced {
+        ForwardReason::Request
+    } else {
+        ForwardReason::Stale
+    };
     let now = SystemTime::now();
     let ttl = fresh_until.map(|t| ttl_seconds(t, now));
     match phase {
@@ -146,21 +159,21 @@ pub fn from_phase(
             detail: None,
         },
         CachePhase::Expired => CacheOutcome::Forward {
-            reason: ForwardReason::Stale,
+            reason: stale_or_request,
             fwd_status: None,
             stored: cache_enabled,
             ttl: if cache_enabled { ttl } else { None },
             detail: None,
         },
         CachePhase::Revalidated => CacheOutcome::Forward {
-            reason: ForwardReason::Stale,
+            reason: stale_or_request,
             fwd_status: Some(304),
             stored: true,
             ttl,
             detail: None,
         },
         CachePhase::RevalidatedNoCache(reason) => CacheOutcome::Forward {
-            reason: ForwardReason::Stale,
+            reason: stale_or_request,
             fwd_status: Some(304),
             stored: false,
             ttl: None,
@@ -228,18 +241,18 @@ mod tests {
     use super::*;
 
     fn in_secs(s: u64) -> Option<SystemTime> {
-        Some(SystemTime::now() + Duration::from_secs(s) + Duration::from_millis(500))
+        Some(SystemTime::now() + Duration::from_secs(s) + Duration::from_millis(100))
     }
 
     #[test]
     fn a_hit_says_hit_and_its_ttl() {
-        let v = from_phase(true, CachePhase::Hit, in_secs(60)).header_value();
+        let v = from_phase(true, CachePhase::Hit, in_secs(60), false).header_value();
         assert_eq!(v, "meridian; hit; ttl=60");
     }
 
     #[test]
     fn a_stored_miss() {
-        let v = from_phase(true, CachePhase::Miss, in_secs(3600)).header_value();
+        let v = from_phase(true, CachePhase::Miss, in_secs(3600), false).header_value();
         assert_eq!(v, "meridian; fwd=miss; stored; ttl=3600");
     }
 
@@ -249,6 +262,7 @@ mod tests {
             true,
             CachePhase::Disabled(NoCacheReason::OriginNotCache),
             None,
+            false,
         )
         .header_value();
         assert_eq!(v, "meridian; fwd=uri-miss; detail=uncacheable");
@@ -256,6 +270,7 @@ mod tests {
             true,
             CachePhase::Disabled(NoCacheReason::Custom("set-cookie")),
             None,
+            false,
         )
         .header_value();
         assert_eq!(v, "meridian; fwd=uri-miss; detail=set-cookie");
@@ -267,6 +282,7 @@ mod tests {
             false,
             CachePhase::Disabled(NoCacheReason::NeverEnabled),
             None,
+            false,
         )
         .header_value();
         assert_eq!(v, "meridian; fwd=method");
@@ -274,10 +290,16 @@ mod tests {
 
     #[test]
     fn revalidation_and_refetch() {
-        let v = from_phase(true, CachePhase::Revalidated, in_secs(10)).header_value();
+        let v = from_phase(true, CachePhase::Revalidated, in_secs(10), false).header_value();
         assert_eq!(v, "meridian; fwd=stale; fwd-status=304; stored; ttl=10");
-        let v = from_phase(true, CachePhase::Expired, in_secs(10)).header_value();
+        let v = from_phase(true, CachePhase::Expired, in_secs(10), false).header_value();
         assert_eq!(v, "meridian; fwd=stale; stored; ttl=10");
+    }
+
+    #[test]
+    fn a_request_that_refused_a_fresh_response() {
+        let v = from_phase(true, CachePhase::Revalidated, in_secs(10), true).header_value();
+        assert_eq!(v, "meridian; fwd=request; fwd-status=304; stored; ttl=10");
     }
 
     #[test]

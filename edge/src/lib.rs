@@ -14,10 +14,12 @@ mod admin;
 pub mod cache_status;
 pub mod cacheability;
 mod host;
+mod key;
 pub mod metrics;
 pub mod origins;
 mod proxy;
 pub mod storage;
+mod vary;
 
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::server::configuration::ServerConf;
@@ -65,6 +67,8 @@ pub struct EdgeSettings {
     pub cache_max_bytes: usize,
     /// Largest object stored, in bytes.
     pub cache_max_object_bytes: usize,
+    /// What may be stored beyond what origins state.
+    pub cache_policy: cacheability::Policy,
     /// Worker threads.
     pub threads: usize,
 }
@@ -143,6 +147,7 @@ impl EdgeSettings {
             health_path: config.edge.health_path.clone(),
             cache_max_bytes: config.edge.cache_max_bytes,
             cache_max_object_bytes: config.edge.cache_max_object_bytes,
+            cache_policy: cacheability::Policy::from_config(&config.edge),
             threads: default_threads(),
         })
     }
@@ -180,6 +185,7 @@ impl EdgeSettings {
             health_path: "/_meridian/health".to_owned(),
             cache_max_bytes: AD_HOC_CACHE_MAX_BYTES,
             cache_max_object_bytes: AD_HOC_CACHE_MAX_OBJECT_BYTES,
+            cache_policy: cacheability::Policy::default(),
             threads: default_threads(),
         })
     }

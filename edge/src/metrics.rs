@@ -93,7 +93,7 @@ impl EdgeMetrics {
             Some(CacheOutcome::Hit { .. }) => &self.hits,
             Some(CacheOutcome::Forward { reason, stored, .. }) => match reason {
                 ForwardReason::Miss | ForwardReason::UriMiss if *stored => &self.misses,
-                ForwardReason::Stale => &self.stale,
+                ForwardReason::Stale | ForwardReason::Request => &self.stale,
                 ForwardReason::Miss | ForwardReason::UriMiss => &self.uncacheable,
                 ForwardReason::Bypass | ForwardReason::Method => &self.other,
             },

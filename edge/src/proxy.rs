@@ -7,21 +7,28 @@
 
 use crate::EdgeSettings;
 use crate::cache_status::{self, CacheOutcome, ForwardReason};
-use crate::cacheability;
+use crate::cacheability::{self, RequestDirectives, StoredUse};
 use crate::host;
+use crate::key;
 use crate::metrics::EdgeMetrics;
 use crate::origins::OriginSet;
 use crate::storage::MemoryStorage;
+use crate::vary;
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::cache::key::HashBinary;
 use pingora::cache::lock::CacheKeyLockImpl;
-use pingora::cache::{CacheKey, CacheOptionOverrides, RespCacheable};
+use pingora::cache::storage::{PurgeTarget, PurgeType};
+use pingora::cache::trace::Span;
+use pingora::cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, RespCacheable, Storage,
+};
 use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How long a request waits behind another request fetching the same object
 /// before fetching it itself.
@@ -64,6 +71,61 @@ impl EdgeProxy {
     }
 }
 
+impl EdgeProxy {
+    /// Purges the request's URL and the same-host URLs in its response's
+    /// `Location` and `Content-Location`.
+    async fn invalidate_after_write(
+        &self,
+        session: &Session,
+        response: &ResponseHeader,
+        ctx: &RequestCtx,
+    ) {
+        let Some(host) = ctx.host.as_deref() else {
+            return;
+        };
+        let mut paths: Vec<String> = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_owned())
+            .into_iter()
+            .collect();
+        for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            if let Some(path) = response
+                .headers
+                .get(&name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| same_host_path(v, host))
+            {
+                paths.push(path);
+            }
+        }
+        let trace = Span::inactive().handle();
+        for path in paths {
+            let key = key::cache_key("http", host, &path).to_compact();
+            if let Err(error) = self
+                .storage
+                .purge(PurgeTarget::Active(&key), PurgeType::Invalidation, &trace)
+                .await
+            {
+                tracing::debug!(%error, %path, "could not invalidate after a write");
+            }
+        }
+    }
+}
+
+/// The path of `location` if it points at `host` (or is relative).
+fn same_host_path(location: &str, host: &str) -> Option<String> {
+    let uri: http::Uri = location.parse().ok()?;
+    match uri.host() {
+        Some(other) if !other.eq_ignore_ascii_case(host) => None,
+        _ => {
+            let path = uri.path_and_query()?.as_str();
+            path.starts_with('/').then(|| path.to_owned())
+        }
+    }
+}
+
 /// Per-request state.
 #[derive(Default)]
 pub struct RequestCtx {
@@ -73,6 +135,12 @@ pub struct RequestCtx {
     tried: Vec<usize>,
     /// What the cache did, for the metrics.
     outcome: Option<CacheOutcome>,
+    /// The client's `Cache-Control` directives.
+    directives: RequestDirectives,
+    /// The request's directives refused a fresh stored response.
+    request_forced: bool,
+    /// The origin's 304, while a stored response is being revalidated.
+    not_modified: Option<ResponseHeader>,
 }
 
 impl RequestCtx {
@@ -144,6 +212,7 @@ impl ProxyHttp for EdgeProxy {
             return Ok(true);
         }
         ctx.host = host;
+        ctx.directives = RequestDirectives::parse(req);
         Ok(false)
     }
 
@@ -173,8 +242,73 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         let host = ctx.host.as_deref().unwrap_or("");
         let path_and_query = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let primary = format!("http\0{host}\0{path_and_query}");
-        Ok(CacheKey::new(primary, ""))
+        Ok(key::cache_key("http", host, path_and_query))
+    }
+
+    /// Applies the client's `Cache-Control` to a stored response: serve it,
+    /// revalidate it, or serve it stale within the client's `max-stale`.
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        let now = SystemTime::now();
+        let age = now.duration_since(meta.epoch()).unwrap_or_default();
+        let forbids_stale = cacheability::forbids_stale(meta);
+        let decision =
+            cacheability::use_stored(&ctx.directives, age, meta.fresh_until(), forbids_stale, now);
+        Ok(match decision {
+            StoredUse::Serve if !meta.is_fresh(now) => Some(ForcedFreshness::ForceFresh),
+            StoredUse::Serve | StoredUse::Default => None,
+            StoredUse::Revalidate => {
+                ctx.request_forced = meta.is_fresh(now);
+                Some(ForcedFreshness::ForceExpired)
+            }
+        })
+    }
+
+    /// Which stored variant a request gets when the response has `Vary`.
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &pingora::http::RequestHeader,
+    ) -> Option<HashBinary> {
+        vary::variance(meta.response_header(), req)
+    }
+
+    /// `only-if-cached`: a request the cache cannot answer gets 504, and
+    /// never reaches an origin (RFC 9111 §5.2.1.7).
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        if !ctx.directives.only_if_cached {
+            return Ok(true);
+        }
+        let outcome = CacheOutcome::Local {
+            detail: "only-if-cached",
+        };
+        respond_locally(session, 504, "not in cache\n", &outcome).await?;
+        ctx.outcome = Some(outcome);
+        Ok(false)
+    }
+
+    /// Stale content may be served while it is revalidated in the
+    /// background (`stale-while-revalidate`), and when the origins fail
+    /// (`stale-if-error`); the windows themselves come from the origin's
+    /// directives, which pingora checks before asking.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        error.is_none_or(|e| *e.esource() == ErrorSource::Upstream)
     }
 
     /// Picks the origin for this attempt: the region's own first, then the
@@ -234,6 +368,15 @@ impl ProxyHttp for EdgeProxy {
             };
             upstream_request.insert_header("x-forwarded-for", forwarded)?;
         }
+        // What gets stored is what the origin sends for this bucket.
+        if session.cache.enabled() {
+            let accept = upstream_request
+                .headers
+                .get(http::header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok());
+            let bucket = vary::normalize_accept_encoding(accept);
+            upstream_request.insert_header(http::header::ACCEPT_ENCODING, bucket)?;
+        }
         Ok(())
     }
 
@@ -249,6 +392,13 @@ impl ProxyHttp for EdgeProxy {
         let Some(origin) = ctx.current_origin() else {
             return Ok(());
         };
+        if response.status == http::StatusCode::NOT_MODIFIED
+            && session.cache.maybe_cache_meta().is_some()
+        {
+            // pingora merges only a few of its fields into the stored
+            // response; keep all of them for `response_cache_filter`.
+            ctx.not_modified = Some(response.clone());
+        }
         if response.status.is_server_error() {
             self.origins.mark_failed(origin);
             if session.req_header().method.is_idempotent()
@@ -274,9 +424,23 @@ impl ProxyHttp for EdgeProxy {
         &self,
         session: &Session,
         response: &ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(cacheability::decide(session.req_header(), response))
+        let now = SystemTime::now();
+        let merged;
+        let response = match ctx.not_modified.take() {
+            Some(not_modified) => {
+                merged = cacheability::merge_304(response, &not_modified, now);
+                &merged
+            }
+            None => response,
+        };
+        Ok(cacheability::decide(
+            &self.settings.cache_policy,
+            session.req_header(),
+            response,
+            now,
+        ))
     }
 
     /// Adds `Cache-Status` to every proxied or cached response.
@@ -287,10 +451,25 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let fresh_until = session.cache.maybe_cache_meta().map(|m| m.fresh_until());
-        let outcome =
-            cache_status::from_phase(session.cache.enabled(), session.cache.phase(), fresh_until);
+        let outcome = cache_status::from_phase(
+            session.cache.enabled(),
+            session.cache.phase(),
+            fresh_until,
+            ctx.request_forced,
+        );
         response.insert_header("cache-status", outcome.header_value())?;
         ctx.outcome = Some(outcome);
+        // A successful unsafe request changed the resource: what is stored
+        // for it, and for what it names as moved or created, is out of date
+        // (RFC 9111 §4.4).
+        let method = &session.req_header().method;
+        let unsafe_method = matches!(
+            *method,
+            http::Method::POST | http::Method::PUT | http::Method::DELETE | http::Method::PATCH
+        );
+        if unsafe_method && (response.status.is_success() || response.status.is_redirection()) {
+            self.invalidate_after_write(session, response, ctx).await;
+        }
         Ok(())
     }
 

@@ -273,6 +273,43 @@ impl EdgeProcess {
     }
 }
 
+impl EdgeProcess {
+    /// `meridian edge --listen 127.B.0.1:8080 --origin http://127.B.0.2:8000`:
+    /// one edge, one origin, any Host, no config.
+    pub fn ad_hoc(block: u8) -> EdgeProcess {
+        let dir = TempDir::new(&format!("adhoc-{block}"));
+        let addr: SocketAddr = format!("127.{block}.0.1:8080").parse().unwrap();
+        let mut child = meridian()
+            .args([
+                "edge",
+                "--listen",
+                &addr.to_string(),
+                "--origin",
+                &format!("http://127.{block}.0.2:8000"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = spawn_line_reader(child.stderr.take().unwrap());
+        let edge = EdgeProcess {
+            child,
+            stderr,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !tcp_listening(addr) {
+            assert!(
+                Instant::now() < deadline,
+                "the edge did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        edge
+    }
+}
+
 impl Drop for EdgeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -6,6 +6,7 @@
 // A test that cannot unwrap should fail loudly; that is what unwrap does.
 #![allow(clippy::unwrap_used)]
 
+mod cache;
 mod cli;
 mod failover;
 mod harness;

@@ -23,6 +23,24 @@ pub enum Reply {
     Respond(u16, Vec<(&'static str, String)>, Vec<u8>),
     /// Read the request, then close the connection without answering.
     Close,
+    /// Promise `promised` body bytes, send `sent`, then close.
+    Truncated {
+        /// Extra headers.
+        headers: Vec<(&'static str, String)>,
+        /// The Content-Length announced.
+        promised: usize,
+        /// What is actually sent.
+        sent: Vec<u8>,
+    },
+}
+
+/// A 200 with these headers and body.
+pub fn ok(headers: &[(&'static str, &str)], body: &str) -> Reply {
+    Reply::Respond(
+        200,
+        headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
+        body.as_bytes().to_vec(),
+    )
 }
 
 type Script = dyn Fn(&Received) -> Reply + Send + Sync;
@@ -136,6 +154,21 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
         };
         match reply {
             Reply::Close => return,
+            Reply::Truncated {
+                headers,
+                promised,
+                sent,
+            } => {
+                let mut head = format!("HTTP/1.1 200 Scripted\r\ncontent-length: {promised}\r\n");
+                for (name, value) in headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = writer.write_all(head.as_bytes());
+                let _ = writer.write_all(&sent);
+                let _ = writer.flush();
+                return;
+            }
             Reply::Respond(status, extra, body) => {
                 let mut head = format!(
                     "HTTP/1.1 {status} Scripted\r\ncontent-length: {}\r\n",
@@ -145,7 +178,12 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
                     head.push_str(&format!("{name}: {value}\r\n"));
                 }
                 head.push_str("\r\n");
-                if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
+                let body: &[u8] = if status == 304 || request.method == "HEAD" {
+                    &[]
+                } else {
+                    &body
+                };
+                if writer.write_all(head.as_bytes()).is_err() || writer.write_all(body).is_err() {
                     return;
                 }
             }
