@@ -48,9 +48,31 @@ pub enum Command {
     /// Show the running topology: every process, and GeoDNS's view of
     /// every region's edges.
     Status(StatusArgs),
+    /// Purge cached objects on every edge of the topology: by URL, by tag
+    /// (`Surrogate-Key` / `Cache-Tag`), or everything.
+    Purge(PurgeArgs),
     /// Validate a config, or print the embedded default.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `meridian purge`
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Absolute URLs to purge, e.g. http://cdn.meridian.test:8080/assets/1k.bin
+    #[arg(value_name = "URL", required_unless_present_any = ["tag", "all"])]
+    pub urls: Vec<String>,
+    /// Purge every object carrying this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Purge everything.
+    #[arg(long)]
+    pub all: bool,
+    /// Mark stale instead of removing: the next request revalidates.
+    #[arg(long)]
+    pub soft: bool,
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 /// `meridian outage`
@@ -187,6 +209,14 @@ mod tests {
         assert!(
             Cli::try_parse_from(["meridian", "outage", "eu-west", "--component", "dns"]).is_err()
         );
+    }
+
+    #[test]
+    fn purge_needs_something_to_purge() {
+        assert!(Cli::try_parse_from(["meridian", "purge"]).is_err());
+        assert!(Cli::try_parse_from(["meridian", "purge", "http://cdn.meridian.test/x"]).is_ok());
+        assert!(Cli::try_parse_from(["meridian", "purge", "--tag", "t"]).is_ok());
+        assert!(Cli::try_parse_from(["meridian", "purge", "--all", "--soft"]).is_ok());
     }
 
     #[test]

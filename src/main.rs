@@ -44,6 +44,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Outage(args) => ops::outage(&args),
         Command::Restore(args) => ops::restore(&args),
         Command::Status(args) => ops::status(&args),
+        Command::Purge(args) => ops::purge(&args),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEMO_TOML);
             Ok(())

@@ -1,7 +1,7 @@
 //! `meridian outage`, `restore` and `status`: clients of the control API of
 //! a running `meridian up` (see `up::control`).
 
-use crate::cli::{OutageArgs, RestoreArgs, StatusArgs};
+use crate::cli::{OutageArgs, PurgeArgs, RestoreArgs, StatusArgs};
 use crate::roles::load_config;
 use crate::up::ProcessState;
 use crate::up::control::{Acted, OutageScope, Status};
@@ -92,6 +92,81 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let status: Status = serde_json::from_slice(&body)?;
     print!("{}", render(&status));
     Ok(())
+}
+
+/// `meridian purge`: the same purge on every edge, one line per edge.
+pub fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.config)?;
+    let token = config.edge.admin_token.clone().ok_or_else(|| {
+        anyhow!(
+            "{}: edge.admin_token is not set, so the edges accept no purges",
+            config.source
+        )
+    })?;
+    let request = edge::admin::PurgeRequest {
+        urls: args.urls.clone(),
+        tags: args.tag.clone(),
+        all: args.all,
+        soft: args.soft,
+    };
+    let body = serde_json::to_vec(&request)?;
+    let edges: Vec<(String, SocketAddr)> = config
+        .regions
+        .iter()
+        .map(|r| (r.name.clone(), r.edge_admin_addr(&config.edge)))
+        .collect();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let outcomes = runtime()?.block_on(futures::future::join_all(
+        edges
+            .iter()
+            .map(|(_, addr)| purge_one(&client, *addr, &token, body.clone())),
+    ));
+    let mut failed = 0;
+    for ((region, addr), outcome) in edges.iter().zip(outcomes) {
+        let line = match outcome {
+            Ok(purged) => format!("purged {purged}"),
+            Err(reason) => {
+                failed += 1;
+                reason
+            }
+        };
+        println!("{region:<16} {addr:<22} {line}");
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(anyhow!("{n} of {} edges did not purge", edges.len())),
+    }
+}
+
+/// One edge's purge: how many objects it purged, or why it did not.
+async fn purge_one(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    token: &str,
+    body: Vec<u8>,
+) -> Result<usize, String> {
+    let response = client
+        .post(format!("http://{addr}/purge"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {e}"))?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!(
+            "refused ({status}): {}",
+            String::from_utf8_lossy(&bytes).trim()
+        ));
+    }
+    serde_json::from_slice::<edge::admin::PurgeResult>(&bytes)
+        .map(|r| r.purged)
+        .map_err(|e| format!("unexpected answer: {e}"))
 }
 
 fn state(state: ProcessState) -> &'static str {

@@ -176,6 +176,9 @@ pub(crate) struct EdgeFile {
     /// Freshness for responses that state none, by path prefix.
     #[serde(default)]
     pub default_ttl: Vec<DefaultTtlFile>,
+    /// Bearer token the admin listener requires for purges; purging is
+    /// disabled without one.
+    pub admin_token: Option<String>,
 }
 
 /// `[[edge.default_ttl]]`

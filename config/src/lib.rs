@@ -172,6 +172,8 @@ pub struct Edge {
     /// Freshness for responses without explicit freshness, by path prefix;
     /// the longest matching prefix wins.
     pub default_ttls: Vec<DefaultTtl>,
+    /// The bearer token purges need; `None` disables purging.
+    pub admin_token: Option<String>,
 }
 
 /// A heuristic freshness the operator grants to part of the site.
@@ -493,6 +495,15 @@ mod tests {
         );
         let e = error_of(&text.replace("\"/static/\"", "\"static\""));
         assert_eq!(e.key, "edge.default_ttl[0].path_prefix");
+    }
+
+    #[test]
+    fn admin_tokens_must_be_long_enough() {
+        let e = error_of(&demo_with(
+            "admin_token = \"meridian-demo-purge-token\"",
+            "admin_token = \"short\"",
+        ));
+        assert_eq!(e.key, "edge.admin_token");
     }
 
     #[test]

@@ -19,6 +19,9 @@ const MIN_HEALTH_INTERVAL_MS: u64 = 50;
 /// Less often than this and an outage goes unnoticed for too long.
 const MAX_HEALTH_INTERVAL_MS: u64 = 300_000;
 
+/// Shortest admin token accepted: long enough not to be guessed.
+const MIN_TOKEN_LEN: usize = 16;
+
 /// Smallest cache budget that makes sense: one maximum-size small object.
 const MIN_CACHE_BYTES: u64 = 64 * 1024;
 
@@ -402,6 +405,15 @@ impl Checker<'_> {
                 ttl: Duration::from_secs(u64::from(rule.ttl_seconds)),
             });
         }
+        let admin_token = match edge.admin_token {
+            Some(token) if token.len() < MIN_TOKEN_LEN || token.contains(char::is_whitespace) => {
+                return Err(self.error(
+                    "edge.admin_token",
+                    format!("must be at least {MIN_TOKEN_LEN} characters without spaces"),
+                ));
+            }
+            token => token,
+        };
         let to_usize = |key: &str, value: u64| {
             usize::try_from(value)
                 .map_err(|_| self.error(key, format!("{value} does not fit this machine's memory")))
@@ -420,6 +432,7 @@ impl Checker<'_> {
             origins,
             cache_set_cookie_responses: edge.cache_set_cookie_responses,
             default_ttls,
+            admin_token,
         })
     }
 

@@ -1,19 +1,25 @@
-//! The edge's admin listener: `/healthz`, `/status` and `/metrics`.
+//! The edge's admin listener: `/healthz`, `/status`, `/metrics` and
+//! `/purge`.
 //!
 //! It listens apart from the data plane (loopback by default), so nothing
 //! here is reachable by the clients the edge serves. `/status` is what
 //! `meridian status` shows for this edge: its view of every origin and its
-//! cache hit ratio.
+//! cache hit ratio. `/purge` needs the configured bearer token.
 
+use crate::host;
+use crate::key;
 use crate::metrics::{CacheSummary, EdgeMetrics};
 use crate::origins::{OriginSet, OriginStatus};
 use crate::storage::MemoryStorage;
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use pingora::cache::key::CacheHashKey;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// What the admin routes read.
 #[derive(Clone)]
@@ -26,10 +32,12 @@ pub struct AdminState {
     pub metrics: Arc<EdgeMetrics>,
     /// Its cache.
     pub storage: &'static MemoryStorage,
+    /// The token purges need; `None`: purging is disabled.
+    pub token: Option<Arc<str>>,
 }
 
 /// `GET /status`.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Serialize)]
 pub struct EdgeStatus {
     /// The edge's region.
     pub region: String,
@@ -39,12 +47,38 @@ pub struct EdgeStatus {
     pub cache: CacheSummary,
 }
 
+/// `POST /purge`: what to remove.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// Absolute URLs, e.g. `http://cdn.meridian.test/assets/1k.bin`.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Tags from `Surrogate-Key` / `Cache-Tag`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Everything.
+    #[serde(default)]
+    pub all: bool,
+    /// Mark stale (revalidate on next use) instead of removing.
+    #[serde(default)]
+    pub soft: bool,
+}
+
+/// `POST /purge`'s answer.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct PurgeResult {
+    /// Objects removed or marked stale.
+    pub purged: usize,
+}
+
 /// The admin routes.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/purge", post(purge))
         .with_state(state)
 }
 
@@ -64,4 +98,113 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         )],
         state.metrics.render(state.storage),
     )
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in
+/// constant time so response timing does not reveal the token.
+pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    given.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+fn refuse(status: StatusCode, reason: &str) -> Response {
+    (status, format!("{reason}\n")).into_response()
+}
+
+async fn purge(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(token) = state.token.as_deref() else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "purging is disabled: set edge.admin_token",
+        );
+    };
+    if !authorized(&headers, token) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "a valid Authorization: Bearer token is required",
+        );
+    }
+    let request: PurgeRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("bad purge request: {e}")),
+    };
+    let mut keys = Vec::new();
+    for url in &request.urls {
+        match url_key(url) {
+            Some(key) => keys.push(key),
+            None => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    &format!("not an absolute http(s) URL: {url:?}"),
+                );
+            }
+        }
+    }
+    let storage = state.storage;
+    let mut purged = 0;
+    if request.all {
+        purged += storage.purge_all();
+    }
+    for key in keys {
+        purged += usize::from(storage.purge_key(&key.primary_bin(), request.soft));
+    }
+    for tag in &request.tags {
+        purged += storage.purge_tag(tag, request.soft);
+    }
+    state.metrics.purged(purged);
+    tracing::info!(region = %state.region, purged, urls = request.urls.len(), tags = request.tags.len(), all = request.all, soft = request.soft, "purge");
+    axum::Json(PurgeResult { purged }).into_response()
+}
+
+/// The cache key of an absolute URL, as a request for it would have.
+fn url_key(url: &str) -> Option<pingora::cache::CacheKey> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|s| matches!(*s, "http" | "https"))?;
+    let host = host::normalize(uri.authority()?.as_str())?;
+    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    Some(key::cache_key(scheme, &host, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_checked_exactly() {
+        let mut headers = HeaderMap::new();
+        assert!(!authorized(&headers, "secret-token-1234"));
+        headers.insert(
+            header::AUTHORIZATION,
+            "Bearer secret-token-1234".parse().unwrap(),
+        );
+        assert!(authorized(&headers, "secret-token-1234"));
+        assert!(!authorized(&headers, "secret-token-12345"));
+        assert!(!authorized(&headers, "secret-token-123"));
+        headers.insert(
+            header::AUTHORIZATION,
+            "Basic secret-token-1234".parse().unwrap(),
+        );
+        assert!(!authorized(&headers, "secret-token-1234"));
+    }
+
+    #[test]
+    fn url_keys_match_request_keys() {
+        let from_url = url_key("http://CDN.Meridian.Test:8080/assets/1k.bin?x=1").unwrap();
+        let from_request = key::cache_key("http", "cdn.meridian.test", "/assets/1k.bin?x=1");
+        assert_eq!(from_url.primary_bin(), from_request.primary_bin());
+        assert!(url_key("/relative").is_none());
+        assert!(url_key("ftp://host/x").is_none());
+    }
 }

@@ -20,7 +20,8 @@ pub fn request_host(req: &RequestHeader) -> Option<String> {
     normalize(&authority)
 }
 
-fn normalize(authority: &str) -> Option<String> {
+/// Normalizes an authority (`host[:port]`) to a host: see [`request_host`].
+pub fn normalize(authority: &str) -> Option<String> {
     // Userinfo has no business in a Host.
     if authority.contains('@') {
         return None;

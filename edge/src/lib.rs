@@ -10,7 +10,7 @@
 //! [`run`] takes validated [`EdgeSettings`] (from the topology config, or the
 //! ad-hoc `--listen/--origin` mode) and serves until SIGINT or SIGTERM.
 
-mod admin;
+pub mod admin;
 pub mod cache_status;
 pub mod cacheability;
 mod host;
@@ -50,8 +50,10 @@ pub struct EdgeSettings {
     pub name: String,
     /// Where it accepts plain HTTP.
     pub listen: Vec<SocketAddr>,
-    /// Where it serves `/healthz`, `/status` and `/metrics`, if anywhere.
+    /// Where it serves `/healthz`, `/status`, `/metrics` and `/purge`, if anywhere.
     pub admin_listen: Option<SocketAddr>,
+    /// The bearer token `/purge` needs; `None` disables purging.
+    pub admin_token: Option<String>,
     /// The origins it forwards to, in preference order: its own region's,
     /// then the others nearest first.
     pub origins: Vec<OriginTarget>,
@@ -140,6 +142,7 @@ impl EdgeSettings {
             name: home.name.clone(),
             listen: home.edge_http_addrs(&config.edge),
             admin_listen: Some(home.edge_admin_addr(&config.edge)),
+            admin_token: config.edge.admin_token.clone(),
             origins,
             origin_policy: config.edge.origins.clone(),
             health: config.health.clone(),
@@ -175,6 +178,7 @@ impl EdgeSettings {
             name: "ad-hoc".to_owned(),
             listen: vec![listen],
             admin_listen: None,
+            admin_token: None,
             origins: vec![OriginTarget {
                 region: "origin".to_owned(),
                 addr: resolve_origin(&authority)?,
@@ -337,6 +341,7 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
                     origins: origins.clone(),
                     metrics,
                     storage,
+                    token: settings.admin_token.as_deref().map(Arc::from),
                 },
             },
         ));

@@ -19,6 +19,7 @@ pub struct EdgeMetrics {
     /// `[1xx..5xx]`, index = status / 100 - 1.
     responses: Vec<IntCounter>,
     origin_retries: IntCounter,
+    purged: IntCounter,
     objects: IntGauge,
     bytes: IntGauge,
 }
@@ -63,6 +64,11 @@ impl EdgeMetrics {
             "Requests moved to another origin after a failure",
         )?;
         registry.register(Box::new(origin_retries.clone()))?;
+        let purged = IntCounter::new(
+            "meridian_edge_purged_objects_total",
+            "Objects removed or marked stale by purges",
+        )?;
+        registry.register(Box::new(purged.clone()))?;
         let objects = IntGauge::new("meridian_edge_cache_objects", "Objects in the cache")?;
         registry.register(Box::new(objects.clone()))?;
         let bytes = IntGauge::new(
@@ -81,6 +87,7 @@ impl EdgeMetrics {
                 .map(|class| responses.with_label_values(&[*class]))
                 .collect(),
             origin_retries,
+            purged,
             objects,
             bytes,
             registry,
@@ -111,6 +118,11 @@ impl EdgeMetrics {
     /// Counts a request moved to another origin.
     pub fn origin_retry(&self) {
         self.origin_retries.inc();
+    }
+
+    /// Counts objects purged.
+    pub fn purged(&self, count: usize) {
+        self.purged.inc_by(count as u64);
     }
 
     /// Hits, misses and the cache's size.

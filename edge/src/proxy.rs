@@ -191,6 +191,16 @@ impl ProxyHttp for EdgeProxy {
             ctx.outcome = Some(outcome);
             return Ok(true);
         }
+        // Purges go to the admin listener, with a token; the public port
+        // never honours them, and never forwards them either.
+        if req.method.as_str().eq_ignore_ascii_case("PURGE") {
+            let outcome = CacheOutcome::Local {
+                detail: "purge-refused",
+            };
+            respond_locally(session, 405, "purge through the admin listener\n", &outcome).await?;
+            ctx.outcome = Some(outcome);
+            return Ok(true);
+        }
         let host = host::request_host(req);
         let allowed = match (&host, &self.settings.hostnames) {
             (_, None) => true,

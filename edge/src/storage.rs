@@ -30,7 +30,7 @@ use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheEntryKey, CacheKey, CacheMeta, Storage};
 use pingora::{Error, ErrorType, Result};
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
@@ -44,9 +44,23 @@ const OBJECT_OVERHEAD_BYTES: usize = 256;
 /// Typical object size, used only to size quick_cache's tables up front.
 const TYPICAL_OBJECT_BYTES: usize = 16 * 1024;
 
+/// Tag → the keys of the objects carrying it (`Surrogate-Key`, `Cache-Tag`).
+type TagIndex = Arc<Mutex<HashMap<String, HashSet<HashBinary>>>>;
+
+/// The object cache: weighed by bytes, and telling the tag index when it
+/// evicts.
+type Objects = quick_cache::sync::Cache<
+    HashBinary,
+    Arc<StoredObject>,
+    ObjectWeighter,
+    quick_cache::DefaultHashBuilder,
+    TagCleanup,
+>;
+
 /// An in-memory, byte-bounded cache storage. See the module documentation.
 pub struct MemoryStorage {
-    objects: quick_cache::sync::Cache<HashBinary, Arc<StoredObject>, ObjectWeighter>,
+    objects: Objects,
+    tags: TagIndex,
     /// In-progress writes by key. Several may exist for one key (two requests
     /// that both decided to fetch); each is told apart by its id.
     fills: RwLock<HashMap<HashBinary, Vec<Arc<Fill>>>>,
@@ -57,10 +71,12 @@ pub struct MemoryStorage {
     max_object_bytes: usize,
 }
 
-/// A complete response: its serialized [`CacheMeta`] and its body.
+/// A complete response: its serialized [`CacheMeta`], its body, and the
+/// purge tags its headers gave it.
 struct StoredObject {
     meta: SerializedMeta,
     body: Bytes,
+    tags: Box<[String]>,
 }
 
 /// [`CacheMeta::serialize`]'s output: (internal metadata, response header).
@@ -68,8 +84,64 @@ type SerializedMeta = (Vec<u8>, Vec<u8>);
 
 impl StoredObject {
     fn weight(&self) -> usize {
-        self.body.len() + self.meta.0.len() + self.meta.1.len() + OBJECT_OVERHEAD_BYTES
+        let tags: usize = self.tags.iter().map(String::len).sum();
+        self.body.len() + self.meta.0.len() + self.meta.1.len() + tags + OBJECT_OVERHEAD_BYTES
     }
+}
+
+/// Removes evicted objects from the tag index, so it never outgrows the
+/// cache. Runs under quick_cache's shard lock; the index lock is never held
+/// while calling into the cache, so the two cannot deadlock.
+#[derive(Clone)]
+struct TagCleanup {
+    tags: TagIndex,
+}
+
+impl quick_cache::Lifecycle<HashBinary, Arc<StoredObject>> for TagCleanup {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), key: HashBinary, object: Arc<StoredObject>) {
+        untag(&self.tags, &key, &object.tags);
+    }
+}
+
+fn untag(index: &TagIndex, key: &HashBinary, tags: &[String]) {
+    if tags.is_empty() {
+        return;
+    }
+    let mut index = index.lock().unwrap_or_else(PoisonError::into_inner);
+    for tag in tags {
+        if let Some(keys) = index.get_mut(tag) {
+            keys.remove(key);
+            if keys.is_empty() {
+                index.remove(tag);
+            }
+        }
+    }
+}
+
+/// The purge tags a response declares: `Surrogate-Key` (space-separated,
+/// Fastly's convention) and `Cache-Tag` (comma-separated, Cloudflare's).
+pub fn response_tags(headers: &http::HeaderMap) -> Vec<String> {
+    let mut tags: Vec<String> = headers
+        .get_all("surrogate-key")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(str::split_whitespace)
+        .chain(
+            headers
+                .get_all("cache-tag")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim),
+        )
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .map(str::to_owned)
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
 }
 
 #[derive(Clone)]
@@ -100,13 +172,15 @@ impl MemoryStorage {
         // set above from a budget the config requires to be positive.
         #[allow(clippy::expect_used)]
         let options = options.expect("cache options are complete");
+        let tags = TagIndex::default();
         MemoryStorage {
             objects: quick_cache::sync::Cache::with_options(
                 options,
                 ObjectWeighter,
                 Default::default(),
-                Default::default(),
+                TagCleanup { tags: tags.clone() },
             ),
+            tags,
             fills: RwLock::new(HashMap::new()),
             fill_count: AtomicUsize::new(0),
             next_fill_id: AtomicU64::new(1),
@@ -122,6 +196,81 @@ impl MemoryStorage {
     /// Bytes charged against the budget by the stored objects.
     pub fn used_bytes(&self) -> u64 {
         self.objects.weight()
+    }
+
+    /// Removes (or, `soft`, marks stale) every object tagged `tag`; returns
+    /// how many.
+    pub fn purge_tag(&self, tag: &str, soft: bool) -> usize {
+        let keys: Vec<HashBinary> = {
+            let mut index = self.tags.lock().unwrap_or_else(PoisonError::into_inner);
+            match index.get(tag) {
+                Some(keys) if !soft => {
+                    let keys = keys.iter().copied().collect();
+                    index.remove(tag);
+                    keys
+                }
+                Some(keys) => keys.iter().copied().collect(),
+                None => Vec::new(),
+            }
+        };
+        keys.iter().filter(|key| self.purge_key(key, soft)).count()
+    }
+
+    /// Removes (or, `soft`, marks stale) the object stored under `key`,
+    /// cancelling a fill in progress; true if there was one.
+    pub fn purge_key(&self, key: &HashBinary, soft: bool) -> bool {
+        if soft {
+            return self.expire_key(key);
+        }
+        let cancelled = self.cancel_fills(key);
+        match self.objects.remove(key) {
+            Some((key, object)) => {
+                untag(&self.tags, &key, &object.tags);
+                true
+            }
+            None => cancelled,
+        }
+    }
+
+    /// Removes every object; returns how many there were.
+    pub fn purge_all(&self) -> usize {
+        let count = self.objects.len();
+        self.objects.clear();
+        self.tags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        let mut fills = self.fills.write().unwrap_or_else(PoisonError::into_inner);
+        for fill in fills.values().flatten() {
+            fill.purged.store(true, Ordering::Release);
+        }
+        self.fill_count
+            .fetch_sub(fills.values().map(Vec::len).sum(), Ordering::AcqRel);
+        fills.clear();
+        count
+    }
+
+    /// Marks the object under `key` stale, keeping its body for revalidation.
+    fn expire_key(&self, key: &HashBinary) -> bool {
+        let Some(object) = self.objects.get(key) else {
+            return false;
+        };
+        let Ok(mut meta) = CacheMeta::deserialize(&object.meta.0, &object.meta.1) else {
+            return false;
+        };
+        meta.expire_at(SystemTime::now());
+        let Ok(meta) = meta.serialize() else {
+            return false;
+        };
+        self.objects.insert(
+            *key,
+            Arc::new(StoredObject {
+                meta,
+                body: object.body.clone(),
+                tags: object.tags.clone(),
+            }),
+        );
+        true
     }
 
     fn fill_for(&self, key: &HashBinary, id: Option<u64>) -> Option<Arc<Fill>> {
@@ -242,7 +391,8 @@ impl Storage for MemoryStorage {
             ));
         }
         let id = self.next_fill_id.fetch_add(1, Ordering::Relaxed);
-        let fill = Arc::new(Fill::new(id, meta.serialize()?));
+        let tags = response_tags(meta.headers()).into_boxed_slice();
+        let fill = Arc::new(Fill::new(id, meta.serialize()?, tags));
         let hash = key.combined_bin();
         self.add_fill(hash, fill.clone());
         Ok(Box::new(FillWriter {
@@ -267,9 +417,7 @@ impl Storage for MemoryStorage {
             return Ok(PurgeOutcome::NotFound);
         }
         let hash = target.key().combined_bin();
-        let cancelled = self.cancel_fills(&hash);
-        let removed = self.objects.remove(&hash).is_some();
-        Ok(if cancelled || removed {
+        Ok(if self.purge_key(&hash, false) {
             PurgeOutcome::Purged(None)
         } else {
             PurgeOutcome::NotFound
@@ -285,17 +433,11 @@ impl Storage for MemoryStorage {
             return Ok(PurgeOutcome::NotFound);
         }
         let hash = target.key().combined_bin();
-        let Some(object) = self.objects.get(&hash) else {
-            return Ok(PurgeOutcome::NotFound);
-        };
-        let mut meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
-        meta.expire_at(SystemTime::now());
-        let expired = StoredObject {
-            meta: meta.serialize()?,
-            body: object.body.clone(),
-        };
-        self.objects.insert(hash, Arc::new(expired));
-        Ok(PurgeOutcome::Expired)
+        Ok(if self.expire_key(&hash) {
+            PurgeOutcome::Expired
+        } else {
+            PurgeOutcome::NotFound
+        })
     }
 
     async fn update_meta(
@@ -312,6 +454,7 @@ impl Storage for MemoryStorage {
         let refreshed = StoredObject {
             meta: meta.serialize()?,
             body: object.body.clone(),
+            tags: response_tags(meta.headers()).into_boxed_slice(),
         };
         self.objects.insert(hash, Arc::new(refreshed));
         Ok(true)
@@ -410,6 +553,7 @@ impl HandleHit for ObjectReader {
 struct Fill {
     id: u64,
     meta: SerializedMeta,
+    tags: Box<[String]>,
     chunks: Mutex<Vec<Bytes>>,
     state: watch::Sender<FillState>,
     /// Set by a purge: the write must not be committed when it finishes.
@@ -427,11 +571,12 @@ enum FillState {
 }
 
 impl Fill {
-    fn new(id: u64, meta: SerializedMeta) -> Self {
+    fn new(id: u64, meta: SerializedMeta, tags: Box<[String]>) -> Self {
         let (state, _) = watch::channel(FillState::Writing { chunks: 0 });
         Fill {
             id,
             meta,
+            tags,
             chunks: Mutex::new(Vec::new()),
             state,
             purged: AtomicBool::new(false),
@@ -617,9 +762,20 @@ impl HandleMiss for FillWriter {
         let object = StoredObject {
             meta: self.fill.meta.clone(),
             body,
+            tags: self.fill.tags.clone(),
         };
         let weight = object.weight();
         if !self.fill.purged.load(Ordering::Acquire) {
+            if !object.tags.is_empty() {
+                let mut index = self
+                    .storage
+                    .tags
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for tag in object.tags.iter() {
+                    index.entry(tag.clone()).or_default().insert(self.key);
+                }
+            }
             self.storage.objects.insert(self.key, Arc::new(object));
         }
         self.storage.remove_fill(&self.key, self.fill.id);
@@ -889,6 +1045,75 @@ mod tests {
             .unwrap();
         writer.finish().await.unwrap();
         assert!(storage.lookup(&key("/f"), &span()).await.unwrap().is_none());
+    }
+
+    fn tagged_meta(tags: &str) -> CacheMeta {
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        header.insert_header("surrogate-key", tags).unwrap();
+        header.insert_header("cache-tag", "all, shared").unwrap();
+        let now = SystemTime::now();
+        CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header)
+    }
+
+    async fn store_tagged(storage: &'static MemoryStorage, path: &str, tags: &str) {
+        let mut writer = storage
+            .get_miss_handler(&key(path), &tagged_meta(tags), &span())
+            .await
+            .unwrap();
+        writer
+            .write_body(Bytes::from_static(b"x"), true)
+            .await
+            .unwrap();
+        writer.finish().await.unwrap();
+    }
+
+    #[test]
+    fn tags_come_from_surrogate_key_and_cache_tag() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("surrogate-key", "a  b".parse().unwrap());
+        headers.append("cache-tag", "c, d,,a".parse().unwrap());
+        assert_eq!(response_tags(&headers), ["a", "b", "c", "d"]);
+    }
+
+    #[tokio::test]
+    async fn purge_by_tag_removes_exactly_the_tagged_objects() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        store_tagged(storage, "/1", "product-1 images").await;
+        store_tagged(storage, "/2", "product-2 images").await;
+        store_tagged(storage, "/3", "product-1").await;
+        assert_eq!(storage.purge_tag("product-1", false), 2);
+        assert!(storage.lookup(&key("/1"), &span()).await.unwrap().is_none());
+        assert!(storage.lookup(&key("/3"), &span()).await.unwrap().is_none());
+        assert!(storage.lookup(&key("/2"), &span()).await.unwrap().is_some());
+        assert_eq!(storage.purge_tag("product-1", false), 0);
+        // Soft: still there, but stale.
+        assert_eq!(storage.purge_tag("images", true), 1);
+        let (meta, _) = storage.lookup(&key("/2"), &span()).await.unwrap().unwrap();
+        assert!(!meta.is_fresh(SystemTime::now()));
+        assert_eq!(storage.purge_all(), 1);
+        assert_eq!(storage.object_count(), 0);
+        assert!(storage.tags.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn eviction_cleans_the_tag_index() {
+        let storage = leak(MemoryStorage::new(64 * 1024, 8 * 1024));
+        for i in 0..200 {
+            store_tagged(storage, &format!("/e{i}"), &format!("t{i}")).await;
+        }
+        let indexed: usize = storage
+            .tags
+            .lock()
+            .unwrap()
+            .values()
+            .map(HashSet::len)
+            .sum();
+        // Every object carries its own tag plus "all" and "shared".
+        assert!(
+            indexed <= storage.object_count() * 3,
+            "{indexed} index entries for {} objects",
+            storage.object_count()
+        );
     }
 
     #[tokio::test]

@@ -10,5 +10,6 @@ mod cache;
 mod cli;
 mod failover;
 mod harness;
+mod purge;
 mod scripted;
 mod up;
