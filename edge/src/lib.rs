@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod cache_status;
 pub mod cacheability;
+pub mod framing;
 mod host;
 mod key;
 pub mod metrics;

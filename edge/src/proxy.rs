@@ -8,6 +8,7 @@
 use crate::EdgeSettings;
 use crate::cache_status::{self, CacheOutcome, ForwardReason};
 use crate::cacheability::{self, RequestDirectives, StoredUse};
+use crate::framing;
 use crate::host;
 use crate::key;
 use crate::metrics::EdgeMetrics;
@@ -36,6 +37,22 @@ const CACHE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// The response header naming the region whose origin produced a response.
 pub const ORIGIN_REGION_HEADER: &str = "x-meridian-origin";
+
+/// Client-supplied headers that origins commonly trust to rebuild the URL
+/// or the client's identity, but that are not in the cache key: forwarded
+/// as sent, they would let one client get a response shaped by them stored
+/// for everyone (cache poisoning). The edge removes them; it sets
+/// `X-Forwarded-For` and `X-Forwarded-Proto` itself.
+const UNKEYED_REQUEST_HEADERS: [&str; 8] = [
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-host",
+    "forwarded",
+];
 
 /// The edge application: one per process, shared by every request.
 pub struct EdgeProxy {
@@ -184,6 +201,20 @@ impl ProxyHttp for EdgeProxy {
     /// Answers health checks, and refuses hosts this CDN does not serve
     /// (421 Misdirected Request) so the edge is never an open proxy.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let raw_head = session
+            .as_downstream()
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
+        if let Err(refusal) = framing::check_with_raw(session.req_header(), raw_head.as_deref()) {
+            // The rest of this connection's bytes cannot be trusted.
+            session.set_keepalive(None);
+            let outcome = CacheOutcome::Local {
+                detail: refusal.reason,
+            };
+            respond_locally(session, refusal.status, "bad request\n", &outcome).await?;
+            ctx.outcome = Some(outcome);
+            return Ok(true);
+        }
         let req = session.req_header();
         if req.uri.path() == self.settings.health_path {
             let outcome = CacheOutcome::Local { detail: "health" };
@@ -378,6 +409,10 @@ impl ProxyHttp for EdgeProxy {
             };
             upstream_request.insert_header("x-forwarded-for", forwarded)?;
         }
+        for name in UNKEYED_REQUEST_HEADERS {
+            upstream_request.remove_header(name);
+        }
+        upstream_request.insert_header("x-forwarded-proto", "http")?;
         // What gets stored is what the origin sends for this bucket.
         if session.cache.enabled() {
             let accept = upstream_request

@@ -10,6 +10,7 @@ mod cache;
 mod cli;
 mod failover;
 mod harness;
+mod hostile;
 mod purge;
 mod scripted;
 mod up;

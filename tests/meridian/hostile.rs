@@ -1,0 +1,230 @@
+//! Hostile HTTP input against an edge, each test named after the attack.
+//! Raw TCP, because HTTP client libraries refuse to send these.
+
+use crate::harness::{EdgeProcess, client_via, config_on_block};
+use crate::scripted::{ScriptedOrigin, ok};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Sends raw bytes, returns everything the edge answered until it closed
+/// the connection (or went quiet).
+fn exchange(edge: SocketAddr, raw: &[u8]) -> (String, bool) {
+    let mut stream = TcpStream::connect(edge).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    stream.write_all(raw).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&answer).into_owned(), closed)
+}
+
+fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or_default()
+}
+
+struct Target {
+    origin: ScriptedOrigin,
+    edge: EdgeProcess,
+}
+
+fn target(block: u8) -> Target {
+    let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |r| {
+        let forwarded_host = r
+            .headers
+            .get("x-forwarded-host")
+            .cloned()
+            .unwrap_or_default();
+        ok(
+            &[("cache-control", "max-age=60")],
+            &format!("page for host [{forwarded_host}] at {}", r.path),
+        )
+    });
+    let edge = EdgeProcess::start(block, 2, &config_on_block(block));
+    Target { origin, edge }
+}
+
+fn smuggle(block: u8, name: &str, raw: &str, expected: &str) {
+    let t = target(block);
+    let (answer, closed) = exchange(t.edge.addr, raw.as_bytes());
+    assert!(status_line(&answer).contains(expected), "{name}: {answer}");
+    assert!(
+        closed,
+        "{name}: the connection stayed open after a refused request"
+    );
+    assert!(
+        t.origin.received().is_empty(),
+        "{name}: reached the origin: {:?}",
+        t.origin.received()
+    );
+}
+
+#[test]
+fn request_smuggling_content_length_with_transfer_encoding() {
+    smuggle(
+        90,
+        "CL.TE",
+        "POST / HTTP/1.1\r\nHost: cdn.meridian.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        "400",
+    );
+}
+
+#[test]
+fn request_smuggling_duplicate_content_length() {
+    smuggle(
+        91,
+        "CL.CL",
+        "POST / HTTP/1.1\r\nHost: cdn.meridian.test\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        "400",
+    );
+    smuggle(
+        92,
+        "CL.CL differing",
+        "POST / HTTP/1.1\r\nHost: cdn.meridian.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "400",
+    );
+}
+
+#[test]
+fn request_smuggling_obsolete_line_folding() {
+    smuggle(
+        93,
+        "obs-fold",
+        "GET / HTTP/1.1\r\nHost: cdn.meridian.test\r\nX-A: 1\r\n Transfer-Encoding: chunked\r\n\r\n",
+        "400",
+    );
+}
+
+#[test]
+fn request_smuggling_bad_chunk_size() {
+    let t = target(94);
+    let (answer, _) = exchange(
+        t.edge.addr,
+        b"POST /x HTTP/1.1\r\nHost: cdn.meridian.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("400"), "{answer}");
+    assert!(
+        t.origin.received().iter().all(|r| r.body.is_empty()),
+        "a mis-framed body reached the origin"
+    );
+}
+
+#[test]
+fn request_smuggling_transfer_encoding_not_chunked() {
+    smuggle(
+        95,
+        "TE chunked-not-last",
+        "POST / HTTP/1.1\r\nHost: cdn.meridian.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        "400",
+    );
+}
+
+#[test]
+fn oversized_request_header() {
+    let t = target(96);
+    let raw = format!(
+        "GET / HTTP/1.1\r\nHost: cdn.meridian.test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let (answer, _) = exchange(t.edge.addr, raw.as_bytes());
+    assert!(
+        status_line(&answer).contains("431"),
+        "{}",
+        status_line(&answer)
+    );
+    assert!(t.origin.received().is_empty());
+    // Still serving.
+    let (answer, _) = exchange(
+        t.edge.addr,
+        b"GET /_meridian/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("200"));
+}
+
+#[test]
+fn open_proxy_through_host_absolute_form_and_connect() {
+    let t = target(97);
+    for raw in [
+        "GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+        "GET http://evil.example/ HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ] {
+        let (answer, _) = exchange(t.edge.addr, raw.as_bytes());
+        assert!(
+            status_line(&answer).contains("421") || status_line(&answer).contains("400"),
+            "{raw:?}: {answer}"
+        );
+    }
+    let (answer, _) = exchange(
+        t.edge.addr,
+        b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("405"), "{answer}");
+    assert!(t.origin.received().is_empty(), "{:?}", t.origin.received());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_poisoning_through_unkeyed_headers() {
+    let t = tokio::task::block_in_place(|| target(98));
+    let client = client_via(t.edge.addr);
+    let url = "http://cdn.meridian.test:8080/page";
+    let poisoned = client
+        .get(url)
+        .header("x-forwarded-host", "evil.example")
+        .header("x-original-url", "/admin")
+        .header("forwarded", "host=evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poisoned.text().await.unwrap(), "page for host [] at /page");
+    let victim = client.get(url).send().await.unwrap();
+    assert_eq!(victim.text().await.unwrap(), "page for host [] at /page");
+    let received = t.origin.received();
+    assert!(
+        received
+            .iter()
+            .all(|r| !r.headers.contains_key("x-original-url")
+                && !r.headers.contains_key("forwarded"))
+    );
+    assert_eq!(received[0].headers["x-forwarded-proto"], "http");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_key_confusion_through_path_encoding() {
+    let t = tokio::task::block_in_place(|| target(99));
+    let raw = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n")
+    };
+    let body_of = |answer: &str| {
+        answer
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // Equivalent spellings share one entry...
+    let first = exchange(t.edge.addr, raw("/a%62c").as_bytes()).0;
+    let second = exchange(t.edge.addr, raw("/abc").as_bytes()).0;
+    assert!(second.contains("cache-status: meridian; hit"), "{second}");
+    assert_eq!(body_of(&first), body_of(&second));
+    // ...and different resources never do.
+    for path in ["/a%2Fb", "/a/b", "/a//b", "/x/../a", "/A%62C"] {
+        let answer = exchange(t.edge.addr, raw(path).as_bytes()).0;
+        assert!(
+            !answer.contains("meridian; hit"),
+            "{path} was served another path's entry: {answer}"
+        );
+    }
+    assert_eq!(
+        t.origin.count("GET", "/a%62c") + t.origin.count("GET", "/abc"),
+        1
+    );
+}
