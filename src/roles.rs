@@ -11,6 +11,29 @@ pub fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
     Ok(Config::load_or_demo(arg.config.as_deref())?)
 }
 
+/// Raises this process's open-file limit to the hard limit, so a busy
+/// server is bounded by its own connection handling rather than by a low
+/// default soft limit (often 1024), and logs the effective limit.
+pub fn raise_open_file_limit(role: &str) {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, hard)) => {
+                let raised = soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok();
+                let effective = if raised { hard } else { soft };
+                tracing::info!(
+                    role,
+                    open_files = effective,
+                    hard_limit = hard,
+                    "open file limit"
+                );
+            }
+            Err(error) => tracing::warn!(role, %error, "cannot read the open file limit"),
+        }
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM: the signals `meridian up` and service
 /// managers use to stop a process.
 pub async fn shutdown_signal() {
@@ -46,6 +69,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `meridian geodns`
 pub fn geodns(arg: &ConfigArg) -> anyhow::Result<()> {
     let config = load_config(arg)?;
+    raise_open_file_limit("geodns");
     runtime()?.block_on(geodns::run(&config, shutdown_signal()))?;
     Ok(())
 }
@@ -60,6 +84,7 @@ pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
         // clap requires one of the two forms.
         _ => anyhow::bail!("give --region, or --listen with --origin"),
     };
+    raise_open_file_limit("edge");
     match edge::run(settings)? {}
 }
 
@@ -67,6 +92,7 @@ pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
 pub fn origin(args: &RegionArgs) -> anyhow::Result<()> {
     let config = load_config(&args.config)?;
     let settings = origin::OriginSettings::from_config(&config, &args.region)?;
+    raise_open_file_limit("origin");
     // Build the router first: a bad static root is reported before binding.
     let _ = origin::router(&settings)?;
     runtime()?.block_on(async {

@@ -579,6 +579,9 @@ impl ProxyHttp for EdgeProxy {
                 ErrorSource::Internal | ErrorSource::Unset => (500, "edge-error"),
             },
         };
+        // The connection is not reused after a failure; say so, so the
+        // client does not send its next request into a closing socket.
+        session.set_keepalive(None);
         if code > 0 && session.response_written().is_none() {
             let mut header = pingora::protocols::http::ServerSession::generate_error(code);
             let outcome = CacheOutcome::Forward {

@@ -9,6 +9,7 @@
 mod cache;
 mod cli;
 mod failover;
+mod faults;
 mod harness;
 mod hostile;
 mod purge;

@@ -23,6 +23,8 @@ pub enum Reply {
     Respond(u16, Vec<(&'static str, String)>, Vec<u8>),
     /// Read the request, then close the connection without answering.
     Close,
+    /// Send these bytes as the whole answer, then close.
+    Raw(Vec<u8>),
     /// Promise `promised` body bytes, send `sent`, then close.
     Truncated {
         /// Extra headers.
@@ -154,6 +156,10 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
         };
         match reply {
             Reply::Close => return,
+            Reply::Raw(bytes) => {
+                let _ = writer.write_all(&bytes);
+                return;
+            }
             Reply::Truncated {
                 headers,
                 promised,

@@ -1,0 +1,149 @@
+//! Faults: origins that hang or talk nonsense, and GeoDNS going away.
+
+use crate::harness::{
+    EdgeProcess, TempDir, client_via, config_on_block, dns_query, meridian, spawn_line_reader,
+};
+use crate::scripted::{Reply, ScriptedOrigin, ok};
+use hickory_proto::rr::RecordType;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_that_hangs_times_out_then_fails_over() {
+    let b = 100;
+    let _eu = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |_| {
+        std::thread::sleep(Duration::from_secs(5));
+        ok(&[], "too late")
+    });
+    let _us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| ok(&[], "from us-east"));
+    let config = config_on_block(b)
+        .replace(
+            "origin_read_timeout_ms = 10000",
+            "origin_read_timeout_ms = 500",
+        )
+        .replace("down_after = 2", "down_after = 100");
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config));
+    let started = Instant::now();
+    let response = client_via(edge.addr)
+        .get("http://cdn.meridian.test:8080/slow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-meridian-origin"], "us-east");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_that_sends_garbage_gets_a_502() {
+    let b = 101;
+    let origin = ScriptedOrigin::start(&format!("127.{b}.0.2:8000"), |_| {
+        Reply::Raw(b"SSH-2.0-OpenSSH_9.6\r\nthis is not HTTP\r\n\r\n".to_vec())
+    });
+    let edge = tokio::task::block_in_place(|| EdgeProcess::ad_hoc(b));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .get(format!("http://{}/x", edge.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert!(
+        response.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .contains("detail=")
+    );
+    assert_eq!(origin.count("GET", "/x"), 1);
+    // The edge is fine afterwards.
+    let health = client
+        .get(format!("http://{}/_meridian/health", edge.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+/// A `meridian geodns` process for `config`, killed on drop.
+struct GeoDns(std::process::Child);
+
+impl GeoDns {
+    fn start(config: &std::path::Path, dns: std::net::SocketAddr) -> GeoDns {
+        let mut child = meridian()
+            .args(["geodns", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _stderr = spawn_line_reader(child.stderr.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !crate::harness::tcp_listening(dns) {
+            assert!(Instant::now() < deadline, "geodns did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        GeoDns(child)
+    }
+}
+
+impl Drop for GeoDns {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn geodns_going_away_leaves_the_edges_serving() {
+    let b = 102;
+    let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |_| {
+        ok(&[("cache-control", "max-age=60")], "content")
+    });
+    let text = config_on_block(b);
+    let dir = TempDir::new("geodns-restart");
+    let config = dir.write("meridian.toml", &text);
+    let dns: std::net::SocketAddr = format!("127.{b}.0.1:5353").parse().unwrap();
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &text));
+    let client = client_via(edge.addr);
+    let geodns = tokio::task::block_in_place(|| GeoDns::start(&config, dns));
+    assert_eq!(
+        client
+            .get("http://cdn.meridian.test:8080/a")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    drop(geodns);
+    // No GeoDNS: the edge neither knows nor cares.
+    for _ in 0..5 {
+        assert_eq!(
+            client
+                .get("http://cdn.meridian.test:8080/a")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    // Back: it answers at once, and its fresh health checks see the edge up.
+    let _geodns = tokio::task::block_in_place(|| GeoDns::start(&config, dns));
+    let answer = tokio::task::block_in_place(|| {
+        dns_query(
+            dns,
+            "cdn.meridian.test.",
+            RecordType::A,
+            Some("81.2.69.0/24"),
+        )
+    });
+    assert_eq!(
+        answer.addresses,
+        [format!("127.{b}.2.1").parse::<std::net::IpAddr>().unwrap()]
+    );
+}
