@@ -28,6 +28,7 @@ use pingora::cache::storage::{
 };
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheEntryKey, CacheKey, CacheMeta, Storage};
+use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType, Result};
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
@@ -71,21 +72,88 @@ pub struct MemoryStorage {
     max_object_bytes: usize,
 }
 
-/// A complete response: its serialized [`CacheMeta`], its body, and the
-/// purge tags its headers gave it.
+/// A complete response: its metadata, its body, and the purge tags its
+/// headers gave it.
 struct StoredObject {
-    meta: SerializedMeta,
+    meta: Arc<StoredMeta>,
     body: Bytes,
     tags: Box<[String]>,
 }
 
-/// [`CacheMeta::serialize`]'s output: (internal metadata, response header).
-type SerializedMeta = (Vec<u8>, Vec<u8>);
-
 impl StoredObject {
     fn weight(&self) -> usize {
         let tags: usize = self.tags.iter().map(String::len).sum();
-        self.body.len() + self.meta.0.len() + self.meta.1.len() + tags + OBJECT_OVERHEAD_BYTES
+        self.body.len() + self.meta.weight() + tags + OBJECT_OVERHEAD_BYTES
+    }
+}
+
+/// A [`CacheMeta`] kept parsed. pingora-cache's own storage serializes the
+/// metadata (compressing the headers) and parses it back on every hit,
+/// which costs a large share of a small hit; keeping the parts and
+/// rebuilding a `CacheMeta` from them costs a header clone.
+///
+/// `CacheMeta` cannot be cloned and has no public way to restore two of its
+/// fields, so the rebuild is close, not exact: the time of the last
+/// revalidation is restored as an epoch override (it is what ages count
+/// from), and the Vary-family provenance restarts at the object's creation,
+/// which can only make an older sibling variant count as invalid (an extra
+/// miss), never serve a stale one.
+#[derive(Debug)]
+struct StoredMeta {
+    fresh_until: SystemTime,
+    created: SystemTime,
+    updated: SystemTime,
+    epoch_override: Option<SystemTime>,
+    stale_while_revalidate_sec: u32,
+    stale_if_error_sec: u32,
+    variance: Option<HashBinary>,
+    header: ResponseHeader,
+    /// Bytes of header names and values, for the cache's weight.
+    header_bytes: usize,
+}
+
+impl StoredMeta {
+    fn from_meta(meta: &CacheMeta) -> Self {
+        let header = meta.response_header_copy();
+        let header_bytes = header
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        StoredMeta {
+            fresh_until: meta.fresh_until(),
+            created: meta.created(),
+            updated: meta.updated(),
+            epoch_override: meta.epoch_override(),
+            stale_while_revalidate_sec: meta.stale_while_revalidate_sec(),
+            stale_if_error_sec: meta.stale_if_error_sec(),
+            variance: meta.variance(),
+            header,
+            header_bytes,
+        }
+    }
+
+    fn to_meta(&self) -> CacheMeta {
+        let mut meta = CacheMeta::new(
+            self.fresh_until,
+            self.created,
+            self.stale_while_revalidate_sec,
+            self.stale_if_error_sec,
+            self.header.clone(),
+        );
+        if let Some(variance) = self.variance {
+            meta.set_variance(variance);
+        }
+        match self.epoch_override {
+            Some(epoch) => meta.set_epoch_override(epoch),
+            None if self.updated != self.created => meta.set_epoch_override(self.updated),
+            None => {}
+        }
+        meta
+    }
+
+    fn weight(&self) -> usize {
+        self.header_bytes + std::mem::size_of::<Self>()
     }
 }
 
@@ -255,17 +323,12 @@ impl MemoryStorage {
         let Some(object) = self.objects.get(key) else {
             return false;
         };
-        let Ok(mut meta) = CacheMeta::deserialize(&object.meta.0, &object.meta.1) else {
-            return false;
-        };
+        let mut meta = object.meta.to_meta();
         meta.expire_at(SystemTime::now());
-        let Ok(meta) = meta.serialize() else {
-            return false;
-        };
         self.objects.insert(
             *key,
             Arc::new(StoredObject {
-                meta,
+                meta: Arc::new(StoredMeta::from_meta(&meta)),
                 body: object.body.clone(),
                 tags: object.tags.clone(),
             }),
@@ -345,7 +408,7 @@ impl Storage for MemoryStorage {
         let Some(object) = self.objects.get(&hash) else {
             return Ok(None);
         };
-        let meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
+        let meta = object.meta.to_meta();
         let reader = ObjectReader::new(object.body.clone());
         Ok(Some((meta, Box::new(reader))))
     }
@@ -392,7 +455,7 @@ impl Storage for MemoryStorage {
         }
         let id = self.next_fill_id.fetch_add(1, Ordering::Relaxed);
         let tags = response_tags(meta.headers()).into_boxed_slice();
-        let fill = Arc::new(Fill::new(id, meta.serialize()?, tags));
+        let fill = Arc::new(Fill::new(id, Arc::new(StoredMeta::from_meta(meta)), tags));
         let hash = key.combined_bin();
         self.add_fill(hash, fill.clone());
         Ok(Box::new(FillWriter {
@@ -452,7 +515,7 @@ impl Storage for MemoryStorage {
             return Ok(false);
         };
         let refreshed = StoredObject {
-            meta: meta.serialize()?,
+            meta: Arc::new(StoredMeta::from_meta(meta)),
             body: object.body.clone(),
             tags: response_tags(meta.headers()).into_boxed_slice(),
         };
@@ -552,7 +615,7 @@ impl HandleHit for ObjectReader {
 /// watch channel that wakes readers when chunks arrive.
 struct Fill {
     id: u64,
-    meta: SerializedMeta,
+    meta: Arc<StoredMeta>,
     tags: Box<[String]>,
     chunks: Mutex<Vec<Bytes>>,
     state: watch::Sender<FillState>,
@@ -571,7 +634,7 @@ enum FillState {
 }
 
 impl Fill {
-    fn new(id: u64, meta: SerializedMeta, tags: Box<[String]>) -> Self {
+    fn new(id: u64, meta: Arc<StoredMeta>, tags: Box<[String]>) -> Self {
         let (state, _) = watch::channel(FillState::Writing { chunks: 0 });
         Fill {
             id,
@@ -584,7 +647,7 @@ impl Fill {
     }
 
     fn reader(self: &Arc<Self>) -> Result<(CacheMeta, HitHandler)> {
-        let meta = CacheMeta::deserialize(&self.meta.0, &self.meta.1)?;
+        let meta = self.meta.to_meta();
         let reader = FillReader {
             fill: self.clone(),
             state: self.state.subscribe(),
