@@ -16,6 +16,13 @@ use cli::{Cli, Command, ConfigArg, ConfigCommand};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc: the edge allocates and frees many small buffers per request,
+/// and measures several percent faster with it than with glibc's malloc;
+/// it also returns freed cache memory to the OS more predictably.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Per-query and per-connection logs of the libraries stay below `info`:
 /// a busy server must not spend its time writing logs.
 const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn,pingora_core=warn,pingora_proxy=warn";

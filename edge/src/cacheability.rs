@@ -321,14 +321,15 @@ pub enum StoredUse {
 }
 
 /// Applies the request's directives to a stored response that is `age` old
-/// and fresh until `fresh_until`. `must_revalidate` is the stored response's
-/// `must-revalidate`/`proxy-revalidate`/`s-maxage`, which forbid serving it
-/// stale whatever the client says.
+/// and fresh until `fresh_until`. `must_revalidate` says whether the stored
+/// response has `must-revalidate`/`proxy-revalidate`/`s-maxage`, which
+/// forbid serving it stale whatever the client says; it is only asked when
+/// that matters, since it means parsing the stored `Cache-Control`.
 pub fn use_stored(
     directives: &RequestDirectives,
     age: Duration,
     fresh_until: SystemTime,
-    must_revalidate: bool,
+    must_revalidate: impl FnOnce() -> bool,
     now: SystemTime,
 ) -> StoredUse {
     let fresh_for = fresh_until.duration_since(now).ok();
@@ -348,7 +349,7 @@ pub fn use_stored(
     }
     let stale_by = now.duration_since(fresh_until).unwrap_or_default();
     match directives.max_stale {
-        Some(limit) if !must_revalidate && limit.is_none_or(|limit| stale_by <= limit) => {
+        Some(limit) if limit.is_none_or(|limit| stale_by <= limit) && !must_revalidate() => {
             StoredUse::Serve
         }
         _ => StoredUse::Default,
@@ -730,43 +731,46 @@ mod tests {
         let age = Duration::from_secs(30);
         let d = |cc: &str| RequestDirectives::parse(&request_with(&[("cache-control", cc)]));
         let none = RequestDirectives::default();
-        assert_eq!(use_stored(&none, age, fresh, false, t), StoredUse::Serve);
-        assert_eq!(use_stored(&none, age, stale, false, t), StoredUse::Default);
+        assert_eq!(use_stored(&none, age, fresh, || false, t), StoredUse::Serve);
         assert_eq!(
-            use_stored(&d("no-cache"), age, fresh, false, t),
+            use_stored(&none, age, stale, || false, t),
+            StoredUse::Default
+        );
+        assert_eq!(
+            use_stored(&d("no-cache"), age, fresh, || false, t),
             StoredUse::Revalidate
         );
         assert_eq!(
-            use_stored(&d("max-age=10"), age, fresh, false, t),
+            use_stored(&d("max-age=10"), age, fresh, || false, t),
             StoredUse::Revalidate
         );
         assert_eq!(
-            use_stored(&d("max-age=60"), age, fresh, false, t),
+            use_stored(&d("max-age=60"), age, fresh, || false, t),
             StoredUse::Serve
         );
         assert_eq!(
-            use_stored(&d("min-fresh=120"), age, fresh, false, t),
+            use_stored(&d("min-fresh=120"), age, fresh, || false, t),
             StoredUse::Revalidate
         );
         assert_eq!(
-            use_stored(&d("min-fresh=30"), age, fresh, false, t),
+            use_stored(&d("min-fresh=30"), age, fresh, || false, t),
             StoredUse::Serve
         );
         assert_eq!(
-            use_stored(&d("max-stale"), age, stale, false, t),
+            use_stored(&d("max-stale"), age, stale, || false, t),
             StoredUse::Serve
         );
         assert_eq!(
-            use_stored(&d("max-stale=30"), age, stale, false, t),
+            use_stored(&d("max-stale=30"), age, stale, || false, t),
             StoredUse::Serve
         );
         assert_eq!(
-            use_stored(&d("max-stale=10"), age, stale, false, t),
+            use_stored(&d("max-stale=10"), age, stale, || false, t),
             StoredUse::Default
         );
         // must-revalidate beats max-stale.
         assert_eq!(
-            use_stored(&d("max-stale"), age, stale, true, t),
+            use_stored(&d("max-stale"), age, stale, || true, t),
             StoredUse::Default
         );
     }

@@ -296,9 +296,13 @@ impl ProxyHttp for EdgeProxy {
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
+        // Most requests carry no directives: nothing to decide.
+        if ctx.directives == RequestDirectives::default() {
+            return Ok(None);
+        }
         let now = SystemTime::now();
         let age = now.duration_since(meta.epoch()).unwrap_or_default();
-        let forbids_stale = cacheability::forbids_stale(meta);
+        let forbids_stale = || cacheability::forbids_stale(meta);
         let decision =
             cacheability::use_stored(&ctx.directives, age, meta.fresh_until(), forbids_stale, now);
         Ok(match decision {
