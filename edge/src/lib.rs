@@ -288,6 +288,10 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         // before shutting down; in-flight requests get a few seconds.
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(3),
+        // One single-threaded runtime per worker thread: connections stay
+        // on the thread that accepted them, with no work-stealing
+        // bookkeeping on every wake-up.
+        work_stealing: false,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -72,6 +72,19 @@ pub struct MemoryStorage {
     max_object_bytes: usize,
 }
 
+/// A stored response ready to send: see [`MemoryStorage::fresh_object`].
+#[derive(Debug)]
+pub struct FreshObject {
+    /// The stored response header.
+    pub header: ResponseHeader,
+    /// The body, shared with the cache.
+    pub body: Bytes,
+    /// How old the response is (for `Age`).
+    pub age: std::time::Duration,
+    /// When it stops being fresh.
+    pub fresh_until: SystemTime,
+}
+
 /// A complete response: its metadata, its body, and the purge tags its
 /// headers gave it.
 struct StoredObject {
@@ -264,6 +277,28 @@ impl MemoryStorage {
     /// Bytes charged against the budget by the stored objects.
     pub fn used_bytes(&self) -> u64 {
         self.objects.weight()
+    }
+
+    /// The stored object for `key` if it can be served as is: complete (no
+    /// write in progress), not varied, and fresh at `now`. This is the
+    /// edge's fast path for plain hits; anything else goes through
+    /// pingora's cache state machine.
+    pub fn fresh_object(&self, key: &HashBinary, now: SystemTime) -> Option<FreshObject> {
+        if self.fill_for(key, None).is_some() {
+            return None;
+        }
+        let object = self.objects.get(key)?;
+        let meta = &object.meta;
+        if meta.variance.is_some() || meta.fresh_until <= now {
+            return None;
+        }
+        let epoch = meta.epoch_override.unwrap_or(meta.updated);
+        Some(FreshObject {
+            header: meta.header.clone(),
+            body: object.body.clone(),
+            age: now.duration_since(epoch).unwrap_or_default(),
+            fresh_until: meta.fresh_until,
+        })
     }
 
     /// Removes (or, `soft`, marks stale) every object tagged `tag`; returns
@@ -922,6 +957,30 @@ mod tests {
         assert_eq!(read_all(&mut reader).await.unwrap(), b"hello world");
         assert_eq!(storage.object_count(), 1);
         assert!(storage.used_bytes() >= 11 + OBJECT_OVERHEAD_BYTES as u64);
+    }
+
+    #[tokio::test]
+    async fn fresh_objects_are_offered_for_the_fast_path() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        let now = SystemTime::now();
+        assert!(
+            storage
+                .fresh_object(&key("/f").combined_bin(), now)
+                .is_none()
+        );
+        store(storage, "/f", b"fast").await;
+        let object = storage
+            .fresh_object(&key("/f").combined_bin(), now)
+            .unwrap();
+        assert_eq!(object.body, "fast");
+        assert_eq!(object.header.status, 200);
+        // Not once it is stale.
+        let later = now + Duration::from_secs(120);
+        assert!(
+            storage
+                .fresh_object(&key("/f").combined_bin(), later)
+                .is_none()
+        );
     }
 
     #[tokio::test]
