@@ -6,16 +6,26 @@
 
 use crate::cache_status::{CacheOutcome, ForwardReason};
 use crate::storage::MemoryStorage;
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use std::time::Duration;
 
 /// The edge's metrics.
 pub struct EdgeMetrics {
     registry: Registry,
     hits: IntCounter,
+    stale_hits: IntCounter,
     misses: IntCounter,
     stale: IntCounter,
+    revalidated: IntCounter,
     uncacheable: IntCounter,
+    bypass: IntCounter,
     other: IntCounter,
+    coalesced: IntCounter,
+    origin_latency: Histogram,
+    evictions: IntGauge,
     /// `[1xx..5xx]`, index = status / 100 - 1.
     responses: Vec<IntCounter>,
     origin_retries: IntCounter,
@@ -69,6 +79,26 @@ impl EdgeMetrics {
             "Objects removed or marked stale by purges",
         )?;
         registry.register(Box::new(purged.clone()))?;
+        let coalesced = IntCounter::new(
+            "meridian_edge_coalesced_waits_total",
+            "Requests that waited for another request's origin fetch instead of making their own",
+        )?;
+        registry.register(Box::new(coalesced.clone()))?;
+        let origin_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "meridian_edge_origin_response_seconds",
+                "Time from choosing an origin to its response header",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        registry.register(Box::new(origin_latency.clone()))?;
+        let evictions = IntGauge::new(
+            "meridian_edge_cache_evictions",
+            "Objects evicted to stay within the cache budget since start",
+        )?;
+        registry.register(Box::new(evictions.clone()))?;
         let objects = IntGauge::new("meridian_edge_cache_objects", "Objects in the cache")?;
         registry.register(Box::new(objects.clone()))?;
         let bytes = IntGauge::new(
@@ -78,10 +108,16 @@ impl EdgeMetrics {
         registry.register(Box::new(bytes.clone()))?;
         Ok(EdgeMetrics {
             hits: requests.with_label_values(&["hit"]),
+            stale_hits: requests.with_label_values(&["stale-served"]),
             misses: requests.with_label_values(&["miss"]),
             stale: requests.with_label_values(&["stale"]),
+            revalidated: requests.with_label_values(&["revalidated"]),
             uncacheable: requests.with_label_values(&["uncacheable"]),
+            bypass: requests.with_label_values(&["bypass"]),
             other: requests.with_label_values(&["other"]),
+            coalesced,
+            origin_latency,
+            evictions,
             responses: ["1xx", "2xx", "3xx", "4xx", "5xx"]
                 .iter()
                 .map(|class| responses.with_label_values(&[*class]))
@@ -97,12 +133,21 @@ impl EdgeMetrics {
     /// Counts one finished request.
     pub fn request(&self, outcome: Option<&CacheOutcome>, status: u16) {
         let counter = match outcome {
+            Some(CacheOutcome::Hit { ttl }) if *ttl < 0 => &self.stale_hits,
             Some(CacheOutcome::Hit { .. }) => &self.hits,
-            Some(CacheOutcome::Forward { reason, stored, .. }) => match reason {
+            Some(CacheOutcome::Forward {
+                reason,
+                stored,
+                fwd_status,
+                ..
+            }) => match reason {
                 ForwardReason::Miss | ForwardReason::UriMiss if *stored => &self.misses,
+                ForwardReason::Stale | ForwardReason::Request if *fwd_status == Some(304) => {
+                    &self.revalidated
+                }
                 ForwardReason::Stale | ForwardReason::Request => &self.stale,
                 ForwardReason::Miss | ForwardReason::UriMiss => &self.uncacheable,
-                ForwardReason::Bypass | ForwardReason::Method => &self.other,
+                ForwardReason::Bypass | ForwardReason::Method => &self.bypass,
             },
             Some(CacheOutcome::Local { .. }) | None => &self.other,
         };
@@ -113,6 +158,16 @@ impl EdgeMetrics {
         {
             class.inc();
         }
+    }
+
+    /// Counts a request that waited on another's fetch of the same object.
+    pub fn coalesced_wait(&self) {
+        self.coalesced.inc();
+    }
+
+    /// Records how long an origin took to start answering.
+    pub fn origin_latency(&self, elapsed: Duration) {
+        self.origin_latency.observe(elapsed.as_secs_f64());
     }
 
     /// Counts a request moved to another origin.
@@ -127,8 +182,8 @@ impl EdgeMetrics {
 
     /// Hits, misses and the cache's size.
     pub fn summary(&self, storage: &MemoryStorage) -> CacheSummary {
-        let hits = self.hits.get();
-        let misses = self.misses.get() + self.stale.get();
+        let hits = self.hits.get() + self.stale_hits.get();
+        let misses = self.misses.get() + self.stale.get() + self.revalidated.get();
         let hit_ratio = if hits + misses == 0 {
             0.0
         } else {
@@ -149,6 +204,8 @@ impl EdgeMetrics {
             .set(i64::try_from(storage.object_count()).unwrap_or(i64::MAX));
         self.bytes
             .set(i64::try_from(storage.used_bytes()).unwrap_or(i64::MAX));
+        self.evictions
+            .set(i64::try_from(storage.evictions()).unwrap_or(i64::MAX));
         let mut buffer = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::warn!(%error, "cannot encode metrics");
@@ -203,5 +260,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("meridian_edge_cache_objects 0"), "{text}");
+        assert!(text.contains("meridian_edge_cache_evictions 0"), "{text}");
+        metrics.origin_latency(Duration::from_millis(3));
+        metrics.coalesced_wait();
+        let text = metrics.render(&storage);
+        assert!(
+            text.contains("meridian_edge_origin_response_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("meridian_edge_coalesced_waits_total 1"),
+            "{text}"
+        );
     }
 }

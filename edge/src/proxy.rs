@@ -215,6 +215,8 @@ pub struct RequestCtx {
     request_forced: bool,
     /// The origin's 304, while a stored response is being revalidated.
     not_modified: Option<ResponseHeader>,
+    /// When the current origin was chosen.
+    origin_started: Option<std::time::Instant>,
 }
 
 impl RequestCtx {
@@ -430,6 +432,7 @@ impl ProxyHttp for EdgeProxy {
             self.metrics.origin_retry();
         }
         ctx.tried.push(next);
+        ctx.origin_started = Some(std::time::Instant::now());
         Ok(Box::new(peer.clone()))
     }
 
@@ -498,6 +501,9 @@ impl ProxyHttp for EdgeProxy {
         let Some(origin) = ctx.current_origin() else {
             return Ok(());
         };
+        if let Some(started) = ctx.origin_started.take() {
+            self.metrics.origin_latency(started.elapsed());
+        }
         if response.status == http::StatusCode::NOT_MODIFIED
             && session.cache.maybe_cache_meta().is_some()
         {
@@ -608,6 +614,9 @@ impl ProxyHttp for EdgeProxy {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.metrics.request(ctx.outcome.as_ref(), status);
+        if session.cache.enabled() && session.cache.lock_duration().is_some() {
+            self.metrics.coalesced_wait();
+        }
     }
 
     /// Answers an origin failure with 502 (504 for a timeout) and says why in

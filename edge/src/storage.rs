@@ -79,6 +79,8 @@ type Objects = quick_cache::sync::Cache<
 pub struct MemoryStorage {
     objects: Objects,
     tags: TagIndex,
+    /// Objects evicted to stay within the budget.
+    evictions: Arc<AtomicU64>,
     /// In-progress writes by key. Several may exist for one key (two requests
     /// that both decided to fetch); each is told apart by its id.
     fills: RwLock<HashMap<HashBinary, Vec<Arc<Fill>>>>,
@@ -235,12 +237,14 @@ impl StoredMeta {
 #[derive(Clone)]
 struct TagCleanup {
     tags: TagIndex,
+    evictions: Arc<AtomicU64>,
 }
 
 impl quick_cache::Lifecycle<HashBinary, Arc<StoredObject>> for TagCleanup {
     type RequestState = ();
 
     fn on_evict(&self, _state: &mut (), key: HashBinary, object: Arc<StoredObject>) {
+        self.evictions.fetch_add(1, Ordering::Relaxed);
         untag(&self.tags, &key, &object.tags);
     }
 }
@@ -313,14 +317,19 @@ impl MemoryStorage {
         #[allow(clippy::expect_used)]
         let options = options.expect("cache options are complete");
         let tags = TagIndex::default();
+        let evictions = Arc::new(AtomicU64::new(0));
         MemoryStorage {
             objects: quick_cache::sync::Cache::with_options(
                 options,
                 ObjectWeighter,
                 Default::default(),
-                TagCleanup { tags: tags.clone() },
+                TagCleanup {
+                    tags: tags.clone(),
+                    evictions: evictions.clone(),
+                },
             ),
             tags,
+            evictions,
             fills: RwLock::new(HashMap::new()),
             fill_count: AtomicUsize::new(0),
             next_fill_id: AtomicU64::new(1),
@@ -331,6 +340,11 @@ impl MemoryStorage {
     /// Number of complete objects stored.
     pub fn object_count(&self) -> usize {
         self.objects.len()
+    }
+
+    /// Objects evicted so far to stay within the budget.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 
     /// Bytes charged against the budget by the stored objects.
@@ -1179,6 +1193,7 @@ mod tests {
         );
         assert!(storage.object_count() < 200);
         assert!(storage.object_count() > 10);
+        assert!(storage.evictions() > 0);
     }
 
     #[tokio::test]

@@ -111,6 +111,37 @@ async fn the_topology_steers_caches_and_stops_cleanly() {
         assert_eq!(json["client"], "127.0.0.1");
     }
 
+    // Both admin listeners expose Prometheus metrics.
+    let admin = reqwest::Client::builder().no_proxy().build().unwrap();
+    let edge_metrics = admin
+        .get(format!("http://127.{b}.2.1:9080/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        edge_metrics.contains(r#"meridian_edge_requests_total{cache="hit"} 1"#),
+        "{edge_metrics}"
+    );
+    assert!(
+        edge_metrics.contains("meridian_edge_origin_response_seconds_count"),
+        "{edge_metrics}"
+    );
+    let dns_metrics = admin
+        .get(format!("http://127.{b}.0.1:9153/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        dns_metrics.contains("meridian_dns_queries_total"),
+        "{dns_metrics}"
+    );
+
     // An unknown Host is refused by the edge.
     let other = reqwest::Client::builder().no_proxy().build().unwrap();
     let refused = other
