@@ -5,6 +5,7 @@
 //! that the rest of Meridian uses. Nothing outside this crate sees them.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// The whole file.
@@ -55,6 +56,25 @@ pub(crate) struct ZoneFile {
     pub serial: u32,
     /// The zone's nameservers (NS records at the apex).
     pub nameservers: Vec<NameserverFile>,
+    /// Static records (A, AAAA, CNAME, MX, TXT) at names inside the zone.
+    #[serde(default)]
+    pub records: Vec<RecordFile>,
+}
+
+/// `[[zone.records]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecordFile {
+    /// The owner name, inside the zone.
+    pub name: String,
+    /// `A`, `AAAA`, `CNAME`, `MX` or `TXT`.
+    #[serde(rename = "type")]
+    pub record_type: String,
+    /// The data in zone-file form: an address, a name, `"10 mail.example."`
+    /// for MX, or the text of a TXT record.
+    pub value: String,
+    /// The record's TTL; `zone.ttl_seconds` when absent.
+    pub ttl_seconds: Option<u32>,
 }
 
 /// `[[zone.nameservers]]`
@@ -82,6 +102,25 @@ pub(crate) struct GeoDnsFile {
     /// HTTP listener for `/healthz`, `/health` and `/metrics`.
     #[serde(default = "default_geodns_admin")]
     pub admin_listen: SocketAddr,
+    /// Explicit region orders that take precedence over distance.
+    #[serde(default)]
+    pub overrides: OverridesFile,
+}
+
+/// `[geodns.overrides]`: each maps a client group to an explicit region
+/// order. A network beats a country, a country beats a continent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OverridesFile {
+    /// CIDR (`"10.0.0.0/8"`) → region order; the longest match wins.
+    #[serde(default)]
+    pub nets: BTreeMap<String, Vec<String>>,
+    /// ISO 3166-1 alpha-2 country code (`BR`) → region order.
+    #[serde(default)]
+    pub countries: BTreeMap<String, Vec<String>>,
+    /// Continent code (`OC`; AF AN AS EU NA OC SA) → region order.
+    #[serde(default)]
+    pub continents: BTreeMap<String, Vec<String>>,
 }
 
 /// `[control]`

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 pub use hysteresis::Hysteresis;
+pub use validate::MAX_CNAME_CHAIN;
 
 /// The embedded demo topology (see PRODUCT.md): what `meridian up` runs with
 /// no `--config`, and what `meridian config default` prints.
@@ -84,6 +85,53 @@ pub struct Zone {
     pub serial: u32,
     /// The apex NS records; at least one.
     pub nameservers: Vec<Nameserver>,
+    /// Static records, in file order. Validated: inside the zone, no CNAME
+    /// next to other data, no addresses at steered or nameserver names.
+    pub records: Vec<StaticRecord>,
+}
+
+/// One static record of the zone (`[[zone.records]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRecord {
+    /// Owner name, lowercase and fully qualified, inside the zone.
+    pub name: String,
+    /// TTL in seconds; every record of one name and type has the same.
+    pub ttl_seconds: u32,
+    /// The record's data.
+    pub data: RecordData,
+}
+
+/// The data of a static record. Names are lowercase and fully qualified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordData {
+    /// An IPv4 address.
+    A(std::net::Ipv4Addr),
+    /// An IPv6 address.
+    Aaaa(std::net::Ipv6Addr),
+    /// An alias: the only record at its name.
+    Cname(String),
+    /// A mail exchanger (`"."` is the null MX of RFC 7505).
+    Mx {
+        /// Lower is preferred.
+        preference: u16,
+        /// The exchange's host name.
+        exchange: String,
+    },
+    /// Text, split into 255-byte strings on the wire.
+    Txt(String),
+}
+
+impl RecordData {
+    /// The record type's mnemonic: `A`, `AAAA`, `CNAME`, `MX` or `TXT`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RecordData::A(_) => "A",
+            RecordData::Aaaa(_) => "AAAA",
+            RecordData::Cname(_) => "CNAME",
+            RecordData::Mx { .. } => "MX",
+            RecordData::Txt(_) => "TXT",
+        }
+    }
 }
 
 /// One NS record of the zone, with its glue addresses.
@@ -107,6 +155,33 @@ pub struct GeoDns {
     pub default_order: Vec<usize>,
     /// HTTP listener for health and metrics.
     pub admin_listen: SocketAddr,
+    /// Explicit region orders that take precedence over distance.
+    pub overrides: Overrides,
+}
+
+/// `[geodns.overrides]`: explicit region orders for groups of clients.
+/// Precedence: a matching network (longest prefix first), then the
+/// client's country, then its continent; otherwise distance decides.
+/// Each list holds indices into [`Config::regions`], each at most once;
+/// regions a list leaves out follow in the order the client would get
+/// without the override.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Client networks, in file order (the longest match wins).
+    pub nets: Vec<NetOverride>,
+    /// Uppercase ISO 3166-1 alpha-2 code → region order.
+    pub countries: std::collections::BTreeMap<String, Vec<usize>>,
+    /// Uppercase continent code (AF AN AS EU NA OC SA) → region order.
+    pub continents: std::collections::BTreeMap<String, Vec<usize>>,
+}
+
+/// One network override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetOverride {
+    /// The client network, without host bits.
+    pub net: ipnet::IpNet,
+    /// Region indices, best first.
+    pub regions: Vec<usize>,
 }
 
 /// The control API `meridian up` serves for `outage`, `restore` and `status`.

@@ -5,10 +5,12 @@
 //! is checked by the role that uses it, before it binds anything.
 
 use crate::file::{EdgeFile, File, GeoDnsFile, HealthFile, OriginFile, RegionFile, ZoneFile};
+use crate::file::{OverridesFile, RecordFile};
 use crate::{
     Config, ConfigError, ConfigSource, Control, Edge, GeoDatabase, GeoDns, Health, Nameserver,
     Origin, OriginUrl, Region, Zone,
 };
+use crate::{NetOverride, Overrides, RecordData, StaticRecord};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,29 @@ const MIN_TOKEN_LEN: usize = 16;
 
 /// Smallest cache budget that makes sense: one maximum-size small object.
 const MIN_CACHE_BYTES: u64 = 64 * 1024;
+
+/// The record types `[[zone.records]]` accepts.
+const RECORD_TYPES: &str = "A, AAAA, CNAME, MX, TXT";
+
+/// Longest TXT value: several 255-byte strings, well inside one message.
+const MAX_TXT_BYTES: usize = 4000;
+
+/// Longest chain of in-zone CNAMEs GeoDNS follows when it answers.
+pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// Every ISO 3166-1 alpha-2 code in use (and `XK`, which geo databases use):
+/// the codes `geodns.overrides.countries` accepts.
+const COUNTRY_CODES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH \
+BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ \
+DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR \
+GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR \
+KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV \
+MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE \
+RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL \
+TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW";
+
+/// The continent codes of GeoIP2 databases.
+const CONTINENT_CODES: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 
 pub(crate) fn lower(file: File, source: ConfigSource) -> Result<Config, ConfigError> {
     let check = Checker { source: &source };
@@ -109,6 +134,13 @@ impl Checker<'_> {
                 addresses: ns.addresses,
             });
         }
+        let records = self.records(
+            zone.records,
+            &name,
+            &steered_names,
+            &nameservers,
+            zone.ttl_seconds,
+        )?;
         for (key, value) in [
             ("zone.steered_ttl_seconds", zone.steered_ttl_seconds),
             ("zone.ttl_seconds", zone.ttl_seconds),
@@ -128,6 +160,292 @@ impl Checker<'_> {
             hostmaster,
             serial: zone.serial,
             nameservers,
+            records,
+        })
+    }
+
+    /// `[[zone.records]]`: each inside the zone, of a supported type, and
+    /// consistent with the rest of the zone (RFC 1034 §3.6.2: a CNAME is the
+    /// only record at its name; RFC 2181 §5.2, §10.3).
+    fn records(
+        &self,
+        files: Vec<RecordFile>,
+        apex: &str,
+        steered_names: &[String],
+        nameservers: &[Nameserver],
+        default_ttl: u32,
+    ) -> Result<Vec<StaticRecord>, ConfigError> {
+        let mut records: Vec<StaticRecord> = Vec::new();
+        for (i, file) in files.into_iter().enumerate() {
+            let key = |field: &str| format!("zone.records[{i}].{field}");
+            let name = dns_name(&file.name).map_err(|r| self.error(key("name"), r))?;
+            if !in_zone(&name, apex) {
+                return Err(
+                    self.error(key("name"), format!("{name} is not inside the zone {apex}"))
+                );
+            }
+            let ttl_seconds = file.ttl_seconds.unwrap_or(default_ttl);
+            if ttl_seconds > i32::MAX as u32 {
+                return Err(self.error(
+                    key("ttl_seconds"),
+                    format!("must be at most {}, got {ttl_seconds}", i32::MAX),
+                ));
+            }
+            let value = file.value.trim();
+            let bad_value =
+                |what: &str| self.error(key("value"), format!("{:?} is not {what}", file.value));
+            let data = match file.record_type.to_ascii_uppercase().as_str() {
+                "A" => RecordData::A(value.parse().map_err(|_| bad_value("an IPv4 address"))?),
+                "AAAA" => {
+                    RecordData::Aaaa(value.parse().map_err(|_| bad_value("an IPv6 address"))?)
+                }
+                "CNAME" => {
+                    RecordData::Cname(dns_name(value).map_err(|r| self.error(key("value"), r))?)
+                }
+                "MX" => {
+                    let (preference, exchange) =
+                        value.split_once(char::is_whitespace).ok_or_else(|| {
+                            bad_value("\"PREFERENCE HOST\", e.g. \"10 mail.example.com.\"")
+                        })?;
+                    let preference = preference.parse().map_err(|_| {
+                        bad_value("\"PREFERENCE HOST\" with a preference from 0 to 65535")
+                    })?;
+                    let exchange = match exchange.trim() {
+                        "." => ".".to_owned(),
+                        host => dns_name(host).map_err(|r| self.error(key("value"), r))?,
+                    };
+                    RecordData::Mx {
+                        preference,
+                        exchange,
+                    }
+                }
+                "TXT" => {
+                    if file.value.len() > MAX_TXT_BYTES {
+                        return Err(self.error(
+                            key("value"),
+                            format!(
+                                "is {} bytes long; TXT values may have at most {MAX_TXT_BYTES}",
+                                file.value.len()
+                            ),
+                        ));
+                    }
+                    RecordData::Txt(file.value.clone())
+                }
+                other => {
+                    return Err(self.error(
+                        key("type"),
+                        format!(
+                            "{other:?} is not a supported record type; use one of {RECORD_TYPES}"
+                        ),
+                    ));
+                }
+            };
+            let is_cname = matches!(data, RecordData::Cname(_));
+            let nameserver = nameservers
+                .iter()
+                .position(|ns| ns.name == name && in_zone(&ns.name, apex));
+            if is_cname {
+                let reason = if name == apex {
+                    Some(format!(
+                        "{name} is the zone apex, which holds the SOA and NS records"
+                    ))
+                } else if steered_names.contains(&name) {
+                    Some(format!("{name} is a steered name"))
+                } else {
+                    nameserver.map(|n| format!("{name} is a nameserver (zone.nameservers[{n}]), and NS targets must not be aliases (RFC 2181 §10.3)"))
+                };
+                if let Some(reason) = reason {
+                    return Err(self.error(key("type"), format!("{reason}: it cannot be a CNAME")));
+                }
+            }
+            if matches!(data, RecordData::A(_) | RecordData::Aaaa(_)) {
+                if steered_names.contains(&name) {
+                    return Err(self.error(
+                        key("name"),
+                        format!("{name} is a steered name: its addresses are the regions' edge addresses"),
+                    ));
+                }
+                if let Some(n) = nameserver {
+                    return Err(self.error(
+                        key("name"),
+                        format!("{name} is a nameserver: give its addresses in zone.nameservers[{n}].addresses"),
+                    ));
+                }
+            }
+            for (j, other) in records.iter().enumerate() {
+                if other.name != name {
+                    continue;
+                }
+                if is_cname || matches!(other.data, RecordData::Cname(_)) {
+                    return Err(self.error(
+                        key("type"),
+                        format!(
+                            "{name} already has a {} record (zone.records[{j}]), and a CNAME must be the only record at its name",
+                            other.data.type_name()
+                        ),
+                    ));
+                }
+                if other.data == data {
+                    return Err(self.error(key("value"), format!("repeats zone.records[{j}]")));
+                }
+                if other.data.type_name() == data.type_name() && other.ttl_seconds != ttl_seconds {
+                    return Err(self.error(
+                        key("ttl_seconds"),
+                        format!(
+                            "is {ttl_seconds} but zone.records[{j}] has {}: the records of one name and type share one TTL",
+                            other.ttl_seconds
+                        ),
+                    ));
+                }
+            }
+            records.push(StaticRecord {
+                name,
+                ttl_seconds,
+                data,
+            });
+        }
+        let alias_of = |name: &str| {
+            records.iter().find_map(|r| match &r.data {
+                RecordData::Cname(target) if r.name == name => Some(target.as_str()),
+                _ => None,
+            })
+        };
+        for (i, record) in records.iter().enumerate() {
+            match &record.data {
+                RecordData::Cname(target) => {
+                    let mut chain = vec![record.name.as_str()];
+                    let mut next = Some(target.as_str());
+                    while let Some(current) = next {
+                        if chain.contains(&current) {
+                            chain.push(current);
+                            return Err(self.error(
+                                format!("zone.records[{i}].value"),
+                                format!("the CNAMEs form a loop: {}", chain.join(" → ")),
+                            ));
+                        }
+                        chain.push(current);
+                        if chain.len() > MAX_CNAME_CHAIN + 1 {
+                            return Err(self.error(
+                                format!("zone.records[{i}].value"),
+                                format!(
+                                    "the chain of CNAMEs from {} is longer than {MAX_CNAME_CHAIN}",
+                                    record.name
+                                ),
+                            ));
+                        }
+                        next = alias_of(current);
+                    }
+                }
+                RecordData::Mx { exchange, .. } if alias_of(exchange).is_some() => {
+                    return Err(self.error(
+                        format!("zone.records[{i}].value"),
+                        format!("{exchange} is a CNAME, and MX targets must not be aliases (RFC 2181 §10.3)"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(records)
+    }
+
+    /// `[geodns.overrides]`: known regions, valid networks and codes.
+    fn overrides(&self, file: OverridesFile, regions: &[Region]) -> Result<Overrides, ConfigError> {
+        let order = |key: &str, names: &[String]| -> Result<Vec<usize>, ConfigError> {
+            if names.is_empty() {
+                return Err(self.error(key, "needs at least one region"));
+            }
+            let mut order = Vec::new();
+            for name in names {
+                let Some(index) = regions.iter().position(|r| &r.name == name) else {
+                    let known: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
+                    return Err(self.error(
+                        key,
+                        format!(
+                            "no region named {name:?}; known regions: {}",
+                            known.join(", ")
+                        ),
+                    ));
+                };
+                if order.contains(&index) {
+                    return Err(self.error(key, format!("{name:?} is listed more than once")));
+                }
+                order.push(index);
+            }
+            Ok(order)
+        };
+        let mut nets: Vec<NetOverride> = Vec::new();
+        for (text, names) in &file.nets {
+            let key = format!("geodns.overrides.nets.\"{text}\"");
+            let net: ipnet::IpNet = text.trim().parse().map_err(|_| {
+                self.error(
+                    &key,
+                    format!("{text:?} is not a network in CIDR form, such as \"10.0.0.0/8\" or \"2001:db8::/32\""),
+                )
+            })?;
+            if net.trunc() != net {
+                return Err(self.error(
+                    &key,
+                    format!("{net} has host bits set; did you mean {}?", net.trunc()),
+                ));
+            }
+            if let ipnet::IpNet::V6(v6) = net
+                && v6.network().to_ipv4_mapped().is_some()
+                && v6.prefix_len() >= 96
+            {
+                return Err(self.error(
+                    &key,
+                    format!("{net} is IPv4-mapped: write it as an IPv4 network"),
+                ));
+            }
+            if let Some(first) = nets.iter().find(|n| n.net == net) {
+                return Err(self.error(&key, format!("{} is listed twice", first.net)));
+            }
+            nets.push(NetOverride {
+                net,
+                regions: order(&key, names)?,
+            });
+        }
+        let mut countries = std::collections::BTreeMap::new();
+        for (code, names) in &file.countries {
+            let key = format!("geodns.overrides.countries.{code}");
+            let upper = code.to_ascii_uppercase();
+            if upper.len() != 2 || !COUNTRY_CODES.split_whitespace().any(|c| c == upper) {
+                return Err(self.error(
+                    &key,
+                    format!("{code:?} is not an ISO 3166-1 alpha-2 country code, such as \"BR\" or \"JP\""),
+                ));
+            }
+            if countries
+                .insert(upper.clone(), order(&key, names)?)
+                .is_some()
+            {
+                return Err(self.error(&key, format!("{upper} is listed twice")));
+            }
+        }
+        let mut continents = std::collections::BTreeMap::new();
+        for (code, names) in &file.continents {
+            let key = format!("geodns.overrides.continents.{code}");
+            let upper = code.to_ascii_uppercase();
+            if !CONTINENT_CODES.contains(&upper.as_str()) {
+                return Err(self.error(
+                    &key,
+                    format!(
+                        "{code:?} is not a continent code; use one of {}",
+                        CONTINENT_CODES.join(", ")
+                    ),
+                ));
+            }
+            if continents
+                .insert(upper.clone(), order(&key, names)?)
+                .is_some()
+            {
+                return Err(self.error(&key, format!("{upper} is listed twice")));
+            }
+        }
+        Ok(Overrides {
+            nets,
+            countries,
+            continents,
         })
     }
 
@@ -259,11 +577,13 @@ impl Checker<'_> {
                 "must differ from geodns.listen (TCP is used by both)",
             ));
         }
+        let overrides = self.overrides(geodns.overrides, regions)?;
         Ok(GeoDns {
             listen: geodns.listen,
             geo_database,
             default_order,
             admin_listen: geodns.admin_listen,
+            overrides,
         })
     }
 
@@ -581,6 +901,279 @@ mod tests {
         assert!(dns_name("-a.b").is_err());
         assert!(dns_name("a b.c").is_err());
         assert!(dns_name(&format!("{}.com", "a".repeat(64))).is_err());
+    }
+
+    fn lowered(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, ConfigSource::File("test.toml".into()))
+    }
+
+    /// The demo with `extra` appended to its `[zone]` section.
+    fn with_records(extra: &str) -> Result<Config, ConfigError> {
+        let text = crate::DEMO_TOML.replacen("[geodns]", &format!("{extra}\n[geodns]"), 1);
+        lowered(&text)
+    }
+
+    fn record(name: &str, record_type: &str, value: &str) -> String {
+        format!(
+            "[[zone.records]]\nname = \"{name}\"\ntype = \"{record_type}\"\nvalue = \"{value}\"\n"
+        )
+    }
+
+    fn error_key(result: Result<Config, ConfigError>) -> (String, String) {
+        match result {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => (e.key, e.reason),
+        }
+    }
+
+    #[test]
+    fn static_records_are_lowered() {
+        let config = with_records(
+            &[
+                record("www.meridian.test.", "CNAME", "cdn.meridian.test."),
+                record("meridian.test.", "MX", "10 Mail.Meridian.Test"),
+                record("mail.meridian.test.", "a", "127.0.9.1"),
+                record("mail.meridian.test.", "AAAA", "2001:db8::9"),
+                record("meridian.test.", "TXT", "v=spf1 -all"),
+                record("cdn.meridian.test.", "TXT", "steered names may carry text"),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let records = &config.zone.records;
+        assert_eq!(records.len(), 6);
+        assert_eq!(
+            records[0].data,
+            RecordData::Cname("cdn.meridian.test.".into())
+        );
+        assert_eq!(records[0].ttl_seconds, 3600, "zone.ttl_seconds by default");
+        assert_eq!(
+            records[1].data,
+            RecordData::Mx {
+                preference: 10,
+                exchange: "mail.meridian.test.".into()
+            }
+        );
+        assert_eq!(records[2].data, RecordData::A("127.0.9.1".parse().unwrap()));
+        assert_eq!(records[2].data.type_name(), "A");
+        let ttl = with_records("[[zone.records]]\nname = \"x.meridian.test\"\ntype = \"TXT\"\nvalue = \"t\"\nttl_seconds = 5\n").unwrap();
+        assert_eq!(ttl.zone.records[0].ttl_seconds, 5);
+        assert_eq!(ttl.zone.records[0].name, "x.meridian.test.");
+    }
+
+    #[test]
+    fn static_record_errors_name_the_key() {
+        let cases: &[(String, &str, &str)] = &[
+            (
+                record("www.example.com.", "A", "192.0.2.1"),
+                "zone.records[0].name",
+                "not inside the zone",
+            ),
+            (
+                record("www.meridian.test.", "SRV", "x"),
+                "zone.records[0].type",
+                "A, AAAA, CNAME, MX, TXT",
+            ),
+            (
+                record("www.meridian.test.", "A", "2001:db8::1"),
+                "zone.records[0].value",
+                "IPv4",
+            ),
+            (
+                record("www.meridian.test.", "AAAA", "192.0.2.1"),
+                "zone.records[0].value",
+                "IPv6",
+            ),
+            (
+                record("www.meridian.test.", "MX", "mail.meridian.test."),
+                "zone.records[0].value",
+                "PREFERENCE",
+            ),
+            (
+                record("www.meridian.test.", "MX", "99999 mail.meridian.test."),
+                "zone.records[0].value",
+                "0 to 65535",
+            ),
+            (
+                record("www.meridian.test.", "CNAME", "a..b"),
+                "zone.records[0].value",
+                "empty label",
+            ),
+            (
+                record("meridian.test.", "CNAME", "cdn.meridian.test."),
+                "zone.records[0].type",
+                "apex",
+            ),
+            (
+                record("cdn.meridian.test.", "CNAME", "www.example.com."),
+                "zone.records[0].type",
+                "steered",
+            ),
+            (
+                record("ns1.meridian.test.", "CNAME", "www.example.com."),
+                "zone.records[0].type",
+                "nameserver",
+            ),
+            (
+                record("cdn.meridian.test.", "A", "192.0.2.1"),
+                "zone.records[0].name",
+                "edge addresses",
+            ),
+            (
+                record("ns1.meridian.test.", "A", "192.0.2.1"),
+                "zone.records[0].name",
+                "zone.nameservers[0].addresses",
+            ),
+            (
+                record("www.meridian.test.", "CNAME", "cdn.meridian.test.")
+                    + &record("www.meridian.test.", "TXT", "x"),
+                "zone.records[1].type",
+                "only record",
+            ),
+            (
+                record("www.meridian.test.", "TXT", "x")
+                    + &record("www.meridian.test.", "CNAME", "cdn.meridian.test."),
+                "zone.records[1].type",
+                "only record",
+            ),
+            (
+                record("www.meridian.test.", "A", "192.0.2.1")
+                    + &record("www.meridian.test.", "A", "192.0.2.1"),
+                "zone.records[1].value",
+                "repeats zone.records[0]",
+            ),
+            (
+                record("a.meridian.test.", "CNAME", "b.meridian.test.")
+                    + &record("b.meridian.test.", "CNAME", "a.meridian.test."),
+                "zone.records[0].value",
+                "loop",
+            ),
+            (
+                record("meridian.test.", "MX", "10 mx.meridian.test.")
+                    + &record("mx.meridian.test.", "CNAME", "cdn.meridian.test."),
+                "zone.records[0].value",
+                "alias",
+            ),
+        ];
+        for (extra, key, reason) in cases {
+            let (k, r) = error_key(with_records(extra));
+            assert_eq!(&k, key, "{extra}: {r}");
+            assert!(r.contains(reason), "{extra}: {r}");
+        }
+        let (k, r) = error_key(with_records(
+            "[[zone.records]]\nname = \"w.meridian.test\"\ntype = \"A\"\nvalue = \"192.0.2.1\"\n\
+             [[zone.records]]\nname = \"w.meridian.test\"\ntype = \"A\"\nvalue = \"192.0.2.2\"\nttl_seconds = 5\n",
+        ));
+        assert_eq!(k, "zone.records[1].ttl_seconds");
+        assert!(r.contains("one TTL"), "{r}");
+        let (k, _) = error_key(with_records(&record(
+            "t.meridian.test.",
+            "TXT",
+            &"x".repeat(5000),
+        )));
+        assert_eq!(k, "zone.records[0].value");
+    }
+
+    fn with_overrides(body: &str) -> Result<Config, ConfigError> {
+        let text = crate::DEMO_TOML.replacen(
+            "[health]",
+            &format!("[geodns.overrides]\n{body}\n\n[health]"),
+            1,
+        );
+        lowered(&text)
+    }
+
+    #[test]
+    fn overrides_are_lowered() {
+        let config = with_overrides(
+            "nets = { \"10.0.0.0/8\" = [\"eu-west\"], \"2001:db8::/32\" = [\"ap-southeast\", \"us-east\"] }\n\
+             countries = { br = [\"eu-west\", \"us-east\"] }\n\
+             continents = { OC = [\"ap-southeast\"] }",
+        )
+        .unwrap();
+        let overrides = &config.geodns.overrides;
+        assert_eq!(overrides.nets.len(), 2);
+        assert_eq!(overrides.nets[0].net, "10.0.0.0/8".parse().unwrap());
+        assert_eq!(overrides.nets[0].regions, [1]);
+        assert_eq!(overrides.nets[1].regions, [2, 0]);
+        assert_eq!(overrides.countries["BR"], [1, 0]);
+        assert_eq!(overrides.continents["OC"], [2]);
+        assert_eq!(Config::demo().geodns.overrides, Overrides::default());
+    }
+
+    #[test]
+    fn override_errors_name_the_key() {
+        let cases = [
+            (
+                "countries = { BR = [\"mars\"] }",
+                "geodns.overrides.countries.BR",
+                "known regions: us-east, eu-west, ap-southeast",
+            ),
+            (
+                "countries = { BR = [] }",
+                "geodns.overrides.countries.BR",
+                "at least one",
+            ),
+            (
+                "countries = { BR = [\"eu-west\", \"eu-west\"] }",
+                "geodns.overrides.countries.BR",
+                "more than once",
+            ),
+            (
+                "countries = { ZZ = [\"eu-west\"] }",
+                "geodns.overrides.countries.ZZ",
+                "ISO 3166-1",
+            ),
+            (
+                "countries = { BRA = [\"eu-west\"] }",
+                "geodns.overrides.countries.BRA",
+                "ISO 3166-1",
+            ),
+            (
+                "countries = { br = [\"eu-west\"], BR = [\"us-east\"] }",
+                "geodns.overrides.countries.br",
+                "twice",
+            ),
+            (
+                "continents = { XX = [\"eu-west\"] }",
+                "geodns.overrides.continents.XX",
+                "AF, AN, AS, EU, NA, OC, SA",
+            ),
+            (
+                "nets = { \"10.0.0.0\" = [\"eu-west\"] }",
+                "geodns.overrides.nets.\"10.0.0.0\"",
+                "CIDR",
+            ),
+            (
+                "nets = { \"10.0.0.1/8\" = [\"eu-west\"] }",
+                "geodns.overrides.nets.\"10.0.0.1/8\"",
+                "did you mean 10.0.0.0/8",
+            ),
+            (
+                "nets = { \"::ffff:10.0.0.0/104\" = [\"eu-west\"] }",
+                "geodns.overrides.nets.\"::ffff:10.0.0.0/104\"",
+                "IPv4",
+            ),
+            (
+                "nets = { \"10.0.0.0/8\" = [\"venus\"] }",
+                "geodns.overrides.nets.\"10.0.0.0/8\"",
+                "venus",
+            ),
+            ("regions = { }", "geodns.overrides.regions", "unknown field"),
+        ];
+        for (body, key, reason) in cases {
+            let (k, r) = error_key(with_overrides(body));
+            assert_eq!(k, key, "{body}: {r}");
+            assert!(r.contains(reason), "{body}: {r}");
+        }
+    }
+
+    #[test]
+    fn country_codes_are_iso_3166() {
+        let codes: Vec<&str> = COUNTRY_CODES.split_whitespace().collect();
+        assert_eq!(codes.len(), 250);
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+        assert!(codes.iter().all(|c| c.len() == 2));
     }
 
     #[test]
