@@ -11,8 +11,9 @@
 //! database (`data/`, see its README for licence and provenance).
 
 use crate::centroids::{Coordinates, country_centroid};
-use maxminddb::Reader;
+use maxminddb::{Reader, WithinOptions};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,8 @@ static EMBEDDED_DATABASE: &[u8] = include_bytes!("../data/GeoIP2-Country-iptoasn
 pub struct GeoDatabase {
     reader: Reader<DatabaseBytes>,
     description: String,
+    /// The file, or "the embedded database", for errors.
+    what: String,
 }
 
 /// The database's bytes: compiled in, or read from a file.
@@ -168,6 +171,7 @@ impl GeoDatabase {
         Ok(GeoDatabase {
             reader,
             description,
+            what: what.to_owned(),
         })
     }
 
@@ -195,47 +199,121 @@ impl GeoDatabase {
         };
         let network_prefix = result.network().map_or(full_prefix(ip), |n| n.prefix());
         let record = result.decode::<GeoRecord<'_>>().ok().flatten();
-        let location = record.and_then(|record| {
-            let country = record
-                .country
-                .and_then(|c| c.iso_code)
-                .or_else(|| record.registered_country.and_then(|c| c.iso_code))
-                .map(str::to_ascii_uppercase);
-            let continent = record
-                .continent
-                .and_then(|c| c.code)
-                .map(str::to_ascii_uppercase);
-            let from_database = record
-                .location
-                .and_then(|l| match (l.latitude, l.longitude) {
-                    (Some(latitude), Some(longitude))
-                        if (-90.0..=90.0).contains(&latitude)
-                            && (-180.0..=180.0).contains(&longitude) =>
-                    {
-                        Some(Coordinates {
-                            latitude,
-                            longitude,
-                        })
-                    }
-                    _ => None,
-                });
-            let coordinates =
-                from_database.or_else(|| country.as_deref().and_then(country_centroid));
-            if country.is_none() && continent.is_none() && coordinates.is_none() {
-                return None;
-            }
-            Some(Location {
-                country,
-                continent,
-                coordinates,
-                coordinates_from_database: from_database.is_some(),
-            })
-        });
         Placement {
-            location,
+            location: record.and_then(locate),
             network_prefix,
         }
     }
+
+    /// Visits every network of one address family in address order, as
+    /// `(first address, prefix length, record)`, together covering the whole
+    /// family except the IPv6 ranges the database aliases to its IPv4 tree
+    /// (`::/96`, and often `::ffff:0:0/96`, `2002::/16`): those are gaps.
+    /// Networks without data have no record; records are numbered densely in
+    /// the order first seen, so a caller can classify each one once.
+    /// Fails on a corrupt tree or an undecodable record.
+    pub(crate) fn scan(
+        &self,
+        ipv6: bool,
+        mut visit: impl FnMut(u128, u8, Option<DbRecord<'_>>),
+    ) -> Result<(), GeoError> {
+        let invalid = |reason: String| GeoError::Invalid {
+            what: self.what.clone(),
+            reason,
+        };
+        if ipv6 && self.reader.metadata().ip_version == 4 {
+            visit(0, 0, None);
+            return Ok(());
+        }
+        let all = if ipv6 { "::/0" } else { "0.0.0.0/0" };
+        let options = WithinOptions::default().include_networks_without_data();
+        let networks = self
+            .reader
+            .within(
+                all.parse().map_err(|_| invalid("bad network".into()))?,
+                options,
+            )
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut records: HashMap<usize, (u32, Option<Location>)> = HashMap::new();
+        for network in networks {
+            let network = network.map_err(|e| invalid(e.to_string()))?;
+            let cidr = network.network().map_err(|e| invalid(e.to_string()))?;
+            let (start, prefix) = match (cidr.ip(), ipv6) {
+                (IpAddr::V4(v4), false) => (u128::from(u32::from(v4)), cidr.prefix()),
+                // IPv4 networks met in the IPv6 tree lie in `::/96`, which
+                // is the IPv4 tree itself: a gap here, like the aliases.
+                (IpAddr::V4(_), true) => continue,
+                (IpAddr::V6(v6), true) => (u128::from(v6), cidr.prefix()),
+                // An IPv6 database without an IPv4 subtree: one network
+                // above `::/96` holds every IPv4 address.
+                (IpAddr::V6(_), false) => (0, 0),
+            };
+            let record = match network.offset() {
+                None => None,
+                Some(offset) => {
+                    if !records.contains_key(&offset) {
+                        let decoded = network
+                            .decode::<GeoRecord<'_>>()
+                            .map_err(|e| invalid(format!("record at offset {offset}: {e}")))?;
+                        let index = u32::try_from(records.len())
+                            .map_err(|_| invalid("too many records".into()))?;
+                        records.insert(offset, (index, decoded.and_then(locate)));
+                    }
+                    records.get(&offset).map(|(index, location)| DbRecord {
+                        index: *index,
+                        location: location.as_ref(),
+                    })
+                }
+            };
+            visit(start, prefix, record);
+        }
+        Ok(())
+    }
+}
+
+/// A database record met by [`GeoDatabase::scan`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DbRecord<'a> {
+    /// Dense number of the record: 0 for the first one met, then 1, ...
+    pub index: u32,
+    /// Where it places its addresses.
+    pub location: Option<&'a Location>,
+}
+
+/// The location a database record describes, if it says anything usable.
+fn locate(record: GeoRecord<'_>) -> Option<Location> {
+    let country = record
+        .country
+        .and_then(|c| c.iso_code)
+        .or_else(|| record.registered_country.and_then(|c| c.iso_code))
+        .map(str::to_ascii_uppercase);
+    let continent = record
+        .continent
+        .and_then(|c| c.code)
+        .map(str::to_ascii_uppercase);
+    let from_database = record
+        .location
+        .and_then(|l| match (l.latitude, l.longitude) {
+            (Some(latitude), Some(longitude))
+                if (-90.0..=90.0).contains(&latitude) && (-180.0..=180.0).contains(&longitude) =>
+            {
+                Some(Coordinates {
+                    latitude,
+                    longitude,
+                })
+            }
+            _ => None,
+        });
+    let coordinates = from_database.or_else(|| country.as_deref().and_then(country_centroid));
+    if country.is_none() && continent.is_none() && coordinates.is_none() {
+        return None;
+    }
+    Some(Location {
+        country,
+        continent,
+        coordinates,
+        coordinates_from_database: from_database.is_some(),
+    })
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are IPv4 clients.

@@ -1,94 +1,47 @@
 //! The DNS request handler: hickory-server hands it each parsed query.
 //!
-//! Thin on purpose. It checks the query is one it answers (opcode, class,
-//! EDNS version), works out which address the answer is for (the EDNS
-//! Client Subnet when present and usable, RFC 7871, else the source
-//! address), asks [`Zone`] what the name holds and [`Steering`] which region
-//! is nearest, and writes the response: authoritative (AA), never recursive
-//! (RA clear), at most 1232 bytes over UDP (TC set when it does not fit).
+//! Thin on purpose. It checks the query is one it answers (opcode, one
+//! question, EDNS version), takes the current [`Snapshot`], asks
+//! [`answer`](crate::answer) what the reply holds, and writes it:
+//! authoritative (AA), never recursive (RA clear), an OPT record iff the
+//! query had one, the ECS option echoed with its scope, and over UDP at most
+//! min(client's size, 1232) bytes. A reply that does not fit is sent with TC
+//! set and no records, so the client retries over TCP (RFC 2181 §9) and
+//! never caches a partial RRset.
 
-use crate::geo::{GeoDatabase, is_public};
-use crate::health::HealthView;
+use crate::answer::{answer, client_of};
 use crate::metrics::DnsMetrics;
-use crate::steering::{Steering, choose};
-use crate::zone::{Lookup, Zone};
+use crate::snapshot::{Live, Snapshot};
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
-use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
-use std::net::IpAddr;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use std::sync::Arc;
 
 /// The largest UDP response Meridian sends: the 2020 DNS flag day's value,
 /// which avoids IP fragmentation on practically every path.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
-/// Everything needed to answer. Only the health view changes while it
-/// serves, and only through atomics.
+/// The largest UDP response to a query without EDNS (RFC 1035 §4.2.1).
+const PLAIN_UDP_PAYLOAD: u16 = 512;
+
+/// Header, plus an OPT record with an ECS option at its largest.
+const FIXED_OVERHEAD: usize = 12 + 11 + 4 + 4 + 16;
+
+/// Answers queries from the current snapshot; reloads replace it whole.
 pub struct GeoDnsHandler {
-    zone: Zone,
-    geo: GeoDatabase,
-    steering: Steering,
-    health: Arc<HealthView>,
-    fail_open: bool,
+    live: Arc<Live>,
     metrics: Arc<DnsMetrics>,
 }
 
 impl GeoDnsHandler {
-    /// A handler answering for `zone`, placing clients with `geo`, skipping
-    /// regions `health` says are down.
-    pub fn new(
-        zone: Zone,
-        geo: GeoDatabase,
-        steering: Steering,
-        health: Arc<HealthView>,
-        fail_open: bool,
-        metrics: Arc<DnsMetrics>,
-    ) -> Self {
-        GeoDnsHandler {
-            zone,
-            geo,
-            steering,
-            health,
-            fail_open,
-            metrics,
-        }
-    }
-}
-
-/// The address an answer is tailored to, and the ECS option to echo.
-struct Client {
-    ip: IpAddr,
-    /// The request's ECS option, if the answer is based on it.
-    subnet: Option<ClientSubnet>,
-    /// The request's ECS option when it was present but not usable (source
-    /// prefix 0, or not a public address): echoed with scope 0.
-    ignored_subnet: Option<ClientSubnet>,
-}
-
-fn client_of(request: &Request) -> Client {
-    let subnet = request
-        .edns
-        .as_ref()
-        .and_then(|edns| match edns.option(EdnsCode::Subnet) {
-            Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
-            _ => None,
-        });
-    match subnet {
-        // RFC 7871 §7.1.2: a source prefix of 0 asks us not to use the
-        // address; a non-public one cannot be located.
-        Some(s) if s.source_prefix() > 0 && is_public(s.addr()) => Client {
-            ip: s.addr(),
-            subnet: Some(s),
-            ignored_subnet: None,
-        },
-        other => Client {
-            ip: request.src().ip(),
-            subnet: None,
-            ignored_subnet: other,
-        },
+    /// A handler answering from whatever snapshot `live` holds at each query.
+    pub fn new(live: Arc<Live>, metrics: Arc<DnsMetrics>) -> Self {
+        GeoDnsHandler { live, metrics }
     }
 }
 
@@ -108,7 +61,11 @@ impl RequestHandler for GeoDnsHandler {
         let mut edns = request.edns.as_ref().map(|query_edns| {
             let mut edns = Edns::new();
             edns.set_version(0);
-            edns.set_max_payload(query_edns.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            edns.set_max_payload(
+                query_edns
+                    .max_payload()
+                    .clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD),
+            );
             edns
         });
 
@@ -138,91 +95,115 @@ impl RequestHandler for GeoDnsHandler {
         }
 
         let query = &request.queries.queries()[0];
-        let client = client_of(request);
-        let mut scope = 0;
-        let mut answers: Vec<&Record> = Vec::new();
-        let mut additionals: Vec<&Record> = Vec::new();
-        let mut negative = false;
-
-        let lookup = if query.query_class() == DNSClass::IN {
-            self.zone.lookup(query.name(), query.query_type())
-        } else {
-            Lookup::Refused
-        };
-        match lookup {
-            Lookup::Refused => metadata.response_code = ResponseCode::Refused,
-            Lookup::Answer {
-                answers: records,
-                additionals: glue,
-            } => {
-                metadata.authoritative = true;
-                answers = records.iter().collect();
-                additionals = glue;
-            }
-            Lookup::Steered { name, record_type } => {
-                metadata.authoritative = true;
-                let placement = self.geo.place(client.ip);
-                let order = self.steering.order(placement.location.as_ref());
-                let health = &self.health;
-                match choose(&order.regions, |r| health.region_up(r), self.fail_open) {
-                    Some(choice) => {
-                        let records = self.zone.steered_records(name, choice.region, record_type);
-                        // Only the edges that are up; all of them when
-                        // failing open with everything down.
-                        answers = records
-                            .iter()
-                            .filter(|r| choice.fail_open || health.edge_up(choice.region, r.edge))
-                            .map(|r| &r.record)
-                            .collect();
-                        negative = answers.is_empty();
-                        self.metrics.steered(choice.region);
-                    }
-                    None => metadata.response_code = ResponseCode::ServFail,
-                }
-                if client.subnet.is_some() {
-                    scope = placement.network_prefix;
-                    self.metrics.ecs_query();
-                }
-            }
-            Lookup::NoData => {
-                metadata.authoritative = true;
-                negative = true;
-            }
-            Lookup::NxDomain => {
-                metadata.authoritative = true;
-                metadata.response_code = ResponseCode::NXDomain;
-                negative = true;
-            }
+        let subnet = request
+            .edns
+            .as_ref()
+            .and_then(|edns| match edns.option(EdnsCode::Subnet) {
+                Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
+                _ => None,
+            });
+        let client = client_of(subnet, request.src().ip());
+        let snapshot: arc_swap::Guard<Arc<Snapshot>> = self.live.load();
+        let reply = answer(
+            &snapshot,
+            query.name(),
+            query.query_type(),
+            query.query_class(),
+            &client,
+        );
+        metadata.authoritative = reply.authoritative;
+        metadata.response_code = reply.rcode;
+        if client.subnet.is_some() && reply.region.is_some() {
+            self.metrics.ecs_query();
         }
-
+        if let Some(region) = reply.region {
+            DnsMetrics::steered(&snapshot.steered, region);
+        }
         if let Some(edns) = edns.as_mut()
-            && let Some(subnet) = client.subnet.or(client.ignored_subnet)
+            && let Some(subnet) = client.echo
         {
-            let echoed = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), scope);
+            let echoed = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), reply.scope);
             edns.options_mut().insert(EdnsOption::Subnet(echoed));
         }
-        let soa: &[Record] = if negative {
-            self.zone.negative_soa()
-        } else {
-            &[]
-        };
         self.metrics
             .query(query.query_type(), metadata.response_code);
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        let response = builder.build(
-            metadata,
-            answers,
-            std::iter::empty(),
-            soa.iter(),
-            additionals,
-        );
+
+        let limit = match request.protocol() {
+            Protocol::Udp => edns.as_ref().map_or(PLAIN_UDP_PAYLOAD, Edns::max_payload),
+            _ => u16::MAX,
+        };
+        let estimate = FIXED_OVERHEAD
+            + request.queries.as_bytes().len()
+            + wire_bound(reply.answers.iter().copied())
+            + wire_bound(reply.authority.iter())
+            + wire_bound(reply.additionals.iter());
+        let builder = || MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        let response = || {
+            builder().build(
+                metadata,
+                reply.answers.iter().copied(),
+                std::iter::empty(),
+                reply.authority.iter(),
+                reply.additionals.iter(),
+            )
+        };
+        if estimate <= usize::from(limit) || fits(response(), limit) {
+            return send(&mut response_handle, response(), request).await;
+        }
+        metadata.truncation = true;
+        let response = builder().build_no_records(metadata);
         send(&mut response_handle, response, request).await
     }
 }
 
+/// Whether `response` encodes within `limit` bytes without dropping a
+/// record. Only asked when [`wire_bound`] cannot rule truncation out.
+fn fits<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    limit: u16,
+) -> bool {
+    let mut buffer = Vec::with_capacity(usize::from(limit));
+    let mut encoder = BinEncoder::new(&mut buffer);
+    encoder.set_max_size(limit);
+    response
+        .destructive_emit(&mut encoder)
+        .is_ok_and(|header| !header.truncation)
+}
+
+/// An upper bound of the encoded size of `records`, without compression.
+/// Exact enough for the records a zone holds; anything else counts as too
+/// big, which only costs a trial encoding.
+fn wire_bound<'a>(records: impl Iterator<Item = &'a Record>) -> usize {
+    records
+        .map(|record| {
+            // Name::len is the text form with its final dot; the wire form
+            // is one byte longer.
+            let name = |n: &hickory_proto::rr::Name| n.len() + 2;
+            let data = match &record.data {
+                RData::A(_) => 4,
+                RData::AAAA(_) => 16,
+                RData::CNAME(cname) => name(&cname.0),
+                RData::NS(ns) => name(&ns.0),
+                RData::MX(mx) => 2 + name(&mx.exchange),
+                RData::TXT(txt) => txt.txt_data.iter().map(|s| s.len() + 1).sum(),
+                RData::SOA(soa) => name(&soa.mname) + name(&soa.rname) + 20,
+                _ => usize::from(u16::MAX),
+            };
+            name(&record.name) + 10 + data
+        })
+        .sum()
+}
+
 async fn send<'a, R: ResponseHandler>(
     response_handle: &mut R,
-    response: hickory_server::zone_handler::MessageResponse<
+    response: MessageResponse<
         '_,
         'a,
         impl Iterator<Item = &'a Record> + Send + 'a,

@@ -87,6 +87,28 @@ impl HealthView {
             .is_some_and(|edges| edges.iter().any(|e| e.up.load(Ordering::Relaxed)))
     }
 
+    /// Takes over what `old` knows: every edge here that `old` also has
+    /// (same region name, same address) gets its state; new edges stay up,
+    /// as at startup. Used when a reload replaces the view.
+    pub fn carry_over(&self, old: &HealthView) {
+        for (edges, name) in self.regions.iter().zip(&self.names) {
+            let Some(old_edges) = old
+                .names
+                .iter()
+                .position(|n| n == name)
+                .and_then(|i| old.regions.get(i))
+            else {
+                continue;
+            };
+            for edge in edges {
+                if let Some(old_edge) = old_edges.iter().find(|e| e.addr == edge.addr) {
+                    edge.up
+                        .store(old_edge.up.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     /// Sets one edge's state.
     pub fn set_edge(&self, region: usize, edge: usize, up: bool) {
         if let Some(e) = self.regions.get(region).and_then(|edges| edges.get(edge)) {
@@ -114,6 +136,36 @@ impl HealthView {
                 }
             })
             .collect()
+    }
+}
+
+/// The running health checks of one view, until stopped (a reload stops
+/// them and starts new ones on the new view).
+pub struct Checks {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Checks {
+    /// Starts probing every edge of `view` as `config` says.
+    pub fn start(view: Arc<HealthView>, config: &config::Config) -> Checks {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_checks(
+            view,
+            config.health.clone(),
+            config.edge.health_path.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Checks { stop, task }
+    }
+
+    /// Stops every prober and waits until they are gone, so none writes
+    /// into the view afterwards.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }
 
@@ -164,7 +216,7 @@ async fn probe_edge(
     client: reqwest::Client,
     settings: config::Health,
 ) {
-    let mut state = Hysteresis::new_up();
+    let mut state = resumed(view.edge_up(region, edge), &settings);
     let mut ticks = tokio::time::interval(settings.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let name = view.names.get(region).cloned().unwrap_or_default();
@@ -182,6 +234,20 @@ async fn probe_edge(
             }
         }
     }
+}
+
+/// A checker's state machine starting from `up`: a prober started after a
+/// reload continues from what the view says, so an edge that was down needs
+/// `up_after` good probes, as it would have without the reload.
+fn resumed(up: bool, settings: &config::Health) -> Hysteresis {
+    let mut state = Hysteresis::new_up();
+    if !up {
+        // `Hysteresis` starts up; the failures that take it down get it there.
+        for _ in 0..settings.down_after.max(1) {
+            state.record(false, settings.down_after, settings.up_after);
+        }
+    }
+    state
 }
 
 async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<(), String> {
@@ -213,6 +279,34 @@ mod tests {
         assert_eq!(snapshot[1].region, "eu-west");
         assert!(!snapshot[1].up);
         assert_eq!(snapshot[1].edges[0].addr, "127.0.2.1:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_of_edges_that_remain() {
+        let old = HealthView::from_config(&config::Config::demo());
+        old.set_edge(1, 0, false);
+        old.set_edge(2, 0, false);
+        // eu-west keeps 127.0.2.1 and gains 127.0.2.9; ap-southeast moves.
+        let text = config::DEMO_TOML
+            .replace("[\"127.0.2.1\"]", "[\"127.0.2.9\", \"127.0.2.1\"]")
+            .replace("[\"127.0.3.1\"]", "[\"127.0.3.7\"]");
+        let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
+        let new = HealthView::from_config(&config);
+        new.carry_over(&old);
+        assert!(new.edge_up(1, 0), "a new edge starts up");
+        assert!(!new.edge_up(1, 1), "127.0.2.1 stays down");
+        assert!(new.edge_up(2, 0), "a different address is a different edge");
+        assert!(new.edge_up(0, 0));
+    }
+
+    #[test]
+    fn a_resumed_checker_continues_from_the_view() {
+        let settings = config::Config::demo().health;
+        let mut down = resumed(false, &settings);
+        assert!(!down.is_up());
+        assert_eq!(down.record(true, 2, 2), None);
+        assert_eq!(down.record(true, 2, 2), Some(true));
+        assert!(resumed(true, &settings).is_up());
     }
 
     #[tokio::test]

@@ -8,16 +8,26 @@
 //! Everything else in the zone is static ([`zone`]); names outside it are
 //! refused, because this is an authoritative server, never a resolver.
 //!
-//! The protocol work (parsing, TCP framing, truncation) is hickory-server's;
-//! [`handler`] is the thin piece between it and the pure modules.
+//! The database is read once per load into a [`table`] of every address's
+//! region order (with overrides applied), which also gives the ECS scope.
+//! A load produces a [`Snapshot`]; SIGHUP builds a new one and swaps it in
+//! ([`reload`]) without dropping a query.
+//!
+//! The protocol work (parsing, TCP framing) is hickory-server's; [`handler`]
+//! is the thin piece between it and the pure modules ([`answer`]).
 
 pub mod admin;
+pub mod answer;
 pub mod centroids;
+pub mod explain;
 pub mod geo;
 pub mod handler;
 pub mod health;
 pub mod metrics;
+pub mod reload;
+pub mod snapshot;
 pub mod steering;
+pub mod table;
 pub mod zone;
 
 use std::future::Future;
@@ -29,7 +39,9 @@ pub use geo::GeoDatabase;
 pub use handler::GeoDnsHandler;
 pub use health::HealthView;
 pub use metrics::DnsMetrics;
+pub use snapshot::{Live, Snapshot};
 pub use steering::Steering;
+pub use table::GeoTable;
 pub use zone::Zone;
 
 /// A TCP connection that sends no query for this long is closed, so idle
@@ -48,6 +60,9 @@ pub enum GeoDnsError {
     /// The zone cannot be built.
     #[error(transparent)]
     Zone(#[from] zone::ZoneError),
+    /// The config (re-read on reload) is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// A listen address cannot be bound.
     #[error("cannot listen for {protocol} on {addr}: {source}")]
     Bind {
@@ -63,40 +78,18 @@ pub enum GeoDnsError {
     Server(String),
 }
 
-/// Builds the handler for `config`: loads the geo database and the zone.
-/// Steering reads edge health from `health`; answers are counted in `metrics`.
-pub fn handler_for(
-    config: &config::Config,
-    health: Arc<HealthView>,
-    metrics: Arc<DnsMetrics>,
-) -> Result<GeoDnsHandler, GeoDnsError> {
-    let geo = GeoDatabase::from_config(&config.geodns.geo_database)?;
-    tracing::info!(database = geo.description(), "geo database loaded");
-    let zone = Zone::from_config(config)?;
-    Ok(GeoDnsHandler::new(
-        zone,
-        geo,
-        Steering::from_config(config),
-        health,
-        config.health.fail_open,
-        metrics,
-    ))
-}
-
 /// Binds `config.geodns.listen` for UDP and TCP, starts health-checking
-/// every edge, and serves until `shutdown` resolves. Everything is loaded
-/// and checked before anything is bound.
+/// every edge, reloads on SIGHUP, and serves until `shutdown` resolves.
+/// Everything is loaded and checked before anything is bound.
 pub async fn run(
     config: &config::Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GeoDnsError> {
-    let health = HealthView::from_config(config);
-    let region_names: Vec<String> = config.regions.iter().map(|r| r.name.clone()).collect();
-    let metrics = Arc::new(
-        DnsMetrics::new(&region_names, health.clone())
-            .map_err(|e| GeoDnsError::Server(e.to_string()))?,
-    );
-    let handler = handler_for(config, health.clone(), metrics.clone())?;
+    let metrics = Arc::new(DnsMetrics::new().map_err(|e| GeoDnsError::Server(e.to_string()))?);
+    // From here on SIGHUP means "reload", no longer "terminate".
+    let hangups = reload::Hangups::listen().map_err(|e| GeoDnsError::Server(e.to_string()))?;
+    let snapshot = Snapshot::load(config.clone(), &metrics)?;
+    let live = Arc::new(Live::from_pointee(snapshot));
     let addr = config.geodns.listen;
     let udp = tokio::net::UdpSocket::bind(addr)
         .await
@@ -121,7 +114,7 @@ pub async fn run(
             source,
         })?;
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_server = axum::serve(admin, admin::router(health.clone(), metrics))
+    let admin_server = axum::serve(admin, admin::router(live.clone(), metrics.clone()))
         .with_graceful_shutdown(async {
             let _ = admin_stopped.await;
         });
@@ -131,19 +124,19 @@ pub async fn run(
             tracing::error!(%error, "admin listener failed");
         }
     });
-    let (stop_checks, checks_stopped) = tokio::sync::oneshot::channel::<()>();
-    let checks = tokio::spawn(health::run_checks(
-        health,
-        config.health.clone(),
-        config.edge.health_path.clone(),
+    let (stop_upkeep, upkeep_stopped) = tokio::sync::oneshot::channel::<()>();
+    let upkeep = tokio::spawn(reload::upkeep(
+        live.clone(),
+        metrics.clone(),
+        hangups,
         async {
-            let _ = checks_stopped.await;
+            let _ = upkeep_stopped.await;
         },
     ));
-    let served = serve(handler, udp, tcp, shutdown).await;
-    let _ = stop_checks.send(());
+    let served = serve(GeoDnsHandler::new(live, metrics), udp, tcp, shutdown).await;
+    let _ = stop_upkeep.send(());
     let _ = stop_admin.send(());
-    let _ = checks.await;
+    let _ = upkeep.await;
     let _ = admin_task.await;
     served
 }

@@ -1,13 +1,14 @@
 //! GeoDNS's Prometheus metrics.
 //!
 //! Every counter a query touches is created up front, so counting a query
-//! is a few atomic adds, never a label lookup on the hot path.
+//! is a few atomic adds, never a label lookup on the hot path. The counters
+//! per region are created with each loaded config ([`DnsMetrics::steered_counters`]),
+//! since a reload may add or rename regions.
 
 use crate::health::HealthView;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
-use std::sync::Arc;
 
 /// Query types counted by name; everything else is `other`.
 const QUERY_TYPES: [(RecordType, &str); 6] = [
@@ -36,10 +37,11 @@ pub struct DnsMetrics {
     /// `[qtype][rcode]`, with the last index of each for `other`.
     queries: Vec<Vec<IntCounter>>,
     ecs_queries: IntCounter,
-    /// Steered answers per region (index as in the config).
-    steered: Vec<IntCounter>,
+    /// Steered answers, by region name.
+    steered: IntCounterVec,
     edge_up: IntGaugeVec,
-    health: Arc<HealthView>,
+    reloads: IntCounter,
+    reload_failures: IntCounter,
 }
 
 fn qtype_index(qtype: RecordType) -> usize {
@@ -57,11 +59,8 @@ fn rcode_index(rcode: ResponseCode) -> usize {
 }
 
 impl DnsMetrics {
-    /// Metrics for the regions `region_names`, reading edge health from `health`.
-    pub fn new(
-        region_names: &[String],
-        health: Arc<HealthView>,
-    ) -> Result<Self, prometheus::Error> {
+    /// Every metric, registered and at zero.
+    pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let queries_vec = IntCounterVec::new(
             Opts::new(
@@ -95,10 +94,6 @@ impl DnsMetrics {
             &["region"],
         )?;
         registry.register(Box::new(steered_vec.clone()))?;
-        let steered = region_names
-            .iter()
-            .map(|r| steered_vec.with_label_values(&[r.as_str()]))
-            .collect();
         let edge_up = IntGaugeVec::new(
             Opts::new(
                 "meridian_dns_edge_up",
@@ -107,14 +102,35 @@ impl DnsMetrics {
             &["region", "edge"],
         )?;
         registry.register(Box::new(edge_up.clone()))?;
+        let reloads = IntCounter::new(
+            "meridian_dns_reloads_total",
+            "Configuration and geo database reloads that took effect",
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        let reload_failures = IntCounter::new(
+            "meridian_dns_reload_failures_total",
+            "Reloads refused (bad config or database); the running one stayed",
+        )?;
+        registry.register(Box::new(reload_failures.clone()))?;
         Ok(DnsMetrics {
             registry,
             queries,
             ecs_queries,
-            steered,
+            steered: steered_vec,
             edge_up,
-            health,
+            reloads,
+            reload_failures,
         })
+    }
+
+    /// The steered-answer counters of `region_names`, by region index, for
+    /// [`DnsMetrics::steered`]. Counts survive reloads: a region keeps its
+    /// counter as long as it keeps its name.
+    pub fn steered_counters(&self, region_names: &[&str]) -> Vec<IntCounter> {
+        region_names
+            .iter()
+            .map(|r| self.steered.with_label_values(&[*r]))
+            .collect()
     }
 
     /// Counts one answered query.
@@ -133,16 +149,30 @@ impl DnsMetrics {
         self.ecs_queries.inc();
     }
 
-    /// Counts a steered answer with `region`'s edges.
-    pub fn steered(&self, region: usize) {
-        if let Some(counter) = self.steered.get(region) {
+    /// Counts a steered answer with `region`'s edges, given the counters of
+    /// the config that answered ([`DnsMetrics::steered_counters`]).
+    pub fn steered(counters: &[IntCounter], region: usize) {
+        if let Some(counter) = counters.get(region) {
             counter.inc();
         }
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
-        for region in self.health.snapshot() {
+    /// Counts a reload that took effect.
+    pub fn reloaded(&self) {
+        self.reloads.inc();
+    }
+
+    /// Counts a reload that was refused.
+    pub fn reload_failed(&self) {
+        self.reload_failures.inc();
+    }
+
+    /// The Prometheus text exposition of every metric, with the edges'
+    /// state as `health` (the current view) has it.
+    pub fn render(&self, health: &HealthView) -> String {
+        // Edges a reload removed must not linger.
+        self.edge_up.reset();
+        for region in health.snapshot() {
             for edge in &region.edges {
                 self.edge_up
                     .with_label_values(&[region.region.as_str(), &edge.addr.to_string()])
@@ -167,22 +197,18 @@ mod tests {
     fn counts_render_with_meridian_names() {
         let config = config::Config::demo();
         let health = HealthView::from_config(&config);
-        let metrics = DnsMetrics::new(
-            &config
-                .region_names()
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-            health.clone(),
-        )
-        .unwrap();
+        let metrics = DnsMetrics::new().unwrap();
+        let steered = metrics.steered_counters(&config.region_names());
         metrics.query(RecordType::A, ResponseCode::NoError);
         metrics.query(RecordType::A, ResponseCode::NoError);
         metrics.query(RecordType::MX, ResponseCode::Refused);
         metrics.ecs_query();
-        metrics.steered(1);
+        DnsMetrics::steered(&steered, 1);
+        metrics.reloaded();
+        metrics.reload_failed();
+        metrics.reload_failed();
         health.set_edge(2, 0, false);
-        let text = metrics.render();
+        let text = metrics.render(&health);
         assert!(
             text.contains(r#"meridian_dns_queries_total{qtype="A",rcode="NOERROR"} 2"#),
             "{text}"
@@ -204,5 +230,17 @@ mod tests {
             text.contains(r#"meridian_dns_edge_up{edge="127.0.2.1:8080",region="eu-west"} 1"#),
             "{text}"
         );
+        assert!(text.contains("meridian_dns_reloads_total 1"), "{text}");
+        assert!(
+            text.contains("meridian_dns_reload_failures_total 2"),
+            "{text}"
+        );
+        // After a reload that dropped ap-southeast, its edge is gone.
+        let text = config::DEMO_TOML.replace("\"ap-southeast\"]", "]");
+        let cut = text.rfind("[[region]]").unwrap();
+        let smaller =
+            config::Config::from_toml(&text[..cut], config::ConfigSource::Embedded).unwrap();
+        let rendered = metrics.render(&HealthView::from_config(&smaller));
+        assert!(!rendered.contains("127.0.3.1"), "{rendered}");
     }
 }

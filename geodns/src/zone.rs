@@ -1,13 +1,14 @@
 //! The zone GeoDNS is authoritative for, and what it holds at each name.
 //!
 //! Built once from the config: the apex SOA and NS records, glue for
-//! in-zone nameservers, and for every steered name the A and AAAA records
-//! of every region, prebuilt so answering a query is a lookup, not a build.
-//! [`Zone::lookup`] says what a query gets (static records, a steered answer
-//! that depends on the client, NODATA, NXDOMAIN, or REFUSED for names
-//! outside the zone); it does no I/O and knows nothing about clients.
+//! in-zone nameservers, the static records of `[[zone.records]]`, and for
+//! every steered name the A and AAAA records of every region, prebuilt so
+//! answering a query is a lookup, not a build. [`Zone::lookup`] says what a
+//! query gets: the CNAMEs followed from the query name, then static records,
+//! a steered answer that depends on the client, NODATA, NXDOMAIN, or REFUSED
+//! for names outside the zone. It does no I/O and knows nothing about clients.
 
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -16,6 +17,15 @@ use std::net::IpAddr;
 const SOA_REFRESH_SECONDS: i32 = 3600;
 const SOA_RETRY_SECONDS: i32 = 600;
 const SOA_EXPIRE_SECONDS: i32 = 604_800;
+
+/// The RRset an ANY query gets at a name with static records (RFC 8482:
+/// one RRset, not the whole node): the first of these the name has.
+const ANY_PREFERENCE: [RecordType; 4] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::MX,
+    RecordType::TXT,
+];
 
 /// The authoritative data, ready to answer from.
 #[derive(Debug)]
@@ -26,8 +36,10 @@ pub struct Zone {
     /// is the negative-caching TTL (RFC 2308 §3).
     negative_soa: Vec<Record>,
     ns: Vec<Record>,
-    /// Glue: A/AAAA records of in-zone nameservers.
-    glue: HashMap<(LowerName, RecordType), Vec<Record>>,
+    /// Glue for an NS answer: the addresses of in-zone nameservers.
+    ns_glue: Vec<Record>,
+    /// Static data (records from the config and nameserver addresses) by name.
+    nodes: HashMap<LowerName, Node>,
     /// Every name that exists: names with records and the empty
     /// non-terminals between them and the apex.
     existing: HashSet<LowerName>,
@@ -35,6 +47,29 @@ pub struct Zone {
     steered: HashMap<LowerName, usize>,
     /// `[name][region]` → that region's edge records for that name.
     steered_records: Vec<Vec<RegionRecords>>,
+}
+
+/// The static records at one name.
+#[derive(Debug, Default)]
+struct Node {
+    sets: Vec<RrSet>,
+    /// Set when the name is an alias: its CNAME's target.
+    alias: Option<LowerName>,
+}
+
+/// The records of one name and type.
+#[derive(Debug)]
+struct RrSet {
+    record_type: RecordType,
+    records: Vec<Record>,
+    /// For the additional section: addresses of in-zone MX exchanges.
+    additionals: Vec<Record>,
+}
+
+impl Node {
+    fn set(&self, record_type: RecordType) -> Option<&RrSet> {
+        self.sets.iter().find(|s| s.record_type == record_type)
+    }
 }
 
 /// One region's edge addresses as records for one steered name.
@@ -53,17 +88,27 @@ pub struct EdgeRecord {
     pub record: Record,
 }
 
-/// What a query gets from the zone.
+/// What a query gets from the zone: the CNAME records met on the way
+/// (empty unless the query name is an alias), then what the last name holds.
 #[derive(Debug, PartialEq)]
-pub enum Lookup<'z> {
+pub struct Lookup<'z> {
+    /// CNAME records from the query name on, in order.
+    pub chain: Vec<&'z Record>,
+    /// What the end of the chain holds.
+    pub outcome: Outcome<'z>,
+}
+
+/// What one name holds for a query type.
+#[derive(Debug, PartialEq)]
+pub enum Outcome<'z> {
     /// The name is not in this zone: refuse, never recurse.
     Refused,
     /// Records that do not depend on the client.
     Answer {
-        /// The answer section.
+        /// The answer section (after the chain).
         answers: &'z [Record],
         /// Glue for the additional section.
-        additionals: Vec<&'z Record>,
+        additionals: &'z [Record],
     },
     /// A steered name: the answer is the edges of the client's region.
     Steered {
@@ -76,6 +121,25 @@ pub enum Lookup<'z> {
     NoData,
     /// The name does not exist.
     NxDomain,
+    /// The chain leads out of the zone: the CNAMEs are the whole answer
+    /// (the client's resolver follows the rest itself).
+    Elsewhere,
+}
+
+impl Lookup<'_> {
+    fn direct(outcome: Outcome<'_>) -> Lookup<'_> {
+        Lookup {
+            chain: Vec::new(),
+            outcome,
+        }
+    }
+}
+
+/// What one step of a lookup found.
+enum Step<'z> {
+    Done(Outcome<'z>),
+    /// An alias: its CNAME records and its target.
+    Alias(&'z [Record], &'z LowerName),
 }
 
 /// A config value hickory cannot represent as a DNS name.
@@ -99,6 +163,29 @@ fn address_record(owner: &Name, ttl: u32, ip: IpAddr) -> Record {
         IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
     };
     Record::from_rdata(owner.clone(), ttl, data)
+}
+
+/// TXT data as the 255-byte character-strings the wire format allows.
+fn txt(text: &str) -> TXT {
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(255).collect();
+    if chunks.is_empty() {
+        TXT::from_bytes(vec![&b""[..]])
+    } else {
+        TXT::from_bytes(chunks)
+    }
+}
+
+fn record_data(data: &config::RecordData) -> Result<RData, ZoneError> {
+    Ok(match data {
+        config::RecordData::A(v4) => RData::A(A(*v4)),
+        config::RecordData::Aaaa(v6) => RData::AAAA(AAAA(*v6)),
+        config::RecordData::Cname(target) => RData::CNAME(CNAME(name(target)?)),
+        config::RecordData::Mx {
+            preference,
+            exchange,
+        } => RData::MX(MX::new(*preference, name(exchange)?)),
+        config::RecordData::Txt(text) => RData::TXT(txt(text)),
+    })
 }
 
 impl Zone {
@@ -150,8 +237,28 @@ impl Zone {
         };
         add_existing(&apex_lower);
 
+        // Static records, grouped into RRsets in file order.
+        let mut nodes: HashMap<LowerName, Node> = HashMap::new();
+        let add = |record: Record, nodes: &mut HashMap<LowerName, Node>| {
+            let node = nodes.entry(LowerName::new(&record.name)).or_default();
+            if let RData::CNAME(CNAME(target)) = &record.data {
+                node.alias = Some(LowerName::new(target));
+            }
+            match node
+                .sets
+                .iter_mut()
+                .find(|s| s.record_type == record.record_type())
+            {
+                Some(set) => set.records.push(record),
+                None => node.sets.push(RrSet {
+                    record_type: record.record_type(),
+                    records: vec![record],
+                    additionals: Vec::new(),
+                }),
+            }
+        };
+
         let mut ns = Vec::new();
-        let mut glue: HashMap<(LowerName, RecordType), Vec<Record>> = HashMap::new();
         for server in &zone.nameservers {
             let server_name = name(&server.name)?;
             ns.push(Record::from_rdata(
@@ -163,11 +270,63 @@ impl Zone {
             if apex_lower.zone_of(&lower) {
                 add_existing(&lower);
                 for ip in &server.addresses {
-                    let record = address_record(&server_name, zone.ttl_seconds, *ip);
-                    glue.entry((lower.clone(), record.record_type()))
-                        .or_default()
-                        .push(record);
+                    add(
+                        address_record(&server_name, zone.ttl_seconds, *ip),
+                        &mut nodes,
+                    );
                 }
+            }
+        }
+        for record in &zone.records {
+            let owner = name(&record.name)?;
+            add_existing(&LowerName::new(&owner));
+            add(
+                Record::from_rdata(owner, record.ttl_seconds, record_data(&record.data)?),
+                &mut nodes,
+            );
+        }
+        let addresses_of = |nodes: &HashMap<LowerName, Node>, host: &Name| -> Vec<Record> {
+            let Some(node) = nodes.get(&LowerName::new(host)) else {
+                return Vec::new();
+            };
+            [RecordType::A, RecordType::AAAA]
+                .into_iter()
+                .filter_map(|t| node.set(t))
+                .flat_map(|set| set.records.iter().cloned())
+                .collect()
+        };
+        let ns_glue = ns
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::NS(NS(target)) => Some(addresses_of(&nodes, target)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        // Additional-section processing for MX (RFC 1035 §3.3.9).
+        let mx_additionals: Vec<(LowerName, Vec<Record>)> = nodes
+            .iter()
+            .filter_map(|(owner, node)| {
+                let set = node.set(RecordType::MX)?;
+                let glue = set
+                    .records
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::MX(mx) => Some(addresses_of(&nodes, &mx.exchange)),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                Some((owner.clone(), glue))
+            })
+            .collect();
+        for (owner, glue) in mx_additionals {
+            if let Some(set) = nodes.get_mut(&owner).and_then(|node| {
+                node.sets
+                    .iter_mut()
+                    .find(|s| s.record_type == RecordType::MX)
+            }) {
+                set.additionals = glue;
             }
         }
 
@@ -204,7 +363,8 @@ impl Zone {
             soa,
             negative_soa,
             ns,
-            glue,
+            ns_glue,
+            nodes,
             existing,
             steered,
             steered_records,
@@ -221,57 +381,88 @@ impl Zone {
         &self.negative_soa
     }
 
-    /// What a query for `qname`/`qtype` gets.
+    /// What a query for `qname`/`qtype` gets. Aliases are followed inside
+    /// the zone, at most [`config::MAX_CNAME_CHAIN`] of them (validation
+    /// refuses loops and longer chains).
     pub fn lookup(&self, qname: &LowerName, qtype: RecordType) -> Lookup<'_> {
         if !self.apex.zone_of(qname) {
-            return Lookup::Refused;
+            return Lookup::direct(Outcome::Refused);
         }
-        if let Some(&index) = self.steered.get(qname) {
-            return match qtype {
-                RecordType::A | RecordType::AAAA => Lookup::Steered {
+        let mut chain = Vec::new();
+        let mut current = qname;
+        loop {
+            match self.step(current, qtype) {
+                Step::Done(outcome) => return Lookup { chain, outcome },
+                Step::Alias(cname, target) => {
+                    chain.extend(cname);
+                    if !self.apex.zone_of(target) || chain.len() > config::MAX_CNAME_CHAIN {
+                        return Lookup {
+                            chain,
+                            outcome: Outcome::Elsewhere,
+                        };
+                    }
+                    current = target;
+                }
+            }
+        }
+    }
+
+    /// What `name` (inside the zone) holds for `qtype`.
+    fn step(&self, name: &LowerName, qtype: RecordType) -> Step<'_> {
+        let node = self.nodes.get(name);
+        if let Some(&index) = self.steered.get(name) {
+            return Step::Done(match qtype {
+                RecordType::A | RecordType::AAAA => Outcome::Steered {
                     name: index,
                     record_type: qtype,
                 },
                 // RFC 8482: answer ANY with one RRset, not the whole node.
-                RecordType::ANY => Lookup::Steered {
+                RecordType::ANY => Outcome::Steered {
                     name: index,
                     record_type: RecordType::A,
                 },
-                _ => Lookup::NoData,
+                _ => match node.and_then(|n| n.set(qtype)) {
+                    Some(set) => answer(set),
+                    None => Outcome::NoData,
+                },
+            });
+        }
+        if let Some(node) = node
+            && node.alias.is_some()
+            && let Some(set) = node.set(RecordType::CNAME)
+            && let Some(target) = &node.alias
+        {
+            return match qtype {
+                RecordType::CNAME | RecordType::ANY => Step::Done(answer(set)),
+                _ => Step::Alias(&set.records, target),
             };
         }
-        if *qname == self.apex {
-            let answers: &[Record] = match qtype {
-                RecordType::SOA | RecordType::ANY => &self.soa,
-                RecordType::NS => &self.ns,
-                _ => return Lookup::NoData,
-            };
-            let additionals = if qtype == RecordType::NS {
-                self.glue_for_ns()
-            } else {
-                Vec::new()
-            };
-            return Lookup::Answer {
-                answers,
-                additionals,
-            };
+        if *name == self.apex {
+            match qtype {
+                RecordType::SOA | RecordType::ANY => {
+                    return Step::Done(Outcome::Answer {
+                        answers: &self.soa,
+                        additionals: &[],
+                    });
+                }
+                RecordType::NS => {
+                    return Step::Done(Outcome::Answer {
+                        answers: &self.ns,
+                        additionals: &self.ns_glue,
+                    });
+                }
+                _ => {}
+            }
         }
-        let glue_type = if qtype == RecordType::ANY {
-            RecordType::A
-        } else {
-            qtype
-        };
-        if let Some(records) = self.glue.get(&(qname.clone(), glue_type)) {
-            return Lookup::Answer {
-                answers: records,
-                additionals: Vec::new(),
-            };
-        }
-        if self.existing.contains(qname) {
-            Lookup::NoData
-        } else {
-            Lookup::NxDomain
-        }
+        let set = node.and_then(|node| match qtype {
+            RecordType::ANY => ANY_PREFERENCE.iter().find_map(|t| node.set(*t)),
+            _ => node.set(qtype),
+        });
+        Step::Done(match set {
+            Some(set) => answer(set),
+            None if self.existing.contains(name) => Outcome::NoData,
+            None => Outcome::NxDomain,
+        })
     }
 
     /// The edge records of `region` for steered name `name`, of `record_type`
@@ -291,20 +482,12 @@ impl Zone {
             _ => &[],
         }
     }
+}
 
-    fn glue_for_ns(&self) -> Vec<&Record> {
-        let mut additionals = Vec::new();
-        for record in &self.ns {
-            if let RData::NS(NS(target)) = &record.data {
-                let target = LowerName::new(target);
-                for record_type in [RecordType::A, RecordType::AAAA] {
-                    if let Some(glue) = self.glue.get(&(target.clone(), record_type)) {
-                        additionals.extend(glue.iter());
-                    }
-                }
-            }
-        }
-        additionals
+fn answer(set: &RrSet) -> Outcome<'_> {
+    Outcome::Answer {
+        answers: &set.records,
+        additionals: &set.additionals,
     }
 }
 
@@ -321,18 +504,34 @@ mod tests {
         LowerName::from_str(name).unwrap()
     }
 
+    /// The demo zone with `records` appended to `[zone]`.
+    fn with_records(records: &str) -> Zone {
+        let text = config::DEMO_TOML.replacen("[geodns]", &format!("{records}\n[geodns]"), 1);
+        let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
+        Zone::from_config(&config).unwrap()
+    }
+
+    fn outcome<'z>(zone: &'z Zone, name: &str, qtype: RecordType) -> Outcome<'z> {
+        let lookup = zone.lookup(&lower(name), qtype);
+        assert!(lookup.chain.is_empty(), "{name} is not an alias");
+        lookup.outcome
+    }
+
+    fn answers<'z>(outcome: &Outcome<'z>) -> &'z [Record] {
+        match outcome {
+            Outcome::Answer { answers, .. } => answers,
+            other => panic!("not an answer: {other:?}"),
+        }
+    }
+
     #[test]
     fn apex_has_soa_and_ns_with_glue() {
         let zone = demo();
-        match zone.lookup(&lower("meridian.test."), RecordType::SOA) {
-            Lookup::Answer { answers, .. } => {
-                assert_eq!(answers.len(), 1);
-                assert_eq!(answers[0].record_type(), RecordType::SOA);
-            }
-            other => panic!("{other:?}"),
-        }
-        match zone.lookup(&lower("meridian.test."), RecordType::NS) {
-            Lookup::Answer {
+        let soa = outcome(&zone, "meridian.test.", RecordType::SOA);
+        assert_eq!(answers(&soa).len(), 1);
+        assert_eq!(answers(&soa)[0].record_type(), RecordType::SOA);
+        match outcome(&zone, "meridian.test.", RecordType::NS) {
+            Outcome::Answer {
                 answers,
                 additionals,
             } => {
@@ -342,14 +541,16 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let glue = outcome(&zone, "ns1.meridian.test.", RecordType::A);
+        assert_eq!(answers(&glue).len(), 1);
     }
 
     #[test]
     fn names_compare_case_insensitively() {
         let zone = demo();
         assert!(matches!(
-            zone.lookup(&lower("CDN.Meridian.TEST."), RecordType::A),
-            Lookup::Steered {
+            outcome(&zone, "CDN.Meridian.TEST.", RecordType::A),
+            Outcome::Steered {
                 name: 0,
                 record_type: RecordType::A
             }
@@ -359,22 +560,22 @@ mod tests {
     #[test]
     fn steered_name_answers_a_aaaa_and_any_as_one_rrset() {
         let zone = demo();
-        let cdn = lower("cdn.meridian.test.");
+        let cdn = "cdn.meridian.test.";
         assert!(matches!(
-            zone.lookup(&cdn, RecordType::AAAA),
-            Lookup::Steered {
+            outcome(&zone, cdn, RecordType::AAAA),
+            Outcome::Steered {
                 record_type: RecordType::AAAA,
                 ..
             }
         ));
         assert!(matches!(
-            zone.lookup(&cdn, RecordType::ANY),
-            Lookup::Steered {
+            outcome(&zone, cdn, RecordType::ANY),
+            Outcome::Steered {
                 record_type: RecordType::A,
                 ..
             }
         ));
-        assert_eq!(zone.lookup(&cdn, RecordType::TXT), Lookup::NoData);
+        assert_eq!(outcome(&zone, cdn, RecordType::TXT), Outcome::NoData);
         let eu = zone.steered_records(0, 1, RecordType::A);
         assert_eq!(eu.len(), 1);
         assert_eq!(
@@ -389,40 +590,28 @@ mod tests {
     #[test]
     fn negative_answers() {
         let zone = demo();
-        assert_eq!(
-            zone.lookup(&lower("nosuch.meridian.test."), RecordType::A),
-            Lookup::NxDomain
-        );
-        assert_eq!(
-            zone.lookup(&lower("deep.cdn.meridian.test."), RecordType::A),
-            Lookup::NxDomain
-        );
-        assert_eq!(
-            zone.lookup(&lower("meridian.test."), RecordType::A),
-            Lookup::NoData
-        );
-        assert_eq!(
-            zone.lookup(&lower("ns1.meridian.test."), RecordType::MX),
-            Lookup::NoData
-        );
+        let cases = [
+            ("nosuch.meridian.test.", RecordType::A, Outcome::NxDomain),
+            ("deep.cdn.meridian.test.", RecordType::A, Outcome::NxDomain),
+            ("meridian.test.", RecordType::A, Outcome::NoData),
+            ("ns1.meridian.test.", RecordType::MX, Outcome::NoData),
+        ];
+        for (name, qtype, expected) in cases {
+            assert_eq!(outcome(&zone, name, qtype), expected, "{name} {qtype}");
+        }
         assert_eq!(zone.negative_soa()[0].ttl, 60);
     }
 
     #[test]
     fn outside_the_zone_is_refused() {
         let zone = demo();
-        assert_eq!(
-            zone.lookup(&lower("example.com."), RecordType::A),
-            Lookup::Refused
-        );
-        assert_eq!(
-            zone.lookup(&lower("test."), RecordType::NS),
-            Lookup::Refused
-        );
-        assert_eq!(
-            zone.lookup(&lower("xmeridian.test."), RecordType::A),
-            Lookup::Refused
-        );
+        for name in ["example.com.", "test.", "xmeridian.test."] {
+            assert_eq!(
+                outcome(&zone, name, RecordType::A),
+                Outcome::Refused,
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -432,8 +621,121 @@ mod tests {
         let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
         let zone = Zone::from_config(&config).unwrap();
         assert_eq!(
-            zone.lookup(&lower("b.meridian.test."), RecordType::A),
-            Lookup::NoData
+            outcome(&zone, "b.meridian.test.", RecordType::A),
+            Outcome::NoData
         );
+    }
+
+    fn record(name: &str, record_type: &str, value: &str) -> String {
+        format!(
+            "[[zone.records]]\nname = \"{name}\"\ntype = \"{record_type}\"\nvalue = \"{value}\"\n"
+        )
+    }
+
+    #[test]
+    fn static_records_answer_by_type() {
+        let zone = with_records(
+            &[
+                record("mail.meridian.test.", "A", "192.0.2.25"),
+                record("mail.meridian.test.", "A", "192.0.2.26"),
+                record("mail.meridian.test.", "AAAA", "2001:db8::25"),
+                record("meridian.test.", "MX", "10 mail.meridian.test."),
+                record("meridian.test.", "MX", "20 mx.example.net."),
+                record("meridian.test.", "TXT", &"v".repeat(300)),
+                record("cdn.meridian.test.", "TXT", "steered and described"),
+                record("a.deep.meridian.test.", "TXT", "x"),
+            ]
+            .concat(),
+        );
+        let a = outcome(&zone, "mail.meridian.test.", RecordType::A);
+        assert_eq!(answers(&a).len(), 2);
+        assert_eq!(
+            outcome(&zone, "mail.meridian.test.", RecordType::TXT),
+            Outcome::NoData
+        );
+        // ANY: one RRset, A first.
+        let any = outcome(&zone, "mail.meridian.test.", RecordType::ANY);
+        assert_eq!(answers(&any)[0].record_type(), RecordType::A);
+        // MX at the apex, with the in-zone exchange's addresses as glue.
+        match outcome(&zone, "meridian.test.", RecordType::MX) {
+            Outcome::Answer {
+                answers,
+                additionals,
+            } => {
+                assert_eq!(answers.len(), 2);
+                assert_eq!(additionals.len(), 3, "{additionals:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Long TXT values become several strings.
+        let text = outcome(&zone, "meridian.test.", RecordType::TXT);
+        match &answers(&text)[0].data {
+            RData::TXT(txt) => {
+                assert_eq!(txt.txt_data.len(), 2);
+                assert_eq!(txt.txt_data[0].len(), 255);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The apex keeps its SOA.
+        assert_eq!(
+            answers(&outcome(&zone, "meridian.test.", RecordType::SOA))[0].record_type(),
+            RecordType::SOA
+        );
+        // A steered name may carry TXT; its addresses stay steered.
+        assert_eq!(
+            answers(&outcome(&zone, "cdn.meridian.test.", RecordType::TXT)).len(),
+            1
+        );
+        assert!(matches!(
+            outcome(&zone, "cdn.meridian.test.", RecordType::A),
+            Outcome::Steered { .. }
+        ));
+        // The empty non-terminal above a static name exists.
+        assert_eq!(
+            outcome(&zone, "deep.meridian.test.", RecordType::A),
+            Outcome::NoData
+        );
+    }
+
+    #[test]
+    fn cnames_are_followed_inside_the_zone() {
+        let zone = with_records(
+            &[
+                record("www.meridian.test.", "CNAME", "cdn.meridian.test."),
+                record("alias.meridian.test.", "CNAME", "www.meridian.test."),
+                record("mail.meridian.test.", "A", "192.0.2.25"),
+                record("smtp.meridian.test.", "CNAME", "mail.meridian.test."),
+                record("gone.meridian.test.", "CNAME", "nothing.meridian.test."),
+                record("out.meridian.test.", "CNAME", "www.example.com."),
+            ]
+            .concat(),
+        );
+        // To a steered name: the CNAME, then the client's edges.
+        let lookup = zone.lookup(&lower("www.meridian.test."), RecordType::A);
+        assert_eq!(lookup.chain.len(), 1);
+        assert!(matches!(lookup.outcome, Outcome::Steered { name: 0, .. }));
+        // Two hops.
+        let lookup = zone.lookup(&lower("alias.meridian.test."), RecordType::AAAA);
+        assert_eq!(lookup.chain.len(), 2);
+        assert_eq!(lookup.chain[1].name.to_ascii(), "www.meridian.test.");
+        // To a static name; and NODATA there keeps the chain.
+        let lookup = zone.lookup(&lower("smtp.meridian.test."), RecordType::A);
+        assert_eq!(answers(&lookup.outcome).len(), 1);
+        let lookup = zone.lookup(&lower("smtp.meridian.test."), RecordType::MX);
+        assert_eq!((lookup.chain.len(), lookup.outcome), (1, Outcome::NoData));
+        // To a name that does not exist: NXDOMAIN, with the CNAME (RFC 6604).
+        let lookup = zone.lookup(&lower("gone.meridian.test."), RecordType::A);
+        assert_eq!((lookup.chain.len(), lookup.outcome), (1, Outcome::NxDomain));
+        // Out of the zone: just the CNAME.
+        let lookup = zone.lookup(&lower("out.meridian.test."), RecordType::A);
+        assert_eq!(
+            (lookup.chain.len(), lookup.outcome),
+            (1, Outcome::Elsewhere)
+        );
+        // Asking for the CNAME itself (or ANY) gets just it.
+        for qtype in [RecordType::CNAME, RecordType::ANY] {
+            let cname = outcome(&zone, "www.meridian.test.", qtype);
+            assert_eq!(answers(&cname)[0].record_type(), RecordType::CNAME);
+        }
     }
 }

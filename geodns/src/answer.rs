@@ -1,0 +1,413 @@
+//! What a query gets: the pure core behind the handler.
+//!
+//! [`client_of`] decides which address an answer is tailored to (RFC 7871:
+//! the EDNS Client Subnet when it is usable, else the query's source), and
+//! [`answer`] turns one question into the sections of a reply: what the
+//! zone holds ([`Zone::lookup`](crate::zone::Zone::lookup)), and for a
+//! steered name the edges of the first region in the client's order
+//! ([`GeoTable::decide`](crate::table::GeoTable::decide)) that is up, with
+//! the ECS scope that answer depended on. No I/O: the health view is read
+//! with atomic loads.
+
+use crate::geo::is_public;
+use crate::snapshot::Snapshot;
+use crate::steering::choose;
+use crate::zone::Outcome;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::opt::ClientSubnet;
+use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
+use std::net::IpAddr;
+
+/// The address an answer is tailored to, and the ECS option to echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    /// Where the client is taken to be.
+    pub ip: IpAddr,
+    /// The query's ECS option when the answer is based on it, its address
+    /// cut to its source prefix.
+    pub subnet: Option<ClientSubnet>,
+    /// The query's ECS option, used or not: echoed in the reply (with scope
+    /// 0 when unused), RFC 7871 §7.2.
+    pub echo: Option<ClientSubnet>,
+}
+
+/// Which address to answer for: the ECS address when the query has one with
+/// a source prefix above 0 and a public address (RFC 7871 §7.1.2: prefix 0
+/// asks not to use it; a private address cannot be placed), else `source`.
+pub fn client_of(subnet: Option<ClientSubnet>, source: IpAddr) -> Client {
+    match subnet {
+        Some(s) if s.source_prefix() > 0 => {
+            let addr = truncated(s.addr(), s.source_prefix());
+            if is_public(addr) {
+                let used = ClientSubnet::new(addr, s.source_prefix(), 0);
+                return Client {
+                    ip: addr,
+                    subnet: Some(used),
+                    echo: Some(s),
+                };
+            }
+            Client {
+                ip: source,
+                subnet: None,
+                echo: Some(s),
+            }
+        }
+        other => Client {
+            ip: source,
+            subnet: None,
+            echo: other,
+        },
+    }
+}
+
+/// `addr` with every bit after `prefix` cleared: clients should send it so
+/// (RFC 7871 §6), and an answer must not depend on bits they did not mean.
+fn truncated(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let host = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+            IpAddr::from(std::net::Ipv4Addr::from(bits & !host))
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let host = u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+            IpAddr::from(std::net::Ipv6Addr::from(bits & !host))
+        }
+    }
+}
+
+/// The sections of a reply, borrowed from the snapshot.
+#[derive(Debug, PartialEq)]
+pub struct Reply<'s> {
+    /// NOERROR, NXDOMAIN, REFUSED, or SERVFAIL (every region down, fail-closed).
+    pub rcode: ResponseCode,
+    /// Whether the AA bit is set: for every name in the zone.
+    pub authoritative: bool,
+    /// The answer section.
+    pub answers: Vec<&'s Record>,
+    /// The authority section: the SOA of negative answers.
+    pub authority: &'s [Record],
+    /// The additional section: glue.
+    pub additionals: &'s [Record],
+    /// The ECS scope prefix to echo: how much of the client's address the
+    /// answer depended on; 0 when it did not depend on it.
+    pub scope: u8,
+    /// The region whose edges answered, for a steered answer.
+    pub region: Option<usize>,
+}
+
+/// The reply to one question about `qname`/`qtype` in class `qclass`, for
+/// `client`.
+pub fn answer<'s>(
+    snapshot: &'s Snapshot,
+    qname: &LowerName,
+    qtype: RecordType,
+    qclass: DNSClass,
+    client: &Client,
+) -> Reply<'s> {
+    let mut reply = Reply {
+        rcode: ResponseCode::NoError,
+        authoritative: true,
+        answers: Vec::new(),
+        authority: &[],
+        additionals: &[],
+        scope: 0,
+        region: None,
+    };
+    if qclass != DNSClass::IN {
+        reply.rcode = ResponseCode::Refused;
+        reply.authoritative = false;
+        return reply;
+    }
+    let zone = &snapshot.zone;
+    let lookup = zone.lookup(qname, qtype);
+    reply.answers = lookup.chain;
+    match lookup.outcome {
+        Outcome::Refused => {
+            reply.rcode = ResponseCode::Refused;
+            reply.authoritative = false;
+        }
+        Outcome::Answer {
+            answers,
+            additionals,
+        } => {
+            reply.answers.extend(answers);
+            reply.additionals = additionals;
+        }
+        Outcome::Steered { name, record_type } => {
+            let decision = snapshot.table.decide(client.ip);
+            if client.subnet.is_some() {
+                reply.scope = decision.scope;
+            }
+            let health = &snapshot.health;
+            let fail_open = snapshot.config.health.fail_open;
+            match choose(decision.order, |r| health.region_up(r), fail_open) {
+                Some(choice) => {
+                    let records = zone.steered_records(name, choice.region, record_type);
+                    // Only the edges that are up; all of them when failing
+                    // open with everything down.
+                    let before = reply.answers.len();
+                    reply.answers.extend(
+                        records
+                            .iter()
+                            .filter(|r| choice.fail_open || health.edge_up(choice.region, r.edge))
+                            .map(|r| &r.record),
+                    );
+                    if reply.answers.len() == before {
+                        // The region has no address of this family: NODATA.
+                        reply.authority = zone.negative_soa();
+                    }
+                    reply.region = Some(choice.region);
+                }
+                None => reply.rcode = ResponseCode::ServFail,
+            }
+        }
+        Outcome::NoData => reply.authority = zone.negative_soa(),
+        Outcome::NxDomain => {
+            reply.rcode = ResponseCode::NXDomain;
+            reply.authority = zone.negative_soa();
+        }
+        Outcome::Elsewhere => {}
+    }
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::DnsMetrics;
+    use std::str::FromStr;
+    use std::sync::OnceLock;
+
+    /// The demo, plus AAAA edges for ap-southeast and a few static records;
+    /// built once (the table takes a moment in debug builds). Tests share
+    /// it, so none of them changes its health.
+    fn snapshot() -> &'static Snapshot {
+        static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
+        SNAPSHOT.get_or_init(build)
+    }
+
+    fn build() -> Snapshot {
+        let text = config::DEMO_TOML
+                .replace(
+                    "edge_addresses = [\"127.0.3.1\"]",
+                    "edge_addresses = [\"127.0.3.1\", \"127.0.3.3\", \"::3:1\"]",
+                )
+                .replacen(
+                    "[geodns]",
+                    "[[zone.records]]\nname = \"www.meridian.test\"\ntype = \"CNAME\"\nvalue = \"cdn.meridian.test\"\n\
+                     [[zone.records]]\nname = \"docs.meridian.test\"\ntype = \"CNAME\"\nvalue = \"docs.example.com\"\n\n[geodns]",
+                    1,
+                );
+        let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
+        Snapshot::load(config, &DnsMetrics::new().unwrap()).unwrap()
+    }
+
+    fn ecs(subnet: &str) -> Client {
+        client_of(Some(subnet.parse().unwrap()), "127.0.0.1".parse().unwrap())
+    }
+
+    fn ask<'s>(
+        snapshot: &'s Snapshot,
+        name: &str,
+        qtype: RecordType,
+        client: &Client,
+    ) -> Reply<'s> {
+        answer(
+            snapshot,
+            &LowerName::from_str(name).unwrap(),
+            qtype,
+            DNSClass::IN,
+            client,
+        )
+    }
+
+    fn addresses(reply: &Reply<'_>) -> Vec<String> {
+        reply
+            .answers
+            .iter()
+            .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+            .map(|r| r.data.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn usable_subnets_are_used_and_others_ignored() {
+        let source: IpAddr = "192.0.2.53".parse().unwrap();
+        let used = client_of(Some("81.2.69.142/24".parse().unwrap()), source);
+        assert_eq!(
+            used.ip,
+            "81.2.69.0".parse::<IpAddr>().unwrap(),
+            "cut to /24"
+        );
+        assert_eq!(used.subnet.unwrap().source_prefix(), 24);
+        for ignored in ["81.2.69.0/0", "10.1.2.0/24", "127.0.0.1/32", "fd00::/48"] {
+            let client = client_of(Some(ignored.parse().unwrap()), source);
+            assert_eq!(client.ip, source, "{ignored}");
+            assert_eq!(client.subnet, None, "{ignored}");
+            assert!(client.echo.is_some(), "{ignored} is still echoed");
+        }
+        let plain = client_of(None, source);
+        assert_eq!((plain.subnet, plain.echo), (None, None));
+    }
+
+    #[test]
+    fn steered_answers_follow_the_subnet_with_a_scope() {
+        let snapshot = snapshot();
+        let gb = ask(
+            snapshot,
+            "cdn.meridian.test.",
+            RecordType::A,
+            &ecs("81.2.69.0/24"),
+        );
+        assert_eq!(addresses(&gb), ["127.0.2.1"]);
+        assert_eq!(gb.region, Some(1));
+        assert!((1..=29).contains(&gb.scope), "{}", gb.scope);
+        assert!(gb.authoritative);
+        let us = ask(
+            snapshot,
+            "cdn.meridian.test.",
+            RecordType::A,
+            &ecs("8.8.8.0/24"),
+        );
+        assert_eq!(addresses(&us), ["127.0.1.1"]);
+        let v6 = ask(
+            snapshot,
+            "cdn.meridian.test.",
+            RecordType::A,
+            &ecs("2001:4860:4860::/48"),
+        );
+        assert_eq!(addresses(&v6), ["127.0.1.1"]);
+        assert!(v6.scope > 0 && v6.scope <= 48 + 16, "{}", v6.scope);
+        // Every address of the region, in config order.
+        let sg = ask(
+            snapshot,
+            "cdn.meridian.test.",
+            RecordType::A,
+            &ecs("203.116.1.0/24"),
+        );
+        assert_eq!(addresses(&sg), ["127.0.3.1", "127.0.3.3"]);
+        let sg6 = ask(
+            snapshot,
+            "cdn.meridian.test.",
+            RecordType::AAAA,
+            &ecs("203.116.1.0/24"),
+        );
+        assert_eq!(addresses(&sg6), ["::3:1"]);
+        // A region without IPv6 edges: NODATA with the SOA.
+        let gb6 = ask(
+            snapshot,
+            "cdn.meridian.test.",
+            RecordType::AAAA,
+            &ecs("81.2.69.0/24"),
+        );
+        assert!(gb6.answers.is_empty());
+        assert_eq!(gb6.authority.len(), 1);
+    }
+
+    #[test]
+    fn answers_that_do_not_depend_on_the_client_have_scope_zero() {
+        let snapshot = snapshot();
+        let client = ecs("81.2.69.0/24");
+        for (name, qtype) in [
+            ("meridian.test.", RecordType::SOA),
+            ("meridian.test.", RecordType::NS),
+            ("nosuch.meridian.test.", RecordType::A),
+            ("cdn.meridian.test.", RecordType::TXT),
+            ("example.com.", RecordType::A),
+            ("docs.meridian.test.", RecordType::A),
+        ] {
+            assert_eq!(
+                ask(snapshot, name, qtype, &client).scope,
+                0,
+                "{name} {qtype}"
+            );
+        }
+        // Without a usable subnet there is nothing to scope.
+        let private = ecs("10.0.0.0/8");
+        assert_eq!(
+            ask(snapshot, "cdn.meridian.test.", RecordType::A, &private).scope,
+            0
+        );
+        // Loopback sources get the default order: us-east.
+        assert_eq!(
+            addresses(&ask(
+                snapshot,
+                "cdn.meridian.test.",
+                RecordType::A,
+                &private
+            )),
+            ["127.0.1.1"]
+        );
+    }
+
+    #[test]
+    fn negative_and_refused_answers() {
+        let snapshot = snapshot();
+        let client = client_of(None, "127.0.0.1".parse().unwrap());
+        let nx = ask(snapshot, "nosuch.meridian.test.", RecordType::A, &client);
+        assert_eq!(
+            (nx.rcode, nx.answers.len(), nx.authority.len()),
+            (ResponseCode::NXDomain, 0, 1)
+        );
+        assert_eq!(nx.authority[0].ttl, 60);
+        let refused = ask(snapshot, "example.com.", RecordType::A, &client);
+        assert_eq!(refused.rcode, ResponseCode::Refused);
+        assert!(!refused.authoritative);
+        let chaos = answer(
+            snapshot,
+            &LowerName::from_str("meridian.test.").unwrap(),
+            RecordType::SOA,
+            DNSClass::CH,
+            &client,
+        );
+        assert_eq!(chaos.rcode, ResponseCode::Refused);
+    }
+
+    #[test]
+    fn a_cname_to_a_steered_name_is_steered_and_scoped() {
+        let snapshot = snapshot();
+        let reply = ask(
+            snapshot,
+            "www.meridian.test.",
+            RecordType::A,
+            &ecs("81.2.69.0/24"),
+        );
+        assert_eq!(reply.answers[0].record_type(), RecordType::CNAME);
+        assert_eq!(addresses(&reply), ["127.0.2.1"]);
+        assert!(reply.scope > 0);
+        let elsewhere = ask(
+            snapshot,
+            "docs.meridian.test.",
+            RecordType::A,
+            &ecs("81.2.69.0/24"),
+        );
+        assert_eq!(elsewhere.answers.len(), 1);
+        assert_eq!(elsewhere.rcode, ResponseCode::NoError);
+        assert!(elsewhere.authority.is_empty());
+    }
+
+    #[test]
+    fn unhealthy_regions_are_skipped_and_down_edges_left_out() {
+        let snapshot = &build();
+        let health = &snapshot.health;
+        let gb = ecs("81.2.69.0/24");
+        let sg = ecs("203.116.1.0/24");
+        health.set_edge(2, 0, false);
+        let partial = addresses(&ask(snapshot, "cdn.meridian.test.", RecordType::A, &sg));
+        assert_eq!(partial, ["127.0.3.3"]);
+        health.set_edge(1, 0, false);
+        let moved = ask(snapshot, "cdn.meridian.test.", RecordType::A, &gb);
+        assert_eq!(addresses(&moved), ["127.0.1.1"]);
+        assert_eq!(moved.region, Some(0));
+        // Everything down: fail open to the nearest, with all its edges.
+        for region in 0..3 {
+            for edge in 0..3 {
+                health.set_edge(region, edge, false);
+            }
+        }
+        let open = ask(snapshot, "cdn.meridian.test.", RecordType::A, &gb);
+        assert_eq!(addresses(&open), ["127.0.2.1"]);
+    }
+}

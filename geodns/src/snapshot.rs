@@ -1,0 +1,67 @@
+//! Everything one load of the config and geo database produces.
+//!
+//! A [`Snapshot`] is built whole, off to the side, and then swapped in with
+//! one atomic pointer store ([`Live`]): a query is answered entirely from
+//! the snapshot it started with, so a reload (SIGHUP, see [`crate::reload`])
+//! can never mix an old zone with a new table, or drop a query. Only the
+//! health view changes inside a snapshot, and only through atomics.
+
+use crate::GeoDnsError;
+use crate::geo::GeoDatabase;
+use crate::health::HealthView;
+use crate::metrics::DnsMetrics;
+use crate::steering::Steering;
+use crate::table::GeoTable;
+use crate::zone::Zone;
+use prometheus::IntCounter;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The snapshot queries are answered from; replaced whole by a reload.
+pub type Live = arc_swap::ArcSwap<Snapshot>;
+
+/// One loaded config: the zone, the steering table, the edges' health.
+pub struct Snapshot {
+    /// The validated config it was built from.
+    pub config: config::Config,
+    /// The authoritative data.
+    pub zone: Zone,
+    /// Every address's region order and ECS scope.
+    pub table: GeoTable,
+    /// The edges' health as this GeoDNS probes it.
+    pub health: Arc<HealthView>,
+    /// Steered answers per region, indexed like `config.regions`.
+    pub steered: Vec<IntCounter>,
+}
+
+impl Snapshot {
+    /// Loads the database `config` names, builds the table and the zone.
+    /// The health view starts with every edge up; a reload carries the
+    /// known states over ([`HealthView::carry_over`]) before swapping in.
+    pub fn load(config: config::Config, metrics: &DnsMetrics) -> Result<Self, GeoDnsError> {
+        let started = Instant::now();
+        let geo = GeoDatabase::from_config(&config.geodns.geo_database)?;
+        let steering = Steering::from_config(&config);
+        let table = GeoTable::build(&geo, &steering)?;
+        let stats = table.stats();
+        tracing::info!(
+            database = geo.description(),
+            ipv4_ranges = stats.v4_ranges,
+            ipv6_ranges = stats.v6_ranges,
+            region_orders = stats.orders,
+            table_bytes = stats.bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "geo database loaded"
+        );
+        let zone = Zone::from_config(&config)?;
+        let health = HealthView::from_config(&config);
+        let steered = metrics.steered_counters(&config.region_names());
+        Ok(Snapshot {
+            config,
+            zone,
+            table,
+            health,
+            steered,
+        })
+    }
+}
