@@ -54,6 +54,10 @@ pub enum Command {
     /// Validate a config, or print the embedded default.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Explain where GeoDNS sends a client: its country, coordinates, the
+    /// rule that decided, the regions in order with distance and health,
+    /// and the ECS scope of the reply (like gdnsd_geoip_test).
+    Route(crate::route::RouteArgs),
 }
 
 /// `meridian purge`

@@ -9,6 +9,7 @@
 mod cli;
 mod ops;
 mod roles;
+mod route;
 mod up;
 
 use clap::Parser;
@@ -57,6 +58,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Check { files }) => check_configs(&files),
+        Command::Route(args) => route::route(&args),
     }
 }
 
