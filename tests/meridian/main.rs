@@ -8,10 +8,12 @@
 
 mod cache;
 mod cli;
+mod dns;
 mod failover;
 mod faults;
 mod harness;
 mod hostile;
 mod purge;
 mod scripted;
+mod tls;
 mod up;

@@ -1,0 +1,1062 @@
+//! GeoDNS over real sockets: one `meridian geodns` process per test, on
+//! 127.60.T.1 (T = the test's number), its regions' edges on 127.61–63.T.x.
+//! The edges do not exist; health checks probe every 300 s, so every edge
+//! stays up for the length of a test.
+//!
+//! Each test asserts one behaviour, with hickory-proto messages built by
+//! hand so that every flag and size is under the test's control.
+
+use crate::harness::{TempDir, meridian, spawn_line_reader};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::{Name, RData, RecordType};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// AAAA edges of ap-southeast: more than fit in 1232 bytes.
+const IPV6_EDGES: usize = 80;
+
+/// The demo topology on 127.60.`t`.1, with several edges per region, 80
+/// IPv6 edges in ap-southeast, static records and overrides.
+fn config_for(t: u8) -> String {
+    let v6: Vec<String> = (1..=IPV6_EDGES)
+        .map(|i| format!("\"fd00:63:{t}::{i:x}\""))
+        .collect();
+    let text = config::DEMO_TOML
+        .replace("127.0.0.1:5353", &format!("127.60.{t}.1:5353"))
+        .replace("127.0.0.1:9153", &format!("127.60.{t}.1:9153"))
+        .replace("127.0.0.1:9000", &format!("127.60.{t}.1:9000"))
+        .replace(
+            "addresses = [\"127.0.0.1\"]",
+            &format!("addresses = [\"127.60.{t}.1\"]"),
+        )
+        .replace(
+            "edge_addresses = [\"127.0.1.1\"]",
+            &format!("edge_addresses = [\"127.61.{t}.1\", \"127.61.{t}.2\"]"),
+        )
+        .replace(
+            "edge_addresses = [\"127.0.2.1\"]",
+            &format!("edge_addresses = [\"127.62.{t}.1\"]"),
+        )
+        .replace(
+            "edge_addresses = [\"127.0.3.1\"]",
+            &format!("edge_addresses = [\"127.63.{t}.1\", {}]", v6.join(", ")),
+        )
+        .replace("interval_ms = 500", "interval_ms = 300000")
+        .replace("timeout_ms = 400", "timeout_ms = 1000");
+    let records = "\
+[[zone.records]]
+name = \"www.meridian.test.\"
+type = \"CNAME\"
+value = \"cdn.meridian.test.\"
+
+[[zone.records]]
+name = \"mail.meridian.test.\"
+type = \"A\"
+value = \"192.0.2.25\"
+
+[[zone.records]]
+name = \"meridian.test.\"
+type = \"MX\"
+value = \"10 mail.meridian.test.\"
+
+[[zone.records]]
+name = \"meridian.test.\"
+type = \"TXT\"
+value = \"v=spf1 -all\"
+
+";
+    let overrides = "\
+[geodns.overrides]
+countries = { BR = [\"ap-southeast\"] }
+nets = { \"192.0.2.0/24\" = [\"eu-west\"] }
+
+";
+    text.replacen("[geodns]", &format!("{records}[geodns]"), 1)
+        .replacen("[health]", &format!("{overrides}[health]"), 1)
+}
+
+/// One `meridian geodns` process, killed on drop; its log is replayed if
+/// the test failed.
+struct GeoDns {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    log: Vec<String>,
+    t: u8,
+    dir: TempDir,
+}
+
+impl GeoDns {
+    fn start(t: u8) -> GeoDns {
+        GeoDns::start_with(t, &config_for(t))
+    }
+
+    fn start_with(t: u8, config: &str) -> GeoDns {
+        let dir = TempDir::new(&format!("geodns-{t}"));
+        let path = dir.write("meridian.toml", config);
+        let mut child = meridian()
+            .args(["geodns", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info,hickory_server=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = spawn_line_reader(child.stderr.take().unwrap());
+        let mut geodns = GeoDns {
+            child,
+            stderr,
+            log: Vec::new(),
+            t,
+            dir,
+        };
+        let ready = format!("listening for TCP on 127.60.{t}.1:5353");
+        geodns.wait_for_log(&ready, Duration::from_secs(60));
+        geodns
+    }
+
+    fn dns(&self) -> SocketAddr {
+        format!("127.60.{}.1:5353", self.t).parse().unwrap()
+    }
+
+    fn admin(&self) -> SocketAddr {
+        format!("127.60.{}.1:9153", self.t).parse().unwrap()
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.0.join("meridian.toml")
+    }
+
+    /// An address of `region` (1 us-east, 2 eu-west, 3 ap-southeast).
+    fn edge(&self, region: u8, n: u8) -> IpAddr {
+        format!("127.6{region}.{}.{n}", self.t).parse().unwrap()
+    }
+
+    /// Waits until a log line contains `text`.
+    fn wait_for_log(&mut self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        if self.log.iter().any(|l| l.contains(text)) {
+            return;
+        }
+        loop {
+            match self.stderr.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.log.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("geodns exited before logging {text:?}")
+                }
+            }
+            assert!(Instant::now() < deadline, "geodns never logged {text:?}");
+        }
+    }
+
+    /// Every log line so far.
+    fn log(&mut self) -> &[String] {
+        self.log.extend(self.stderr.try_iter());
+        &self.log
+    }
+
+    fn hang_up(&self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn metrics(&self) -> String {
+        let mut stream = TcpStream::connect(self.admin()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: geodns\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        body
+    }
+}
+
+impl Drop for GeoDns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- geodns log ---");
+            for line in self.log.iter().cloned().chain(self.stderr.try_iter()) {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A query for `name`/`rtype` without EDNS.
+fn question(name: &str, rtype: RecordType) -> Message {
+    let mut message = Message::query();
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    message
+}
+
+/// `message` with an OPT record of `size` and, if given, an ECS option.
+fn edns(mut message: Message, size: u16, subnet: Option<&str>) -> Message {
+    let mut edns = Edns::new();
+    edns.set_max_payload(size);
+    if let Some(subnet) = subnet {
+        let subnet: ClientSubnet = subnet.parse().unwrap();
+        edns.options_mut().insert(EdnsOption::Subnet(subnet));
+    }
+    message.set_edns(edns);
+    message
+}
+
+/// A query with EDNS (1232 bytes) and an ECS option.
+fn ecs(name: &str, rtype: RecordType, subnet: &str) -> Message {
+    edns(question(name, rtype), 1232, Some(subnet))
+}
+
+/// Sends `message` over UDP; the reply and its size in bytes.
+fn udp(server: SocketAddr, message: &Message) -> (Message, usize) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send_to(&message.to_vec().unwrap(), server).unwrap();
+    let mut buffer = vec![0u8; 65_535];
+    let (len, _) = socket.recv_from(&mut buffer).expect("a reply over UDP");
+    let reply = Message::from_vec(&buffer[..len]).unwrap();
+    assert_eq!(reply.metadata.id, message.metadata.id);
+    assert_eq!(reply.metadata.message_type, MessageType::Response);
+    (reply, len)
+}
+
+/// Sends `message` over TCP, framed with its 2-byte length.
+fn tcp(server: SocketAddr, message: &Message) -> Message {
+    let mut stream = TcpStream::connect(server).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    tcp_exchange(&mut stream, &message.to_vec().unwrap())
+}
+
+fn tcp_exchange(stream: &mut TcpStream, bytes: &[u8]) -> Message {
+    let mut framed = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    stream.write_all(&framed).unwrap();
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).unwrap();
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut reply).unwrap();
+    Message::from_vec(&reply).unwrap()
+}
+
+fn addresses(message: &Message) -> Vec<IpAddr> {
+    message
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The reply's ECS option.
+fn subnet_of(message: &Message) -> Option<ClientSubnet> {
+    match message.edns.as_ref()?.option(EdnsCode::Subnet) {
+        Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
+        _ => None,
+    }
+}
+
+#[test]
+fn dns_answers_are_authoritative_and_never_recursive() {
+    let geodns = GeoDns::start(1);
+    let mut query = question("cdn.meridian.test.", RecordType::A);
+    query.metadata.recursion_desired = true;
+    let (reply, _) = udp(geodns.dns(), &query);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply.metadata.authoritative, "AA");
+    assert!(!reply.metadata.recursion_available, "RA");
+    assert!(
+        reply.metadata.recursion_desired,
+        "RD is copied from the query"
+    );
+}
+
+#[test]
+fn dns_nxdomain_carries_the_soa_with_the_negative_ttl() {
+    let geodns = GeoDns::start(2);
+    let (reply, _) = udp(
+        geodns.dns(),
+        &question("nosuch.meridian.test.", RecordType::A),
+    );
+    assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+    assert!(reply.metadata.authoritative);
+    assert!(reply.answers.is_empty());
+    assert_eq!(reply.authorities.len(), 1);
+    let soa = &reply.authorities[0];
+    let RData::SOA(data) = &soa.data else {
+        panic!("not a SOA: {soa:?}");
+    };
+    assert_eq!(soa.name.to_ascii(), "meridian.test.");
+    // RFC 2308: the negative TTL is the SOA's MINIMUM (and no more than its TTL).
+    assert_eq!(soa.ttl, data.minimum);
+    assert_eq!(soa.ttl, 60);
+}
+
+#[test]
+fn dns_nodata_carries_the_soa() {
+    let geodns = GeoDns::start(3);
+    let (reply, _) = udp(
+        geodns.dns(),
+        &question("cdn.meridian.test.", RecordType::TXT),
+    );
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply.metadata.authoritative);
+    assert!(reply.answers.is_empty());
+    assert_eq!(reply.authorities.len(), 1);
+    assert_eq!(reply.authorities[0].record_type(), RecordType::SOA);
+}
+
+#[test]
+fn dns_names_outside_the_zone_are_refused() {
+    let geodns = GeoDns::start(4);
+    let (reply, _) = udp(geodns.dns(), &question("example.com.", RecordType::A));
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    assert!(!reply.metadata.authoritative);
+    assert!(reply.answers.is_empty() && reply.authorities.is_empty());
+}
+
+#[test]
+fn dns_apex_has_soa_and_ns_with_glue() {
+    let geodns = GeoDns::start(5);
+    let (soa, _) = udp(geodns.dns(), &question("meridian.test.", RecordType::SOA));
+    assert_eq!(soa.answers.len(), 1);
+    assert_eq!(soa.answers[0].record_type(), RecordType::SOA);
+    let (ns, _) = udp(geodns.dns(), &question("meridian.test.", RecordType::NS));
+    assert_eq!(ns.answers.len(), 1);
+    let RData::NS(target) = &ns.answers[0].data else {
+        panic!("{:?}", ns.answers);
+    };
+    assert_eq!(target.0.to_ascii(), "ns1.meridian.test.");
+    let glue: Vec<_> = ns
+        .additionals
+        .iter()
+        .filter(|r| r.record_type() == RecordType::A)
+        .collect();
+    assert_eq!(glue.len(), 1);
+    assert_eq!(glue[0].name.to_ascii(), "ns1.meridian.test.");
+    assert_eq!(glue[0].data, RData::A("127.60.5.1".parse().unwrap()));
+}
+
+#[test]
+fn dns_names_are_case_insensitive() {
+    let geodns = GeoDns::start(6);
+    let (lower, _) = udp(
+        geodns.dns(),
+        &ecs("cdn.meridian.test.", RecordType::A, "81.2.69.0/24"),
+    );
+    let (mixed, _) = udp(
+        geodns.dns(),
+        &ecs("CdN.MeRiDiAn.TeSt.", RecordType::A, "81.2.69.0/24"),
+    );
+    assert_eq!(addresses(&mixed), [geodns.edge(2, 1)]);
+    assert_eq!(addresses(&lower), addresses(&mixed));
+    // The question is echoed as asked.
+    assert_eq!(mixed.queries[0].name().to_ascii(), "CdN.MeRiDiAn.TeSt.");
+}
+
+#[test]
+fn dns_tcp_answers_like_udp() {
+    let geodns = GeoDns::start(7);
+    let query = ecs("cdn.meridian.test.", RecordType::A, "81.2.69.0/24");
+    let over_tcp = tcp(geodns.dns(), &query);
+    let (over_udp, _) = udp(geodns.dns(), &query);
+    assert_eq!(over_tcp.metadata.id, query.metadata.id);
+    assert_eq!(addresses(&over_tcp), [geodns.edge(2, 1)]);
+    assert_eq!(addresses(&over_tcp), addresses(&over_udp));
+    assert!(over_tcp.metadata.authoritative);
+    // Several queries on one connection.
+    let mut stream = TcpStream::connect(geodns.dns()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    for name in ["meridian.test.", "nosuch.meridian.test."] {
+        let q = question(name, RecordType::SOA);
+        let reply = tcp_exchange(&mut stream, &q.to_vec().unwrap());
+        assert_eq!(reply.metadata.id, q.metadata.id);
+    }
+}
+
+#[test]
+fn dns_opt_is_in_the_reply_iff_the_query_had_one() {
+    let geodns = GeoDns::start(8);
+    let (plain, _) = udp(geodns.dns(), &question("meridian.test.", RecordType::SOA));
+    assert!(plain.edns.is_none());
+    let (with, _) = udp(
+        geodns.dns(),
+        &edns(question("meridian.test.", RecordType::SOA), 4096, None),
+    );
+    let opt = with.edns.as_ref().expect("an OPT record");
+    assert_eq!(opt.version(), 0);
+    assert_eq!(opt.max_payload(), 1232, "ours, capped at 1232");
+    // Errors keep it too.
+    let (refused, _) = udp(
+        geodns.dns(),
+        &edns(question("example.com.", RecordType::A), 1232, None),
+    );
+    assert!(refused.edns.is_some());
+}
+
+#[test]
+fn dns_a_reply_too_big_for_udp_is_truncated_and_whole_over_tcp() {
+    let geodns = GeoDns::start(9);
+    let sg = "203.116.1.0/24";
+    let name = "cdn.meridian.test.";
+    // Client sizes 512, 600 and 4096, and no EDNS at all (512).
+    for (size, cap) in [
+        (Some(512), 512),
+        (Some(600), 600),
+        (Some(4096), 1232),
+        (None, 512),
+    ] {
+        let query = match size {
+            Some(size) => edns(question(name, RecordType::AAAA), size, Some(sg)),
+            None => question(name, RecordType::AAAA),
+        };
+        let (reply, len) = udp(geodns.dns(), &query);
+        assert!(len <= cap, "{len} bytes for a client size of {size:?}");
+        if size.is_some() {
+            // Without ECS the client is loopback, steered to us-east, which
+            // has no IPv6 edges; with it, to the 80 of ap-southeast.
+            assert!(reply.metadata.truncation, "TC for size {size:?}");
+            assert!(reply.answers.is_empty(), "no partial RRset");
+            assert!(reply.edns.is_some(), "the OPT record survives truncation");
+            assert_eq!(subnet_of(&reply).map(|s| s.source_prefix()), Some(24));
+        }
+    }
+    // Small answers are not truncated even at 512.
+    let (small, _) = udp(
+        geodns.dns(),
+        &edns(question(name, RecordType::A), 512, Some(sg)),
+    );
+    assert!(!small.metadata.truncation);
+    assert_eq!(addresses(&small).len(), 1);
+    // The same question over TCP: every address.
+    let whole = tcp(geodns.dns(), &ecs(name, RecordType::AAAA, sg));
+    assert!(!whole.metadata.truncation);
+    assert_eq!(addresses(&whole).len(), IPV6_EDGES);
+}
+
+#[test]
+fn dns_a_big_answer_to_a_plain_query_is_truncated() {
+    // Without EDNS there is no ECS: send this loopback client to the
+    // region with 80 IPv6 edges with a network override.
+    let config = config_for(10).replace(
+        "nets = { \"192.0.2.0/24\" = [\"eu-west\"] }",
+        "nets = { \"127.0.0.0/8\" = [\"ap-southeast\"] }",
+    );
+    let mut geodns_sg = GeoDns::start_with(10, &config);
+    let (reply, len) = udp(
+        geodns_sg.dns(),
+        &question("cdn.meridian.test.", RecordType::AAAA),
+    );
+    assert!(len <= 512, "{len}");
+    assert!(reply.metadata.truncation);
+    assert!(reply.answers.is_empty());
+    assert!(reply.edns.is_none(), "no OPT for a query without one");
+    let whole = tcp(
+        geodns_sg.dns(),
+        &question("cdn.meridian.test.", RecordType::AAAA),
+    );
+    assert_eq!(addresses(&whole).len(), IPV6_EDGES);
+    assert!(geodns_sg.alive());
+}
+
+#[test]
+fn dns_edns_version_1_gets_badvers() {
+    let geodns = GeoDns::start(12);
+    let mut query = question("meridian.test.", RecordType::SOA);
+    let mut opt = Edns::new();
+    opt.set_version(1);
+    opt.set_max_payload(1232);
+    query.set_edns(opt);
+    let (reply, _) = udp(geodns.dns(), &query);
+    // RCODE 16 is BADVERS in an OPT's extended RCODE (hickory's decoder
+    // names 16 after TSIG's BADSIG, which shares the number).
+    assert_eq!(u16::from(reply.metadata.response_code), 16);
+    assert_eq!(u16::from(ResponseCode::BADVERS), 16);
+    assert_eq!(reply.edns.as_ref().map(Edns::version), Some(0));
+    assert!(reply.answers.is_empty());
+}
+
+#[test]
+fn dns_two_questions_get_formerr() {
+    let geodns = GeoDns::start(13);
+    let mut query = question("meridian.test.", RecordType::SOA);
+    query.add_query(Query::query(
+        Name::from_ascii("cdn.meridian.test.").unwrap(),
+        RecordType::A,
+    ));
+    let (reply, _) = udp(geodns.dns(), &query);
+    assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+    assert!(reply.answers.is_empty());
+}
+
+#[test]
+fn dns_update_and_notify_get_notimp() {
+    let geodns = GeoDns::start(14);
+    for op_code in [OpCode::Update, OpCode::Notify] {
+        let mut query = question("meridian.test.", RecordType::SOA);
+        query.metadata.op_code = op_code;
+        let (reply, _) = udp(geodns.dns(), &query);
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NotImp,
+            "{op_code:?}"
+        );
+    }
+}
+
+#[test]
+fn dns_any_returns_at_most_one_rrset() {
+    let geodns = GeoDns::start(15);
+    for name in [
+        "cdn.meridian.test.",
+        "meridian.test.",
+        "mail.meridian.test.",
+    ] {
+        let (reply, _) = udp(geodns.dns(), &question(name, RecordType::ANY));
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NoError,
+            "{name}"
+        );
+        assert!(!reply.answers.is_empty(), "{name}");
+        let first = (
+            reply.answers[0].name.clone(),
+            reply.answers[0].record_type(),
+        );
+        assert!(
+            reply
+                .answers
+                .iter()
+                .all(|r| (r.name.clone(), r.record_type()) == first),
+            "{name}: {:?}",
+            reply.answers
+        );
+    }
+}
+
+#[test]
+fn dns_ipv6_client_subnet_is_steered() {
+    let geodns = GeoDns::start(16);
+    let (reply, _) = udp(
+        geodns.dns(),
+        &ecs("cdn.meridian.test.", RecordType::A, "2001:4860:4860::/48"),
+    );
+    // 2001:4860::/32 is Google's, in the US: us-east's two edges.
+    assert_eq!(addresses(&reply), [geodns.edge(1, 1), geodns.edge(1, 2)]);
+    let subnet = subnet_of(&reply).unwrap();
+    assert_eq!(subnet.source_prefix(), 48);
+    assert_eq!(subnet.addr(), "2001:4860:4860::".parse::<IpAddr>().unwrap());
+    assert!((1..=48).contains(&subnet.scope_prefix()), "{subnet:?}");
+}
+
+#[test]
+fn dns_aaaa_answers_come_from_ipv6_edges() {
+    let geodns = GeoDns::start(17);
+    let sg = tcp(
+        geodns.dns(),
+        &ecs("cdn.meridian.test.", RecordType::AAAA, "203.116.1.0/24"),
+    );
+    let v6 = addresses(&sg);
+    assert_eq!(v6.len(), IPV6_EDGES);
+    assert!(v6.iter().all(IpAddr::is_ipv6));
+    assert_eq!(v6[0], "fd00:63:17::1".parse::<IpAddr>().unwrap());
+    // eu-west has no IPv6 edge: NODATA with the SOA.
+    let (gb, _) = udp(
+        geodns.dns(),
+        &ecs("cdn.meridian.test.", RecordType::AAAA, "81.2.69.0/24"),
+    );
+    assert!(gb.answers.is_empty());
+    assert_eq!(gb.authorities[0].record_type(), RecordType::SOA);
+}
+
+#[test]
+fn dns_every_edge_of_a_region_is_returned() {
+    let geodns = GeoDns::start(18);
+    let (us, _) = udp(
+        geodns.dns(),
+        &ecs("cdn.meridian.test.", RecordType::A, "8.8.8.0/24"),
+    );
+    assert_eq!(addresses(&us), [geodns.edge(1, 1), geodns.edge(1, 2)]);
+    assert!(us.answers.iter().all(|r| r.ttl == 30));
+}
+
+#[test]
+fn dns_ecs_scope_says_what_the_answer_depended_on() {
+    let geodns = GeoDns::start(19);
+    let server = geodns.dns();
+    let cdn = "cdn.meridian.test.";
+    let (gb, _) = udp(server, &ecs(cdn, RecordType::A, "81.2.69.0/24"));
+    assert_eq!(addresses(&gb), [geodns.edge(2, 1)]);
+    let subnet = subnet_of(&gb).unwrap();
+    assert_eq!(
+        (subnet.addr(), subnet.source_prefix()),
+        ("81.2.69.0".parse().unwrap(), 24),
+        "family, source prefix and address are echoed"
+    );
+    assert!((1..=29).contains(&subnet.scope_prefix()), "{subnet:?}");
+    // Source prefix 0: not used; answered for the source (loopback:
+    // default order, us-east), scope 0.
+    let (zero, _) = udp(server, &ecs(cdn, RecordType::A, "81.2.69.0/0"));
+    assert_eq!(addresses(&zero)[0], geodns.edge(1, 1));
+    assert_eq!(subnet_of(&zero).unwrap().scope_prefix(), 0);
+    // A private subnet cannot be placed: ignored, scope 0.
+    let (private, _) = udp(server, &ecs(cdn, RecordType::A, "10.1.2.0/24"));
+    assert_eq!(addresses(&private)[0], geodns.edge(1, 1));
+    assert_eq!(subnet_of(&private).unwrap().scope_prefix(), 0);
+    // Answers that do not depend on the client: scope 0.
+    for (name, rtype) in [
+        ("meridian.test.", RecordType::SOA),
+        ("meridian.test.", RecordType::NS),
+        ("nosuch.meridian.test.", RecordType::A),
+        ("example.com.", RecordType::A),
+        ("mail.meridian.test.", RecordType::A),
+    ] {
+        let (reply, _) = udp(server, &ecs(name, rtype, "81.2.69.0/24"));
+        assert_eq!(
+            subnet_of(&reply).unwrap().scope_prefix(),
+            0,
+            "{name} {rtype}"
+        );
+    }
+}
+
+#[test]
+fn dns_static_records_and_cnames() {
+    let geodns = GeoDns::start(20);
+    let server = geodns.dns();
+    // A CNAME to the steered name: the alias, then the client's edges.
+    let (www, _) = udp(
+        server,
+        &ecs("www.meridian.test.", RecordType::A, "81.2.69.0/24"),
+    );
+    assert_eq!(www.answers[0].record_type(), RecordType::CNAME);
+    assert_eq!(www.answers[0].name.to_ascii(), "www.meridian.test.");
+    assert_eq!(addresses(&www), [geodns.edge(2, 1)]);
+    assert!(
+        subnet_of(&www).unwrap().scope_prefix() > 0,
+        "steered, so scoped"
+    );
+    let (mx, _) = udp(server, &question("meridian.test.", RecordType::MX));
+    let RData::MX(data) = &mx.answers[0].data else {
+        panic!("{:?}", mx.answers);
+    };
+    assert_eq!(
+        (data.preference, data.exchange.to_ascii().as_str()),
+        (10, "mail.meridian.test.")
+    );
+    assert_eq!(
+        mx.additionals
+            .iter()
+            .filter(|r| r.record_type() == RecordType::A)
+            .count(),
+        1,
+        "the exchange's address as additional data"
+    );
+    let (txt, _) = udp(server, &question("meridian.test.", RecordType::TXT));
+    let RData::TXT(text) = &txt.answers[0].data else {
+        panic!("{:?}", txt.answers);
+    };
+    assert_eq!(&*text.txt_data[0], b"v=spf1 -all");
+    let (mail, _) = udp(server, &question("mail.meridian.test.", RecordType::A));
+    assert_eq!(addresses(&mail), ["192.0.2.25".parse::<IpAddr>().unwrap()]);
+    assert_eq!(mail.answers[0].ttl, 3600);
+}
+
+#[test]
+fn dns_overrides_from_the_config_decide_first() {
+    let geodns = GeoDns::start(21);
+    // Brazil is nearest us-east, but the config sends it to ap-southeast.
+    let (br, _) = udp(
+        geodns.dns(),
+        &ecs("cdn.meridian.test.", RecordType::A, "200.160.2.0/24"),
+    );
+    assert_eq!(addresses(&br), [geodns.edge(3, 1)]);
+    // A network override beats distance and the default.
+    let (net, _) = udp(
+        geodns.dns(),
+        &ecs("cdn.meridian.test.", RecordType::A, "192.0.2.0/24"),
+    );
+    assert_eq!(addresses(&net), [geodns.edge(2, 1)]);
+    assert_eq!(subnet_of(&net).unwrap().scope_prefix(), 24);
+}
+
+/// Queries `cdn` for a GB client over and over until told to stop; every
+/// reply's first address, or a description of what went wrong.
+fn query_continuously(
+    server: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Result<IpAddr, String>>> {
+    std::thread::spawn(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut results = Vec::new();
+        let mut buffer = vec![0u8; 4096];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let query = ecs("cdn.meridian.test.", RecordType::A, "81.2.69.0/24");
+            socket.send_to(&query.to_vec().unwrap(), server).unwrap();
+            let result = match socket.recv_from(&mut buffer) {
+                Ok((len, _)) => match Message::from_vec(&buffer[..len]) {
+                    Ok(reply) if reply.metadata.id != query.metadata.id => Err(format!(
+                        "id {} for {}",
+                        reply.metadata.id, query.metadata.id
+                    )),
+                    Ok(reply) => match addresses(&reply).as_slice() {
+                        [one] if reply.metadata.response_code == ResponseCode::NoError => Ok(*one),
+                        other => Err(format!("{:?}: {other:?}", reply.metadata.response_code)),
+                    },
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(format!("no reply: {e}")),
+            };
+            results.push(result);
+        }
+        results
+    })
+}
+
+#[test]
+fn dns_reload_under_load_never_fails_a_query() {
+    let mut geodns = GeoDns::start(22);
+    let (old, new) = (geodns.edge(2, 1), geodns.edge(2, 5));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = query_continuously(geodns.dns(), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Move eu-west's edge and reload.
+    let text = std::fs::read_to_string(geodns.config_path()).unwrap();
+    let moved = text.replace(&format!("[\"{old}\"]"), &format!("[\"{new}\"]"));
+    assert_ne!(text, moved);
+    std::fs::write(geodns.config_path(), &moved).unwrap();
+    geodns.hang_up();
+    geodns.wait_for_log("configuration reloaded", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while addresses(
+        &udp(
+            geodns.dns(),
+            &ecs("cdn.meridian.test.", RecordType::A, "81.2.69.0/24"),
+        )
+        .0,
+    ) != [new]
+    {
+        assert!(Instant::now() < deadline, "the new address never answered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A broken config: refused, and the new address keeps answering.
+    std::fs::write(
+        geodns.config_path(),
+        moved.replace("latitude = 53.35", "latitude = 153.35"),
+    )
+    .unwrap();
+    geodns.hang_up();
+    geodns.wait_for_log("reload refused", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let results = load.join().unwrap();
+
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed: {failures:?}",
+        failures.len(),
+        results.len()
+    );
+    let answers: Vec<IpAddr> = results.into_iter().map(Result::unwrap).collect();
+    assert!(
+        answers.iter().all(|a| *a == old || *a == new),
+        "{answers:?}"
+    );
+    assert_eq!(answers.first(), Some(&old));
+    assert_eq!(
+        answers.last(),
+        Some(&new),
+        "a refused reload changes nothing"
+    );
+    // Once the new address answers, the old one never comes back.
+    let first_new = answers.iter().position(|a| *a == new).unwrap();
+    assert!(answers[first_new..].iter().all(|a| *a == new));
+
+    let refused = geodns
+        .log()
+        .iter()
+        .find(|l| l.contains("reload refused"))
+        .cloned()
+        .unwrap();
+    assert!(refused.contains("region[1].latitude"), "{refused}");
+    let metrics = geodns.metrics();
+    assert!(
+        metrics.contains("meridian_dns_reloads_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("meridian_dns_reload_failures_total 1"),
+        "{metrics}"
+    );
+    assert!(geodns.alive());
+}
+
+#[test]
+fn route_explains_a_decision_with_health_from_the_running_geodns() {
+    let geodns = GeoDns::start(23);
+    let route = |args: &[&str]| {
+        let output = meridian()
+            .arg("route")
+            .args(args)
+            .arg("--config")
+            .arg(geodns.config_path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let text = route(&["81.2.69.142"]);
+    let position = |needle: &str| {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in\n{text}"))
+    };
+    assert!(position("1. eu-west") < position("2. us-east"), "{text}");
+    assert!(text.contains("country       GB"), "{text}");
+    assert!(text.contains("country's centroid"), "{text}");
+    assert!(text.contains("rule          distance"), "{text}");
+    assert!(text.contains("ECS scope     /"), "{text}");
+    assert!(
+        text.contains(" up"),
+        "health from the running GeoDNS:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("→ {} (eu-west)", geodns.edge(2, 1))),
+        "{text}"
+    );
+    // The scope it reports is the one GeoDNS answers with.
+    let scope: u8 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ECS scope     /"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let (reply, _) = udp(
+        geodns.dns(),
+        &ecs("cdn.meridian.test.", RecordType::A, "81.2.69.142/32"),
+    );
+    assert_eq!(subnet_of(&reply).unwrap().scope_prefix(), scope);
+    // An override, named as the rule.
+    let brazil = route(&["200.160.2.3"]);
+    assert!(brazil.contains("geodns.overrides.countries BR"), "{brazil}");
+    // Without a GeoDNS, health is unknown.
+    drop(geodns);
+    let dir = TempDir::new("route-offline");
+    let path = dir.write("meridian.toml", &config_for(24));
+    let output = meridian()
+        .args(["route", "81.2.69.142", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let offline = String::from_utf8(output.stdout).unwrap();
+    assert!(offline.contains("unknown"), "{offline}");
+}
+
+/// xorshift64*: a deterministic stream of random numbers.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Valid queries of every kind the server handles, as bytes to mutate.
+fn seeds() -> Vec<Vec<u8>> {
+    let mut seeds = Vec::new();
+    for (name, rtype) in [
+        ("cdn.meridian.test.", RecordType::A),
+        ("cdn.meridian.test.", RecordType::AAAA),
+        ("www.meridian.test.", RecordType::A),
+        ("meridian.test.", RecordType::ANY),
+        ("meridian.test.", RecordType::MX),
+        ("nosuch.meridian.test.", RecordType::TXT),
+        ("example.com.", RecordType::NS),
+    ] {
+        seeds.push(question(name, rtype).to_vec().unwrap());
+        seeds.push(ecs(name, rtype, "81.2.69.0/24").to_vec().unwrap());
+        seeds.push(ecs(name, rtype, "2001:4860:4860::/48").to_vec().unwrap());
+    }
+    seeds
+}
+
+/// One hostile datagram: a seed truncated, bit-flipped, with absurd counts,
+/// a compression loop, or plain garbage, possibly oversized.
+fn mutate(random: &mut Random, seeds: &[Vec<u8>]) -> Vec<u8> {
+    let mut bytes = seeds[random.below(seeds.len())].clone();
+    match random.below(8) {
+        0 => bytes.truncate(random.below(bytes.len() + 1)),
+        1 => {
+            for _ in 0..=random.below(8) {
+                let i = random.below(bytes.len());
+                bytes[i] ^= 1 << random.below(8);
+            }
+        }
+        2 => {
+            // Absurd section counts.
+            let field = 4 + 2 * random.below(4);
+            let count = [0xffff_u16, 0x8000, 0x0100, 0][random.below(4)];
+            bytes[field..field + 2].copy_from_slice(&count.to_be_bytes());
+        }
+        3 => {
+            // The question name points at itself, or at the pointer before it.
+            let at = 12 + random.below(bytes.len().saturating_sub(13).max(1));
+            let target = [12u16, at as u16, (at as u16).saturating_sub(2)][random.below(3)];
+            let pointer = 0xc000 | target;
+            if at + 2 <= bytes.len() {
+                bytes[at..at + 2].copy_from_slice(&pointer.to_be_bytes());
+            }
+        }
+        4 => {
+            // Oversized: the query followed by junk, up to 60 KB.
+            let extra = random.below(60_000);
+            bytes.extend((0..extra).map(|_| random.next() as u8));
+        }
+        5 => {
+            let len = random.below(600);
+            bytes = (0..len).map(|_| random.next() as u8).collect();
+        }
+        6 => {
+            // A response, or a strange opcode or flags.
+            if bytes.len() > 3 {
+                bytes[2] = random.next() as u8;
+                bytes[3] = random.next() as u8;
+            }
+        }
+        _ => {
+            // Garbage spliced into the middle.
+            let at = random.below(bytes.len());
+            let junk: Vec<u8> = (0..random.below(40)).map(|_| random.next() as u8).collect();
+            bytes.splice(at..at, junk);
+        }
+    }
+    bytes
+}
+
+#[test]
+fn dns_hostile_input_never_takes_geodns_down() {
+    let mut geodns = GeoDns::start(25);
+    let server = geodns.dns();
+    let started = Instant::now();
+
+    // TCP first, and kept open while the UDP flood runs: a length prefix
+    // promising 65535 bytes and a short body, an idle connection, garbage,
+    // and a zero length.
+    let mut held = Vec::new();
+    for opening in [
+        &[0xff, 0xff, 1, 2, 3][..],
+        &[],
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0, 0],
+    ] {
+        let mut stream = TcpStream::connect(server).unwrap();
+        stream.write_all(opening).unwrap();
+        held.push(stream);
+    }
+    let mut random = Random(0x5eed_1234_abcd_0042);
+    let seeds = seeds();
+    for _ in 0..20 {
+        // Hostile messages over TCP, properly framed.
+        let mut stream = TcpStream::connect(server).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let body = mutate(&mut random, &seeds);
+        let body = &body[..body.len().min(65_535)];
+        let mut framed = u16::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+        framed.extend_from_slice(body);
+        let _ = stream.write_all(&framed);
+    }
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut sent = 0;
+    let mut replies = 0;
+    let mut buffer = vec![0u8; 65_535];
+    for i in 0..8000 {
+        let datagram = mutate(&mut random, &seeds);
+        if socket.send_to(&datagram, server).is_ok() {
+            sent += 1;
+        }
+        if i % 50 == 0 {
+            // Let the server keep up, and drain what it answered.
+            std::thread::sleep(Duration::from_millis(2));
+            while socket.recv_from(&mut buffer).is_ok() {
+                replies += 1;
+            }
+        }
+    }
+    assert!(sent > 7000, "{sent}");
+    eprintln!("hostile input: {sent} datagrams sent, {replies} replies read");
+
+    // Still alive, still right, over UDP and TCP, with the odd TCP
+    // connections still open.
+    assert!(geodns.alive(), "geodns died");
+    let (reply, _) = udp(
+        server,
+        &ecs("cdn.meridian.test.", RecordType::A, "81.2.69.0/24"),
+    );
+    assert_eq!(addresses(&reply), [geodns.edge(2, 1)]);
+    let reply = tcp(
+        server,
+        &ecs("cdn.meridian.test.", RecordType::A, "8.8.8.0/24"),
+    );
+    assert_eq!(addresses(&reply)[0], geodns.edge(1, 1));
+    assert!(geodns.alive());
+    let panics: Vec<&String> = geodns
+        .log()
+        .iter()
+        .filter(|l| l.contains("panicked"))
+        .collect();
+    assert!(panics.is_empty(), "{panics:?}");
+    drop(held);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?} ({replies} replies)",
+        started.elapsed()
+    );
+}
