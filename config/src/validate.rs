@@ -1169,6 +1169,36 @@ mod tests {
     }
 
     #[test]
+    fn the_demos_commented_examples_are_valid() {
+        let examples = [
+            "# [[zone.records]]",
+            "# name = \"www.",
+            "# type = ",
+            "# value = ",
+            "# ttl_seconds = 300",
+            "# [geodns.overrides]",
+            "# nets = ",
+            "# countries = ",
+            "# continents = ",
+        ];
+        let text: String = crate::DEMO_TOML
+            .lines()
+            .map(|line| match examples.iter().any(|e| line.starts_with(e)) {
+                true => &line[2..],
+                false => line,
+            })
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        let config = lowered(&text).unwrap();
+        assert_eq!(config.zone.records.len(), 1);
+        assert_eq!(config.zone.records[0].ttl_seconds, 300);
+        let overrides = &config.geodns.overrides;
+        assert_eq!(overrides.nets.len(), 1);
+        assert_eq!(overrides.countries.len(), 1);
+        assert_eq!(overrides.continents.len(), 1);
+    }
+
+    #[test]
     fn country_codes_are_iso_3166() {
         let codes: Vec<&str> = COUNTRY_CODES.split_whitespace().collect();
         assert_eq!(codes.len(), 250);
