@@ -1,1 +1,135 @@
-//! placeholder
+//! Meridian's benchmark harness.
+//!
+//! Every claim in the product brief's performance table is measured here,
+//! against the real `meridian` binary started as a child process, never
+//! against library code in-process: what users run is what gets measured.
+//! Each scenario is one module that takes its options, runs, and returns a
+//! result struct; [`report`] prints it as a table and writes it as JSON.
+//!
+//! Scenarios today:
+//! - [`coalesce`]: N concurrent requests for one cold object through one
+//!   edge must cause exactly one origin fetch.
+//!
+//! The shared pieces: [`process`] starts and stops `meridian`,
+//! [`counting_origin`] is an in-process origin that counts what reaches it,
+//! [`limits`] raises the open-file limit, [`stats`] computes percentiles.
+
+pub mod coalesce;
+pub mod counting_origin;
+pub mod limits;
+pub mod process;
+pub mod report;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a scenario could not run (as opposed to ran and missed its target,
+/// which is a result, see [`report::ScenarioReport::failures`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The `meridian` binary to benchmark is not there.
+    #[error(
+        "no meridian binary at {}: build it first with `cargo build --release` \
+         (or `cargo build` for a debug build), or name one with --meridian PATH",
+        path.display()
+    )]
+    MissingMeridian {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The bench executable cannot say where it is.
+    #[error("cannot locate the bench executable: {0}")]
+    CurrentExe(#[source] std::io::Error),
+    /// `meridian` could not be started.
+    #[error("cannot start {}: {source}", path.display())]
+    Spawn {
+        /// The binary.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `meridian` exited before it answered its health check.
+    #[error("meridian exited before it was ready ({status}); its output is above")]
+    Exited {
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
+    /// `meridian` did not answer its health check in time.
+    #[error(
+        "meridian did not answer http://{addr}{path} with 200 within {waited:?} \
+         (last attempt: {last}); its output is above"
+    )]
+    NotReady {
+        /// Where it should listen.
+        addr: SocketAddr,
+        /// The health path.
+        path: String,
+        /// How long we waited.
+        waited: Duration,
+        /// What the last attempt saw.
+        last: String,
+    },
+    /// A scenario option cannot be used.
+    #[error("invalid {name}: {reason}")]
+    InvalidOption {
+        /// The option.
+        name: &'static str,
+        /// Why not.
+        reason: String,
+    },
+    /// A local socket or other OS operation failed.
+    #[error("cannot {action}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// The results could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    WriteJson {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The results could not be encoded.
+    #[error("cannot encode the results as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The `meridian` binary a bench run uses: `explicit` if given, else the
+/// `meridian` executable next to the running bench executable (so
+/// `target/release/bench` uses `target/release/meridian`). Fails with a
+/// message saying how to build it when it does not exist.
+pub fn locate_meridian(explicit: Option<&Path>) -> Result<PathBuf, BenchError> {
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(BenchError::CurrentExe)?
+            .with_file_name("meridian"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(BenchError::MissingMeridian { path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_says_how_to_build_it() {
+        let err = locate_meridian(Some(Path::new("/nonexistent/meridian"))).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("/nonexistent/meridian"), "{message}");
+        assert!(message.contains("cargo build --release"), "{message}");
+    }
+}

@@ -1,0 +1,709 @@
+//! Scenario `coalesce`: N concurrent misses for one object, one origin fetch.
+//!
+//! The product promises that any number of concurrent requests for one
+//! object that is not yet cached make exactly one origin fetch; the others
+//! wait for it (pingora-cache's cache lock) and stream the body as it is
+//! written (the edge's storage supports readers of a fill in progress).
+//! This scenario checks that promise against the real binary:
+//!
+//! 1. a [`CountingOrigin`] serves `/object-<random>` after a delay long
+//!    enough for every request to reach the edge while the first fetch is
+//!    still in flight;
+//! 2. `meridian edge --listen ... --origin ...` (ad-hoc mode) runs in front
+//!    of it;
+//! 3. N clients, each on its own connection, are released at once and GET
+//!    the same path;
+//! 4. the origin's count for that path must be exactly 1, and every client
+//!    must get a 200 with the whole body.
+//!
+//! The pure part, [`summarize`], turns what was measured into the report.
+
+use crate::BenchError;
+use crate::counting_origin::{CountingOrigin, OBJECT_PREFIX, OriginSpec};
+use crate::limits::{self, OpenFileLimit};
+use crate::process::{self, MeridianProcess, error_chain};
+use crate::report::{Row, ScenarioReport};
+use crate::stats::{LatencySummary, millis};
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Barrier;
+
+/// The edge's own health path, answered without an origin.
+pub const HEALTH_PATH: &str = "/_meridian/health";
+
+/// What the origin says about the object: cacheable by the edge for 60 s.
+pub const OBJECT_CACHE_CONTROL: &str = "public, max-age=60";
+
+/// How many transport error messages the report keeps.
+const ERROR_SAMPLES: usize = 5;
+
+/// The scenario's knobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoalesceOptions {
+    /// How many concurrent requests for the one object.
+    pub requests: usize,
+    /// The object's size in bytes.
+    pub body_bytes: usize,
+    /// How long the origin waits before answering, in milliseconds.
+    pub origin_delay_ms: u64,
+    /// How long one request may take, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// How long `meridian` may take to answer its health check, in ms.
+    pub ready_timeout_ms: u64,
+    /// Whether these are the small CI settings.
+    pub smoke: bool,
+}
+
+impl CoalesceOptions {
+    /// The benchmark as the product brief states it: 1000 requests for a
+    /// 100 KiB object, the origin answering after 200 ms.
+    pub fn full() -> Self {
+        CoalesceOptions {
+            requests: 1000,
+            body_bytes: 100 * 1024,
+            origin_delay_ms: 200,
+            request_timeout_ms: 30_000,
+            ready_timeout_ms: 30_000,
+            smoke: false,
+        }
+    }
+
+    /// A quick run for CI: 50 requests, a 100 ms origin delay, short
+    /// timeouts.
+    pub fn smoke() -> Self {
+        CoalesceOptions {
+            requests: 50,
+            origin_delay_ms: 100,
+            request_timeout_ms: 10_000,
+            ready_timeout_ms: 10_000,
+            smoke: true,
+            ..CoalesceOptions::full()
+        }
+    }
+}
+
+impl Default for CoalesceOptions {
+    fn default() -> Self {
+        CoalesceOptions::full()
+    }
+}
+
+/// What one client request saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestOutcome {
+    /// The status code, or a short name of the transport error.
+    pub status: Result<u16, &'static str>,
+    /// The transport error in full, if there was one.
+    pub error: Option<String>,
+    /// The `Cache-Status` header, if any.
+    pub cache_status: Option<String>,
+    /// The body, if it was read whole.
+    pub body: Option<Bytes>,
+    /// From release until this request started (how late its task ran).
+    pub start_offset: Duration,
+    /// From its start to the end of the body (or the error).
+    pub latency: Duration,
+}
+
+/// Everything measured in one run, before it is summarized.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// One outcome per request.
+    pub outcomes: Vec<RequestOutcome>,
+    /// From releasing the requests until the last one finished.
+    pub wall_time: Duration,
+    /// How many requests for the object reached the origin.
+    pub origin_fetches: u64,
+}
+
+/// The scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoalesceReport {
+    /// Always `coalesce`.
+    pub scenario: &'static str,
+    /// The binary measured.
+    pub meridian: PathBuf,
+    /// The options it ran with.
+    pub options: CoalesceOptions,
+    /// The object's path.
+    pub path: String,
+    /// The bench process's open-file limit.
+    pub open_files: OpenFileLimit,
+    /// How many requests were sent.
+    pub requests_sent: usize,
+    /// Responses per status code (`error: KIND` for transport errors).
+    pub responses_by_status: BTreeMap<String, usize>,
+    /// Requests that did not get a 200 with the origin's exact body.
+    pub failed_requests: usize,
+    /// The first few transport errors, in full.
+    pub error_samples: Vec<String>,
+    /// 200 responses whose body had the object's length.
+    pub bodies_right_length: usize,
+    /// 200 responses whose body was byte-identical to the object.
+    pub bodies_intact: usize,
+    /// Requests for the object that reached the origin (target: 1).
+    pub origin_fetches: u64,
+    /// Responses per `Cache-Status` value (`(none)` when a response had
+    /// none; transport errors are not counted here).
+    pub cache_status: BTreeMap<String, usize>,
+    /// From releasing the requests until the last one finished, in ms.
+    pub wall_time_ms: f64,
+    /// From releasing the requests until the last one started, in ms:
+    /// well below the origin delay means they all overlapped the fetch.
+    pub dispatch_spread_ms: f64,
+    /// Latency of the requests that succeeded, each from its own start to
+    /// the end of its body.
+    pub latency: LatencySummary,
+    /// The targets missed.
+    pub failures: Vec<String>,
+    /// Whether every target was met.
+    pub passed: bool,
+}
+
+/// Runs the scenario against the `meridian` binary at `meridian`.
+pub async fn run(meridian: &Path, options: &CoalesceOptions) -> Result<CoalesceReport, BenchError> {
+    if options.requests == 0 {
+        return Err(BenchError::InvalidOption {
+            name: "--requests",
+            reason: "must be at least 1".to_owned(),
+        });
+    }
+    let open_files = limits::raise_open_file_limit();
+    if !open_files.fits(options.requests) {
+        eprintln!(
+            "warning: the open-file limit ({}) leaves too little room for {} sockets; \
+             expect \"too many open files\" errors",
+            open_files.describe(),
+            options.requests
+        );
+    }
+
+    let origin = CountingOrigin::start(&OriginSpec {
+        body_bytes: options.body_bytes,
+        delay: Duration::from_millis(options.origin_delay_ms),
+        cache_control: OBJECT_CACHE_CONTROL.to_owned(),
+    })
+    .await?;
+    let listen = process::free_local_addr()?;
+    let args = [
+        "edge".to_owned(),
+        "--listen".to_owned(),
+        listen.to_string(),
+        "--origin".to_owned(),
+        origin.url(),
+    ];
+    let mut edge = MeridianProcess::spawn(meridian, &args)?;
+    edge.wait_healthy(
+        listen,
+        HEALTH_PATH,
+        Duration::from_millis(options.ready_timeout_ms),
+    )
+    .await?;
+
+    // A path no run has used: the object is cold even if this edge were
+    // not brand new.
+    let path = format!("{OBJECT_PREFIX}{}", random_token());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(options.requests)
+        .timeout(Duration::from_millis(options.request_timeout_ms))
+        .build()?;
+    let url = format!("http://{listen}{path}");
+    let (outcomes, wall_time) = fire(&client, &url, options.requests).await;
+    let measured = Measured {
+        outcomes,
+        wall_time,
+        origin_fetches: origin.requests(&path),
+    };
+    let report = summarize(
+        meridian,
+        options,
+        path,
+        open_files,
+        &origin.body(),
+        measured,
+    );
+    if !report.passed {
+        edge.replay_output();
+    }
+    Ok(report)
+}
+
+/// Sends `n` GETs of `url` at once, each on its own connection, and
+/// returns their outcomes and the wall time.
+async fn fire(client: &reqwest::Client, url: &str, n: usize) -> (Vec<RequestOutcome>, Duration) {
+    // Every task is spawned and parked first, then all are released
+    // together. Opening N connections still takes the client real time
+    // (about 0.1 ms each on two shared cores), so how late the last request
+    // started is measured and reported rather than assumed.
+    let barrier = Arc::new(Barrier::new(n + 1));
+    // The release instant, taken by whichever task runs first.
+    let released = Arc::new(std::sync::OnceLock::new());
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let released = released.clone();
+            let client = client.clone();
+            let url = url.to_owned();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let released = *released.get_or_init(Instant::now);
+                one_request(&client, &url, released).await
+            })
+        })
+        .collect();
+    barrier.wait().await;
+    let started = *released.get_or_init(Instant::now);
+    let mut outcomes = Vec::with_capacity(n);
+    for task in tasks {
+        outcomes.push(task.await.unwrap_or_else(|e| RequestOutcome {
+            status: Err("task"),
+            error: Some(format!("the request task failed: {e}")),
+            cache_status: None,
+            body: None,
+            start_offset: Duration::ZERO,
+            latency: started.elapsed(),
+        }));
+    }
+    (outcomes, started.elapsed())
+}
+
+/// One GET, read to the end; `released` is when all requests were let go.
+async fn one_request(client: &reqwest::Client, url: &str, released: Instant) -> RequestOutcome {
+    let started = Instant::now();
+    let start_offset = started.saturating_duration_since(released);
+    let failed = |error: reqwest::Error, cache_status: Option<String>| RequestOutcome {
+        status: Err(error_kind(&error)),
+        error: Some(error_chain(&error)),
+        cache_status,
+        body: None,
+        start_offset,
+        latency: started.elapsed(),
+    };
+    let response = match client.get(url).send().await {
+        Ok(response) => response,
+        Err(error) => return failed(error, None),
+    };
+    let status = response.status().as_u16();
+    let values: Vec<&str> = response
+        .headers()
+        .get_all("cache-status")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let cache_status = (!values.is_empty()).then(|| values.join(", "));
+    match response.bytes().await {
+        Ok(body) => RequestOutcome {
+            status: Ok(status),
+            error: None,
+            cache_status,
+            body: Some(body),
+            start_offset,
+            latency: started.elapsed(),
+        },
+        Err(error) => failed(error, cache_status),
+    }
+}
+
+/// A short name for what kind of transport error `error` is.
+fn error_kind(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connect"
+    } else if error.is_body() || error.is_decode() {
+        "body"
+    } else if error.is_request() {
+        "request"
+    } else {
+        "other"
+    }
+}
+
+/// Turns what was measured into the report, with its verdicts. `object`
+/// is the body the origin served.
+pub fn summarize(
+    meridian: &Path,
+    options: &CoalesceOptions,
+    path: String,
+    open_files: OpenFileLimit,
+    object: &Bytes,
+    measured: Measured,
+) -> CoalesceReport {
+    let mut responses_by_status = BTreeMap::new();
+    let mut cache_status = BTreeMap::new();
+    let mut error_samples = Vec::new();
+    let mut bodies_right_length = 0;
+    let mut bodies_intact = 0;
+    let mut latencies = Vec::new();
+    for outcome in &measured.outcomes {
+        let status_key = match outcome.status {
+            Ok(code) => code.to_string(),
+            Err(kind) => format!("error: {kind}"),
+        };
+        *responses_by_status.entry(status_key).or_insert(0) += 1;
+        // Only responses have a Cache-Status; transport errors are counted
+        // by status alone.
+        if outcome.status.is_ok() || outcome.cache_status.is_some() {
+            let cache_key = outcome
+                .cache_status
+                .clone()
+                .unwrap_or_else(|| "(none)".to_owned());
+            *cache_status.entry(cache_key).or_insert(0) += 1;
+        }
+        if let Some(error) = &outcome.error
+            && error_samples.len() < ERROR_SAMPLES
+        {
+            error_samples.push(error.clone());
+        }
+        if outcome.status != Ok(200) {
+            continue;
+        }
+        let Some(body) = &outcome.body else { continue };
+        if body.len() == object.len() {
+            bodies_right_length += 1;
+        }
+        if body == object {
+            bodies_intact += 1;
+            latencies.push(outcome.latency);
+        }
+    }
+    let requests_sent = measured.outcomes.len();
+    let dispatch_spread = measured
+        .outcomes
+        .iter()
+        .map(|o| o.start_offset)
+        .max()
+        .unwrap_or_default();
+    let failed_requests = requests_sent - bodies_intact;
+
+    let mut failures = Vec::new();
+    if failed_requests > 0 {
+        failures.push(format!(
+            "{failed_requests} of {requests_sent} requests did not get a 200 with the whole \
+             object (responses: {}; right-length bodies: {bodies_right_length})",
+            join_counts(&responses_by_status)
+        ));
+    }
+    match measured.origin_fetches {
+        1 => {}
+        0 => failures.push(format!("the origin saw no request for {path}")),
+        n => failures.push(format!(
+            "the origin saw {n} fetches for {path}, not 1: the {requests_sent} concurrent \
+             misses were not coalesced into one (Cache-Status seen: {})",
+            join_counts(&cache_status)
+        )),
+    }
+
+    CoalesceReport {
+        scenario: "coalesce",
+        meridian: meridian.to_path_buf(),
+        options: options.clone(),
+        path,
+        open_files,
+        requests_sent,
+        responses_by_status,
+        failed_requests,
+        error_samples,
+        bodies_right_length,
+        bodies_intact,
+        origin_fetches: measured.origin_fetches,
+        cache_status,
+        wall_time_ms: millis(measured.wall_time),
+        dispatch_spread_ms: millis(dispatch_spread),
+        latency: LatencySummary::from_samples(latencies),
+        passed: failures.is_empty(),
+        failures,
+    }
+}
+
+/// `key: count, key: count`, in key order.
+fn join_counts(counts: &BTreeMap<String, usize>) -> String {
+    counts
+        .iter()
+        .map(|(key, count)| format!("{key}: {count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `100 KiB`, `1 MiB`, or `1000 bytes`.
+fn size_label(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * KIB;
+    match bytes {
+        0 => "0 bytes".to_owned(),
+        b if b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b % KIB == 0 => format!("{} KiB", b / KIB),
+        b => format!("{b} bytes"),
+    }
+}
+
+fn ms_label(ms: f64) -> String {
+    format!("{ms:.1} ms")
+}
+
+impl ScenarioReport for CoalesceReport {
+    fn title(&self) -> String {
+        format!(
+            "coalesce: {} concurrent GETs of one cold {} object through one edge, \
+             origin delay {} ms{}",
+            self.requests_sent,
+            size_label(self.options.body_bytes),
+            self.options.origin_delay_ms,
+            if self.options.smoke { " (smoke)" } else { "" }
+        )
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let all = self.requests_sent;
+        let all_200 = self.responses_by_status.get("200") == Some(&all);
+        let mut rows = vec![
+            Row::info("meridian", self.meridian.display().to_string()),
+            Row::info("object", format!("{} ({OBJECT_CACHE_CONTROL})", self.path)),
+            Row::info("open files (soft / hard)", self.open_files.describe()),
+            Row::info("requests sent", all.to_string()),
+            Row::checked(
+                "responses by status",
+                join_counts(&self.responses_by_status),
+                "all 200",
+                all_200,
+            ),
+            Row::checked(
+                "bodies of the right length",
+                format!("{} / {all}", self.bodies_right_length),
+                "all",
+                self.bodies_right_length == all,
+            ),
+            Row::checked(
+                "bodies identical to the origin's",
+                format!("{} / {all}", self.bodies_intact),
+                "all",
+                self.bodies_intact == all,
+            ),
+            Row::checked(
+                "origin fetches for the object",
+                self.origin_fetches.to_string(),
+                "exactly 1",
+                self.origin_fetches == 1,
+            ),
+        ];
+        let mut by_count: Vec<(&String, &usize)> = self.cache_status.iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (i, (value, count)) in by_count.into_iter().enumerate() {
+            let metric = if i == 0 { "Cache-Status seen" } else { "" };
+            rows.push(Row::info(metric, format!("{count} × {value}")));
+        }
+        rows.extend([
+            Row::info(
+                "last request started after",
+                format!(
+                    "{} (origin delay {} ms)",
+                    ms_label(self.dispatch_spread_ms),
+                    self.options.origin_delay_ms
+                ),
+            ),
+            Row::info("wall time", ms_label(self.wall_time_ms)),
+            Row::info("latency p50", ms_label(self.latency.p50_ms)),
+            Row::info("latency p90", ms_label(self.latency.p90_ms)),
+            Row::info("latency p99", ms_label(self.latency.p99_ms)),
+            Row::info(
+                "latency min / max",
+                format!(
+                    "{} / {}",
+                    ms_label(self.latency.min_ms),
+                    ms_label(self.latency.max_ms)
+                ),
+            ),
+        ]);
+        rows
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.error_samples
+            .iter()
+            .map(|e| format!("request error: {e}"))
+            .collect()
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failures.clone()
+    }
+}
+
+/// 64 random bits in hex, from the standard library's randomly keyed
+/// hasher (no RNG dependency for one name).
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(now);
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Verdict, render_table};
+
+    fn ok(body: &Bytes, cache_status: &str, ms: u64) -> RequestOutcome {
+        RequestOutcome {
+            status: Ok(200),
+            error: None,
+            cache_status: Some(cache_status.to_owned()),
+            body: Some(body.clone()),
+            start_offset: Duration::from_millis(ms / 10),
+            latency: Duration::from_millis(ms),
+        }
+    }
+
+    fn report(outcomes: Vec<RequestOutcome>, origin_fetches: u64) -> CoalesceReport {
+        let object = Bytes::from_static(b"0123456789");
+        summarize(
+            Path::new("target/release/meridian"),
+            &CoalesceOptions::smoke(),
+            "/object-x".to_owned(),
+            OpenFileLimit::default(),
+            &object,
+            Measured {
+                outcomes,
+                wall_time: Duration::from_millis(250),
+                origin_fetches,
+            },
+        )
+    }
+
+    #[test]
+    fn one_fetch_and_whole_bodies_pass() {
+        let object = Bytes::from_static(b"0123456789");
+        let miss = "meridian; fwd=miss; stored; ttl=60";
+        let hit = "meridian; hit; ttl=60";
+        let report = report(
+            vec![
+                ok(&object, miss, 210),
+                ok(&object, hit, 220),
+                ok(&object, hit, 230),
+            ],
+            1,
+        );
+        assert!(report.passed, "{:?}", report.failures);
+        assert_eq!(report.failed_requests, 0);
+        assert_eq!(report.bodies_intact, 3);
+        assert_eq!(report.cache_status[hit], 2);
+        assert_eq!(report.cache_status[miss], 1);
+        assert_eq!(report.latency.p50_ms, 220.0);
+        assert_eq!(report.wall_time_ms, 250.0);
+        assert_eq!(report.dispatch_spread_ms, 23.0);
+        assert!(report.rows().iter().all(|r| r.verdict != Verdict::Fail));
+        // Most frequent Cache-Status first.
+        let table = render_table(&report.title(), &report.rows());
+        let hit_at = table.find("2 × meridian; hit").unwrap();
+        let miss_at = table.find("1 × meridian; fwd=miss").unwrap();
+        assert!(hit_at < miss_at, "{table}");
+        assert!(table.contains("(smoke)"), "{table}");
+    }
+
+    #[test]
+    fn more_than_one_fetch_fails_and_names_the_cache_statuses() {
+        let object = Bytes::from_static(b"0123456789");
+        let miss = "meridian; fwd=miss; stored; ttl=60";
+        let report = report(vec![ok(&object, miss, 1), ok(&object, miss, 2)], 2);
+        assert!(!report.passed);
+        assert_eq!(report.failures.len(), 1);
+        assert!(
+            report.failures[0].contains("2 fetches"),
+            "{:?}",
+            report.failures
+        );
+        assert!(report.failures[0].contains(miss), "{:?}", report.failures);
+        let fetch_row = report
+            .rows()
+            .into_iter()
+            .find(|r| r.metric == "origin fetches for the object")
+            .unwrap();
+        assert_eq!(fetch_row.verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn errors_and_short_bodies_are_failed_requests() {
+        let object = Bytes::from_static(b"0123456789");
+        let short = RequestOutcome {
+            body: Some(Bytes::from_static(b"01234")),
+            ..ok(&object, "meridian; hit", 5)
+        };
+        let garbled = RequestOutcome {
+            body: Some(Bytes::from_static(b"9876543210")),
+            ..ok(&object, "meridian; hit", 5)
+        };
+        let timeout = RequestOutcome {
+            status: Err("timeout"),
+            error: Some("operation timed out".to_owned()),
+            cache_status: None,
+            body: None,
+            start_offset: Duration::ZERO,
+            latency: Duration::from_secs(10),
+        };
+        let bad_gateway = RequestOutcome {
+            status: Ok(502),
+            ..ok(&object, "meridian; fwd=uri-miss", 5)
+        };
+        let report = report(
+            vec![
+                ok(&object, "meridian; hit", 5),
+                short,
+                garbled,
+                timeout,
+                bad_gateway,
+            ],
+            1,
+        );
+        assert!(!report.passed);
+        assert_eq!(report.failed_requests, 4);
+        assert_eq!(report.bodies_right_length, 2);
+        assert_eq!(report.bodies_intact, 1);
+        assert_eq!(report.responses_by_status["200"], 3);
+        assert_eq!(report.responses_by_status["error: timeout"], 1);
+        assert_eq!(report.responses_by_status["502"], 1);
+        assert!(!report.cache_status.contains_key("(none)"));
+        assert_eq!(report.cache_status["meridian; fwd=uri-miss"], 1);
+        assert_eq!(report.notes(), ["request error: operation timed out"]);
+        assert_eq!(report.error_samples, ["operation timed out"]);
+        assert_eq!(report.latency.samples, 1);
+    }
+
+    #[test]
+    fn no_fetch_at_all_fails() {
+        let object = Bytes::from_static(b"0123456789");
+        let report = report(vec![ok(&object, "meridian; hit", 1)], 0);
+        assert!(!report.passed);
+        assert!(report.failures[0].contains("no request"));
+    }
+
+    #[test]
+    fn the_report_serializes_with_its_verdict() {
+        let object = Bytes::from_static(b"0123456789");
+        let report = report(vec![ok(&object, "meridian; hit", 1)], 1);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["scenario"], "coalesce");
+        assert_eq!(json["origin_fetches"], 1);
+        assert_eq!(json["passed"], true);
+        assert_eq!(json["options"]["requests"], 50);
+        assert_eq!(json["latency"]["p99_ms"], 1.0);
+    }
+
+    #[test]
+    fn sizes_and_tokens() {
+        assert_eq!(size_label(100 * 1024), "100 KiB");
+        assert_eq!(size_label(1024 * 1024), "1 MiB");
+        assert_eq!(size_label(1000), "1000 bytes");
+        let (a, b) = (random_token(), random_token());
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+    }
+}

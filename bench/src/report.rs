@@ -1,0 +1,219 @@
+//! Showing results: a table on stdout for people, JSON for machines.
+//!
+//! A scenario's result implements [`ScenarioReport`]: it names itself,
+//! lists its rows (a metric, its value, and for the metrics that have one,
+//! the target and whether it was met), and says which targets it missed.
+//! The same struct is serialized as the `--json` output, so the table and
+//! the file never disagree.
+
+use crate::BenchError;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Whether a row's value met its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The row has no target: it is information.
+    Info,
+    /// The target was met.
+    Pass,
+    /// The target was missed.
+    Fail,
+}
+
+impl Verdict {
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::Info => "",
+            Verdict::Pass => "ok",
+            Verdict::Fail => "FAIL",
+        }
+    }
+}
+
+/// One line of a results table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// What was measured.
+    pub metric: String,
+    /// What was measured, formatted.
+    pub value: String,
+    /// What it should be; empty for information.
+    pub target: String,
+    /// Whether it is.
+    pub verdict: Verdict,
+}
+
+impl Row {
+    /// A row with no target.
+    pub fn info(metric: impl Into<String>, value: impl Into<String>) -> Row {
+        Row {
+            metric: metric.into(),
+            value: value.into(),
+            target: String::new(),
+            verdict: Verdict::Info,
+        }
+    }
+
+    /// A row whose value is checked against `target`.
+    pub fn checked(
+        metric: impl Into<String>,
+        value: impl Into<String>,
+        target: impl Into<String>,
+        met: bool,
+    ) -> Row {
+        Row {
+            metric: metric.into(),
+            value: value.into(),
+            target: target.into(),
+            verdict: if met { Verdict::Pass } else { Verdict::Fail },
+        }
+    }
+}
+
+/// What every scenario's result provides.
+pub trait ScenarioReport: Serialize {
+    /// A one-line description of what ran, printed above the table.
+    fn title(&self) -> String;
+    /// The table's rows, in reading order.
+    fn rows(&self) -> Vec<Row>;
+    /// The targets missed, one sentence each; empty when the run passed.
+    fn failures(&self) -> Vec<String>;
+    /// Lines printed after the table (e.g. error messages too long for a
+    /// cell); none by default.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Renders `rows` as an aligned four-column table (metric, value, target,
+/// verdict) under `title`.
+pub fn render_table(title: &str, rows: &[Row]) -> String {
+    const HEADINGS: [&str; 3] = ["metric", "value", "target"];
+    let width = |heading: &str, cell: fn(&Row) -> &str| {
+        rows.iter()
+            .map(|r| cell(r).chars().count())
+            .chain([heading.chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths = [
+        width(HEADINGS[0], |r| &r.metric),
+        width(HEADINGS[1], |r| &r.value),
+        width(HEADINGS[2], |r| &r.target),
+    ];
+    let line = |cells: [&str; 4]| {
+        let text = format!(
+            "  {:<w0$}  {:<w1$}  {:<w2$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+        );
+        text.trim_end().to_owned()
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{title}");
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{}",
+        line([HEADINGS[0], HEADINGS[1], HEADINGS[2], "result"])
+    );
+    let rules = widths.map(|w| "-".repeat(w));
+    let _ = writeln!(out, "{}", line([&rules[0], &rules[1], &rules[2], "------"]));
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "{}",
+            line([&row.metric, &row.value, &row.target, row.verdict.label()])
+        );
+    }
+    out
+}
+
+/// Writes `report` to `path` as pretty-printed JSON.
+pub fn write_json(path: &Path, report: &impl Serialize) -> Result<(), BenchError> {
+    let mut text = serde_json::to_string_pretty(report)?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|source| BenchError::WriteJson {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Prints `report`'s table to stdout, writes it to `json` if given, and
+/// returns its failures (empty when every target was met).
+pub fn finish<R: ScenarioReport>(
+    report: &R,
+    json: Option<&Path>,
+) -> Result<Vec<String>, BenchError> {
+    print!("{}", render_table(&report.title(), &report.rows()));
+    let notes = report.notes();
+    if !notes.is_empty() {
+        println!();
+        for note in notes {
+            println!("{note}");
+        }
+    }
+    if let Some(path) = json {
+        write_json(path, report)?;
+        println!();
+        println!("results written to {}", path.display());
+    }
+    Ok(report.failures())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_aligns_its_columns_and_marks_verdicts() {
+        let rows = [
+            Row::info("requests sent", "1000"),
+            Row::checked("origin fetches", "3", "exactly 1", false),
+            Row::checked("responses", "200: 1000", "all 200", true),
+        ];
+        let table = render_table("coalesce", &rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "coalesce");
+        assert_eq!(lines[1], "");
+        assert_eq!(lines[2], "  metric          value      target     result");
+        assert_eq!(lines[3], "  --------------  ---------  ---------  ------");
+        // Information rows carry no trailing blanks.
+        assert_eq!(lines[4], "  requests sent   1000");
+        assert_eq!(lines[5], "  origin fetches  3          exactly 1  FAIL");
+        assert_eq!(lines[6], "  responses       200: 1000  all 200    ok");
+        assert_eq!(lines.len(), 7);
+    }
+
+    #[test]
+    fn column_widths_count_characters_not_bytes() {
+        let rows = [Row::info("latency p50", "1.5 µs")];
+        let table = render_table("t", &rows);
+        assert!(table.contains("  latency p50  1.5 µs\n"), "{table}");
+        assert!(
+            table.contains("  -----------  ------  ------  ------\n"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn json_is_written_to_the_named_file() {
+        #[derive(Serialize)]
+        struct Sample {
+            fetches: u64,
+        }
+        let path = std::env::temp_dir().join(format!("bench-report-{}.json", std::process::id()));
+        write_json(&path, &Sample { fetches: 1 }).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["fetches"], 1);
+    }
+}
