@@ -218,6 +218,27 @@ pub(crate) struct EdgeFile {
     /// Bearer token the admin listener requires for purges; purging is
     /// disabled without one.
     pub admin_token: Option<String>,
+    /// HTTPS port on each edge address; no HTTPS when absent.
+    pub https_port: Option<u16>,
+    /// Certificates for HTTPS, chosen by SNI; the first is the default.
+    #[serde(default)]
+    pub certificates: Vec<CertificateFile>,
+}
+
+/// `[[edge.certificates]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CertificateFile {
+    /// Host names this certificate serves (`*.example.net` for a wildcard).
+    pub hostnames: Vec<String>,
+    /// PEM certificate chain, leaf first.
+    pub chain_file: Option<String>,
+    /// PEM private key.
+    pub key_file: Option<String>,
+    /// Use the development certificate compiled into the binary (signed by
+    /// `certs/dev/ca.pem`; for local use only).
+    #[serde(default)]
+    pub development: bool,
 }
 
 /// `[[edge.default_ttl]]`

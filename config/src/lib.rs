@@ -249,6 +249,34 @@ pub struct Edge {
     pub default_ttls: Vec<DefaultTtl>,
     /// The bearer token purges need; `None` disables purging.
     pub admin_token: Option<String>,
+    /// HTTPS port on each edge address; `None`: no HTTPS.
+    pub https_port: Option<u16>,
+    /// Certificates for HTTPS, chosen by SNI; the first is the default. Not
+    /// empty when `https_port` is set.
+    pub certificates: Vec<Certificate>,
+}
+
+/// One certificate an edge serves over HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// Lowercase host names it serves (`*.` prefix for a wildcard).
+    pub hostnames: Vec<String>,
+    /// Where its chain and key come from.
+    pub source: CertificateSource,
+}
+
+/// Where a certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// PEM files (paths resolved against the config file's directory).
+    Files {
+        /// Chain, leaf first.
+        chain: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// The development certificate compiled into the binary.
+    Development,
 }
 
 /// A heuristic freshness the operator grants to part of the site.
@@ -311,6 +339,18 @@ pub struct Region {
 }
 
 impl Region {
+    /// The HTTPS listeners of this region's edges, if HTTPS is on.
+    pub fn edge_https_addrs(&self, edge: &Edge) -> Vec<SocketAddr> {
+        match edge.https_port {
+            Some(port) => self
+                .edge_addresses
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// Great-circle distance to `other`, in kilometres.
     pub fn distance_km(&self, other: &Region) -> f64 {
         great_circle_km(
@@ -579,6 +619,45 @@ mod tests {
             "admin_token = \"short\"",
         ));
         assert_eq!(e.key, "edge.admin_token");
+    }
+
+    #[test]
+    fn https_needs_certificates_and_a_distinct_port() {
+        let config = Config::demo();
+        assert_eq!(config.edge.https_port, Some(8443));
+        assert_eq!(
+            config.edge.certificates[0].source,
+            CertificateSource::Development
+        );
+        let eu = config.region("eu-west").unwrap();
+        assert_eq!(
+            eu.edge_https_addrs(&config.edge),
+            ["127.0.2.1:8443".parse().unwrap()]
+        );
+        let e = error_of(&demo_with("https_port = 8443", "https_port = 8080"));
+        assert_eq!(e.key, "edge.https_port");
+        let cut = DEMO_TOML.find("[[edge.certificates]]").unwrap();
+        let end = DEMO_TOML[cut..].find("\n\n").unwrap() + cut;
+        let without = format!("{}{}", &DEMO_TOML[..cut], &DEMO_TOML[end..]);
+        let e = error_of(&without);
+        assert_eq!(e.key, "edge.certificates");
+        let e = error_of(&demo_with(
+            "\ndevelopment = true",
+            "\nchain_file = \"a.pem\"",
+        ));
+        assert_eq!(e.key, "edge.certificates[0]");
+        let files = check(&demo_with(
+            "\ndevelopment = true",
+            "\nchain_file = \"tls/chain.pem\"\nkey_file = \"tls/key.pem\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            files.edge.certificates[0].source,
+            CertificateSource::Files {
+                chain: PathBuf::from("tls/chain.pem"),
+                key: PathBuf::from("tls/key.pem")
+            }
+        );
     }
 
     #[test]

@@ -725,6 +725,57 @@ impl Checker<'_> {
                 ttl: Duration::from_secs(u64::from(rule.ttl_seconds)),
             });
         }
+        if let Some(port) = edge.https_port
+            && (port == 0 || port == edge.http_port || port == edge.admin_port)
+        {
+            return Err(self.error(
+                "edge.https_port",
+                format!(
+                    "must be a port from 1 to 65535 other than http_port and admin_port, got {port}"
+                ),
+            ));
+        }
+        if edge.https_port.is_some() && edge.certificates.is_empty() {
+            return Err(self.error(
+                "edge.certificates",
+                "https_port is set, so at least one [[edge.certificates]] is needed",
+            ));
+        }
+        let mut certificates = Vec::new();
+        for (i, certificate) in edge.certificates.iter().enumerate() {
+            let key = format!("edge.certificates[{i}]");
+            if certificate.hostnames.is_empty() {
+                return Err(self.error(format!("{key}.hostnames"), "needs at least one host name"));
+            }
+            let mut hostnames = Vec::new();
+            for (j, name) in certificate.hostnames.iter().enumerate() {
+                let plain = name.strip_prefix("*.").unwrap_or(name);
+                let normalized = dns_name(plain)
+                    .map_err(|r| self.error(format!("{key}.hostnames[{j}]"), r))?
+                    .trim_end_matches('.')
+                    .to_owned();
+                let prefix = if name.starts_with("*.") { "*." } else { "" };
+                hostnames.push(format!("{prefix}{normalized}"));
+            }
+            let source = match (
+                certificate.development,
+                &certificate.chain_file,
+                &certificate.key_file,
+            ) {
+                (true, None, None) => crate::CertificateSource::Development,
+                (false, Some(chain), Some(key_file)) => crate::CertificateSource::Files {
+                    chain: self.path(chain),
+                    key: self.path(key_file),
+                },
+                _ => {
+                    return Err(self.error(
+                        key,
+                        "give chain_file and key_file, or development = true (and nothing else)",
+                    ));
+                }
+            };
+            certificates.push(crate::Certificate { hostnames, source });
+        }
         let admin_token = match edge.admin_token {
             Some(token) if token.len() < MIN_TOKEN_LEN || token.contains(char::is_whitespace) => {
                 return Err(self.error(
@@ -753,6 +804,8 @@ impl Checker<'_> {
             cache_set_cookie_responses: edge.cache_set_cookie_responses,
             default_ttls,
             admin_token,
+            https_port: edge.https_port,
+            certificates,
         })
     }
 

@@ -140,8 +140,8 @@ async fn purge(
     };
     let mut keys = Vec::new();
     for url in &request.urls {
-        match url_key(url) {
-            Some(key) => keys.push(key),
+        match url_keys(url) {
+            Some(both) => keys.extend(both),
             None => {
                 return refuse(
                     StatusCode::BAD_REQUEST,
@@ -166,15 +166,19 @@ async fn purge(
     axum::Json(PurgeResult { purged }).into_response()
 }
 
-/// The cache key of an absolute URL, as a request for it would have.
-fn url_key(url: &str) -> Option<pingora::cache::CacheKey> {
+/// The cache keys of an absolute URL: the same resource is stored once per
+/// scheme (a request over HTTPS has its own entry), and purging a URL means
+/// the resource, so both go.
+fn url_keys(url: &str) -> Option<[pingora::cache::CacheKey; 2]> {
     let uri: http::Uri = url.parse().ok()?;
-    let scheme = uri
-        .scheme_str()
+    uri.scheme_str()
         .filter(|s| matches!(*s, "http" | "https"))?;
     let host = host::normalize(uri.authority()?.as_str())?;
     let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    Some(key::cache_key(scheme, &host, path))
+    Some([
+        key::cache_key("http", &host, path),
+        key::cache_key("https", &host, path),
+    ])
 }
 
 #[cfg(test)]
@@ -200,11 +204,13 @@ mod tests {
     }
 
     #[test]
-    fn url_keys_match_request_keys() {
-        let from_url = url_key("http://CDN.Meridian.Test:8080/assets/1k.bin?x=1").unwrap();
+    fn url_keys_match_request_keys_for_both_schemes() {
+        let [http, https] = url_keys("http://CDN.Meridian.Test:8080/assets/1k.bin?x=1").unwrap();
         let from_request = key::cache_key("http", "cdn.meridian.test", "/assets/1k.bin?x=1");
-        assert_eq!(from_url.primary_bin(), from_request.primary_bin());
-        assert!(url_key("/relative").is_none());
-        assert!(url_key("ftp://host/x").is_none());
+        assert_eq!(http.primary_bin(), from_request.primary_bin());
+        let from_tls = key::cache_key("https", "cdn.meridian.test", "/assets/1k.bin?x=1");
+        assert_eq!(https.primary_bin(), from_tls.primary_bin());
+        assert!(url_keys("/relative").is_none());
+        assert!(url_keys("ftp://host/x").is_none());
     }
 }

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod origins;
 mod proxy;
 pub mod storage;
+pub mod tls;
 mod vary;
 
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
@@ -51,6 +52,8 @@ pub struct EdgeSettings {
     pub name: String,
     /// Where it accepts plain HTTP.
     pub listen: Vec<SocketAddr>,
+    /// HTTPS, if enabled.
+    pub https: Option<HttpsSettings>,
     /// Where it serves `/healthz`, `/status`, `/metrics` and `/purge`, if anywhere.
     pub admin_listen: Option<SocketAddr>,
     /// The bearer token `/purge` needs; `None` disables purging.
@@ -76,6 +79,15 @@ pub struct EdgeSettings {
     pub threads: usize,
 }
 
+/// An edge's HTTPS listeners and their certificates.
+#[derive(Debug, Clone)]
+pub struct HttpsSettings {
+    /// Where it accepts HTTPS (HTTP/2 and HTTP/1.1 by ALPN).
+    pub listen: Vec<SocketAddr>,
+    /// The certificates, chosen by SNI; the first is the default.
+    pub certificates: Vec<tls::CertificateFiles>,
+}
+
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
@@ -90,6 +102,9 @@ pub enum EdgeError {
         /// What went wrong.
         reason: String,
     },
+    /// The TLS certificates cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The metrics registry refused a metric (a bug).
     #[error("cannot set up metrics: {0}")]
     Metrics(String),
@@ -119,6 +134,34 @@ fn resolve_origin(origin: &str) -> Result<SocketAddr, EdgeError> {
         .ok_or_else(|| error("no addresses".to_owned()))
 }
 
+/// The HTTPS settings of `region`'s edge, if the config turns HTTPS on.
+fn https_settings(config: &config::Config, region: &config::Region) -> Option<HttpsSettings> {
+    config.edge.https_port?;
+    let certificates = config
+        .edge
+        .certificates
+        .iter()
+        .map(|c| tls::CertificateFiles {
+            hostnames: c.hostnames.clone(),
+            source: match &c.source {
+                config::CertificateSource::Files { chain, key } => tls::CertificateSource::Files {
+                    chain: chain.clone(),
+                    key: key.clone(),
+                },
+                config::CertificateSource::Development => tls::CertificateSource::Pem {
+                    name: "the development certificate",
+                    chain: certs::DEV_EDGE_CHAIN_PEM,
+                    key: certs::DEV_EDGE_KEY_PEM,
+                },
+            },
+        })
+        .collect();
+    Some(HttpsSettings {
+        listen: region.edge_https_addrs(&config.edge),
+        certificates,
+    })
+}
+
 impl EdgeSettings {
     /// The edge of `region` in the topology `config`.
     pub fn from_config(config: &config::Config, region: &str) -> Result<Self, EdgeError> {
@@ -142,6 +185,7 @@ impl EdgeSettings {
         Ok(EdgeSettings {
             name: home.name.clone(),
             listen: home.edge_http_addrs(&config.edge),
+            https: https_settings(config, home),
             admin_listen: Some(home.edge_admin_addr(&config.edge)),
             admin_token: config.edge.admin_token.clone(),
             origins,
@@ -178,6 +222,7 @@ impl EdgeSettings {
         Ok(EdgeSettings {
             name: "ad-hoc".to_owned(),
             listen: vec![listen],
+            https: None,
             admin_listen: None,
             admin_token: None,
             origins: vec![OriginTarget {
@@ -233,6 +278,18 @@ impl BackgroundService for OriginChecks {
     }
 }
 
+/// Reloads the TLS certificates on SIGHUP or when their files change.
+struct CertificateWatch {
+    resolver: Arc<tls::CertResolver>,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for CertificateWatch {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        tls::watch(self.resolver.clone(), shutdown).await;
+    }
+}
+
 /// Serves the admin API on a listener bound before Pingora started.
 struct AdminListener {
     listener: std::sync::Mutex<Option<TcpListener>>,
@@ -273,6 +330,18 @@ impl BackgroundService for AdminListener {
 /// process. Returns only if it cannot start.
 pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
     check_listen_addresses(&settings.listen)?;
+    // Certificates are checked before anything binds: a bad one names
+    // its file and the reason, and the edge does not start.
+    let resolver = match &settings.https {
+        Some(https) => {
+            check_listen_addresses(&https.listen)?;
+            let resolver = Arc::new(tls::CertResolver::new(https.certificates.clone())?);
+            let expiry = resolver.current().earliest_expiry();
+            tracing::info!(expires = %httpdate::fmt_http_date(expiry), "TLS certificates loaded");
+            Some(resolver)
+        }
+        None => None,
+    };
     let admin_listener = settings
         .admin_listen
         .map(|addr| TcpListener::bind(addr).map_err(|source| EdgeError::Bind { addr, source }))
@@ -323,6 +392,29 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
     for addr in &settings.listen {
         service.add_tcp(&addr.to_string());
         tracing::info!(region = %settings.name, "listening for HTTP on {addr}");
+    }
+    if let (Some(https), Some(resolver)) = (&settings.https, &resolver) {
+        for addr in &https.listen {
+            let mut tls_settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
+                .map_err(|e| {
+                    EdgeError::Tls(tls::TlsError::Invalid {
+                        path: addr.to_string(),
+                        reason: e.to_string(),
+                    })
+                })?;
+            tls_settings.set_cert_resolver(resolver.clone());
+            // HTTP/2 preferred, HTTP/1.1 allowed; TLS 1.2 and 1.3 only
+            // (pingora's rustls listener offers nothing older).
+            tls_settings.enable_h2();
+            service.add_tls_with_settings(&addr.to_string(), None, tls_settings);
+            tracing::info!(region = %settings.name, "listening for HTTPS on {addr}");
+        }
+        server.add_service(background_service(
+            "certificate reload",
+            CertificateWatch {
+                resolver: resolver.clone(),
+            },
+        ));
     }
     server.add_service(service);
     server.add_service(background_service(

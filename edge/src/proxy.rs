@@ -123,7 +123,7 @@ impl EdgeProxy {
         }
         let host = ctx.host.as_deref().unwrap_or("");
         let path_and_query = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let key = key::cache_key("http", host, path_and_query).combined_bin();
+        let key = key::cache_key(ctx.scheme, host, path_and_query).combined_bin();
         let now = SystemTime::now();
         let Some(object) = self.storage.fresh_object(&key, now) else {
             return Ok(false);
@@ -176,7 +176,7 @@ impl EdgeProxy {
         }
         let trace = Span::inactive().handle();
         for path in paths {
-            let key = key::cache_key("http", host, &path).to_compact();
+            let key = key::cache_key(ctx.scheme, host, &path).to_compact();
             if let Err(error) = self
                 .storage
                 .purge(PurgeTarget::Active(&key), PurgeType::Invalidation, &trace)
@@ -200,11 +200,22 @@ fn same_host_path(location: &str, host: &str) -> Option<String> {
     }
 }
 
+/// Whether the client reached the edge over TLS.
+fn scheme(session: &Session) -> &'static str {
+    let tls = session
+        .as_downstream()
+        .digest()
+        .is_some_and(|d| d.ssl_digest.is_some());
+    if tls { "https" } else { "http" }
+}
+
 /// Per-request state.
 #[derive(Default)]
 pub struct RequestCtx {
     /// The normalized host the request is for, once known.
     host: Option<String>,
+    /// `http` or `https`: how the client reached the edge.
+    scheme: &'static str,
     /// Origins this request tried, in order; the last is the current one.
     tried: Vec<usize>,
     /// What the cache did, for the metrics.
@@ -313,6 +324,7 @@ impl ProxyHttp for EdgeProxy {
         }
         ctx.host = host;
         ctx.directives = RequestDirectives::parse(req);
+        ctx.scheme = scheme(session);
         self.serve_plain_hit(session, ctx).await
     }
 
@@ -342,7 +354,7 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         let host = ctx.host.as_deref().unwrap_or("");
         let path_and_query = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        Ok(key::cache_key("http", host, path_and_query))
+        Ok(key::cache_key(ctx.scheme, host, path_and_query))
     }
 
     /// Applies the client's `Cache-Control` to a stored response: serve it,
@@ -476,7 +488,7 @@ impl ProxyHttp for EdgeProxy {
         for name in UNKEYED_REQUEST_HEADERS {
             upstream_request.remove_header(name);
         }
-        upstream_request.insert_header("x-forwarded-proto", "http")?;
+        upstream_request.insert_header("x-forwarded-proto", scheme(session))?;
         // What gets stored is what the origin sends for this bucket.
         if session.cache.enabled() {
             let accept = upstream_request

@@ -141,6 +141,12 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
             endpoint: addrs
                 .iter()
                 .map(|a| format!("http://{a}"))
+                .chain(
+                    region
+                        .edge_https_addrs(&config.edge)
+                        .iter()
+                        .map(|a| format!("https://{a}")),
+                )
                 .collect::<Vec<_>>()
                 .join(" "),
             probes: addrs

@@ -310,6 +310,14 @@ impl EdgeProcess {
     }
 }
 
+impl EdgeProcess {
+    /// Sends `signal` to the edge process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+}
+
 impl Drop for EdgeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,346 @@
+//! HTTPS at the edges: a rustls client that trusts only the development CA.
+
+use crate::harness::{EdgeProcess, TempDir, config_on_block};
+use crate::scripted::{ScriptedOrigin, ok};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn install_provider() {
+    // The edges use ring; so do these clients. Installing twice is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A raw rustls handshake: the leaf certificate the server sent, or the error.
+fn handshake(addr: SocketAddr, name: &str, ca_pem: &str) -> Result<Vec<u8>, String> {
+    install_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let mut connection = rustls::ClientConnection::new(Arc::new(config), server_name).unwrap();
+    let mut socket = TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    while connection.is_handshaking() {
+        connection
+            .complete_io(&mut socket)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(connection.peer_certificates().unwrap()[0].as_ref().to_vec())
+}
+
+/// An open HTTPS connection (HTTP/1.1) that can send several requests.
+struct KeepAlive(rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
+
+fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    install_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+impl KeepAlive {
+    fn open(addr: SocketAddr, ca_pem: &str) -> KeepAlive {
+        let name = rustls::pki_types::ServerName::try_from("cdn.meridian.test").unwrap();
+        let config = client_config(ca_pem, &[b"http/1.1"]);
+        let connection = rustls::ClientConnection::new(config, name).unwrap();
+        let socket = TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        KeepAlive(rustls::StreamOwned::new(connection, socket))
+    }
+
+    /// GETs `path` and returns the response head and body (the response
+    /// must carry a Content-Length).
+    fn get(&mut self, path: &str) -> (String, Vec<u8>) {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: cdn.meridian.test\r\n\r\n");
+        self.0.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let head = text[..end].to_owned();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if answer.len() >= end + 4 + length {
+                    return (head, answer[end + 4..end + 4 + length].to_vec());
+                }
+            }
+            let n = self.0.read(&mut buf).unwrap();
+            assert!(n > 0, "the connection closed");
+            answer.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// GETs the health path and returns the status line.
+    fn health(&mut self) -> String {
+        let (head, _) = self.get("/_meridian/health");
+        head.lines().next().unwrap_or_default().to_owned()
+    }
+}
+
+/// The protocol ALPN settles on when the client offers `offered`.
+fn negotiated(addr: SocketAddr, offered: &[&[u8]]) -> Option<Vec<u8>> {
+    let name = rustls::pki_types::ServerName::try_from("cdn.meridian.test").unwrap();
+    let config = client_config(certs::DEV_CA_PEM, offered);
+    let mut connection = rustls::ClientConnection::new(config, name).unwrap();
+    let mut socket = TcpStream::connect(addr).unwrap();
+    while connection.is_handshaking() {
+        connection.complete_io(&mut socket).unwrap();
+    }
+    connection.alpn_protocol().map(<[u8]>::to_vec)
+}
+
+fn https_config(block: u8) -> String {
+    config_on_block(block)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_offers_http2_and_caches_like_http() {
+    let b = 110;
+    let origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |_| {
+        ok(&[("cache-control", "max-age=60")], "secure body")
+    });
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &https_config(b)));
+    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    tokio::task::block_in_place(|| wait_for(tls_addr));
+    let (h2, h1) = tokio::task::block_in_place(|| {
+        let both: &[&[u8]] = &[b"h2", b"http/1.1"];
+        let only_h1: &[&[u8]] = &[b"http/1.1"];
+        (negotiated(tls_addr, both), negotiated(tls_addr, only_h1))
+    });
+    assert_eq!(h2.as_deref(), Some(&b"h2"[..]), "h2 negotiated by ALPN");
+    assert_eq!(h1.as_deref(), Some(&b"http/1.1"[..]));
+    let (first, second) = tokio::task::block_in_place(|| {
+        let mut connection = KeepAlive::open(tls_addr, certs::DEV_CA_PEM);
+        (connection.get("/asset"), connection.get("/asset"))
+    });
+    assert!(first.0.starts_with("HTTP/1.1 200"), "{}", first.0);
+    assert!(
+        first.0.contains("cache-status: meridian; fwd=miss; stored"),
+        "{}",
+        first.0
+    );
+    assert_eq!(first.1, b"secure body");
+    assert!(
+        second.0.contains("cache-status: meridian; hit"),
+        "{}",
+        second.0
+    );
+    assert_eq!(second.1, b"secure body");
+    // Origins hear that the client used HTTPS.
+    assert_eq!(origin.received()[0].headers["x-forwarded-proto"], "https");
+    // Plain HTTP keeps working beside it, with its own cache entry.
+    let plain = crate::harness::client_via(edge.addr);
+    let response = plain
+        .get("http://cdn.meridian.test:8080/asset")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        !response.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .starts_with("meridian; hit")
+    );
+}
+
+#[test]
+fn the_wrong_name_or_an_untrusted_ca_fails_verification() {
+    let b = 111;
+    let _edge = EdgeProcess::start(b, 2, &https_config(b));
+    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    wait_for(tls_addr);
+    handshake(tls_addr, "cdn.meridian.test", certs::DEV_CA_PEM).unwrap();
+    handshake(tls_addr, "anything.meridian.test", certs::DEV_CA_PEM).unwrap();
+    let wrong_name = handshake(tls_addr, "evil.example", certs::DEV_CA_PEM);
+    assert!(
+        wrong_name.is_err(),
+        "a certificate for another name was accepted"
+    );
+    let other_ca = certs::generate(&certs::DevCertSpec {
+        names: vec!["cdn.meridian.test".into()],
+        ip_addresses: vec![],
+        valid_days: 30,
+    })
+    .unwrap();
+    let untrusted = handshake(tls_addr, "cdn.meridian.test", &other_ca.ca_cert_pem);
+    assert!(untrusted.is_err(), "verified without the development CA");
+}
+
+/// A TLS 1.1 ClientHello, written by hand: rustls clients cannot speak it.
+fn tls11_client_hello() -> Vec<u8> {
+    let mut hello = vec![0x03, 0x02]; // client_version TLS 1.1
+    hello.extend_from_slice(&[0x42; 32]); // random
+    hello.push(0); // no session id
+    hello.extend_from_slice(&[0x00, 0x04, 0xc0, 0x13, 0x00, 0x2f]); // two TLS 1.1 cipher suites
+    hello.extend_from_slice(&[0x01, 0x00]); // null compression
+    let mut handshake = vec![0x01, 0x00];
+    handshake.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+    handshake.extend_from_slice(&hello);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[test]
+fn tls_1_1_is_refused() {
+    let b = 112;
+    let _edge = EdgeProcess::start(b, 2, &https_config(b));
+    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    wait_for(tls_addr);
+    let mut socket = TcpStream::connect(tls_addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.write_all(&tls11_client_hello()).unwrap();
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    // Either an alert record (0x15) or a closed connection; never a
+    // ServerHello (a handshake record, 0x16).
+    assert_ne!(
+        answer.first(),
+        Some(&0x16),
+        "the edge negotiated TLS 1.1: {answer:02x?}"
+    );
+    // The edge still serves modern clients.
+    handshake(tls_addr, "cdn.meridian.test", certs::DEV_CA_PEM).unwrap();
+}
+
+/// A CA and a certificate for cdn.meridian.test it signs, written to `dir`.
+fn issue(dir: &std::path::Path, valid_days: u32) -> certs::DevCerts {
+    let generated = certs::generate(&certs::DevCertSpec {
+        names: vec!["cdn.meridian.test".into()],
+        ip_addresses: vec![],
+        valid_days,
+    })
+    .unwrap();
+    std::fs::write(dir.join("chain.pem"), &generated.edge_chain_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), &generated.edge_key_pem).unwrap();
+    generated
+}
+
+fn config_with_files(block: u8, dir: &std::path::Path) -> String {
+    https_config(block).replace(
+        "\ndevelopment = true",
+        &format!(
+            "\nchain_file = \"{}\"\nkey_file = \"{}\"",
+            dir.join("chain.pem").display(),
+            dir.join("key.pem").display()
+        ),
+    )
+}
+
+#[test]
+fn certificates_reload_on_sighup_without_dropping_connections() {
+    let b = 113;
+    let dir = TempDir::new("tls-reload");
+    let first = issue(&dir.0, 30);
+    let edge = EdgeProcess::start(b, 2, &config_with_files(b, &dir.0));
+    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    wait_for(tls_addr);
+    let before = handshake(tls_addr, "cdn.meridian.test", &first.ca_cert_pem).unwrap();
+    // A connection opened before the reload...
+    let mut established = KeepAlive::open(tls_addr, &first.ca_cert_pem);
+    assert!(established.health().contains("200"));
+    let second = issue(&dir.0, 30);
+    edge.signal(nix::sys::signal::Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        if let Ok(leaf) = handshake(tls_addr, "cdn.meridian.test", &second.ca_cert_pem) {
+            break leaf;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_ne!(before, after);
+    // ...keeps working on its old certificate.
+    assert!(established.health().contains("200"));
+    // A broken replacement is refused; the new certificate stays.
+    std::fs::write(dir.0.join("key.pem"), "not a key").unwrap();
+    edge.signal(nix::sys::signal::Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        handshake(tls_addr, "cdn.meridian.test", &second.ca_cert_pem).unwrap(),
+        after
+    );
+}
+
+#[test]
+fn a_bad_certificate_is_refused_at_start_with_its_path() {
+    let b = 114;
+    let dir = TempDir::new("tls-bad");
+    std::fs::write(dir.0.join("chain.pem"), "garbage").unwrap();
+    std::fs::write(dir.0.join("key.pem"), "garbage").unwrap();
+    let config = dir.write("meridian.toml", &config_with_files(b, &dir.0));
+    let output = crate::harness::meridian()
+        .args(["edge", "--region", "eu-west", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&dir.0.join("chain.pem").display().to_string()),
+        "{stderr}"
+    );
+    assert!(
+        !crate::harness::tcp_listening(format!("127.{b}.2.1:8080").parse().unwrap()),
+        "bound anyway"
+    );
+    // Expired.
+    let expired = certs::generate(&certs::DevCertSpec {
+        names: vec!["cdn.meridian.test".into()],
+        ip_addresses: vec![],
+        valid_days: 0,
+    })
+    .unwrap();
+    std::fs::write(dir.0.join("chain.pem"), &expired.edge_chain_pem).unwrap();
+    std::fs::write(dir.0.join("key.pem"), &expired.edge_key_pem).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let output = crate::harness::meridian()
+        .args(["edge", "--region", "eu-west", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "an expired certificate was accepted"
+    );
+    assert!(stderr.contains("expired"), "{stderr}");
+}
+
+fn wait_for(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !crate::harness::tcp_listening(addr) {
+        assert!(Instant::now() < deadline, "{addr} never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
