@@ -174,22 +174,39 @@ fn report(
         );
     }
     // What a steered name would answer: the first region that is up (or
-    // not known to be down), with its edges.
-    let answering = e
-        .regions
-        .iter()
-        .find(|r| up_of(&r.name) != Some(false))
-        .or_else(|| e.regions.first());
-    if let (Some(region), Some(name)) = (answering, config.zone.steered_names.first())
-        && let Some(edges) = config.regions.get(region.index).map(|r| &r.edge_addresses)
-    {
-        let edges: Vec<String> = edges.iter().map(IpAddr::to_string).collect();
-        let _ = writeln!(
-            out,
-            "answer        {name} → {} ({})",
-            edges.join(", "),
-            region.name
-        );
+    // not known to be down), with its edges; with every region down, the
+    // first one (failing open) or SERVFAIL.
+    let up = e.regions.iter().find(|r| up_of(&r.name) != Some(false));
+    let (answering, note) = match up {
+        Some(region) => (Some(region), ""),
+        None if config.health.fail_open => {
+            (e.regions.first(), ", failing open: every region is down")
+        }
+        None => (None, ""),
+    };
+    let Some(name) = config.zone.steered_names.first() else {
+        return out;
+    };
+    match answering.and_then(|r| Some((r, config.regions.get(r.index)?))) {
+        Some((region, config_region)) => {
+            let edges: Vec<String> = config_region
+                .edge_addresses
+                .iter()
+                .map(IpAddr::to_string)
+                .collect();
+            let _ = writeln!(
+                out,
+                "answer        {name} → {} ({}{note})",
+                edges.join(", "),
+                region.name
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "answer        {name} → SERVFAIL (every region is down and health.fail_open is false)"
+            );
+        }
     }
     out
 }
