@@ -6,7 +6,7 @@
 //! SCOPE PREFIX-LENGTH). Both questions are answered here, from one table.
 //!
 //! When a config or database loads, every network of the database is placed
-//! ([`GeoDatabase::scan`]), ordered by [`Steering`] (country and continent
+//! (`GeoDatabase::scan`), ordered by [`Steering`] (country and continent
 //! overrides, distance, default), then the non-public ranges are set to the
 //! default order (the database is never consulted for them, as in
 //! [`GeoDatabase::place`]), the network overrides are painted on top, least
