@@ -33,9 +33,18 @@ const PLAIN_UDP_PAYLOAD: u16 = 512;
 const FIXED_OVERHEAD: usize = 12 + 11 + 4 + 4 + 16;
 
 /// Answers queries from the current snapshot; reloads replace it whole.
+#[derive(Clone)]
 pub struct GeoDnsHandler {
     live: Arc<Live>,
     metrics: Arc<DnsMetrics>,
+}
+
+/// Everything a reply needs, worked out once for both ways of sending it
+/// (hickory's TCP server, and the UDP fast path in [`crate::udp`]).
+struct Prepared<'s> {
+    metadata: Metadata,
+    edns: Option<Edns>,
+    reply: Option<crate::answer::Reply<'s>>,
 }
 
 impl GeoDnsHandler {
@@ -43,21 +52,19 @@ impl GeoDnsHandler {
     pub fn new(live: Arc<Live>, metrics: Arc<DnsMetrics>) -> Self {
         GeoDnsHandler { live, metrics }
     }
-}
 
-#[async_trait::async_trait]
-impl RequestHandler for GeoDnsHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
+    /// The current snapshot, for one query.
+    pub(crate) fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.live.load()
+    }
+
+    /// Checks the query, answers it from `snapshot` and counts it.
+    fn prepare<'s>(&self, snapshot: &'s Snapshot, request: &Request) -> Prepared<'s> {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = false;
 
         // Our OPT record: present iff the query had one (RFC 6891 §6.1.1),
-        // its size the smaller of the client's and ours, so hickory caps
-        // the UDP response at what both sides accept.
+        // its size the smaller of the client's and ours.
         let mut edns = request.edns.as_ref().map(|query_edns| {
             let mut edns = Edns::new();
             edns.set_version(0);
@@ -89,9 +96,11 @@ impl RequestHandler for GeoDnsHandler {
                 _ => RecordType::NULL,
             };
             self.metrics.query(qtype, rcode);
-            let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-            let response = builder.build_no_records(metadata);
-            return send(&mut response_handle, response, request).await;
+            return Prepared {
+                metadata,
+                edns,
+                reply: None,
+            };
         }
 
         let query = &request.queries.queries()[0];
@@ -103,9 +112,8 @@ impl RequestHandler for GeoDnsHandler {
                 _ => None,
             });
         let client = client_of(subnet, request.src().ip());
-        let snapshot: arc_swap::Guard<Arc<Snapshot>> = self.live.load();
         let reply = answer(
-            &snapshot,
+            snapshot,
             query.name(),
             query.query_type(),
             query.query_class(),
@@ -127,32 +135,115 @@ impl RequestHandler for GeoDnsHandler {
         }
         self.metrics
             .query(query.query_type(), metadata.response_code);
+        Prepared {
+            metadata,
+            edns,
+            reply: Some(reply),
+        }
+    }
 
-        let limit = match request.protocol() {
-            Protocol::Udp => edns.as_ref().map_or(PLAIN_UDP_PAYLOAD, Edns::max_payload),
-            _ => u16::MAX,
+    /// The reply to `request` as wire bytes for a UDP client: at most the
+    /// client's size, with TC and no records when the answer does not fit.
+    pub(crate) fn udp_reply(&self, snapshot: &Snapshot, request: &Request) -> Option<Vec<u8>> {
+        let mut prepared = self.prepare(snapshot, request);
+        let limit = prepared
+            .edns
+            .as_ref()
+            .map_or(PLAIN_UDP_PAYLOAD, Edns::max_payload);
+        if prepared.must_truncate(request, limit) {
+            prepared.metadata.truncation = true;
+            prepared.reply = None;
+        }
+        let builder = MessageResponseBuilder::new(&request.queries, prepared.edns.as_ref());
+        let mut buffer = Vec::with_capacity(usize::from(limit));
+        let mut encoder = BinEncoder::new(&mut buffer);
+        encoder.set_max_size(limit);
+        let emitted = match &prepared.reply {
+            Some(reply) => builder
+                .build(
+                    prepared.metadata,
+                    reply.answers.iter().copied(),
+                    std::iter::empty(),
+                    reply.authority.iter(),
+                    reply.additionals.iter(),
+                )
+                .destructive_emit(&mut encoder),
+            None => builder
+                .build_no_records(prepared.metadata)
+                .destructive_emit(&mut encoder),
+        };
+        match emitted {
+            Ok(_) => Some(buffer),
+            Err(error) => {
+                tracing::debug!(%error, "could not encode a DNS response");
+                None
+            }
+        }
+    }
+}
+
+impl Prepared<'_> {
+    /// Whether the reply's records cannot fit in `limit` bytes.
+    fn must_truncate(&self, request: &Request, limit: u16) -> bool {
+        let Some(reply) = &self.reply else {
+            return false;
         };
         let estimate = FIXED_OVERHEAD
             + request.queries.as_bytes().len()
             + wire_bound(reply.answers.iter().copied())
             + wire_bound(reply.authority.iter())
             + wire_bound(reply.additionals.iter());
-        let builder = || MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        let response = || {
-            builder().build(
-                metadata,
-                reply.answers.iter().copied(),
-                std::iter::empty(),
-                reply.authority.iter(),
-                reply.additionals.iter(),
-            )
-        };
-        if estimate <= usize::from(limit) || fits(response(), limit) {
-            return send(&mut response_handle, response(), request).await;
+        if estimate <= usize::from(limit) {
+            return false;
         }
-        metadata.truncation = true;
-        let response = builder().build_no_records(metadata);
-        send(&mut response_handle, response, request).await
+        let response = MessageResponseBuilder::new(&request.queries, self.edns.as_ref()).build(
+            self.metadata,
+            reply.answers.iter().copied(),
+            std::iter::empty(),
+            reply.authority.iter(),
+            reply.additionals.iter(),
+        );
+        !fits(response, limit)
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for GeoDnsHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let snapshot = self.live.load();
+        let mut prepared = self.prepare(&snapshot, request);
+        let limit = match request.protocol() {
+            Protocol::Udp => prepared
+                .edns
+                .as_ref()
+                .map_or(PLAIN_UDP_PAYLOAD, Edns::max_payload),
+            _ => u16::MAX,
+        };
+        if prepared.must_truncate(request, limit) {
+            prepared.metadata.truncation = true;
+            prepared.reply = None;
+        }
+        let builder = MessageResponseBuilder::new(&request.queries, prepared.edns.as_ref());
+        match &prepared.reply {
+            Some(reply) => {
+                let response = builder.build(
+                    prepared.metadata,
+                    reply.answers.iter().copied(),
+                    std::iter::empty(),
+                    reply.authority.iter(),
+                    reply.additionals.iter(),
+                );
+                send(&mut response_handle, response, request).await
+            }
+            None => {
+                let response = builder.build_no_records(prepared.metadata);
+                send(&mut response_handle, response, request).await
+            }
+        }
     }
 }
 

@@ -28,6 +28,7 @@ pub mod reload;
 pub mod snapshot;
 pub mod steering;
 pub mod table;
+pub mod udp;
 pub mod zone;
 
 use std::future::Future;
@@ -91,13 +92,11 @@ pub async fn run(
     let snapshot = Snapshot::load(config.clone(), &metrics)?;
     let live = Arc::new(Live::from_pointee(snapshot));
     let addr = config.geodns.listen;
-    let udp = tokio::net::UdpSocket::bind(addr)
-        .await
-        .map_err(|source| GeoDnsError::Bind {
-            protocol: "UDP",
-            addr,
-            source,
-        })?;
+    let udp = std::net::UdpSocket::bind(addr).map_err(|source| GeoDnsError::Bind {
+        protocol: "UDP",
+        addr,
+        source,
+    })?;
     let tcp = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| GeoDnsError::Bind {
@@ -141,26 +140,29 @@ pub async fn run(
     served
 }
 
-/// Serves DNS on already-bound sockets until `shutdown` resolves.
+/// Serves DNS on already-bound sockets until `shutdown` resolves: UDP on
+/// one worker thread per core ([`udp`]), TCP through hickory-server.
 pub async fn serve(
     handler: GeoDnsHandler,
-    udp: tokio::net::UdpSocket,
+    udp: std::net::UdpSocket,
     tcp: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GeoDnsError> {
-    let udp_addr = udp
-        .local_addr()
-        .map_err(|e| GeoDnsError::Server(e.to_string()))?;
-    let tcp_addr = tcp
-        .local_addr()
-        .map_err(|e| GeoDnsError::Server(e.to_string()))?;
+    let server_error = |e: std::io::Error| GeoDnsError::Server(e.to_string());
+    let udp_addr = udp.local_addr().map_err(server_error)?;
+    let tcp_addr = tcp.local_addr().map_err(server_error)?;
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let udp_workers =
+        udp::UdpWorkers::spawn(udp, handler.clone(), workers).map_err(server_error)?;
     let mut server = hickory_server::Server::new(handler);
-    server.register_socket(udp);
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
     tracing::info!("listening for UDP on {udp_addr}");
     tracing::info!("listening for TCP on {tcp_addr}");
     shutdown.await;
     tracing::info!("shutting down");
+    tokio::task::spawn_blocking(move || udp_workers.stop())
+        .await
+        .map_err(|e| GeoDnsError::Server(e.to_string()))?;
     server
         .shutdown_gracefully()
         .await
