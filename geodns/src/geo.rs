@@ -13,12 +13,15 @@
 use crate::centroids::{Coordinates, country_centroid};
 use maxminddb::{Reader, WithinOptions};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// The vendored IPtoASN country database, compiled in.
-static EMBEDDED_DATABASE: &[u8] = include_bytes!("../data/GeoIP2-Country-iptoasn.mmdb");
+/// The vendored IPtoASN country database, compiled in (the default
+/// `geo_database`). Public so that tools can hand the very same file to
+/// another server, e.g. the benchmark's gdnsd.
+pub static EMBEDDED_DATABASE: &[u8] = include_bytes!("../data/GeoIP2-Country-iptoasn.mmdb");
 
 /// A loaded geolocation database.
 pub struct GeoDatabase {
@@ -271,6 +274,45 @@ impl GeoDatabase {
     }
 }
 
+impl GeoDatabase {
+    /// Every country the database places IPv4 addresses in, by ISO code,
+    /// with where it places them and its first IPv4 network (in address
+    /// order). For tools that need the country list or a sample client per
+    /// country: the benchmark queries from each, and exports Meridian's
+    /// steering to gdnsd's per-country map.
+    pub fn countries(&self) -> Result<BTreeMap<String, CountrySample>, GeoError> {
+        let mut countries = BTreeMap::new();
+        self.scan(false, |start, prefix, record| {
+            let Some(location) = record.and_then(|r| r.location) else {
+                return;
+            };
+            let Some(country) = &location.country else {
+                return;
+            };
+            let address = Ipv4Addr::from(u32::try_from(start).unwrap_or(0));
+            if !is_public(IpAddr::V4(address)) {
+                return;
+            }
+            countries
+                .entry(country.clone())
+                .or_insert_with(|| CountrySample {
+                    location: location.clone(),
+                    network: (address, prefix),
+                });
+        })?;
+        Ok(countries)
+    }
+}
+
+/// One country as the database sees it: see [`GeoDatabase::countries`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountrySample {
+    /// Where the database places the country's addresses.
+    pub location: Location,
+    /// Its first public IPv4 network: address and prefix length.
+    pub network: (Ipv4Addr, u8),
+}
+
 /// A database record met by [`GeoDatabase::scan`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DbRecord<'a> {
@@ -455,6 +497,22 @@ mod tests {
             assert_eq!(placement.location, None, "{ip}");
         }
         assert_eq!(db.place("10.1.2.3".parse().unwrap()).network_prefix, 8);
+    }
+
+    #[test]
+    fn every_country_has_a_sample_network_the_database_places_there() {
+        let db = embedded();
+        let countries = db.countries().unwrap();
+        assert!(countries.len() > 200, "{}", countries.len());
+        for code in ["GB", "US", "DE", "JP", "BR", "ZA", "SG", "AU"] {
+            let sample = &countries[code];
+            assert_eq!(sample.location.country.as_deref(), Some(code));
+            let (address, prefix) = sample.network;
+            assert!((8..=32).contains(&prefix), "{code}: /{prefix}");
+            assert!(is_public(IpAddr::V4(address)), "{code}: {address}");
+            assert_eq!(country(&db, &address.to_string()).as_deref(), Some(code));
+        }
+        assert_eq!(countries["GB"].location.continent.as_deref(), Some("EU"));
     }
 
     #[test]

@@ -45,6 +45,26 @@ struct Prepared<'s> {
     metadata: Metadata,
     edns: Option<Edns>,
     reply: Option<crate::answer::Reply<'s>>,
+    counts: Counts,
+}
+
+/// What one answered query adds to the metrics. Kept apart from the
+/// counting itself so that an answer served again from
+/// [`crate::answer_cache`] counts exactly as the first one did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    qtype: RecordType,
+    rcode: ResponseCode,
+    /// Answered from the query's ECS option with a steered answer.
+    ecs: bool,
+    /// The region whose edges a steered answer gave.
+    region: Option<usize>,
+}
+
+/// A UDP reply as wire bytes, and what it counts for.
+pub(crate) struct UdpReply {
+    pub bytes: Vec<u8>,
+    pub counts: Counts,
 }
 
 impl GeoDnsHandler {
@@ -58,7 +78,19 @@ impl GeoDnsHandler {
         self.live.load()
     }
 
-    /// Checks the query, answers it from `snapshot` and counts it.
+    /// Adds one answered query to the metrics.
+    pub(crate) fn count(&self, snapshot: &Snapshot, counts: &Counts) {
+        self.metrics.query(counts.qtype, counts.rcode);
+        if counts.ecs {
+            self.metrics.ecs_query();
+        }
+        if let Some(region) = counts.region {
+            DnsMetrics::steered(&snapshot.steered, region);
+        }
+    }
+
+    /// Checks the query and answers it from `snapshot` (the caller counts
+    /// it).
     fn prepare<'s>(&self, snapshot: &'s Snapshot, request: &Request) -> Prepared<'s> {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = false;
@@ -95,11 +127,16 @@ impl GeoDnsHandler {
                 [query] => query.query_type(),
                 _ => RecordType::NULL,
             };
-            self.metrics.query(qtype, rcode);
             return Prepared {
                 metadata,
                 edns,
                 reply: None,
+                counts: Counts {
+                    qtype,
+                    rcode,
+                    ecs: false,
+                    region: None,
+                },
             };
         }
 
@@ -121,31 +158,32 @@ impl GeoDnsHandler {
         );
         metadata.authoritative = reply.authoritative;
         metadata.response_code = reply.rcode;
-        if client.subnet.is_some() && reply.region.is_some() {
-            self.metrics.ecs_query();
-        }
-        if let Some(region) = reply.region {
-            DnsMetrics::steered(&snapshot.steered, region);
-        }
+        let counts = Counts {
+            qtype: query.query_type(),
+            rcode: reply.rcode,
+            ecs: client.subnet.is_some() && reply.region.is_some(),
+            region: reply.region,
+        };
         if let Some(edns) = edns.as_mut()
             && let Some(subnet) = client.echo
         {
             let echoed = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), reply.scope);
             edns.options_mut().insert(EdnsOption::Subnet(echoed));
         }
-        self.metrics
-            .query(query.query_type(), metadata.response_code);
         Prepared {
             metadata,
             edns,
             reply: Some(reply),
+            counts,
         }
     }
 
     /// The reply to `request` as wire bytes for a UDP client: at most the
     /// client's size, with TC and no records when the answer does not fit.
-    pub(crate) fn udp_reply(&self, snapshot: &Snapshot, request: &Request) -> Option<Vec<u8>> {
+    /// Counted in the metrics.
+    pub(crate) fn udp_reply(&self, snapshot: &Snapshot, request: &Request) -> Option<UdpReply> {
         let mut prepared = self.prepare(snapshot, request);
+        self.count(snapshot, &prepared.counts);
         let limit = prepared
             .edns
             .as_ref()
@@ -173,7 +211,10 @@ impl GeoDnsHandler {
                 .destructive_emit(&mut encoder),
         };
         match emitted {
-            Ok(_) => Some(buffer),
+            Ok(_) => Some(UdpReply {
+                bytes: buffer,
+                counts: prepared.counts,
+            }),
             Err(error) => {
                 tracing::debug!(%error, "could not encode a DNS response");
                 None
@@ -216,6 +257,7 @@ impl RequestHandler for GeoDnsHandler {
     ) -> ResponseInfo {
         let snapshot = self.live.load();
         let mut prepared = self.prepare(&snapshot, request);
+        self.count(&snapshot, &prepared.counts);
         let limit = match request.protocol() {
             Protocol::Udp => prepared
                 .edns

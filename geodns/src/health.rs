@@ -13,7 +13,7 @@
 use config::Hysteresis;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The health of every edge, shared between the probers and the handler.
@@ -23,6 +23,10 @@ pub struct HealthView {
     regions: Vec<Vec<EdgeHealth>>,
     /// Region names, for reports.
     names: Vec<String>,
+    /// Bumped after every change of any edge's state, so that answers
+    /// remembered under one generation are never served under another
+    /// (see [`crate::answer_cache`]).
+    generation: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -69,7 +73,11 @@ impl HealthView {
             })
             .collect();
         let names = config.regions.iter().map(|r| r.name.clone()).collect();
-        Arc::new(HealthView { regions, names })
+        Arc::new(HealthView {
+            regions,
+            names,
+            generation: AtomicU64::new(0),
+        })
     }
 
     /// Whether edge `edge` of region `region` is up (unknown ones are not).
@@ -105,15 +113,25 @@ impl HealthView {
                     edge.up
                         .store(old_edge.up.load(Ordering::Relaxed), Ordering::Relaxed);
                 }
+                self.generation.fetch_add(1, Ordering::SeqCst);
             }
         }
     }
 
     /// Sets one edge's state.
     pub fn set_edge(&self, region: usize, edge: usize, up: bool) {
-        if let Some(e) = self.regions.get(region).and_then(|edges| edges.get(edge)) {
-            e.up.store(up, Ordering::Relaxed);
+        if let Some(e) = self.regions.get(region).and_then(|edges| edges.get(edge))
+            && e.up.swap(up, Ordering::SeqCst) != up
+        {
+            // After the state: whoever sees the new generation sees the
+            // new state.
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// The current generation: it changes whenever any edge's state does.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Every region's state, in config order.
@@ -346,6 +364,7 @@ mod tests {
                 }],
             ],
             names: vec!["live".into(), "dead".into()],
+            generation: AtomicU64::new(0),
         });
         let settings = config::Health {
             interval: Duration::from_millis(50),
@@ -373,6 +392,10 @@ mod tests {
         }
         // Meanwhile the live edge, probed just as often, stayed up.
         assert!(view.region_up(0));
+        // The change moved the generation, once per change.
+        assert_eq!(view.generation(), 1);
+        view.set_edge(1, 0, false);
+        assert_eq!(view.generation(), 1, "no change, no new generation");
         let _ = stop.send(());
         checks.await.unwrap();
     }

@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod answer;
+mod answer_cache;
 pub mod centroids;
 pub mod explain;
 pub mod geo;

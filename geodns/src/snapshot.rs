@@ -15,13 +15,20 @@ use crate::table::GeoTable;
 use crate::zone::Zone;
 use prometheus::IntCounter;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// The id the next snapshot gets.
+static NEXT_SNAPSHOT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The snapshot queries are answered from; replaced whole by a reload.
 pub type Live = arc_swap::ArcSwap<Snapshot>;
 
 /// One loaded config: the zone, the steering table, the edges' health.
 pub struct Snapshot {
+    /// Unique in this process: answers remembered from one snapshot are
+    /// never served from another (see [`crate::answer_cache`]).
+    pub id: u64,
     /// The validated config it was built from.
     pub config: config::Config,
     /// The authoritative data.
@@ -57,6 +64,7 @@ impl Snapshot {
         let health = HealthView::from_config(&config);
         let steered = metrics.steered_counters(&config.region_names());
         Ok(Snapshot {
+            id: NEXT_SNAPSHOT_ID.fetch_add(1, Ordering::Relaxed),
             config,
             zone,
             table,

@@ -62,6 +62,9 @@ pub struct GeoTable {
 pub struct Decision<'t> {
     /// Region indices, best first; every region exactly once.
     pub order: &'t [usize],
+    /// Which of the table's distinct orders `order` is: equal ids, equal
+    /// orders (within one table).
+    pub order_id: u32,
     /// The shortest prefix of the address whose every address gets this
     /// same order, in bits of the address's own family.
     pub scope: u8,
@@ -221,6 +224,7 @@ impl GeoTable {
                 .orders
                 .get(order as usize)
                 .map_or(&[][..], Vec::as_slice),
+            order_id: order,
             scope,
         }
     }
@@ -613,6 +617,7 @@ mod tests {
             table.decide(ip("8.8.8.8")),
             Decision {
                 order: &DEFAULT,
+                order_id: 0,
                 scope: 0
             }
         );
