@@ -130,6 +130,9 @@ pub struct EdgeArgs {
     /// Ad-hoc mode: the origin to forward to (e.g. http://127.0.0.1:8000).
     #[arg(long, requires = "listen", value_name = "URL")]
     pub origin: Option<String>,
+    /// Ad-hoc mode: the cache's byte budget [default: 256 MiB].
+    #[arg(long, requires = "listen", value_name = "BYTES")]
+    pub cache_max_bytes: Option<usize>,
 }
 
 /// A command about one region.
@@ -171,6 +174,18 @@ mod tests {
         assert!(Cli::try_parse_from(["meridian", "edge"]).is_err());
         assert!(Cli::try_parse_from(["meridian", "edge", "--region", "eu-west"]).is_ok());
         assert!(Cli::try_parse_from(["meridian", "edge", "--listen", "127.0.0.1:8090"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "meridian",
+                "edge",
+                "-r",
+                "eu-west",
+                "--cache-max-bytes",
+                "1"
+            ])
+            .is_err(),
+            "the cache budget of a configured edge comes from its config"
+        );
         assert!(
             Cli::try_parse_from([
                 "meridian",

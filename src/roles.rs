@@ -80,7 +80,15 @@ pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
         (Some(region), _, _) => {
             edge::EdgeSettings::from_config(&load_config(&args.config)?, region)?
         }
-        (None, Some(listen), Some(origin)) => edge::EdgeSettings::ad_hoc(listen, origin)?,
+        (None, Some(listen), Some(origin)) => {
+            let mut settings = edge::EdgeSettings::ad_hoc(listen, origin)?;
+            if let Some(bytes) = args.cache_max_bytes {
+                anyhow::ensure!(bytes > 0, "--cache-max-bytes must be at least 1");
+                settings.cache_max_bytes = bytes;
+                settings.cache_max_object_bytes = settings.cache_max_object_bytes.min(bytes);
+            }
+            settings
+        }
         // clap requires one of the two forms.
         _ => anyhow::bail!("give --region, or --listen with --origin"),
     };
