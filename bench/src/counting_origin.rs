@@ -7,6 +7,8 @@
 //!
 //! - `GET /object-*`: after the configured delay, a body of the configured
 //!   size and `Cache-Control` (the same bytes for every path);
+//! - `GET /sized/N`: the same, with a body of N bytes (at most
+//!   [`MAX_SIZED_BYTES`]), so one origin serves objects of several sizes;
 //! - `/healthz`: 200, for the edge's active origin health checks;
 //! - anything else: 404.
 //!
@@ -28,6 +30,17 @@ use tokio::sync::oneshot;
 
 /// The path prefix of the objects the origin serves.
 pub const OBJECT_PREFIX: &str = "/object-";
+
+/// The path prefix of objects whose size is in their path.
+pub const SIZED_PREFIX: &str = "/sized/";
+
+/// The largest `/sized/N` object.
+pub const MAX_SIZED_BYTES: usize = 64 * 1024 * 1024;
+
+/// The path of an object of `bytes` bytes.
+pub fn sized_path(bytes: usize) -> String {
+    format!("{SIZED_PREFIX}{bytes}")
+}
 
 /// What the origin answers for objects.
 #[derive(Debug, Clone)]
@@ -176,9 +189,17 @@ async fn serve(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
         )
             .into_response();
     }
-    if !path.starts_with(OBJECT_PREFIX) {
+    let body = if path.starts_with(OBJECT_PREFIX) {
+        shared.body.clone()
+    } else if let Some(size) = path
+        .strip_prefix(SIZED_PREFIX)
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n <= MAX_SIZED_BYTES)
+    {
+        object_body(size)
+    } else {
         return StatusCode::NOT_FOUND.into_response();
-    }
+    };
     tokio::time::sleep(shared.delay).await;
     (
         [
@@ -188,7 +209,7 @@ async fn serve(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
                 HeaderValue::from_static("application/octet-stream"),
             ),
         ],
-        shared.body.clone(),
+        body,
     )
         .into_response()
 }
@@ -225,6 +246,20 @@ mod tests {
         assert_eq!(missing.status(), 404);
         assert_eq!(origin.requests("/object-a"), 2);
         assert_eq!(origin.requests("/other"), 1);
+        let sized = client
+            .get(format!("{}{}", origin.url(), sized_path(4096)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sized.status(), 200);
+        assert_eq!(sized.bytes().await.unwrap(), object_body(4096));
+        let too_big = sized_path(MAX_SIZED_BYTES + 1);
+        let too_big = client
+            .get(format!("{}{too_big}", origin.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(too_big.status(), 404);
         assert_eq!(origin.requests("/object-b"), 0);
         assert_eq!(origin.body().len(), 1000);
     }

@@ -6,18 +6,39 @@
 //! Each scenario is one module that takes its options, runs, and returns a
 //! result struct; [`report`] prints it as a table and writes it as JSON.
 //!
-//! Scenarios today:
+//! Scenarios:
+//! - [`http`]: cache hits per second, latency and CPU per request through
+//!   one edge on one core; with `--compare`, nginx and Varnish ([`peers`]).
+//! - [`dns`]: steered answers with ECS per server CPU-second; with
+//!   `--compare`, gdnsd.
 //! - [`coalesce`]: N concurrent requests for one cold object through one
 //!   edge must cause exactly one origin fetch.
+//! - [`memory`]: resident memory of a cache filled twice over, against its
+//!   byte budget.
+//! - [`outage`]: the regional-outage drill: kill a region, restore it, kill
+//!   only its origin, under load; steering times and failed requests.
 //!
-//! The shared pieces: [`process`] starts and stops `meridian`,
+//! The shared pieces: [`process`] starts and stops servers, [`pinning`]
+//! puts them on one core and the load on another, [`cpu`] reads their CPU
+//! time, [`loadgen`] and [`dnsload`] generate HTTP and DNS load,
 //! [`counting_origin`] is an in-process origin that counts what reaches it,
-//! [`limits`] raises the open-file limit, [`stats`] computes percentiles.
+//! [`progress`] draws the progress bar, [`limits`] raises the open-file
+//! limit, [`stats`] computes percentiles, [`report`] prints the tables.
 
 pub mod coalesce;
 pub mod counting_origin;
+pub mod cpu;
+pub mod dns;
+pub mod dnsload;
+pub mod http;
 pub mod limits;
+pub mod loadgen;
+pub mod memory;
+pub mod outage;
+pub mod peers;
+pub mod pinning;
 pub mod process;
+pub mod progress;
 pub mod report;
 pub mod stats;
 

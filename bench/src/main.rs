@@ -5,6 +5,11 @@
 //! its own module of the `bench` library.
 
 use bench::coalesce::{self, CoalesceOptions};
+use bench::dns::{self, DnsOptions};
+use bench::http::{self, HttpOptions};
+use bench::loadgen::LoadChoice;
+use bench::memory::{self, MemoryOptions};
+use bench::outage::{self, OutageOptions};
 use bench::report;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -37,6 +42,194 @@ enum Scenario {
     /// N concurrent requests for one cold object through one edge must
     /// cause exactly one origin fetch (request coalescing).
     Coalesce(CoalesceArgs),
+    /// Cache hits per second, latency and CPU per request through one edge
+    /// pinned to one core; with --compare, nginx and Varnish side by side.
+    Http(HttpArgs),
+    /// Steered DNS answers with ECS per server CPU-second; with --compare,
+    /// gdnsd side by side.
+    Dns(DnsArgs),
+    /// The regional-outage drill: kill eu-west, restore it, then kill only
+    /// its origin, under load from clients in GB, US and SG; checks steering
+    /// away (≤ 2 s), back (≤ 3 s) and 0 failed idempotent requests.
+    Outage(OutageArgs),
+    /// Resident memory of an edge whose cache was filled twice over,
+    /// against its byte budget.
+    Memory(MemoryArgs),
+}
+
+/// `bench memory`; unset options take the full (or --smoke) defaults.
+#[derive(Debug, Args)]
+struct MemoryArgs {
+    /// The cache budget in bytes (1k, 64m, ...) [default: 64m; 4m with
+    /// --smoke].
+    #[arg(long, value_parser = http::parse_size, value_name = "BYTES")]
+    budget: Option<usize>,
+    /// Object sizes, comma-separated; one run each [default: 1k,100k].
+    #[arg(long, value_delimiter = ',', value_parser = http::parse_size, value_name = "SIZES")]
+    sizes: Vec<usize>,
+}
+
+impl MemoryArgs {
+    fn options(&self, smoke: bool) -> MemoryOptions {
+        let defaults = if smoke {
+            MemoryOptions::smoke()
+        } else {
+            MemoryOptions::full()
+        };
+        MemoryOptions {
+            budget_bytes: self.budget.map_or(defaults.budget_bytes, |b| b as u64),
+            sizes: if self.sizes.is_empty() {
+                defaults.sizes.clone()
+            } else {
+                self.sizes.clone()
+            },
+            ..defaults
+        }
+    }
+}
+
+/// `bench outage`; unset options take the full (or --smoke) defaults.
+#[derive(Debug, Args)]
+struct OutageArgs {
+    /// How long each phase runs at least [default: 10000; 3000 with
+    /// --smoke].
+    #[arg(long, value_name = "MS")]
+    phase_ms: Option<u64>,
+    /// How long the baseline runs [default: 5000; 2000 with --smoke].
+    #[arg(long, value_name = "MS")]
+    baseline_ms: Option<u64>,
+    /// Simulated clients per country [default: 2; 1 with --smoke].
+    #[arg(long, value_name = "N")]
+    clients: Option<usize>,
+    /// Requests per second of each client [default: 20].
+    #[arg(long, value_name = "N")]
+    rate: Option<u32>,
+    /// TTL of steered answers in seconds [default: the demo's 30; 5 with
+    /// --smoke].
+    #[arg(long, value_name = "SECONDS")]
+    steered_ttl: Option<u32>,
+    /// Run on loopback block 127.BLOCK.x.y, 200-215 [default: the first
+    /// free one].
+    #[arg(long, value_name = "BLOCK")]
+    block: Option<u8>,
+}
+
+impl OutageArgs {
+    fn options(&self, smoke: bool) -> OutageOptions {
+        let defaults = if smoke {
+            OutageOptions::smoke()
+        } else {
+            OutageOptions::full()
+        };
+        OutageOptions {
+            phase_ms: self.phase_ms.unwrap_or(defaults.phase_ms),
+            baseline_ms: self.baseline_ms.unwrap_or(defaults.baseline_ms),
+            clients_per_country: self.clients.unwrap_or(defaults.clients_per_country),
+            rate_per_client: self.rate.unwrap_or(defaults.rate_per_client),
+            steered_ttl_seconds: self.steered_ttl.or(defaults.steered_ttl_seconds),
+            block: self.block.or(defaults.block),
+            ..defaults
+        }
+    }
+}
+
+/// `bench dns`; unset options take the full (or --smoke) defaults.
+#[derive(Debug, Args)]
+struct DnsArgs {
+    /// Also run gdnsd 3 (plugin_geoip) with the same zone, database and
+    /// steering, on the same core, and print the ratio.
+    #[arg(long)]
+    compare: bool,
+    /// Countries whose clients are simulated, comma-separated ISO codes
+    /// [default: GB,US,DE,FR,JP,SG,AU,BR,IN,ZA].
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    countries: Vec<String>,
+    /// Seconds of load per server and round [default: 5; 1 with --smoke].
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Rounds; the report gives medians [default: 3; 1 with --smoke].
+    #[arg(long, value_name = "N")]
+    rounds: Option<usize>,
+    /// Queries in flight per client socket [default: 64; 16 with --smoke].
+    #[arg(long, value_name = "N")]
+    outstanding: Option<usize>,
+}
+
+impl DnsArgs {
+    fn options(&self, smoke: bool) -> DnsOptions {
+        let defaults = if smoke {
+            DnsOptions::smoke()
+        } else {
+            DnsOptions::full()
+        };
+        DnsOptions {
+            countries: if self.countries.is_empty() {
+                defaults.countries.clone()
+            } else {
+                self.countries.clone()
+            },
+            duration_ms: self.duration.map_or(defaults.duration_ms, seconds_to_ms),
+            rounds: self.rounds.unwrap_or(defaults.rounds),
+            outstanding: self.outstanding.unwrap_or(defaults.outstanding),
+            compare: self.compare,
+            ..defaults
+        }
+    }
+}
+
+/// Seconds from the command line to milliseconds (negative: 0).
+fn seconds_to_ms(seconds: f64) -> u64 {
+    (seconds.max(0.0) * 1000.0) as u64
+}
+
+/// `bench http`; unset options take the full (or --smoke) defaults.
+#[derive(Debug, Args)]
+struct HttpArgs {
+    /// Also run nginx (proxy_cache) and Varnish (-s malloc), tuned, on the
+    /// same core in front of the same origin, and print the ratios.
+    #[arg(long)]
+    compare: bool,
+    /// Object sizes, comma-separated (1k, 100k, 1m or bytes) [default:
+    /// 1k,100k,1m].
+    #[arg(long, value_delimiter = ',', value_parser = http::parse_size, value_name = "SIZES")]
+    sizes: Vec<usize>,
+    /// Seconds of load per server, size and round [default: 5; 1 with
+    /// --smoke].
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Rounds; the servers take turns and the report gives medians
+    /// [default: 3; 1 with --smoke].
+    #[arg(long, value_name = "N")]
+    rounds: Option<usize>,
+    /// Concurrent keep-alive connections [default: 32; 8 with --smoke].
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+    /// The load generator: wrk when installed (auto), or the built-in one.
+    #[arg(long, value_enum, default_value_t = LoadChoice::Auto)]
+    load: LoadChoice,
+}
+
+impl HttpArgs {
+    fn options(&self, smoke: bool) -> HttpOptions {
+        let defaults = if smoke {
+            HttpOptions::smoke()
+        } else {
+            HttpOptions::full()
+        };
+        HttpOptions {
+            sizes: if self.sizes.is_empty() {
+                defaults.sizes.clone()
+            } else {
+                self.sizes.clone()
+            },
+            duration_ms: self.duration.map_or(defaults.duration_ms, seconds_to_ms),
+            rounds: self.rounds.unwrap_or(defaults.rounds),
+            connections: self.connections.unwrap_or(defaults.connections),
+            compare: self.compare,
+            load: self.load,
+            ..defaults
+        }
+    }
 }
 
 /// `bench coalesce`; unset options take the full (or --smoke) defaults.
@@ -91,6 +284,10 @@ fn main() -> ExitCode {
 /// Runs the chosen scenario; returns the targets it missed.
 fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
     let meridian = bench::locate_meridian(cli.meridian.as_deref())?;
+    // Everything of the bench's own (its runtime, its in-process origin,
+    // its health responders) stays off the core the servers under test are
+    // pinned to: threads inherit this thread's affinity.
+    bench::pinning::Cores::choose().pin_current_thread_to_load();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -99,6 +296,26 @@ fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
         Scenario::Coalesce(args) => {
             let options = args.options(cli.smoke);
             let result = runtime.block_on(coalesce::run(&meridian, &options))?;
+            report::finish(&result, json)?
+        }
+        Scenario::Dns(args) => {
+            let options = args.options(cli.smoke);
+            let result = runtime.block_on(dns::run(&meridian, &options))?;
+            report::finish(&result, json)?
+        }
+        Scenario::Outage(args) => {
+            let options = args.options(cli.smoke);
+            let result = runtime.block_on(outage::run(&meridian, &options))?;
+            report::finish(&result, json)?
+        }
+        Scenario::Memory(args) => {
+            let options = args.options(cli.smoke);
+            let result = runtime.block_on(memory::run(&meridian, &options))?;
+            report::finish(&result, json)?
+        }
+        Scenario::Http(args) => {
+            let options = args.options(cli.smoke);
+            let result = runtime.block_on(http::run(&meridian, &options))?;
             report::finish(&result, json)?
         }
     };
@@ -119,7 +336,9 @@ mod tests {
     fn smoke_sets_defaults_that_explicit_options_override() {
         let cli =
             Cli::try_parse_from(["bench", "coalesce", "--smoke", "--requests", "70"]).unwrap();
-        let Scenario::Coalesce(args) = &cli.scenario;
+        let Scenario::Coalesce(args) = &cli.scenario else {
+            panic!("{cli:?}")
+        };
         let options = args.options(cli.smoke);
         assert_eq!(options.requests, 70);
         assert_eq!(options.origin_delay_ms, 100);
@@ -136,7 +355,9 @@ mod tests {
             "500",
         ])
         .unwrap();
-        let Scenario::Coalesce(args) = &cli.scenario;
+        let Scenario::Coalesce(args) = &cli.scenario else {
+            panic!("{cli:?}")
+        };
         let options = args.options(cli.smoke);
         assert_eq!(
             options,
@@ -147,6 +368,60 @@ mod tests {
             }
         );
         assert_eq!(cli.json, Some(PathBuf::from("out.json")));
+    }
+
+    #[test]
+    fn http_sizes_and_durations_parse() {
+        let cli = Cli::try_parse_from([
+            "bench",
+            "http",
+            "--compare",
+            "--sizes",
+            "1k,100k",
+            "--duration",
+            "2.5",
+            "--load",
+            "builtin",
+        ])
+        .unwrap();
+        let Scenario::Http(args) = &cli.scenario else {
+            panic!("{cli:?}")
+        };
+        let options = args.options(cli.smoke);
+        assert_eq!(options.sizes, [1024, 102_400]);
+        assert_eq!(options.duration_ms, 2500);
+        assert_eq!(options.connections, 32);
+        assert!(options.compare);
+        assert_eq!(options.load, LoadChoice::Builtin);
+
+        let cli = Cli::try_parse_from(["bench", "--smoke", "http"]).unwrap();
+        let Scenario::Http(args) = &cli.scenario else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(args.options(cli.smoke), HttpOptions::smoke());
+        assert!(Cli::try_parse_from(["bench", "http", "--sizes", "huge"]).is_err());
+    }
+
+    #[test]
+    fn dns_options_parse() {
+        let cli = Cli::try_parse_from([
+            "bench",
+            "dns",
+            "--compare",
+            "--countries",
+            "GB,US",
+            "--rounds",
+            "5",
+        ])
+        .unwrap();
+        let Scenario::Dns(args) = &cli.scenario else {
+            panic!("{cli:?}")
+        };
+        let options = args.options(cli.smoke);
+        assert_eq!(options.countries, ["GB", "US"]);
+        assert_eq!(options.rounds, 5);
+        assert!(options.compare);
+        assert_eq!(options.duration_ms, DnsOptions::full().duration_ms);
     }
 
     #[test]

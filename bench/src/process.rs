@@ -42,7 +42,9 @@ pub fn free_local_addr() -> Result<SocketAddr, BenchError> {
 /// The child's output lines, shared with the threads that read them.
 type Lines = Arc<Mutex<VecDeque<String>>>;
 
-/// A running `meridian`, killed (SIGKILL) and reaped on drop.
+/// A running `meridian` (or a peer server), killed (SIGKILL) with all its
+/// descendants and reaped on drop: a peer like nginx leaves its worker
+/// running when only its master is killed.
 pub struct MeridianProcess {
     child: Child,
     binary: PathBuf,
@@ -118,6 +120,16 @@ impl MeridianProcess {
         }
     }
 
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The output lines kept so far.
     pub fn output(&self) -> Vec<String> {
         self.output
@@ -140,6 +152,16 @@ impl MeridianProcess {
 
 impl Drop for MeridianProcess {
     fn drop(&mut self) {
+        // The descendants first: once the parent is gone they are orphans
+        // and harder to find.
+        for pid in crate::cpu::descendants(self.child.id()) {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The pipes are closed now, so the readers finish.

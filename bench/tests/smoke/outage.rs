@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The `outage` drill in smoke mode, against the debug `meridian`.
 //!
 //! It checks that the drill runs every phase against the real topology,
@@ -8,38 +7,16 @@
 //! the product's 2 s / 3 s targets are the report's verdicts, which the
 //! full drill checks.
 //!
-//! The binary is `<target>/debug/meridian`, found next to this test's
-//! `deps/` directory, as in `coalesce.rs` (which explains why): `cargo test
-//! --workspace` builds it; with `cargo test -p bench`, run `cargo build -p
-//! meridian` first.
 
 use bench::outage::{self, OutageOptions, Phase};
 use bench::report::{ScenarioReport, render_table};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// `<target>/debug/meridian`, found from this test executable's path
-/// (`<target>/debug/deps/outage-HASH`).
-fn debug_meridian() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let path = deps.parent().unwrap().join("meridian");
-    assert!(
-        path.is_file(),
-        "{} is missing: `cargo test --workspace` builds it; with `cargo test -p bench`, \
-         run `cargo build -p meridian` first",
-        path.display()
-    );
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drill_runs_every_phase_and_sees_steering_and_failover() {
-    let meridian = debug_meridian();
+    let meridian = super::debug_meridian();
     let options = OutageOptions::smoke();
-    let started = Instant::now();
     let report = outage::run(&meridian, &options).await.unwrap();
-    let took = started.elapsed();
     println!("{}", render_table(&report.title(), &report.rows()));
     for note in report.notes() {
         println!("{note}");
@@ -93,10 +70,6 @@ async fn the_drill_runs_every_phase_and_sees_steering_and_failover() {
     assert_eq!(
         origin.gb_dns_elsewhere, 0,
         "GeoDNS keeps GB on the live edge"
-    );
-    assert!(
-        took < Duration::from_secs(90),
-        "the smoke run took {took:?}"
     );
 }
 

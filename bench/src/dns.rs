@@ -1,0 +1,1112 @@
+//! Scenario `dns`: steered answers per server CPU-second, next to gdnsd.
+//!
+//! The product promises a GeoDNS at least as efficient as gdnsd, the
+//! server its users would otherwise run. This scenario measures that on the
+//! real binary:
+//!
+//! 1. the demo topology is moved to addresses of its own (127.0.216.0 –
+//!    127.0.219.255, so a running demo is left alone), and the bench
+//!    answers the edges' health checks itself, so every region is up;
+//! 2. `meridian geodns` runs pinned to one core with one UDP thread; with
+//!    `--compare`, gdnsd 3 (`plugin_geoip`, one UDP thread) runs next to it
+//!    on the same core, given the same database, the same zone and the same
+//!    steering: its per-country map is generated from Meridian's own
+//!    decision for each country, so both must give every client the same
+//!    answer (checked);
+//! 3. the load generator ([`crate::dnsload`]) sends `cdn.meridian.test. A`
+//!    with an EDNS Client Subnet option from each of several countries, on
+//!    the other core, in rounds that alternate between the servers;
+//! 4. the report gives answers/s, latency, and answers per server
+//!    CPU-second (the target: at least gdnsd's), and which address each
+//!    country got from each server.
+
+use crate::BenchError;
+use crate::cpu;
+use crate::dnsload::{self, DnsLoadResult, DnsLoadSpec, PreparedQuery};
+use crate::peers::{Skipped, WorkDir, find_program};
+use crate::pinning::Cores;
+use crate::process::MeridianProcess;
+use crate::progress::Progress;
+use crate::report::{Row, ScenarioReport};
+use geodns::{GeoDatabase, Steering};
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The steered name every query asks for.
+const STEERED_NAME: &str = "cdn.meridian.test.";
+
+/// Where Meridian's GeoDNS listens in this scenario.
+const MERIDIAN_LISTEN: &str = "127.0.216.1:5353";
+
+/// Where gdnsd listens.
+const GDNSD_LISTEN: &str = "127.0.216.2:5353";
+
+/// The share of queries a server may lose (UDP under full load drops a
+/// few when a receive buffer overflows; more means something is wrong).
+const MAX_LOST_FRACTION: f64 = 0.001;
+
+/// The target: Meridian's answers per CPU-second over gdnsd's.
+const TARGET_RATIO: f64 = 1.0;
+
+/// The scenario's knobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsOptions {
+    /// Countries whose clients are simulated (ISO codes).
+    pub countries: Vec<String>,
+    /// How long each server is loaded in each round, in ms.
+    pub duration_ms: u64,
+    /// How many rounds; the report gives each server's median.
+    pub rounds: usize,
+    /// Unmeasured load before the first round, in ms.
+    pub warmup_ms: u64,
+    /// Client sockets.
+    pub sockets: usize,
+    /// Queries in flight per socket.
+    pub outstanding: usize,
+    /// Whether gdnsd runs too.
+    pub compare: bool,
+    /// How long a server may take to answer correctly after starting, ms.
+    pub ready_timeout_ms: u64,
+    /// Whether these are the small CI settings.
+    pub smoke: bool,
+}
+
+impl DnsOptions {
+    /// Ten countries on six continents, three rounds of 5 s, 4 sockets with
+    /// 64 queries in flight each.
+    pub fn full() -> Self {
+        DnsOptions {
+            countries: ["GB", "US", "DE", "FR", "JP", "SG", "AU", "BR", "IN", "ZA"]
+                .map(str::to_owned)
+                .to_vec(),
+            duration_ms: 5_000,
+            rounds: 3,
+            warmup_ms: 1_000,
+            sockets: 4,
+            outstanding: 64,
+            compare: false,
+            ready_timeout_ms: 30_000,
+            smoke: false,
+        }
+    }
+
+    /// A quick run for CI: one round of one second.
+    pub fn smoke() -> Self {
+        DnsOptions {
+            duration_ms: 1_000,
+            rounds: 1,
+            warmup_ms: 200,
+            outstanding: 16,
+            ready_timeout_ms: 15_000,
+            smoke: true,
+            ..DnsOptions::full()
+        }
+    }
+}
+
+/// One simulated client location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Client {
+    /// Its country.
+    pub country: String,
+    /// The ECS subnet its queries carry.
+    pub subnet: String,
+    /// The edge address Meridian's steering gives it.
+    pub expected: IpAddr,
+    /// That edge's region.
+    pub region: String,
+}
+
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsServer {
+    /// `meridian geodns`.
+    Meridian,
+    /// gdnsd with `plugin_geoip`.
+    Gdnsd,
+}
+
+impl DnsServer {
+    fn name(self) -> &'static str {
+        match self {
+            DnsServer::Meridian => "meridian",
+            DnsServer::Gdnsd => "gdnsd",
+        }
+    }
+}
+
+/// One round of one server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsRound {
+    /// What the generator saw.
+    pub load: DnsLoadResult,
+    /// The server's CPU time, in seconds; `None` if `/proc` could not say.
+    pub cpu_seconds: Option<f64>,
+}
+
+impl DnsRound {
+    /// Good answers per second of server CPU.
+    pub fn answers_per_cpu_second(&self) -> Option<f64> {
+        let cpu = self.cpu_seconds.filter(|&s| s > 0.0)?;
+        Some(self.load.answered as f64 / cpu)
+    }
+}
+
+/// One server over all rounds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsMeasurement {
+    /// The server.
+    pub server: DnsServer,
+    /// Every round.
+    pub rounds: Vec<DnsRound>,
+    /// Median answers per second.
+    pub answers_per_second: f64,
+    /// Median answers per server CPU-second.
+    pub answers_per_cpu_second: Option<f64>,
+    /// Median latencies, in ms.
+    pub p50_ms: f64,
+    /// Median p99, in ms.
+    pub p99_ms: f64,
+    /// Median p99.9, in ms.
+    pub p999_ms: f64,
+    /// Replies that were not NOERROR with an answer, over all rounds.
+    pub bad: u64,
+    /// Queries never answered, over all rounds.
+    pub lost: u64,
+    /// Per country, the addresses seen in the decoded sample.
+    pub answers: BTreeMap<String, BTreeMap<IpAddr, u64>>,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
+    values
+        .get(values.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+impl DnsMeasurement {
+    /// Summarizes `rounds` of `server`.
+    pub fn from_rounds(server: DnsServer, rounds: Vec<DnsRound>) -> Self {
+        let of = |f: fn(&DnsLoadResult) -> f64| median(rounds.iter().map(|r| f(&r.load)).collect());
+        let per_cpu: Vec<f64> = rounds
+            .iter()
+            .filter_map(DnsRound::answers_per_cpu_second)
+            .collect();
+        let mut answers: BTreeMap<String, BTreeMap<IpAddr, u64>> = BTreeMap::new();
+        for round in &rounds {
+            for (country, seen) in &round.load.answers {
+                let total = answers.entry(country.clone()).or_default();
+                for (address, count) in seen {
+                    *total.entry(*address).or_default() += count;
+                }
+            }
+        }
+        DnsMeasurement {
+            server,
+            answers_per_second: of(|l| l.answers_per_second),
+            answers_per_cpu_second: (!per_cpu.is_empty()).then(|| median(per_cpu)),
+            p50_ms: of(|l| l.p50_ms),
+            p99_ms: of(|l| l.p99_ms),
+            p999_ms: of(|l| l.p999_ms),
+            bad: rounds.iter().map(|r| r.load.bad).sum(),
+            lost: rounds.iter().map(|r| r.load.lost).sum(),
+            answers,
+            rounds,
+        }
+    }
+
+    /// No bad replies, and at most [`MAX_LOST_FRACTION`] of queries lost.
+    pub fn clean(&self) -> bool {
+        let sent: u64 = self.rounds.iter().map(|r| r.load.sent).sum();
+        self.bad == 0 && self.lost as f64 <= sent as f64 * MAX_LOST_FRACTION
+    }
+
+    /// The one address `country` got, or a description of what it got.
+    fn answer_for(&self, country: &str) -> Result<IpAddr, String> {
+        let seen = self.answers.get(country);
+        match seen.map(|s| s.keys().collect::<Vec<_>>()).as_deref() {
+            Some([only]) => Ok(**only),
+            Some([]) | None => Err("no answer sampled".to_owned()),
+            Some(several) => Err(format!("several answers: {several:?}")),
+        }
+    }
+}
+
+/// The scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsReport {
+    /// Always `dns`.
+    pub scenario: &'static str,
+    /// The binary measured.
+    pub meridian: PathBuf,
+    /// The options it ran with.
+    pub options: DnsOptions,
+    /// Which cores ran what.
+    pub cores: String,
+    /// The simulated clients.
+    pub clients: Vec<Client>,
+    /// Each server's numbers.
+    pub measurements: Vec<DnsMeasurement>,
+    /// Meridian's answers per CPU-second over gdnsd's.
+    pub ratio: Option<f64>,
+    /// Peers that could not run.
+    pub skipped: Vec<Skipped>,
+    /// The targets missed.
+    pub failures: Vec<String>,
+    /// Whether every target was met.
+    pub passed: bool,
+}
+
+/// The demo topology on the scenario's own addresses: GeoDNS on
+/// [`MERIDIAN_LISTEN`], edges on 127.0.217.1, 127.0.218.1 and 127.0.219.1.
+pub fn topology() -> Result<config::Config, BenchError> {
+    config::Config::from_toml(&topology_text(), config::ConfigSource::Embedded).map_err(|e| {
+        BenchError::InvalidOption {
+            name: "the benchmark topology",
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// The clients of `countries`: each one's ECS subnet (from the first
+/// network the database places in that country) and the answer Meridian's
+/// steering gives it.
+pub fn clients(
+    countries: &[String],
+    db: &GeoDatabase,
+    topology: &config::Config,
+) -> Result<Vec<Client>, BenchError> {
+    let known = db.countries().map_err(|e| BenchError::InvalidOption {
+        name: "the geo database",
+        reason: e.to_string(),
+    })?;
+    let steering = Steering::from_config(topology);
+    countries
+        .iter()
+        .map(|code| {
+            let code = code.to_ascii_uppercase();
+            let sample = known.get(&code).ok_or_else(|| BenchError::InvalidOption {
+                name: "--countries",
+                reason: format!("the database places no IPv4 network in {code:?}"),
+            })?;
+            let (address, prefix) = sample.network;
+            let source_prefix = prefix.max(24);
+            let ip = IpAddr::V4(address);
+            let order = steering.order_for(ip, Some(&sample.location));
+            let region = order
+                .regions
+                .first()
+                .and_then(|&i| topology.regions.get(i))
+                .ok_or_else(|| BenchError::InvalidOption {
+                    name: "the benchmark topology",
+                    reason: "no regions".to_owned(),
+                })?;
+            let expected = region.edge_addresses.first().copied().ok_or_else(|| {
+                BenchError::InvalidOption {
+                    name: "the benchmark topology",
+                    reason: format!("region {} has no edge address", region.name),
+                }
+            })?;
+            Ok(Client {
+                country: code,
+                subnet: format!("{}/{source_prefix}", network_of(address, source_prefix)),
+                expected,
+                region: region.name.clone(),
+            })
+        })
+        .collect()
+}
+
+/// `address` with its host bits cleared.
+fn network_of(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
+    Ipv4Addr::from(u32::from(address) & mask)
+}
+
+/// A wire-format `A` query for the steered name with `subnet` as ECS.
+fn ecs_query(subnet: &str) -> Result<Vec<u8>, BenchError> {
+    let invalid = |reason: String| BenchError::InvalidOption {
+        name: "a query",
+        reason,
+    };
+    let mut message = Message::query();
+    let name = Name::from_ascii(STEERED_NAME).map_err(|e| invalid(e.to_string()))?;
+    message.add_query(Query::query(name, RecordType::A));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    let subnet: ClientSubnet = subnet
+        .parse()
+        .map_err(|e| invalid(format!("{subnet}: {e}")))?;
+    edns.options_mut().insert(EdnsOption::Subnet(subnet));
+    message.set_edns(edns);
+    message.to_vec().map_err(|e| invalid(e.to_string()))
+}
+
+/// The gdnsd configuration equivalent to `topology`'s steering for the
+/// countries in `db`: one map entry per country, under its continent,
+/// listing the regions in the order Meridian gives that country's clients.
+pub fn gdnsd_config(
+    topology: &config::Config,
+    db: &GeoDatabase,
+    db_path: &Path,
+    workdir: &Path,
+) -> Result<String, BenchError> {
+    let known = db.countries().map_err(|e| BenchError::InvalidOption {
+        name: "the geo database",
+        reason: e.to_string(),
+    })?;
+    let steering = Steering::from_config(topology);
+    let names = |order: &[usize]| {
+        order
+            .iter()
+            .filter_map(|&i| topology.regions.get(i))
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut by_continent: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (code, sample) in &known {
+        let Some(continent) = &sample.location.continent else {
+            continue;
+        };
+        let order = steering.order(Some(&sample.location));
+        by_continent
+            .entry(continent.clone())
+            .or_default()
+            .push(format!("{code} => [{}]", names(&order.regions)));
+    }
+    let default_order = names(&steering.order(None).regions);
+    let mut map = String::new();
+    for (continent, countries) in &by_continent {
+        map.push_str(&format!(
+            "          {continent} => {{\n            {}\n          }}\n",
+            countries.join("\n            ")
+        ));
+    }
+    let datacenters = names(&(0..topology.regions.len()).collect::<Vec<_>>());
+    let dcmap = topology
+        .regions
+        .iter()
+        .filter_map(|r| Some(format!("{} => {}", r.name, r.edge_addresses.first()?)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "# Written by Meridian's bench: the demo steering, exported per country.\n\
+         options => {{\n\
+         \x20 listen => [ {GDNSD_LISTEN} ]\n\
+         \x20 udp_threads => 1\n\
+         \x20 tcp_threads => 1\n\
+         \x20 run_dir => {run}\n\
+         \x20 state_dir => {state}\n\
+         }}\n\
+         plugins => {{\n\
+         \x20 geoip => {{\n\
+         \x20   maps => {{\n\
+         \x20     meridian => {{\n\
+         \x20       geoip2_db => {db}\n\
+         \x20       datacenters => [{datacenters}]\n\
+         \x20       map => {{\n\
+         \x20         default => [{default_order}]\n\
+         {map}\
+         \x20       }}\n\
+         \x20     }}\n\
+         \x20   }}\n\
+         \x20   resources => {{\n\
+         \x20     cdn => {{\n\
+         \x20       map => meridian\n\
+         \x20       service_types => up\n\
+         \x20       dcmap => {{ {dcmap} }}\n\
+         \x20     }}\n\
+         \x20   }}\n\
+         \x20 }}\n\
+         }}\n",
+        run = workdir.join("run").display(),
+        state = workdir.join("state").display(),
+        db = db_path.display(),
+    ))
+}
+
+/// The zone file gdnsd serves: the demo zone's apex and the steered name.
+fn gdnsd_zone(topology: &config::Config) -> String {
+    let zone = &topology.zone;
+    format!(
+        "@ {ttl} SOA ns1 hostmaster {serial} 3600 600 86400 {negative}\n\
+         @ {ttl} NS ns1\n\
+         ns1 {ttl} A 127.0.216.2\n\
+         cdn {steered} DYNA geoip!cdn\n",
+        ttl = zone.ttl_seconds,
+        serial = zone.serial,
+        negative = zone.negative_ttl_seconds,
+        steered = zone.steered_ttl_seconds,
+    )
+}
+
+/// Answers every HTTP request with 200: the edges' health checks, so that
+/// GeoDNS sees every region up.
+async fn serve_health(
+    topology: &config::Config,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, BenchError> {
+    let mut tasks = Vec::new();
+    for region in &topology.regions {
+        for addr in region.edge_http_addrs(&topology.edge) {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| BenchError::Io {
+                    action: "answer the edges' health checks",
+                    source,
+                })?;
+            let app = axum::Router::new().fallback(|| async { "ok\n" });
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }));
+        }
+    }
+    Ok(tasks)
+}
+
+/// Waits until `server` gives every client its expected answer (GeoDNS
+/// first has to see the regions up).
+async fn wait_steering(
+    process: &mut MeridianProcess,
+    server: SocketAddr,
+    clients: &[Client],
+    timeout: Duration,
+    accept: impl Fn(&Client, IpAddr) -> bool,
+) -> Result<(), BenchError> {
+    let started = Instant::now();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .map_err(|source| BenchError::Io {
+            action: "bind a UDP socket",
+            source,
+        })?;
+    let mut last = String::from("no reply");
+    loop {
+        let mut all = true;
+        for client in clients {
+            match ask(&socket, server, &client.subnet).await {
+                Ok(address) if accept(client, address) => {}
+                Ok(address) => {
+                    all = false;
+                    last = format!("{} got {address}", client.country);
+                }
+                Err(e) => {
+                    all = false;
+                    last = e;
+                }
+            }
+        }
+        if all {
+            return Ok(());
+        }
+        if process.exited() {
+            process.replay_output();
+            return Err(BenchError::InvalidOption {
+                name: "server",
+                reason: format!("it exited before answering ({last})"),
+            });
+        }
+        if started.elapsed() > timeout {
+            process.replay_output();
+            return Err(BenchError::InvalidOption {
+                name: "server",
+                reason: format!("{server} did not answer as expected within {timeout:?}: {last}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One query; the first address of the reply.
+async fn ask(
+    socket: &tokio::net::UdpSocket,
+    server: SocketAddr,
+    subnet: &str,
+) -> Result<IpAddr, String> {
+    let query = ecs_query(subnet).map_err(|e| e.to_string())?;
+    socket
+        .send_to(&query, server)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buffer = [0u8; 2048];
+    let received = tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buffer)).await;
+    let len = match received {
+        Ok(Ok(len)) => len,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(format!("no reply from {server}")),
+    };
+    let reply = Message::from_vec(&buffer[..len]).map_err(|e| e.to_string())?;
+    reply
+        .answers
+        .iter()
+        .find_map(|r| match &r.data {
+            hickory_proto::rr::RData::A(a) => Some(IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            format!(
+                "no A record in the reply ({})",
+                reply.metadata.response_code
+            )
+        })
+}
+
+/// A DNS server under test.
+struct UnderTest {
+    server: DnsServer,
+    listen: SocketAddr,
+    process: MeridianProcess,
+    _workdir: WorkDir,
+}
+
+/// Runs the scenario against the `meridian` binary at `meridian`.
+pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, BenchError> {
+    if options.countries.is_empty() || options.rounds == 0 || options.duration_ms == 0 {
+        return Err(BenchError::InvalidOption {
+            name: "--countries/--rounds/--duration",
+            reason: "need at least one country, one round and a duration".to_owned(),
+        });
+    }
+    let cores = Cores::choose();
+    let topology = topology()?;
+    let db = GeoDatabase::embedded().map_err(|e| BenchError::InvalidOption {
+        name: "the geo database",
+        reason: e.to_string(),
+    })?;
+    let clients = clients(&options.countries, &db, &topology)?;
+    let queries = clients
+        .iter()
+        .map(|c| {
+            Ok(PreparedQuery {
+                label: c.country.clone(),
+                packet: ecs_query(&c.subnet)?,
+            })
+        })
+        .collect::<Result<Vec<_>, BenchError>>()?;
+    let health = serve_health(&topology).await?;
+
+    let mut skipped = Vec::new();
+    let gdnsd = if options.compare {
+        match find_program("gdnsd") {
+            Some(path) => Some(path),
+            None => {
+                skipped.push(Skipped::not_installed("gdnsd", "gdnsd", "gdnsd"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut running = Vec::new();
+    let meridian_listen: SocketAddr =
+        MERIDIAN_LISTEN
+            .parse()
+            .map_err(|_| BenchError::InvalidOption {
+                name: "listen address",
+                reason: MERIDIAN_LISTEN.to_owned(),
+            })?;
+    let workdir = WorkDir::create("dns-meridian")?;
+    let config_path = workdir.path().join("meridian.toml");
+    std::fs::write(&config_path, topology_text()).map_err(|source| BenchError::Io {
+        action: "write the benchmark topology",
+        source,
+    })?;
+    let (program, args) = cores.server_command(
+        meridian,
+        &[
+            "geodns".to_owned(),
+            "--config".to_owned(),
+            config_path.display().to_string(),
+        ],
+    );
+    let mut process = MeridianProcess::spawn(Path::new(&program), &args)?;
+    let timeout = Duration::from_millis(options.ready_timeout_ms);
+    wait_steering(&mut process, meridian_listen, &clients, timeout, |c, a| {
+        a == c.expected
+    })
+    .await?;
+    running.push(UnderTest {
+        server: DnsServer::Meridian,
+        listen: meridian_listen,
+        process,
+        _workdir: workdir,
+    });
+
+    if let Some(gdnsd) = gdnsd {
+        let workdir = WorkDir::create("dns-gdnsd")?;
+        let db_path = workdir.path().join("GeoIP2-Country-iptoasn.mmdb");
+        let zones = workdir.path().join("zones");
+        let written = std::fs::write(&db_path, geodns::geo::EMBEDDED_DATABASE)
+            .and_then(|()| std::fs::create_dir_all(&zones))
+            .and_then(|()| std::fs::write(zones.join("meridian.test"), gdnsd_zone(&topology)));
+        written.map_err(|source| BenchError::Io {
+            action: "write gdnsd's files",
+            source,
+        })?;
+        let conf = gdnsd_config(&topology, &db, &db_path, workdir.path())?;
+        std::fs::write(workdir.path().join("config"), conf).map_err(|source| BenchError::Io {
+            action: "write gdnsd's config",
+            source,
+        })?;
+        let (program, args) = cores.server_command(
+            &gdnsd,
+            &[
+                "-c".to_owned(),
+                workdir.path().display().to_string(),
+                "start".to_owned(),
+            ],
+        );
+        let listen: SocketAddr = GDNSD_LISTEN
+            .parse()
+            .map_err(|_| BenchError::InvalidOption {
+                name: "listen address",
+                reason: GDNSD_LISTEN.to_owned(),
+            })?;
+        let mut process = MeridianProcess::spawn(Path::new(&program), &args)?;
+        // Any answer will do here: whether gdnsd agrees is measured.
+        wait_steering(&mut process, listen, &clients, timeout, |_, _| true).await?;
+        running.push(UnderTest {
+            server: DnsServer::Gdnsd,
+            listen,
+            process,
+            _workdir: workdir,
+        });
+    }
+
+    let per_run = Duration::from_millis(options.duration_ms);
+    let warmup = Duration::from_millis(options.warmup_ms);
+    let planned = (warmup + per_run * options.rounds as u32) * running.len() as u32;
+    let mut progress = Progress::new(planned);
+    for skip in &skipped {
+        progress.println(format!("{}: {}", skip.peer, skip.reason));
+    }
+    let spec_for = |server: SocketAddr, duration: Duration| DnsLoadSpec {
+        server,
+        queries: queries.clone(),
+        sockets: options.sockets,
+        outstanding: options.outstanding,
+        duration,
+        timeout: Duration::from_secs(1),
+    };
+    for target in &running {
+        let spec = spec_for(target.listen, warmup);
+        let label = format!("warming {}", target.server.name());
+        progress.step(label, warmup, load(spec, cores)).await?;
+    }
+    let mut rounds: Vec<Vec<DnsRound>> = vec![Vec::new(); running.len()];
+    for round in 0..options.rounds {
+        for turn in 0..running.len() {
+            let index = (turn + round) % running.len();
+            let target = &running[index];
+            let label = format!(
+                "round {}/{}: {}",
+                round + 1,
+                options.rounds,
+                target.server.name()
+            );
+            let before = cpu::process_tree_time(target.process.pid());
+            let result = progress
+                .step(
+                    label.clone(),
+                    per_run,
+                    load(spec_for(target.listen, per_run), cores),
+                )
+                .await?;
+            let after = cpu::process_tree_time(target.process.pid());
+            let measured = DnsRound {
+                load: result,
+                cpu_seconds: before
+                    .zip(after)
+                    .map(|(b, a)| a.since(&b).total().as_secs_f64()),
+            };
+            progress.println(format!("{label}: {}", describe_round(&measured)));
+            rounds[index].push(measured);
+        }
+    }
+    let measurements: Vec<DnsMeasurement> = running
+        .iter()
+        .zip(rounds)
+        .map(|(target, rounds)| DnsMeasurement::from_rounds(target.server, rounds))
+        .collect();
+    drop(running);
+    drop(progress);
+    for task in health {
+        task.abort();
+    }
+    Ok(summarize(
+        meridian,
+        options,
+        cores.describe(),
+        clients,
+        measurements,
+        skipped,
+    ))
+}
+
+/// The topology's TOML (what `meridian geodns --config` reads).
+fn topology_text() -> String {
+    config::DEMO_TOML
+        .replace("127.0.0.1:5353", MERIDIAN_LISTEN)
+        .replace("127.0.0.1:9153", "127.0.216.1:9153")
+        .replace("127.0.0.1:9000", "127.0.216.1:9000")
+        .replace("127.0.1.", "127.0.217.")
+        .replace("127.0.2.", "127.0.218.")
+        .replace("127.0.3.", "127.0.219.")
+}
+
+/// Runs the load generator on a blocking thread.
+async fn load(spec: DnsLoadSpec, cores: Cores) -> Result<DnsLoadResult, BenchError> {
+    tokio::task::spawn_blocking(move || dnsload::run(&spec, &cores))
+        .await
+        .map_err(|e| BenchError::InvalidOption {
+            name: "load generator",
+            reason: e.to_string(),
+        })?
+        .map_err(|e| BenchError::InvalidOption {
+            name: "load generator",
+            reason: e.to_string(),
+        })
+}
+
+fn describe_numbers(
+    answers_per_second: f64,
+    per_cpu: Option<f64>,
+    latency: (f64, f64, f64),
+    bad: u64,
+    lost: u64,
+) -> String {
+    let mut text = format!(
+        "{:.0} answers/s, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+        answers_per_second, latency.0, latency.1, latency.2
+    );
+    if let Some(per_cpu) = per_cpu {
+        text.push_str(&format!(", {per_cpu:.0} answers per CPU-second"));
+    }
+    if bad > 0 || lost > 0 {
+        text.push_str(&format!(", {bad} bad, {lost} lost"));
+    }
+    text
+}
+
+fn describe_round(r: &DnsRound) -> String {
+    describe_numbers(
+        r.load.answers_per_second,
+        r.answers_per_cpu_second(),
+        (r.load.p50_ms, r.load.p99_ms, r.load.p999_ms),
+        r.load.bad,
+        r.load.lost,
+    )
+}
+
+fn describe(m: &DnsMeasurement) -> String {
+    describe_numbers(
+        m.answers_per_second,
+        m.answers_per_cpu_second,
+        (m.p50_ms, m.p99_ms, m.p999_ms),
+        m.bad,
+        m.lost,
+    )
+}
+
+/// Turns what was measured into the report, with its verdicts.
+pub fn summarize(
+    meridian: &Path,
+    options: &DnsOptions,
+    cores: String,
+    clients: Vec<Client>,
+    measurements: Vec<DnsMeasurement>,
+    skipped: Vec<Skipped>,
+) -> DnsReport {
+    let mut failures = Vec::new();
+    let ours = measurements
+        .iter()
+        .find(|m| m.server == DnsServer::Meridian);
+    let theirs = measurements.iter().find(|m| m.server == DnsServer::Gdnsd);
+    if let Some(ours) = ours {
+        if !ours.clean() {
+            failures.push(format!(
+                "meridian: {} bad replies and {} lost queries (target: no bad replies, \
+                 at most {MAX_LOST_FRACTION} of queries lost)",
+                ours.bad, ours.lost
+            ));
+        }
+        for client in &clients {
+            match ours.answer_for(&client.country) {
+                Ok(address) if address == client.expected => {}
+                Ok(address) => failures.push(format!(
+                    "meridian sent {} clients to {address}, not {} ({})",
+                    client.country, client.expected, client.region
+                )),
+                Err(e) => failures.push(format!("meridian, {}: {e}", client.country)),
+            }
+        }
+    }
+    if let Some(theirs) = theirs {
+        for client in &clients {
+            match theirs.answer_for(&client.country) {
+                Ok(address) if address == client.expected => {}
+                Ok(address) => failures.push(format!(
+                    "gdnsd sent {} clients to {address}, Meridian to {}: the servers are not \
+                     configured alike, so the comparison is unfair",
+                    client.country, client.expected
+                )),
+                Err(e) => failures.push(format!("gdnsd, {}: {e}", client.country)),
+            }
+        }
+    }
+    let ratio = ours
+        .and_then(|o| o.answers_per_cpu_second)
+        .zip(theirs.and_then(|t| t.answers_per_cpu_second))
+        .map(|(o, t)| o / t);
+    if let Some(ratio) = ratio
+        && ratio < TARGET_RATIO
+    {
+        failures.push(format!(
+            "meridian answered {ratio:.2}× gdnsd's queries per CPU-second (target ≥ {TARGET_RATIO:.1}×)"
+        ));
+    }
+    DnsReport {
+        scenario: "dns",
+        meridian: meridian.to_path_buf(),
+        options: options.clone(),
+        cores,
+        clients,
+        measurements,
+        ratio,
+        skipped,
+        passed: failures.is_empty(),
+        failures,
+    }
+}
+
+impl ScenarioReport for DnsReport {
+    fn title(&self) -> String {
+        format!(
+            "dns: steered A queries with ECS from {} countries, {} sockets × {} in flight, \
+             median of {} rounds of {:.1} s; {}",
+            self.clients.len(),
+            self.options.sockets,
+            self.options.outstanding,
+            self.options.rounds,
+            self.options.duration_ms as f64 / 1000.0,
+            self.cores
+        )
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let mut rows = Vec::new();
+        for m in &self.measurements {
+            let value = describe(m);
+            if m.server == DnsServer::Meridian {
+                rows.push(Row::checked(
+                    m.server.name(),
+                    value,
+                    "no bad replies, ≤ 0.1 % lost",
+                    m.clean(),
+                ));
+            } else {
+                rows.push(Row::info(m.server.name(), value));
+            }
+        }
+        if let Some(ratio) = self.ratio {
+            rows.push(Row::checked(
+                "answers per CPU-second, meridian / gdnsd",
+                format!("{ratio:.2}×"),
+                format!("≥ {TARGET_RATIO:.1}×"),
+                ratio >= TARGET_RATIO,
+            ));
+        }
+        for client in &self.clients {
+            let got: Vec<String> = self
+                .measurements
+                .iter()
+                .map(|m| match m.answer_for(&client.country) {
+                    Ok(address) => format!("{} {address}", m.server.name()),
+                    Err(e) => format!("{} ({e})", m.server.name()),
+                })
+                .collect();
+            let right = self
+                .measurements
+                .iter()
+                .all(|m| m.answer_for(&client.country) == Ok(client.expected));
+            rows.push(Row::checked(
+                format!("{} via {}", client.country, client.subnet),
+                got.join(", "),
+                format!("{} ({})", client.expected, client.region),
+                right,
+            ));
+        }
+        rows
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failures.clone()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.peer, s.reason))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> GeoDatabase {
+        GeoDatabase::embedded().unwrap()
+    }
+
+    #[test]
+    fn the_topology_is_the_demo_on_its_own_addresses() {
+        let topology = topology().unwrap();
+        assert_eq!(
+            topology.geodns.listen,
+            MERIDIAN_LISTEN.parse::<SocketAddr>().unwrap()
+        );
+        let edges: Vec<String> = topology
+            .regions
+            .iter()
+            .map(|r| r.edge_addresses[0].to_string())
+            .collect();
+        assert_eq!(edges, ["127.0.217.1", "127.0.218.1", "127.0.219.1"]);
+        assert_eq!(topology_text().matches("127.0.216.1").count(), 3);
+    }
+
+    #[test]
+    fn clients_get_the_region_meridian_steers_them_to() {
+        let topology = topology().unwrap();
+        let countries = ["GB", "US", "SG"].map(str::to_owned);
+        let clients = clients(&countries, &db(), &topology).unwrap();
+        let regions: Vec<&str> = clients.iter().map(|c| c.region.as_str()).collect();
+        assert_eq!(regions, ["eu-west", "us-east", "ap-southeast"]);
+        assert_eq!(clients[0].expected.to_string(), "127.0.218.1");
+        assert!(clients[0].subnet.ends_with("/24") || clients[0].subnet.contains('/'));
+        let unknown = super::clients(&["QQ".to_owned()], &db(), &topology);
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn queries_carry_the_subnet() {
+        let packet = ecs_query("81.2.69.0/24").unwrap();
+        let message = Message::from_vec(&packet).unwrap();
+        assert_eq!(message.queries[0].name().to_ascii(), STEERED_NAME);
+        let edns = message.edns.unwrap();
+        assert!(matches!(
+            edns.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet),
+            Some(EdnsOption::Subnet(_))
+        ));
+        assert_eq!(
+            network_of(Ipv4Addr::new(81, 2, 69, 142), 24),
+            Ipv4Addr::new(81, 2, 69, 0)
+        );
+        assert_eq!(
+            network_of(Ipv4Addr::new(81, 2, 69, 142), 0),
+            Ipv4Addr::UNSPECIFIED
+        );
+    }
+
+    #[test]
+    fn gdnsd_gets_meridians_order_for_every_country() {
+        let topology = topology().unwrap();
+        let conf = gdnsd_config(
+            &topology,
+            &db(),
+            Path::new("/tmp/db.mmdb"),
+            Path::new("/tmp/w"),
+        )
+        .unwrap();
+        assert!(
+            conf.contains("GB => [eu-west, us-east, ap-southeast]"),
+            "{conf}"
+        );
+        assert!(conf.contains("US => [us-east, eu-west, ap-southeast]"));
+        assert!(conf.contains("SG => [ap-southeast,"));
+        assert!(conf.contains("default => [us-east, eu-west, ap-southeast]"));
+        assert!(conf.contains("dcmap => { us-east => 127.0.217.1, eu-west => 127.0.218.1"));
+        assert!(conf.contains("udp_threads => 1"));
+        assert!(conf.contains("geoip2_db => /tmp/db.mmdb"));
+        assert_eq!(conf.matches('{').count(), conf.matches('}').count());
+        let zone = gdnsd_zone(&topology);
+        assert!(zone.contains("cdn 30 DYNA geoip!cdn"), "{zone}");
+    }
+
+    fn measured(server: DnsServer, per_cpu: f64, gb: &str) -> DnsMeasurement {
+        let load = DnsLoadResult {
+            answered: 1000,
+            sent: 1000,
+            answers_per_second: 1000.0,
+            answers: [(
+                "GB".to_owned(),
+                [(gb.parse().unwrap(), 10)].into_iter().collect(),
+            )]
+            .into_iter()
+            .collect(),
+            ..DnsLoadResult::default()
+        };
+        DnsMeasurement::from_rounds(
+            server,
+            vec![DnsRound {
+                load,
+                cpu_seconds: Some(1000.0 / per_cpu),
+            }],
+        )
+    }
+
+    fn gb() -> Vec<Client> {
+        vec![Client {
+            country: "GB".into(),
+            subnet: "81.2.69.0/24".into(),
+            expected: "127.0.218.1".parse().unwrap(),
+            region: "eu-west".into(),
+        }]
+    }
+
+    #[test]
+    fn the_ratio_is_per_cpu_second_and_answers_must_agree() {
+        let report = summarize(
+            Path::new("meridian"),
+            &DnsOptions::full(),
+            "pinned".into(),
+            gb(),
+            vec![
+                measured(DnsServer::Meridian, 150_000.0, "127.0.218.1"),
+                measured(DnsServer::Gdnsd, 100_000.0, "127.0.218.1"),
+            ],
+            Vec::new(),
+        );
+        assert!((report.ratio.unwrap() - 1.5).abs() < 1e-9);
+        assert!(report.passed, "{:?}", report.failures);
+
+        let report = summarize(
+            Path::new("meridian"),
+            &DnsOptions::full(),
+            "pinned".into(),
+            gb(),
+            vec![
+                measured(DnsServer::Meridian, 90_000.0, "127.0.217.1"),
+                measured(DnsServer::Gdnsd, 100_000.0, "127.0.218.1"),
+            ],
+            Vec::new(),
+        );
+        assert!(!report.passed);
+        assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
+        let rows = report.rows();
+        assert!(rows.iter().any(
+            |r| r.metric == "GB via 81.2.69.0/24" && r.verdict == crate::report::Verdict::Fail
+        ));
+    }
+}

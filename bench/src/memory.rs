@@ -1,0 +1,399 @@
+//! Scenario `memory`: does the cache stay within its byte budget?
+//!
+//! The product promises that an edge's cache uses about the memory it is
+//! given: resident memory within 10 % of `cache_max_bytes`, whatever the
+//! objects. Counting only body bytes would be easy to meet and wrong (every
+//! object also costs its headers, its metadata and the allocator's
+//! rounding), so this scenario measures what the kernel says:
+//!
+//! 1. `meridian edge --listen … --origin … --cache-max-bytes B` runs in
+//!    front of a [`CountingOrigin`];
+//! 2. its resident memory (`VmRSS`) is read once it has served a request
+//!    (the idle process: code, runtime, buffers);
+//! 3. distinct cacheable objects totalling twice the budget are fetched
+//!    through it, so it must evict;
+//! 4. its resident memory is read again. The cache's share is the growth
+//!    over the idle process, and that over the budget is the checked
+//!    ratio; the whole process over the budget is shown too.
+//!
+//! Run once per object size: many small objects stress per-object
+//! overhead, large ones the bodies.
+
+use crate::BenchError;
+use crate::counting_origin::{CountingOrigin, OriginSpec, sized_path};
+use crate::http::size_label;
+use crate::process::{self, MeridianProcess};
+use crate::progress::Progress;
+use crate::report::{Row, ScenarioReport};
+use futures::StreamExt;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The target: cache memory over its budget.
+const TARGET_RATIO: f64 = 1.1;
+
+/// Requests in flight while filling.
+const CONCURRENCY: usize = 16;
+
+/// The scenario's knobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemoryOptions {
+    /// The cache budget, in bytes.
+    pub budget_bytes: u64,
+    /// Object sizes; one run each.
+    pub sizes: Vec<usize>,
+    /// How many times the budget is fetched.
+    pub fill_factor: u64,
+    /// How long the edge may take to start, in ms.
+    pub ready_timeout_ms: u64,
+    /// Whether these are the small CI settings.
+    pub smoke: bool,
+}
+
+impl MemoryOptions {
+    /// A 64 MiB budget, filled twice over with 1 KiB and with 100 KiB
+    /// objects.
+    pub fn full() -> Self {
+        MemoryOptions {
+            budget_bytes: 64 * 1024 * 1024,
+            sizes: vec![1024, 100 * 1024],
+            fill_factor: 2,
+            ready_timeout_ms: 30_000,
+            smoke: false,
+        }
+    }
+
+    /// A quick run for CI: a 4 MiB budget.
+    pub fn smoke() -> Self {
+        MemoryOptions {
+            budget_bytes: 4 * 1024 * 1024,
+            ready_timeout_ms: 10_000,
+            smoke: true,
+            ..MemoryOptions::full()
+        }
+    }
+}
+
+/// One run, at one object size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryRun {
+    /// The object size.
+    pub size: usize,
+    /// Objects fetched.
+    pub objects: u64,
+    /// Fetches that did not get a 200 with the whole body.
+    pub failed: u64,
+    /// Resident memory before filling, in bytes.
+    pub idle_rss: u64,
+    /// Resident memory after filling, in bytes.
+    pub full_rss: u64,
+    /// Objects fetched again at the end, evenly spread over all of them.
+    pub sampled: u64,
+    /// Of those, how many were still cached (did not reach the origin).
+    /// The cache holds at most a budget's worth, 1/fill of what was
+    /// fetched: more hits than that mean it holds more than its budget.
+    pub sampled_hits: u64,
+}
+
+impl MemoryRun {
+    /// The most sampled objects that may still be cached: the budget's
+    /// share of everything fetched, with 10 % slack for the sample.
+    pub fn allowed_hits(&self, fill_factor: u64) -> u64 {
+        (self.sampled * 11).div_ceil(10 * fill_factor.max(1))
+    }
+}
+
+impl MemoryRun {
+    /// The cache's memory (growth over idle) over the budget.
+    pub fn cache_ratio(&self, budget: u64) -> f64 {
+        self.full_rss.saturating_sub(self.idle_rss) as f64 / budget as f64
+    }
+
+    /// The whole process over the budget.
+    pub fn process_ratio(&self, budget: u64) -> f64 {
+        self.full_rss as f64 / budget as f64
+    }
+}
+
+/// The scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryReport {
+    /// Always `memory`.
+    pub scenario: &'static str,
+    /// The binary measured.
+    pub meridian: PathBuf,
+    /// The options it ran with.
+    pub options: MemoryOptions,
+    /// One run per size.
+    pub runs: Vec<MemoryRun>,
+    /// The targets missed.
+    pub failures: Vec<String>,
+    /// Whether every target was met.
+    pub passed: bool,
+}
+
+/// Resident memory of process `pid`, from `/proc/PID/status`.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_rss(&status)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut fields = line.split_whitespace().skip(1);
+    let value: u64 = fields.next()?.parse().ok()?;
+    match fields.next() {
+        Some("kB") => Some(value * 1024),
+        _ => None,
+    }
+}
+
+/// Runs the scenario against the `meridian` binary at `meridian`.
+pub async fn run(meridian: &Path, options: &MemoryOptions) -> Result<MemoryReport, BenchError> {
+    if options.sizes.is_empty() || options.budget_bytes == 0 || options.fill_factor == 0 {
+        return Err(BenchError::InvalidOption {
+            name: "--sizes/--budget",
+            reason: "need a size and a budget".to_owned(),
+        });
+    }
+    let total: u64 = options
+        .sizes
+        .iter()
+        .map(|&s| options.budget_bytes * options.fill_factor / s as u64)
+        .sum();
+    let mut progress = Progress::new(Duration::from_millis(total.max(1)));
+    let mut runs = Vec::new();
+    for &size in &options.sizes {
+        let objects = (options.budget_bytes * options.fill_factor).div_ceil(size as u64);
+        let label = format!("filling with {objects} objects of {}", size_label(size));
+        let planned = Duration::from_millis(objects);
+        let run = progress
+            .step(label, planned, one_size(meridian, options, size, objects))
+            .await?;
+        progress.println(format!(
+            "{}: cache {:.2}× its budget",
+            size_label(size),
+            run.cache_ratio(options.budget_bytes)
+        ));
+        runs.push(run);
+    }
+    drop(progress);
+    Ok(summarize(meridian, options, runs))
+}
+
+async fn one_size(
+    meridian: &Path,
+    options: &MemoryOptions,
+    size: usize,
+    objects: u64,
+) -> Result<MemoryRun, BenchError> {
+    let origin = CountingOrigin::start(&OriginSpec {
+        body_bytes: 1,
+        delay: Duration::ZERO,
+        cache_control: "public, max-age=3600".to_owned(),
+    })
+    .await?;
+    let listen = process::free_local_addr()?;
+    let args = [
+        "edge".to_owned(),
+        "--listen".to_owned(),
+        listen.to_string(),
+        "--origin".to_owned(),
+        origin.url(),
+        "--cache-max-bytes".to_owned(),
+        options.budget_bytes.to_string(),
+    ];
+    let mut edge = MeridianProcess::spawn(meridian, &args)?;
+    let path = sized_path(size);
+    edge.wait_healthy(
+        listen,
+        &format!("{path}?warm"),
+        Duration::from_millis(options.ready_timeout_ms),
+    )
+    .await?;
+    let idle_rss = resident_bytes(edge.pid()).unwrap_or(0);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let base = format!("http://{listen}{path}");
+    let fetch = |i: u64| {
+        let client = client.clone();
+        let url = format!("{base}?object={i}");
+        async move {
+            match client.get(&url).send().await {
+                Ok(r) if r.status() == 200 => r.bytes().await.is_ok_and(|b| b.len() == size),
+                _ => false,
+            }
+        }
+    };
+    let failed = futures::stream::iter(0..objects)
+        .map(fetch)
+        .buffer_unordered(CONCURRENCY)
+        .filter(|ok| std::future::ready(!ok))
+        .count()
+        .await as u64;
+    let full_rss = resident_bytes(edge.pid()).unwrap_or(0);
+    // Which objects the cache kept is its eviction policy's business
+    // (quick_cache's CLOCK-Pro keeps objects that came early unless newer
+    // ones are asked for twice); how many it kept is the budget's.
+    let sampled = objects.min(200);
+    let before = origin.requests(&path);
+    for n in 0..sampled {
+        fetch(n * objects / sampled).await;
+    }
+    let sampled_hits = sampled - (origin.requests(&path) - before).min(sampled);
+    if failed > 0 {
+        edge.replay_output();
+    }
+    Ok(MemoryRun {
+        size,
+        objects,
+        failed,
+        idle_rss,
+        full_rss,
+        sampled,
+        sampled_hits,
+    })
+}
+
+/// Turns what was measured into the report, with its verdicts.
+pub fn summarize(meridian: &Path, options: &MemoryOptions, runs: Vec<MemoryRun>) -> MemoryReport {
+    let budget = options.budget_bytes;
+    let mut failures = Vec::new();
+    for run in &runs {
+        let label = size_label(run.size);
+        if run.failed > 0 {
+            failures.push(format!(
+                "{label}: {} of {} fetches failed",
+                run.failed, run.objects
+            ));
+        }
+        if run.full_rss == 0 {
+            failures.push(format!("{label}: resident memory could not be read"));
+        } else if run.cache_ratio(budget) > TARGET_RATIO {
+            failures.push(format!(
+                "{label}: the cache took {:.2}× its budget (target ≤ {TARGET_RATIO:.1}×)",
+                run.cache_ratio(budget)
+            ));
+        }
+        if run.sampled_hits > run.allowed_hits(options.fill_factor) {
+            failures.push(format!(
+                "{label}: {} of {} sampled objects were still cached, more than its budget \
+                 allows ({})",
+                run.sampled_hits,
+                run.sampled,
+                run.allowed_hits(options.fill_factor)
+            ));
+        }
+    }
+    MemoryReport {
+        scenario: "memory",
+        meridian: meridian.to_path_buf(),
+        options: options.clone(),
+        runs,
+        passed: failures.is_empty(),
+        failures,
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+impl ScenarioReport for MemoryReport {
+    fn title(&self) -> String {
+        format!(
+            "memory: a {} cache filled {}× over with distinct objects",
+            mib(self.options.budget_bytes),
+            self.options.fill_factor
+        )
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let budget = self.options.budget_bytes;
+        let mut rows = Vec::new();
+        for run in &self.runs {
+            let label = size_label(run.size);
+            rows.push(Row::info(
+                format!("{label}: objects fetched"),
+                format!("{} ({} failed)", run.objects, run.failed),
+            ));
+            rows.push(Row::info(
+                format!("{label}: resident memory idle / full"),
+                format!("{} / {}", mib(run.idle_rss), mib(run.full_rss)),
+            ));
+            rows.push(Row::checked(
+                format!("{label}: cache memory / budget"),
+                format!(
+                    "{:.2}× ({} over idle)",
+                    run.cache_ratio(budget),
+                    mib(run.full_rss.saturating_sub(run.idle_rss))
+                ),
+                format!("≤ {TARGET_RATIO:.1}×"),
+                run.full_rss > 0 && run.cache_ratio(budget) <= TARGET_RATIO,
+            ));
+            rows.push(Row::info(
+                format!("{label}: whole process / budget"),
+                format!("{:.2}×", run.process_ratio(budget)),
+            ));
+            let allowed = run.allowed_hits(self.options.fill_factor);
+            rows.push(Row::checked(
+                format!("{label}: sampled objects still cached"),
+                format!("{} of {}", run.sampled_hits, run.sampled),
+                format!("≤ {allowed}"),
+                run.sampled_hits <= allowed,
+            ));
+        }
+        rows
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failures.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_read_in_bytes() {
+        let status = "Name:\tmeridian\nVmPeak:\t  1000 kB\nVmRSS:\t   2048 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(2048 * 1024));
+        assert_eq!(parse_vm_rss("VmRSS: 12"), None);
+        assert_eq!(parse_vm_rss("nothing"), None);
+        assert!(resident_bytes(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn the_cache_share_is_the_growth_over_idle() {
+        let options = MemoryOptions {
+            budget_bytes: 100 << 20,
+            ..MemoryOptions::full()
+        };
+        let run = |full_mib: u64, hits: u64| MemoryRun {
+            size: 1024,
+            objects: 1000,
+            failed: 0,
+            idle_rss: 20 << 20,
+            full_rss: full_mib << 20,
+            sampled: 200,
+            sampled_hits: hits,
+        };
+        let report = summarize(Path::new("m"), &options, vec![run(125, 100)]);
+        assert!(report.passed, "{:?}", report.failures);
+        assert!((report.runs[0].cache_ratio(100 << 20) - 1.05).abs() < 1e-9);
+        let report = summarize(Path::new("m"), &options, vec![run(135, 100)]);
+        assert!(!report.passed);
+        assert_eq!(run(125, 0).allowed_hits(2), 110);
+        let report = summarize(Path::new("m"), &options, vec![run(125, 111)]);
+        assert!(
+            report.failures[0].contains("still cached"),
+            "{:?}",
+            report.failures
+        );
+    }
+}
