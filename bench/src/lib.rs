@@ -13,6 +13,8 @@
 //!   `--compare`, gdnsd.
 //! - [`coalesce`]: N concurrent requests for one cold object through one
 //!   edge must cause exactly one origin fetch.
+//! - [`connections`]: 10,000 idle keep-alive clients on one edge, with
+//!   bounded memory.
 //! - [`memory`]: resident memory of a cache filled twice over, against its
 //!   byte budget.
 //! - [`outage`]: the regional-outage drill: kill a region, restore it, kill
@@ -26,6 +28,7 @@
 //! limit, [`stats`] computes percentiles, [`report`] prints the tables.
 
 pub mod coalesce;
+pub mod connections;
 pub mod counting_origin;
 pub mod cpu;
 pub mod dns;

@@ -5,6 +5,7 @@
 //! its own module of the `bench` library.
 
 use bench::coalesce::{self, CoalesceOptions};
+use bench::connections::{self, ConnectionsOptions};
 use bench::dns::{self, DnsOptions};
 use bench::http::{self, HttpOptions};
 use bench::loadgen::LoadChoice;
@@ -55,6 +56,31 @@ enum Scenario {
     /// Resident memory of an edge whose cache was filled twice over,
     /// against its byte budget.
     Memory(MemoryArgs),
+    /// Many idle keep-alive clients on one edge: all served, memory per
+    /// connection bounded, new clients still served.
+    Connections(ConnectionsArgs),
+}
+
+/// `bench connections`; unset options take the full (or --smoke) defaults.
+#[derive(Debug, Args)]
+struct ConnectionsArgs {
+    /// Connections to hold [default: 10000; 500 with --smoke].
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+}
+
+impl ConnectionsArgs {
+    fn options(&self, smoke: bool) -> ConnectionsOptions {
+        let defaults = if smoke {
+            ConnectionsOptions::smoke()
+        } else {
+            ConnectionsOptions::full()
+        };
+        ConnectionsOptions {
+            connections: self.connections.unwrap_or(defaults.connections),
+            ..defaults
+        }
+    }
 }
 
 /// `bench memory`; unset options take the full (or --smoke) defaults.
@@ -306,6 +332,11 @@ fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
         Scenario::Outage(args) => {
             let options = args.options(cli.smoke);
             let result = runtime.block_on(outage::run(&meridian, &options))?;
+            report::finish(&result, json)?
+        }
+        Scenario::Connections(args) => {
+            let options = args.options(cli.smoke);
+            let result = runtime.block_on(connections::run(&meridian, &options))?;
             report::finish(&result, json)?
         }
         Scenario::Memory(args) => {

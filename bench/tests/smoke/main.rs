@@ -23,6 +23,7 @@
 //! workspace tests); the tests then use whatever `meridian` was built last.
 
 mod coalesce;
+mod connections;
 mod dns;
 mod http;
 mod memory;

@@ -1,0 +1,420 @@
+//! Scenario `connections`: one edge holding many idle keep-alive clients.
+//!
+//! The product promises that an edge holds 10,000 concurrent keep-alive
+//! connections with bounded memory, so a crowd of slow or idle clients
+//! cannot exhaust it. This scenario opens that many connections to one
+//! `meridian edge`, sends one request on each (a cache hit) and keeps them
+//! all open, then checks that each got its response, that a new client is
+//! still served promptly, and how much resident memory the connections
+//! cost.
+
+use crate::BenchError;
+use crate::counting_origin::{CountingOrigin, OriginSpec, sized_path};
+use crate::limits::{self, OpenFileLimit};
+use crate::memory::resident_bytes;
+use crate::process::{self, MeridianProcess};
+use crate::progress::Progress;
+use crate::report::{Row, ScenarioReport};
+use futures::StreamExt;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The most resident memory one idle keep-alive connection may cost.
+const TARGET_BYTES_PER_CONNECTION: u64 = 64 * 1024;
+
+/// Connections opened at once while ramping up.
+const OPENING_CONCURRENCY: usize = 256;
+
+/// The scenario's knobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionsOptions {
+    /// How many connections to hold.
+    pub connections: usize,
+    /// How long to hold them before measuring, in ms.
+    pub hold_ms: u64,
+    /// How long the edge may take to start, in ms.
+    pub ready_timeout_ms: u64,
+    /// Whether these are the small CI settings.
+    pub smoke: bool,
+}
+
+impl ConnectionsOptions {
+    /// 10,000 connections held for 2 s.
+    pub fn full() -> Self {
+        ConnectionsOptions {
+            connections: 10_000,
+            hold_ms: 2_000,
+            ready_timeout_ms: 30_000,
+            smoke: false,
+        }
+    }
+
+    /// A quick run for CI: 500 connections.
+    pub fn smoke() -> Self {
+        ConnectionsOptions {
+            connections: 500,
+            hold_ms: 500,
+            ready_timeout_ms: 10_000,
+            smoke: true,
+        }
+    }
+}
+
+/// The scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionsReport {
+    /// Always `connections`.
+    pub scenario: &'static str,
+    /// The binary measured.
+    pub meridian: PathBuf,
+    /// The options it ran with.
+    pub options: ConnectionsOptions,
+    /// The bench process's open-file limit.
+    pub open_files: OpenFileLimit,
+    /// Connections that got a whole 200 response and stayed open.
+    pub held: usize,
+    /// Connections that failed (to open, or to get their response).
+    pub failed: usize,
+    /// The first few errors.
+    pub error_samples: Vec<String>,
+    /// How long opening all of them took, in ms.
+    pub ramp_ms: f64,
+    /// The edge's resident memory before, in bytes.
+    pub idle_rss: u64,
+    /// The edge's resident memory while holding them, in bytes.
+    pub loaded_rss: u64,
+    /// How long a new client's request took while they were held, in ms.
+    pub new_client_ms: Option<f64>,
+    /// The targets missed.
+    pub failures: Vec<String>,
+    /// Whether every target was met.
+    pub passed: bool,
+}
+
+impl ConnectionsReport {
+    /// Resident memory per held connection, in bytes.
+    pub fn bytes_per_connection(&self) -> u64 {
+        self.loaded_rss.saturating_sub(self.idle_rss) / self.held.max(1) as u64
+    }
+}
+
+/// One GET on `stream`, read to the end of its body (`Content-Length`);
+/// the connection stays open.
+async fn request(stream: &mut TcpStream, path: &str) -> Result<(), String> {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: bench.meridian.test\r\n\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut received = Vec::with_capacity(4096);
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = stream
+            .read(&mut buffer)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("closed before the response ended".to_owned());
+        }
+        received.extend_from_slice(&buffer[..n]);
+        if let Some(end) = response_end(&received)? {
+            if !received.starts_with(b"HTTP/1.1 200") {
+                let line = String::from_utf8_lossy(&received[..received.len().min(40)]);
+                return Err(format!("answered {line:?}"));
+            }
+            if received.len() >= end {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Where a response in `received` ends, once its head is complete.
+fn response_end(received: &[u8]) -> Result<Option<usize>, String> {
+    let Some(head_end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]);
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .ok_or("no Content-Length")?;
+    Ok(Some(head_end + 4 + length))
+}
+
+/// Runs the scenario against the `meridian` binary at `meridian`.
+pub async fn run(
+    meridian: &Path,
+    options: &ConnectionsOptions,
+) -> Result<ConnectionsReport, BenchError> {
+    let open_files = limits::raise_open_file_limit();
+    let origin = CountingOrigin::start(&OriginSpec {
+        body_bytes: 1,
+        delay: Duration::ZERO,
+        cache_control: "public, max-age=3600".to_owned(),
+    })
+    .await?;
+    let listen = process::free_local_addr()?;
+    let args = [
+        "edge".to_owned(),
+        "--listen".to_owned(),
+        listen.to_string(),
+        "--origin".to_owned(),
+        origin.url(),
+    ];
+    let mut edge = MeridianProcess::spawn(meridian, &args)?;
+    let path = sized_path(1024);
+    edge.wait_healthy(
+        listen,
+        &path,
+        Duration::from_millis(options.ready_timeout_ms),
+    )
+    .await?;
+    let idle_rss = resident_bytes(edge.pid()).unwrap_or(0);
+
+    let planned = Duration::from_millis(options.connections as u64 / 5 + options.hold_ms);
+    let mut progress = Progress::new(planned);
+    let started = Instant::now();
+    let opened: Vec<Result<TcpStream, String>> = progress
+        .step(
+            format!("opening {} connections", options.connections),
+            Duration::from_millis(options.connections as u64 / 5),
+            open_all(listen, &path, options.connections),
+        )
+        .await;
+    let ramp_ms = started.elapsed().as_secs_f64() * 1000.0;
+    progress
+        .step(
+            "holding them",
+            Duration::from_millis(options.hold_ms),
+            tokio::time::sleep(Duration::from_millis(options.hold_ms)),
+        )
+        .await;
+    let loaded_rss = resident_bytes(edge.pid()).unwrap_or(0);
+    let new_client_ms = new_client(listen, &path).await;
+    drop(progress);
+
+    let mut held = 0;
+    let mut error_samples = Vec::new();
+    for result in &opened {
+        match result {
+            Ok(_) => held += 1,
+            Err(e) if error_samples.len() < 5 => error_samples.push(e.clone()),
+            Err(_) => {}
+        }
+    }
+    let failed = opened.len() - held;
+    drop(opened);
+    if failed > 0 {
+        edge.replay_output();
+    }
+    Ok(summarize(
+        meridian,
+        options,
+        open_files,
+        Measured {
+            held,
+            failed,
+            error_samples,
+            ramp_ms,
+            idle_rss,
+            loaded_rss,
+            new_client_ms,
+        },
+    ))
+}
+
+/// Opens `count` connections, each with one request answered.
+async fn open_all(addr: SocketAddr, path: &str, count: usize) -> Vec<Result<TcpStream, String>> {
+    futures::stream::iter(0..count)
+        .map(|_| async move {
+            let mut stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            tokio::time::timeout(Duration::from_secs(30), request(&mut stream, path))
+                .await
+                .map_err(|_| "no response within 30 s".to_owned())??;
+            Ok(stream)
+        })
+        .buffer_unordered(OPENING_CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// How long a fresh client's request takes, in ms.
+async fn new_client(addr: SocketAddr, path: &str) -> Option<f64> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    tokio::time::timeout(Duration::from_secs(10), request(&mut stream, path))
+        .await
+        .ok()?
+        .ok()?;
+    Some(started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// Connections answered and open.
+    pub held: usize,
+    /// Connections that failed.
+    pub failed: usize,
+    /// The first few errors.
+    pub error_samples: Vec<String>,
+    /// Time to open them all, ms.
+    pub ramp_ms: f64,
+    /// Resident memory before, bytes.
+    pub idle_rss: u64,
+    /// Resident memory while holding them, bytes.
+    pub loaded_rss: u64,
+    /// A new client's request time, ms.
+    pub new_client_ms: Option<f64>,
+}
+
+/// Turns what was measured into the report, with its verdicts.
+pub fn summarize(
+    meridian: &Path,
+    options: &ConnectionsOptions,
+    open_files: OpenFileLimit,
+    measured: Measured,
+) -> ConnectionsReport {
+    let mut report = ConnectionsReport {
+        scenario: "connections",
+        meridian: meridian.to_path_buf(),
+        options: options.clone(),
+        open_files,
+        held: measured.held,
+        failed: measured.failed,
+        error_samples: measured.error_samples,
+        ramp_ms: measured.ramp_ms,
+        idle_rss: measured.idle_rss,
+        loaded_rss: measured.loaded_rss,
+        new_client_ms: measured.new_client_ms,
+        failures: Vec::new(),
+        passed: false,
+    };
+    if report.held < options.connections {
+        report.failures.push(format!(
+            "only {} of {} connections were answered and held ({} failed: {:?})",
+            report.held, options.connections, report.failed, report.error_samples
+        ));
+    }
+    if report.loaded_rss == 0 {
+        report
+            .failures
+            .push("the edge's resident memory could not be read".to_owned());
+    } else if report.bytes_per_connection() > TARGET_BYTES_PER_CONNECTION {
+        report.failures.push(format!(
+            "{} bytes of resident memory per connection (target ≤ {TARGET_BYTES_PER_CONNECTION})",
+            report.bytes_per_connection()
+        ));
+    }
+    if report.new_client_ms.is_none() {
+        report
+            .failures
+            .push("a new client was not served while the connections were held".to_owned());
+    }
+    report.passed = report.failures.is_empty();
+    report
+}
+
+impl ScenarioReport for ConnectionsReport {
+    fn title(&self) -> String {
+        format!(
+            "connections: {} idle keep-alive clients on one edge",
+            self.options.connections
+        )
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+        vec![
+            Row::info("open files (soft / hard)", self.open_files.describe()),
+            Row::checked(
+                "connections answered and held",
+                format!("{} ({} failed)", self.held, self.failed),
+                format!("{}", self.options.connections),
+                self.held >= self.options.connections,
+            ),
+            Row::info("time to open them", format!("{:.0} ms", self.ramp_ms)),
+            Row::info(
+                "edge resident memory idle / holding",
+                format!("{} / {}", mib(self.idle_rss), mib(self.loaded_rss)),
+            ),
+            Row::checked(
+                "resident memory per connection",
+                format!("{:.1} KiB", self.bytes_per_connection() as f64 / 1024.0),
+                format!("≤ {} KiB", TARGET_BYTES_PER_CONNECTION / 1024),
+                self.loaded_rss > 0 && self.bytes_per_connection() <= TARGET_BYTES_PER_CONNECTION,
+            ),
+            Row::checked(
+                "a new client meanwhile",
+                self.new_client_ms
+                    .map_or("not served".to_owned(), |ms| format!("{ms:.1} ms")),
+                "served",
+                self.new_client_ms.is_some(),
+            ),
+        ]
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failures.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_ends_after_its_content_length() {
+        assert_eq!(response_end(b"HTTP/1.1 200 OK\r\n"), Ok(None));
+        assert_eq!(
+            response_end(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"),
+            Ok(Some(38 + 5))
+        );
+        assert!(response_end(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn every_connection_must_be_held_within_the_memory_bound() {
+        let measured = Measured {
+            held: 10_000,
+            failed: 0,
+            error_samples: Vec::new(),
+            ramp_ms: 900.0,
+            idle_rss: 20 << 20,
+            loaded_rss: (20 << 20) + 10_000 * 30 * 1024,
+            new_client_ms: Some(1.0),
+        };
+        let options = ConnectionsOptions::full();
+        let report = summarize(
+            Path::new("m"),
+            &options,
+            OpenFileLimit::default(),
+            measured.clone(),
+        );
+        assert!(report.passed, "{:?}", report.failures);
+        assert_eq!(report.bytes_per_connection(), 30 * 1024);
+        let fat = Measured {
+            loaded_rss: (20 << 20) + 10_000 * 100 * 1024,
+            ..measured.clone()
+        };
+        assert!(!summarize(Path::new("m"), &options, OpenFileLimit::default(), fat).passed);
+        let dropped = Measured {
+            held: 9_990,
+            failed: 10,
+            ..measured
+        };
+        assert!(!summarize(Path::new("m"), &options, OpenFileLimit::default(), dropped).passed);
+    }
+}
