@@ -202,6 +202,10 @@ pub(crate) struct EdgeFile {
     /// How long an origin may stay silent while answering.
     #[serde(default = "default_origin_read_timeout")]
     pub origin_read_timeout_ms: u64,
+    /// How long one request may spend on origins altogether, every try
+    /// included, until the last byte of the response arrives.
+    #[serde(default = "default_origin_total_timeout")]
+    pub origin_total_timeout_ms: u64,
     /// Origins one request may try (its own region's, then the nearest others).
     #[serde(default = "default_origin_max_tries")]
     pub origin_max_tries: u32,
@@ -325,6 +329,10 @@ pub(crate) fn default_origin_connect_timeout() -> u64 {
 
 pub(crate) fn default_origin_read_timeout() -> u64 {
     10_000
+}
+
+pub(crate) fn default_origin_total_timeout() -> u64 {
+    30_000
 }
 
 pub(crate) fn default_origin_max_tries() -> u32 {

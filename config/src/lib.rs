@@ -297,6 +297,9 @@ pub struct OriginPolicy {
     pub connect_timeout: Duration,
     /// Longest silence while an origin answers.
     pub read_timeout: Duration,
+    /// Longest time one request spends on origins, all tries included,
+    /// until the response's last byte arrived.
+    pub total_timeout: Duration,
     /// Origins one request may try, at least 1.
     pub max_tries: u32,
     /// How long an origin that failed a request is tried last.

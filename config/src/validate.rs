@@ -693,6 +693,7 @@ impl Checker<'_> {
                 edge.origin_connect_timeout_ms,
             ),
             ("edge.origin_read_timeout_ms", edge.origin_read_timeout_ms),
+            ("edge.origin_total_timeout_ms", edge.origin_total_timeout_ms),
             ("edge.origin_suspect_ms", edge.origin_suspect_ms),
         ] {
             if !(1..=3_600_000).contains(&value) {
@@ -709,6 +710,7 @@ impl Checker<'_> {
             health_path: edge.origin_health_path.clone(),
             connect_timeout: Duration::from_millis(edge.origin_connect_timeout_ms),
             read_timeout: Duration::from_millis(edge.origin_read_timeout_ms),
+            total_timeout: Duration::from_millis(edge.origin_total_timeout_ms),
             max_tries: edge.origin_max_tries,
             suspect_for: Duration::from_millis(edge.origin_suspect_ms),
         };
@@ -851,6 +853,7 @@ pub(crate) fn default_origin_policy() -> crate::OriginPolicy {
         health_path: crate::file::default_origin_health_path(),
         connect_timeout: Duration::from_millis(crate::file::default_origin_connect_timeout()),
         read_timeout: Duration::from_millis(crate::file::default_origin_read_timeout()),
+        total_timeout: Duration::from_millis(crate::file::default_origin_total_timeout()),
         max_tries: crate::file::default_origin_max_tries(),
         suspect_for: Duration::from_millis(crate::file::default_origin_suspect()),
     }

@@ -39,6 +39,92 @@ async fn an_origin_that_hangs_times_out_then_fails_over() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn hanging_origins_get_no_more_than_the_total_timeout() {
+    let b = 115;
+    let hang = |_: &crate::scripted::Received| {
+        std::thread::sleep(Duration::from_secs(5));
+        ok(&[], "too late")
+    };
+    let eu = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), hang);
+    let us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), hang);
+    // Each read could wait 10 s, but the request as a whole gets 1.2 s.
+    let config = config_on_block(b)
+        .replace(
+            "origin_total_timeout_ms = 30000",
+            "origin_total_timeout_ms = 1200",
+        )
+        .replace("down_after = 2", "down_after = 100");
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config));
+    let started = Instant::now();
+    let response = client_via(edge.addr)
+        .get("http://cdn.meridian.test:8080/slow")
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(response.status(), 504);
+    assert!(
+        response.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .contains("detail=origin-timeout"),
+        "{:?}",
+        response.headers()
+    );
+    assert!(
+        took >= Duration::from_millis(1100) && took < Duration::from_secs(4),
+        "took {took:?}"
+    );
+    // The first origin had the whole budget; none was left for another.
+    assert_eq!(eu.count("GET", "/slow"), 1);
+    assert_eq!(us.count("GET", "/slow"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_that_trickles_is_cut_off_by_the_total_timeout() {
+    let b = 116;
+    // One byte every 100 ms never trips the read timeout, but 100 bytes
+    // take 10 s, far beyond the 1 s total.
+    let origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |_| Reply::Trickle {
+        headers: vec![("cache-control", "max-age=60".to_owned())],
+        length: 100,
+        every: Duration::from_millis(100),
+    });
+    let config = config_on_block(b)
+        .replace(
+            "origin_read_timeout_ms = 10000",
+            "origin_read_timeout_ms = 500",
+        )
+        .replace(
+            "origin_total_timeout_ms = 30000",
+            "origin_total_timeout_ms = 1000",
+        )
+        .replace("down_after = 2", "down_after = 100");
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config));
+    let client = client_via(edge.addr);
+    for attempt in 1..=2 {
+        let started = Instant::now();
+        let response = client
+            .get("http://cdn.meridian.test:8080/trickle")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.bytes().await.is_err(),
+            "a cut-off body must not look complete"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "took {:?}",
+            started.elapsed()
+        );
+        // Nothing was stored: the next request goes to the origin again.
+        assert_eq!(origin.count("GET", "/trickle"), attempt);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_origin_that_sends_garbage_gets_a_502() {
     let b = 101;
     let origin = ScriptedOrigin::start(&format!("127.{b}.0.2:8000"), |_| {

@@ -34,6 +34,16 @@ pub enum Reply {
         /// What is actually sent.
         sent: Vec<u8>,
     },
+    /// Send headers with these, then a `length`-byte body one byte every
+    /// `every`.
+    Trickle {
+        /// Extra headers.
+        headers: Vec<(&'static str, String)>,
+        /// The body's length.
+        length: usize,
+        /// The pause before each byte.
+        every: Duration,
+    },
 }
 
 /// A 200 with these headers and body.
@@ -174,6 +184,30 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
                 let _ = writer.write_all(&sent);
                 let _ = writer.flush();
                 return;
+            }
+            Reply::Trickle {
+                headers,
+                length,
+                every,
+            } => {
+                let mut head = format!("HTTP/1.1 200 Scripted\r\ncontent-length: {length}\r\n");
+                for (name, value) in headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                if writer.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for _ in 0..length {
+                    std::thread::sleep(every);
+                    if writer
+                        .write_all(b"x")
+                        .and_then(|()| writer.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
             }
             Reply::Respond(status, extra, body) => {
                 let mut head = format!(
