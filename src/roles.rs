@@ -100,6 +100,18 @@ pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
 pub fn origin(args: &RegionArgs) -> anyhow::Result<()> {
     let config = load_config(&args.config)?;
     let settings = origin::OriginSettings::from_config(&config, &args.region)?;
+    if let Some(region) = config
+        .region(&args.region)
+        .ok()
+        .filter(|r| r.origin_url.tls)
+    {
+        anyhow::bail!(
+            "{}'s origin_url is {}, but `meridian origin` serves plain HTTP only; \
+             run your HTTPS origin there yourself",
+            region.name,
+            region.origin_url
+        );
+    }
     raise_open_file_limit("origin");
     // Build the router first: a bad static root is reported before binding.
     let _ = origin::router(&settings)?;

@@ -212,6 +212,9 @@ pub(crate) struct EdgeFile {
     /// How long an origin that just failed a request is tried last.
     #[serde(default = "default_origin_suspect")]
     pub origin_suspect_ms: u64,
+    /// PEM bundle of the authorities `https://` origins are verified
+    /// against, relative to the config file; the system's roots if unset.
+    pub origin_ca_file: Option<String>,
     /// Store responses that set cookies (the stored copy loses its
     /// `Set-Cookie`). Off by default: such responses are per-user.
     #[serde(default)]

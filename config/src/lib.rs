@@ -304,6 +304,9 @@ pub struct OriginPolicy {
     pub max_tries: u32,
     /// How long an origin that failed a request is tried last.
     pub suspect_for: Duration,
+    /// PEM bundle of the certificate authorities `https://` origins are
+    /// verified against; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for OriginPolicy {
@@ -385,12 +388,15 @@ impl Region {
     }
 }
 
-/// A validated `http://host:port` origin URL.
+/// A validated `http://host:port` or `https://host:port` origin URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginUrl {
+    /// `https://`: edges speak TLS to it and verify its certificate for
+    /// `host` against `edge.origin_ca_file` (or the system's roots).
+    pub tls: bool,
     /// The host, without brackets for IPv6 literals.
     pub host: String,
-    /// The port (80 when the URL has none).
+    /// The port (80, or 443 for `https`, when the URL has none).
     pub port: u16,
 }
 
@@ -407,7 +413,8 @@ impl OriginUrl {
 
 impl fmt::Display for OriginUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}", self.authority())
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.authority())
     }
 }
 
@@ -747,7 +754,30 @@ mod tests {
     }
 
     #[test]
-    fn origin_url_must_be_http() {
+    fn https_origins_take_port_443_and_a_ca_file_beside_the_config() {
+        let text = demo_with(
+            "origin_url = \"http://127.0.2.2:8000\"",
+            "origin_url = \"https://origin.example\"\norigin_listen = \"0.0.0.0:8000\"",
+        )
+        .replace(
+            "origin_suspect_ms = 5000",
+            "origin_suspect_ms = 5000\norigin_ca_file = \"tls/origin-ca.pem\"",
+        );
+        let source = ConfigSource::File("/etc/meridian/meridian.toml".into());
+        let config = Config::from_toml(&text, source).unwrap();
+        let eu = config.region("eu-west").unwrap();
+        assert!(eu.origin_url.tls);
+        assert_eq!(eu.origin_url.port, 443);
+        assert_eq!(eu.origin_url.to_string(), "https://origin.example:443");
+        assert!(!config.region("us-east").unwrap().origin_url.tls);
+        assert_eq!(
+            config.edge.origins.ca_file.as_deref(),
+            Some(Path::new("/etc/meridian/tls/origin-ca.pem"))
+        );
+    }
+
+    #[test]
+    fn origin_url_must_be_http_or_https() {
         let e = error_of(&demo_with("http://127.0.2.2:8000", "ftp://127.0.2.2:8000"));
         assert_eq!(e.key, "region[1].origin_url");
         let e = error_of(&demo_with(

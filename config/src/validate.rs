@@ -713,6 +713,7 @@ impl Checker<'_> {
             total_timeout: Duration::from_millis(edge.origin_total_timeout_ms),
             max_tries: edge.origin_max_tries,
             suspect_for: Duration::from_millis(edge.origin_suspect_ms),
+            ca_file: edge.origin_ca_file.as_deref().map(|f| self.path(f)),
         };
         let mut default_ttls = Vec::new();
         for (i, rule) in edge.default_ttl.iter().enumerate() {
@@ -856,6 +857,7 @@ pub(crate) fn default_origin_policy() -> crate::OriginPolicy {
         total_timeout: Duration::from_millis(crate::file::default_origin_total_timeout()),
         max_tries: crate::file::default_origin_max_tries(),
         suspect_for: Duration::from_millis(crate::file::default_origin_suspect()),
+        ca_file: None,
     }
 }
 
@@ -906,20 +908,17 @@ fn is_region_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// `http://host[:port]` with nothing after the authority.
+/// `http://host[:port]` or `https://host[:port]` with nothing after the
+/// authority.
 fn origin_url(value: &str) -> Result<OriginUrl, String> {
     let uri: http::Uri = value
         .parse()
         .map_err(|e| format!("{value:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "{value:?}: https origins are not supported yet; use http://"
-            ));
-        }
-        _ => return Err(format!("{value:?} must start with http://")),
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("{value:?} must start with http:// or https://")),
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| format!("{value:?} has no host"))?;
@@ -939,8 +938,9 @@ fn origin_url(value: &str) -> Result<OriginUrl, String> {
         return Err(format!("{value:?} has no host"));
     }
     Ok(OriginUrl {
+        tls,
         host: host.to_ascii_lowercase(),
-        port: authority.port_u16().unwrap_or(80),
+        port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
     })
 }
 

@@ -179,6 +179,7 @@ impl EdgeSettings {
                 Ok(OriginTarget {
                     region: r.name.clone(),
                     addr: resolve_origin(&r.origin_url.authority())?,
+                    tls_name: r.origin_url.tls.then(|| r.origin_url.host.clone()),
                 })
             })
             .collect::<Result<Vec<_>, EdgeError>>()?;
@@ -201,23 +202,32 @@ impl EdgeSettings {
     }
 
     /// One edge in front of one origin, accepting any Host (like
-    /// `varnishd -a ADDR -b HOST`). `origin` is `http://host:port` or
+    /// `varnishd -a ADDR -b HOST`). `origin` is `http://host:port`,
+    /// `https://host:port` (verified against the system's roots) or
     /// `host:port`.
     pub fn ad_hoc(listen: SocketAddr, origin: &str) -> Result<Self, EdgeError> {
-        let authority = origin
-            .strip_prefix("http://")
-            .unwrap_or(origin)
-            .trim_end_matches('/');
-        if authority.contains('/') || origin.starts_with("https://") {
-            return Err(EdgeError::Origin {
-                origin: origin.to_owned(),
-                reason: "give the origin as http://host:port".to_owned(),
-            });
+        let invalid = || EdgeError::Origin {
+            origin: origin.to_owned(),
+            reason: "give the origin as http://host:port or https://host:port".to_owned(),
+        };
+        let (tls, rest) = match origin.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, origin.strip_prefix("http://").unwrap_or(origin)),
+        };
+        let authority: http::uri::Authority =
+            rest.trim_end_matches('/').parse().map_err(|_| invalid())?;
+        if authority.as_str().contains('@') {
+            return Err(invalid());
         }
-        let authority = if authority.contains(':') && !authority.ends_with(']') {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let url = config::OriginUrl {
+            tls,
+            host: host.to_ascii_lowercase(),
+            port,
         };
         Ok(EdgeSettings {
             name: "ad-hoc".to_owned(),
@@ -227,7 +237,8 @@ impl EdgeSettings {
             admin_token: None,
             origins: vec![OriginTarget {
                 region: "origin".to_owned(),
-                addr: resolve_origin(&authority)?,
+                addr: resolve_origin(&url.authority())?,
+                tls_name: tls.then(|| url.host.clone()),
             }],
             origin_policy: config::OriginPolicy::default(),
             health: config::Health::default(),
@@ -278,6 +289,7 @@ struct OriginChecks {
     origins: Arc<OriginSet>,
     health: config::Health,
     path: String,
+    connector: pingora::connectors::ConnectorOptions,
 }
 
 #[async_trait::async_trait]
@@ -287,6 +299,7 @@ impl BackgroundService for OriginChecks {
             self.origins.clone(),
             self.health.clone(),
             self.path.clone(),
+            self.connector.clone(),
             shutdown,
         )
         .await;
@@ -357,6 +370,9 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         }
         None => None,
     };
+    if let Some(path) = &settings.origin_policy.ca_file {
+        tls::check_ca_bundle(path)?;
+    }
     let admin_listener = settings
         .admin_listen
         .map(|addr| TcpListener::bind(addr).map_err(|source| EdgeError::Bind { addr, source }))
@@ -376,6 +392,13 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         // on the thread that accepted them, with no work-stealing
         // bookkeeping on every wake-up.
         work_stealing: false,
+        // The authorities `https://` origins are verified against (checked
+        // above); without one, the system's.
+        ca_file: settings
+            .origin_policy
+            .ca_file
+            .as_ref()
+            .map(|path| path.display().to_string()),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -441,6 +464,9 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
             origins: origins.clone(),
             health: settings.health.clone(),
             path: settings.origin_policy.health_path.clone(),
+            connector: pingora::connectors::ConnectorOptions::from_server_conf(
+                &server.configuration,
+            ),
         },
     ));
     if let Some(listener) = admin_listener {

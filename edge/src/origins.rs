@@ -9,6 +9,10 @@
 //! preference order, then the others, and never the same origin twice.
 
 use config::Hysteresis;
+use pingora::connectors::ConnectorOptions;
+use pingora::connectors::http::Connector as HttpConnector;
+use pingora::lb::Backend;
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck};
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +26,35 @@ pub struct OriginTarget {
     pub region: String,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// For an `https://` origin, the name its certificate must be valid
+    /// for (also sent as SNI unless it is an IP address); `None`: plain HTTP.
+    pub tls_name: Option<String>,
+}
+
+impl OriginTarget {
+    /// A plain-HTTP origin.
+    pub fn http(region: impl Into<String>, addr: SocketAddr) -> Self {
+        OriginTarget {
+            region: region.into(),
+            addr,
+            tls_name: None,
+        }
+    }
+
+    /// Connection settings for this origin, without timeouts.
+    fn peer(&self) -> HttpPeer {
+        match &self.tls_name {
+            Some(name) => HttpPeer::new(self.addr, true, name.clone()),
+            None => HttpPeer::new(self.addr, false, String::new()),
+        }
+    }
+
+    /// The `Host` its health checks send.
+    fn host(&self) -> String {
+        self.tls_name
+            .clone()
+            .unwrap_or_else(|| self.addr.to_string())
+    }
 }
 
 /// The edge's origins and what it knows about their health.
@@ -71,7 +104,7 @@ impl OriginSet {
         let origins = targets
             .into_iter()
             .map(|target| {
-                let mut peer = HttpPeer::new(target.addr, false, String::new());
+                let mut peer = target.peer();
                 peer.options.connection_timeout = Some(policy.connect_timeout);
                 peer.options.read_timeout = Some(policy.read_timeout);
                 OriginState {
@@ -153,22 +186,53 @@ impl OriginSet {
     }
 }
 
+/// A GET of `health_path` on `target` with pingora's connector, so the
+/// probe goes the way requests go: the same TLS settings and CA bundle.
+fn health_check(
+    target: &OriginTarget,
+    health_path: &str,
+    timeout: Duration,
+    connector: &ConnectorOptions,
+) -> Result<HttpHealthCheck, String> {
+    let mut check = HttpHealthCheck::new(&target.host(), target.tls_name.is_some());
+    check.set_connector(HttpConnector::new(Some(connector.clone())));
+    let mut peer = target.peer();
+    peer.options.connection_timeout = Some(timeout);
+    peer.options.total_connection_timeout = Some(timeout);
+    peer.options.read_timeout = Some(timeout);
+    peer.options.write_timeout = Some(timeout);
+    check.peer_template = peer;
+    let mut request = pingora::http::RequestHeader::build("GET", health_path.as_bytes(), None)
+        .map_err(|e| e.to_string())?;
+    request
+        .insert_header(http::header::HOST, target.host())
+        .map_err(|e| e.to_string())?;
+    check.req = request;
+    Ok(check)
+}
+
 /// Probes every origin of `set` on `health_path` until `shutdown` flips.
+/// `connector` is how the edge connects to origins (its CA bundle).
 pub async fn run_checks(
     set: Arc<OriginSet>,
     settings: config::Health,
     health_path: String,
+    connector: ConnectorOptions,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .timeout(settings.timeout)
-        .build()
-    {
-        Ok(client) => client,
+    let checks: Result<Vec<(HttpHealthCheck, Backend)>, String> = set
+        .origins
+        .iter()
+        .map(|o| {
+            let check = health_check(&o.target, &health_path, settings.timeout, &connector)?;
+            let backend = Backend::new(&o.target.addr.to_string()).map_err(|e| e.to_string())?;
+            Ok((check, backend))
+        })
+        .collect();
+    let checks = match checks {
+        Ok(checks) => checks,
         Err(error) => {
-            tracing::error!(%error, "cannot build the origin health-check client; origins are assumed up");
+            tracing::error!(%error, "cannot build the origin health checks; origins are assumed up");
             return;
         }
     };
@@ -180,14 +244,14 @@ pub async fn run_checks(
             _ = ticks.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let probes = set.origins.iter().map(|origin| {
-            let url = format!("http://{}{health_path}", origin.target.addr);
-            let client = client.clone();
+        let probes = checks.iter().map(|(check, backend)| {
             async move {
-                match client.get(&url).send().await {
-                    Ok(response) if response.status().is_success() => Ok(()),
-                    Ok(response) => Err(format!("answered {}", response.status())),
-                    Err(error) => Err(error.to_string()),
+                // A probe that outlives the timeout in a way the connector
+                // does not bound (a TLS handshake stalled mid-way) fails too.
+                match tokio::time::timeout(settings.timeout, check.check(backend)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err(format!("no answer within {:?}", settings.timeout)),
                 }
             }
         });
@@ -214,9 +278,11 @@ mod tests {
 
     fn targets(n: usize) -> Vec<OriginTarget> {
         (0..n)
-            .map(|i| OriginTarget {
-                region: format!("r{i}"),
-                addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+            .map(|i| {
+                OriginTarget::http(
+                    format!("r{i}"),
+                    SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+                )
             })
             .collect()
     }
@@ -258,10 +324,7 @@ mod tests {
             .local_addr()
             .unwrap();
         let set = Arc::new(OriginSet::new(
-            vec![OriginTarget {
-                region: "dead".into(),
-                addr: dead,
-            }],
+            vec![OriginTarget::http("dead", dead)],
             &policy(),
         ));
         let settings = config::Health {
@@ -276,6 +339,7 @@ mod tests {
             set.clone(),
             settings,
             "/healthz".into(),
+            ConnectorOptions::new(0),
             stopped,
         ));
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -15,7 +15,7 @@
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -125,6 +125,34 @@ impl CertificateSource {
             }
         }
     }
+}
+
+/// Checks the CA bundle `https://` origins are verified against: PEM with
+/// at least one certificate, nothing else, each usable as a trust anchor.
+/// Pingora loads the same file when the edge starts and panics on what it
+/// cannot use, so the edge checks it first and names the problem.
+pub fn check_ca_bundle(path: &Path) -> Result<usize, TlsError> {
+    let pem = read(path)?;
+    let invalid = |reason: String| TlsError::Invalid {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for section in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(&pem) {
+        let (kind, der) = section.map_err(|e| invalid(format!("not PEM: {e}")))?;
+        if kind != SectionKind::Certificate {
+            return Err(invalid(format!(
+                "holds a {kind:?}; a CA bundle holds only certificates"
+            )));
+        }
+        roots
+            .add(CertificateDer::from(der))
+            .map_err(|e| invalid(format!("a certificate cannot be a trust anchor: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("contains no certificate".to_owned()));
+    }
+    Ok(roots.len())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

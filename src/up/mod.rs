@@ -86,6 +86,15 @@ pub struct Supervisor {
 /// `meridian up`
 pub fn run(arg: &ConfigArg) -> anyhow::Result<()> {
     let config = load_config(arg)?;
+    if let Some(region) = config.regions.iter().find(|r| r.origin_url.tls) {
+        anyhow::bail!(
+            "{}'s origin_url is {}, but `meridian up` runs the demo origins, \
+             which serve plain HTTP only; with your own HTTPS origins, run \
+             `meridian geodns` and one `meridian edge --region NAME` per region",
+            region.name,
+            region.origin_url
+        );
+    }
     let config_path = arg
         .config
         .as_deref()

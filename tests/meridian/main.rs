@@ -13,6 +13,7 @@ mod failover;
 mod faults;
 mod harness;
 mod hostile;
+mod origin_tls;
 mod purge;
 mod scripted;
 mod tls;
