@@ -196,6 +196,15 @@ pub(crate) struct EdgeFile {
     /// Path on origins that the edges' active health checks probe.
     #[serde(default = "default_origin_health_path")]
     pub origin_health_path: String,
+    /// How long a client may take to send a request's head, counted from
+    /// when the edge starts waiting for it (on a kept-alive connection,
+    /// from the end of the previous response).
+    #[serde(default = "default_client_header_timeout")]
+    pub client_header_timeout_ms: u64,
+    /// How long a client may stall while sending a request body or
+    /// receiving a response (each read or write).
+    #[serde(default = "default_client_io_timeout")]
+    pub client_io_timeout_ms: u64,
     /// How long an edge waits for a TCP connection to an origin.
     #[serde(default = "default_origin_connect_timeout")]
     pub origin_connect_timeout_ms: u64,
@@ -332,6 +341,14 @@ pub(crate) fn default_origin_connect_timeout() -> u64 {
 
 pub(crate) fn default_origin_read_timeout() -> u64 {
     10_000
+}
+
+pub(crate) fn default_client_header_timeout() -> u64 {
+    15_000
+}
+
+pub(crate) fn default_client_io_timeout() -> u64 {
+    30_000
 }
 
 pub(crate) fn default_origin_total_timeout() -> u64 {

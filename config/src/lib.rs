@@ -242,6 +242,8 @@ pub struct Edge {
     pub admin_address: Option<IpAddr>,
     /// How edges reach, time out on, retry and health-check origins.
     pub origins: OriginPolicy,
+    /// How long edges wait on slow clients.
+    pub client_timeouts: ClientTimeouts,
     /// Store responses that set cookies, without their `Set-Cookie`.
     pub cache_set_cookie_responses: bool,
     /// Freshness for responses without explicit freshness, by path prefix;
@@ -254,6 +256,29 @@ pub struct Edge {
     /// Certificates for HTTPS, chosen by SNI; the first is the default. Not
     /// empty when `https_port` is set.
     pub certificates: Vec<Certificate>,
+}
+
+/// How long an edge waits on a client before closing its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// The whole wait for a request's head, including the idle time
+    /// before it on a kept-alive connection (nginx's
+    /// `client_header_timeout` plus its keep-alive wait, Varnish's
+    /// `timeout_idle`). A client that trickles its headers is cut off here.
+    pub header: Duration,
+    /// The longest stall in one read of a request body or one write of a
+    /// response (nginx's `client_body_timeout`, `send_timeout`).
+    pub io: Duration,
+}
+
+impl Default for ClientTimeouts {
+    /// The values a config gets when its `[edge]` does not set them.
+    fn default() -> Self {
+        ClientTimeouts {
+            header: Duration::from_millis(crate::file::default_client_header_timeout()),
+            io: Duration::from_millis(crate::file::default_client_io_timeout()),
+        }
+    }
 }
 
 /// One certificate an edge serves over HTTPS.

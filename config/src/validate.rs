@@ -694,6 +694,11 @@ impl Checker<'_> {
             ),
             ("edge.origin_read_timeout_ms", edge.origin_read_timeout_ms),
             ("edge.origin_total_timeout_ms", edge.origin_total_timeout_ms),
+            (
+                "edge.client_header_timeout_ms",
+                edge.client_header_timeout_ms,
+            ),
+            ("edge.client_io_timeout_ms", edge.client_io_timeout_ms),
             ("edge.origin_suspect_ms", edge.origin_suspect_ms),
         ] {
             if !(1..=3_600_000).contains(&value) {
@@ -804,6 +809,10 @@ impl Checker<'_> {
             admin_port: edge.admin_port,
             admin_address: edge.admin_address,
             origins,
+            client_timeouts: crate::ClientTimeouts {
+                header: Duration::from_millis(edge.client_header_timeout_ms),
+                io: Duration::from_millis(edge.client_io_timeout_ms),
+            },
             cache_set_cookie_responses: edge.cache_set_cookie_responses,
             default_ttls,
             admin_token,

@@ -19,6 +19,7 @@ mod key;
 pub mod metrics;
 pub mod origins;
 mod proxy;
+mod slow_clients;
 pub mod storage;
 pub mod tls;
 mod vary;
@@ -63,6 +64,8 @@ pub struct EdgeSettings {
     pub origins: Vec<OriginTarget>,
     /// Timeouts, retries and health checks for those origins.
     pub origin_policy: config::OriginPolicy,
+    /// How long it waits on slow clients.
+    pub client_timeouts: config::ClientTimeouts,
     /// The schedule and thresholds of the origin health checks.
     pub health: config::Health,
     /// Host names it serves; `None` accepts any Host (ad-hoc mode).
@@ -191,6 +194,7 @@ impl EdgeSettings {
             admin_token: config.edge.admin_token.clone(),
             origins,
             origin_policy: config.edge.origins.clone(),
+            client_timeouts: config.edge.client_timeouts,
             health: config.health.clone(),
             hostnames: Some(config.edge.hostnames.clone()),
             health_path: config.edge.health_path.clone(),
@@ -241,6 +245,7 @@ impl EdgeSettings {
                 tls_name: tls.then(|| url.host.clone()),
             }],
             origin_policy: config::OriginPolicy::default(),
+            client_timeouts: config::ClientTimeouts::default(),
             health: config::Health::default(),
             hostnames: None,
             health_path: "/_meridian/health".to_owned(),
@@ -425,8 +430,11 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         storage,
         cache_lock,
     );
-    let mut service =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "edge");
+    let app = slow_clients::HeaderDeadline::new(
+        pingora::proxy::http_proxy(&server.configuration, proxy),
+        settings.client_timeouts.header,
+    );
+    let mut service = pingora::services::listening::Service::new("edge".to_owned(), app);
     for addr in &settings.listen {
         service.add_listener(
             pingora::listeners::ListenerConfig::tcp(addr.to_string())

@@ -13,6 +13,7 @@ use crate::host;
 use crate::key;
 use crate::metrics::EdgeMetrics;
 use crate::origins::OriginSet;
+use crate::slow_clients;
 use crate::storage::MemoryStorage;
 use crate::vary;
 use async_trait::async_trait;
@@ -278,6 +279,21 @@ impl ProxyHttp for EdgeProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::default()
+    }
+
+    /// The request's head is in: the header deadline is met, and from now on
+    /// each read of its body and write of its response may stall only for
+    /// `client_io_timeout_ms`.
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        slow_clients::head_received();
+        let io = Some(self.settings.client_timeouts.io);
+        session.set_read_timeout(io);
+        session.set_write_timeout(io);
+        Ok(())
     }
 
     /// Answers health checks, and refuses hosts this CDN does not serve

@@ -228,3 +228,95 @@ async fn cache_key_confusion_through_path_encoding() {
         1
     );
 }
+
+/// Whether the edge closed `stream` within `within`, while the client
+/// dribbles `drip` (if any) every 200 ms.
+fn closed_within(stream: &mut TcpStream, within: Duration, drip: Option<&[u8]>) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < within {
+        if let Some(bytes) = drip
+            && stream.write_all(bytes).is_err()
+        {
+            return true;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            // A response (e.g. 408 or 400) before closing is fine.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// The demo on `block` with short client deadlines: 1 s for a request
+/// head, 1 s per stalled body read or response write.
+fn slow_client_target(block: u8) -> Target {
+    let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |r| {
+        ok(&[], &format!("{} bytes", r.body.len()))
+    });
+    let config = config_on_block(block)
+        .replace(
+            "client_header_timeout_ms = 15000",
+            "client_header_timeout_ms = 1000",
+        )
+        .replace(
+            "client_io_timeout_ms = 30000",
+            "client_io_timeout_ms = 1000",
+        );
+    let edge = EdgeProcess::start(block, 2, &config);
+    Target { origin, edge }
+}
+
+#[test]
+fn slowloris_trickling_headers_is_cut_off() {
+    let t = slow_client_target(123);
+    // Each byte arrives long before Pingora's 60 s per-read timeout; the
+    // whole head never does.
+    let mut slow = TcpStream::connect(t.edge.addr).unwrap();
+    slow.write_all(b"GET /a HTTP/1.1\r\nHost: cdn.meridian.test\r\n")
+        .unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(4), Some(b"X")),
+        "a trickled head kept its connection"
+    );
+    // A connection that never sends anything is closed too.
+    let mut silent = TcpStream::connect(t.edge.addr).unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(4), None));
+    // And so is an idle kept-alive one, after a complete exchange.
+    let mut idle = TcpStream::connect(t.edge.addr).unwrap();
+    idle.write_all(b"GET /a HTTP/1.1\r\nHost: cdn.meridian.test\r\n\r\n")
+        .unwrap();
+    assert!(closed_within(&mut idle, Duration::from_secs(4), None));
+    // Nothing of the trickled request reached the origin; prompt clients
+    // are served as before.
+    assert_eq!(t.origin.count("GET", "/a"), 1);
+    let (answer, _) = exchange(
+        t.edge.addr,
+        b"GET /b HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("200"), "{answer}");
+}
+
+#[test]
+fn slow_body_stalling_mid_upload_is_cut_off() {
+    let t = slow_client_target(124);
+    let mut stream = TcpStream::connect(t.edge.addr).unwrap();
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: cdn.meridian.test\r\nContent-Length: 100\r\n\r\n0123456789",
+        )
+        .unwrap();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(5), None),
+        "a stalled upload kept its connection"
+    );
+    // The origin never got a complete body to act on.
+    assert_eq!(t.origin.count("POST", "/upload"), 0);
+}
