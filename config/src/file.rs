@@ -105,6 +105,30 @@ pub(crate) struct GeoDnsFile {
     /// Explicit region orders that take precedence over distance.
     #[serde(default)]
     pub overrides: OverridesFile,
+    /// Response-rate limiting of UDP replies; off when absent.
+    pub rate_limit: Option<RateLimitFile>,
+}
+
+/// `[geodns.rate_limit]`: a token bucket per client network that UDP
+/// replies take from, against reflection and amplification.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimitFile {
+    /// Replies per second one client network gets, sustained.
+    pub responses_per_second: u64,
+    /// Replies one client network may get at once (the bucket's size);
+    /// `responses_per_second` when absent.
+    pub burst: Option<u64>,
+    /// Every Nth reply over the limit is sent truncated (TC, no records)
+    /// instead of dropped, so a real client retries over TCP; 0 drops all.
+    #[serde(default = "default_rate_limit_slip")]
+    pub slip: u64,
+    /// IPv4 sources sharing this many leading bits share a bucket.
+    #[serde(default = "default_rate_limit_ipv4_prefix")]
+    pub ipv4_prefix_length: u64,
+    /// IPv6 sources sharing this many leading bits share a bucket.
+    #[serde(default = "default_rate_limit_ipv6_prefix")]
+    pub ipv6_prefix_length: u64,
 }
 
 /// `[geodns.overrides]`: each maps a client group to an explicit region
@@ -365,6 +389,18 @@ pub(crate) fn default_origin_suspect() -> u64 {
 
 fn default_health_path() -> String {
     "/_meridian/health".to_owned()
+}
+
+fn default_rate_limit_slip() -> u64 {
+    2
+}
+
+fn default_rate_limit_ipv4_prefix() -> u64 {
+    24
+}
+
+fn default_rate_limit_ipv6_prefix() -> u64 {
+    56
 }
 
 fn default_geodns_admin() -> SocketAddr {

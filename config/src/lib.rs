@@ -157,6 +157,30 @@ pub struct GeoDns {
     pub admin_listen: SocketAddr,
     /// Explicit region orders that take precedence over distance.
     pub overrides: Overrides,
+    /// Response-rate limiting of UDP replies; `None`: no limiting at all.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `[geodns.rate_limit]`: response-rate limiting of UDP replies, against
+/// reflection and amplification attacks that spoof a victim's address.
+///
+/// Each client network (the source address cut to a prefix) has a token
+/// bucket holding `burst` replies and refilled at `responses_per_second`.
+/// A UDP reply the bucket cannot pay for is dropped, except every `slip`th
+/// one, which is sent truncated (TC, no records) so that a real client
+/// behind the network retries over TCP, which is never limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained replies per second per network, 1 to 1,000,000.
+    pub responses_per_second: u32,
+    /// The bucket's size: replies a network may get at once, 1 to 1,000,000.
+    pub burst: u32,
+    /// Every `slip`th limited reply is sent truncated; 0 drops them all.
+    pub slip: u32,
+    /// Leading bits of an IPv4 source that make its network, 8 to 32.
+    pub ipv4_prefix_length: u8,
+    /// Leading bits of an IPv6 source that make its network, 16 to 128.
+    pub ipv6_prefix_length: u8,
 }
 
 /// `[geodns.overrides]`: explicit region orders for groups of clients.

@@ -5,12 +5,12 @@
 //! is checked by the role that uses it, before it binds anything.
 
 use crate::file::{EdgeFile, File, GeoDnsFile, HealthFile, OriginFile, RegionFile, ZoneFile};
-use crate::file::{OverridesFile, RecordFile};
+use crate::file::{OverridesFile, RateLimitFile, RecordFile};
 use crate::{
     Config, ConfigError, ConfigSource, Control, Edge, GeoDatabase, GeoDns, Health, Nameserver,
     Origin, OriginUrl, Region, Zone,
 };
-use crate::{NetOverride, Overrides, RecordData, StaticRecord};
+use crate::{NetOverride, Overrides, RateLimit, RecordData, StaticRecord};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -26,6 +26,21 @@ const MIN_TOKEN_LEN: usize = 16;
 
 /// Smallest cache budget that makes sense: one maximum-size small object.
 const MIN_CACHE_BYTES: u64 = 64 * 1024;
+
+/// The most replies per second (and the largest burst) a rate limit may
+/// allow one network: beyond this it limits nothing a server can send.
+const MAX_RATE_LIMIT: u64 = 1_000_000;
+
+/// The largest `slip`: past this, truncated replies are too rare to help
+/// real clients behind a limited network.
+const MAX_SLIP: u64 = 10;
+
+/// The shortest IPv4 prefix a rate limit may group sources by: shorter ones
+/// put unrelated networks (whole providers) into one bucket.
+const MIN_RATE_LIMIT_PREFIX_V4: u64 = 8;
+
+/// The same for IPv6.
+const MIN_RATE_LIMIT_PREFIX_V6: u64 = 16;
 
 /// The record types `[[zone.records]]` accepts.
 const RECORD_TYPES: &str = "A, AAAA, CNAME, MX, TXT";
@@ -578,12 +593,63 @@ impl Checker<'_> {
             ));
         }
         let overrides = self.overrides(geodns.overrides, regions)?;
+        let rate_limit = geodns
+            .rate_limit
+            .map(|file| self.rate_limit(file))
+            .transpose()?;
         Ok(GeoDns {
             listen: geodns.listen,
             geo_database,
             default_order,
             admin_listen: geodns.admin_listen,
             overrides,
+            rate_limit,
+        })
+    }
+
+    /// `[geodns.rate_limit]`: every value within its range.
+    fn rate_limit(&self, file: RateLimitFile) -> Result<RateLimit, ConfigError> {
+        let within = |key: &str, value: u64, low: u64, high: u64| {
+            if (low..=high).contains(&value) {
+                Ok(value)
+            } else {
+                Err(self.error(
+                    format!("geodns.rate_limit.{key}"),
+                    format!("must be between {low} and {high}, got {value}"),
+                ))
+            }
+        };
+        let responses_per_second = within(
+            "responses_per_second",
+            file.responses_per_second,
+            1,
+            MAX_RATE_LIMIT,
+        )?;
+        let burst = match file.burst {
+            Some(burst) => within("burst", burst, 1, MAX_RATE_LIMIT)?,
+            None => responses_per_second,
+        };
+        let slip = within("slip", file.slip, 0, MAX_SLIP)?;
+        let ipv4 = within(
+            "ipv4_prefix_length",
+            file.ipv4_prefix_length,
+            MIN_RATE_LIMIT_PREFIX_V4,
+            32,
+        )?;
+        let ipv6 = within(
+            "ipv6_prefix_length",
+            file.ipv6_prefix_length,
+            MIN_RATE_LIMIT_PREFIX_V6,
+            128,
+        )?;
+        // The ranges above fit every type below.
+        let narrow = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
+        Ok(RateLimit {
+            responses_per_second: narrow(responses_per_second),
+            burst: narrow(burst),
+            slip: narrow(slip),
+            ipv4_prefix_length: u8::try_from(ipv4).unwrap_or(32),
+            ipv6_prefix_length: u8::try_from(ipv6).unwrap_or(128),
         })
     }
 
@@ -1233,6 +1299,112 @@ mod tests {
         }
     }
 
+    fn with_rate_limit(body: &str) -> Result<Config, ConfigError> {
+        let text = crate::DEMO_TOML.replacen(
+            "[health]",
+            &format!("[geodns.rate_limit]\n{body}\n\n[health]"),
+            1,
+        );
+        lowered(&text)
+    }
+
+    #[test]
+    fn rate_limiting_is_off_unless_configured() {
+        assert_eq!(Config::demo().geodns.rate_limit, None);
+        let defaults = with_rate_limit("responses_per_second = 20").unwrap();
+        assert_eq!(
+            defaults.geodns.rate_limit,
+            Some(RateLimit {
+                responses_per_second: 20,
+                burst: 20,
+                slip: 2,
+                ipv4_prefix_length: 24,
+                ipv6_prefix_length: 56,
+            })
+        );
+        let set = with_rate_limit(
+            "responses_per_second = 1000000\nburst = 1\nslip = 0\n\
+             ipv4_prefix_length = 32\nipv6_prefix_length = 128",
+        )
+        .unwrap();
+        assert_eq!(
+            set.geodns.rate_limit,
+            Some(RateLimit {
+                responses_per_second: 1_000_000,
+                burst: 1,
+                slip: 0,
+                ipv4_prefix_length: 32,
+                ipv6_prefix_length: 128,
+            })
+        );
+    }
+
+    #[test]
+    fn rate_limit_errors_name_the_key() {
+        let cases = [
+            (
+                "burst = 10",
+                "geodns.rate_limit.responses_per_second",
+                "missing",
+            ),
+            (
+                "responses_per_second = 0",
+                "geodns.rate_limit.responses_per_second",
+                "between 1 and 1000000, got 0",
+            ),
+            (
+                "responses_per_second = 1000001",
+                "geodns.rate_limit.responses_per_second",
+                "between 1 and 1000000",
+            ),
+            (
+                "responses_per_second = -5",
+                "geodns.rate_limit.responses_per_second",
+                "-5",
+            ),
+            (
+                "responses_per_second = 2.5",
+                "geodns.rate_limit.responses_per_second",
+                "float",
+            ),
+            (
+                "responses_per_second = 10\nburst = 0",
+                "geodns.rate_limit.burst",
+                "between 1 and 1000000, got 0",
+            ),
+            (
+                "responses_per_second = 10\nslip = 11",
+                "geodns.rate_limit.slip",
+                "between 0 and 10, got 11",
+            ),
+            (
+                "responses_per_second = 10\nipv4_prefix_length = 33",
+                "geodns.rate_limit.ipv4_prefix_length",
+                "between 8 and 32, got 33",
+            ),
+            (
+                "responses_per_second = 10\nipv4_prefix_length = 0",
+                "geodns.rate_limit.ipv4_prefix_length",
+                "between 8 and 32, got 0",
+            ),
+            (
+                "responses_per_second = 10\nipv6_prefix_length = 129",
+                "geodns.rate_limit.ipv6_prefix_length",
+                "between 16 and 128, got 129",
+            ),
+            (
+                "responses_per_second = 10\nwindow_seconds = 15",
+                "geodns.rate_limit.window_seconds",
+                "unknown field",
+            ),
+        ];
+        for (body, key, reason) in cases {
+            let (k, r) = error_key(with_rate_limit(body));
+            assert_eq!(k, key, "{body}: {r}");
+            assert!(r.contains(reason), "{body}: {r}");
+        }
+    }
+
     #[test]
     fn the_demos_commented_examples_are_valid() {
         let examples = [
@@ -1245,6 +1417,12 @@ mod tests {
             "# nets = ",
             "# countries = ",
             "# continents = ",
+            "# [geodns.rate_limit]",
+            "# responses_per_second = ",
+            "# burst = ",
+            "# slip = ",
+            "# ipv4_prefix_length = ",
+            "# ipv6_prefix_length = ",
         ];
         let text: String = crate::DEMO_TOML
             .lines()
@@ -1261,6 +1439,11 @@ mod tests {
         assert_eq!(overrides.nets.len(), 1);
         assert_eq!(overrides.countries.len(), 1);
         assert_eq!(overrides.continents.len(), 1);
+        let rate_limit = config.geodns.rate_limit.unwrap();
+        assert_eq!(
+            (rate_limit.responses_per_second, rate_limit.burst),
+            (50, 100)
+        );
     }
 
     #[test]

@@ -89,6 +89,11 @@ impl GeoDnsHandler {
         }
     }
 
+    /// The metrics, for what the UDP path counts itself.
+    pub(crate) fn metrics(&self) -> &DnsMetrics {
+        &self.metrics
+    }
+
     /// Checks the query and answers it from `snapshot` (the caller counts
     /// it).
     fn prepare<'s>(&self, snapshot: &'s Snapshot, request: &Request) -> Prepared<'s> {

@@ -13,6 +13,9 @@
 //! A load produces a [`Snapshot`]; SIGHUP builds a new one and swaps it in
 //! ([`reload`]) without dropping a query.
 //!
+//! UDP replies can be rate limited per client network ([`rate_limit`]),
+//! against reflection attacks; TCP replies never are.
+//!
 //! The protocol work (parsing, TCP framing) is hickory-server's; [`handler`]
 //! is the thin piece between it and the pure modules ([`answer`]).
 
@@ -25,6 +28,7 @@ pub mod geo;
 pub mod handler;
 pub mod health;
 pub mod metrics;
+pub mod rate_limit;
 pub mod reload;
 pub mod snapshot;
 pub mod steering;

@@ -42,6 +42,9 @@ pub struct DnsMetrics {
     edge_up: IntGaugeVec,
     reloads: IntCounter,
     reload_failures: IntCounter,
+    /// UDP replies over the rate limit, by what happened to them.
+    rate_limit_dropped: IntCounter,
+    rate_limit_slipped: IntCounter,
 }
 
 fn qtype_index(qtype: RecordType) -> usize {
@@ -112,6 +115,14 @@ impl DnsMetrics {
             "Reloads refused (bad config or database); the running one stayed",
         )?;
         registry.register(Box::new(reload_failures.clone()))?;
+        let rate_limited_vec = IntCounterVec::new(
+            Opts::new(
+                "meridian_dns_rate_limited_total",
+                "UDP replies over the rate limit, by action: dropped (nothing sent) or slipped (sent truncated)",
+            ),
+            &["action"],
+        )?;
+        registry.register(Box::new(rate_limited_vec.clone()))?;
         Ok(DnsMetrics {
             registry,
             queries,
@@ -120,6 +131,8 @@ impl DnsMetrics {
             edge_up,
             reloads,
             reload_failures,
+            rate_limit_dropped: rate_limited_vec.with_label_values(&["dropped"]),
+            rate_limit_slipped: rate_limited_vec.with_label_values(&["slipped"]),
         })
     }
 
@@ -155,6 +168,16 @@ impl DnsMetrics {
         if let Some(counter) = counters.get(region) {
             counter.inc();
         }
+    }
+
+    /// Counts a UDP reply the rate limit dropped.
+    pub fn rate_limit_dropped(&self) {
+        self.rate_limit_dropped.inc();
+    }
+
+    /// Counts a UDP reply the rate limit sent truncated instead.
+    pub fn rate_limit_slipped(&self) {
+        self.rate_limit_slipped.inc();
     }
 
     /// Counts a reload that took effect.
@@ -207,6 +230,9 @@ mod tests {
         metrics.reloaded();
         metrics.reload_failed();
         metrics.reload_failed();
+        metrics.rate_limit_dropped();
+        metrics.rate_limit_dropped();
+        metrics.rate_limit_slipped();
         health.set_edge(2, 0, false);
         let text = metrics.render(&health);
         assert!(
@@ -233,6 +259,14 @@ mod tests {
         assert!(text.contains("meridian_dns_reloads_total 1"), "{text}");
         assert!(
             text.contains("meridian_dns_reload_failures_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"meridian_dns_rate_limited_total{action="dropped"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"meridian_dns_rate_limited_total{action="slipped"} 1"#),
             "{text}"
         );
         // After a reload that dropped ap-southeast, its edge is gone.

@@ -10,6 +10,7 @@ use crate::GeoDnsError;
 use crate::geo::GeoDatabase;
 use crate::health::HealthView;
 use crate::metrics::DnsMetrics;
+use crate::rate_limit::RateLimiter;
 use crate::steering::Steering;
 use crate::table::GeoTable;
 use crate::zone::Zone;
@@ -39,6 +40,9 @@ pub struct Snapshot {
     pub health: Arc<HealthView>,
     /// Steered answers per region, indexed like `config.regions`.
     pub steered: Vec<IntCounter>,
+    /// The UDP replies' rate limit, if `[geodns.rate_limit]` sets one;
+    /// every network's bucket starts full with each load.
+    pub rate_limit: Option<RateLimiter>,
 }
 
 impl Snapshot {
@@ -63,6 +67,17 @@ impl Snapshot {
         let zone = Zone::from_config(&config)?;
         let health = HealthView::from_config(&config);
         let steered = metrics.steered_counters(&config.region_names());
+        let rate_limit = config.geodns.rate_limit.as_ref().map(|limit| {
+            tracing::info!(
+                responses_per_second = limit.responses_per_second,
+                burst = limit.burst,
+                slip = limit.slip,
+                ipv4_prefix_length = limit.ipv4_prefix_length,
+                ipv6_prefix_length = limit.ipv6_prefix_length,
+                "UDP replies are rate limited per client network"
+            );
+            RateLimiter::new(limit)
+        });
         Ok(Snapshot {
             id: NEXT_SNAPSHOT_ID.fetch_add(1, Ordering::Relaxed),
             config,
@@ -70,6 +85,7 @@ impl Snapshot {
             table,
             health,
             steered,
+            rate_limit,
         })
     }
 }

@@ -11,9 +11,16 @@
 //! `recv_from`/`send_to` loop per core, all on clones of one socket (so a
 //! second server on the same address still fails with "address in use").
 //! TCP stays with hickory-server.
+//!
+//! With `[geodns.rate_limit]`, every reply a datagram would get, remembered
+//! or built, is first paid for from its client network's bucket
+//! ([`crate::rate_limit`]): within the limit it is sent, over it it is
+//! dropped before anything is built, or every `slip`th time built and sent
+//! truncated. Without it, one branch per datagram is all this costs.
 
 use crate::answer_cache::{AnswerCache, Served};
 use crate::handler::{Counts, GeoDnsHandler};
+use crate::rate_limit::{RateLimiter, Verdict};
 use crate::snapshot::Snapshot;
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
@@ -24,7 +31,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often an idle worker checks whether it should stop.
 const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -84,8 +91,11 @@ fn serve_one_by_one(socket: &UdpSocket, handler: &GeoDnsHandler, stop: &AtomicBo
         match socket.recv_from(&mut buffer) {
             Ok((length, source)) => {
                 let snapshot = handler.snapshot();
-                let served = cache.reply(handler, &snapshot, &buffer[..length], source, &mut reply);
-                if served != Served::Nothing {
+                let limit = rate_limit(&snapshot);
+                let datagram = &buffer[..length];
+                if respond(
+                    handler, &snapshot, &mut cache, limit, datagram, source, &mut reply,
+                ) {
                     // A client that cannot be reached is its own problem.
                     let _ = socket.send_to(&reply, source);
                 }
@@ -98,6 +108,58 @@ fn serve_one_by_one(socket: &UdpSocket, handler: &GeoDnsHandler, stop: &AtomicBo
             }
         }
     }
+}
+
+/// The snapshot's rate limit, if it has one, with the time its buckets
+/// are read at: taken once per batch of datagrams, and only when limiting.
+fn rate_limit(snapshot: &Snapshot) -> Option<(&RateLimiter, Instant)> {
+    snapshot
+        .rate_limit
+        .as_ref()
+        .map(|limiter| (limiter, Instant::now()))
+}
+
+/// Writes the reply to `datagram` from `source` into `out`, rate limited
+/// by `limit`; false when nothing is to be sent.
+fn respond(
+    handler: &GeoDnsHandler,
+    snapshot: &Snapshot,
+    cache: &mut AnswerCache,
+    limit: Option<(&RateLimiter, Instant)>,
+    datagram: &[u8],
+    source: SocketAddr,
+    out: &mut Vec<u8>,
+) -> bool {
+    let verdict = match limit {
+        // Datagrams that get no reply take nothing from the bucket.
+        Some((limiter, now)) if gets_a_reply(datagram, source) => limiter.check(source.ip(), now),
+        _ => Verdict::Send,
+    };
+    if verdict == Verdict::Drop {
+        out.clear();
+        handler.metrics().rate_limit_dropped();
+        return false;
+    }
+    if cache.reply(handler, snapshot, datagram, source, out) == Served::Nothing {
+        return false;
+    }
+    if verdict == Verdict::Slip {
+        // Never fails on a reply hickory built; if it did, nothing is
+        // better than something unread.
+        if crate::rate_limit::truncate(out).is_none() {
+            out.clear();
+            handler.metrics().rate_limit_dropped();
+            return false;
+        }
+        handler.metrics().rate_limit_slipped();
+    }
+    true
+}
+
+/// Whether the full path would answer `datagram` at all: not from port 0,
+/// long enough to have a header, and not itself a response.
+fn gets_a_reply(datagram: &[u8], source: SocketAddr) -> bool {
+    source.port() != 0 && datagram.len() >= 12 && datagram[2] & 0x80 == 0
 }
 
 /// Errors that only mean "nothing arrived yet".
@@ -119,7 +181,7 @@ const BATCH: usize = 32;
 /// usually still awake for the rest, which saves the wake-ups.
 #[cfg(target_os = "linux")]
 mod batched {
-    use super::{AnswerCache, BATCH, MAX_DATAGRAM, Served, is_quiet};
+    use super::{AnswerCache, BATCH, MAX_DATAGRAM, is_quiet, rate_limit, respond};
     use crate::handler::GeoDnsHandler;
     use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
     use std::io::{IoSlice, IoSliceMut};
@@ -168,6 +230,7 @@ mod batched {
                 }
             }
             let snapshot = handler.snapshot();
+            let limit = rate_limit(&snapshot);
             let mut destinations: Vec<Option<SockaddrStorage>> = Vec::with_capacity(received.len());
             let mut answered = 0;
             for (index, &(length, source)) in received.iter().enumerate() {
@@ -177,7 +240,9 @@ mod batched {
                     continue;
                 };
                 let reply = &mut replies[answered];
-                if cache.reply(handler, &snapshot, datagram, source, reply) != Served::Nothing {
+                if respond(
+                    handler, &snapshot, &mut cache, limit, datagram, source, reply,
+                ) {
                     destinations.push(Some(SockaddrStorage::from(source)));
                     answered += 1;
                 }

@@ -1,17 +1,18 @@
 //! GeoDNS over real sockets: one `meridian geodns` process per test, on
-//! 127.60.T.1 (T = the test's number), its regions' edges on 127.61–63.T.x.
+//! 127.60.T.1 (T = the test's number), its regions' edges on 127.61–63.T.x;
+//! the rate-limit tests use blocks of their own (127.117 and 127.118).
 //! The edges do not exist; health checks probe every 300 s, so every edge
 //! stays up for the length of a test.
 //!
 //! Each test asserts one behaviour, with hickory-proto messages built by
 //! hand so that every flag and size is under the test's control.
 
-use crate::harness::{TempDir, meridian, spawn_line_reader};
+use crate::harness::{TempDir, config_on_block, meridian, spawn_line_reader};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
@@ -86,7 +87,8 @@ struct GeoDns {
     child: Child,
     stderr: mpsc::Receiver<String>,
     log: Vec<String>,
-    t: u8,
+    /// Where it listens: DNS on port 5353, its admin listener on 9153.
+    host: Ipv4Addr,
     dir: TempDir,
 }
 
@@ -96,7 +98,12 @@ impl GeoDns {
     }
 
     fn start_with(t: u8, config: &str) -> GeoDns {
-        let dir = TempDir::new(&format!("geodns-{t}"));
+        GeoDns::start_on(Ipv4Addr::new(127, 60, t, 1), config)
+    }
+
+    /// Starts it with `config`, which must make it listen on `host`.
+    fn start_on(host: Ipv4Addr, config: &str) -> GeoDns {
+        let dir = TempDir::new(&format!("geodns-{host}"));
         let path = dir.write("meridian.toml", config);
         let mut child = meridian()
             .args(["geodns", "--config"])
@@ -111,29 +118,31 @@ impl GeoDns {
             child,
             stderr,
             log: Vec::new(),
-            t,
+            host,
             dir,
         };
-        let ready = format!("listening for TCP on 127.60.{t}.1:5353");
+        let ready = format!("listening for TCP on {host}:5353");
         geodns.wait_for_log(&ready, Duration::from_secs(60));
         geodns
     }
 
     fn dns(&self) -> SocketAddr {
-        format!("127.60.{}.1:5353", self.t).parse().unwrap()
+        SocketAddr::from((self.host, 5353))
     }
 
     fn admin(&self) -> SocketAddr {
-        format!("127.60.{}.1:9153", self.t).parse().unwrap()
+        SocketAddr::from((self.host, 9153))
     }
 
     fn config_path(&self) -> PathBuf {
         self.dir.0.join("meridian.toml")
     }
 
-    /// An address of `region` (1 us-east, 2 eu-west, 3 ap-southeast).
+    /// An address of `region` (1 us-east, 2 eu-west, 3 ap-southeast), in
+    /// a config of [`config_for`].
     fn edge(&self, region: u8, n: u8) -> IpAddr {
-        format!("127.6{region}.{}.{n}", self.t).parse().unwrap()
+        let t = self.host.octets()[2];
+        format!("127.6{region}.{t}.{n}").parse().unwrap()
     }
 
     /// Waits until a log line contains `text`.
@@ -1059,4 +1068,221 @@ fn dns_hostile_input_never_takes_geodns_down() {
         "took {:?} ({replies} replies)",
         started.elapsed()
     );
+}
+
+/// The demo topology on 127.`block`.x.y (GeoDNS on 127.`block`.0.1) with
+/// `rate_limit` as its `[geodns.rate_limit]` table, if given. Clients use
+/// 127.`block`.8.8 and 127.`block`.9.9, two other /24s of the block.
+fn rate_limited_config(block: u8, rate_limit: Option<&str>) -> String {
+    let text = config_on_block(block)
+        .replace("interval_ms = 500", "interval_ms = 300000")
+        .replace("timeout_ms = 400", "timeout_ms = 1000");
+    match rate_limit {
+        Some(table) => text.replacen(
+            "[health]",
+            &format!("[geodns.rate_limit]\n{table}\n\n[health]"),
+            1,
+        ),
+        None => text,
+    }
+}
+
+/// The queries of a flood: how many there are, and how many full answers a
+/// limit of 1 reply per second and a burst of 5 lets through at most.
+const FLOOD: u16 = 50;
+const FLOOD_BURST: usize = 5;
+
+/// What came back from a flood of [`FLOOD`] queries from one address.
+struct Flood {
+    /// Replies with the answer.
+    full: usize,
+    /// Replies with TC set and no records.
+    slipped: usize,
+    /// From the first query sent to the last reply read: the server
+    /// handled every query within it.
+    span: Duration,
+}
+
+impl Flood {
+    /// The queries that got no reply.
+    fn dropped(&self) -> usize {
+        usize::from(FLOOD) - self.full - self.slipped
+    }
+
+    /// The most full answers a bucket of [`FLOOD_BURST`] refilled at 1
+    /// per second can pay for within the flood's span.
+    fn most_allowed(&self) -> usize {
+        FLOOD_BURST + self.span.as_secs() as usize
+    }
+}
+
+/// Sends [`FLOOD`] UDP queries for the steered name from `source` as fast
+/// as it can, then reads replies until none came for 3 s. Every reply must
+/// be a full answer or a slip, each to a different query.
+fn flood_from(source: Ipv4Addr, server: SocketAddr) -> Flood {
+    let socket = UdpSocket::bind((source, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let started = Instant::now();
+    for id in 1..=FLOOD {
+        let mut query = edns(question("cdn.meridian.test.", RecordType::A), 1232, None);
+        query.metadata.id = id;
+        socket.send_to(&query.to_vec().unwrap(), server).unwrap();
+    }
+    let mut flood = Flood {
+        full: 0,
+        slipped: 0,
+        span: Duration::ZERO,
+    };
+    let mut seen = Vec::new();
+    let mut buffer = vec![0u8; 65_535];
+    while let Ok((len, from)) = socket.recv_from(&mut buffer) {
+        flood.span = started.elapsed();
+        assert_eq!(from, server);
+        let reply = Message::from_vec(&buffer[..len]).unwrap();
+        let id = reply.metadata.id;
+        assert!((1..=FLOOD).contains(&id) && !seen.contains(&id), "{id}");
+        seen.push(id);
+        assert_eq!(reply.metadata.message_type, MessageType::Response);
+        assert!(reply.metadata.authoritative, "AA, as the full answer has");
+        assert_eq!(reply.queries.len(), 1, "the question is echoed");
+        assert_eq!(reply.queries[0].name().to_ascii(), "cdn.meridian.test.");
+        assert!(reply.edns.is_some(), "OPT, as the query had one");
+        if reply.metadata.truncation {
+            assert!(reply.answers.is_empty(), "a slip has no records");
+            assert!(reply.authorities.is_empty() && reply.additionals.is_empty());
+            flood.slipped += 1;
+        } else {
+            assert_eq!(addresses(&reply).len(), 1, "the full answer");
+            flood.full += 1;
+        }
+    }
+    flood
+}
+
+/// One UDP query from `source`, which must be answered.
+fn udp_from(source: Ipv4Addr, server: SocketAddr, message: &Message) -> Message {
+    let socket = UdpSocket::bind((source, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send_to(&message.to_vec().unwrap(), server).unwrap();
+    let mut buffer = vec![0u8; 65_535];
+    let (len, _) = socket.recv_from(&mut buffer).expect("a reply over UDP");
+    Message::from_vec(&buffer[..len]).unwrap()
+}
+
+/// One TCP query from `source` (std cannot bind a client socket first).
+fn tcp_from(source: Ipv4Addr, server: SocketAddr, message: &Message) -> Message {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((source, 0))).unwrap();
+        let stream = socket.connect(server).await.unwrap();
+        stream.into_std().unwrap()
+    });
+    assert_eq!(stream.local_addr().unwrap().ip(), source);
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    tcp_exchange(&mut stream, &message.to_vec().unwrap())
+}
+
+/// The value of a metric line, e.g. `meridian_dns_rate_limited_total{action="dropped"}`.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+const DROPPED: &str = r#"meridian_dns_rate_limited_total{action="dropped"}"#;
+const SLIPPED: &str = r#"meridian_dns_rate_limited_total{action="slipped"}"#;
+
+#[test]
+fn dns_rate_limit_slips_and_drops_a_flood_from_one_network() {
+    let config = rate_limited_config(117, Some("responses_per_second = 1\nburst = 5\nslip = 2"));
+    let geodns = GeoDns::start_on(Ipv4Addr::new(127, 117, 0, 1), &config);
+    let limited = Ipv4Addr::new(127, 117, 8, 8);
+
+    let flood = flood_from(limited, geodns.dns());
+    // The bucket starts full, and refills at 1 per second.
+    assert!(
+        (FLOOD_BURST..=flood.most_allowed()).contains(&flood.full),
+        "{} full answers in {:?}",
+        flood.full,
+        flood.span
+    );
+    // Every second limited reply slipped, the others dropped.
+    let limited_replies = usize::from(FLOOD) - flood.full;
+    assert_eq!(flood.slipped, limited_replies / 2);
+    assert!(flood.dropped() >= 1 && flood.slipped >= 1);
+    let metrics = geodns.metrics();
+    assert_eq!(metric(&metrics, SLIPPED), flood.slipped as u64, "{metrics}");
+    assert_eq!(
+        metric(&metrics, DROPPED),
+        flood.dropped() as u64,
+        "{metrics}"
+    );
+
+    // Another /24 has its own bucket.
+    let query = edns(question("cdn.meridian.test.", RecordType::A), 1232, None);
+    let other = udp_from(Ipv4Addr::new(127, 117, 9, 9), geodns.dns(), &query);
+    assert!(!other.metadata.truncation);
+    assert_eq!(addresses(&other).len(), 1);
+
+    // TCP is never limited, not even for the flooded network.
+    for _ in 0..10 {
+        let reply = tcp_from(limited, geodns.dns(), &query);
+        assert!(!reply.metadata.truncation);
+        assert_eq!(addresses(&reply).len(), 1);
+    }
+}
+
+#[test]
+fn dns_rate_limit_is_off_without_the_table_and_follows_reloads() {
+    let mut geodns = GeoDns::start_on(
+        Ipv4Addr::new(127, 118, 0, 1),
+        &rate_limited_config(118, None),
+    );
+    let client = Ipv4Addr::new(127, 118, 8, 8);
+    let unlimited = flood_from(client, geodns.dns());
+    assert_eq!((unlimited.full, unlimited.slipped), (usize::from(FLOOD), 0));
+
+    // Reloaded with a limit that slips every limited reply.
+    let wait_for_reloads = |geodns: &GeoDns, n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while metric(&geodns.metrics(), "meridian_dns_reloads_total") < n {
+            assert!(Instant::now() < deadline, "no reload");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    std::fs::write(
+        geodns.config_path(),
+        rate_limited_config(118, Some("responses_per_second = 1\nburst = 5\nslip = 1")),
+    )
+    .unwrap();
+    geodns.hang_up();
+    wait_for_reloads(&geodns, 1);
+    let limited = flood_from(client, geodns.dns());
+    assert!(
+        (FLOOD_BURST..=limited.most_allowed()).contains(&limited.full),
+        "{} full answers in {:?}",
+        limited.full,
+        limited.span
+    );
+    assert_eq!(limited.dropped(), 0, "slip = 1 sends every limited reply");
+    assert_eq!(metric(&geodns.metrics(), SLIPPED), limited.slipped as u64);
+
+    // And reloaded without it again.
+    std::fs::write(geodns.config_path(), rate_limited_config(118, None)).unwrap();
+    geodns.hang_up();
+    wait_for_reloads(&geodns, 2);
+    let unlimited = flood_from(client, geodns.dns());
+    assert_eq!((unlimited.full, unlimited.slipped), (usize::from(FLOOD), 0));
+    assert!(geodns.alive());
 }
