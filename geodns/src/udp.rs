@@ -12,7 +12,8 @@
 //! second server on the same address still fails with "address in use").
 //! TCP stays with hickory-server.
 
-use crate::answer_cache::{AnswerCache, Served};
+use crate::answer_cache::AnswerCache;
+pub use crate::answer_cache::Served;
 use crate::handler::{Counts, GeoDnsHandler};
 use crate::snapshot::Snapshot;
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
@@ -79,12 +80,13 @@ fn serve(socket: &UdpSocket, handler: &GeoDnsHandler, stop: &AtomicBool) {
 fn serve_one_by_one(socket: &UdpSocket, handler: &GeoDnsHandler, stop: &AtomicBool) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     let mut reply = Vec::with_capacity(usize::from(crate::handler::MAX_UDP_PAYLOAD));
-    let mut cache = AnswerCache::default();
+    let mut responder = Responder::new();
     while !stop.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buffer) {
             Ok((length, source)) => {
                 let snapshot = handler.snapshot();
-                let served = cache.reply(handler, &snapshot, &buffer[..length], source, &mut reply);
+                let served =
+                    responder.answer(handler, &snapshot, &buffer[..length], source, &mut reply);
                 if served != Served::Nothing {
                     // A client that cannot be reached is its own problem.
                     let _ = socket.send_to(&reply, source);
@@ -119,7 +121,7 @@ const BATCH: usize = 32;
 /// usually still awake for the rest, which saves the wake-ups.
 #[cfg(target_os = "linux")]
 mod batched {
-    use super::{AnswerCache, BATCH, MAX_DATAGRAM, Served, is_quiet};
+    use super::{BATCH, MAX_DATAGRAM, Responder, Served, is_quiet};
     use crate::handler::GeoDnsHandler;
     use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
     use std::io::{IoSlice, IoSliceMut};
@@ -136,7 +138,7 @@ mod batched {
             .map(|_| Vec::with_capacity(usize::from(crate::handler::MAX_UDP_PAYLOAD)))
             .collect();
         let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
-        let mut cache = AnswerCache::default();
+        let mut responder = Responder::new();
         while !stop.load(Ordering::Relaxed) {
             received.clear();
             {
@@ -177,7 +179,8 @@ mod batched {
                     continue;
                 };
                 let reply = &mut replies[answered];
-                if cache.reply(handler, &snapshot, datagram, source, reply) != Served::Nothing {
+                if responder.answer(handler, &snapshot, datagram, source, reply) != Served::Nothing
+                {
                     destinations.push(Some(SockaddrStorage::from(source)));
                     answered += 1;
                 }
@@ -228,6 +231,41 @@ mod batched {
         address
             .as_sockaddr_in6()
             .map(|v6| SocketAddr::V6((*v6).into()))
+    }
+}
+
+/// What one UDP worker keeps from one datagram to the next: its remembered
+/// replies (the `answer_cache` module).
+///
+/// Both socket loops answer every datagram they receive with
+/// [`Responder::answer`] and send whatever it wrote; nothing else decides
+/// what goes back. It is public so that the fuzz test
+/// (`geodns/tests/fuzz/`) drives exactly this path, without sockets.
+#[derive(Default)]
+pub struct Responder {
+    cache: AnswerCache,
+}
+
+impl Responder {
+    /// A responder that remembers nothing yet: its first reply to any
+    /// datagram is built the full way (hickory's parser and
+    /// [`GeoDnsHandler`]).
+    pub fn new() -> Self {
+        Responder::default()
+    }
+
+    /// Writes the reply to `datagram`, received from `source`, into
+    /// `reply` (emptied first), answered from `snapshot`; the return value
+    /// says where the reply came from, or that there is nothing to send.
+    pub fn answer(
+        &mut self,
+        handler: &GeoDnsHandler,
+        snapshot: &Snapshot,
+        datagram: &[u8],
+        source: SocketAddr,
+        reply: &mut Vec<u8>,
+    ) -> Served {
+        self.cache.reply(handler, snapshot, datagram, source, reply)
     }
 }
 
