@@ -298,7 +298,7 @@ impl Default for AnswerCache {
 /// The answer to a query: its reply bytes (in the caller's buffer) and
 /// whether they came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Served {
+pub enum Served {
     /// A remembered reply, patched.
     Remembered,
     /// A reply built by hickory (and remembered if it could be).

@@ -15,11 +15,11 @@ use crate::snapshot::{Live, Snapshot};
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{RData, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use std::sync::Arc;
 
 /// The largest UDP response Meridian sends: the 2020 DNS flag day's value,
@@ -31,6 +31,9 @@ const PLAIN_UDP_PAYLOAD: u16 = 512;
 
 /// Header, plus an OPT record with an ECS option at its largest.
 const FIXED_OVERHEAD: usize = 12 + 11 + 4 + 4 + 16;
+
+/// The DNS header's size: where the question section starts.
+const HEADER_LEN: usize = 12;
 
 /// Answers queries from the current snapshot; reloads replace it whole.
 #[derive(Clone)]
@@ -46,6 +49,9 @@ struct Prepared<'s> {
     edns: Option<Edns>,
     reply: Option<crate::answer::Reply<'s>>,
     counts: Counts,
+    /// Whether the reply may echo the query's question section (see
+    /// [`echoes_faithfully`]); if not, it has none.
+    echo_question: bool,
 }
 
 /// What one answered query adds to the metrics. Kept apart from the
@@ -113,7 +119,10 @@ impl GeoDnsHandler {
             edns
         });
 
-        let rcode_only = if request.metadata.op_code != OpCode::Query {
+        let echo_question = echoes_faithfully(&request.queries);
+        let rcode_only = if !echo_question {
+            Some(ResponseCode::FormErr)
+        } else if request.metadata.op_code != OpCode::Query {
             Some(ResponseCode::NotImp)
         } else if request.queries.queries().len() != 1 {
             Some(ResponseCode::FormErr)
@@ -142,6 +151,7 @@ impl GeoDnsHandler {
                     ecs: false,
                     region: None,
                 },
+                echo_question,
             };
         }
 
@@ -180,6 +190,7 @@ impl GeoDnsHandler {
             edns,
             reply: Some(reply),
             counts,
+            echo_question,
         }
     }
 
@@ -197,7 +208,11 @@ impl GeoDnsHandler {
             prepared.metadata.truncation = true;
             prepared.reply = None;
         }
-        let builder = MessageResponseBuilder::new(&request.queries, prepared.edns.as_ref());
+        let no_question = (!prepared.echo_question)
+            .then(no_question_section)
+            .flatten();
+        let queries = no_question.as_ref().unwrap_or(&request.queries);
+        let builder = MessageResponseBuilder::new(queries, prepared.edns.as_ref());
         let mut buffer = Vec::with_capacity(usize::from(limit));
         let mut encoder = BinEncoder::new(&mut buffer);
         encoder.set_max_size(limit);
@@ -274,7 +289,11 @@ impl RequestHandler for GeoDnsHandler {
             prepared.metadata.truncation = true;
             prepared.reply = None;
         }
-        let builder = MessageResponseBuilder::new(&request.queries, prepared.edns.as_ref());
+        let no_question = (!prepared.echo_question)
+            .then(no_question_section)
+            .flatten();
+        let queries = no_question.as_ref().unwrap_or(&request.queries);
+        let builder = MessageResponseBuilder::new(queries, prepared.edns.as_ref());
         match &prepared.reply {
             Some(reply) => {
                 let response = builder.build(
@@ -292,6 +311,56 @@ impl RequestHandler for GeoDnsHandler {
             }
         }
     }
+}
+
+/// Whether `queries`, copied byte for byte into the reply (hickory's
+/// response builder echoes the question as the client sent it), says the
+/// same there. It does not if a name in it is compressed with a pointer
+/// into the header, directly or through another pointer: no name lives in
+/// a header (RFC 1035 §4.1.4 points only at prior names), and the reply's
+/// header differs from the query's, so the echo would spell another name,
+/// or none, and the client could not match or even parse the reply. Such
+/// a query gets FORMERR with no question section.
+fn echoes_faithfully(queries: &Queries) -> bool {
+    let question = queries.as_bytes();
+    let mut at = 0;
+    for _ in queries.queries() {
+        match name_end_within(question, at) {
+            // Type and class follow the name.
+            Some(end) => at = end + 4,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Where the name at `at` in the question section `question` ends, if it
+/// reads only bytes of the question section; `None` if it reaches into
+/// the header (or is not a name at all).
+fn name_end_within(question: &[u8], mut at: usize) -> Option<usize> {
+    let mut end = None;
+    // hickory's parser only follows pointers backwards, so a chain is
+    // short; the bound is for names that never passed it.
+    for _ in 0..question.len() + 1 {
+        let length = *question.get(at)?;
+        match length {
+            0 => return Some(end.unwrap_or(at + 1)),
+            1..=63 => at += 1 + usize::from(length),
+            _ if length & 0xc0 == 0xc0 => {
+                let low = *question.get(at + 1)?;
+                let target = (usize::from(length & 0x3f) << 8) | usize::from(low);
+                end.get_or_insert(at + 2);
+                at = target.checked_sub(HEADER_LEN)?;
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// An empty question section, for a reply that must not echo the query's.
+fn no_question_section() -> Option<Queries> {
+    Queries::read(&mut BinDecoder::new(&[]), 0).ok()
 }
 
 /// Whether `response` encodes within `limit` bytes without dropping a
@@ -363,5 +432,41 @@ async fn send<'a, R: ResponseHandler>(
             }
             .into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queries(question: &[u8], count: usize) -> Queries {
+        let mut message = vec![0xab, 0xcd, 0x01, 0x00, 0, count as u8, 0, 0, 0, 0, 0, 0];
+        message.extend_from_slice(question);
+        let mut decoder = BinDecoder::new(&message);
+        decoder.read_slice(HEADER_LEN).unwrap();
+        Queries::read(&mut decoder, count).unwrap()
+    }
+
+    #[test]
+    fn questions_that_point_into_the_header_are_not_echoed() {
+        // cdn.meridian.test A: plain labels.
+        let plain = b"\x03cdn\x08meridian\x04test\x00\x00\x01\x00\x01";
+        assert!(echoes_faithfully(&queries(plain, 1)));
+        // A second question compressed against the first: the same bytes
+        // at the same offsets in the reply.
+        let mut two = plain.to_vec();
+        two.extend_from_slice(&[0xc0, 0x0c, 0x00, 0x1c, 0x00, 0x01]);
+        assert!(echoes_faithfully(&queries(&two, 2)));
+        // The name is a pointer to the header's flags (found by the fuzz
+        // test): "\000." in the query, unparseable in the reply.
+        let into_flags = [0xc0, 0x02, 0x00, 0x01, 0x00, 0x01];
+        assert!(!echoes_faithfully(&queries(&into_flags, 1)));
+        // Through the first question's type field (0xc005), a pointer
+        // into the header.
+        let mut chained = vec![0x01, b'a', 0x00, 0xc0, 0x05, 0x00, 0x01];
+        chained.extend_from_slice(&[0xc0, 0x0f, 0x00, 0x01, 0x00, 0x01]);
+        let chained = queries(&chained, 2);
+        assert_eq!(chained.queries().len(), 2);
+        assert!(!echoes_faithfully(&chained));
     }
 }

@@ -18,9 +18,10 @@
 //! dropped before anything is built, or every `slip`th time built and sent
 //! truncated. Without it, one branch per datagram is all this costs.
 
-use crate::answer_cache::{AnswerCache, Served};
+use crate::answer_cache::AnswerCache;
+pub use crate::answer_cache::Served;
 use crate::handler::{Counts, GeoDnsHandler};
-use crate::rate_limit::{RateLimiter, Verdict};
+use crate::rate_limit::Verdict;
 use crate::snapshot::Snapshot;
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
@@ -86,16 +87,14 @@ fn serve(socket: &UdpSocket, handler: &GeoDnsHandler, stop: &AtomicBool) {
 fn serve_one_by_one(socket: &UdpSocket, handler: &GeoDnsHandler, stop: &AtomicBool) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     let mut reply = Vec::with_capacity(usize::from(crate::handler::MAX_UDP_PAYLOAD));
-    let mut cache = AnswerCache::default();
+    let mut responder = Responder::new();
     while !stop.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buffer) {
             Ok((length, source)) => {
                 let snapshot = handler.snapshot();
-                let limit = rate_limit(&snapshot);
-                let datagram = &buffer[..length];
-                if respond(
-                    handler, &snapshot, &mut cache, limit, datagram, source, &mut reply,
-                ) {
+                let served =
+                    responder.answer(handler, &snapshot, &buffer[..length], source, &mut reply);
+                if served != Served::Nothing {
                     // A client that cannot be reached is its own problem.
                     let _ = socket.send_to(&reply, source);
                 }
@@ -108,58 +107,6 @@ fn serve_one_by_one(socket: &UdpSocket, handler: &GeoDnsHandler, stop: &AtomicBo
             }
         }
     }
-}
-
-/// The snapshot's rate limit, if it has one, with the time its buckets
-/// are read at: taken once per batch of datagrams, and only when limiting.
-fn rate_limit(snapshot: &Snapshot) -> Option<(&RateLimiter, Instant)> {
-    snapshot
-        .rate_limit
-        .as_ref()
-        .map(|limiter| (limiter, Instant::now()))
-}
-
-/// Writes the reply to `datagram` from `source` into `out`, rate limited
-/// by `limit`; false when nothing is to be sent.
-fn respond(
-    handler: &GeoDnsHandler,
-    snapshot: &Snapshot,
-    cache: &mut AnswerCache,
-    limit: Option<(&RateLimiter, Instant)>,
-    datagram: &[u8],
-    source: SocketAddr,
-    out: &mut Vec<u8>,
-) -> bool {
-    let verdict = match limit {
-        // Datagrams that get no reply take nothing from the bucket.
-        Some((limiter, now)) if gets_a_reply(datagram, source) => limiter.check(source.ip(), now),
-        _ => Verdict::Send,
-    };
-    if verdict == Verdict::Drop {
-        out.clear();
-        handler.metrics().rate_limit_dropped();
-        return false;
-    }
-    if cache.reply(handler, snapshot, datagram, source, out) == Served::Nothing {
-        return false;
-    }
-    if verdict == Verdict::Slip {
-        // Never fails on a reply hickory built; if it did, nothing is
-        // better than something unread.
-        if crate::rate_limit::truncate(out).is_none() {
-            out.clear();
-            handler.metrics().rate_limit_dropped();
-            return false;
-        }
-        handler.metrics().rate_limit_slipped();
-    }
-    true
-}
-
-/// Whether the full path would answer `datagram` at all: not from port 0,
-/// long enough to have a header, and not itself a response.
-fn gets_a_reply(datagram: &[u8], source: SocketAddr) -> bool {
-    source.port() != 0 && datagram.len() >= 12 && datagram[2] & 0x80 == 0
 }
 
 /// Errors that only mean "nothing arrived yet".
@@ -181,7 +128,7 @@ const BATCH: usize = 32;
 /// usually still awake for the rest, which saves the wake-ups.
 #[cfg(target_os = "linux")]
 mod batched {
-    use super::{AnswerCache, BATCH, MAX_DATAGRAM, is_quiet, rate_limit, respond};
+    use super::{BATCH, MAX_DATAGRAM, Responder, Served, is_quiet};
     use crate::handler::GeoDnsHandler;
     use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
     use std::io::{IoSlice, IoSliceMut};
@@ -198,7 +145,7 @@ mod batched {
             .map(|_| Vec::with_capacity(usize::from(crate::handler::MAX_UDP_PAYLOAD)))
             .collect();
         let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
-        let mut cache = AnswerCache::default();
+        let mut responder = Responder::new();
         while !stop.load(Ordering::Relaxed) {
             received.clear();
             {
@@ -230,7 +177,6 @@ mod batched {
                 }
             }
             let snapshot = handler.snapshot();
-            let limit = rate_limit(&snapshot);
             let mut destinations: Vec<Option<SockaddrStorage>> = Vec::with_capacity(received.len());
             let mut answered = 0;
             for (index, &(length, source)) in received.iter().enumerate() {
@@ -240,9 +186,8 @@ mod batched {
                     continue;
                 };
                 let reply = &mut replies[answered];
-                if respond(
-                    handler, &snapshot, &mut cache, limit, datagram, source, reply,
-                ) {
+                if responder.answer(handler, &snapshot, datagram, source, reply) != Served::Nothing
+                {
                     destinations.push(Some(SockaddrStorage::from(source)));
                     answered += 1;
                 }
@@ -294,6 +239,70 @@ mod batched {
             .as_sockaddr_in6()
             .map(|v6| SocketAddr::V6((*v6).into()))
     }
+}
+
+/// What one UDP worker keeps from one datagram to the next: its remembered
+/// replies (the `answer_cache` module).
+///
+/// Both socket loops answer every datagram they receive with
+/// [`Responder::answer`] and send whatever it wrote; nothing else decides
+/// what goes back. It is public so that the fuzz test
+/// (`geodns/tests/fuzz/`) drives exactly this path, without sockets.
+#[derive(Default)]
+pub struct Responder {
+    cache: AnswerCache,
+}
+
+impl Responder {
+    /// A responder that remembers nothing yet: its first reply to any
+    /// datagram is built the full way (hickory's parser and
+    /// [`GeoDnsHandler`]).
+    pub fn new() -> Self {
+        Responder::default()
+    }
+
+    /// Writes the reply to `datagram`, received from `source`, into
+    /// `reply` (emptied first), answered from `snapshot`; the return value
+    /// says where the reply came from, or that there is nothing to send.
+    pub fn answer(
+        &mut self,
+        handler: &GeoDnsHandler,
+        snapshot: &Snapshot,
+        datagram: &[u8],
+        source: SocketAddr,
+        reply: &mut Vec<u8>,
+    ) -> Served {
+        let verdict = match &snapshot.rate_limit {
+            // Datagrams that get no reply take nothing from the bucket.
+            Some(limiter) if gets_a_reply(datagram, source) => {
+                limiter.check(source.ip(), Instant::now())
+            }
+            _ => Verdict::Send,
+        };
+        if verdict == Verdict::Drop {
+            reply.clear();
+            handler.metrics().rate_limit_dropped();
+            return Served::Nothing;
+        }
+        let served = self.cache.reply(handler, snapshot, datagram, source, reply);
+        if served != Served::Nothing && verdict == Verdict::Slip {
+            // Never fails on a reply hickory built; if it did, nothing is
+            // better than something unread.
+            if crate::rate_limit::truncate(reply).is_none() {
+                reply.clear();
+                handler.metrics().rate_limit_dropped();
+                return Served::Nothing;
+            }
+            handler.metrics().rate_limit_slipped();
+        }
+        served
+    }
+}
+
+/// Whether the full path would answer `datagram` at all: not from port 0,
+/// long enough to have a header, and not itself a response.
+fn gets_a_reply(datagram: &[u8], source: SocketAddr) -> bool {
+    source.port() != 0 && datagram.len() >= 12 && datagram[2] & 0x80 == 0
 }
 
 /// A reply built the full way: hickory parses the datagram, the handler
