@@ -292,3 +292,59 @@ fn the_demo_origins_do_not_pretend_to_serve_https() {
         format!("127.{b}.2.2:8000").parse().unwrap()
     ));
 }
+
+/// Kills the process on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ad_hoc_edge_verifies_an_https_origin_against_the_system_roots() {
+    let b = 125;
+    let ip = format!("127.{b}.0.2");
+    let certs = issue_for(&ip);
+    let origin = HttpsOrigin::start(&format!("{ip}:8000"), &certs);
+    let dir = TempDir::new("origin-tls-adhoc");
+    // "The system's roots", as OpenSSL and rustls read them: this test's
+    // CA stands in for the machine's bundle.
+    let roots = dir.write("roots.pem", &certs.ca_cert_pem);
+    let listen: SocketAddr = format!("127.{b}.0.1:8080").parse().unwrap();
+    let start = |roots: &std::path::Path| {
+        let child = crate::harness::meridian()
+            .args(["edge", "--listen", &listen.to_string(), "--origin"])
+            .arg(format!("https://{ip}:8000"))
+            .env("SSL_CERT_FILE", roots)
+            .env_remove("SSL_CERT_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let edge = Killed(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !crate::harness::tcp_listening(listen) {
+            assert!(std::time::Instant::now() < deadline, "no edge");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        edge
+    };
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{listen}/ad-hoc.txt");
+    {
+        let _edge = tokio::task::block_in_place(|| start(&roots));
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "/ad-hoc.txt over TLS\n");
+        assert_eq!(origin.requests(), 1);
+    }
+    // With roots that do not include the origin's CA, nothing reaches it.
+    let stranger = dir.write("stranger.pem", &issue_for(&ip).ca_cert_pem);
+    let _edge = tokio::task::block_in_place(|| start(&stranger));
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(origin.requests(), 1);
+}
