@@ -430,10 +430,13 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         storage,
         cache_lock,
     );
-    let app = slow_clients::HeaderDeadline::new(
-        pingora::proxy::http_proxy(&server.configuration, proxy),
-        settings.client_timeouts.header,
-    );
+    let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
+    // An HTTP/2 connection with no request in flight is as idle as a
+    // kept-alive HTTP/1 one, and gets the same limit.
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(settings.client_timeouts.header);
+    http.server_options = Some(options);
+    let app = slow_clients::HeaderDeadline::new(http, settings.client_timeouts.header);
     let mut service = pingora::services::listening::Service::new("edge".to_owned(), app);
     for addr in &settings.listen {
         service.add_listener(

@@ -344,3 +344,46 @@ fn wait_for(addr: SocketAddr) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_idle_http2_connection_is_closed_like_an_idle_http1_one() {
+    let b = 126;
+    let config = https_config(b).replace(
+        "client_header_timeout_ms = 15000",
+        "client_header_timeout_ms = 1000",
+    );
+    let _edge = EdgeProcess::start(b, 2, &config);
+    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    wait_for(tls_addr);
+    let name = rustls::pki_types::ServerName::try_from("cdn.meridian.test").unwrap();
+    let connection =
+        rustls::ClientConnection::new(client_config(certs::DEV_CA_PEM, &[b"h2"]), name).unwrap();
+    let socket = TcpStream::connect(tls_addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    // The client preface and an empty SETTINGS frame, then nothing.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(5) {
+            break false;
+        }
+        match tls.read(&mut buf) {
+            Ok(0) => break true,
+            // SETTINGS, its ACK, and a GOAWAY before the close.
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break true,
+        }
+    };
+    assert!(closed, "an idle HTTP/2 connection stayed open");
+}
