@@ -41,8 +41,12 @@ use std::time::{Duration, Instant};
 /// The steered name every query asks for.
 const STEERED_NAME: &str = "cdn.meridian.test.";
 
-/// Where Meridian's GeoDNS listens in this scenario.
-const MERIDIAN_LISTEN: &str = "127.0.216.1:5353";
+/// The loopback addresses this scenario moves the demo topology onto:
+/// GeoDNS on 127.0.216.1:5353, the edges on 127.0.217-219.1.
+const ADDRESSES: Addresses = Addresses {
+    geodns: 216,
+    regions: [217, 218, 219],
+};
 
 /// Where gdnsd listens.
 const GDNSD_LISTEN: &str = "127.0.216.2:5353";
@@ -265,15 +269,54 @@ pub struct DnsReport {
     pub passed: bool,
 }
 
+/// Where a DNS scenario puts the demo topology, so that it clashes with
+/// neither a running demo (`127.0.x.y`) nor another scenario: GeoDNS and
+/// its admin listener on `127.0.{geodns}.1`, the three regions' edges and
+/// origins (us-east, eu-west, ap-southeast) on `127.0.{regions[i]}.x`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Addresses {
+    /// The third octet of GeoDNS's address.
+    pub geodns: u8,
+    /// The third octets of the three regions' addresses, in the demo's
+    /// order.
+    pub regions: [u8; 3],
+}
+
+impl Addresses {
+    /// Where GeoDNS answers DNS, UDP and TCP.
+    pub fn geodns_listen(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, self.geodns, 1], 5353))
+    }
+
+    /// The demo topology's TOML moved onto these addresses (what
+    /// `meridian geodns --config` reads).
+    pub fn topology_text(&self) -> String {
+        let [us, eu, ap] = self.regions;
+        let g = self.geodns;
+        config::DEMO_TOML
+            .replace("127.0.0.1:5353", &format!("127.0.{g}.1:5353"))
+            .replace("127.0.0.1:9153", &format!("127.0.{g}.1:9153"))
+            .replace("127.0.0.1:9000", &format!("127.0.{g}.1:9000"))
+            .replace("127.0.1.", &format!("127.0.{us}."))
+            .replace("127.0.2.", &format!("127.0.{eu}."))
+            .replace("127.0.3.", &format!("127.0.{ap}."))
+    }
+
+    /// That topology, validated.
+    pub fn topology(&self) -> Result<config::Config, BenchError> {
+        config::Config::from_toml(&self.topology_text(), config::ConfigSource::Embedded).map_err(
+            |e| BenchError::InvalidOption {
+                name: "the benchmark topology",
+                reason: e.to_string(),
+            },
+        )
+    }
+}
+
 /// The demo topology on the scenario's own addresses: GeoDNS on
-/// [`MERIDIAN_LISTEN`], edges on 127.0.217.1, 127.0.218.1 and 127.0.219.1.
+/// 127.0.216.1:5353, edges on 127.0.217.1, 127.0.218.1 and 127.0.219.1.
 pub fn topology() -> Result<config::Config, BenchError> {
-    config::Config::from_toml(&topology_text(), config::ConfigSource::Embedded).map_err(|e| {
-        BenchError::InvalidOption {
-            name: "the benchmark topology",
-            reason: e.to_string(),
-        }
-    })
+    ADDRESSES.topology()
 }
 
 /// The clients of `countries`: each one's ECS subnet (from the first
@@ -334,7 +377,7 @@ fn network_of(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
 }
 
 /// A wire-format `A` query for the steered name with `subnet` as ECS.
-fn ecs_query(subnet: &str) -> Result<Vec<u8>, BenchError> {
+pub(crate) fn ecs_query(subnet: &str) -> Result<Vec<u8>, BenchError> {
     let invalid = |reason: String| BenchError::InvalidOption {
         name: "a query",
         reason,
@@ -453,7 +496,7 @@ fn gdnsd_zone(topology: &config::Config) -> String {
 
 /// Answers every HTTP request with 200: the edges' health checks, so that
 /// GeoDNS sees every region up.
-async fn serve_health(
+pub(crate) async fn serve_health(
     topology: &config::Config,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, BenchError> {
     let mut tasks = Vec::new();
@@ -475,16 +518,17 @@ async fn serve_health(
 }
 
 /// Waits until `server` gives every client its expected answer (GeoDNS
-/// first has to see the regions up).
-async fn wait_steering(
+/// first has to see the regions up), asking from a socket bound to `from`.
+pub(crate) async fn wait_steering(
     process: &mut MeridianProcess,
     server: SocketAddr,
+    from: SocketAddr,
     clients: &[Client],
     timeout: Duration,
     accept: impl Fn(&Client, IpAddr) -> bool,
 ) -> Result<(), BenchError> {
     let started = Instant::now();
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+    let socket = tokio::net::UdpSocket::bind(from)
         .await
         .map_err(|source| BenchError::Io {
             action: "bind a UDP socket",
@@ -561,6 +605,71 @@ async fn ask(
         })
 }
 
+/// Where the readiness checks of this scenario ask from: any port on
+/// 127.0.0.1.
+const LOCAL_ANY: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// How a DNS scenario starts `meridian geodns`.
+pub(crate) struct GeoDnsLaunch<'a> {
+    /// The binary.
+    pub meridian: &'a Path,
+    /// Its config file's text (e.g. [`Addresses::topology_text`]).
+    pub config: String,
+    /// Where that config makes it answer DNS.
+    pub listen: SocketAddr,
+    /// The name of the scratch directory holding the config.
+    pub name: &'a str,
+    /// Where the readiness check asks from.
+    pub from: SocketAddr,
+    /// How long it may take to answer every client correctly.
+    pub timeout: Duration,
+}
+
+/// Starts `meridian geodns` as `launch` says, pinned to the server core
+/// of `cores`, and waits until it gives every one of `clients` its
+/// expected answer. Returns the process and the scratch directory holding
+/// its config, which must live as long as it does.
+pub(crate) async fn start_meridian(
+    launch: GeoDnsLaunch<'_>,
+    cores: &Cores,
+    clients: &[Client],
+) -> Result<(MeridianProcess, WorkDir), BenchError> {
+    let workdir = WorkDir::create(launch.name)?;
+    let config_path = workdir.path().join("meridian.toml");
+    std::fs::write(&config_path, &launch.config).map_err(|source| BenchError::Io {
+        action: "write the benchmark topology",
+        source,
+    })?;
+    let (program, args) = cores.server_command(
+        launch.meridian,
+        &[
+            "geodns".to_owned(),
+            "--config".to_owned(),
+            config_path.display().to_string(),
+        ],
+    );
+    let mut process = MeridianProcess::spawn(Path::new(&program), &args)?;
+    wait_steering(
+        &mut process,
+        launch.listen,
+        launch.from,
+        clients,
+        launch.timeout,
+        |c, a| a == c.expected,
+    )
+    .await?;
+    Ok((process, workdir))
+}
+
+/// The embedded geo database, which GeoDNS also uses: the bench reads it
+/// to choose each simulated client's subnet.
+pub(crate) fn embedded_database() -> Result<GeoDatabase, BenchError> {
+    GeoDatabase::embedded().map_err(|e| BenchError::InvalidOption {
+        name: "the geo database",
+        reason: e.to_string(),
+    })
+}
+
 /// A DNS server under test.
 struct UnderTest {
     server: DnsServer,
@@ -579,10 +688,7 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
     }
     let cores = Cores::choose();
     let topology = topology()?;
-    let db = GeoDatabase::embedded().map_err(|e| BenchError::InvalidOption {
-        name: "the geo database",
-        reason: e.to_string(),
-    })?;
+    let db = embedded_database()?;
     let clients = clients(&options.countries, &db, &topology)?;
     let queries = clients
         .iter()
@@ -609,33 +715,17 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
     };
 
     let mut running = Vec::new();
-    let meridian_listen: SocketAddr =
-        MERIDIAN_LISTEN
-            .parse()
-            .map_err(|_| BenchError::InvalidOption {
-                name: "listen address",
-                reason: MERIDIAN_LISTEN.to_owned(),
-            })?;
-    let workdir = WorkDir::create("dns-meridian")?;
-    let config_path = workdir.path().join("meridian.toml");
-    std::fs::write(&config_path, topology_text()).map_err(|source| BenchError::Io {
-        action: "write the benchmark topology",
-        source,
-    })?;
-    let (program, args) = cores.server_command(
-        meridian,
-        &[
-            "geodns".to_owned(),
-            "--config".to_owned(),
-            config_path.display().to_string(),
-        ],
-    );
-    let mut process = MeridianProcess::spawn(Path::new(&program), &args)?;
+    let meridian_listen = ADDRESSES.geodns_listen();
     let timeout = Duration::from_millis(options.ready_timeout_ms);
-    wait_steering(&mut process, meridian_listen, &clients, timeout, |c, a| {
-        a == c.expected
-    })
-    .await?;
+    let launch = GeoDnsLaunch {
+        meridian,
+        config: ADDRESSES.topology_text(),
+        listen: meridian_listen,
+        name: "dns-meridian",
+        from: LOCAL_ANY,
+        timeout,
+    };
+    let (process, workdir) = start_meridian(launch, &cores, &clients).await?;
     running.push(UnderTest {
         server: DnsServer::Meridian,
         listen: meridian_listen,
@@ -675,7 +765,15 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
             })?;
         let mut process = MeridianProcess::spawn(Path::new(&program), &args)?;
         // Any answer will do here: whether gdnsd agrees is measured.
-        wait_steering(&mut process, listen, &clients, timeout, |_, _| true).await?;
+        wait_steering(
+            &mut process,
+            listen,
+            LOCAL_ANY,
+            &clients,
+            timeout,
+            |_, _| true,
+        )
+        .await?;
         running.push(UnderTest {
             server: DnsServer::Gdnsd,
             listen,
@@ -752,17 +850,6 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
         measurements,
         skipped,
     ))
-}
-
-/// The topology's TOML (what `meridian geodns --config` reads).
-fn topology_text() -> String {
-    config::DEMO_TOML
-        .replace("127.0.0.1:5353", MERIDIAN_LISTEN)
-        .replace("127.0.0.1:9153", "127.0.216.1:9153")
-        .replace("127.0.0.1:9000", "127.0.216.1:9000")
-        .replace("127.0.1.", "127.0.217.")
-        .replace("127.0.2.", "127.0.218.")
-        .replace("127.0.3.", "127.0.219.")
 }
 
 /// Runs the load generator on a blocking thread.
@@ -975,7 +1062,7 @@ mod tests {
         let topology = topology().unwrap();
         assert_eq!(
             topology.geodns.listen,
-            MERIDIAN_LISTEN.parse::<SocketAddr>().unwrap()
+            "127.0.216.1:5353".parse::<SocketAddr>().unwrap()
         );
         let edges: Vec<String> = topology
             .regions
@@ -983,7 +1070,8 @@ mod tests {
             .map(|r| r.edge_addresses[0].to_string())
             .collect();
         assert_eq!(edges, ["127.0.217.1", "127.0.218.1", "127.0.219.1"]);
-        assert_eq!(topology_text().matches("127.0.216.1").count(), 3);
+        assert_eq!(ADDRESSES.topology_text().matches("127.0.216.1").count(), 3);
+        assert_eq!(ADDRESSES.geodns_listen().to_string(), "127.0.216.1:5353");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   one edge on one core; with `--compare`, nginx and Varnish ([`peers`]).
 //! - [`dns`]: steered answers with ECS per server CPU-second; with
 //!   `--compare`, gdnsd.
+//! - [`dns_flood`]: GeoDNS flooded with hostile and valid datagrams from
+//!   one core while probes from known countries check every answer.
 //! - [`coalesce`]: N concurrent requests for one cold object through one
 //!   edge must cause exactly one origin fetch.
 //! - [`connections`]: 10,000 idle keep-alive clients on one edge, with
@@ -32,6 +34,7 @@ pub mod connections;
 pub mod counting_origin;
 pub mod cpu;
 pub mod dns;
+pub mod dns_flood;
 pub mod dnsload;
 pub mod http;
 pub mod limits;

@@ -7,6 +7,7 @@
 use bench::coalesce::{self, CoalesceOptions};
 use bench::connections::{self, ConnectionsOptions};
 use bench::dns::{self, DnsOptions};
+use bench::dns_flood::{self, DnsFloodOptions};
 use bench::http::{self, HttpOptions};
 use bench::loadgen::LoadChoice;
 use bench::memory::{self, MemoryOptions};
@@ -49,6 +50,12 @@ enum Scenario {
     /// Steered DNS answers with ECS per server CPU-second; with --compare,
     /// gdnsd side by side.
     Dns(DnsArgs),
+    /// GeoDNS flooded from one core with random bytes, truncated and
+    /// malformed queries, compression-pointer loops, responses and valid
+    /// steered queries, while probes check that answers stay correct: 0
+    /// wrong answers, ≥ 99 % of UDP probes and every TCP probe answered,
+    /// alive afterwards.
+    DnsFlood(DnsFloodArgs),
     /// The regional-outage drill: kill eu-west, restore it, then kill only
     /// its origin, under load from clients in GB, US and SG; checks steering
     /// away (≤ 2 s), back (≤ 3 s) and 0 failed idempotent requests.
@@ -203,6 +210,69 @@ impl DnsArgs {
     }
 }
 
+/// `bench dns-flood`; unset options take the full (or --smoke) defaults.
+#[derive(Debug, Args)]
+struct DnsFloodArgs {
+    /// Seconds of flood [default: 10; 2 with --smoke].
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Flood sockets, each on its own source address, 1-64 [default: 8;
+    /// 4 with --smoke].
+    #[arg(long, value_name = "N")]
+    sockets: Option<usize>,
+    /// Flood datagrams per second at most [default: as many as the load
+    /// core can send; 20000 with --smoke].
+    #[arg(long, value_name = "N")]
+    rate: Option<u64>,
+    /// Countries the probes ask for, comma-separated ISO codes [default:
+    /// GB,US,SG].
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    countries: Vec<String>,
+    /// Milliseconds between UDP probes [default: 10].
+    #[arg(long, value_name = "MS")]
+    probe_interval_ms: Option<u64>,
+    /// Milliseconds between TCP probes [default: 500].
+    #[arg(long, value_name = "MS")]
+    tcp_probe_interval_ms: Option<u64>,
+    /// The seed of the flood's datagrams, to replay a run [default: from
+    /// the clock; printed].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Run GeoDNS with response-rate limiting ([geodns.rate_limit]) at
+    /// this many responses per second per client network; the flood comes
+    /// from one /24 and the probes from another [default: off, as in the
+    /// dns scenario].
+    #[arg(long, value_name = "RPS")]
+    rate_limit: Option<u32>,
+}
+
+impl DnsFloodArgs {
+    fn options(&self, smoke: bool) -> DnsFloodOptions {
+        let defaults = if smoke {
+            DnsFloodOptions::smoke()
+        } else {
+            DnsFloodOptions::full()
+        };
+        DnsFloodOptions {
+            duration_ms: self.duration.map_or(defaults.duration_ms, seconds_to_ms),
+            sockets: self.sockets.unwrap_or(defaults.sockets),
+            rate: self.rate.or(defaults.rate),
+            countries: if self.countries.is_empty() {
+                defaults.countries.clone()
+            } else {
+                self.countries.clone()
+            },
+            probe_interval_ms: self.probe_interval_ms.unwrap_or(defaults.probe_interval_ms),
+            tcp_probe_interval_ms: self
+                .tcp_probe_interval_ms
+                .unwrap_or(defaults.tcp_probe_interval_ms),
+            seed: self.seed.or(defaults.seed),
+            rate_limit: self.rate_limit.or(defaults.rate_limit),
+            ..defaults
+        }
+    }
+}
+
 /// Seconds from the command line to milliseconds (negative: 0).
 fn seconds_to_ms(seconds: f64) -> u64 {
     (seconds.max(0.0) * 1000.0) as u64
@@ -329,6 +399,11 @@ fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
             let result = runtime.block_on(dns::run(&meridian, &options))?;
             report::finish(&result, json)?
         }
+        Scenario::DnsFlood(args) => {
+            let options = args.options(cli.smoke);
+            let result = runtime.block_on(dns_flood::run(&meridian, &options))?;
+            report::finish(&result, json)?
+        }
         Scenario::Outage(args) => {
             let options = args.options(cli.smoke);
             let result = runtime.block_on(outage::run(&meridian, &options))?;
@@ -453,6 +528,50 @@ mod tests {
         assert_eq!(options.rounds, 5);
         assert!(options.compare);
         assert_eq!(options.duration_ms, DnsOptions::full().duration_ms);
+    }
+
+    #[test]
+    fn dns_flood_options_parse() {
+        let cli = Cli::try_parse_from([
+            "bench",
+            "dns-flood",
+            "--duration",
+            "30",
+            "--sockets",
+            "16",
+            "--seed",
+            "7",
+        ])
+        .unwrap();
+        let Scenario::DnsFlood(args) = &cli.scenario else {
+            panic!("{cli:?}")
+        };
+        let options = args.options(cli.smoke);
+        assert_eq!(options.duration_ms, 30_000);
+        assert_eq!(options.sockets, 16);
+        assert_eq!(options.seed, Some(7));
+        assert_eq!(options.rate, None);
+        assert_eq!(options.rate_limit, None);
+        assert_eq!(options.countries, ["GB", "US", "SG"]);
+
+        let cli = Cli::try_parse_from([
+            "bench",
+            "dns-flood",
+            "--smoke",
+            "--rate",
+            "500",
+            "--rate-limit",
+            "50",
+        ])
+        .unwrap();
+        let Scenario::DnsFlood(args) = &cli.scenario else {
+            panic!("{cli:?}")
+        };
+        let options = args.options(cli.smoke);
+        assert_eq!(options.rate, Some(500));
+        assert_eq!(options.rate_limit, Some(50));
+        assert_eq!(options.duration_ms, 2_000);
+        assert!(options.smoke);
     }
 
     #[test]

@@ -25,6 +25,7 @@
 mod coalesce;
 mod connections;
 mod dns;
+mod dns_flood;
 mod http;
 mod memory;
 mod outage;
