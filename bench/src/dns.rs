@@ -48,9 +48,6 @@ const ADDRESSES: Addresses = Addresses {
     regions: [217, 218, 219],
 };
 
-/// Where gdnsd listens.
-const GDNSD_LISTEN: &str = "127.0.216.2:5353";
-
 /// The share of queries a server may lose (UDP under full load drops a
 /// few when a receive buffer overflows; more means something is wrong).
 const MAX_LOST_FRACTION: f64 = 0.001;
@@ -288,6 +285,12 @@ impl Addresses {
         SocketAddr::from(([127, 0, self.geodns, 1], 5353))
     }
 
+    /// Where gdnsd, when compared, answers DNS, UDP and TCP: next to
+    /// GeoDNS.
+    pub fn gdnsd_listen(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, self.geodns, 2], 5353))
+    }
+
     /// The demo topology's TOML moved onto these addresses (what
     /// `meridian geodns --config` reads).
     pub fn topology_text(&self) -> String {
@@ -398,11 +401,13 @@ pub(crate) fn ecs_query(subnet: &str) -> Result<Vec<u8>, BenchError> {
 /// The gdnsd configuration equivalent to `topology`'s steering for the
 /// countries in `db`: one map entry per country, under its continent,
 /// listing the regions in the order Meridian gives that country's clients.
+/// gdnsd answers DNS on `listen`.
 pub fn gdnsd_config(
     topology: &config::Config,
     db: &GeoDatabase,
     db_path: &Path,
     workdir: &Path,
+    listen: SocketAddr,
 ) -> Result<String, BenchError> {
     let known = db.countries().map_err(|e| BenchError::InvalidOption {
         name: "the geo database",
@@ -446,7 +451,7 @@ pub fn gdnsd_config(
     Ok(format!(
         "# Written by Meridian's bench: the demo steering, exported per country.\n\
          options => {{\n\
-         \x20 listen => [ {GDNSD_LISTEN} ]\n\
+         \x20 listen => [ {listen} ]\n\
          \x20 udp_threads => 1\n\
          \x20 tcp_threads => 1\n\
          \x20 run_dir => {run}\n\
@@ -479,13 +484,14 @@ pub fn gdnsd_config(
     ))
 }
 
-/// The zone file gdnsd serves: the demo zone's apex and the steered name.
-fn gdnsd_zone(topology: &config::Config) -> String {
+/// The zone file gdnsd serves: the demo zone's apex (its nameserver at
+/// `ns`, gdnsd's own address) and the steered name.
+fn gdnsd_zone(topology: &config::Config, ns: IpAddr) -> String {
     let zone = &topology.zone;
     format!(
         "@ {ttl} SOA ns1 hostmaster {serial} 3600 600 86400 {negative}\n\
          @ {ttl} NS ns1\n\
-         ns1 {ttl} A 127.0.216.2\n\
+         ns1 {ttl} A {ns}\n\
          cdn {steered} DYNA geoip!cdn\n",
         ttl = zone.ttl_seconds,
         serial = zone.serial,
@@ -661,6 +667,78 @@ pub(crate) async fn start_meridian(
     Ok((process, workdir))
 }
 
+/// How a DNS scenario starts gdnsd.
+pub(crate) struct GdnsdLaunch<'a> {
+    /// The `gdnsd` executable.
+    pub gdnsd: &'a Path,
+    /// The topology whose steering gdnsd's map is exported from.
+    pub topology: &'a config::Config,
+    /// The geo database, which gdnsd is given as a file.
+    pub db: &'a GeoDatabase,
+    /// Where gdnsd answers DNS, UDP and TCP.
+    pub listen: SocketAddr,
+    /// The name of the scratch directory holding its files.
+    pub name: &'a str,
+    /// Where the readiness check asks from.
+    pub from: SocketAddr,
+    /// How long it may take to answer every client as `accept` wants.
+    pub timeout: Duration,
+}
+
+/// Starts gdnsd as `launch` says, with the same zone, database and
+/// steering as Meridian ([`gdnsd_config`]), pinned to the server core of
+/// `cores`, and waits until every one of `clients` gets an answer that
+/// `accept` takes. Returns the process and the scratch directory holding
+/// its files, which must live as long as it does.
+pub(crate) async fn start_gdnsd(
+    launch: GdnsdLaunch<'_>,
+    cores: &Cores,
+    clients: &[Client],
+    accept: impl Fn(&Client, IpAddr) -> bool,
+) -> Result<(MeridianProcess, WorkDir), BenchError> {
+    let workdir = WorkDir::create(launch.name)?;
+    let db_path = workdir.path().join("GeoIP2-Country-iptoasn.mmdb");
+    let zones = workdir.path().join("zones");
+    let zone = gdnsd_zone(launch.topology, launch.listen.ip());
+    let written = std::fs::write(&db_path, geodns::geo::EMBEDDED_DATABASE)
+        .and_then(|()| std::fs::create_dir_all(&zones))
+        .and_then(|()| std::fs::write(zones.join("meridian.test"), zone));
+    written.map_err(|source| BenchError::Io {
+        action: "write gdnsd's files",
+        source,
+    })?;
+    let conf = gdnsd_config(
+        launch.topology,
+        launch.db,
+        &db_path,
+        workdir.path(),
+        launch.listen,
+    )?;
+    std::fs::write(workdir.path().join("config"), conf).map_err(|source| BenchError::Io {
+        action: "write gdnsd's config",
+        source,
+    })?;
+    let (program, args) = cores.server_command(
+        launch.gdnsd,
+        &[
+            "-c".to_owned(),
+            workdir.path().display().to_string(),
+            "start".to_owned(),
+        ],
+    );
+    let mut process = MeridianProcess::spawn(Path::new(&program), &args)?;
+    wait_steering(
+        &mut process,
+        launch.listen,
+        launch.from,
+        clients,
+        launch.timeout,
+        accept,
+    )
+    .await?;
+    Ok((process, workdir))
+}
+
 /// The embedded geo database, which GeoDNS also uses: the bench reads it
 /// to choose each simulated client's subnet.
 pub(crate) fn embedded_database() -> Result<GeoDatabase, BenchError> {
@@ -734,46 +812,18 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
     });
 
     if let Some(gdnsd) = gdnsd {
-        let workdir = WorkDir::create("dns-gdnsd")?;
-        let db_path = workdir.path().join("GeoIP2-Country-iptoasn.mmdb");
-        let zones = workdir.path().join("zones");
-        let written = std::fs::write(&db_path, geodns::geo::EMBEDDED_DATABASE)
-            .and_then(|()| std::fs::create_dir_all(&zones))
-            .and_then(|()| std::fs::write(zones.join("meridian.test"), gdnsd_zone(&topology)));
-        written.map_err(|source| BenchError::Io {
-            action: "write gdnsd's files",
-            source,
-        })?;
-        let conf = gdnsd_config(&topology, &db, &db_path, workdir.path())?;
-        std::fs::write(workdir.path().join("config"), conf).map_err(|source| BenchError::Io {
-            action: "write gdnsd's config",
-            source,
-        })?;
-        let (program, args) = cores.server_command(
-            &gdnsd,
-            &[
-                "-c".to_owned(),
-                workdir.path().display().to_string(),
-                "start".to_owned(),
-            ],
-        );
-        let listen: SocketAddr = GDNSD_LISTEN
-            .parse()
-            .map_err(|_| BenchError::InvalidOption {
-                name: "listen address",
-                reason: GDNSD_LISTEN.to_owned(),
-            })?;
-        let mut process = MeridianProcess::spawn(Path::new(&program), &args)?;
-        // Any answer will do here: whether gdnsd agrees is measured.
-        wait_steering(
-            &mut process,
+        let listen = ADDRESSES.gdnsd_listen();
+        let launch = GdnsdLaunch {
+            gdnsd: &gdnsd,
+            topology: &topology,
+            db: &db,
             listen,
-            LOCAL_ANY,
-            &clients,
+            name: "dns-gdnsd",
+            from: LOCAL_ANY,
             timeout,
-            |_, _| true,
-        )
-        .await?;
+        };
+        // Any answer will do here: whether gdnsd agrees is measured.
+        let (process, workdir) = start_gdnsd(launch, &cores, &clients, |_, _| true).await?;
         running.push(UnderTest {
             server: DnsServer::Gdnsd,
             listen,
@@ -1115,6 +1165,7 @@ mod tests {
             &db(),
             Path::new("/tmp/db.mmdb"),
             Path::new("/tmp/w"),
+            ADDRESSES.gdnsd_listen(),
         )
         .unwrap();
         assert!(
@@ -1126,10 +1177,12 @@ mod tests {
         assert!(conf.contains("default => [us-east, eu-west, ap-southeast]"));
         assert!(conf.contains("dcmap => { us-east => 127.0.217.1, eu-west => 127.0.218.1"));
         assert!(conf.contains("udp_threads => 1"));
+        assert!(conf.contains("listen => [ 127.0.216.2:5353 ]"), "{conf}");
         assert!(conf.contains("geoip2_db => /tmp/db.mmdb"));
         assert_eq!(conf.matches('{').count(), conf.matches('}').count());
-        let zone = gdnsd_zone(&topology);
+        let zone = gdnsd_zone(&topology, ADDRESSES.gdnsd_listen().ip());
         assert!(zone.contains("cdn 30 DYNA geoip!cdn"), "{zone}");
+        assert!(zone.contains("ns1 3600 A 127.0.216.2"), "{zone}");
     }
 
     fn measured(server: DnsServer, per_cpu: f64, gb: &str) -> DnsMeasurement {

@@ -36,10 +36,21 @@
 //! The flood's datagrams come from a pool generated up front from a seed
 //! (printed, and `--seed` replays it), so that the flood thread spends its
 //! core on sending rather than on building messages.
+//!
+//! With `--compare`, gdnsd 3 takes a turn after Meridian: the `dns`
+//! scenario's gdnsd setup (the same zone, the same database, a per-country
+//! map exported from Meridian's steering) on 127.0.220.2, pinned to the
+//! same core, under the same pool from the same seed at the same rate for
+//! the same time, with the same probes. Its readiness check only passes
+//! when it gives every probe's country the edge Meridian gives it, so the
+//! probes check its answers against the same addresses. Its numbers are
+//! reported next to Meridian's, with the ratio of their UDP probe success
+//! rates; they are information, not targets.
 
 use crate::BenchError;
 use crate::cpu;
 use crate::dns::{self, Addresses, Client};
+use crate::peers::{Skipped, find_program};
 use crate::pinning::Cores;
 use crate::process::MeridianProcess;
 use crate::progress::Progress;
@@ -59,8 +70,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The scenario's loopback addresses: GeoDNS on 127.0.220.1, the regions
-/// on 127.0.221-223.x. (127.0.216-219 are the `dns` scenario's.)
+/// The scenario's loopback addresses: GeoDNS on 127.0.220.1 (and gdnsd,
+/// when compared, on 127.0.220.2), the regions on 127.0.221-223.x.
+/// (127.0.216-219 are the `dns` scenario's.)
 const ADDRESSES: Addresses = Addresses {
     geodns: 220,
     regions: [221, 222, 223],
@@ -130,6 +142,8 @@ pub struct DnsFloodOptions {
     pub rate_limit: Option<u32>,
     /// How long GeoDNS may take to answer correctly after starting, ms.
     pub ready_timeout_ms: u64,
+    /// Whether gdnsd takes a turn under the same flood after Meridian.
+    pub compare: bool,
     /// Whether these are the small CI settings.
     pub smoke: bool,
 }
@@ -149,6 +163,7 @@ impl DnsFloodOptions {
             seed: None,
             rate_limit: None,
             ready_timeout_ms: 30_000,
+            compare: false,
             smoke: false,
         }
     }
@@ -1124,39 +1139,23 @@ async fn after_flood(
     after
 }
 
-/// The scenario's result.
-#[derive(Debug, Clone, Serialize)]
-pub struct DnsFloodReport {
-    /// Always `dns-flood`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: DnsFloodOptions,
-    /// The seed the flood's pool was made from.
-    pub seed: u64,
-    /// Which cores ran what.
-    pub cores: String,
-    /// The probes' simulated clients.
-    pub clients: Vec<Client>,
+/// What one server's turn under the flood measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServerFlood {
     /// The flood.
     pub flood: FloodResult,
     /// The UDP probes.
     pub udp: UdpProbes,
     /// The TCP probes.
     pub tcp: TcpProbes,
-    /// Datagrams the kernel dropped at GeoDNS's UDP socket during the
+    /// Datagrams the kernel dropped at the server's UDP socket during the
     /// flood (its receive buffer full); `None` if unknown.
     pub server_drops: Option<u64>,
-    /// GeoDNS after the flood.
+    /// The server after the flood.
     pub after: AfterFlood,
-    /// The targets missed.
-    pub failures: Vec<String>,
-    /// Whether every target was met.
-    pub passed: bool,
 }
 
-impl DnsFloodReport {
+impl ServerFlood {
     /// Wrong answers over both protocols.
     pub fn wrong(&self) -> u64 {
         self.udp.wrong + self.tcp.wrong
@@ -1173,7 +1172,39 @@ impl DnsFloodReport {
     }
 }
 
-/// What one run measured.
+/// The scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsFloodReport {
+    /// Always `dns-flood`.
+    pub scenario: &'static str,
+    /// The binary measured.
+    pub meridian: PathBuf,
+    /// The options it ran with.
+    pub options: DnsFloodOptions,
+    /// The seed the flood's pool was made from.
+    pub seed: u64,
+    /// Which cores ran what.
+    pub cores: String,
+    /// The probes' simulated clients.
+    pub clients: Vec<Client>,
+    /// Meridian's GeoDNS under the flood (its fields sit at the top level
+    /// of the JSON, as they did before there was a comparison).
+    #[serde(flatten)]
+    pub geodns: ServerFlood,
+    /// gdnsd under the same flood, with `--compare`.
+    pub gdnsd: Option<ServerFlood>,
+    /// Meridian's share of UDP probes answered correctly over gdnsd's:
+    /// information, not a target.
+    pub udp_ratio: Option<f64>,
+    /// Peers that could not run, and why.
+    pub skipped: Vec<Skipped>,
+    /// The targets missed.
+    pub failures: Vec<String>,
+    /// Whether every target was met.
+    pub passed: bool,
+}
+
+/// What Meridian's run measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measured {
     /// The flood's seed.
@@ -1190,14 +1221,44 @@ pub struct Measured {
     pub after: AfterFlood,
 }
 
-/// Turns what was measured into the report, with its verdicts.
+/// What a comparison with gdnsd gave: its turn, if it had one, and the
+/// peers skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Compared {
+    /// gdnsd's turn under the same flood.
+    pub gdnsd: Option<ServerFlood>,
+    /// Why a peer did not run.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Meridian's share of UDP probes answered correctly over gdnsd's; `None`
+/// when either sent none or gdnsd answered none correctly.
+pub fn udp_ratio(ours: &UdpProbes, theirs: &UdpProbes) -> Option<f64> {
+    (ours.sent > 0 && theirs.sent > 0 && theirs.correct > 0)
+        .then(|| ours.correct_fraction() / theirs.correct_fraction())
+}
+
+/// Turns what was measured into the report, with its verdicts. Only
+/// Meridian's numbers have targets; gdnsd's are for comparison.
 pub fn summarize(
     meridian: &Path,
     options: &DnsFloodOptions,
     cores: String,
     clients: Vec<Client>,
     measured: Measured,
+    compared: Compared,
 ) -> DnsFloodReport {
+    let geodns = ServerFlood {
+        flood: measured.flood,
+        udp: measured.udp,
+        tcp: measured.tcp,
+        server_drops: measured.server_drops,
+        after: measured.after,
+    };
+    let udp_ratio = compared
+        .gdnsd
+        .as_ref()
+        .and_then(|theirs| udp_ratio(&geodns.udp, &theirs.udp));
     let mut report = DnsFloodReport {
         scenario: "dns-flood",
         meridian: meridian.to_path_buf(),
@@ -1205,19 +1266,18 @@ pub fn summarize(
         seed: measured.seed,
         cores,
         clients,
-        flood: measured.flood,
-        udp: measured.udp,
-        tcp: measured.tcp,
-        server_drops: measured.server_drops,
-        after: measured.after,
+        geodns,
+        gdnsd: compared.gdnsd,
+        udp_ratio,
+        skipped: compared.skipped,
         failures: Vec::new(),
         passed: false,
     };
-    if report.wrong() > 0 {
-        let mut samples = report.udp.wrong_samples.clone();
+    let ours = &report.geodns;
+    if ours.wrong() > 0 {
+        let mut samples = ours.udp.wrong_samples.clone();
         samples.extend(
-            report
-                .tcp
+            ours.tcp
                 .samples
                 .iter()
                 .filter(|s| !s.contains("no answer"))
@@ -1225,21 +1285,21 @@ pub fn summarize(
         );
         report.failures.push(format!(
             "{} wrong answers to probes ({} UDP, {} TCP; target: none): {samples:?}",
-            report.wrong(),
-            report.udp.wrong,
-            report.tcp.wrong
+            ours.wrong(),
+            ours.udp.wrong,
+            ours.tcp.wrong
         ));
     }
-    if report.flood.replies_to_responses > 0 {
+    if ours.flood.replies_to_responses > 0 {
         report.failures.push(format!(
             "{} responses (QR set) were answered (target: none, ever)",
-            report.flood.replies_to_responses
+            ours.flood.replies_to_responses
         ));
     }
-    if !report.after.ok() {
+    if !ours.after.ok() {
         report
             .failures
-            .push(match (&report.after.alive, &report.after.error) {
+            .push(match (&ours.after.alive, &ours.after.error) {
                 (false, _) => "GeoDNS did not survive the flood".to_owned(),
                 (true, error) => format!(
                     "GeoDNS did not answer correctly after the flood: {}",
@@ -1247,20 +1307,20 @@ pub fn summarize(
                 ),
             });
     }
-    if !report.udp_met() {
+    if !ours.udp_met() {
         report.failures.push(format!(
             "{} of {} UDP probes ({:.2} %) were answered correctly (target ≥ {:.0} %; {} lost)",
-            report.udp.correct,
-            report.udp.sent,
-            report.udp.correct_fraction() * 100.0,
+            ours.udp.correct,
+            ours.udp.sent,
+            ours.udp.correct_fraction() * 100.0,
             TARGET_UDP_FRACTION * 100.0,
-            report.udp.lost
+            ours.udp.lost
         ));
     }
-    if !report.tcp_met() {
+    if !ours.tcp_met() {
         report.failures.push(format!(
             "{} of {} TCP probes were answered correctly (target: all): {:?}",
-            report.tcp.correct, report.tcp.sent, report.tcp.samples
+            ours.tcp.correct, ours.tcp.sent, ours.tcp.samples
         ));
     }
     report.passed = report.failures.is_empty();
@@ -1304,8 +1364,31 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let topology = ADDRESSES.topology()?;
     let db = dns::embedded_database()?;
     let clients = dns::clients(&options.countries, &db, &topology)?;
-    let pool = flood_pool(seed, POOL_SIZE);
     let health = dns::serve_health(&topology).await?;
+    let mut compared = Compared::default();
+    let gdnsd = if options.compare {
+        let found = find_program("gdnsd");
+        if found.is_none() {
+            compared
+                .skipped
+                .push(Skipped::not_installed("gdnsd", "gdnsd", "gdnsd"));
+        }
+        found
+    } else {
+        None
+    };
+    for skip in &compared.skipped {
+        eprintln!("{}: {}", skip.peer, skip.reason);
+    }
+    let turn = Turn {
+        options,
+        seed,
+        cores,
+        clients: &clients,
+    };
+
+    // Meridian's turn; it is stopped before gdnsd's, so that the two never
+    // share the core.
     let server = ADDRESSES.geodns_listen();
     let launch = dns::GeoDnsLaunch {
         meridian,
@@ -1315,13 +1398,79 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
         from: SocketAddr::from((PROBE_HOST, 0)),
         timeout: Duration::from_millis(options.ready_timeout_ms),
     };
-    let (mut process, _workdir) = dns::start_meridian(launch, &cores, &clients).await?;
+    let (mut process, workdir) = dns::start_meridian(launch, &cores, &clients).await?;
+    let ours = flood_turn(&turn, "meridian", &mut process, server).await?;
+    drop(process);
+    drop(workdir);
 
+    if let Some(gdnsd) = gdnsd {
+        let server = ADDRESSES.gdnsd_listen();
+        let launch = dns::GdnsdLaunch {
+            gdnsd: &gdnsd,
+            topology: &topology,
+            db: &db,
+            listen: server,
+            name: "dns-flood-gdnsd",
+            from: SocketAddr::from((PROBE_HOST, 0)),
+            timeout: Duration::from_millis(options.ready_timeout_ms),
+        };
+        // Only the answers Meridian gives will do: the probes check gdnsd
+        // against the same addresses, so its config must be equivalent.
+        match dns::start_gdnsd(launch, &cores, &clients, |c, a| a == c.expected).await {
+            Ok((mut process, _workdir)) => {
+                compared.gdnsd = Some(flood_turn(&turn, "gdnsd", &mut process, server).await?);
+            }
+            Err(e) => compared.skipped.push(Skipped {
+                peer: "gdnsd".to_owned(),
+                reason: format!("not compared: {e}"),
+            }),
+        }
+    }
+    for task in health {
+        task.abort();
+    }
+    Ok(summarize(
+        meridian,
+        options,
+        cores.describe(),
+        clients,
+        Measured {
+            seed,
+            flood: ours.flood,
+            udp: ours.udp,
+            tcp: ours.tcp,
+            server_drops: ours.server_drops,
+            after: ours.after,
+        },
+        compared,
+    ))
+}
+
+/// What every server's turn shares: the same flood, the same probes.
+struct Turn<'a> {
+    options: &'a DnsFloodOptions,
+    seed: u64,
+    cores: Cores,
+    clients: &'a [Client],
+}
+
+/// One server's turn: the pool made from the turn's seed, sent at the
+/// turn's rate for its duration at `server` (the process `process`,
+/// already answering), while the probes ask it; then the check after the
+/// flood. `name` names the server in the progress lines.
+async fn flood_turn(
+    turn: &Turn<'_>,
+    name: &str,
+    process: &mut MeridianProcess,
+    server: SocketAddr,
+) -> Result<ServerFlood, BenchError> {
+    let options = turn.options;
+    let seed = turn.seed;
     let duration = Duration::from_millis(options.duration_ms);
     let timeout = Duration::from_millis(options.probe_timeout_ms);
     let mut progress = Progress::new(duration + timeout);
     progress.println(format!(
-        "dns-flood: seed {seed} (--seed {seed} replays the same datagrams)"
+        "dns-flood, {name}: seed {seed} (--seed {seed} replays the same datagrams)"
     ));
     let deadline = Instant::now() + duration;
     let sources = (0..options.sockets)
@@ -1333,14 +1482,14 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let spec = FloodSpec {
         server,
         sources,
-        pool,
+        pool: flood_pool(seed, POOL_SIZE),
         deadline,
         rate: options.rate,
         server_pid: process.pid(),
     };
     let probes = ProbeSpec {
         server,
-        clients: clients.clone(),
+        clients: turn.clients.to_vec(),
         interval: Duration::from_millis(options.probe_interval_ms),
         timeout,
         deadline,
@@ -1348,10 +1497,11 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     };
     let tcp_interval = Duration::from_millis(options.tcp_probe_interval_ms);
     let drops_before = udp_drops(server);
+    let cores = turn.cores;
     let flooding = tokio::task::spawn_blocking(move || flood(spec, cores));
     let (flooded, udp, tcp) = progress
         .step(
-            format!("flooding for {:.1} s", duration.as_secs_f64()),
+            format!("flooding {name} for {:.1} s", duration.as_secs_f64()),
             duration + timeout,
             async {
                 tokio::join!(
@@ -1375,30 +1525,19 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     })??;
     let udp = udp?;
     drop(progress);
-    let after = after_flood(&mut process, server, &clients).await;
+    let after = after_flood(process, server, turn.clients).await;
     if !after.ok() {
         process.replay_output();
     }
-    drop(process);
-    for task in health {
-        task.abort();
-    }
-    Ok(summarize(
-        meridian,
-        options,
-        cores.describe(),
-        clients,
-        Measured {
-            seed,
-            flood,
-            udp,
-            tcp,
-            server_drops: drops_before
-                .zip(drops_after)
-                .map(|(b, a)| a.saturating_sub(b)),
-            after,
-        },
-    ))
+    Ok(ServerFlood {
+        flood,
+        udp,
+        tcp,
+        server_drops: drops_before
+            .zip(drops_after)
+            .map(|(b, a)| a.saturating_sub(b)),
+        after,
+    })
 }
 
 /// The topology GeoDNS runs with: the `dns` scenario's on this
@@ -1441,6 +1580,279 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// The rows of one server's turn. `server` names it inside the rows
+/// ("GeoDNS", "gdnsd"), `prefix` starts every metric, and with `checked`
+/// the rows carry the scenario's targets (Meridian's turn); without, they
+/// are information (a peer's turn).
+fn turn_rows(
+    turn: &ServerFlood,
+    clients: &[Client],
+    server: &str,
+    prefix: &str,
+    checked: bool,
+) -> Vec<Row> {
+    let row = |metric: &str, value: String, target: String, met: bool| {
+        let metric = format!("{prefix}{metric}");
+        if checked {
+            Row::checked(metric, value, target, met)
+        } else {
+            Row::info(metric, value)
+        }
+    };
+    let info = |metric: &str, value: String| Row::info(format!("{prefix}{metric}"), value);
+    let flood = &turn.flood;
+    let mut rows = vec![info(
+        "flood sent",
+        format!(
+            "{} datagrams in {:.1} s: {:.0}/s ({} sends refused)",
+            flood.sent,
+            flood.seconds,
+            flood.sent_per_second(),
+            flood.send_errors
+        ),
+    )];
+    let replied = flood.replied();
+    rows.push(info(
+        "flood replies",
+        format!(
+            "{replied} ({:.1} %): {}; no reply {}",
+            percent(replied, flood.sent),
+            describe_rcodes(&flood.replies_by_rcode()),
+            flood.sent.saturating_sub(replied)
+        ),
+    ));
+    let unknown = || "unknown".to_owned();
+    rows.push(info(
+        "dropped by the kernel, full buffers",
+        format!(
+            "at {server}'s socket {}; replies at the flood's sockets {}",
+            turn.server_drops.map_or_else(unknown, |d| format!(
+                "{d} ({:.1} % of the flood)",
+                percent(d, flood.sent)
+            )),
+            flood
+                .replies_dropped
+                .map_or_else(unknown, |d| d.to_string())
+        ),
+    ));
+    for (kind, counts) in &flood.kinds {
+        rows.push(info(
+            &format!("  {}", kind.label()),
+            format!(
+                "{} sent; {}",
+                counts.sent,
+                describe_replies(&counts.replies)
+            ),
+        ));
+    }
+    let responses: u64 = flood
+        .kinds
+        .iter()
+        .filter(|(k, _)| k.is_response())
+        .map(|(_, c)| c.sent)
+        .sum();
+    rows.push(row(
+        "responses answered",
+        format!("{} of {responses}", flood.replies_to_responses),
+        "0".to_owned(),
+        flood.replies_to_responses == 0,
+    ));
+    if flood.odd_replies > 0 {
+        rows.push(info("odd replies", flood.odd_replies.to_string()));
+    }
+    let udp = &turn.udp;
+    rows.push(row(
+        "UDP probes answered correctly",
+        format!(
+            "{} of {} ({:.2} %); {} lost, {} of them late",
+            udp.correct,
+            udp.sent,
+            udp.correct_fraction() * 100.0,
+            udp.lost,
+            udp.late
+        ),
+        format!("≥ {:.0} %", TARGET_UDP_FRACTION * 100.0),
+        turn.udp_met(),
+    ));
+    rows.push(info(
+        "UDP probe latency",
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            udp.latency.p50_ms, udp.latency.p99_ms, udp.latency.max_ms
+        ),
+    ));
+    let scopes: Vec<String> = clients
+        .iter()
+        .map(|c| {
+            let seen = udp
+                .scopes
+                .get(&c.country)
+                .map(|s| {
+                    s.iter()
+                        .map(|p| format!("/{p}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_else(|| "-".to_owned());
+            format!(
+                "{} via {} → {} scope {seen}",
+                c.country, c.subnet, c.expected
+            )
+        })
+        .collect();
+    rows.push(info("probe answers", scopes.join("; ")));
+    let tcp = &turn.tcp;
+    rows.push(row(
+        "TCP probes answered correctly",
+        format!(
+            "{} of {}; p50 {:.2} ms, max {:.2} ms",
+            tcp.correct, tcp.sent, tcp.latency.p50_ms, tcp.latency.max_ms
+        ),
+        "all".to_owned(),
+        turn.tcp_met(),
+    ));
+    rows.push(row(
+        "wrong answers (UDP and TCP)",
+        turn.wrong().to_string(),
+        "0".to_owned(),
+        turn.wrong() == 0,
+    ));
+    // "GeoDNS CPU ...", but "gdnsd: CPU ...", not "gdnsd: gdnsd CPU ...".
+    let named = |what: &str| {
+        if prefix.is_empty() {
+            format!("{server} {what}")
+        } else {
+            what.to_owned()
+        }
+    };
+    rows.push(info(
+        &named("CPU during the flood"),
+        flood.server_cpu_seconds.map_or("unknown".to_owned(), |s| {
+            format!(
+                "{s:.2} s in {:.1} s ({:.0} % of its core)",
+                flood.seconds,
+                s * 100.0 / flood.seconds.max(f64::EPSILON)
+            )
+        }),
+    ));
+    let after = &turn.after;
+    let state = match (after.alive, after.answered_ms) {
+        (true, Some(ms)) => format!("running; UDP and TCP answered correctly after {ms:.0} ms"),
+        (true, None) => format!(
+            "running, but not answering correctly: {}",
+            after.error.as_deref().unwrap_or("no answer")
+        ),
+        (false, _) => after.exit.clone().unwrap_or_else(|| "exited".to_owned()),
+    };
+    rows.push(row(
+        &named("after the flood"),
+        state,
+        "alive and answering".to_owned(),
+        after.ok(),
+    ));
+    rows
+}
+
+/// A kind's replies: "FORMERR 10, NOERROR 5", or "no replies".
+fn describe_replies(replies: &BTreeMap<String, u64>) -> String {
+    if replies.is_empty() {
+        "no replies".to_owned()
+    } else {
+        describe_rcodes(replies)
+    }
+}
+
+/// How far apart (in percentage points of a kind's replies) two servers'
+/// shares of an rcode must be to count as answering that kind differently.
+const SHARE_DIFFERENCE: f64 = 10.0;
+
+/// Each rcode's share of `replies`, in percent.
+fn rcode_shares(replies: &BTreeMap<String, u64>) -> BTreeMap<&str, f64> {
+    let total: u64 = replies.values().sum();
+    replies
+        .iter()
+        .map(|(rcode, &n)| (rcode.as_str(), percent(n, total)))
+        .collect()
+}
+
+/// "FORMERR 94 %, NOERROR 6 %" (largest first), or "no reply".
+fn describe_shares(replies: &BTreeMap<String, u64>) -> String {
+    if replies.is_empty() {
+        return "no reply".to_owned();
+    }
+    let mut shares: Vec<(&str, f64)> = rcode_shares(replies).into_iter().collect();
+    shares.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    shares
+        .iter()
+        .map(|(rcode, share)| format!("{rcode} {share:.0} %"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The kinds of datagram the two servers answered differently, one
+/// description each: one replied and the other never did, or an rcode's
+/// share of the kind's replies differs by [`SHARE_DIFFERENCE`] points or
+/// more. Shares of replies, not counts: the counts differ with how much
+/// of the flood each server could take in.
+pub fn kinds_answered_differently(ours: &FloodResult, theirs: &FloodResult) -> Vec<String> {
+    let empty = BTreeMap::new();
+    let replies = |flood: &'_ FloodResult, kind| {
+        flood
+            .kinds
+            .get(&kind)
+            .map_or(&empty, |c: &KindCounts| &c.replies)
+            .clone()
+    };
+    FloodKind::ALL
+        .iter()
+        .filter_map(|&kind| {
+            let (a, b) = (replies(ours, kind), replies(theirs, kind));
+            let (sa, sb) = (rcode_shares(&a), rcode_shares(&b));
+            let rcodes: BTreeSet<&str> = sa.keys().chain(sb.keys()).copied().collect();
+            let differ = a.is_empty() != b.is_empty()
+                || rcodes.iter().any(|r| {
+                    let (x, y) = (sa.get(r).unwrap_or(&0.0), sb.get(r).unwrap_or(&0.0));
+                    (x - y).abs() >= SHARE_DIFFERENCE
+                });
+            differ.then(|| {
+                format!(
+                    "{}: meridian {}; gdnsd {}",
+                    kind.label(),
+                    describe_shares(&a),
+                    describe_shares(&b)
+                )
+            })
+        })
+        .collect()
+}
+
+/// The rows that set Meridian's turn next to gdnsd's.
+fn comparison_rows(ours: &ServerFlood, theirs: &ServerFlood, ratio: Option<f64>) -> Vec<Row> {
+    let ratio = ratio.map_or("-".to_owned(), |r| format!("{r:.3}×"));
+    let mut rows = vec![Row::info(
+        "UDP probes answered, meridian / gdnsd",
+        format!(
+            "{:.2} % / {:.2} % = {ratio} (target for meridian alone: ≥ {:.0} %)",
+            ours.udp.correct_fraction() * 100.0,
+            theirs.udp.correct_fraction() * 100.0,
+            TARGET_UDP_FRACTION * 100.0
+        ),
+    )];
+    let differ = kinds_answered_differently(&ours.flood, &theirs.flood);
+    rows.push(Row::info(
+        "kinds answered differently (shares of replies)",
+        if differ.is_empty() {
+            format!(
+                "none: every kind got the same rcodes from both, in shares within \
+                 {SHARE_DIFFERENCE:.0} points"
+            )
+        } else {
+            differ.join("; ")
+        },
+    ));
+    rows
+}
+
 impl ScenarioReport for DnsFloodReport {
     fn title(&self) -> String {
         let rate = self
@@ -1452,9 +1864,17 @@ impl ScenarioReport for DnsFloodReport {
         let limit = self.options.rate_limit.map_or(String::new(), |r| {
             format!("; GeoDNS rate-limited to {r} responses/s per network")
         });
+        let compare = if self.gdnsd.is_some() {
+            format!(
+                "; then gdnsd on {} under the same flood",
+                ADDRESSES.gdnsd_listen()
+            )
+        } else {
+            String::new()
+        };
         format!(
             "dns-flood: {:.1} s of hostile and valid datagrams from {} sockets, {rate}; \
-             probes for {} every {} ms (UDP) and {} ms (TCP); seed {}; {}{limit}",
+             probes for {} every {} ms (UDP) and {} ms (TCP); seed {}; {}{limit}{compare}",
             self.options.duration_ms as f64 / 1000.0,
             self.options.sockets,
             self.clients
@@ -1470,150 +1890,11 @@ impl ScenarioReport for DnsFloodReport {
     }
 
     fn rows(&self) -> Vec<Row> {
-        let flood = &self.flood;
-        let mut rows = vec![Row::info(
-            "flood sent",
-            format!(
-                "{} datagrams in {:.1} s: {:.0}/s ({} sends refused)",
-                flood.sent,
-                flood.seconds,
-                flood.sent_per_second(),
-                flood.send_errors
-            ),
-        )];
-        let replied = flood.replied();
-        rows.push(Row::info(
-            "flood replies",
-            format!(
-                "{replied} ({:.1} %): {}; no reply {}",
-                percent(replied, flood.sent),
-                describe_rcodes(&flood.replies_by_rcode()),
-                flood.sent.saturating_sub(replied)
-            ),
-        ));
-        let unknown = || "unknown".to_owned();
-        rows.push(Row::info(
-            "dropped by the kernel, full buffers",
-            format!(
-                "at GeoDNS's socket {}; replies at the flood's sockets {}",
-                self.server_drops.map_or_else(unknown, |d| format!(
-                    "{d} ({:.1} % of the flood)",
-                    percent(d, flood.sent)
-                )),
-                flood
-                    .replies_dropped
-                    .map_or_else(unknown, |d| d.to_string())
-            ),
-        ));
-        for (kind, counts) in &flood.kinds {
-            let replies = if counts.replies.is_empty() {
-                "no replies".to_owned()
-            } else {
-                describe_rcodes(&counts.replies)
-            };
-            rows.push(Row::info(
-                format!("  {}", kind.label()),
-                format!("{} sent; {replies}", counts.sent),
-            ));
+        let mut rows = turn_rows(&self.geodns, &self.clients, "GeoDNS", "", true);
+        if let Some(gdnsd) = &self.gdnsd {
+            rows.extend(turn_rows(gdnsd, &self.clients, "gdnsd", "gdnsd: ", false));
+            rows.extend(comparison_rows(&self.geodns, gdnsd, self.udp_ratio));
         }
-        let responses: u64 = flood
-            .kinds
-            .iter()
-            .filter(|(k, _)| k.is_response())
-            .map(|(_, c)| c.sent)
-            .sum();
-        rows.push(Row::checked(
-            "responses answered",
-            format!("{} of {responses}", flood.replies_to_responses),
-            "0",
-            flood.replies_to_responses == 0,
-        ));
-        if flood.odd_replies > 0 {
-            rows.push(Row::info("odd replies", flood.odd_replies.to_string()));
-        }
-        let udp = &self.udp;
-        rows.push(Row::checked(
-            "UDP probes answered correctly",
-            format!(
-                "{} of {} ({:.2} %); {} lost, {} of them late",
-                udp.correct,
-                udp.sent,
-                udp.correct_fraction() * 100.0,
-                udp.lost,
-                udp.late
-            ),
-            format!("≥ {:.0} %", TARGET_UDP_FRACTION * 100.0),
-            self.udp_met(),
-        ));
-        rows.push(Row::info(
-            "UDP probe latency",
-            format!(
-                "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                udp.latency.p50_ms, udp.latency.p99_ms, udp.latency.max_ms
-            ),
-        ));
-        let scopes: Vec<String> = self
-            .clients
-            .iter()
-            .map(|c| {
-                let seen = udp
-                    .scopes
-                    .get(&c.country)
-                    .map(|s| {
-                        s.iter()
-                            .map(|p| format!("/{p}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    })
-                    .unwrap_or_else(|| "-".to_owned());
-                format!(
-                    "{} via {} → {} scope {seen}",
-                    c.country, c.subnet, c.expected
-                )
-            })
-            .collect();
-        rows.push(Row::info("probe answers", scopes.join("; ")));
-        let tcp = &self.tcp;
-        rows.push(Row::checked(
-            "TCP probes answered correctly",
-            format!(
-                "{} of {}; p50 {:.2} ms, max {:.2} ms",
-                tcp.correct, tcp.sent, tcp.latency.p50_ms, tcp.latency.max_ms
-            ),
-            "all",
-            self.tcp_met(),
-        ));
-        rows.push(Row::checked(
-            "wrong answers (UDP and TCP)",
-            self.wrong().to_string(),
-            "0",
-            self.wrong() == 0,
-        ));
-        rows.push(Row::info(
-            "GeoDNS CPU during the flood",
-            flood.server_cpu_seconds.map_or("unknown".to_owned(), |s| {
-                format!(
-                    "{s:.2} s in {:.1} s ({:.0} % of its core)",
-                    flood.seconds,
-                    s * 100.0 / flood.seconds.max(f64::EPSILON)
-                )
-            }),
-        ));
-        let after = &self.after;
-        let state = match (after.alive, after.answered_ms) {
-            (true, Some(ms)) => format!("running; UDP and TCP answered correctly after {ms:.0} ms"),
-            (true, None) => format!(
-                "running, but not answering correctly: {}",
-                after.error.as_deref().unwrap_or("no answer")
-            ),
-            (false, _) => after.exit.clone().unwrap_or_else(|| "exited".to_owned()),
-        };
-        rows.push(Row::checked(
-            "GeoDNS after the flood",
-            state,
-            "alive and answering",
-            after.ok(),
-        ));
         rows
     }
 
@@ -1622,8 +1903,22 @@ impl ScenarioReport for DnsFloodReport {
     }
 
     fn notes(&self) -> Vec<String> {
-        let mut notes: Vec<String> = self.udp.wrong_samples.clone();
-        notes.extend(self.tcp.samples.iter().cloned());
+        let mut notes: Vec<String> = self.geodns.udp.wrong_samples.clone();
+        notes.extend(self.geodns.tcp.samples.iter().cloned());
+        if let Some(gdnsd) = &self.gdnsd {
+            let samples = gdnsd.udp.wrong_samples.iter().chain(&gdnsd.tcp.samples);
+            notes.extend(samples.map(|s| format!("gdnsd, {s}")));
+            if self.options.rate_limit.is_some() {
+                notes.push(
+                    "gdnsd has no response-rate limiting: it ran without, Meridian with".to_owned(),
+                );
+            }
+        }
+        notes.extend(
+            self.skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.peer, s.reason)),
+        );
         notes
     }
 }
@@ -1870,6 +2165,7 @@ mod tests {
             "pinned".into(),
             vec![gb()],
             measured,
+            Compared::default(),
         )
     }
 
@@ -1883,7 +2179,7 @@ mod tests {
                 .iter()
                 .all(|r| r.verdict != crate::report::Verdict::Fail)
         );
-        assert!((report.flood.sent_per_second() - 30_000.0).abs() < 1e-9);
+        assert!((report.geodns.flood.sent_per_second() - 30_000.0).abs() < 1e-9);
     }
 
     #[test]
@@ -1969,6 +2265,234 @@ mod tests {
         assert!(verdict(m).passed);
     }
 
+    /// gdnsd's turn: `correct` of 1000 UDP probes, random bytes ignored
+    /// rather than answered FORMERR.
+    fn gdnsd_turn(correct: u64) -> ServerFlood {
+        let m = measured();
+        let mut flood = m.flood.clone();
+        flood.kinds.insert(
+            FloodKind::RandomBytes,
+            KindCounts {
+                sent: 50_000,
+                replies: BTreeMap::new(),
+            },
+        );
+        ServerFlood {
+            flood,
+            udp: UdpProbes {
+                sent: 1000,
+                correct,
+                lost: 1000 - correct,
+                ..UdpProbes::default()
+            },
+            tcp: m.tcp,
+            server_drops: Some(20_000),
+            after: m.after,
+        }
+    }
+
+    fn compared(report_gdnsd: ServerFlood) -> DnsFloodReport {
+        summarize(
+            Path::new("meridian"),
+            &DnsFloodOptions {
+                compare: true,
+                ..DnsFloodOptions::full()
+            },
+            "pinned".into(),
+            vec![gb()],
+            measured(),
+            Compared {
+                gdnsd: Some(report_gdnsd),
+                skipped: Vec::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn the_udp_ratio_is_meridians_success_rate_over_gdnsds() {
+        let report = compared(gdnsd_turn(900));
+        // 99.5 % against 90.0 %.
+        let ratio = report.udp_ratio.unwrap();
+        assert!((ratio - 0.995 / 0.9).abs() < 1e-9, "{ratio}");
+        let rows = report.rows();
+        let row = rows
+            .iter()
+            .find(|r| r.metric == "UDP probes answered, meridian / gdnsd")
+            .unwrap();
+        assert_eq!(
+            row.value,
+            "99.50 % / 90.00 % = 1.106× (target for meridian alone: ≥ 99 %)"
+        );
+        assert_eq!(row.verdict, crate::report::Verdict::Info);
+
+        let none = UdpProbes {
+            sent: 10,
+            ..UdpProbes::default()
+        };
+        assert_eq!(udp_ratio(&measured().udp, &none), None);
+        assert_eq!(udp_ratio(&UdpProbes::default(), &measured().udp), None);
+        let report = compared(gdnsd_turn(0));
+        assert_eq!(report.udp_ratio, None);
+        assert!(
+            report
+                .rows()
+                .iter()
+                .any(|r| r.value.starts_with("99.50 % / 0.00 % = -"))
+        );
+    }
+
+    #[test]
+    fn gdnsd_is_information_never_a_verdict() {
+        // gdnsd lost half the probes, answered wrongly, answered a
+        // response and died: Meridian's run still passes, and gdnsd's rows
+        // say so without failing.
+        let mut theirs = gdnsd_turn(500);
+        theirs.udp.wrong = 3;
+        theirs.udp.wrong_samples = vec!["UDP: GB got [127.0.221.1]".into()];
+        theirs.flood.replies_to_responses = 2;
+        theirs.after = AfterFlood {
+            alive: false,
+            exit: Some("exited during or after the flood".into()),
+            ..AfterFlood::default()
+        };
+        let report = compared(theirs);
+        assert!(report.passed, "{:?}", report.failures);
+        let rows = report.rows();
+        let gdnsd: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.metric.starts_with("gdnsd: "))
+            .collect();
+        assert!(
+            gdnsd
+                .iter()
+                .all(|r| r.verdict == crate::report::Verdict::Info)
+        );
+        let value = |metric: &str| {
+            gdnsd
+                .iter()
+                .find(|r| r.metric == metric)
+                .map(|r| r.value.clone())
+                .unwrap_or_else(|| panic!("no {metric:?} in {gdnsd:?}"))
+        };
+        assert!(value("gdnsd: UDP probes answered correctly").starts_with("500 of 1000 (50.00 %)"));
+        assert_eq!(value("gdnsd: wrong answers (UDP and TCP)"), "3");
+        assert_eq!(value("gdnsd: responses answered"), "2 of 100000");
+        assert!(
+            value("gdnsd: dropped by the kernel, full buffers")
+                .starts_with("at gdnsd's socket 20000")
+        );
+        assert_eq!(
+            value("gdnsd: after the flood"),
+            "exited during or after the flood"
+        );
+        assert!(value("gdnsd: CPU during the flood").starts_with("9.90 s in 10.0 s"));
+        assert_eq!(value("gdnsd:   random bytes"), "50000 sent; no replies");
+        // Meridian's own rows keep their names and targets.
+        assert!(
+            rows.iter().any(|r| r.metric == "GeoDNS after the flood"
+                && r.verdict == crate::report::Verdict::Pass)
+        );
+        assert!(
+            report
+                .notes()
+                .contains(&"gdnsd, UDP: GB got [127.0.221.1]".to_owned())
+        );
+    }
+
+    #[test]
+    fn kinds_answered_differently_are_named() {
+        let ours = measured().flood;
+        assert!(kinds_answered_differently(&ours, &ours).is_empty());
+        let mut ours = ours;
+        ours.kinds.insert(
+            FloodKind::RandomBytes,
+            KindCounts {
+                sent: 50_000,
+                replies: [("FORMERR".to_owned(), 40_000)].into_iter().collect(),
+            },
+        );
+        let mut theirs = gdnsd_turn(990).flood;
+        // The same rcodes in other numbers are not a difference, nor are
+        // shares less than ten points apart.
+        let steered = [("NOERROR".to_owned(), 91), ("REFUSED".to_owned(), 9)];
+        theirs.kinds.get_mut(&FloodKind::Steered).unwrap().replies = steered.into_iter().collect();
+        theirs.kinds.insert(
+            FloodKind::PointerLoop,
+            KindCounts {
+                sent: 10,
+                replies: [("FORMERR".to_owned(), 5), ("NOERROR".to_owned(), 5)]
+                    .into_iter()
+                    .collect(),
+            },
+        );
+        ours.kinds.insert(
+            FloodKind::PointerLoop,
+            KindCounts {
+                sent: 100,
+                replies: [("FORMERR".to_owned(), 94), ("NOERROR".to_owned(), 6)]
+                    .into_iter()
+                    .collect(),
+            },
+        );
+        theirs.kinds.remove(&FloodKind::Response);
+        theirs.kinds.insert(
+            FloodKind::OtherQuery,
+            KindCounts {
+                sent: 10,
+                replies: [("REFUSED".to_owned(), 1), ("NOERROR".to_owned(), 9)]
+                    .into_iter()
+                    .collect(),
+            },
+        );
+        assert_eq!(
+            kinds_answered_differently(&ours, &theirs),
+            [
+                "random bytes: meridian FORMERR 100 %; gdnsd no reply",
+                "compression-pointer loops: meridian FORMERR 94 %, NOERROR 6 %; \
+                 gdnsd FORMERR 50 %, NOERROR 50 %",
+                "other valid queries: meridian no reply; gdnsd NOERROR 90 %, REFUSED 10 %",
+            ]
+        );
+        let report = compared(gdnsd_turn(990));
+        let row = report
+            .rows()
+            .into_iter()
+            .find(|r| r.metric == "kinds answered differently (shares of replies)")
+            .unwrap();
+        assert!(row.value.starts_with("none: "), "{}", row.value);
+    }
+
+    #[test]
+    fn without_compare_there_are_no_gdnsd_rows_and_a_skip_is_a_note() {
+        let report = verdict(measured());
+        assert!(report.gdnsd.is_none() && report.udp_ratio.is_none());
+        assert!(!report.rows().iter().any(|r| r.metric.contains("gdnsd")));
+        let report = summarize(
+            Path::new("meridian"),
+            &DnsFloodOptions::full(),
+            "pinned".into(),
+            vec![gb()],
+            measured(),
+            Compared {
+                gdnsd: None,
+                skipped: vec![Skipped::not_installed("gdnsd", "gdnsd", "gdnsd")],
+            },
+        );
+        assert!(report.passed);
+        let notes = report.notes();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("gdnsd: `gdnsd` is not installed")
+                    && n.contains("apt-get install gdnsd")),
+            "{notes:?}"
+        );
+        // The JSON keeps Meridian's numbers at the top level.
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["udp"]["sent"].as_u64() == Some(1000), "{json}");
+        assert!(json["gdnsd"].is_null());
+    }
+
     #[test]
     fn socket_drops_are_read_from_proc_net_udp() {
         let local = Ipv4Addr::new(127, 0, 220, 1);
@@ -1994,6 +2518,7 @@ mod tests {
     fn the_scenario_has_its_own_addresses() {
         let text = ADDRESSES.topology_text();
         assert_eq!(ADDRESSES.geodns_listen().to_string(), "127.0.220.1:5353");
+        assert_eq!(ADDRESSES.gdnsd_listen().to_string(), "127.0.220.2:5353");
         for edge in ["127.0.221.1", "127.0.222.1", "127.0.223.1"] {
             assert!(text.contains(&format!("[\"{edge}\"]")), "{text}");
         }

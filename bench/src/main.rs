@@ -54,7 +54,7 @@ enum Scenario {
     /// malformed queries, compression-pointer loops, responses and valid
     /// steered queries, while probes check that answers stay correct: 0
     /// wrong answers, ≥ 99 % of UDP probes and every TCP probe answered,
-    /// alive afterwards.
+    /// alive afterwards; with --compare, gdnsd under the same flood.
     DnsFlood(DnsFloodArgs),
     /// The regional-outage drill: kill eu-west, restore it, then kill only
     /// its origin, under load from clients in GB, US and SG; checks steering
@@ -213,6 +213,11 @@ impl DnsArgs {
 /// `bench dns-flood`; unset options take the full (or --smoke) defaults.
 #[derive(Debug, Args)]
 struct DnsFloodArgs {
+    /// Also run gdnsd 3 (plugin_geoip) with the same zone, database and
+    /// steering, on the same core, under the same flood and probes, after
+    /// Meridian; its numbers are shown next to Meridian's.
+    #[arg(long)]
+    compare: bool,
     /// Seconds of flood [default: 10; 2 with --smoke].
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -268,6 +273,7 @@ impl DnsFloodArgs {
                 .unwrap_or(defaults.tcp_probe_interval_ms),
             seed: self.seed.or(defaults.seed),
             rate_limit: self.rate_limit.or(defaults.rate_limit),
+            compare: self.compare,
             ..defaults
         }
     }
@@ -553,6 +559,7 @@ mod tests {
         assert_eq!(options.rate, None);
         assert_eq!(options.rate_limit, None);
         assert_eq!(options.countries, ["GB", "US", "SG"]);
+        assert!(!options.compare);
 
         let cli = Cli::try_parse_from([
             "bench",
@@ -562,6 +569,7 @@ mod tests {
             "500",
             "--rate-limit",
             "50",
+            "--compare",
         ])
         .unwrap();
         let Scenario::DnsFlood(args) = &cli.scenario else {
@@ -572,6 +580,7 @@ mod tests {
         assert_eq!(options.rate_limit, Some(50));
         assert_eq!(options.duration_ms, 2_000);
         assert!(options.smoke);
+        assert!(options.compare);
     }
 
     #[test]
