@@ -322,6 +322,11 @@ pub(crate) fn full_reply(
     datagram: &[u8],
     source: SocketAddr,
 ) -> Option<FullReply> {
+    // Too short for a header, or a response: never answered either way,
+    // so not worth a copy and a parse (a flood is mostly such datagrams).
+    if datagram.len() < 12 || datagram[2] & 0x80 != 0 {
+        return None;
+    }
     let request = match Request::from_bytes(datagram.to_vec(), source, Protocol::Udp) {
         Ok(request) => request,
         Err(_) => {
