@@ -34,7 +34,7 @@
 //! The pure part, [`summarize`], turns the samples into the report.
 
 use crate::BenchError;
-use crate::process::error_chain;
+use crate::process::{MeridianProcess, error_chain};
 use crate::report::{Row, ScenarioReport};
 use crate::stats::{LatencySummary, millis};
 use config::{Config, ConfigSource};
@@ -43,15 +43,13 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
@@ -139,9 +137,6 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long `meridian up` gets to stop its children after SIGTERM before
 /// it is killed (it gives them 8 s itself).
 const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// How many of `meridian up`'s output lines are kept for a replay.
-const KEPT_LINES: usize = 2000;
 
 /// How many groups of identical request errors the report keeps.
 const ERROR_SAMPLES: usize = 5;
@@ -629,13 +624,13 @@ pub async fn run(meridian: &Path, options: &OutageOptions) -> Result<OutageRepor
     let measured = match measured {
         Ok(measured) => measured,
         Err(error) => {
-            topology.replay_output();
+            topology.process.replay_output();
             return Err(error);
         }
     };
     let report = summarize(meridian, options, setup, &measured);
     if !report.passed {
-        topology.replay_output();
+        topology.process.replay_output();
     }
     Ok(report)
 }
@@ -845,18 +840,12 @@ impl Drop for ConfigFile {
     }
 }
 
-/// The output lines of `meridian up`, shared with the threads reading them.
-type Lines = Arc<Mutex<VecDeque<String>>>;
-
 /// A running `meridian up` on the drill's config. On drop, whatever
 /// happened, it is stopped (SIGTERM so it stops its children in order, then
 /// SIGKILL) and the config file is removed; its children die with it
 /// either way (they have a parent-death signal).
 struct Topology {
-    child: Child,
-    binary: PathBuf,
-    output: Lines,
-    readers: Vec<JoinHandle<()>>,
+    process: MeridianProcess,
     // Dropped after `Drop::drop` has stopped the process.
     config: ConfigFile,
 }
@@ -865,31 +854,13 @@ impl Topology {
     /// Writes the config and starts `meridian up --config FILE`.
     fn start(binary: &Path, text: &str, block: u8) -> Result<Topology, BenchError> {
         let config = ConfigFile::write(text, block)?;
-        let mut child = Command::new(binary)
-            .arg("up")
-            .arg("--config")
-            .arg(&config.path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| BenchError::Spawn {
-                path: binary.to_path_buf(),
-                source,
-            })?;
-        let output: Lines = Arc::default();
-        let mut readers = Vec::new();
-        if let Some(stdout) = child.stdout.take() {
-            readers.push(keep_lines(stdout, output.clone()));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            readers.push(keep_lines(stderr, output.clone()));
-        }
+        let args = [
+            "up".to_owned(),
+            "--config".to_owned(),
+            config.path.display().to_string(),
+        ];
         Ok(Topology {
-            child,
-            binary: binary.to_path_buf(),
-            output,
-            readers,
+            process: MeridianProcess::spawn(binary, &args)?,
             config,
         })
     }
@@ -910,9 +881,9 @@ impl Topology {
             .build()?;
         let url = format!("http://{control}/status");
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.join_readers();
-                self.replay_output();
+            if let Some(status) = self.process.exit_status() {
+                self.process.join_output();
+                self.process.replay_output();
                 return Err(BenchError::Exited { status });
             }
             let last = match client.get(&url).send().await {
@@ -921,7 +892,7 @@ impl Topology {
                 Err(error) => error_chain(&error),
             };
             if started.elapsed() >= timeout {
-                self.replay_output();
+                self.process.replay_output();
                 return Err(BenchError::NotReady {
                     addr: control,
                     path: "/status".to_owned(),
@@ -939,7 +910,7 @@ impl Topology {
         let issued = t0.elapsed();
         let output = tokio::time::timeout(
             COMMAND_TIMEOUT,
-            tokio::process::Command::new(&self.binary)
+            tokio::process::Command::new(self.process.binary())
                 .args(args)
                 .arg("--config")
                 .arg(&self.config.path)
@@ -959,7 +930,7 @@ impl Topology {
             Err(_) => return Err(failed(format!("no answer within {COMMAND_TIMEOUT:?}"))),
             Ok(Err(source)) => {
                 return Err(BenchError::Spawn {
-                    path: self.binary.clone(),
+                    path: self.process.binary().to_path_buf(),
                     source,
                 });
             }
@@ -975,81 +946,33 @@ impl Topology {
         Ok(Action { issued, done })
     }
 
-    /// Sends SIGTERM: `up` stops its children and then exits.
-    fn terminate(&self) {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
-
     /// Stops `up` (SIGTERM, then SIGKILL after [`STOP_GRACE`]) without
     /// blocking the runtime, and collects the rest of its output.
     async fn stop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
+        if self.process.exited() {
             return;
         }
-        self.terminate();
+        self.process.terminate();
         let deadline = Instant::now() + STOP_GRACE;
-        while matches!(self.child.try_wait(), Ok(None)) {
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
+        while !self.process.exited() && Instant::now() < deadline {
             tokio::time::sleep(HOLD_POLL).await;
         }
-        self.join_readers();
-    }
-
-    /// Waits for the output readers; they finish when `up`'s pipes close.
-    fn join_readers(&mut self) {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-    }
-
-    /// Prints the output kept so far to stderr, framed.
-    fn replay_output(&self) {
-        eprintln!("--- output of {} up ---", self.binary.display());
-        for line in lock(&self.output).iter() {
-            eprintln!("{line}");
-        }
-        eprintln!("--- end of output ---");
+        self.process.kill();
     }
 }
 
 impl Drop for Topology {
+    /// A graceful stop first; the process's own guard then kills whatever
+    /// is left and replays the output if the drill panicked.
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.terminate();
+        if !self.process.exited() {
+            self.process.terminate();
             let deadline = Instant::now() + STOP_GRACE;
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            while !self.process.exited() && Instant::now() < deadline {
                 std::thread::sleep(HOLD_POLL);
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        self.join_readers();
-        if std::thread::panicking() {
-            self.replay_output();
         }
     }
-}
-
-/// Reads `stream` line by line into `lines` (the last [`KEPT_LINES`]).
-fn keep_lines(stream: impl Read + Send + 'static, lines: Lines) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            let mut lines = lock(&lines);
-            if lines.len() == KEPT_LINES {
-                lines.pop_front();
-            }
-            lines.push_back(line);
-        }
-    })
 }
 
 /// Where the drill's clients and watchers reach the topology.

@@ -122,7 +122,55 @@ impl MeridianProcess {
 
     /// Whether the process has exited.
     pub fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
+        self.exit_status().is_some()
+    }
+
+    /// How the process exited, if it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The binary it runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// Asks it to stop (SIGTERM); it may take its time.
+    pub fn terminate(&self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+
+    /// Kills it and all its descendants (SIGKILL), reaps it, and waits for
+    /// the rest of its output. Doing it again does nothing.
+    pub fn kill(&mut self) {
+        // The descendants first: once the parent is gone they are orphans
+        // and harder to find.
+        if self.exit_status().is_none() {
+            for pid in crate::cpu::descendants(self.child.id()) {
+                if let Ok(pid) = i32::try_from(pid) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.join_output();
+    }
+
+    /// Waits for the output readers; they finish once the process's pipes
+    /// close (when it and its children have exited).
+    pub fn join_output(&mut self) {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
     }
 
     /// The process id.
@@ -152,22 +200,7 @@ impl MeridianProcess {
 
 impl Drop for MeridianProcess {
     fn drop(&mut self) {
-        // The descendants first: once the parent is gone they are orphans
-        // and harder to find.
-        for pid in crate::cpu::descendants(self.child.id()) {
-            if let Ok(pid) = i32::try_from(pid) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // The pipes are closed now, so the readers finish.
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
+        self.kill();
         if std::thread::panicking() {
             self.replay_output();
         }

@@ -450,6 +450,12 @@ pub struct OriginUrl {
 }
 
 impl OriginUrl {
+    /// Parses `http://host[:port]` or `https://host[:port]`, nothing after
+    /// the authority; the error says what is wrong with `value`.
+    pub fn parse(value: &str) -> Result<OriginUrl, String> {
+        validate::origin_url(value)
+    }
+
     /// `host:port`, bracketing IPv6 literals, as a connect address string.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {

@@ -985,7 +985,7 @@ fn is_region_name(name: &str) -> bool {
 
 /// `http://host[:port]` or `https://host[:port]` with nothing after the
 /// authority.
-fn origin_url(value: &str) -> Result<OriginUrl, String> {
+pub(crate) fn origin_url(value: &str) -> Result<OriginUrl, String> {
     let uri: http::Uri = value
         .parse()
         .map_err(|e| format!("{value:?} is not a URL: {e}"))?;

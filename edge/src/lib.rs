@@ -210,29 +210,15 @@ impl EdgeSettings {
     /// `https://host:port` (verified against the system's roots) or
     /// `host:port`.
     pub fn ad_hoc(listen: SocketAddr, origin: &str) -> Result<Self, EdgeError> {
-        let invalid = || EdgeError::Origin {
+        let with_scheme = if origin.contains("://") {
+            origin.to_owned()
+        } else {
+            format!("http://{origin}")
+        };
+        let url = config::OriginUrl::parse(&with_scheme).map_err(|reason| EdgeError::Origin {
             origin: origin.to_owned(),
-            reason: "give the origin as http://host:port or https://host:port".to_owned(),
-        };
-        let (tls, rest) = match origin.strip_prefix("https://") {
-            Some(rest) => (true, rest),
-            None => (false, origin.strip_prefix("http://").unwrap_or(origin)),
-        };
-        let authority: http::uri::Authority =
-            rest.trim_end_matches('/').parse().map_err(|_| invalid())?;
-        if authority.as_str().contains('@') {
-            return Err(invalid());
-        }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let url = config::OriginUrl {
-            tls,
-            host: host.to_ascii_lowercase(),
-            port,
-        };
+            reason,
+        })?;
         Ok(EdgeSettings {
             name: "ad-hoc".to_owned(),
             listen: vec![listen],
@@ -242,7 +228,7 @@ impl EdgeSettings {
             origins: vec![OriginTarget {
                 region: "origin".to_owned(),
                 addr: resolve_origin(&url.authority())?,
-                tls_name: tls.then(|| url.host.clone()),
+                tls_name: url.tls.then(|| url.host.clone()),
             }],
             origin_policy: config::OriginPolicy::default(),
             client_timeouts: config::ClientTimeouts::default(),
