@@ -23,6 +23,7 @@ mod slow_clients;
 pub mod storage;
 pub mod tls;
 mod vary;
+pub mod zero_copy;
 
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::server::configuration::ServerConf;
@@ -423,6 +424,7 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
     options.h2_idle_timeout = Some(settings.client_timeouts.header);
     http.server_options = Some(options);
     let app = slow_clients::HeaderDeadline::new(http, settings.client_timeouts.header);
+    let app = zero_copy::SendfileApp::new(app, metrics.zero_copy_bytes());
     let mut service = pingora::services::listening::Service::new("edge".to_owned(), app);
     for addr in &settings.listen {
         service.add_listener(

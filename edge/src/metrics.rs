@@ -32,6 +32,7 @@ pub struct EdgeMetrics {
     purged: IntCounter,
     objects: IntGauge,
     bytes: IntGauge,
+    zero_copy_bytes: IntCounter,
 }
 
 /// The cache summary `meridian status` shows.
@@ -106,6 +107,11 @@ impl EdgeMetrics {
             "Bytes the cache holds, against its budget",
         )?;
         registry.register(Box::new(bytes.clone()))?;
+        let zero_copy_bytes = IntCounter::new(
+            "meridian_edge_zero_copy_bytes_total",
+            "Body bytes sent to clients straight from cached pages (sendfile), without a copy",
+        )?;
+        registry.register(Box::new(zero_copy_bytes.clone()))?;
         Ok(EdgeMetrics {
             hits: requests.with_label_values(&["hit"]),
             stale_hits: requests.with_label_values(&["stale-served"]),
@@ -126,6 +132,7 @@ impl EdgeMetrics {
             purged,
             objects,
             bytes,
+            zero_copy_bytes,
             registry,
         })
     }
@@ -173,6 +180,12 @@ impl EdgeMetrics {
     /// Counts a request moved to another origin.
     pub fn origin_retry(&self) {
         self.origin_retries.inc();
+    }
+
+    /// The counter of body bytes sent without a copy, for the connections
+    /// that send them (see [`crate::zero_copy`]).
+    pub fn zero_copy_bytes(&self) -> IntCounter {
+        self.zero_copy_bytes.clone()
     }
 
     /// Counts objects purged.

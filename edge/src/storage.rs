@@ -18,6 +18,7 @@
 //!   finishes is marked failed, so its readers see an error instead of a
 //!   short body that looks complete. A finished fill becomes an object.
 
+use crate::zero_copy;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::cache::key::{CacheHashKey, HashBinary};
@@ -115,7 +116,8 @@ struct StoredObject {
 impl StoredObject {
     fn weight(&self) -> usize {
         let tags: usize = self.tags.iter().map(|t| allocated(t.len())).sum();
-        allocated(self.body.len()) + self.meta.weight() + tags + OBJECT_OVERHEAD_BYTES
+        let body = zero_copy::footprint(&self.body).unwrap_or_else(|| allocated(self.body.len()));
+        body + self.meta.weight() + tags + OBJECT_OVERHEAD_BYTES
     }
 }
 
@@ -917,18 +919,21 @@ impl HandleMiss for FillWriter {
         self.finished = true;
         // One exact-size copy per stored object: the chunks may be slices of
         // larger network buffers, and keeping those alive would make the
-        // cache hold more memory than it accounts for.
+        // cache hold more memory than it accounts for. Large bodies are
+        // copied into sealed pages that hits can send without copying again.
         let body = {
             let chunks = self
                 .fill
                 .chunks
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let mut body = BytesMut::with_capacity(self.written);
-            for chunk in chunks.iter() {
-                body.extend_from_slice(chunk);
-            }
-            body.freeze()
+            zero_copy::seal(&chunks, self.written).unwrap_or_else(|| {
+                let mut body = BytesMut::with_capacity(self.written);
+                for chunk in chunks.iter() {
+                    body.extend_from_slice(chunk);
+                }
+                body.freeze()
+            })
         };
         let object = StoredObject {
             meta: self.fill.meta.clone(),

@@ -18,3 +18,4 @@ mod purge;
 mod scripted;
 mod tls;
 mod up;
+mod zero_copy;

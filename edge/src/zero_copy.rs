@@ -1,0 +1,525 @@
+//! Zero-copy sends of large cached bodies.
+//!
+//! A cache hit of a 100 KiB object spends most of its CPU time copying the
+//! body from the cache into the socket's buffers. nginx avoids that copy by
+//! serving its cache files with sendfile(2), which hands the kernel's own
+//! pages of a file to TCP. This module gives the edge the same, in two
+//! halves:
+//!
+//! - [`seal`] moves a finished body of at least [`MIN_BYTES`] into a file
+//!   of its own in memory (a memfd), seals the file so nothing can change it
+//!   again, and maps it read-only. The `Bytes` it returns are ordinary
+//!   `Bytes` — every part of the edge that reads bodies (ranges, TLS,
+//!   HTTP/2) keeps working unchanged — but their memory is the file's pages.
+//! - [`SendfileApp`] wraps every plain-TCP client connection in a
+//!   [`SendfileStream`]. When Pingora's HTTP/1 writer writes a slice that
+//!   lies inside a sealed body, the stream sends it with sendfile(2) from
+//!   the body's file instead of copying it. Everything else is written as
+//!   before.
+//!
+//! Why sealed, and why one file per body: sendfile gives TCP references to
+//! the file's pages, and TCP may still be sending from them after the call
+//! returns. Were a page changed meanwhile, the client would receive the new
+//! bytes. A sealed file cannot be written, truncated or grown, so its pages
+//! never change; when the cache evicts a body, its pages live on until TCP
+//! lets go of them.
+//!
+//! Why slices are recognised by address: Pingora's HTTP/1 writer takes a
+//! `&[u8]`, so by the time bytes reach the socket nothing but their address
+//! says where they came from. Each sealed body registers its mapping; a
+//! write looks the slice up there. Slices of anything else never match, as
+//! live mappings never overlap other memory.
+//!
+//! Each sealed body holds a file descriptor. So that a large cache cannot
+//! starve the edge of descriptors for connections, at most a quarter of the
+//! process's open-file limit go to bodies; past that, bodies stay on the
+//! heap and are copied as before.
+#![allow(unsafe_code)]
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
+use nix::sys::resource::{Resource, getrlimit};
+use nix::sys::sendfile::sendfile;
+use pingora::apps::ServerApp;
+use pingora::protocols::l4::stream::Stream as TcpStream;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType,
+};
+use pingora::server::ShutdownWatch;
+use prometheus::IntCounter;
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::fs::File;
+use std::io::{self, Write};
+use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bodies this large or larger are sealed, and slices this large or larger
+/// are sent with sendfile. Below it, copying costs less than a file (pages
+/// are 4 KiB, so a small body would waste much of its last page) and the
+/// copy can share one send with the response head.
+pub const MIN_BYTES: usize = 32 * 1024;
+
+/// The size of a memory page, which sealed bodies are rounded up to.
+const PAGE_BYTES: usize = 4096;
+
+/// Where a sealed body is mapped: the file holding it and its length.
+struct Region {
+    len: usize,
+    file: Arc<OwnedFd>,
+}
+
+/// Every live sealed body, by the address its mapping starts at.
+static REGIONS: RwLock<BTreeMap<usize, Region>> = RwLock::new(BTreeMap::new());
+
+/// Sealed bodies alive right now (each holds a file descriptor).
+static SEALED: AtomicUsize = AtomicUsize::new(0);
+
+/// The file and offset `buf` was mapped from, if it lies in a sealed body.
+fn find(buf: &[u8]) -> Option<(Arc<OwnedFd>, i64)> {
+    let start = buf.as_ptr() as usize;
+    let regions = REGIONS.read().unwrap_or_else(PoisonError::into_inner);
+    let (&base, region) = regions.range(..=start).next_back()?;
+    let offset = start - base;
+    (offset + buf.len() <= region.len).then(|| (region.file.clone(), offset as i64))
+}
+
+/// The bytes `body` holds in memory, if it is a sealed body (or a slice of
+/// one): its pages, rounded up. `None` for bodies on the heap.
+pub fn footprint(body: &Bytes) -> Option<usize> {
+    if body.is_empty() {
+        return None;
+    }
+    let start = body.as_ptr() as usize;
+    let regions = REGIONS.read().unwrap_or_else(PoisonError::into_inner);
+    let (&base, region) = regions.range(..=start).next_back()?;
+    (start - base + body.len() <= region.len).then(|| region.len.next_multiple_of(PAGE_BYTES))
+}
+
+/// How many bodies may be sealed at once: a quarter of the open-file limit.
+fn descriptor_budget() -> usize {
+    static BUDGET: OnceLock<usize> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        getrlimit(Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| usize::try_from(soft / 4).unwrap_or(usize::MAX))
+            .unwrap_or(0)
+    })
+}
+
+/// A claim on one of the descriptors bodies may hold; released on drop.
+struct DescriptorClaim;
+
+impl DescriptorClaim {
+    fn take() -> Option<Self> {
+        let budget = descriptor_budget();
+        SEALED
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < budget).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| DescriptorClaim)
+    }
+}
+
+impl Drop for DescriptorClaim {
+    fn drop(&mut self) {
+        SEALED.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Copies `chunks` (`len` bytes in all) into a sealed, read-only mapped
+/// file and returns the result as `Bytes`. `None` when the body is smaller
+/// than [`MIN_BYTES`], when the descriptor budget is spent, or when the
+/// system refuses (the caller then keeps the body on the heap).
+pub fn seal(chunks: &[Bytes], len: usize) -> Option<Bytes> {
+    if len < MIN_BYTES {
+        return None;
+    }
+    let claim = DescriptorClaim::take()?;
+    match SealedBody::new(chunks, len, claim) {
+        Ok(body) => Some(Bytes::from_owner(body)),
+        Err(error) => {
+            tracing::debug!(%error, len, "could not seal a body; keeping it on the heap");
+            None
+        }
+    }
+}
+
+/// A body in a sealed memfd, mapped read-only.
+struct SealedBody {
+    map: NonNull<c_void>,
+    len: usize,
+    _claim: DescriptorClaim,
+}
+
+// SAFETY: the mapping is read-only, owned by this value alone, and unmapped
+// only when it is dropped; reading it from any thread is sound.
+unsafe impl Send for SealedBody {}
+// SAFETY: as above; shared access only ever reads.
+unsafe impl Sync for SealedBody {}
+
+impl SealedBody {
+    fn new(chunks: &[Bytes], len: usize, claim: DescriptorClaim) -> io::Result<Self> {
+        let mapped_len = NonZeroUsize::new(len).ok_or(io::ErrorKind::InvalidInput)?;
+        let fd = memfd_create(
+            c"meridian-body",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )?;
+        let mut file = File::from(fd);
+        let mut written = 0;
+        for chunk in chunks {
+            file.write_all(chunk)?;
+            written += chunk.len();
+        }
+        if written != len {
+            return Err(io::Error::other(format!(
+                "body is {written} bytes, expected {len}"
+            )));
+        }
+        let seals = SealFlag::F_SEAL_WRITE
+            | SealFlag::F_SEAL_SHRINK
+            | SealFlag::F_SEAL_GROW
+            | SealFlag::F_SEAL_SEAL;
+        fcntl(&file, FcntlArg::F_ADD_SEALS(seals))?;
+        // MAP_POPULATE maps every page now, so the body counts in the
+        // process's resident memory like any cached body would.
+        // SAFETY: a fresh shared, read-only mapping of a file sealed against
+        // writes, shrinking and growing: its contents cannot change under
+        // the slices handed out, and it cannot shrink under them (which
+        // would fault on access).
+        let map = unsafe {
+            mmap(
+                None,
+                mapped_len,
+                ProtFlags::PROT_READ,
+                MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE,
+                &file,
+                0,
+            )?
+        };
+        REGIONS
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                map.as_ptr() as usize,
+                Region {
+                    len,
+                    file: Arc::new(OwnedFd::from(file)),
+                },
+            );
+        Ok(SealedBody {
+            map,
+            len,
+            _claim: claim,
+        })
+    }
+}
+
+impl AsRef<[u8]> for SealedBody {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `map` is a live read-only mapping of `len` bytes, unmapped
+        // only in `drop`, which cannot run while this borrow lives.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for SealedBody {
+    fn drop(&mut self) {
+        // Unregister first: once unmapped, the address may be reused.
+        REGIONS
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(self.map.as_ptr() as usize));
+        // SAFETY: the mapping was made in `new` with this length, and no
+        // slice of it outlives this value (`Bytes` owns it).
+        if let Err(error) = unsafe { munmap(self.map, self.len) } {
+            tracing::warn!(%error, "could not unmap a sealed body");
+        }
+    }
+}
+
+/// A server application whose plain-TCP connections send sealed bodies
+/// with sendfile. See the module documentation.
+pub struct SendfileApp<A> {
+    app: Arc<A>,
+    sent: IntCounter,
+}
+
+impl<A> SendfileApp<A> {
+    /// Wraps `app`; `sent` counts the bytes sent without a copy.
+    pub fn new(app: A, sent: IntCounter) -> Self {
+        SendfileApp {
+            app: Arc::new(app),
+            sent,
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for SendfileApp<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let stream = SendfileStream::wrap(stream, self.sent.clone());
+        self.app.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await;
+    }
+}
+
+/// A client connection that sends slices of sealed bodies with sendfile.
+/// Only plain TCP connections are wrapped: TLS must encrypt every byte in
+/// user space anyway.
+pub struct SendfileStream {
+    inner: Stream,
+    socket: RawFd,
+    sent: IntCounter,
+}
+
+impl std::fmt::Debug for SendfileStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendfileStream")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl SendfileStream {
+    /// Wraps `stream` if it is a plain TCP connection; returns it unchanged
+    /// otherwise.
+    pub fn wrap(stream: Stream, sent: IntCounter) -> Stream {
+        let Some(tcp) = stream.as_any().downcast_ref::<TcpStream>() else {
+            return stream;
+        };
+        let socket = tcp.as_raw_fd();
+        Box::new(SendfileStream {
+            inner: stream,
+            socket,
+            sent,
+        })
+    }
+
+    /// Sends `buf` from the sealed body it lies in, if it does. `None` means
+    /// "write it the ordinary way": it is not in a sealed body, or the
+    /// socket cannot take more right now (the ordinary write then waits for
+    /// it to drain, as only it is registered with the runtime).
+    fn poll_sendfile(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Option<Poll<io::Result<usize>>> {
+        if buf.len() < MIN_BYTES {
+            return None;
+        }
+        let (file, mut offset) = find(buf)?;
+        // Whatever Pingora buffered (the response head) goes first.
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {}
+            flushing => return Some(flushing.map_ok(|()| 0)),
+        }
+        // SAFETY: `socket` is the descriptor of `inner`, which this value
+        // owns; it stays open as long as `self` does.
+        let socket = unsafe { BorrowedFd::borrow_raw(self.socket) };
+        match sendfile(socket, &*file, Some(&mut offset), buf.len()) {
+            Ok(0) | Err(Errno::EAGAIN | Errno::EINTR) => None,
+            Ok(sent) => {
+                self.sent.inc_by(sent as u64);
+                Some(Poll::Ready(Ok(sent)))
+            }
+            Err(errno) => Some(Poll::Ready(Err(errno.into()))),
+        }
+    }
+}
+
+impl AsyncWrite for SendfileStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(sent) = self.poll_sendfile(cx, buf) {
+            return sent;
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // A chunked body arrives as (chunk size, data, CRLF): write what
+        // comes before a sealed slice the ordinary way, then the slice.
+        let sealed = bufs
+            .iter()
+            .position(|b| b.len() >= MIN_BYTES && find(b).is_some());
+        match sealed {
+            Some(i) if bufs[..i].iter().all(|b| b.is_empty()) => self.poll_write(cx, &bufs[i]),
+            Some(i) => Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[..i]),
+            None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for SendfileStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+// Everything else Pingora asks of a connection is the inner stream's.
+
+#[async_trait]
+impl Shutdown for SendfileStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await;
+    }
+}
+
+impl UniqueID for SendfileStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+/// Plain TCP: no TLS to report (the defaults say so).
+impl Ssl for SendfileStream {}
+
+impl GetTimingDigest for SendfileStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for SendfileStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest);
+    }
+}
+
+impl GetSocketDigest for SendfileStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest);
+    }
+}
+
+#[async_trait]
+impl Peek for SendfileStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_sealed_body_reads_back_exactly() {
+        let data = body(100 * 1024 + 17);
+        let chunks: Vec<Bytes> = data.chunks(16 * 1024).map(Bytes::copy_from_slice).collect();
+        let sealed = seal(&chunks, data.len()).expect("sealed");
+        assert_eq!(&sealed[..], &data[..]);
+        assert_eq!(footprint(&sealed), Some(104 * 1024));
+    }
+
+    #[test]
+    fn slices_of_a_sealed_body_are_found_at_their_offset() {
+        let data = body(MIN_BYTES * 3);
+        let sealed = seal(&[Bytes::from(data)], MIN_BYTES * 3).expect("sealed");
+        let (_, offset) = find(&sealed[MIN_BYTES..MIN_BYTES * 2]).expect("found");
+        assert_eq!(offset, MIN_BYTES as i64);
+        // A copy of the same bytes elsewhere is not a sealed slice.
+        let copy = sealed.to_vec();
+        assert!(find(&copy).is_none());
+        assert!(footprint(&Bytes::from(copy)).is_none());
+    }
+
+    #[test]
+    fn small_bodies_stay_on_the_heap() {
+        let data = Bytes::from(body(MIN_BYTES - 1));
+        assert!(seal(&[data], MIN_BYTES - 1).is_none());
+    }
+
+    #[test]
+    fn a_length_that_does_not_match_the_chunks_is_refused() {
+        let data = Bytes::from(body(MIN_BYTES));
+        assert!(seal(&[data], MIN_BYTES + 1).is_none());
+    }
+
+    #[test]
+    fn a_dropped_body_is_unregistered_and_its_descriptor_returned() {
+        let data = Bytes::from(body(MIN_BYTES));
+        let sealed = seal(&[data], MIN_BYTES).expect("sealed");
+        let address = sealed.as_ptr() as usize;
+        assert!(REGIONS.read().unwrap().contains_key(&address));
+        drop(sealed);
+        assert!(!REGIONS.read().unwrap().contains_key(&address));
+    }
+
+    #[test]
+    fn a_sealed_file_cannot_be_changed() {
+        let data = Bytes::from(body(MIN_BYTES));
+        let sealed = seal(&[data], MIN_BYTES).expect("sealed");
+        let (file, _) = find(&sealed).expect("found");
+        let mut file = File::from(file.try_clone().expect("dup"));
+        assert!(file.write_all(b"changed").is_err());
+        assert!(file.set_len(1).is_err());
+    }
+}

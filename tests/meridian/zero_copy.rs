@@ -1,0 +1,180 @@
+//! Large cache hits sent straight from sealed pages (sendfile): the bytes a
+//! client gets are exactly the origin's, ranges included, for fast and slow
+//! readers, and a body purged mid-send still arrives unchanged.
+
+use crate::harness::{EdgeProcess, client_via, config_on_block};
+use crate::scripted::{Reply, ScriptedOrigin};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const TOKEN: &str = "meridian-demo-purge-token";
+
+/// `len` bytes that differ per `version`, so a mix-up shows.
+fn body(len: usize, version: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ version as u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn cacheable(body: Vec<u8>) -> Reply {
+    Reply::Respond(200, vec![("cache-control", "max-age=600".to_owned())], body)
+}
+
+/// The edge's `meridian_edge_zero_copy_bytes_total`.
+async fn zero_copy_bytes(admin: SocketAddr) -> u64 {
+    let text = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("meridian_edge_zero_copy_bytes_total "))
+        .unwrap_or_else(|| panic!("no zero-copy counter in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+fn cache_status(response: &reqwest::Response) -> String {
+    response.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_hits_are_sent_from_sealed_pages_byte_for_byte() {
+    let b = 127;
+    let large = body(1024 * 1024 + 123, 1);
+    let served = large.clone();
+    let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), move |r| {
+        if r.path == "/small" {
+            cacheable(body(1024, 2))
+        } else {
+            cacheable(served.clone())
+        }
+    });
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_on_block(b)));
+    let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
+    let client = client_via(edge.addr);
+    let url = |path: &str| format!("http://cdn.meridian.test:8080{path}");
+
+    // The miss streams the fill as it arrives: copied, not from pages.
+    let miss = client.get(url("/large")).send().await.unwrap();
+    assert!(cache_status(&miss).contains("fwd=miss"), "{miss:?}");
+    assert_eq!(miss.bytes().await.unwrap(), large);
+    assert_eq!(zero_copy_bytes(admin).await, 0);
+
+    // The hit: every byte, every one of them sent from the sealed pages.
+    let hit = client.get(url("/large")).send().await.unwrap();
+    assert!(cache_status(&hit).contains("hit"), "{hit:?}");
+    assert_eq!(hit.bytes().await.unwrap(), large);
+    let after_hit = zero_copy_bytes(admin).await;
+    assert_eq!(after_hit, large.len() as u64);
+
+    // A range of it: the right slice, from the right offset of the file.
+    let range = client
+        .get(url("/large"))
+        .header("range", "bytes=100000-699999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(range.status(), 206);
+    assert_eq!(range.bytes().await.unwrap(), large[100_000..700_000]);
+    assert_eq!(zero_copy_bytes(admin).await, after_hit + 600_000);
+
+    // Small objects stay on the heap and are copied with their head.
+    for _ in 0..2 {
+        let small = client.get(url("/small")).send().await.unwrap();
+        assert_eq!(small.bytes().await.unwrap(), body(1024, 2));
+    }
+    // HEAD sends no body at all.
+    let head = client.head(url("/large")).send().await.unwrap();
+    assert_eq!(
+        head.headers()["content-length"],
+        large.len().to_string().as_str()
+    );
+    assert_eq!(zero_copy_bytes(admin).await, after_hit + 600_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reader_gets_every_byte_even_when_the_body_is_purged_and_replaced() {
+    let b = 128;
+    // Larger than what the kernel buffers on loopback, so the edge finds
+    // the socket full and must wait for the reader.
+    const LEN: usize = 12 * 1024 * 1024;
+    let version = Arc::new(AtomicUsize::new(1));
+    let served = version.clone();
+    let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), move |_| {
+        cacheable(body(LEN, served.load(Ordering::SeqCst)))
+    });
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_on_block(b)));
+    let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
+    let client = client_via(edge.addr);
+    let url = "http://cdn.meridian.test:8080/big";
+    let original = body(LEN, 1);
+    assert_eq!(
+        client.get(url).send().await.unwrap().bytes().await.unwrap(),
+        original
+    );
+
+    // A raw client asks for the stored body and then reads nothing for a
+    // while: the edge fills the socket and waits.
+    let mut slow = TcpStream::connect(edge.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(
+        b"GET /big HTTP/1.1\r\nHost: cdn.meridian.test:8080\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut first = vec![0; 64 * 1024];
+    slow.read_exact(&mut first).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Meanwhile the object is purged and stored again with other bytes.
+    version.store(2, Ordering::SeqCst);
+    let purged = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("http://{admin}/purge"))
+        .bearer_auth(TOKEN)
+        .body(r#"{"urls": ["http://cdn.meridian.test/big"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
+    for _ in 0..2 {
+        let replaced = client.get(url).send().await.unwrap();
+        assert_eq!(replaced.bytes().await.unwrap(), body(LEN, 2));
+    }
+
+    // The slow client still gets exactly the body it asked for.
+    let mut rest = Vec::new();
+    tokio::task::block_in_place(|| slow.read_to_end(&mut rest)).unwrap();
+    first.extend_from_slice(&rest);
+    let head_end = first.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&first[..head_end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("cache-status: meridian; hit"), "{head}");
+    assert!(
+        first[head_end..] == original[..],
+        "the slow reader got other bytes"
+    );
+    // Both full hits went out from pages.
+    assert!(zero_copy_bytes(admin).await >= 2 * LEN as u64);
+}
