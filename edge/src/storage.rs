@@ -1051,6 +1051,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn large_bodies_are_kept_in_sealed_pages_and_weighed_by_them() {
+        let storage = leak(MemoryStorage::new(1 << 24, 1 << 20));
+        let large: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        store(storage, "/large", &large).await;
+        let object = storage
+            .fresh_object(&key("/large").combined_bin(), SystemTime::now())
+            .unwrap();
+        assert_eq!(object.body, large);
+        // 100,000 bytes take 25 pages, not a heap size class.
+        assert_eq!(zero_copy::footprint(&object.body), Some(25 * 4096));
+        let weight = storage.used_bytes() as usize;
+        assert!(
+            weight >= 25 * 4096 + OBJECT_OVERHEAD_BYTES && weight < allocated(100_000) + 4096,
+            "{weight}"
+        );
+        // Small bodies stay on the heap.
+        store(storage, "/small", b"small").await;
+        let small = storage
+            .fresh_object(&key("/small").combined_bin(), SystemTime::now())
+            .unwrap();
+        assert_eq!(zero_copy::footprint(&small.body), None);
+    }
+
+    #[tokio::test]
     async fn fresh_objects_are_offered_for_the_fast_path() {
         let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
         let now = SystemTime::now();

@@ -37,7 +37,7 @@ fn handshake(addr: SocketAddr, name: &str, ca_pem: &str) -> Result<Vec<u8>, Stri
 }
 
 /// An open HTTPS connection (HTTP/1.1) that can send several requests.
-struct KeepAlive(rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
+pub(crate) struct KeepAlive(rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
 
 fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     install_provider();
@@ -53,7 +53,7 @@ fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 }
 
 impl KeepAlive {
-    fn open(addr: SocketAddr, ca_pem: &str) -> KeepAlive {
+    pub(crate) fn open(addr: SocketAddr, ca_pem: &str) -> KeepAlive {
         let name = rustls::pki_types::ServerName::try_from("cdn.meridian.test").unwrap();
         let config = client_config(ca_pem, &[b"http/1.1"]);
         let connection = rustls::ClientConnection::new(config, name).unwrap();
@@ -66,7 +66,7 @@ impl KeepAlive {
 
     /// GETs `path` and returns the response head and body (the response
     /// must carry a Content-Length).
-    fn get(&mut self, path: &str) -> (String, Vec<u8>) {
+    pub(crate) fn get(&mut self, path: &str) -> (String, Vec<u8>) {
         let request = format!("GET {path} HTTP/1.1\r\nHost: cdn.meridian.test\r\n\r\n");
         self.0.write_all(request.as_bytes()).unwrap();
         let mut answer = Vec::new();
@@ -337,7 +337,7 @@ fn a_bad_certificate_is_refused_at_start_with_its_path() {
     assert!(stderr.contains("expired"), "{stderr}");
 }
 
-fn wait_for(addr: SocketAddr) {
+pub(crate) fn wait_for(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !crate::harness::tcp_listening(addr) {
         assert!(Instant::now() < deadline, "{addr} never listened");

@@ -109,6 +109,19 @@ async fn large_hits_are_sent_from_sealed_pages_byte_for_byte() {
         large.len().to_string().as_str()
     );
     assert_eq!(zero_copy_bytes(admin).await, after_hit + 600_000);
+
+    // Over TLS (its own cache entry: the scheme is part of the key) the
+    // stored pages are read and encrypted as usual, never sent raw.
+    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    let (head, secure) = tokio::task::block_in_place(|| {
+        crate::tls::wait_for(tls_addr);
+        let mut connection = crate::tls::KeepAlive::open(tls_addr, certs::DEV_CA_PEM);
+        let _miss = connection.get("/large");
+        connection.get("/large")
+    });
+    assert!(head.contains("cache-status: meridian; hit"), "{head}");
+    assert!(secure == large, "TLS hit differs from the origin's body");
+    assert_eq!(zero_copy_bytes(admin).await, after_hit + 600_000);
 }
 
 #[tokio::test(flavor = "multi_thread")]
