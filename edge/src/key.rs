@@ -25,14 +25,8 @@ pub fn cache_key(scheme: &str, host: &str, path_and_query: &str) -> CacheKey {
     CacheKey::new(primary, "")
 }
 
-/// Normalizes percent-escapes as RFC 3986 §6.2.2.1–2 allows.
-pub fn normalize(path_and_query: &str) -> String {
-    let mut out = String::with_capacity(path_and_query.len());
-    normalize_into(&mut out, path_and_query);
-    out
-}
-
-/// [`normalize`], appending to `out`.
+/// Appends `path_and_query` to `out` with its percent-escapes normalized as
+/// RFC 3986 §6.2.2.1–2 allows.
 fn normalize_into(out: &mut String, path_and_query: &str) {
     let bytes = path_and_query.as_bytes();
     let mut i = 0;
@@ -78,6 +72,12 @@ fn is_unreserved(b: u8) -> bool {
 mod tests {
     use super::*;
     use pingora::cache::key::CacheHashKey;
+
+    fn normalize(path_and_query: &str) -> String {
+        let mut out = String::new();
+        normalize_into(&mut out, path_and_query);
+        out
+    }
 
     fn same(a: &str, b: &str) -> bool {
         cache_key("http", "h", a).primary_bin() == cache_key("http", "h", b).primary_bin()
