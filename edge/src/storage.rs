@@ -10,7 +10,9 @@
 //! Two kinds of entries exist for a key:
 //!
 //! - **Objects**: complete responses, immutable once stored. A hit hands out
-//!   `Bytes` slices of the stored body, so serving a hit copies nothing.
+//!   `Bytes` slices of the stored body, so serving a hit copies nothing in
+//!   user space; bodies of 32 KiB or more are kept in sealed memory files
+//!   so the kernel need not copy them either (see [`crate::zero_copy`]).
 //! - **Fills**: responses being written right now. A fill is readable while it
 //!   is being written (streaming partial writes), so the one request that
 //!   fetches from the origin and every request waiting behind the cache lock
