@@ -25,6 +25,11 @@ fn body(len: usize, version: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Where `needle` starts in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 fn cacheable(body: Vec<u8>) -> Reply {
     Reply::Respond(200, vec![("cache-control", "max-age=600".to_owned())], body)
 }
@@ -97,6 +102,21 @@ async fn large_hits_are_sent_from_sealed_pages_byte_for_byte() {
     assert_eq!(range.bytes().await.unwrap(), large[100_000..700_000]);
     assert_eq!(zero_copy_bytes(admin).await, after_hit + 600_000);
 
+    // Several ranges: Pingora assembles the multipart body (a copy), which
+    // must still hold the right parts in order.
+    let multi = client
+        .get(url("/large"))
+        .header("range", "bytes=0-49999,500000-599999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(multi.status(), 206);
+    let multi = multi.bytes().await.unwrap();
+    let first = find(&multi, &large[..50_000]).expect("first part");
+    let second = find(&multi, &large[500_000..600_000]).expect("second part");
+    assert!(first < second);
+    let after_ranges = zero_copy_bytes(admin).await;
+
     // Small objects stay on the heap and are copied with their head.
     for _ in 0..2 {
         let small = client.get(url("/small")).send().await.unwrap();
@@ -108,7 +128,7 @@ async fn large_hits_are_sent_from_sealed_pages_byte_for_byte() {
         head.headers()["content-length"],
         large.len().to_string().as_str()
     );
-    assert_eq!(zero_copy_bytes(admin).await, after_hit + 600_000);
+    assert_eq!(zero_copy_bytes(admin).await, after_ranges);
 
     // Over TLS (its own cache entry: the scheme is part of the key) the
     // stored pages are read and encrypted as usual, never sent raw.
@@ -121,7 +141,7 @@ async fn large_hits_are_sent_from_sealed_pages_byte_for_byte() {
     });
     assert!(head.contains("cache-status: meridian; hit"), "{head}");
     assert!(secure == large, "TLS hit differs from the origin's body");
-    assert_eq!(zero_copy_bytes(admin).await, after_hit + 600_000);
+    assert_eq!(zero_copy_bytes(admin).await, after_ranges);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -190,4 +210,32 @@ async fn a_slow_reader_gets_every_byte_even_when_the_body_is_purged_and_replaced
     );
     // Both full hits went out from pages.
     assert!(zero_copy_bytes(admin).await >= 2 * LEN as u64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_stored_from_a_chunked_response_is_sent_from_pages_too() {
+    let b = 129;
+    let large = body(200 * 1024 + 7, 3);
+    let served = large.clone();
+    let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), move |_| {
+        // No Content-Length: the body arrives in chunks of 64 KiB.
+        let mut raw = b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+        for chunk in served.chunks(64 * 1024) {
+            raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            raw.extend_from_slice(chunk);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        Reply::Raw(raw)
+    });
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_on_block(b)));
+    let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
+    let client = client_via(edge.addr);
+    let url = "http://cdn.meridian.test:8080/chunked";
+    let miss = client.get(url).send().await.unwrap();
+    assert_eq!(miss.bytes().await.unwrap(), large);
+    let hit = client.get(url).send().await.unwrap();
+    assert!(cache_status(&hit).contains("hit"), "{hit:?}");
+    assert_eq!(hit.bytes().await.unwrap(), large);
+    assert_eq!(zero_copy_bytes(admin).await, large.len() as u64);
 }
