@@ -148,7 +148,18 @@ pub fn seal(chunks: &[Bytes], len: usize) -> Option<Bytes> {
     if len < MIN_BYTES {
         return None;
     }
-    let claim = DescriptorClaim::take()?;
+    let Some(claim) = DescriptorClaim::take() else {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::info!(
+                budget = descriptor_budget(),
+                "stored bodies hold a quarter of the open-file limit; further large bodies \
+                 are kept on the heap and copied when sent (raise the limit to send them \
+                 without a copy)"
+            );
+        });
+        return None;
+    };
     match SealedBody::new(chunks, len, claim) {
         Ok(body) => Some(Bytes::from_owner(body)),
         Err(error) => {
