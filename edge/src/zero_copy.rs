@@ -65,7 +65,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 /// Bodies this large or larger are sealed, and slices this large or larger
 /// are sent with sendfile. Below it, copying costs less than a file (pages
@@ -304,6 +305,9 @@ where
 pub struct SendfileStream {
     inner: Stream,
     socket: RawFd,
+    /// A registration of the socket for writability, made the first time
+    /// it is found full (see [`SendfileStream::poll_writable`]).
+    writable: Option<AsyncFd<OwnedFd>>,
     sent: IntCounter,
 }
 
@@ -326,14 +330,13 @@ impl SendfileStream {
         Box::new(SendfileStream {
             inner: stream,
             socket,
+            writable: None,
             sent,
         })
     }
 
-    /// Sends `buf` from the sealed body it lies in, if it does. `None` means
-    /// "write it the ordinary way": it is not in a sealed body, or the
-    /// socket cannot take more right now (the ordinary write then waits for
-    /// it to drain, as only it is registered with the runtime).
+    /// Sends `buf` from the sealed body it lies in, if it does; `None` means
+    /// "write it the ordinary way" (it is not in a sealed body).
     fn poll_sendfile(
         &mut self,
         cx: &mut Context<'_>,
@@ -342,22 +345,63 @@ impl SendfileStream {
         if buf.len() < MIN_BYTES {
             return None;
         }
-        let (file, mut offset) = find(buf)?;
+        let (file, offset) = find(buf)?;
         // Whatever Pingora buffered (the response head) goes first.
         match Pin::new(&mut self.inner).poll_flush(cx) {
             Poll::Ready(Ok(())) => {}
             flushing => return Some(flushing.map_ok(|()| 0)),
         }
-        // SAFETY: `socket` is the descriptor of `inner`, which this value
-        // owns; it stays open as long as `self` does.
-        let socket = unsafe { BorrowedFd::borrow_raw(self.socket) };
-        match sendfile(socket, &*file, Some(&mut offset), buf.len()) {
-            Ok(0) | Err(Errno::EAGAIN | Errno::EINTR) => None,
-            Ok(sent) => {
-                self.sent.inc_by(sent as u64);
-                Some(Poll::Ready(Ok(sent)))
+        loop {
+            // SAFETY: `socket` is the descriptor of `inner`, which this
+            // value owns; it stays open as long as `self` does.
+            let socket = unsafe { BorrowedFd::borrow_raw(self.socket) };
+            let mut from = offset;
+            match sendfile(socket, &*file, Some(&mut from), buf.len()) {
+                Ok(0) => return None,
+                Ok(sent) => {
+                    self.sent.inc_by(sent as u64);
+                    return Some(Poll::Ready(Ok(sent)));
+                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => match self.poll_writable(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    waiting => return Some(waiting.map_ok(|()| 0)),
+                },
+                Err(errno) => return Some(Poll::Ready(Err(errno.into()))),
             }
-            Err(errno) => Some(Poll::Ready(Err(errno.into()))),
+        }
+    }
+
+    /// Waits until the socket can take more, after a send found it full.
+    ///
+    /// Only the inner stream is registered with the runtime, and the only
+    /// way to wait through it is to write through it, which would copy the
+    /// body after all. So a connection that finds its socket full gets a
+    /// registration of its own, on a duplicate of the descriptor (most
+    /// never do: the socket takes a whole body at once).
+    fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.writable.is_none() {
+            // SAFETY: as in `poll_sendfile`; the duplicate is owned here.
+            let socket = unsafe { BorrowedFd::borrow_raw(self.socket) };
+            let duplicate = socket.try_clone_to_owned()?;
+            // SAFETY: the descriptor is owned by the `AsyncFd` from here on,
+            // so it stays open and the same for the registration's life.
+            let writable =
+                unsafe { AsyncFd::register_with_interest(duplicate, Interest::WRITABLE) }?;
+            self.writable = Some(writable);
+        }
+        let Some(writable) = &self.writable else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        match writable.poll_write_ready(cx) {
+            Poll::Ready(Ok(mut guard)) => {
+                // The readiness seen was from before the send found the
+                // socket full: forget it and wait for the next.
+                guard.clear_ready();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
