@@ -339,3 +339,18 @@ pub fn client_via(edge: SocketAddr) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// The body of a GET of `url` (an admin endpoint, say), straight to it.
+pub async fn get_text(url: &str) -> String {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -1,6 +1,6 @@
 //! `meridian up`: the whole topology from one command, and the three journeys.
 
-use crate::harness::{Up, dns_query, tcp_listening};
+use crate::harness::{Up, dns_query, get_text, tcp_listening};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use std::net::IpAddr;
@@ -112,15 +112,7 @@ async fn the_topology_steers_caches_and_stops_cleanly() {
     }
 
     // Both admin listeners expose Prometheus metrics.
-    let admin = reqwest::Client::builder().no_proxy().build().unwrap();
-    let edge_metrics = admin
-        .get(format!("http://127.{b}.2.1:9080/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let edge_metrics = get_text(&format!("http://127.{b}.2.1:9080/metrics")).await;
     assert!(
         edge_metrics.contains(r#"meridian_edge_requests_total{cache="hit"} 1"#),
         "{edge_metrics}"
@@ -129,14 +121,7 @@ async fn the_topology_steers_caches_and_stops_cleanly() {
         edge_metrics.contains("meridian_edge_origin_response_seconds_count"),
         "{edge_metrics}"
     );
-    let dns_metrics = admin
-        .get(format!("http://127.{b}.0.1:9153/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let dns_metrics = get_text(&format!("http://127.{b}.0.1:9153/metrics")).await;
     assert!(
         dns_metrics.contains("meridian_dns_queries_total"),
         "{dns_metrics}"

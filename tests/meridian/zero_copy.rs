@@ -2,7 +2,7 @@
 //! client gets are exactly the origin's, ranges included, for fast and slow
 //! readers, and a body purged mid-send still arrives unchanged.
 
-use crate::harness::{EdgeProcess, client_via, config_on_block};
+use crate::harness::{EdgeProcess, client_via, config_on_block, get_text};
 use crate::scripted::{Reply, ScriptedOrigin};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -36,17 +36,7 @@ fn cacheable(body: Vec<u8>) -> Reply {
 
 /// The edge's `meridian_edge_zero_copy_bytes_total`.
 async fn zero_copy_bytes(admin: SocketAddr) -> u64 {
-    let text = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&format!("http://{admin}/metrics")).await;
     text.lines()
         .find_map(|line| line.strip_prefix("meridian_edge_zero_copy_bytes_total "))
         .unwrap_or_else(|| panic!("no zero-copy counter in\n{text}"))
