@@ -74,9 +74,6 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 /// copy can share one send with the response head.
 pub const MIN_BYTES: usize = 32 * 1024;
 
-/// The size of a memory page, which sealed bodies are rounded up to.
-const PAGE_BYTES: usize = 4096;
-
 /// Where a sealed body is mapped: the file holding it and its length.
 struct Region {
     len: usize,
@@ -89,25 +86,40 @@ static REGIONS: RwLock<BTreeMap<usize, Region>> = RwLock::new(BTreeMap::new());
 /// Sealed bodies alive right now (each holds a file descriptor).
 static SEALED: AtomicUsize = AtomicUsize::new(0);
 
-/// The file and offset `buf` was mapped from, if it lies in a sealed body.
-fn find(buf: &[u8]) -> Option<(Arc<OwnedFd>, i64)> {
-    let start = buf.as_ptr() as usize;
+/// Calls `f` with the sealed body `bytes` lies in and where in it they
+/// start, if they lie wholly in one.
+fn with_region<T>(bytes: &[u8], f: impl FnOnce(&Region, usize) -> T) -> Option<T> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let start = bytes.as_ptr() as usize;
     let regions = REGIONS.read().unwrap_or_else(PoisonError::into_inner);
     let (&base, region) = regions.range(..=start).next_back()?;
     let offset = start - base;
-    (offset + buf.len() <= region.len).then(|| (region.file.clone(), offset as i64))
+    (offset + bytes.len() <= region.len).then(|| f(region, offset))
+}
+
+/// The file and offset `buf` was mapped from, if it lies in a sealed body.
+fn find(buf: &[u8]) -> Option<(Arc<OwnedFd>, i64)> {
+    with_region(buf, |region, offset| (region.file.clone(), offset as i64))
 }
 
 /// The bytes `body` holds in memory, if it is a sealed body (or a slice of
 /// one): its pages, rounded up. `None` for bodies on the heap.
 pub fn footprint(body: &Bytes) -> Option<usize> {
-    if body.is_empty() {
-        return None;
-    }
-    let start = body.as_ptr() as usize;
-    let regions = REGIONS.read().unwrap_or_else(PoisonError::into_inner);
-    let (&base, region) = regions.range(..=start).next_back()?;
-    (start - base + body.len() <= region.len).then(|| region.len.next_multiple_of(PAGE_BYTES))
+    with_region(body, |region, _| region.len.next_multiple_of(page_bytes()))
+}
+
+/// The size of a memory page, which sealed bodies take whole.
+pub(crate) fn page_bytes() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|size| usize::try_from(size).ok())
+            .unwrap_or(4096)
+    })
 }
 
 /// How many bodies may be sealed at once: a quarter of the open-file limit.
@@ -531,7 +543,10 @@ mod tests {
         let chunks: Vec<Bytes> = data.chunks(16 * 1024).map(Bytes::copy_from_slice).collect();
         let sealed = seal(&chunks, data.len()).expect("sealed");
         assert_eq!(&sealed[..], &data[..]);
-        assert_eq!(footprint(&sealed), Some(104 * 1024));
+        assert_eq!(
+            footprint(&sealed),
+            Some(data.len().next_multiple_of(page_bytes()))
+        );
     }
 
     #[test]
