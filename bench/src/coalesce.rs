@@ -189,13 +189,7 @@ pub async fn run(meridian: &Path, options: &CoalesceOptions) -> Result<CoalesceR
     })
     .await?;
     let listen = process::free_local_addr()?;
-    let args = [
-        "edge".to_owned(),
-        "--listen".to_owned(),
-        listen.to_string(),
-        "--origin".to_owned(),
-        origin.url(),
-    ];
+    let args = process::edge_args(listen, origin.url(), None);
     let mut edge = MeridianProcess::spawn(meridian, &args)?;
     edge.wait_healthy(
         listen,

@@ -164,13 +164,7 @@ pub async fn run(
     })
     .await?;
     let listen = process::free_local_addr()?;
-    let args = [
-        "edge".to_owned(),
-        "--listen".to_owned(),
-        listen.to_string(),
-        "--origin".to_owned(),
-        origin.url(),
-    ];
+    let args = process::edge_args(listen, origin.url(), None);
     let mut edge = MeridianProcess::spawn(meridian, &args)?;
     let path = sized_path(1024);
     edge.wait_healthy(

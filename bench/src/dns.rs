@@ -1092,10 +1092,7 @@ impl ScenarioReport for DnsReport {
     }
 
     fn notes(&self) -> Vec<String> {
-        self.skipped
-            .iter()
-            .map(|s| format!("{}: {}", s.peer, s.reason))
-            .collect()
+        self.skipped.iter().map(Skipped::note).collect()
     }
 }
 

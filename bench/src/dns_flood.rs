@@ -1914,11 +1914,7 @@ impl ScenarioReport for DnsFloodReport {
                 );
             }
         }
-        notes.extend(
-            self.skipped
-                .iter()
-                .map(|s| format!("{}: {}", s.peer, s.reason)),
-        );
+        notes.extend(self.skipped.iter().map(Skipped::note));
         notes
     }
 }

@@ -466,15 +466,7 @@ fn start_server(
     let (program, args) = match server {
         Server::Meridian => cores.server_command(
             meridian,
-            &[
-                "edge".to_owned(),
-                "--listen".to_owned(),
-                listen.to_string(),
-                "--origin".to_owned(),
-                origin.url(),
-                "--cache-max-bytes".to_owned(),
-                options.cache_bytes.to_string(),
-            ],
+            &process::edge_args(listen, origin.url(), Some(options.cache_bytes)),
         ),
         Server::Peer(peer) => {
             let program = peer.locate().map_err(|skip| BenchError::InvalidOption {
@@ -714,10 +706,7 @@ impl ScenarioReport for HttpReport {
     }
 
     fn notes(&self) -> Vec<String> {
-        self.skipped
-            .iter()
-            .map(|s| format!("{}: {}", s.peer, s.reason))
-            .collect()
+        self.skipped.iter().map(Skipped::note).collect()
     }
 }
 

@@ -195,15 +195,7 @@ async fn one_size(
     })
     .await?;
     let listen = process::free_local_addr()?;
-    let args = [
-        "edge".to_owned(),
-        "--listen".to_owned(),
-        listen.to_string(),
-        "--origin".to_owned(),
-        origin.url(),
-        "--cache-max-bytes".to_owned(),
-        options.budget_bytes.to_string(),
-    ];
+    let args = process::edge_args(listen, origin.url(), Some(options.budget_bytes));
     let mut edge = MeridianProcess::spawn(meridian, &args)?;
     let path = sized_path(size);
     edge.wait_healthy(

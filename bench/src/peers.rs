@@ -62,6 +62,11 @@ impl Skipped {
             ),
         }
     }
+
+    /// The line a report's notes give it: `peer: reason`.
+    pub fn note(&self) -> String {
+        format!("{}: {}", self.peer, self.reason)
+    }
 }
 
 /// An HTTP cache Meridian's edge is compared with.

@@ -39,6 +39,22 @@ pub fn free_local_addr() -> Result<SocketAddr, BenchError> {
     })
 }
 
+/// The arguments of an ad-hoc edge in front of one origin
+/// (`meridian edge --listen … --origin …`), with a cache budget if given.
+pub fn edge_args(listen: SocketAddr, origin_url: String, cache_bytes: Option<u64>) -> Vec<String> {
+    let mut args = vec![
+        "edge".to_owned(),
+        "--listen".to_owned(),
+        listen.to_string(),
+        "--origin".to_owned(),
+        origin_url,
+    ];
+    if let Some(bytes) = cache_bytes {
+        args.extend(["--cache-max-bytes".to_owned(), bytes.to_string()]);
+    }
+    args
+}
+
 /// The child's output lines, shared with the threads that read them.
 type Lines = Arc<Mutex<VecDeque<String>>>;
 
