@@ -16,6 +16,7 @@ use crate::origins::OriginSet;
 use crate::slow_clients;
 use crate::storage::MemoryStorage;
 use crate::vary;
+use crate::zero_copy;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::cache::key::{CacheHashKey, HashBinary};
@@ -138,6 +139,11 @@ impl EdgeProxy {
         header.insert_header("cache-status", outcome.header_value())?;
         ctx.outcome = Some(outcome);
         let no_body = head_only || object.body.is_empty();
+        // The whole response is written now and flushed at its end: it may
+        // leave in one send (or its head with the body's first segment).
+        if let Some(h1) = session.as_downstream().as_http1() {
+            zero_copy::hold_response(h1.stream());
+        }
         session
             .write_response_header(Box::new(header), no_body)
             .await?;

@@ -11,11 +11,11 @@
 //!   again, and maps it read-only. The `Bytes` it returns are ordinary
 //!   `Bytes` — every part of the edge that reads bodies (ranges, TLS,
 //!   HTTP/2) keeps working unchanged — but their memory is the file's pages.
-//! - [`SendfileApp`] wraps every plain-TCP client connection in a
-//!   [`SendfileStream`]. When Pingora's HTTP/1 writer writes a slice that
-//!   lies inside a sealed body, the stream sends it with sendfile(2) from
-//!   the body's file instead of copying it. Everything else is written as
-//!   before.
+//! - [`SendfileApp`] (in [`sendfile`]) wraps every plain-TCP client
+//!   connection in a [`SendfileStream`]. When Pingora's HTTP/1 writer
+//!   writes a slice that lies inside a sealed body, the stream sends it
+//!   with sendfile(2) from the body's file instead of copying it.
+//!   Everything else is written as before.
 //!
 //! Why sealed, and why one file per body: sendfile gives TCP references to
 //! the file's pages, and TCP may still be sending from them after the call
@@ -36,37 +36,24 @@
 //! heap and are copied as before.
 #![allow(unsafe_code)]
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use nix::sys::resource::{Resource, getrlimit};
-use nix::sys::sendfile::sendfile;
-use pingora::apps::ServerApp;
-use pingora::protocols::l4::stream::Stream as TcpStream;
-use pingora::protocols::raw_connect::ProxyDigest;
-use pingora::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
-    TimingDigest, UniqueID, UniqueIDType,
-};
-use pingora::server::ShutdownWatch;
-use prometheus::IntCounter;
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::fs::File;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::pin::Pin;
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
-use std::task::{Context, Poll};
-use std::time::Duration;
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+pub mod sendfile;
+
+pub use sendfile::{SendfileApp, SendfileStream, hold_response};
 
 /// Bodies this large or larger are sealed, and slices this large or larger
 /// are sent with sendfile. Below it, copying costs less than a file (pages
@@ -272,260 +259,6 @@ impl Drop for SealedBody {
         if let Err(error) = unsafe { munmap(self.map, self.len) } {
             tracing::warn!(%error, "could not unmap a sealed body");
         }
-    }
-}
-
-/// A server application whose plain-TCP connections send sealed bodies
-/// with sendfile. See the module documentation.
-pub struct SendfileApp<A> {
-    app: Arc<A>,
-    sent: IntCounter,
-}
-
-impl<A> SendfileApp<A> {
-    /// Wraps `app`; `sent` counts the bytes sent without a copy.
-    pub fn new(app: A, sent: IntCounter) -> Self {
-        SendfileApp {
-            app: Arc::new(app),
-            sent,
-        }
-    }
-}
-
-#[async_trait]
-impl<A> ServerApp for SendfileApp<A>
-where
-    A: ServerApp + Send + Sync + 'static,
-{
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let stream = SendfileStream::wrap(stream, self.sent.clone());
-        self.app.process_new(stream, shutdown).await
-    }
-
-    async fn cleanup(&self) {
-        self.app.cleanup().await;
-    }
-}
-
-/// A client connection that sends slices of sealed bodies with sendfile.
-/// Only plain TCP connections are wrapped: TLS must encrypt every byte in
-/// user space anyway.
-pub struct SendfileStream {
-    inner: Stream,
-    socket: RawFd,
-    /// A registration of the socket for writability, made the first time
-    /// it is found full (see [`SendfileStream::poll_writable`]).
-    writable: Option<AsyncFd<OwnedFd>>,
-    sent: IntCounter,
-}
-
-impl std::fmt::Debug for SendfileStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendfileStream")
-            .field("inner", &self.inner)
-            .finish()
-    }
-}
-
-impl SendfileStream {
-    /// Wraps `stream` if it is a plain TCP connection; returns it unchanged
-    /// otherwise.
-    pub fn wrap(stream: Stream, sent: IntCounter) -> Stream {
-        let Some(tcp) = stream.as_any().downcast_ref::<TcpStream>() else {
-            return stream;
-        };
-        let socket = tcp.as_raw_fd();
-        Box::new(SendfileStream {
-            inner: stream,
-            socket,
-            writable: None,
-            sent,
-        })
-    }
-
-    /// Sends `buf` from the sealed body it lies in, if it does; `None` means
-    /// "write it the ordinary way" (it is not in a sealed body).
-    fn poll_sendfile(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Option<Poll<io::Result<usize>>> {
-        if buf.len() < MIN_BYTES {
-            return None;
-        }
-        let (file, offset) = find(buf)?;
-        // Whatever Pingora buffered (the response head) goes first.
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Ready(Ok(())) => {}
-            flushing => return Some(flushing.map_ok(|()| 0)),
-        }
-        loop {
-            // SAFETY: `socket` is the descriptor of `inner`, which this
-            // value owns; it stays open as long as `self` does.
-            let socket = unsafe { BorrowedFd::borrow_raw(self.socket) };
-            let mut from = offset;
-            match sendfile(socket, &*file, Some(&mut from), buf.len()) {
-                Ok(0) => return None,
-                Ok(sent) => {
-                    self.sent.inc_by(sent as u64);
-                    return Some(Poll::Ready(Ok(sent)));
-                }
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => match self.poll_writable(cx) {
-                    Poll::Ready(Ok(())) => continue,
-                    waiting => return Some(waiting.map_ok(|()| 0)),
-                },
-                Err(errno) => return Some(Poll::Ready(Err(errno.into()))),
-            }
-        }
-    }
-
-    /// Waits until the socket can take more, after a send found it full.
-    ///
-    /// Only the inner stream is registered with the runtime, and the only
-    /// way to wait through it is to write through it, which would copy the
-    /// body after all. So a connection that finds its socket full gets a
-    /// registration of its own, on a duplicate of the descriptor (most
-    /// never do: the socket takes a whole body at once).
-    fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.writable.is_none() {
-            // SAFETY: as in `poll_sendfile`; the duplicate is owned here.
-            let socket = unsafe { BorrowedFd::borrow_raw(self.socket) };
-            let duplicate = socket.try_clone_to_owned()?;
-            // SAFETY: the descriptor is owned by the `AsyncFd` from here on,
-            // so it stays open and the same for the registration's life.
-            let writable =
-                unsafe { AsyncFd::register_with_interest(duplicate, Interest::WRITABLE) }?;
-            self.writable = Some(writable);
-        }
-        let Some(writable) = &self.writable else {
-            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
-        };
-        match writable.poll_write_ready(cx) {
-            Poll::Ready(Ok(mut guard)) => {
-                // The readiness seen was from before the send found the
-                // socket full: forget it and wait for the next.
-                guard.clear_ready();
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl AsyncWrite for SendfileStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if let Some(sent) = self.poll_sendfile(cx, buf) {
-            return sent;
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        // A chunked body arrives as (chunk size, data, CRLF): write what
-        // comes before a sealed slice the ordinary way, then the slice.
-        let sealed = bufs
-            .iter()
-            .position(|b| b.len() >= MIN_BYTES && find(b).is_some());
-        match sealed {
-            Some(i) if bufs[..i].iter().all(|b| b.is_empty()) => self.poll_write(cx, &bufs[i]),
-            Some(i) => Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[..i]),
-            None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl AsyncRead for SendfileStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-// Everything else Pingora asks of a connection is the inner stream's.
-
-#[async_trait]
-impl Shutdown for SendfileStream {
-    async fn shutdown(&mut self) {
-        self.inner.shutdown().await;
-    }
-}
-
-impl UniqueID for SendfileStream {
-    fn id(&self) -> UniqueIDType {
-        self.inner.id()
-    }
-}
-
-/// Plain TCP: no TLS to report (the defaults say so).
-impl Ssl for SendfileStream {}
-
-impl GetTimingDigest for SendfileStream {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
-    }
-}
-
-impl GetProxyDigest for SendfileStream {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.inner.set_proxy_digest(digest);
-    }
-}
-
-impl GetSocketDigest for SendfileStream {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.inner.set_socket_digest(digest);
-    }
-}
-
-#[async_trait]
-impl Peek for SendfileStream {
-    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
     }
 }
 
