@@ -475,7 +475,12 @@ mod tests {
         let listener = TcpListener::bind((ip, 0)).await.expect("bind");
         let client = TcpStream::connect(listener.local_addr().expect("addr"));
         let (client, accepted) = tokio::join!(client, listener.accept());
-        let server: Stream = Box::new(L4Stream::from(accepted.expect("accept").0));
+        let accepted = accepted.expect("accept").0;
+        // Room for a whole test body: what a send takes then never depends
+        // on when the client's acknowledgements come back.
+        nix::sys::socket::setsockopt(&accepted, nix::sys::socket::sockopt::SndBuf, &(1 << 20))
+            .expect("SO_SNDBUF");
+        let server: Stream = Box::new(L4Stream::from(accepted));
         (
             SendfileStream::wrap(server, counter()),
             client.expect("connect"),
