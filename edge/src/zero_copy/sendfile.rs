@@ -160,9 +160,11 @@ impl SendfileStream {
         // What was written before goes first: anything the inner stream
         // buffered, then the held head, which waits in the socket for the
         // body's first bytes.
-        match self.poll_flush_inner(cx) {
-            Poll::Ready(Ok(())) => {}
-            flushing => return Some(flushing.map_ok(|()| 0)),
+        if self.inner_unflushed {
+            match self.poll_flush_inner(cx) {
+                Poll::Ready(Ok(())) => {}
+                flushing => return Some(flushing.map_ok(|()| 0)),
+            }
         }
         match self.poll_send_held_ahead(cx) {
             Poll::Ready(Ok(())) => {}
