@@ -33,11 +33,12 @@ use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheEntryKey, CacheKey, CacheMeta, Storage};
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType, Result};
+use quick_cache::sync::{EntryAction, EntryResult};
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 /// Bytes charged per object on top of its body and headers: the key, the
@@ -92,6 +93,10 @@ pub struct MemoryStorage {
     fill_count: AtomicUsize,
     next_fill_id: AtomicU64,
     max_object_bytes: usize,
+    /// Tests only: runs where a purge once could slip in between a check
+    /// and a write, so a test can make it land exactly there.
+    #[cfg(test)]
+    race_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 /// A stored response ready to send: see [`MemoryStorage::fresh_object`].
@@ -253,6 +258,17 @@ impl quick_cache::Lifecycle<HashBinary, Arc<StoredObject>> for TagCleanup {
     }
 }
 
+/// Files `key` under each of `tags`.
+fn tag(index: &TagIndex, key: &HashBinary, tags: &[String]) {
+    if tags.is_empty() {
+        return;
+    }
+    let mut index = index.lock().unwrap_or_else(PoisonError::into_inner);
+    for tag in tags {
+        index.entry(tag.clone()).or_default().insert(*key);
+    }
+}
+
 fn untag(index: &TagIndex, key: &HashBinary, tags: &[String]) {
     if tags.is_empty() {
         return;
@@ -338,6 +354,8 @@ impl MemoryStorage {
             fill_count: AtomicUsize::new(0),
             next_fill_id: AtomicU64::new(1),
             max_object_bytes,
+            #[cfg(test)]
+            race_hook: Mutex::new(None),
         }
     }
 
@@ -398,11 +416,27 @@ impl MemoryStorage {
 
     /// Removes (or, `soft`, marks stale) the object stored under `key`,
     /// cancelling a fill in progress; true if there was one.
+    ///
+    /// Runs under the `fills` lock, which a fill also holds while it
+    /// commits (see [`MemoryStorage::commit`]): the purge either cancels a
+    /// fill before it commits, or removes what it committed. Without the
+    /// lock a fill that had just checked it was not purged could store its
+    /// object right after the purge removed the old one.
     pub fn purge_key(&self, key: &HashBinary, soft: bool) -> bool {
         if soft {
             return self.expire_key(key);
         }
-        let cancelled = self.cancel_fills(key);
+        let mut fills = self.fills.write().unwrap_or_else(PoisonError::into_inner);
+        let cancelled = match fills.remove(key) {
+            Some(list) => {
+                for fill in &list {
+                    fill.purged.store(true, Ordering::Release);
+                }
+                self.fill_count.fetch_sub(list.len(), Ordering::AcqRel);
+                true
+            }
+            None => false,
+        };
         match self.objects.remove(key) {
             Some((key, object)) => {
                 untag(&self.tags, &key, &object.tags);
@@ -412,14 +446,10 @@ impl MemoryStorage {
         }
     }
 
-    /// Removes every object; returns how many there were.
+    /// Removes every object; returns how many there were. Holds the `fills`
+    /// lock throughout, so no fill commits between clearing the objects
+    /// and clearing the tag index.
     pub fn purge_all(&self) -> usize {
-        let count = self.objects.len();
-        self.objects.clear();
-        self.tags
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
         let mut fills = self.fills.write().unwrap_or_else(PoisonError::into_inner);
         for fill in fills.values().flatten() {
             fill.purged.store(true, Ordering::Release);
@@ -427,25 +457,133 @@ impl MemoryStorage {
         self.fill_count
             .fetch_sub(fills.values().map(Vec::len).sum(), Ordering::AcqRel);
         fills.clear();
+        let count = self.objects.len();
+        self.objects.clear();
+        self.tags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         count
     }
 
-    /// Marks the object under `key` stale, keeping its body for revalidation.
+    /// Marks the object under `key` stale, keeping its body for
+    /// revalidation; a fill in progress is marked to be stored stale, since
+    /// the response it holds may predate the purge. True if either existed.
     fn expire_key(&self, key: &HashBinary) -> bool {
-        let Some(object) = self.objects.get(key) else {
-            return false;
-        };
-        let mut meta = object.meta.to_meta();
-        meta.expire_at(SystemTime::now());
-        self.objects.insert(
-            *key,
-            Arc::new(StoredObject {
+        // Read access is enough to keep commits out (they take it for
+        // writing), so a fill is either marked here or already stored.
+        let fills = self.fills.read().unwrap_or_else(PoisonError::into_inner);
+        let marked = fills.get(key).is_some_and(|list| {
+            for fill in list {
+                fill.stale_on_commit.store(true, Ordering::Release);
+            }
+            !list.is_empty()
+        });
+        let now = SystemTime::now();
+        let expired = self.replace_stored(key, |object| {
+            let mut meta = object.meta.to_meta();
+            meta.expire_at(now);
+            StoredObject {
                 meta: Arc::new(StoredMeta::from_meta(&meta)),
                 body: object.body.clone(),
                 tags: object.tags.clone(),
-            }),
-        );
-        true
+            }
+        });
+        expired || marked
+    }
+
+    /// Replaces the object stored under `key` with `refresh(current)`, in
+    /// one step under the cache's lock for that key, keeping the tag index
+    /// in step; false if nothing is stored there. Reading the object and
+    /// inserting its replacement as two steps would bring back an object
+    /// purged in between.
+    fn replace_stored(
+        &self,
+        key: &HashBinary,
+        refresh: impl FnOnce(&StoredObject) -> StoredObject,
+    ) -> bool {
+        #[cfg(test)]
+        self.run_race_hook();
+        let result = self.objects.entry(key, Some(Duration::ZERO), |key, current| {
+            let refreshed = refresh(current);
+            if refreshed.tags != current.tags {
+                untag(&self.tags, key, &current.tags);
+                tag(&self.tags, key, &refreshed.tags);
+            }
+            *current = Arc::new(refreshed);
+            EntryAction::Retain(())
+        });
+        // A vacant entry's placeholder guard is dropped here unused.
+        matches!(result, EntryResult::Retained(()))
+    }
+
+    /// Stores a finished fill's object, unless a purge cancelled the fill
+    /// (see [`MemoryStorage::purge_key`]), and retires the fill; both under
+    /// the `fills` lock.
+    fn commit(&self, key: HashBinary, fill: &Fill, mut object: StoredObject) {
+        let mut fills = self.fills.write().unwrap_or_else(PoisonError::into_inner);
+        #[cfg(test)]
+        self.run_race_hook();
+        if !fill.purged.load(Ordering::Acquire) {
+            if fill.stale_on_commit.load(Ordering::Acquire) {
+                let mut meta = object.meta.to_meta();
+                meta.expire_at(SystemTime::now());
+                object.meta = Arc::new(StoredMeta::from_meta(&meta));
+            }
+            self.store(key, Arc::new(object));
+        }
+        if let Some(list) = fills.get_mut(&key) {
+            let before = list.len();
+            list.retain(|f| f.id != fill.id);
+            if list.len() < before {
+                self.fill_count.fetch_sub(1, Ordering::AcqRel);
+            }
+            if list.is_empty() {
+                fills.remove(&key);
+            }
+        }
+    }
+
+    /// Inserts or replaces the object under `key`, moving its key in the tag
+    /// index from the old object's tags to the new one's in the same step.
+    fn store(&self, key: HashBinary, object: Arc<StoredObject>) {
+        let result = self.objects.entry(&key, Some(Duration::ZERO), |key, current| {
+            if current.tags != object.tags {
+                untag(&self.tags, key, &current.tags);
+                tag(&self.tags, key, &object.tags);
+            }
+            *current = object.clone();
+            EntryAction::Retain(())
+        });
+        match result {
+            EntryResult::Vacant(slot) => {
+                // Indexed first: if the cache refuses the object (too heavy
+                // for its shard), its eviction hook takes the tags out again.
+                tag(&self.tags, &key, &object.tags);
+                if slot.insert(object.clone()).is_err() {
+                    untag(&self.tags, &key, &object.tags);
+                }
+            }
+            EntryResult::Retained(()) => {}
+            // No one else ever holds a placeholder in this cache; should a
+            // future change do so, a plain insert is still correct here.
+            EntryResult::Timeout | EntryResult::Replaced(..) | EntryResult::Removed(..) => {
+                tag(&self.tags, &key, &object.tags);
+                self.objects.insert(key, object);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn run_race_hook(&self) {
+        let hook = self
+            .race_hook
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(hook) = hook {
+            hook();
+        }
     }
 
     fn fill_for(&self, key: &HashBinary, id: Option<u64>) -> Option<Arc<Fill>> {
@@ -481,20 +619,6 @@ impl MemoryStorage {
         }
     }
 
-    /// Removes every fill of `key`, marking them so they are not committed.
-    fn cancel_fills(&self, key: &HashBinary) -> bool {
-        let mut fills = self.fills.write().unwrap_or_else(PoisonError::into_inner);
-        match fills.remove(key) {
-            Some(list) => {
-                for fill in &list {
-                    fill.purged.store(true, Ordering::Release);
-                }
-                self.fill_count.fetch_sub(list.len(), Ordering::AcqRel);
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 fn storage_error(context: &'static str, detail: impl Into<String>) -> Box<Error> {
@@ -621,18 +745,16 @@ impl Storage for MemoryStorage {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<bool> {
-        let hash = key.combined_bin();
-        let Some(object) = self.objects.get(&hash) else {
-            // Evicted or purged while revalidating: nothing to refresh.
-            return Ok(false);
-        };
-        let refreshed = StoredObject {
-            meta: Arc::new(StoredMeta::from_meta(meta)),
-            body: object.body.clone(),
-            tags: response_tags(meta.headers()).into_boxed_slice(),
-        };
-        self.objects.insert(hash, Arc::new(refreshed));
-        Ok(true)
+        // Built before taking the cache's lock for the key.
+        let meta = Arc::new(StoredMeta::from_meta(meta));
+        let tags = response_tags(&meta.header.headers).into_boxed_slice();
+        // Evicted or purged while revalidating: nothing to refresh.
+        Ok(self
+            .replace_stored(&key.combined_bin(), |object| StoredObject {
+                meta,
+                body: object.body.clone(),
+                tags,
+            }))
     }
 
     fn support_streaming_partial_write(&self) -> bool {
@@ -733,6 +855,8 @@ struct Fill {
     state: watch::Sender<FillState>,
     /// Set by a purge: the write must not be committed when it finishes.
     purged: AtomicBool,
+    /// Set by a soft purge: the write is committed already stale.
+    stale_on_commit: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -755,6 +879,7 @@ impl Fill {
             chunks: Mutex::new(Vec::new()),
             state,
             purged: AtomicBool::new(false),
+            stale_on_commit: AtomicBool::new(false),
         }
     }
 
@@ -943,20 +1068,7 @@ impl HandleMiss for FillWriter {
             tags: self.fill.tags.clone(),
         };
         let weight = object.weight();
-        if !self.fill.purged.load(Ordering::Acquire) {
-            if !object.tags.is_empty() {
-                let mut index = self
-                    .storage
-                    .tags
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                for tag in object.tags.iter() {
-                    index.entry(tag.clone()).or_default().insert(self.key);
-                }
-            }
-            self.storage.objects.insert(self.key, Arc::new(object));
-        }
-        self.storage.remove_fill(&self.key, self.fill.id);
+        self.storage.commit(self.key, &self.fill, object);
         Ok(MissFinishType::Created(weight))
     }
 
@@ -1380,5 +1492,139 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(read_all(&mut reader).await.unwrap(), b"body");
+    }
+
+    /// Runs `purge` on another thread from inside the storage's race hook,
+    /// giving it up to 300 ms to land before the hooked operation goes on;
+    /// returns the thread, to be joined once the operation is done.
+    fn purge_from_the_race_hook(
+        storage: &'static MemoryStorage,
+        purge: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Arc<Mutex<Option<std::thread::JoinHandle<bool>>>> {
+        let purge = Arc::new(purge);
+        let handle = Arc::new(Mutex::new(None));
+        let slot = handle.clone();
+        *storage.race_hook.lock().unwrap() = Some(Box::new(move || {
+            let (done, landed) = std::sync::mpsc::channel();
+            let purge = purge.clone();
+            let thread = std::thread::spawn(move || {
+                let purged = purge();
+                let _ = done.send(());
+                purged
+            });
+            let _ = landed.recv_timeout(Duration::from_millis(300));
+            *slot.lock().unwrap() = Some(thread);
+        }));
+        handle
+    }
+
+    #[tokio::test]
+    async fn a_purge_landing_while_a_fill_commits_is_never_undone() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        store(storage, "/race", b"old").await;
+        let mut writer = storage
+            .get_miss_handler(&key("/race"), &meta(Some(3)), &span())
+            .await
+            .unwrap();
+        writer
+            .write_body(Bytes::from_static(b"new"), true)
+            .await
+            .unwrap();
+        let purge = purge_from_the_race_hook(storage, move || {
+            storage.purge_key(&key("/race").combined_bin(), false)
+        });
+        writer.finish().await.unwrap();
+        let purge = purge.lock().unwrap().take().expect("the hook ran");
+        assert!(purge.join().unwrap(), "the purge found something to purge");
+        assert!(
+            storage
+                .lookup(&key("/race"), &span())
+                .await
+                .unwrap()
+                .is_none(),
+            "an object purged while its fill committed came back"
+        );
+        assert!(storage.fills.read().unwrap().is_empty());
+        assert_eq!(storage.fill_count.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_purge_landing_while_a_revalidation_refreshes_is_never_undone() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        store(storage, "/race", b"body").await;
+        let purge = purge_from_the_race_hook(storage, move || {
+            storage.purge_key(&key("/race").combined_bin(), false)
+        });
+        let refreshed = storage
+            .update_meta(&key("/race"), &meta(Some(4)), &span())
+            .await
+            .unwrap();
+        let purge = purge.lock().unwrap().take().expect("the hook ran");
+        assert!(purge.join().unwrap());
+        assert!(!refreshed, "there was nothing left to refresh");
+        assert!(
+            storage
+                .lookup(&key("/race"), &span())
+                .await
+                .unwrap()
+                .is_none(),
+            "a refresh brought back a purged object"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_moves_the_object_to_its_new_tags() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        store_tagged(storage, "/moved", "product-1").await;
+        assert!(
+            storage
+                .update_meta(&key("/moved"), &tagged_meta("product-2"), &span())
+                .await
+                .unwrap()
+        );
+        assert_eq!(storage.purge_tag("product-1", false), 0);
+        assert_eq!(storage.purge_tag("product-2", false), 1);
+        assert!(
+            storage
+                .lookup(&key("/moved"), &span())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Nothing is left indexed for an object that is gone.
+        assert_eq!(storage.purge_tag("all", false), 0);
+        assert!(storage.tags.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_replacement_moves_the_object_to_its_new_tags() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        store_tagged(storage, "/replaced", "product-1").await;
+        store_tagged(storage, "/replaced", "product-2").await;
+        assert_eq!(storage.purge_tag("product-1", false), 0);
+        assert_eq!(storage.purge_tag("product-2", false), 1);
+        assert!(storage.tags.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_soft_purge_during_a_fill_stores_it_stale() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+        let mut writer = storage
+            .get_miss_handler(&key("/soft"), &meta(Some(2)), &span())
+            .await
+            .unwrap();
+        assert!(storage.purge_key(&key("/soft").combined_bin(), true));
+        writer
+            .write_body(Bytes::from_static(b"ok"), true)
+            .await
+            .unwrap();
+        writer.finish().await.unwrap();
+        let (meta, mut reader) = storage
+            .lookup(&key("/soft"), &span())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!meta.is_fresh(SystemTime::now()), "stored fresh");
+        assert_eq!(read_all(&mut reader).await.unwrap(), b"ok");
     }
 }
