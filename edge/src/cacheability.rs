@@ -62,13 +62,68 @@ pub fn request_is_cacheable(request: &RequestHeader) -> bool {
 }
 
 /// The directives that govern this cache: `CDN-Cache-Control` when the
-/// origin sent it (RFC 9213 §2.1), else `Cache-Control`.
+/// origin sent a valid one (RFC 9213 §2.1), else `Cache-Control`.
 fn response_directives(response: &ResponseHeader) -> Option<CacheControl> {
-    if response.headers.contains_key(CDN_CACHE_CONTROL) {
+    if cdn_cache_control_is_valid(response) {
         CacheControl::from_resp_headers_named(CDN_CACHE_CONTROL, response)
     } else {
         CacheControl::from_resp_headers(response)
     }
+}
+
+/// Directives of `CDN-Cache-Control` whose value is a number of seconds.
+const DELTA_SECONDS_DIRECTIVES: [&str; 4] =
+    ["max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"];
+
+/// Directives of `CDN-Cache-Control` that take no value.
+const VALUELESS_DIRECTIVES: [&str; 8] = [
+    "no-store",
+    "no-cache",
+    "private",
+    "public",
+    "must-revalidate",
+    "proxy-revalidate",
+    "no-transform",
+    "immutable",
+];
+
+/// Whether the response has a `CDN-Cache-Control` that this cache uses.
+///
+/// Unlike `Cache-Control`, the field is a structured Dictionary (RFC 9213
+/// §2.1, RFC 8941): one that does not parse as one, or whose directives
+/// have values of the wrong type (`max-age="3600"`, `max-age=1.5`, a
+/// negative age, a token; a value on `no-store`), is ignored as a whole,
+/// and `Cache-Control` applies as if it were absent. Directives this cache
+/// does not know are ignored, whatever their value.
+fn cdn_cache_control_is_valid(response: &ResponseHeader) -> bool {
+    let lines: Vec<&[u8]> = response
+        .headers
+        .get_all(CDN_CACHE_CONTROL)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if lines.is_empty() {
+        return false;
+    }
+    // Several lines make one list (RFC 9110 §5.3).
+    let joined = lines.join(&b","[..]);
+    let Ok(dictionary) = sfv::Parser::parse_dictionary(&joined) else {
+        return false;
+    };
+    dictionary.iter().all(|(name, member)| {
+        let name = name.as_str();
+        let item = match member {
+            sfv::ListEntry::Item(item) => Some(&item.bare_item),
+            sfv::ListEntry::InnerList(_) => None,
+        };
+        if DELTA_SECONDS_DIRECTIVES.contains(&name) {
+            matches!(item, Some(sfv::BareItem::Integer(seconds)) if *seconds >= 0)
+        } else if VALUELESS_DIRECTIVES.contains(&name) {
+            matches!(item, Some(sfv::BareItem::Boolean(true)))
+        } else {
+            true
+        }
+    })
 }
 
 fn header_time(response: &ResponseHeader, name: http::header::HeaderName) -> Option<SystemTime> {
@@ -82,14 +137,22 @@ pub fn initial_age(response: &ResponseHeader, received: SystemTime) -> Duration 
     let apparent = header_time(response, http::header::DATE)
         .and_then(|date| received.duration_since(date).ok())
         .unwrap_or_default();
-    let stated = response
-        .headers
-        .get(http::header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or_default();
+    let stated = stated_age(response).unwrap_or_default();
     apparent.max(stated)
+}
+
+/// The response's `Age` (RFC 9111 §5.1): a number of seconds. Sent as a
+/// list (`Age: 7200, 0`, two fields folded by an intermediary) the first
+/// member counts, as a recipient of a singleton field that became a list
+/// must assume it; anything else is invalid and ignored.
+fn stated_age(response: &ResponseHeader) -> Option<Duration> {
+    let value = response.headers.get(http::header::AGE)?.to_str().ok()?;
+    let first = value.split(',').next()?.trim();
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // More digits than fit are an age beyond any lifetime (RFC 9111 §1.2.2).
+    Some(Duration::from_secs(first.parse().unwrap_or(1 << 31)))
 }
 
 /// How long the response is fresh from when it was generated, if it says.
@@ -466,6 +529,74 @@ mod tests {
             ("cdn-cache-control", "no-store"),
         ]);
         assert!(stored(decide(&policy(), &get("/a"), &r, t), t).is_none());
+    }
+
+    #[test]
+    fn an_age_list_counts_its_first_member_and_an_invalid_age_none() {
+        let t = now();
+        for (age, expected) in [
+            ("7200, 0", None),
+            ("30,0", Some((70, 30))),
+            (" 30 ", Some((70, 30))),
+            ("-5", Some((100, 0))),
+            ("1.5", Some((100, 0))),
+            ("soon", Some((100, 0))),
+            ("", Some((100, 0))),
+            ("99999999999999999999999", None),
+        ] {
+            let r = response(&[("cache-control", "max-age=100"), ("age", age)]);
+            let got = stored(decide(&policy(), &get("/a"), &r, t), t);
+            match expected {
+                Some(expected) => assert_eq!(got, Some(expected), "Age: {age:?}"),
+                // Stored, but already stale.
+                None => assert!(got.is_some_and(|(fresh, _)| fresh < 0), "Age: {age:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_cdn_cache_control_of_the_wrong_structured_type_is_ignored_whole() {
+        let t = now();
+        for field in [
+            "max-age=\"3600\"",
+            "max-age=1.5",
+            "max-age=-1",
+            "max-age=abc",
+            "max-age=?0",
+            "no-store=1, max-age=600",
+            "Max-Age=600",
+            "max-age=(600)",
+            "max-age=600,,",
+            "private=\"x\", max-age=600",
+        ] {
+            let r = response(&[
+                ("cache-control", "max-age=60"),
+                ("cdn-cache-control", field),
+            ]);
+            assert_eq!(
+                stored(decide(&policy(), &get("/a"), &r, t), t),
+                Some((60, 0)),
+                "{field:?} must be ignored for Cache-Control"
+            );
+        }
+        for (field, fresh) in [
+            ("max-age=600", Some(600)),
+            ("max-age=600, stale-if-error=30, must-revalidate", Some(600)),
+            ("s-maxage=900, max-age=600", Some(900)),
+            ("max-age=600, unknown-thing=\"x\"", Some(600)),
+            ("no-store", None),
+            ("private", None),
+        ] {
+            let r = response(&[
+                ("cache-control", "max-age=60"),
+                ("cdn-cache-control", field),
+            ]);
+            assert_eq!(
+                stored(decide(&policy(), &get("/a"), &r, t), t).map(|(f, _)| f),
+                fresh,
+                "{field:?}"
+            );
+        }
     }
 
     #[test]
