@@ -133,6 +133,10 @@ pub struct EdgeArgs {
     /// Ad-hoc mode: the cache's byte budget [default: 256 MiB].
     #[arg(long, requires = "listen", value_name = "BYTES")]
     pub cache_max_bytes: Option<usize>,
+    /// Ad-hoc mode: also forward this request field to the origin on GET
+    /// and HEAD (repeatable; like `edge.forward_request_headers`).
+    #[arg(long = "forward-header", requires = "listen", value_name = "NAME")]
+    pub forward_headers: Vec<String>,
 }
 
 /// A command about one region.

@@ -87,6 +87,17 @@ pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
                 settings.cache_max_bytes = bytes;
                 settings.cache_max_object_bytes = settings.cache_max_object_bytes.min(bytes);
             }
+            for name in &args.forward_headers {
+                let lower = name.to_ascii_lowercase();
+                let field = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
+                    anyhow::anyhow!("--forward-header {name:?} is not a header field name")
+                })?;
+                anyhow::ensure!(
+                    !config::UNFORWARDABLE_REQUEST_FIELDS.contains(&lower.as_str()),
+                    "--forward-header {name:?} describes one connection or is set by the edge itself"
+                );
+                settings.forward_request_headers.push(field);
+            }
             settings
         }
         // clap requires one of the two forms.

@@ -255,6 +255,19 @@ pub(crate) struct EdgeFile {
     /// Freshness for responses that state none, by path prefix.
     #[serde(default)]
     pub default_ttl: Vec<DefaultTtlFile>,
+    /// Let clients' `Cache-Control: no-cache`, `max-age`, `min-fresh` and
+    /// `Pragma: no-cache` make the edge revalidate what it stores (RFC 9111
+    /// §5.2.1). Off: the edge ignores them, so no client can send requests
+    /// past the cache to the origins.
+    #[serde(default = "default_true")]
+    pub honor_client_no_cache: bool,
+    /// Request fields forwarded to origins on GET and HEAD requests besides
+    /// the edge's own list.
+    #[serde(default)]
+    pub forward_request_headers: Vec<String>,
+    /// The most variants of one URL stored at once (responses that `Vary`).
+    #[serde(default = "default_cache_max_variants")]
+    pub cache_max_variants: u32,
     /// Bearer token the admin listener requires for purges; purging is
     /// disabled without one.
     pub admin_token: Option<String>,
@@ -421,6 +434,10 @@ fn default_health_timeout() -> u64 {
 
 fn default_health_threshold() -> u32 {
     2
+}
+
+pub(crate) fn default_cache_max_variants() -> u32 {
+    crate::DEFAULT_CACHE_MAX_VARIANTS
 }
 
 fn default_true() -> bool {

@@ -22,6 +22,25 @@ pub use error::ConfigError;
 pub use hysteresis::Hysteresis;
 pub use validate::MAX_CNAME_CHAIN;
 
+/// `edge.cache_max_variants` when the config does not set it.
+pub const DEFAULT_CACHE_MAX_VARIANTS: u32 = 16;
+
+/// Request fields `edge.forward_request_headers` cannot list: they describe
+/// one connection (hop-by-hop, RFC 9110 §7.6.1), or the edge sets them.
+pub const UNFORWARDABLE_REQUEST_FIELDS: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "transfer-encoding",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "forwarded",
+    "cdn-loop",
+];
+
 /// The embedded demo topology (see PRODUCT.md): what `meridian up` runs with
 /// no `--config`, and what `meridian config default` prints.
 pub const DEMO_TOML: &str = include_str!("demo.toml");
@@ -273,6 +292,12 @@ pub struct Edge {
     /// Freshness for responses without explicit freshness, by path prefix;
     /// the longest matching prefix wins.
     pub default_ttls: Vec<DefaultTtl>,
+    /// Whether clients' cache-bypassing directives make the edge revalidate.
+    pub honor_client_no_cache: bool,
+    /// Extra request fields forwarded on GET and HEAD (lowercase names).
+    pub forward_request_headers: Vec<String>,
+    /// The most variants of one URL stored at once (at least 1).
+    pub cache_max_variants: usize,
     /// The bearer token purges need; `None` disables purging.
     pub admin_token: Option<String>,
     /// HTTPS port on each edge address; `None`: no HTTPS.

@@ -799,6 +799,24 @@ impl Checker<'_> {
                 ttl: Duration::from_secs(u64::from(rule.ttl_seconds)),
             });
         }
+        let mut forward_request_headers = Vec::new();
+        for (i, name) in edge.forward_request_headers.iter().enumerate() {
+            let key = format!("edge.forward_request_headers[{i}]");
+            let lower = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                return Err(self.error(key, format!("{name:?} is not a header field name")));
+            }
+            if crate::UNFORWARDABLE_REQUEST_FIELDS.contains(&lower.as_str()) {
+                return Err(self.error(
+                    key,
+                    format!("{name:?} describes one connection or is set by the edge itself"),
+                ));
+            }
+            forward_request_headers.push(lower);
+        }
+        if edge.cache_max_variants == 0 {
+            return Err(self.error("edge.cache_max_variants", "must be at least 1"));
+        }
         if let Some(port) = edge.https_port
             && (port == 0 || port == edge.http_port || port == edge.admin_port)
         {
@@ -881,6 +899,9 @@ impl Checker<'_> {
             },
             cache_set_cookie_responses: edge.cache_set_cookie_responses,
             default_ttls,
+            honor_client_no_cache: edge.honor_client_no_cache,
+            forward_request_headers,
+            cache_max_variants: usize::try_from(edge.cache_max_variants).unwrap_or(usize::MAX),
             admin_token,
             https_port: edge.https_port,
             certificates,
@@ -1403,6 +1424,59 @@ mod tests {
             assert_eq!(k, key, "{body}: {r}");
             assert!(r.contains(reason), "{body}: {r}");
         }
+    }
+
+    fn with_edge(old: &str, new: &str) -> Result<Config, ConfigError> {
+        assert!(crate::DEMO_TOML.contains(old), "the demo has no {old:?}");
+        lowered(&crate::DEMO_TOML.replacen(old, new, 1))
+    }
+
+    #[test]
+    fn edge_forwarding_and_variants_are_lowered_and_checked() {
+        let config = with_edge(
+            "forward_request_headers = []",
+            "forward_request_headers = [\"X-Api-Key\"]\nhonor_client_no_cache = false",
+        );
+        // `honor_client_no_cache` is set twice in that text: refused by TOML.
+        assert!(config.is_err());
+        let config = with_edge(
+            "forward_request_headers = []",
+            "forward_request_headers = [\"X-Api-Key\"]",
+        )
+        .unwrap();
+        assert_eq!(config.edge.forward_request_headers, ["x-api-key"]);
+        assert!(config.edge.honor_client_no_cache);
+        assert_eq!(config.edge.cache_max_variants, 16);
+        let cases = [
+            (
+                "forward_request_headers = [\"bad name\"]",
+                "edge.forward_request_headers[0]",
+                "not a header field name",
+            ),
+            (
+                "forward_request_headers = [\"x-ok\", \"Connection\"]",
+                "edge.forward_request_headers[1]",
+                "set by the edge itself",
+            ),
+            (
+                "forward_request_headers = [\"x-forwarded-for\"]",
+                "edge.forward_request_headers[0]",
+                "set by the edge itself",
+            ),
+        ];
+        for (line, key, reason) in cases {
+            let (k, r) = error_key(with_edge("forward_request_headers = []", line));
+            assert_eq!(k, key, "{line}: {r}");
+            assert!(r.contains(reason), "{line}: {r}");
+        }
+        let (k, r) = error_key(with_edge(
+            "cache_max_variants = 16",
+            "cache_max_variants = 0",
+        ));
+        assert_eq!(
+            (k.as_str(), r.as_str()),
+            ("edge.cache_max_variants", "must be at least 1")
+        );
     }
 
     #[test]

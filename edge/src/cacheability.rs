@@ -29,12 +29,26 @@ pub const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
 const NO_STALE_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(|_| None, 0, 0);
 
 /// The operator's caching policy from the config.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     /// Store `Set-Cookie` responses, without the cookie.
     pub cache_set_cookie_responses: bool,
     /// Freshness for responses that state none, by path prefix.
     pub default_ttls: Vec<config::DefaultTtl>,
+    /// Let clients' `no-cache`, `max-age` and `min-fresh` force a
+    /// revalidation.
+    pub honor_client_no_cache: bool,
+}
+
+impl Default for Policy {
+    /// RFC 9111's rules and nothing more.
+    fn default() -> Self {
+        Policy {
+            cache_set_cookie_responses: false,
+            default_ttls: Vec::new(),
+            honor_client_no_cache: true,
+        }
+    }
 }
 
 impl Policy {
@@ -43,7 +57,22 @@ impl Policy {
         Policy {
             cache_set_cookie_responses: edge.cache_set_cookie_responses,
             default_ttls: edge.default_ttls.clone(),
+            honor_client_no_cache: edge.honor_client_no_cache,
         }
+    }
+
+    /// The client's directives this edge obeys: without
+    /// `honor_client_no_cache`, those that would bypass a fresh stored
+    /// response are dropped (`max-stale`, `only-if-cached` and `no-store`
+    /// stay: they never send a request past the cache).
+    pub fn request_directives(&self, request: &RequestHeader) -> RequestDirectives {
+        let mut directives = RequestDirectives::parse(request);
+        if !self.honor_client_no_cache {
+            directives.no_cache = false;
+            directives.max_age = None;
+            directives.min_fresh = None;
+        }
+        directives
     }
 
     /// The default TTL for `path`: the longest matching prefix.
@@ -72,8 +101,12 @@ fn response_directives(response: &ResponseHeader) -> Option<CacheControl> {
 }
 
 /// Directives of `CDN-Cache-Control` whose value is a number of seconds.
-const DELTA_SECONDS_DIRECTIVES: [&str; 4] =
-    ["max-age", "s-maxage", "stale-while-revalidate", "stale-if-error"];
+const DELTA_SECONDS_DIRECTIVES: [&str; 4] = [
+    "max-age",
+    "s-maxage",
+    "stale-while-revalidate",
+    "stale-if-error",
+];
 
 /// Directives of `CDN-Cache-Control` that take no value.
 const VALUELESS_DIRECTIVES: [&str; 8] = [
@@ -549,7 +582,10 @@ mod tests {
             match expected {
                 Some(expected) => assert_eq!(got, Some(expected), "Age: {age:?}"),
                 // Stored, but already stale.
-                None => assert!(got.is_some_and(|(fresh, _)| fresh < 0), "Age: {age:?}: {got:?}"),
+                None => assert!(
+                    got.is_some_and(|(fresh, _)| fresh < 0),
+                    "Age: {age:?}: {got:?}"
+                ),
             }
         }
     }

@@ -13,12 +13,14 @@
 pub mod admin;
 pub mod cache_status;
 pub mod cacheability;
+pub mod forwarding;
 pub mod framing;
 mod host;
 mod key;
 pub mod metrics;
 pub mod origins;
 mod proxy;
+mod ranges;
 mod slow_clients;
 pub mod storage;
 pub mod tls;
@@ -79,6 +81,14 @@ pub struct EdgeSettings {
     pub cache_max_object_bytes: usize,
     /// What may be stored beyond what origins state.
     pub cache_policy: cacheability::Policy,
+    /// The most variants of one URL stored at once.
+    pub cache_max_variants: usize,
+    /// Request fields forwarded on GET and HEAD besides the edge's own list
+    /// (see [`forwarding`]).
+    pub forward_request_headers: Vec<http::HeaderName>,
+    /// This CDN's name in `CDN-Loop` (RFC 8586): the zone, or `meridian`
+    /// for an ad-hoc edge.
+    pub cdn_id: String,
     /// Worker threads.
     pub threads: usize,
 }
@@ -202,6 +212,15 @@ impl EdgeSettings {
             cache_max_bytes: config.edge.cache_max_bytes,
             cache_max_object_bytes: config.edge.cache_max_object_bytes,
             cache_policy: cacheability::Policy::from_config(&config.edge),
+            cache_max_variants: config.edge.cache_max_variants,
+            forward_request_headers: config
+                .edge
+                .forward_request_headers
+                .iter()
+                // Validated as header names by the config.
+                .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok())
+                .collect(),
+            cdn_id: config.zone.name.trim_end_matches('.').to_owned(),
             threads: default_threads(),
         })
     }
@@ -239,6 +258,9 @@ impl EdgeSettings {
             cache_max_bytes: AD_HOC_CACHE_MAX_BYTES,
             cache_max_object_bytes: AD_HOC_CACHE_MAX_OBJECT_BYTES,
             cache_policy: cacheability::Policy::default(),
+            cache_max_variants: config::DEFAULT_CACHE_MAX_VARIANTS as usize,
+            forward_request_headers: Vec::new(),
+            cdn_id: "meridian".to_owned(),
             threads: default_threads(),
         })
     }

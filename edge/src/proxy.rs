@@ -8,13 +8,15 @@
 use crate::EdgeSettings;
 use crate::cache_status::{self, CacheOutcome, ForwardReason};
 use crate::cacheability::{self, RequestDirectives, StoredUse};
+use crate::forwarding;
 use crate::framing;
 use crate::host;
 use crate::key;
 use crate::metrics::EdgeMetrics;
 use crate::origins::OriginSet;
+use crate::ranges::{self, RangeRequest};
 use crate::slow_clients;
-use crate::storage::MemoryStorage;
+use crate::storage::{self, MemoryStorage};
 use crate::vary;
 use crate::zero_copy;
 use async_trait::async_trait;
@@ -28,6 +30,7 @@ use pingora::cache::{
 };
 use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{RangeType, range_header_filter};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::sync::Arc;
@@ -40,21 +43,10 @@ const CACHE_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// The response header naming the region whose origin produced a response.
 pub const ORIGIN_REGION_HEADER: &str = "x-meridian-origin";
 
-/// Client-supplied headers that origins commonly trust to rebuild the URL
-/// or the client's identity, but that are not in the cache key: forwarded
-/// as sent, they would let one client get a response shaped by them stored
-/// for everyone (cache poisoning). The edge removes them; it sets
-/// `X-Forwarded-For` and `X-Forwarded-Proto` itself.
-const UNKEYED_REQUEST_HEADERS: [&str; 8] = [
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-server",
-    "x-forwarded-port",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-host",
-    "forwarded",
-];
+/// The largest response head an origin may send, in bytes (names, values
+/// and line breaks); a larger one is answered 502. Pingora reads up to
+/// 1 MiB, and the stored head is kept for as long as the object is.
+const MAX_ORIGIN_HEAD_BYTES: usize = 64 * 1024;
 
 /// The edge application: one per process, shared by every request.
 pub struct EdgeProxy {
@@ -153,6 +145,73 @@ impl EdgeProxy {
         Ok(true)
     }
 
+    /// The answer the edge gives a request itself, if it does not serve it:
+    /// broken framing, its own health checks, methods it refuses, loops,
+    /// hosts it does not serve, and targets that name another scheme than
+    /// the connection's.
+    fn local_answer(&self, session: &Session, scheme: &str) -> Option<LocalAnswer> {
+        let raw_head = session
+            .as_downstream()
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
+        let req = session.req_header();
+        if let Err(refusal) = framing::check_with_raw(req, raw_head.as_deref()) {
+            return Some(LocalAnswer {
+                status: refusal.status,
+                body: "bad request\n",
+                detail: refusal.reason,
+                close: true,
+            });
+        }
+        let answer = |status, body, detail| {
+            Some(LocalAnswer {
+                status,
+                body,
+                detail,
+                close: false,
+            })
+        };
+        if req.uri.path() == self.settings.health_path {
+            return answer(200, "ok\n", "health");
+        }
+        let method = req.method.as_str();
+        // Purges go to the admin listener, with a token; the public port
+        // never honours them, and never forwards them either.
+        if method.eq_ignore_ascii_case("PURGE") {
+            return answer(405, "purge through the admin listener\n", "purge-refused");
+        }
+        // TRACE echoes the request back, credentials included (cross-site
+        // tracing); nothing behind a CDN needs it.
+        if method == "TRACE" || method == "TRACK" {
+            return answer(405, "method not allowed\n", "method-refused");
+        }
+        if forwarding::has_looped(&req.headers, &self.settings.cdn_id) {
+            return answer(508, "loop detected\n", "loop");
+        }
+        let allowed = match (host::request_host(req), &self.settings.hostnames) {
+            (_, None) => true,
+            (Some(host), Some(served)) => served.iter().any(|s| *s == host),
+            (None, Some(_)) => false,
+        };
+        if !allowed {
+            return answer(421, "this edge does not serve that host\n", "unknown-host");
+        }
+        // `GET https://host/p` on the plain port would be stored under the
+        // connection's scheme but shaped by the target's: refuse it.
+        if req
+            .uri
+            .scheme_str()
+            .is_some_and(|s| !s.eq_ignore_ascii_case(scheme))
+        {
+            return answer(
+                400,
+                "the target's scheme is not this connection's\n",
+                "scheme-mismatch",
+            );
+        }
+        None
+    }
+
     /// Purges the request's URL and the same-host URLs in its response's
     /// `Location` and `Content-Location`.
     async fn invalidate_after_write(
@@ -207,6 +266,15 @@ fn same_host_path(location: &str, host: &str) -> Option<String> {
     }
 }
 
+/// Whether a method is safe (RFC 9110 §9.2.1, and WebDAV's read-only
+/// methods): every other one, known or not, may change the resource.
+fn is_safe(method: &http::Method) -> bool {
+    matches!(
+        method.as_str(),
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PROPFIND" | "REPORT" | "SEARCH"
+    )
+}
+
 /// Whether the client reached the edge over TLS.
 fn scheme(session: &Session) -> &'static str {
     let tls = session
@@ -214,6 +282,16 @@ fn scheme(session: &Session) -> &'static str {
         .digest()
         .is_some_and(|d| d.ssl_digest.is_some());
     if tls { "https" } else { "http" }
+}
+
+/// A response the edge writes itself instead of serving the request.
+struct LocalAnswer {
+    status: u16,
+    body: &'static str,
+    /// For `Cache-Status`.
+    detail: &'static str,
+    /// Close the connection after it (the request's framing was bad).
+    close: bool,
 }
 
 /// Per-request state.
@@ -237,6 +315,8 @@ pub struct RequestCtx {
     origin_started: Option<Instant>,
     /// When this request's time with origins runs out (set on the first try).
     origin_deadline: Option<Instant>,
+    /// When the request's head arrived.
+    arrived: Option<SystemTime>,
 }
 
 impl RequestCtx {
@@ -293,9 +373,10 @@ impl ProxyHttp for EdgeProxy {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         slow_clients::head_received();
+        ctx.arrived = Some(SystemTime::now());
         let io = Some(self.settings.client_timeouts.io);
         session.set_read_timeout(io);
         session.set_write_timeout(io);
@@ -305,60 +386,22 @@ impl ProxyHttp for EdgeProxy {
     /// Answers health checks, and refuses hosts this CDN does not serve
     /// (421 Misdirected Request) so the edge is never an open proxy.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let raw_head = session
-            .as_downstream()
-            .as_http1()
-            .map(|h1| h1.get_headers_raw_bytes());
-        if let Err(refusal) = framing::check_with_raw(session.req_header(), raw_head.as_deref()) {
-            // The rest of this connection's bytes cannot be trusted.
-            session.set_keepalive(None);
+        ctx.scheme = scheme(session);
+        if let Some(answer) = self.local_answer(session, ctx.scheme) {
+            if answer.close {
+                // The rest of this connection's bytes cannot be trusted.
+                session.set_keepalive(None);
+            }
             let outcome = CacheOutcome::Local {
-                detail: refusal.reason,
+                detail: answer.detail,
             };
-            respond_locally(session, refusal.status, "bad request\n", &outcome).await?;
+            respond_locally(session, answer.status, answer.body, &outcome).await?;
             ctx.outcome = Some(outcome);
             return Ok(true);
         }
         let req = session.req_header();
-        if req.uri.path() == self.settings.health_path {
-            let outcome = CacheOutcome::Local { detail: "health" };
-            respond_locally(session, 200, "ok\n", &outcome).await?;
-            ctx.outcome = Some(outcome);
-            return Ok(true);
-        }
-        // Purges go to the admin listener, with a token; the public port
-        // never honours them, and never forwards them either.
-        if req.method.as_str().eq_ignore_ascii_case("PURGE") {
-            let outcome = CacheOutcome::Local {
-                detail: "purge-refused",
-            };
-            respond_locally(session, 405, "purge through the admin listener\n", &outcome).await?;
-            ctx.outcome = Some(outcome);
-            return Ok(true);
-        }
-        let host = host::request_host(req);
-        let allowed = match (&host, &self.settings.hostnames) {
-            (_, None) => true,
-            (Some(host), Some(served)) => served.iter().any(|s| s == host),
-            (None, Some(_)) => false,
-        };
-        if !allowed {
-            let outcome = CacheOutcome::Local {
-                detail: "unknown-host",
-            };
-            respond_locally(
-                session,
-                421,
-                "this edge does not serve that host\n",
-                &outcome,
-            )
-            .await?;
-            ctx.outcome = Some(outcome);
-            return Ok(true);
-        }
-        ctx.host = host;
-        ctx.directives = RequestDirectives::parse(req);
-        ctx.scheme = scheme(session);
+        ctx.host = host::request_host(req);
+        ctx.directives = self.settings.cache_policy.request_directives(req);
         self.serve_plain_hit(session, ctx).await
     }
 
@@ -397,7 +440,7 @@ impl ProxyHttp for EdgeProxy {
         &self,
         _session: &mut Session,
         meta: &CacheMeta,
-        _hit_handler: &mut HitHandler,
+        hit_handler: &mut HitHandler,
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
@@ -410,7 +453,20 @@ impl ProxyHttp for EdgeProxy {
         let forbids_stale = || cacheability::forbids_stale(meta);
         let decision =
             cacheability::use_stored(&ctx.directives, age, meta.fresh_until(), forbids_stale, now);
+        // A request that must revalidate, but whose stored response this
+        // edge received or had confirmed after the request arrived (another
+        // request's fetch or revalidation that it waited for), already has
+        // the origin's answer: concurrent forced revalidations of one object
+        // make one origin request, as concurrent misses do.
+        let confirmed_since_arrival = || {
+            storage::received_at(hit_handler)
+                .zip(ctx.arrived)
+                .is_some_and(|(received, arrived)| received >= arrived)
+        };
         Ok(match decision {
+            StoredUse::Revalidate if confirmed_since_arrival() => {
+                (!meta.is_fresh(now)).then_some(ForcedFreshness::ForceFresh)
+            }
             StoredUse::Serve if !meta.is_fresh(now) => Some(ForcedFreshness::ForceFresh),
             StoredUse::Serve | StoredUse::Default => None,
             StoredUse::Revalidate => {
@@ -428,6 +484,53 @@ impl ProxyHttp for EdgeProxy {
         req: &pingora::http::RequestHeader,
     ) -> Option<HashBinary> {
         vary::variance(meta.response_header(), req)
+    }
+
+    /// Which bytes a ranged request gets from a stored response: the RFC's
+    /// corners are settled first ([`ranges`]); Pingora's filter does the
+    /// rest (`If-Range`, the 206 or 416 head, multipart).
+    fn range_header_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> RangeType {
+        /// Pingora's own default.
+        const MAX_RANGES: Option<usize> = Some(200);
+        let req = session.req_header();
+        let length = response
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let (Some(range), Some(length)) = (req.headers.get(http::header::RANGE), length) else {
+            return range_header_filter(req, response, MAX_RANGES);
+        };
+        let rewritten = match ranges::classify(range.as_bytes(), length) {
+            RangeRequest::Serve(ranges) => Some(ranges),
+            // A range starting at the end is one Pingora also finds
+            // unsatisfiable, after it has applied `If-Range`.
+            RangeRequest::Unsatisfiable => Some(format!("bytes={length}-")),
+            RangeRequest::Ignore => None,
+        };
+        if rewritten
+            .as_deref()
+            .is_some_and(|r| r.as_bytes() == range.as_bytes())
+        {
+            return range_header_filter(req, response, MAX_RANGES);
+        }
+        let mut asked = req.clone();
+        match rewritten {
+            Some(ranges) => {
+                if asked.insert_header(http::header::RANGE, ranges).is_err() {
+                    return RangeType::None;
+                }
+            }
+            None => {
+                asked.remove_header(&http::header::RANGE);
+            }
+        }
+        range_header_filter(&asked, response, MAX_RANGES)
     }
 
     /// `only-if-cached`: a request the cache cannot answer gets 504, and
@@ -513,13 +616,24 @@ impl ProxyHttp for EdgeProxy {
         e
     }
 
-    /// Appends the client to `X-Forwarded-For`.
+    /// Shapes the request for the origin: only the fields it may see (see
+    /// [`forwarding`]), the client appended to `X-Forwarded-For`, the
+    /// scheme in `X-Forwarded-Proto`, this CDN in `CDN-Loop`, and the
+    /// target in origin form.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream_request: &mut pingora::http::RequestHeader,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let cacheable = session.cache.enabled();
+        for name in forwarding::unforwarded_request_fields(
+            &upstream_request.headers,
+            cacheable,
+            &self.settings.forward_request_headers,
+        ) {
+            upstream_request.remove_header(&name);
+        }
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -534,12 +648,22 @@ impl ProxyHttp for EdgeProxy {
             };
             upstream_request.insert_header("x-forwarded-for", forwarded)?;
         }
-        for name in UNKEYED_REQUEST_HEADERS {
-            upstream_request.remove_header(name);
-        }
         upstream_request.insert_header("x-forwarded-proto", scheme(session))?;
+        upstream_request.append_header("cdn-loop", self.settings.cdn_id.as_str())?;
+        // An absolute-form target (`GET http://host/p`) goes on in origin
+        // form; the host is in `Host`.
+        if upstream_request.uri.authority().is_some() {
+            let target = upstream_request
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_owned();
+            if let Ok(uri) = target.parse::<http::Uri>() {
+                upstream_request.set_uri(uri);
+            }
+        }
         // What gets stored is what the origin sends for this bucket.
-        if session.cache.enabled() {
+        if cacheable {
             let accept = upstream_request
                 .headers
                 .get(http::header::ACCEPT_ENCODING)
@@ -564,6 +688,24 @@ impl ProxyHttp for EdgeProxy {
         };
         if let Some(started) = ctx.origin_started.take() {
             self.metrics.origin_latency(started.elapsed());
+        }
+        let head_bytes: usize = response
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if head_bytes > MAX_ORIGIN_HEAD_BYTES {
+            self.origins.mark_failed(origin);
+            return Err(Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                format!("origin response head of {head_bytes} bytes, over {MAX_ORIGIN_HEAD_BYTES}"),
+            )
+            .into_up());
+        }
+        // Fields that describe the origin's connection are neither stored
+        // nor forwarded (RFC 9110 §7.6.1).
+        for name in forwarding::connection_fields(&response.headers) {
+            response.remove_header(&name);
         }
         if response.status == http::StatusCode::NOT_MODIFIED
             && session.cache.maybe_cache_meta().is_some()
@@ -651,13 +793,10 @@ impl ProxyHttp for EdgeProxy {
         ctx.outcome = Some(outcome);
         // A successful unsafe request changed the resource: what is stored
         // for it, and for what it names as moved or created, is out of date
-        // (RFC 9111 §4.4).
-        let method = &session.req_header().method;
-        let unsafe_method = matches!(
-            *method,
-            http::Method::POST | http::Method::PUT | http::Method::DELETE | http::Method::PATCH
-        );
-        if unsafe_method && (response.status.is_success() || response.status.is_redirection()) {
+        // (RFC 9111 §4.4). Methods the edge does not know are unsafe.
+        if !is_safe(&session.req_header().method)
+            && (response.status.is_success() || response.status.is_redirection())
+        {
             self.invalidate_after_write(session, response, ctx).await;
         }
         Ok(())
@@ -732,6 +871,8 @@ impl ProxyHttp for EdgeProxy {
         session.set_keepalive(None);
         if code > 0 && session.response_written().is_none() {
             let mut header = pingora::protocols::http::ServerSession::generate_error(code);
+            // Pingora's error heads name it; nothing should name the software.
+            header.remove_header(&http::header::SERVER);
             let outcome = CacheOutcome::Forward {
                 reason: ForwardReason::UriMiss,
                 fwd_status: None,

@@ -118,6 +118,9 @@ struct StoredObject {
     meta: Arc<StoredMeta>,
     body: Bytes,
     tags: Box<[String]>,
+    /// When this edge received the response, or last had it confirmed by
+    /// the origin (a 304): see [`received_at`].
+    received: SystemTime,
 }
 
 impl StoredObject {
@@ -487,6 +490,7 @@ impl MemoryStorage {
                 meta: Arc::new(StoredMeta::from_meta(&meta)),
                 body: object.body.clone(),
                 tags: object.tags.clone(),
+                received: object.received,
             }
         });
         expired || marked
@@ -504,15 +508,17 @@ impl MemoryStorage {
     ) -> bool {
         #[cfg(test)]
         self.run_race_hook();
-        let result = self.objects.entry(key, Some(Duration::ZERO), |key, current| {
-            let refreshed = refresh(current);
-            if refreshed.tags != current.tags {
-                untag(&self.tags, key, &current.tags);
-                tag(&self.tags, key, &refreshed.tags);
-            }
-            *current = Arc::new(refreshed);
-            EntryAction::Retain(())
-        });
+        let result = self
+            .objects
+            .entry(key, Some(Duration::ZERO), |key, current| {
+                let refreshed = refresh(current);
+                if refreshed.tags != current.tags {
+                    untag(&self.tags, key, &current.tags);
+                    tag(&self.tags, key, &refreshed.tags);
+                }
+                *current = Arc::new(refreshed);
+                EntryAction::Retain(())
+            });
         // A vacant entry's placeholder guard is dropped here unused.
         matches!(result, EntryResult::Retained(()))
     }
@@ -547,14 +553,16 @@ impl MemoryStorage {
     /// Inserts or replaces the object under `key`, moving its key in the tag
     /// index from the old object's tags to the new one's in the same step.
     fn store(&self, key: HashBinary, object: Arc<StoredObject>) {
-        let result = self.objects.entry(&key, Some(Duration::ZERO), |key, current| {
-            if current.tags != object.tags {
-                untag(&self.tags, key, &current.tags);
-                tag(&self.tags, key, &object.tags);
-            }
-            *current = object.clone();
-            EntryAction::Retain(())
-        });
+        let result = self
+            .objects
+            .entry(&key, Some(Duration::ZERO), |key, current| {
+                if current.tags != object.tags {
+                    untag(&self.tags, key, &current.tags);
+                    tag(&self.tags, key, &object.tags);
+                }
+                *current = object.clone();
+                EntryAction::Retain(())
+            });
         match result {
             EntryResult::Vacant(slot) => {
                 // Indexed first: if the cache refuses the object (too heavy
@@ -618,7 +626,6 @@ impl MemoryStorage {
             }
         }
     }
-
 }
 
 fn storage_error(context: &'static str, detail: impl Into<String>) -> Box<Error> {
@@ -645,7 +652,7 @@ impl Storage for MemoryStorage {
             return Ok(None);
         };
         let meta = object.meta.to_meta();
-        let reader = ObjectReader::new(object.body.clone());
+        let reader = ObjectReader::new(object.body.clone(), object.received);
         Ok(Some((meta, Box::new(reader))))
     }
 
@@ -749,12 +756,14 @@ impl Storage for MemoryStorage {
         let meta = Arc::new(StoredMeta::from_meta(meta));
         let tags = response_tags(&meta.header.headers).into_boxed_slice();
         // Evicted or purged while revalidating: nothing to refresh.
-        Ok(self
-            .replace_stored(&key.combined_bin(), |object| StoredObject {
+        Ok(
+            self.replace_stored(&key.combined_bin(), |object| StoredObject {
                 meta,
                 body: object.body.clone(),
                 tags,
-            }))
+                received: SystemTime::now(),
+            }),
+        )
     }
 
     fn support_streaming_partial_write(&self) -> bool {
@@ -772,18 +781,34 @@ struct ObjectReader {
     start: usize,
     end: usize,
     done: bool,
+    received: SystemTime,
 }
 
 impl ObjectReader {
-    fn new(body: Bytes) -> Self {
+    fn new(body: Bytes, received: SystemTime) -> Self {
         let end = body.len();
         ObjectReader {
             body,
             start: 0,
             end,
             done: false,
+            received,
         }
     }
+}
+
+/// When this edge received the response a hit serves (or last had it
+/// confirmed by the origin): what tells a request that must revalidate
+/// whether another request's revalidation already did so after it arrived.
+/// (The response's own age cannot: it counts from when the origin
+/// generated it, which may be well before.)
+pub fn received_at(hit: &HitHandler) -> Option<SystemTime> {
+    let hit = hit.as_any();
+    if let Some(object) = hit.downcast_ref::<ObjectReader>() {
+        return Some(object.received);
+    }
+    hit.downcast_ref::<FillReader>()
+        .map(|fill| fill.fill.received)
 }
 
 #[async_trait]
@@ -857,6 +882,8 @@ struct Fill {
     purged: AtomicBool,
     /// Set by a soft purge: the write is committed already stale.
     stale_on_commit: AtomicBool,
+    /// When the response began to arrive.
+    received: SystemTime,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -880,6 +907,7 @@ impl Fill {
             state,
             purged: AtomicBool::new(false),
             stale_on_commit: AtomicBool::new(false),
+            received: SystemTime::now(),
         }
     }
 
@@ -1066,6 +1094,7 @@ impl HandleMiss for FillWriter {
             meta: self.fill.meta.clone(),
             body,
             tags: self.fill.tags.clone(),
+            received: self.fill.received,
         };
         let weight = object.weight();
         self.storage.commit(self.key, &self.fill, object);

@@ -18,8 +18,17 @@ struct Setup {
 
 impl Setup {
     fn new(block: u8, script: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Setup {
+        Self::with_flags(block, &[], script)
+    }
+
+    /// An ad-hoc edge started with more flags.
+    fn with_flags(
+        block: u8,
+        flags: &[&str],
+        script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+    ) -> Setup {
         let origin = ScriptedOrigin::start(&format!("127.{block}.0.2:8000"), script);
-        let edge = tokio::task::block_in_place(|| EdgeProcess::ad_hoc(block));
+        let edge = tokio::task::block_in_place(|| EdgeProcess::ad_hoc_with(block, flags));
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         Setup {
             origin,
@@ -550,7 +559,281 @@ async fn unknown_headers_pass_both_ways() {
             "x",
         )
     });
+    // Response fields pass; an unknown request field reaches the origin
+    // of a GET only when the operator lists it (see `forwarding`).
     let (_, headers, _) = s.get("/p", &[("x-custom-request", "from client")]).await;
     assert_eq!(headers["x-custom-response"], "from origin");
+    assert_eq!(headers["x-echo"], "");
+    let listed = Setup::with_flags(88, &["--forward-header", "X-Custom-Request"], |r| {
+        let seen = r
+            .headers
+            .get("x-custom-request")
+            .cloned()
+            .unwrap_or_default();
+        ok(&[("x-echo", &seen)], "x")
+    });
+    let (_, headers, _) = listed
+        .get("/p", &[("x-custom-request", "from client")])
+        .await;
     assert_eq!(headers["x-echo"], "from client");
+}
+
+/// Holds the origin's answers until the test opens it (or 20 s pass).
+#[derive(Clone, Default)]
+struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    fn wait(&self) {
+        let (open, changed) = &*self.0;
+        let guard = open.lock().unwrap();
+        let _ = changed
+            .wait_timeout_while(guard, Duration::from_secs(20), |open| !*open)
+            .unwrap();
+    }
+
+    fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+}
+
+/// One raw HTTP/1.1 exchange on its own connection: the status line and
+/// the body's length.
+fn raw_get(edge: std::net::SocketAddr, path: &str, extra: &str) -> (String, usize) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(edge).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: cdn.meridian.test\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&answer[..head_end]);
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, answer.len() - head_end)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_forced_revalidations_make_one_origin_request() {
+    const SIZE: usize = 4 << 20;
+    let gate = Gate::default();
+    let held = gate.clone();
+    let s = Setup::new(190, move |r| {
+        let headers = vec![
+            ("etag", "\"v1\"".to_owned()),
+            ("cache-control", "max-age=600".to_owned()),
+        ];
+        if r.headers.contains_key("if-none-match") {
+            held.wait();
+            return Reply::Respond(304, headers, vec![]);
+        }
+        Reply::Respond(200, headers, vec![b'x'; SIZE])
+    });
+    let edge = s.edge.addr;
+    let (status, length) = tokio::task::block_in_place(|| raw_get(edge, "/big", ""));
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(length, SIZE);
+    // Twenty clients force a revalidation, in every way a client can, all
+    // before the origin answers the first.
+    let ways = [
+        "Cache-Control: no-cache\r\n",
+        "Cache-Control: max-age=0\r\n",
+        "Pragma: no-cache\r\n",
+        "Cache-Control: min-fresh=3600\r\n",
+    ];
+    let (sent, all_sent) = std::sync::mpsc::channel();
+    let clients: Vec<_> = (0..20)
+        .map(|i| {
+            let sent = sent.clone();
+            let way = ways[i % ways.len()];
+            std::thread::spawn(move || {
+                let _ = sent.send(());
+                raw_get(edge, "/big", way)
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        all_sent.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    // Every request is at the edge before the origin answers.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gate.open();
+    for client in clients {
+        let (status, length) = tokio::task::block_in_place(|| client.join().unwrap());
+        assert!(status.contains("200"), "{status}");
+        assert_eq!(length, SIZE);
+    }
+    let received = s.origin.received();
+    assert_eq!(
+        received.len(),
+        2,
+        "one fetch and one revalidation, not one per client: {:?}",
+        received.iter().map(|r| &r.headers).collect::<Vec<_>>()
+    );
+    assert_eq!(received[1].headers["if-none-match"], "\"v1\"");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_can_be_told_to_ignore_client_cache_bypass() {
+    use crate::harness::{EdgeProcess, client_via, config_on_block, with_line};
+    let origin = ScriptedOrigin::start("127.191.2.2:8000", |_| {
+        ok(&[("cache-control", "max-age=600")], "cached")
+    });
+    let config = with_line(
+        &config_on_block(191),
+        "honor_client_no_cache = true",
+        "honor_client_no_cache = false",
+    );
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(191, 2, &config));
+    let client = client_via(edge.addr);
+    let url = "http://cdn.meridian.test:8080/a";
+    client.get(url).send().await.unwrap();
+    for (name, value) in [
+        ("cache-control", "no-cache"),
+        ("cache-control", "max-age=0"),
+        ("cache-control", "min-fresh=9999"),
+        ("pragma", "no-cache"),
+    ] {
+        let response = client.get(url).header(name, value).send().await.unwrap();
+        assert!(
+            is_hit(response.headers()),
+            "{name}: {value}: {}",
+            cache_status(response.headers())
+        );
+    }
+    assert_eq!(origin.count("GET", "/a"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_age_sent_as_a_list_counts_its_first_member() {
+    let s = Setup::new(192, |r| match r.path.as_str() {
+        "/list" => ok(
+            &[("cache-control", "max-age=3600"), ("age", "7200, 0")],
+            "x",
+        ),
+        _ => ok(&[("cache-control", "max-age=3600"), ("age", "soon")], "x"),
+    });
+    s.get("/list", &[]).await;
+    let (_, second, _) = s.get("/list", &[]).await;
+    assert!(!is_hit(&second), "{}", cache_status(&second));
+    assert_eq!(s.origin.count("GET", "/list"), 2);
+    // An invalid Age is ignored: fresh for its max-age.
+    s.get("/invalid", &[]).await;
+    let (_, second, _) = s.get("/invalid", &[]).await;
+    assert!(is_hit(&second), "{}", cache_status(&second));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fields_named_in_connection_are_neither_stored_nor_forwarded() {
+    let s = Setup::new(193, |r| {
+        let seen = if r.headers.contains_key("x-hop") {
+            "yes"
+        } else {
+            "no"
+        };
+        ok(
+            &[
+                ("cache-control", "max-age=600"),
+                ("connection", "x-secret"),
+                ("x-secret", "origin's own"),
+                ("x-saw-hop", seen),
+            ],
+            "x",
+        )
+    });
+    for _ in 0..2 {
+        let (_, headers, _) = s
+            .get("/a", &[("connection", "x-hop"), ("x-hop", "1")])
+            .await;
+        assert!(!headers.contains_key("x-secret"), "{headers:?}");
+        assert_eq!(headers["x-saw-hop"], "no");
+    }
+    // A POST keeps its unknown fields, but not those named in Connection.
+    let response = s
+        .client
+        .post(s.url("/form"))
+        .header("connection", "x-hop")
+        .header("x-hop", "1")
+        .header("x-other", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-saw-hop"], "no");
+    let post = s
+        .origin
+        .received()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert!(post.headers.contains_key("x-other"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_method_the_edge_does_not_know_invalidates_like_post() {
+    let s = Setup::new(194, |_| ok(&[("cache-control", "max-age=600")], "x"));
+    s.get("/a", &[]).await;
+    let (_, hit, _) = s.get("/a", &[]).await;
+    assert!(is_hit(&hit));
+    let method = reqwest::Method::from_bytes(b"M-SEARCH").unwrap();
+    let response = s.client.request(method, s.url("/a")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, after, _) = s.get("/a", &[]).await;
+    assert!(!is_hit(&after), "{}", cache_status(&after));
+    assert_eq!(s.origin.count("GET", "/a"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cdn_cache_control_of_the_wrong_type_is_ignored_whole() {
+    let s = Setup::new(195, |r| {
+        let cdn = match r.path.as_str() {
+            "/string" => "max-age=\"3600\"",
+            "/decimal" => "max-age=1.5",
+            "/token" => "max-age=abc",
+            _ => "max-age=3600",
+        };
+        ok(
+            &[("cache-control", "no-store"), ("cdn-cache-control", cdn)],
+            "x",
+        )
+    });
+    for path in ["/string", "/decimal", "/token"] {
+        s.get(path, &[]).await;
+        let (_, second, _) = s.get(path, &[]).await;
+        assert!(!is_hit(&second), "{path}: Cache-Control: no-store applies");
+    }
+    s.get("/valid", &[]).await;
+    let (_, second, _) = s.get("/valid", &[]).await;
+    assert!(is_hit(&second), "{}", cache_status(&second));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn range_corners_follow_rfc_9110() {
+    let s = Setup::new(196, |_| {
+        ok(&[("cache-control", "max-age=600")], &"x".repeat(1024))
+    });
+    s.get("/r", &[]).await;
+    // A zero-length suffix is unsatisfiable.
+    let (status, headers, body) = s.get("/r", &[("range", "bytes=-0")]).await;
+    assert_eq!(status, 416);
+    assert_eq!(headers["content-range"], "bytes */1024");
+    assert!(body.is_empty());
+    // An invalid range is ignored: the whole representation.
+    for range in ["bytes=5-2", "bytes=0-1,5-2", "bytes=x-1"] {
+        let (status, _, body) = s.get("/r", &[("range", range)]).await;
+        assert_eq!((status, body.len()), (200, 1024), "{range}");
+    }
+    // A satisfiable spec next to a zero-length suffix is served alone.
+    let (status, headers, body) = s.get("/r", &[("range", "bytes=-0,0-9")]).await;
+    assert_eq!((status, body.len()), (206, 10));
+    assert_eq!(headers["content-range"], "bytes 0-9/1024");
+    assert_eq!(s.origin.count("GET", "/r"), 1);
 }

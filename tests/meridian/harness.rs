@@ -57,6 +57,20 @@ pub fn config_on_block(block: u8) -> String {
         .replace("127.0.3.", &format!("127.{block}.3."))
 }
 
+/// `config` with the one line `old` replaced by `new`; the line must be
+/// there exactly once, so an edit that no longer applies fails the test
+/// instead of silently changing nothing.
+pub fn with_line(config: &str, old: &str, new: &str) -> String {
+    let lines: Vec<&str> = config.lines().collect();
+    let found = lines.iter().filter(|line| line.trim() == old).count();
+    assert_eq!(found, 1, "the config has {found} lines {old:?}");
+    lines
+        .iter()
+        .map(|line| if line.trim() == old { new } else { line })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A running `meridian up`, killed on drop; its output is replayed if the
 /// test failed.
 pub struct Up {
@@ -277,6 +291,11 @@ impl EdgeProcess {
     /// `meridian edge --listen 127.B.0.1:8080 --origin http://127.B.0.2:8000`:
     /// one edge, one origin, any Host, no config.
     pub fn ad_hoc(block: u8) -> EdgeProcess {
+        Self::ad_hoc_with(block, &[])
+    }
+
+    /// [`EdgeProcess::ad_hoc`] with more flags, e.g. `--forward-header`.
+    pub fn ad_hoc_with(block: u8, flags: &[&str]) -> EdgeProcess {
         let dir = TempDir::new(&format!("adhoc-{block}"));
         let addr: SocketAddr = format!("127.{block}.0.1:8080").parse().unwrap();
         let mut child = meridian()
@@ -287,6 +306,7 @@ impl EdgeProcess {
                 "--origin",
                 &format!("http://127.{block}.0.2:8000"),
             ])
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,291 @@
+//! Which request and response fields cross the edge (pure).
+//!
+//! A cache stores a response under its key (scheme, host, path, query, and
+//! the `Vary` fields the origin names). Any request field that changes the
+//! response but is neither in the key nor named in `Vary` lets one client
+//! shape what every other client gets: cache poisoning. Origins commonly
+//! trust dozens of such fields (`X-Forwarded-Host`, `X-Forwarded-Scheme`,
+//! `X-Original-URL`, `X-HTTP-Method-Override`, ...), and no list of them is
+//! ever complete. So for requests the cache may answer (GET and HEAD) the
+//! edge forwards only fields it knows ([`CACHEABLE_REQUEST_FIELDS`]: content
+//! negotiation, credentials, conditionals, browser context, tracing) and
+//! those the operator lists in `edge.forward_request_headers`; every other
+//! field is dropped. Other requests are never stored, so they keep their
+//! fields, except those that impersonate a proxy hop
+//! ([`SPOOFABLE_FORWARDING_FIELDS`]), which the edge sets itself.
+//!
+//! Fields named in a message's `Connection` header, and the fixed
+//! hop-by-hop ones, describe one connection and never cross the edge in
+//! either direction (RFC 9110 §7.6.1).
+//!
+//! `CDN-Loop` (RFC 8586) marks requests that went through this CDN, so a
+//! misconfiguration that points an origin back at an edge is refused
+//! instead of looping until connections run out.
+
+use http::HeaderName;
+use http::header::HeaderMap;
+
+/// Fields forwarded to origins on requests the cache may answer, besides
+/// the operator's own. Each either is part of the request's meaning
+/// (method semantics, credentials, conditionals, framing), or is one an
+/// origin that depends on it names in `Vary`, which puts it in the key.
+pub const CACHEABLE_REQUEST_FIELDS: [&str; 37] = [
+    // The message and its framing.
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "expect",
+    // Content negotiation (RFC 9110 §12.5).
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    // Who asks. Responses to `Authorization` are not stored unless public
+    // (RFC 9111 §3.5); a response that depends on `Cookie` must say
+    // `private` or `Vary: Cookie`.
+    "authorization",
+    "cookie",
+    "user-agent",
+    "referer",
+    "origin",
+    // Caching and conditional requests.
+    "cache-control",
+    "pragma",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+    // Browser context and client hints, which responses `Vary` on.
+    "sec-fetch-dest",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "sec-fetch-user",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "save-data",
+    "dnt",
+    "upgrade-insecure-requests",
+    "priority",
+    // Tracing (W3C Trace Context), and the hops so far.
+    "traceparent",
+    "tracestate",
+    "x-forwarded-for",
+];
+
+/// Fields a client sends to impersonate a proxy in front of the origin:
+/// the scheme, host, port, path or method the "real" request had, or the
+/// client's address. The edge is that proxy; it removes these from every
+/// request and sets `X-Forwarded-For` and `X-Forwarded-Proto` itself.
+pub const SPOOFABLE_FORWARDING_FIELDS: [&str; 25] = [
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-protocol",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-forwarded-uri",
+    "x-original-url",
+    "x-original-uri",
+    "x-original-host",
+    "x-original-method",
+    "x-rewrite-url",
+    "x-host",
+    "x-url-scheme",
+    "x-scheme",
+    "front-end-https",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-envoy-original-path",
+    "x-real-ip",
+];
+
+/// Connection-specific fields, never forwarded whatever `Connection` says
+/// (`config` refuses them in `forward_request_headers`, with those in
+/// [`SET_BY_THE_EDGE`]).
+pub const HOP_BY_HOP_FIELDS: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The fields named in `Connection`; framing fields are left out, since
+/// removing them would change how the message is read.
+fn connection_named(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| {
+            *name != http::header::CONTENT_LENGTH && *name != http::header::TRANSFER_ENCODING
+        })
+}
+
+/// The connection-specific fields a message carries, to be removed before
+/// it crosses the edge: the fixed hop-by-hop ones and those its
+/// `Connection` header names. (Returned rather than removed: Pingora's
+/// headers keep a map of their original name case, which only its own
+/// `remove_header` keeps in step.)
+pub fn connection_fields(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut fields: Vec<HeaderName> = connection_named(headers).collect();
+    fields.extend(
+        HOP_BY_HOP_FIELDS
+            .iter()
+            .map(|name| HeaderName::from_static(name))
+            .filter(|name| headers.contains_key(name)),
+    );
+    fields.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    fields.dedup();
+    fields
+}
+
+/// The request's fields that do not reach the origin: see the module
+/// documentation. `cacheable` says whether the cache may answer the
+/// request; `keep` is the operator's list of extra fields.
+pub fn unforwarded_request_fields(
+    headers: &HeaderMap,
+    cacheable: bool,
+    keep: &[HeaderName],
+) -> Vec<HeaderName> {
+    let mut fields = connection_fields(headers);
+    for name in headers.keys() {
+        let kept = keep.contains(name);
+        let spoofable = SPOOFABLE_FORWARDING_FIELDS.contains(&name.as_str());
+        let unknown = !CACHEABLE_REQUEST_FIELDS.contains(&name.as_str());
+        if !kept && (spoofable || (cacheable && unknown)) && !fields.contains(name) {
+            fields.push(name.clone());
+        }
+    }
+    fields
+}
+
+/// Fields the edge sets on every request it forwards.
+pub const SET_BY_THE_EDGE: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "forwarded",
+    "cdn-loop",
+];
+
+/// Whether the request already went through this CDN: its `CDN-Loop`
+/// (RFC 8586) lists `cdn_id`.
+pub fn has_looped(headers: &HeaderMap, cdn_id: &str) -> bool {
+    headers
+        .get_all("cdn-loop")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|info| info.split(';').next())
+        .any(|id| id.trim().eq_ignore_ascii_case(cdn_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(fields: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    /// The names left after removing what the functions say.
+    fn left(mut map: HeaderMap, removed: Vec<HeaderName>) -> Vec<String> {
+        for name in removed {
+            map.remove(name);
+        }
+        let mut names: Vec<String> = map.keys().map(|n| n.as_str().to_owned()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn cacheable_requests_forward_only_known_fields_and_the_operators() {
+        let map = headers(&[
+            ("host", "cdn.meridian.test"),
+            ("accept-language", "en"),
+            ("x-forwarded-scheme", "http"),
+            ("x-forwarded-ssl", "off"),
+            ("front-end-https", "off"),
+            ("x-url-scheme", "http"),
+            ("x-original-host", "evil.example"),
+            ("x-forwarded-prefix", "/evil"),
+            ("x-forwarded-uri", "/evil"),
+            ("x-http-method-override", "DELETE"),
+            ("x-envoy-original-path", "/evil"),
+            ("x-something-new", "1"),
+            ("x-api-key", "k"),
+        ]);
+        let keep = [HeaderName::from_static("x-api-key")];
+        let removed = unforwarded_request_fields(&map, true, &keep);
+        assert_eq!(left(map, removed), ["accept-language", "host", "x-api-key"]);
+    }
+
+    #[test]
+    fn other_requests_lose_only_what_impersonates_a_proxy() {
+        let map = headers(&[
+            ("host", "cdn.meridian.test"),
+            ("x-something-new", "1"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-http-method-override", "DELETE"),
+        ]);
+        let removed = unforwarded_request_fields(&map, false, &[]);
+        assert_eq!(left(map, removed), ["host", "x-something-new"]);
+        // An operator behind a trusted proxy may keep one.
+        let map = headers(&[("x-forwarded-host", "a.example")]);
+        let keep = [HeaderName::from_static("x-forwarded-host")];
+        let removed = unforwarded_request_fields(&map, true, &keep);
+        assert_eq!(left(map, removed), ["x-forwarded-host"]);
+    }
+
+    #[test]
+    fn connection_named_fields_do_not_cross() {
+        let map = headers(&[
+            ("connection", "close, X-Secret , content-length"),
+            ("x-secret", "s"),
+            ("keep-alive", "timeout=5"),
+            ("content-length", "3"),
+            ("accept", "*/*"),
+        ]);
+        let removed = connection_fields(&map);
+        assert_eq!(left(map, removed), ["accept", "content-length"]);
+    }
+
+    #[test]
+    fn loops_are_found_by_this_cdns_id_only() {
+        let map = headers(&[("cdn-loop", "other-cdn, meridian.test; v=1")]);
+        assert!(has_looped(&map, "meridian.test"));
+        assert!(has_looped(&map, "MERIDIAN.TEST"));
+        assert!(!has_looped(&map, "meridian"));
+        assert!(!has_looped(&HeaderMap::new(), "meridian.test"));
+    }
+
+    #[test]
+    fn the_config_refuses_every_field_the_edge_owns() {
+        for name in HOP_BY_HOP_FIELDS.iter().chain(&SET_BY_THE_EDGE) {
+            assert!(
+                config::UNFORWARDABLE_REQUEST_FIELDS.contains(name),
+                "{name} is missing from config's list"
+            );
+        }
+    }
+}
