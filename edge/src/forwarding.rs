@@ -29,7 +29,7 @@ use http::header::HeaderMap;
 /// the operator's own. Each either is part of the request's meaning
 /// (method semantics, credentials, conditionals, framing), or is one an
 /// origin that depends on it names in `Vary`, which puts it in the key.
-pub const CACHEABLE_REQUEST_FIELDS: [&str; 37] = [
+pub const CACHEABLE_REQUEST_FIELDS: [&str; 38] = [
     // The message and its framing.
     "host",
     "content-length",
@@ -71,10 +71,12 @@ pub const CACHEABLE_REQUEST_FIELDS: [&str; 37] = [
     "dnt",
     "upgrade-insecure-requests",
     "priority",
-    // Tracing (W3C Trace Context), and the hops so far.
+    // Tracing (W3C Trace Context), and the hops so far (the edge adds
+    // itself to both of the last two).
     "traceparent",
     "tracestate",
     "x-forwarded-for",
+    "cdn-loop",
 ];
 
 /// Fields a client sends to impersonate a proxy in front of the origin:

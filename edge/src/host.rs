@@ -1,6 +1,7 @@
 //! Which host a request is for, normalized for comparison and cache keys.
 
 use pingora::http::RequestHeader;
+use pingora::http::authority::{RawTargetAuthority, raw_target_authority};
 
 /// The request's host: from the request target's authority when it has one
 /// (HTTP/2 `:authority`, absolute-form URIs), else the `Host` header. The
@@ -18,6 +19,35 @@ pub fn request_host(req: &RequestHeader) -> Option<String> {
             .to_owned(),
     };
     normalize(&authority)
+}
+
+/// The scheme the request's target names, lowercased: HTTP/2's `:scheme`,
+/// or an absolute-form HTTP/1 target's (`GET https://host/p`). Pingora
+/// keeps an absolute-form target only in the raw request line, leaving its
+/// URI a bare path, so that is where it is read from.
+pub fn target_scheme(req: &RequestHeader) -> Option<String> {
+    if let Some(scheme) = req.uri.scheme_str() {
+        return Some(scheme.to_ascii_lowercase());
+    }
+    match raw_target_authority(req.raw_path()) {
+        RawTargetAuthority::Absolute { scheme, .. } => {
+            Some(String::from_utf8_lossy(scheme).to_ascii_lowercase())
+        }
+        _ => None,
+    }
+}
+
+/// The origin-form of an absolute-form target (`http://host/p?q` → `/p?q`),
+/// or `None` when the target is not in absolute form.
+pub fn origin_form(req: &RequestHeader) -> Option<Vec<u8>> {
+    match raw_target_authority(req.raw_path()) {
+        RawTargetAuthority::Absolute { path_and_query, .. } => Some(match path_and_query {
+            [] => b"/".to_vec(),
+            [b'/', ..] => path_and_query.to_vec(),
+            query => [b"/", query].concat(),
+        }),
+        _ => None,
+    }
 }
 
 /// Normalizes an authority (`host[:port]`) to a host: see [`request_host`].
@@ -51,6 +81,29 @@ pub fn normalize(authority: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_names_its_scheme_and_has_an_origin_form() {
+        let get = |target: &str| RequestHeader::build("GET", target.as_bytes(), None).unwrap();
+        assert_eq!(target_scheme(&get("/p")), None);
+        assert_eq!(
+            target_scheme(&get("HTTPS://cdn.meridian.test/p")).as_deref(),
+            Some("https")
+        );
+        assert_eq!(origin_form(&get("/p")), None);
+        assert_eq!(
+            origin_form(&get("http://cdn.meridian.test/p?q=1")).as_deref(),
+            Some(&b"/p?q=1"[..])
+        );
+        assert_eq!(
+            origin_form(&get("http://cdn.meridian.test")).as_deref(),
+            Some(&b"/"[..])
+        );
+        assert_eq!(
+            origin_form(&get("http://cdn.meridian.test?q")).as_deref(),
+            Some(&b"/?q"[..])
+        );
+    }
 
     fn with_host(host: &str) -> RequestHeader {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();

@@ -198,11 +198,7 @@ impl EdgeProxy {
         }
         // `GET https://host/p` on the plain port would be stored under the
         // connection's scheme but shaped by the target's: refuse it.
-        if req
-            .uri
-            .scheme_str()
-            .is_some_and(|s| !s.eq_ignore_ascii_case(scheme))
-        {
+        if host::target_scheme(req).is_some_and(|s| s != scheme) {
             return answer(
                 400,
                 "the target's scheme is not this connection's\n",
@@ -649,18 +645,19 @@ impl ProxyHttp for EdgeProxy {
             upstream_request.insert_header("x-forwarded-for", forwarded)?;
         }
         upstream_request.insert_header("x-forwarded-proto", scheme(session))?;
-        upstream_request.append_header("cdn-loop", self.settings.cdn_id.as_str())?;
+        let loop_mark = match upstream_request.headers.get("cdn-loop") {
+            Some(earlier) => format!(
+                "{}, {}",
+                String::from_utf8_lossy(earlier.as_bytes()),
+                self.settings.cdn_id
+            ),
+            None => self.settings.cdn_id.clone(),
+        };
+        upstream_request.insert_header("cdn-loop", loop_mark)?;
         // An absolute-form target (`GET http://host/p`) goes on in origin
         // form; the host is in `Host`.
-        if upstream_request.uri.authority().is_some() {
-            let target = upstream_request
-                .uri
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .to_owned();
-            if let Ok(uri) = target.parse::<http::Uri>() {
-                upstream_request.set_uri(uri);
-            }
+        if let Some(target) = host::origin_form(upstream_request) {
+            upstream_request.set_raw_path(&target)?;
         }
         // What gets stored is what the origin sends for this bucket.
         if cacheable {

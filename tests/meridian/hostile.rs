@@ -2,7 +2,7 @@
 //! Raw TCP, because HTTP client libraries refuse to send these.
 
 use crate::harness::{EdgeProcess, client_via, config_on_block};
-use crate::scripted::{ScriptedOrigin, ok};
+use crate::scripted::{Reply, ScriptedOrigin, ok};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -171,30 +171,174 @@ fn open_proxy_through_host_absolute_form_and_connect() {
     assert!(t.origin.received().is_empty(), "{:?}", t.origin.received());
 }
 
+/// Request fields origins are known to trust to rebuild the URL, the
+/// scheme, the method or the client, none of which is in the cache key.
+const UNKEYED_FIELDS: [&str; 19] = [
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-host",
+    "forwarded",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "front-end-https",
+    "x-url-scheme",
+    "x-original-host",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-http-method-override",
+    "x-envoy-original-path",
+    // Not a known one: on a cacheable request, unknown fields do not pass.
+    "x-made-up-yesterday",
+    "x-real-ip",
+];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cache_poisoning_through_unkeyed_headers() {
-    let t = tokio::task::block_in_place(|| target(98));
-    let client = client_via(t.edge.addr);
-    let url = "http://cdn.meridian.test:8080/page";
-    let poisoned = client
-        .get(url)
+    // An origin that shapes its page by every field it is given.
+    let origin = ScriptedOrigin::start("127.98.2.2:8000", |r| {
+        let mut shaped: Vec<String> = UNKEYED_FIELDS
+            .iter()
+            .filter_map(|name| r.headers.get(*name).map(|v| format!("{name}={v}")))
+            .filter(|field| field != "x-forwarded-proto=http")
+            .collect();
+        shaped.sort();
+        ok(
+            &[("cache-control", "max-age=60")],
+            &format!("page at {} shaped by [{}]", r.path, shaped.join(" ")),
+        )
+    });
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(98, 2, &config_on_block(98)));
+    let client = client_via(edge.addr);
+    for (i, name) in UNKEYED_FIELDS.iter().enumerate() {
+        let url = format!("http://cdn.meridian.test:8080/page{i}");
+        let poisoned = client
+            .get(&url)
+            .header(*name, "evil.example")
+            .send()
+            .await
+            .unwrap();
+        let expected = format!("page at /page{i} shaped by []");
+        assert_eq!(poisoned.text().await.unwrap(), expected, "{name}");
+        let victim = client.get(&url).send().await.unwrap();
+        assert_eq!(victim.text().await.unwrap(), expected, "{name}");
+    }
+    // A POST is never stored: it keeps unknown fields, but not one that
+    // impersonates a proxy.
+    let post = client
+        .post("http://cdn.meridian.test:8080/form")
         .header("x-forwarded-host", "evil.example")
-        .header("x-original-url", "/admin")
-        .header("forwarded", "host=evil.example")
+        .header("x-made-up-yesterday", "1")
         .send()
         .await
         .unwrap();
-    assert_eq!(poisoned.text().await.unwrap(), "page for host [] at /page");
-    let victim = client.get(url).send().await.unwrap();
-    assert_eq!(victim.text().await.unwrap(), "page for host [] at /page");
-    let received = t.origin.received();
+    assert_eq!(
+        post.text().await.unwrap(),
+        "page at /form shaped by [x-made-up-yesterday=1]"
+    );
+    let received = origin.received();
     assert!(
         received
             .iter()
-            .all(|r| !r.headers.contains_key("x-original-url")
-                && !r.headers.contains_key("forwarded"))
+            .all(|r| r.headers["x-forwarded-proto"] == "http")
     );
-    assert_eq!(received[0].headers["x-forwarded-proto"], "http");
+    assert!(
+        received
+            .iter()
+            .all(|r| r.headers["cdn-loop"] == "meridian.test")
+    );
+}
+
+#[test]
+fn an_absolute_target_of_another_scheme_is_refused() {
+    let t = target(197);
+    let (answer, _) = exchange(
+        t.edge.addr,
+        b"GET https://cdn.meridian.test/p HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("400"), "{answer}");
+    assert!(answer.contains("detail=scheme-mismatch"), "{answer}");
+    // The connection's own scheme is fine, and reaches the origin in
+    // origin form.
+    let (answer, _) = exchange(
+        t.edge.addr,
+        b"GET http://cdn.meridian.test/p HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("200"), "{answer}");
+    let received = t.origin.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].path, "/p");
+}
+
+#[test]
+fn trace_is_refused_and_never_forwarded() {
+    let t = target(198);
+    for method in ["TRACE", "TRACK"] {
+        let (answer, _) = exchange(
+            t.edge.addr,
+            format!("{method} / HTTP/1.1\r\nHost: cdn.meridian.test\r\nCookie: secret=1\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert!(status_line(&answer).contains("405"), "{method}: {answer}");
+        assert!(!answer.contains("secret"), "{method} echoed the request");
+    }
+    assert!(t.origin.received().is_empty());
+}
+
+#[test]
+fn a_request_that_already_went_through_this_cdn_is_a_loop() {
+    let t = target(199);
+    let (answer, _) = exchange(
+        t.edge.addr,
+        b"GET /a HTTP/1.1\r\nHost: cdn.meridian.test\r\nCDN-Loop: other-cdn, meridian.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("508"), "{answer}");
+    assert!(t.origin.received().is_empty());
+    // Another CDN's mark is just passed on, with ours after it.
+    let (answer, _) = exchange(
+        t.edge.addr,
+        b"GET /b HTTP/1.1\r\nHost: cdn.meridian.test\r\nCDN-Loop: other-cdn\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("200"), "{answer}");
+    assert_eq!(
+        t.origin.received()[0].headers["cdn-loop"],
+        "other-cdn, meridian.test"
+    );
+}
+
+#[test]
+fn an_origin_head_too_large_is_a_502_that_names_no_software() {
+    let block = 200;
+    let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |r| {
+        let big = "v".repeat(8 * 1024);
+        let fields: Vec<(&'static str, String)> = match r.path.as_str() {
+            "/huge" => [
+                "x-a", "x-b", "x-c", "x-d", "x-e", "x-f", "x-g", "x-h", "x-i",
+            ]
+            .iter()
+            .map(|name| (*name, big.clone()))
+            .collect(),
+            _ => vec![("cache-control", "max-age=60".to_owned())],
+        };
+        Reply::Respond(200, fields, b"body".to_vec())
+    });
+    let edge = EdgeProcess::start(block, 2, &config_on_block(block));
+    let (answer, _) = exchange(
+        edge.addr,
+        b"GET /huge HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("502"), "{answer}");
+    assert!(!answer.to_ascii_lowercase().contains("pingora"), "{answer}");
+    assert!(!answer.contains("vvvv"), "the origin's head leaked");
+    // Still serving, and the next origin head is fine.
+    let (answer, _) = exchange(
+        edge.addr,
+        b"GET /ok HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status_line(&answer).contains("200"), "{answer}");
+    assert!(origin.count("GET", "/huge") >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
