@@ -43,6 +43,11 @@ const CACHE_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// The response header naming the region whose origin produced a response.
 pub const ORIGIN_REGION_HEADER: &str = "x-meridian-origin";
 
+/// The largest request body the edge reads whole before contacting an
+/// origin: the size of Pingora's retry buffer, which keeps it for the send
+/// (and for a retry on another origin).
+const BUFFERED_BODY_BYTES: u64 = 64 * 1024;
+
 /// The largest response head an origin may send, in bytes (names, values
 /// and line breaks); a larger one is answered 502. Pingora reads up to
 /// 1 MiB, and the stored head is kept for as long as the object is.
@@ -208,6 +213,64 @@ impl EdgeProxy {
         None
     }
 
+    /// Reads a request body of at most [`BUFFERED_BODY_BYTES`] whole, into
+    /// Pingora's retry buffer, before any origin is contacted; Pingora then
+    /// sends the buffer, complete. A body whose framing breaks, or that
+    /// ends short, is an error here, before an origin has seen even the
+    /// request head. Without this an origin got the head and the first
+    /// chunks of a request whose framing later failed, and an HTTP/2
+    /// request declaring `content-length: 0` went out complete before the
+    /// DATA frame that contradicts it arrived.
+    ///
+    /// Only a body of declared size is read: a chunked one of unknown size
+    /// could outgrow the buffer, which then stops keeping it. Those stream
+    /// as they arrive, and when their framing breaks the origin connection
+    /// is dropped before the last chunk, so the origin never sees them end
+    /// (RFC 9112 §7.1: a chunked body is incomplete without its last chunk).
+    async fn read_small_body(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let req = session.req_header();
+        let declared = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let http2 = req.version == http::Version::HTTP_2;
+        match declared {
+            Some(length) if length > BUFFERED_BODY_BYTES => return Ok(()),
+            // An HTTP/1 `Content-Length: 0` ends the request by itself;
+            // an HTTP/2 one must still be confirmed by the end of stream.
+            Some(0) if !http2 => return Ok(()),
+            Some(_) => {}
+            None => return Ok(()),
+        }
+        let continue_expected = req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if continue_expected {
+            // The client waits for this before it sends the body; the
+            // origin then gets the request without `Expect`.
+            let proceed = ResponseHeader::build(100, Some(0))?;
+            session
+                .write_response_header(Box::new(proceed), false)
+                .await?;
+            ctx.continue_sent = true;
+        }
+        let downstream = session.as_downstream_mut();
+        downstream.enable_retry_buffering();
+        let stall = self.settings.client_timeouts.io;
+        loop {
+            let read = tokio::time::timeout(stall, downstream.read_request_body())
+                .await
+                .map_err(|_| {
+                    Error::explain(ErrorType::ReadTimedout, "request body stalled").into_down()
+                })?;
+            if read?.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
     /// Purges the request's URL and the same-host URLs in its response's
     /// `Location` and `Content-Location`.
     async fn invalidate_after_write(
@@ -262,6 +325,14 @@ fn same_host_path(location: &str, host: &str) -> Option<String> {
     }
 }
 
+/// Whether the client has been sent the head of a final response (a 1xx,
+/// such as the edge's own `100 Continue`, does not count).
+fn final_response_started(session: &Session) -> bool {
+    session
+        .response_written()
+        .is_some_and(|r| !r.status.is_informational())
+}
+
 /// Whether a method is safe (RFC 9110 §9.2.1, and WebDAV's read-only
 /// methods): every other one, known or not, may change the resource.
 fn is_safe(method: &http::Method) -> bool {
@@ -313,6 +384,8 @@ pub struct RequestCtx {
     origin_deadline: Option<Instant>,
     /// When the request's head arrived.
     arrived: Option<SystemTime>,
+    /// The edge answered `Expect: 100-continue` itself.
+    continue_sent: bool,
 }
 
 impl RequestCtx {
@@ -529,20 +602,31 @@ impl ProxyHttp for EdgeProxy {
         range_header_filter(&asked, response, MAX_RANGES)
     }
 
-    /// `only-if-cached`: a request the cache cannot answer gets 504, and
-    /// never reaches an origin (RFC 9111 §5.2.1.7).
+    /// The last step before an origin is contacted. `only-if-cached`: a
+    /// request the cache cannot answer gets 504, and never reaches an
+    /// origin (RFC 9111 §5.2.1.7). A small request body is read whole
+    /// first (see [`EdgeProxy::read_small_body`]); one that turns out
+    /// malformed gets 400, and no origin ever hears of it.
     async fn proxy_upstream_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
-        if !ctx.directives.only_if_cached {
-            return Ok(true);
-        }
-        let outcome = CacheOutcome::Local {
-            detail: "only-if-cached",
+        let refusal = if ctx.directives.only_if_cached {
+            Some((504, "not in cache\n", "only-if-cached"))
+        } else if let Err(error) = self.read_small_body(session, ctx).await {
+            tracing::debug!(%error, "refusing a request whose body did not arrive whole");
+            // The rest of this connection's bytes cannot be trusted.
+            session.set_keepalive(None);
+            Some((400, "bad request body\n", "bad-body"))
+        } else {
+            None
         };
-        respond_locally(session, 504, "not in cache\n", &outcome).await?;
+        let Some((status, body, detail)) = refusal else {
+            return Ok(true);
+        };
+        let outcome = CacheOutcome::Local { detail };
+        respond_locally(session, status, body, &outcome).await?;
         ctx.outcome = Some(outcome);
         Ok(false)
     }
@@ -620,9 +704,12 @@ impl ProxyHttp for EdgeProxy {
         &self,
         session: &mut Session,
         upstream_request: &mut pingora::http::RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         let cacheable = session.cache.enabled();
+        if ctx.continue_sent {
+            upstream_request.remove_header(&http::header::EXPECT);
+        }
         for name in forwarding::unforwarded_request_fields(
             &upstream_request.headers,
             cacheable,
@@ -714,7 +801,7 @@ impl ProxyHttp for EdgeProxy {
         if response.status.is_server_error() {
             self.origins.mark_failed(origin);
             if session.req_header().method.is_idempotent()
-                && session.response_written().is_none()
+                && !final_response_started(session)
                 && self.can_try_another(&ctx.tried)
             {
                 let mut e = Error::explain(
@@ -818,7 +905,7 @@ impl ProxyHttp for EdgeProxy {
         }
         let retry = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
-            && session.response_written().is_none()
+            && !final_response_started(session)
             && self.can_try_another(&ctx.tried);
         e.set_retry(retry);
         e
@@ -866,7 +953,7 @@ impl ProxyHttp for EdgeProxy {
         // The connection is not reused after a failure; say so, so the
         // client does not send its next request into a closing socket.
         session.set_keepalive(None);
-        if code > 0 && session.response_written().is_none() {
+        if code > 0 && !final_response_started(session) {
             let mut header = pingora::protocols::http::ServerSession::generate_error(code);
             // Pingora's error heads name it; nothing should name the software.
             header.remove_header(&http::header::SERVER);

@@ -2,7 +2,7 @@
 //! Raw TCP, because HTTP client libraries refuse to send these.
 
 use crate::harness::{EdgeProcess, client_via, config_on_block};
-use crate::scripted::{Reply, ScriptedOrigin, ok};
+use crate::scripted::{RecordingOrigin, Reply, ScriptedOrigin, ok};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -103,17 +103,164 @@ fn request_smuggling_obsolete_line_folding() {
     );
 }
 
+/// Whether `bytes`, one connection's worth as an origin received it, hold
+/// a request that ended: its head, and a body that is complete by its own
+/// framing (a last chunk, or as many bytes as `Content-Length` says).
+fn holds_a_complete_request(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes).to_ascii_lowercase();
+    let Some(head_end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let head = &text[..head_end];
+    let body = &text[head_end + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        return body.starts_with("0\r\n") || body.contains("\r\n0\r\n");
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    body.len() >= length
+}
+
 #[test]
 fn request_smuggling_bad_chunk_size() {
-    let t = target(94);
-    let (answer, _) = exchange(
-        t.edge.addr,
-        b"POST /x HTTP/1.1\r\nHost: cdn.meridian.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    malformed_bodies_never_complete_at_the_origin(94);
+}
+
+/// Bodies whose framing breaks after the head was accepted: the client gets
+/// 400 (or the connection closes), and no origin ever receives a request
+/// that ends, so none can act on one.
+fn malformed_bodies_never_complete_at_the_origin(block: u8) {
+    let origin = RecordingOrigin::start(&format!("127.{block}.2.2:8000"));
+    let edge = EdgeProcess::start(block, 2, &config_on_block(block));
+    let cases = [
+        (
+            "bad chunk size",
+            "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\nabc\r\n0\r\n\r\n",
+        ),
+        (
+            "overflowing chunk size",
+            "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nfffffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+        ),
+        (
+            "LF-only chunk lines",
+            "Transfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n",
+        ),
+        (
+            "chunk longer than its size",
+            "Transfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n",
+        ),
+        (
+            "body shorter than its length",
+            "Content-Length: 10\r\n\r\nabc",
+        ),
+    ];
+    for (name, rest) in cases {
+        let mut stream = TcpStream::connect(edge.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let path = name.replace(' ', "-");
+        let head = format!("POST /{path} HTTP/1.1\r\nHost: cdn.meridian.test\r\n");
+        stream
+            .write_all(format!("{head}{rest}").as_bytes())
+            .unwrap();
+        // The short body: the client gives up and closes its side.
+        if name.starts_with("body shorter") {
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || status_line(&answer).contains("400"),
+            "{name}: {answer}"
+        );
+    }
+    // Give the edge time to pass on anything it was going to.
+    std::thread::sleep(Duration::from_millis(500));
+    for seen in origin.seen() {
+        assert!(
+            !holds_a_complete_request(&seen),
+            "an origin received a complete request: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        // A body of declared size is read whole before any origin is
+        // asked, so a short one never even shows an origin its head.
+        assert!(
+            !seen.starts_with(b"POST /body-shorter"),
+            "an origin saw the head of a request whose body never came: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+    }
+}
+
+#[test]
+fn an_upload_that_expects_100_continue_gets_it_from_the_edge() {
+    let block = 202;
+    let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |r| {
+        ok(&[], &format!("got {} bytes", r.body.len()))
+    });
+    let edge = EdgeProcess::start(block, 2, &config_on_block(block));
+    let mut stream = TcpStream::connect(edge.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"POST /up HTTP/1.1\r\nHost: cdn.meridian.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).unwrap();
+    let interim = String::from_utf8_lossy(&buf[..n]);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    stream.write_all(b"hello").unwrap();
+    let mut answer = Vec::new();
+    while !String::from_utf8_lossy(&answer).contains("got 5 bytes") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let received = origin.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body, b"hello");
+    assert!(!received[0].headers.contains_key("expect"));
+}
+
+#[test]
+fn an_http2_body_that_contradicts_its_content_length_never_reaches_an_origin() {
+    let block = 201;
+    let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |_| ok(&[], "done"));
+    let _edge = EdgeProcess::start(block, 2, &config_on_block(block));
+    let tls_addr: SocketAddr = format!("127.{block}.2.1:8443").parse().unwrap();
+    crate::tls::wait_for(tls_addr);
+    let mut h2 = crate::tls::Http2::open(tls_addr);
+    // HEADERS without END_STREAM, declaring no body; then a DATA frame.
+    h2.headers(
+        1,
+        &[
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":path", "/upload"),
+            (":authority", "cdn.meridian.test"),
+            ("content-length", "0"),
+        ],
+        false,
     );
-    assert!(status_line(&answer).contains("400"), "{answer}");
+    h2.data(1, b"smuggled", true);
+    let frames = h2.frames_for(Duration::from_secs(2));
     assert!(
-        t.origin.received().iter().all(|r| r.body.is_empty()),
-        "a mis-framed body reached the origin"
+        frames
+            .iter()
+            .any(|(kind, stream)| *stream == 1 && (*kind == 3 || *kind == 1)),
+        "the stream was neither reset nor answered: {frames:?}"
+    );
+    assert_eq!(
+        origin.count("POST", "/upload"),
+        0,
+        "{:?}",
+        origin.received()
     );
 }
 

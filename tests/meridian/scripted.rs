@@ -230,3 +230,73 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
         }
     }
 }
+
+/// An origin that records the raw bytes of every connection, for tests
+/// that must see exactly what reached it (whether a request's body ever
+/// ended, say). It answers `GET /healthz` so health checks pass, and
+/// nothing else: each other connection is read until the peer closes it.
+pub struct RecordingOrigin {
+    connections: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    listener: TcpListener,
+}
+
+impl RecordingOrigin {
+    pub fn start(addr: &str) -> RecordingOrigin {
+        let listener = TcpListener::bind(addr).unwrap();
+        let connections: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let accept = listener.try_clone().unwrap();
+        let log = connections.clone();
+        std::thread::spawn(move || {
+            for stream in accept.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let bytes: Arc<Mutex<Vec<u8>>> = Arc::default();
+                log.lock().unwrap().push(bytes.clone());
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
+                    let mut buf = [0u8; 8192];
+                    loop {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                let mut seen = bytes.lock().unwrap();
+                                seen.extend_from_slice(&buf[..n]);
+                                if seen.starts_with(b"GET /healthz ") && seen.ends_with(b"\r\n\r\n")
+                                {
+                                    seen.clear();
+                                    let _ = stream.write_all(
+                                        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n",
+                                    );
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RecordingOrigin {
+            connections,
+            listener,
+        }
+    }
+
+    /// What each connection carried so far, health checks left out.
+    pub fn seen(&self) -> Vec<Vec<u8>> {
+        self.connections
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|bytes| bytes.lock().unwrap().clone())
+            .filter(|bytes| !bytes.is_empty())
+            .collect()
+    }
+}
+
+impl Drop for RecordingOrigin {
+    fn drop(&mut self) {
+        // As for ScriptedOrigin: unblock the accept loop.
+        let _ = self.listener.set_nonblocking(true);
+        if let Ok(addr) = self.listener.local_addr() {
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(100));
+        }
+    }
+}

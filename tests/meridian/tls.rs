@@ -387,3 +387,83 @@ fn an_idle_http2_connection_is_closed_like_an_idle_http1_one() {
     };
     assert!(closed, "an idle HTTP/2 connection stayed open");
 }
+
+/// A raw HTTP/2 client over TLS, writing frames by hand so a test can
+/// send what well-behaved client libraries refuse to (a DATA frame that
+/// contradicts `content-length`, say).
+pub(crate) struct Http2(rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
+
+impl Http2 {
+    pub(crate) fn open(addr: SocketAddr) -> Http2 {
+        let name = rustls::pki_types::ServerName::try_from("cdn.meridian.test").unwrap();
+        let connection =
+            rustls::ClientConnection::new(client_config(certs::DEV_CA_PEM, &[b"h2"]), name)
+                .unwrap();
+        let socket = TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut stream = rustls::StreamOwned::new(connection, socket);
+        // The client preface and an empty SETTINGS frame.
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .unwrap();
+        Http2(stream)
+    }
+
+    fn frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+        let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
+        let mut frame = vec![length[1], length[2], length[3], kind, flags];
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        self.0.write_all(&frame).unwrap();
+    }
+
+    /// A HEADERS frame, each field a literal without indexing (RFC 7541
+    /// §6.2.2), names and values under 127 bytes.
+    pub(crate) fn headers(&mut self, stream: u32, fields: &[(&str, &str)], end_stream: bool) {
+        let mut block = Vec::new();
+        for (name, value) in fields {
+            block.push(0);
+            block.push(u8::try_from(name.len()).unwrap());
+            block.extend_from_slice(name.as_bytes());
+            block.push(u8::try_from(value.len()).unwrap());
+            block.extend_from_slice(value.as_bytes());
+        }
+        let flags = 0x4 | u8::from(end_stream);
+        self.frame(1, flags, stream, &block);
+    }
+
+    pub(crate) fn data(&mut self, stream: u32, data: &[u8], end_stream: bool) {
+        self.frame(0, u8::from(end_stream), stream, data);
+    }
+
+    /// The (type, stream) of every frame the server sends for `wait`.
+    pub(crate) fn frames_for(&mut self, wait: Duration) -> Vec<(u8, u32)> {
+        let started = Instant::now();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 16384];
+        while started.elapsed() < wait {
+            match self.0.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+        let mut frames = Vec::new();
+        let mut rest = &received[..];
+        while rest.len() >= 9 {
+            let length =
+                usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+            let stream = u32::from_be_bytes([rest[5] & 0x7f, rest[6], rest[7], rest[8]]);
+            frames.push((rest[3], stream));
+            rest = &rest[(9 + length).min(rest.len())..];
+        }
+        frames
+    }
+}
