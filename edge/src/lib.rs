@@ -420,10 +420,10 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
 
     // Pingora's cache API takes `'static` references: the storage and the
     // lock live as long as the process, so leaking them once is exact.
-    let storage: &'static MemoryStorage = Box::leak(Box::new(MemoryStorage::new(
-        settings.cache_max_bytes,
-        settings.cache_max_object_bytes,
-    )));
+    let storage: &'static MemoryStorage = Box::leak(Box::new(
+        MemoryStorage::new(settings.cache_max_bytes, settings.cache_max_object_bytes)
+            .with_max_variants(settings.cache_max_variants),
+    ));
     let cache_lock: &'static CacheKeyLockImpl =
         Box::leak(CacheLock::new_boxed(CACHE_LOCK_AGE_TIMEOUT));
 

@@ -26,6 +26,7 @@ pub struct EdgeMetrics {
     coalesced: IntCounter,
     origin_latency: Histogram,
     evictions: IntGauge,
+    variant_evictions: IntGauge,
     /// `[1xx..5xx]`, index = status / 100 - 1.
     responses: Vec<IntCounter>,
     origin_retries: IntCounter,
@@ -100,6 +101,11 @@ impl EdgeMetrics {
             "Objects evicted to stay within the cache budget since start",
         )?;
         registry.register(Box::new(evictions.clone()))?;
+        let variant_evictions = IntGauge::new(
+            "meridian_edge_cache_variant_evictions",
+            "Variants of a URL evicted to stay within edge.cache_max_variants since start",
+        )?;
+        registry.register(Box::new(variant_evictions.clone()))?;
         let objects = IntGauge::new("meridian_edge_cache_objects", "Objects in the cache")?;
         registry.register(Box::new(objects.clone()))?;
         let bytes = IntGauge::new(
@@ -124,6 +130,7 @@ impl EdgeMetrics {
             coalesced,
             origin_latency,
             evictions,
+            variant_evictions,
             responses: ["1xx", "2xx", "3xx", "4xx", "5xx"]
                 .iter()
                 .map(|class| responses.with_label_values(&[*class]))
@@ -219,6 +226,8 @@ impl EdgeMetrics {
             .set(i64::try_from(storage.used_bytes()).unwrap_or(i64::MAX));
         self.evictions
             .set(i64::try_from(storage.evictions()).unwrap_or(i64::MAX));
+        self.variant_evictions
+            .set(i64::try_from(storage.variant_evictions()).unwrap_or(i64::MAX));
         let mut buffer = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::warn!(%error, "cannot encode metrics");

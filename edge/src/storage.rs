@@ -35,7 +35,7 @@ use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType, Result};
 use quick_cache::sync::{EntryAction, EntryResult};
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -66,8 +66,84 @@ pub fn allocated(len: usize) -> usize {
 /// Typical object size, used only to size quick_cache's tables up front.
 const TYPICAL_OBJECT_BYTES: usize = 16 * 1024;
 
-/// Tag → the keys of the objects carrying it (`Surrogate-Key`, `Cache-Tag`).
-type TagIndex = Arc<Mutex<HashMap<String, HashSet<HashBinary>>>>;
+/// What is kept beside the objects, in step with them: the purge tags,
+/// and each URL's variants. Updated whenever an object is stored, replaced,
+/// purged or evicted (the last under quick_cache's shard lock; these locks
+/// are never held while calling into the cache, so they cannot deadlock).
+#[derive(Default)]
+struct Indexes {
+    /// Tag → the keys of the objects carrying it (`Surrogate-Key`,
+    /// `Cache-Tag`).
+    tags: Mutex<HashMap<String, HashSet<HashBinary>>>,
+    /// A URL's primary key → the keys of its variants stored in slots of
+    /// their own, oldest first (see [`MemoryStorage::with_max_variants`]).
+    variants: Mutex<HashMap<HashBinary, VecDeque<HashBinary>>>,
+}
+
+impl Indexes {
+    /// Files `object`, stored under `key`.
+    fn file(&self, key: &HashBinary, object: &StoredObject) {
+        if !object.tags.is_empty() {
+            let mut tags = self.tags.lock().unwrap_or_else(PoisonError::into_inner);
+            for tag in object.tags.iter() {
+                tags.entry(tag.clone()).or_default().insert(*key);
+            }
+        }
+        if let Some(primary) = object.primary {
+            let mut variants = self.variants.lock().unwrap_or_else(PoisonError::into_inner);
+            let keys = variants.entry(primary).or_default();
+            if !keys.contains(key) {
+                keys.push_back(*key);
+            }
+        }
+    }
+
+    /// Takes `object`, stored under `key`, out of the indexes.
+    fn unfile(&self, key: &HashBinary, object: &StoredObject) {
+        if !object.tags.is_empty() {
+            let mut tags = self.tags.lock().unwrap_or_else(PoisonError::into_inner);
+            for tag in object.tags.iter() {
+                if let Some(keys) = tags.get_mut(tag) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        tags.remove(tag);
+                    }
+                }
+            }
+        }
+        if let Some(primary) = object.primary {
+            let mut variants = self.variants.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(keys) = variants.get_mut(&primary) {
+                keys.retain(|k| k != key);
+                if keys.is_empty() {
+                    variants.remove(&primary);
+                }
+            }
+        }
+    }
+
+    /// The oldest variants of `primary` beyond the newest `keep`, taken out
+    /// of the index: the caller removes their objects.
+    fn excess_variants(&self, primary: &HashBinary, keep: usize) -> Vec<HashBinary> {
+        let mut variants = self.variants.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(keys) = variants.get_mut(primary) else {
+            return Vec::new();
+        };
+        let excess = keys.len().saturating_sub(keep);
+        keys.drain(..excess).collect()
+    }
+
+    fn clear(&self) {
+        self.tags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.variants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
 
 /// The object cache: weighed by bytes, and telling the tag index when it
 /// evicts.
@@ -76,15 +152,19 @@ type Objects = quick_cache::sync::Cache<
     Arc<StoredObject>,
     ObjectWeighter,
     quick_cache::DefaultHashBuilder,
-    TagCleanup,
+    IndexCleanup,
 >;
 
 /// An in-memory, byte-bounded cache storage. See the module documentation.
 pub struct MemoryStorage {
     objects: Objects,
-    tags: TagIndex,
+    indexes: Arc<Indexes>,
     /// Objects evicted to stay within the budget.
     evictions: Arc<AtomicU64>,
+    /// The most variants of one URL kept at once, and how many were evicted
+    /// to stay within it.
+    max_variants: usize,
+    variant_evictions: AtomicU64,
     /// In-progress writes by key. Several may exist for one key (two requests
     /// that both decided to fetch); each is told apart by its id.
     fills: RwLock<HashMap<HashBinary, Vec<Arc<Fill>>>>,
@@ -121,6 +201,9 @@ struct StoredObject {
     /// When this edge received the response, or last had it confirmed by
     /// the origin (a 304): see [`received_at`].
     received: SystemTime,
+    /// The URL's primary key, when this is a variant stored in a slot of
+    /// its own.
+    primary: Option<HashBinary>,
 }
 
 impl StoredObject {
@@ -243,47 +326,20 @@ impl StoredMeta {
     }
 }
 
-/// Removes evicted objects from the tag index, so it never outgrows the
-/// cache. Runs under quick_cache's shard lock; the index lock is never held
-/// while calling into the cache, so the two cannot deadlock.
+/// Takes evicted objects out of the indexes, so they never outgrow the
+/// cache.
 #[derive(Clone)]
-struct TagCleanup {
-    tags: TagIndex,
+struct IndexCleanup {
+    indexes: Arc<Indexes>,
     evictions: Arc<AtomicU64>,
 }
 
-impl quick_cache::Lifecycle<HashBinary, Arc<StoredObject>> for TagCleanup {
+impl quick_cache::Lifecycle<HashBinary, Arc<StoredObject>> for IndexCleanup {
     type RequestState = ();
 
     fn on_evict(&self, _state: &mut (), key: HashBinary, object: Arc<StoredObject>) {
         self.evictions.fetch_add(1, Ordering::Relaxed);
-        untag(&self.tags, &key, &object.tags);
-    }
-}
-
-/// Files `key` under each of `tags`.
-fn tag(index: &TagIndex, key: &HashBinary, tags: &[String]) {
-    if tags.is_empty() {
-        return;
-    }
-    let mut index = index.lock().unwrap_or_else(PoisonError::into_inner);
-    for tag in tags {
-        index.entry(tag.clone()).or_default().insert(*key);
-    }
-}
-
-fn untag(index: &TagIndex, key: &HashBinary, tags: &[String]) {
-    if tags.is_empty() {
-        return;
-    }
-    let mut index = index.lock().unwrap_or_else(PoisonError::into_inner);
-    for tag in tags {
-        if let Some(keys) = index.get_mut(tag) {
-            keys.remove(key);
-            if keys.is_empty() {
-                index.remove(tag);
-            }
-        }
+        self.indexes.unfile(&key, &object);
     }
 }
 
@@ -339,20 +395,22 @@ impl MemoryStorage {
         // set above from a budget the config requires to be positive.
         #[allow(clippy::expect_used)]
         let options = options.expect("cache options are complete");
-        let tags = TagIndex::default();
+        let indexes = Arc::new(Indexes::default());
         let evictions = Arc::new(AtomicU64::new(0));
         MemoryStorage {
             objects: quick_cache::sync::Cache::with_options(
                 options,
                 ObjectWeighter,
                 Default::default(),
-                TagCleanup {
-                    tags: tags.clone(),
+                IndexCleanup {
+                    indexes: indexes.clone(),
                     evictions: evictions.clone(),
                 },
             ),
-            tags,
+            indexes,
             evictions,
+            max_variants: config::DEFAULT_CACHE_MAX_VARIANTS as usize,
+            variant_evictions: AtomicU64::new(0),
             fills: RwLock::new(HashMap::new()),
             fill_count: AtomicUsize::new(0),
             next_fill_id: AtomicU64::new(1),
@@ -360,6 +418,21 @@ impl MemoryStorage {
             #[cfg(test)]
             race_hook: Mutex::new(None),
         }
+    }
+
+    /// Keeps at most `max` variants of one URL (responses that `Vary`),
+    /// evicting the oldest: otherwise requests with ever new values of a
+    /// field the origin varies on could fill the cache with one URL.
+    /// Pingora keeps one variant in the URL's own slot, and the others in
+    /// slots of their own; `max` counts both.
+    pub fn with_max_variants(mut self, max: usize) -> Self {
+        self.max_variants = max.max(1);
+        self
+    }
+
+    /// Variants evicted so far to stay within the most per URL.
+    pub fn variant_evictions(&self) -> u64 {
+        self.variant_evictions.load(Ordering::Relaxed)
     }
 
     /// Number of complete objects stored.
@@ -403,7 +476,11 @@ impl MemoryStorage {
     /// how many.
     pub fn purge_tag(&self, tag: &str, soft: bool) -> usize {
         let keys: Vec<HashBinary> = {
-            let mut index = self.tags.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut index = self
+                .indexes
+                .tags
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             match index.get(tag) {
                 Some(keys) if !soft => {
                     let keys = keys.iter().copied().collect();
@@ -442,7 +519,7 @@ impl MemoryStorage {
         };
         match self.objects.remove(key) {
             Some((key, object)) => {
-                untag(&self.tags, &key, &object.tags);
+                self.indexes.unfile(&key, &object);
                 true
             }
             None => cancelled,
@@ -462,10 +539,7 @@ impl MemoryStorage {
         fills.clear();
         let count = self.objects.len();
         self.objects.clear();
-        self.tags
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.indexes.clear();
         count
     }
 
@@ -491,6 +565,7 @@ impl MemoryStorage {
                 body: object.body.clone(),
                 tags: object.tags.clone(),
                 received: object.received,
+                primary: object.primary,
             }
         });
         expired || marked
@@ -513,8 +588,8 @@ impl MemoryStorage {
             .entry(key, Some(Duration::ZERO), |key, current| {
                 let refreshed = refresh(current);
                 if refreshed.tags != current.tags {
-                    untag(&self.tags, key, &current.tags);
-                    tag(&self.tags, key, &refreshed.tags);
+                    self.indexes.unfile(key, current);
+                    self.indexes.file(key, &refreshed);
                 }
                 *current = Arc::new(refreshed);
                 EntryAction::Retain(())
@@ -550,34 +625,43 @@ impl MemoryStorage {
         }
     }
 
-    /// Inserts or replaces the object under `key`, moving its key in the tag
-    /// index from the old object's tags to the new one's in the same step.
+    /// Inserts or replaces the object under `key`, moving its key in the
+    /// indexes from the old object's entries to the new one's in the same
+    /// step; then evicts the URL's oldest variants beyond the most kept.
     fn store(&self, key: HashBinary, object: Arc<StoredObject>) {
         let result = self
             .objects
             .entry(&key, Some(Duration::ZERO), |key, current| {
-                if current.tags != object.tags {
-                    untag(&self.tags, key, &current.tags);
-                    tag(&self.tags, key, &object.tags);
-                }
+                self.indexes.unfile(key, current);
+                self.indexes.file(key, &object);
                 *current = object.clone();
                 EntryAction::Retain(())
             });
         match result {
             EntryResult::Vacant(slot) => {
-                // Indexed first: if the cache refuses the object (too heavy
-                // for its shard), its eviction hook takes the tags out again.
-                tag(&self.tags, &key, &object.tags);
+                // Filed first: if the cache refuses the object (too heavy
+                // for its shard), its eviction hook unfiles it again.
+                self.indexes.file(&key, &object);
                 if slot.insert(object.clone()).is_err() {
-                    untag(&self.tags, &key, &object.tags);
+                    self.indexes.unfile(&key, &object);
                 }
             }
             EntryResult::Retained(()) => {}
             // No one else ever holds a placeholder in this cache; should a
             // future change do so, a plain insert is still correct here.
             EntryResult::Timeout | EntryResult::Replaced(..) | EntryResult::Removed(..) => {
-                tag(&self.tags, &key, &object.tags);
-                self.objects.insert(key, object);
+                self.indexes.file(&key, &object);
+                self.objects.insert(key, object.clone());
+            }
+        }
+        if let Some(primary) = object.primary {
+            // The URL's own slot holds one variant too.
+            let keep = self.max_variants - 1;
+            for old in self.indexes.excess_variants(&primary, keep) {
+                if let Some((old, evicted)) = self.objects.remove(&old) {
+                    self.indexes.unfile(&old, &evicted);
+                    self.variant_evictions.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -698,7 +782,13 @@ impl Storage for MemoryStorage {
         }
         let id = self.next_fill_id.fetch_add(1, Ordering::Relaxed);
         let tags = response_tags(meta.headers()).into_boxed_slice();
-        let fill = Arc::new(Fill::new(id, Arc::new(StoredMeta::from_meta(meta)), tags));
+        let primary = key.variance_bin().map(|_| key.primary_bin());
+        let fill = Arc::new(Fill::new(
+            id,
+            Arc::new(StoredMeta::from_meta(meta)),
+            tags,
+            primary,
+        ));
         let hash = key.combined_bin();
         self.add_fill(hash, fill.clone());
         Ok(Box::new(FillWriter {
@@ -762,6 +852,7 @@ impl Storage for MemoryStorage {
                 body: object.body.clone(),
                 tags,
                 received: SystemTime::now(),
+                primary: object.primary,
             }),
         )
     }
@@ -884,6 +975,8 @@ struct Fill {
     stale_on_commit: AtomicBool,
     /// When the response began to arrive.
     received: SystemTime,
+    /// The URL's primary key, when this is a variant in a slot of its own.
+    primary: Option<HashBinary>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -897,7 +990,12 @@ enum FillState {
 }
 
 impl Fill {
-    fn new(id: u64, meta: Arc<StoredMeta>, tags: Box<[String]>) -> Self {
+    fn new(
+        id: u64,
+        meta: Arc<StoredMeta>,
+        tags: Box<[String]>,
+        primary: Option<HashBinary>,
+    ) -> Self {
         let (state, _) = watch::channel(FillState::Writing { chunks: 0 });
         Fill {
             id,
@@ -908,6 +1006,7 @@ impl Fill {
             purged: AtomicBool::new(false),
             stale_on_commit: AtomicBool::new(false),
             received: SystemTime::now(),
+            primary,
         }
     }
 
@@ -1095,6 +1194,7 @@ impl HandleMiss for FillWriter {
             body,
             tags: self.fill.tags.clone(),
             received: self.fill.received,
+            primary: self.fill.primary,
         };
         let weight = object.weight();
         self.storage.commit(self.key, &self.fill, object);
@@ -1475,7 +1575,7 @@ mod tests {
         assert!(!meta.is_fresh(SystemTime::now()));
         assert_eq!(storage.purge_all(), 1);
         assert_eq!(storage.object_count(), 0);
-        assert!(storage.tags.lock().unwrap().is_empty());
+        assert!(storage.indexes.tags.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -1485,6 +1585,7 @@ mod tests {
             store_tagged(storage, &format!("/e{i}"), &format!("t{i}")).await;
         }
         let indexed: usize = storage
+            .indexes
             .tags
             .lock()
             .unwrap()
@@ -1622,7 +1723,7 @@ mod tests {
         );
         // Nothing is left indexed for an object that is gone.
         assert_eq!(storage.purge_tag("all", false), 0);
-        assert!(storage.tags.lock().unwrap().is_empty());
+        assert!(storage.indexes.tags.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -1632,7 +1733,7 @@ mod tests {
         store_tagged(storage, "/replaced", "product-2").await;
         assert_eq!(storage.purge_tag("product-1", false), 0);
         assert_eq!(storage.purge_tag("product-2", false), 1);
-        assert!(storage.tags.lock().unwrap().is_empty());
+        assert!(storage.indexes.tags.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -1655,5 +1756,53 @@ mod tests {
             .unwrap();
         assert!(!meta.is_fresh(SystemTime::now()), "stored fresh");
         assert_eq!(read_all(&mut reader).await.unwrap(), b"ok");
+    }
+
+    #[tokio::test]
+    async fn a_url_keeps_at_most_its_maximum_of_variants_the_newest() {
+        let storage = leak(MemoryStorage::new(1 << 20, 1 << 16).with_max_variants(3));
+        let variant = |i: u8| {
+            let mut key = key("/v");
+            key.set_variance_key([i; 16]);
+            key
+        };
+        for i in 0..10 {
+            let mut writer = storage
+                .get_miss_handler(&variant(i), &meta(Some(1)), &span())
+                .await
+                .unwrap();
+            writer
+                .write_body(Bytes::from_static(b"x"), true)
+                .await
+                .unwrap();
+            writer.finish().await.unwrap();
+        }
+        // Two in slots of their own (the URL's own slot holds the third).
+        assert_eq!(storage.object_count(), 2);
+        assert_eq!(storage.variant_evictions(), 8);
+        for i in 0..8 {
+            assert!(
+                storage
+                    .lookup(&variant(i), &span())
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        for i in 8..10 {
+            assert!(
+                storage
+                    .lookup(&variant(i), &span())
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        // Other URLs are not affected, and purging leaves nothing indexed.
+        store(storage, "/other", b"y").await;
+        assert_eq!(storage.object_count(), 3);
+        storage.purge_key(&variant(9).combined_bin(), false);
+        storage.purge_key(&variant(8).combined_bin(), false);
+        assert!(storage.indexes.variants.lock().unwrap().is_empty());
     }
 }

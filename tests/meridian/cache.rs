@@ -837,3 +837,66 @@ async fn range_corners_follow_rfc_9110() {
     assert_eq!(headers["content-range"], "bytes 0-9/1024");
     assert_eq!(s.origin.count("GET", "/r"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_keeps_at_most_its_maximum_of_variants() {
+    use crate::harness::{EdgeProcess, client_via, config_on_block, get_text, with_line};
+    let origin = ScriptedOrigin::start("127.203.2.2:8000", |r| {
+        let language = r
+            .headers
+            .get("accept-language")
+            .cloned()
+            .unwrap_or_default();
+        ok(
+            &[
+                ("cache-control", "max-age=600"),
+                ("vary", "Accept-Language"),
+            ],
+            &format!("in {language}"),
+        )
+    });
+    let config = with_line(
+        &config_on_block(203),
+        "cache_max_variants = 16",
+        "cache_max_variants = 4",
+    );
+    let edge = tokio::task::block_in_place(|| EdgeProcess::start(203, 2, &config));
+    let client = client_via(edge.addr);
+    let url = "http://cdn.meridian.test:8080/v";
+    let get = |language: String| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get(url)
+                .header("accept-language", &language)
+                .send()
+                .await
+                .unwrap();
+            let hit = is_hit(response.headers());
+            (hit, response.text().await.unwrap())
+        }
+    };
+    // Forty languages no one speaks: each its own variant.
+    for i in 0..40 {
+        let (_, body) = get(format!("x-{i}")).await;
+        assert_eq!(body, format!("in x-{i}"));
+    }
+    let metrics = get_text("http://127.203.2.1:9080/metrics").await;
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert!(value("meridian_edge_cache_objects") <= 4, "{metrics}");
+    assert!(
+        value("meridian_edge_cache_variant_evictions") >= 36,
+        "{metrics}"
+    );
+    // The newest are kept, and each is still served as its own variant.
+    let (hit, body) = get("x-39".to_owned()).await;
+    assert!(hit);
+    assert_eq!(body, "in x-39");
+    assert_eq!(origin.count("GET", "/v"), 40);
+}
