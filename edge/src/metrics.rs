@@ -27,6 +27,7 @@ pub struct EdgeMetrics {
     origin_latency: Histogram,
     evictions: IntGauge,
     variant_evictions: IntGauge,
+    abandoned_fills: IntGauge,
     /// `[1xx..5xx]`, index = status / 100 - 1.
     responses: Vec<IntCounter>,
     origin_retries: IntCounter,
@@ -106,6 +107,11 @@ impl EdgeMetrics {
             "Variants of a URL evicted to stay within edge.cache_max_variants since start",
         )?;
         registry.register(Box::new(variant_evictions.clone()))?;
+        let abandoned_fills = IntGauge::new(
+            "meridian_edge_cache_fills_abandoned",
+            "Responses being stored whose body never completed (nothing stored; clients told \"stored\" in Cache-Status got an aborted body) since start",
+        )?;
+        registry.register(Box::new(abandoned_fills.clone()))?;
         let objects = IntGauge::new("meridian_edge_cache_objects", "Objects in the cache")?;
         registry.register(Box::new(objects.clone()))?;
         let bytes = IntGauge::new(
@@ -131,6 +137,7 @@ impl EdgeMetrics {
             origin_latency,
             evictions,
             variant_evictions,
+            abandoned_fills,
             responses: ["1xx", "2xx", "3xx", "4xx", "5xx"]
                 .iter()
                 .map(|class| responses.with_label_values(&[*class]))
@@ -228,6 +235,8 @@ impl EdgeMetrics {
             .set(i64::try_from(storage.evictions()).unwrap_or(i64::MAX));
         self.variant_evictions
             .set(i64::try_from(storage.variant_evictions()).unwrap_or(i64::MAX));
+        self.abandoned_fills
+            .set(i64::try_from(storage.abandoned_fills()).unwrap_or(i64::MAX));
         let mut buffer = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::warn!(%error, "cannot encode metrics");

@@ -325,6 +325,23 @@ fn same_host_path(location: &str, host: &str) -> Option<String> {
     }
 }
 
+/// The most of any one client- or origin-chosen text a log line quotes.
+const LOGGED_TEXT_BYTES: usize = 512;
+
+/// `text` cut to [`LOGGED_TEXT_BYTES`] (at a character boundary), saying
+/// how much was left out, so no request or response can make a log line
+/// arbitrarily long.
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= LOGGED_TEXT_BYTES {
+        return text.into();
+    }
+    let mut end = LOGGED_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes)", &text[..end], text.len() - end).into()
+}
+
 /// Whether the client has been sent the head of a final response (a 1xx,
 /// such as the edge's own `100 Continue`, does not count).
 fn final_response_started(session: &Session) -> bool {
@@ -911,13 +928,58 @@ impl ProxyHttp for EdgeProxy {
         e
     }
 
-    /// Counts the request once it is done.
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    /// Counts the request once it is done, and logs it if it failed.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.metrics.request(ctx.outcome.as_ref(), status);
         if session.cache.enabled() && session.cache.lock_duration().is_some() {
             self.metrics.coalesced_wait();
         }
+        if let Some(error) = e {
+            tracing::warn!(
+                status,
+                error = %bounded(&error.to_string()),
+                request = %self.request_summary(session, ctx),
+                "request failed"
+            );
+        }
+    }
+
+    /// Pingora's own line for a failed request would quote the error whole,
+    /// and an origin's malformed response head can be most of a megabyte of
+    /// it; [`ProxyHttp::logging`] writes a bounded one instead.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        true
+    }
+
+    /// The same for Pingora's warning when a request moves to another origin.
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+        error: &Error,
+        _context: pingora::proxy::ProxyWarnLogContext,
+    ) -> bool {
+        tracing::debug!(error = %bounded(&error.to_string()), "origin failed; trying another");
+        true
+    }
+
+    /// What identifies a request in a log line: method, host and path, each
+    /// bounded (a client chooses all three).
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let target = String::from_utf8_lossy(req.raw_path());
+        format!(
+            "{} {} {}",
+            bounded(req.method.as_str()),
+            bounded(&host),
+            bounded(&target)
+        )
     }
 
     /// Answers an origin failure with 502 (504 for a timeout) and says why in
@@ -978,6 +1040,34 @@ impl ProxyHttp for EdgeProxy {
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_text_is_bounded_at_a_character_boundary() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(LOGGED_TEXT_BYTES);
+        let cut = bounded(&long);
+        assert!(cut.len() < LOGGED_TEXT_BYTES + 40, "{}", cut.len());
+        assert!(cut.ends_with(&format!("({} more bytes)", long.len() - LOGGED_TEXT_BYTES)));
+    }
+
+    #[test]
+    fn only_known_read_only_methods_are_safe() {
+        for safe in ["GET", "HEAD", "OPTIONS", "TRACE", "PROPFIND"] {
+            assert!(is_safe(&http::Method::from_bytes(safe.as_bytes()).unwrap()));
+        }
+        for unsafe_method in [
+            "POST", "PUT", "DELETE", "PATCH", "M-SEARCH", "PURGE", "LOCK",
+        ] {
+            assert!(!is_safe(
+                &http::Method::from_bytes(unsafe_method.as_bytes()).unwrap()
+            ));
         }
     }
 }

@@ -165,6 +165,8 @@ pub struct MemoryStorage {
     /// to stay within it.
     max_variants: usize,
     variant_evictions: AtomicU64,
+    /// Fills given up before their body was complete.
+    abandoned_fills: AtomicU64,
     /// In-progress writes by key. Several may exist for one key (two requests
     /// that both decided to fetch); each is told apart by its id.
     fills: RwLock<HashMap<HashBinary, Vec<Arc<Fill>>>>,
@@ -411,6 +413,7 @@ impl MemoryStorage {
             evictions,
             max_variants: config::DEFAULT_CACHE_MAX_VARIANTS as usize,
             variant_evictions: AtomicU64::new(0),
+            abandoned_fills: AtomicU64::new(0),
             fills: RwLock::new(HashMap::new()),
             fill_count: AtomicUsize::new(0),
             next_fill_id: AtomicU64::new(1),
@@ -433,6 +436,13 @@ impl MemoryStorage {
     /// Variants evicted so far to stay within the most per URL.
     pub fn variant_evictions(&self) -> u64 {
         self.variant_evictions.load(Ordering::Relaxed)
+    }
+
+    /// Fills given up before their body was complete (the origin failed
+    /// or was too slow, the body was longer or shorter than announced, or
+    /// larger than the largest object), so far.
+    pub fn abandoned_fills(&self) -> u64 {
+        self.abandoned_fills.load(Ordering::Relaxed)
     }
 
     /// Number of complete objects stored.
@@ -1104,10 +1114,18 @@ struct FillWriter {
 
 impl FillWriter {
     fn fail(&mut self, reason: String) -> Box<Error> {
+        self.abandon();
+        storage_error("cache write", reason)
+    }
+
+    /// Gives the write up: readers see an error, nothing is stored, and it
+    /// is counted (a client that got this response's head was told
+    /// `stored`; it gets an aborted body, and this count says so).
+    fn abandon(&mut self) {
         self.finished = true;
         self.fill.state.send_replace(FillState::Failed);
         self.storage.remove_fill(&self.key, self.fill.id);
-        storage_error("cache write", reason)
+        self.storage.abandoned_fills.fetch_add(1, Ordering::Relaxed);
     }
 
     fn complete(&mut self) -> Result<()> {
@@ -1209,10 +1227,8 @@ impl HandleMiss for FillWriter {
 impl Drop for FillWriter {
     fn drop(&mut self) {
         if !self.finished {
-            // Abandoned mid-body (origin error, client gone, too large):
-            // readers must see an error, and nothing is stored.
-            self.fill.state.send_replace(FillState::Failed);
-            self.storage.remove_fill(&self.key, self.fill.id);
+            // Abandoned mid-body (origin error, client gone, too large).
+            self.abandon();
         }
     }
 }
@@ -1383,7 +1399,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_abandoned_fill_is_an_error_and_is_not_stored() {
+    async fn an_abandoned_fill_is_an_error_is_not_stored_and_is_counted() {
         let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
         let mut writer = storage
             .get_miss_handler(&key("/t"), &meta(Some(100)), &span())
@@ -1397,6 +1413,7 @@ mod tests {
         drop(writer);
         assert!(read_all(&mut reader).await.is_err());
         assert!(storage.lookup(&key("/t"), &span()).await.unwrap().is_none());
+        assert_eq!(storage.abandoned_fills(), 1);
     }
 
     #[tokio::test]

@@ -154,6 +154,44 @@ async fn an_origin_that_sends_garbage_gets_a_502() {
     assert_eq!(health.status(), 200);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_head_full_of_garbage_does_not_flood_the_log() {
+    let b = 204;
+    let _origin = ScriptedOrigin::start(&format!("127.{b}.0.2:8000"), |_| {
+        let mut garbage = b"HTTP/1.1 200 OK\r\nX-Bad\x01Field: ".to_vec();
+        garbage.extend(std::iter::repeat_n(b'g', 60_000));
+        garbage.extend_from_slice(b"\r\n\r\n");
+        Reply::Raw(garbage)
+    });
+    let edge = tokio::task::block_in_place(|| EdgeProcess::ad_hoc(b));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let long_path = format!("/{}", "p".repeat(8000));
+    let response = client
+        .get(format!("http://{}{long_path}", edge.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    // The failure is logged, once, and briefly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains("request failed")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failure logged: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        lines.extend(edge.stderr_lines());
+    }
+    for line in &lines {
+        assert!(
+            line.len() <= 2048,
+            "a log line of {} bytes: {line:.300}",
+            line.len()
+        );
+    }
+}
+
 /// A `meridian geodns` process for `config`, killed on drop.
 struct GeoDns(std::process::Child);
 

@@ -331,6 +331,11 @@ impl EdgeProcess {
 }
 
 impl EdgeProcess {
+    /// The lines the edge has written to stderr since the last call.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
     /// Sends `signal` to the edge process.
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
