@@ -59,6 +59,11 @@ impl Child {
         })
     }
 
+    /// Its process id, until it has been waited for.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.id()
+    }
+
     /// The exit status, if it has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.process.try_wait().ok().flatten()
