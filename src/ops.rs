@@ -268,7 +268,7 @@ mod tests {
             pid,
             restarts,
             last_exit: (state == ProcessState::Failed)
-                .then(|| "exit status: 1; its last words: error: cannot listen".into()),
+                .then(|| "exit status: 1; last error: error: cannot listen".into()),
         };
         let status = Status {
             geodns: ProcessState::Running,

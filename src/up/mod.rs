@@ -45,6 +45,10 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 /// How often readiness and liveness are checked.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long an exited child's last output may take to be read (its pipe
+/// closes as it exits, so this is a bound, not a wait).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Which kind of process a role is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Component {
@@ -292,7 +296,7 @@ async fn supervise(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep(POLL_INTERVAL) => supervisor.lock().await.reap(Instant::now()),
+            _ = tokio::time::sleep(POLL_INTERVAL) => supervisor.lock().await.reap(Instant::now()).await,
         }
     }
     eprintln!("stopping...");
@@ -317,14 +321,15 @@ impl Supervisor {
 
     /// Notices children that died on their own and restarts them by the
     /// policy of [`restart`]; starts those whose delay is over at `now`.
-    fn reap(&mut self, now: Instant) {
+    async fn reap(&mut self, now: Instant) {
         for index in 0..self.processes.len() {
             let process = &mut self.processes[index];
             if let Some(child) = process.child.as_mut()
                 && let Some(status) = child.exited()
             {
-                let reason = match child.last_error_line() {
-                    Some(line) => format!("{status}; its last words: {line}"),
+                child.drain(DRAIN_TIMEOUT).await;
+                let reason = match child.last_error() {
+                    Some(line) => format!("{status}; last error: {line}"),
                     None => status.to_string(),
                 };
                 process.child = None;
@@ -360,7 +365,7 @@ impl Supervisor {
                 tracing::warn!(
                     child = %label,
                     "died unexpectedly ({reason}); restarting it in {delay:?} \
-                     (crash {crash} within {:?}; {} in a row is a crash loop)",
+                     (crash {crash} within {:?}; at {} it is a crash loop and stays down)",
                     POLICY.window,
                     POLICY.crash_limit
                 );
@@ -402,6 +407,7 @@ impl Supervisor {
                     return Err(anyhow!("{} is not running", role.label));
                 };
                 if let Some(status) = child.exited() {
+                    child.drain(DRAIN_TIMEOUT).await;
                     let reason = child
                         .last_error_line()
                         .unwrap_or_else(|| format!("exited with {status}"));
