@@ -342,7 +342,7 @@ impl Supervisor {
                 match self.spawn(index) {
                     Ok(()) => {
                         let process = &mut self.processes[index];
-                        process.restarts += 1;
+                        process.restarts = process.restarts.saturating_add(1);
                         tracing::info!(
                             child = %self.roles[index].label,
                             restarts = process.restarts,
