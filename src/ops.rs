@@ -30,8 +30,11 @@ async fn call(
         .no_proxy()
         .timeout(REQUEST_TIMEOUT)
         .build()?;
+    // The header marks the request as a program's, which the control API
+    // requires of every POST (see `config::admin_access`).
     let response = client
         .request(method, format!("http://{control}{path}"))
+        .header(config::admin_access::control_header(), "1")
         .send()
         .await
         .map_err(|e| {
@@ -173,13 +176,30 @@ fn state(state: ProcessState) -> &'static str {
     match state {
         ProcessState::Running => "running",
         ProcessState::Killed => "killed",
-        ProcessState::Exited => "exited",
+        ProcessState::Restarting => "restarting",
+        ProcessState::Failed => "failed",
     }
 }
 
-/// The status table.
+/// The status tables: every process, then every region.
 fn render(status: &Status) -> String {
-    let mut out = format!("geodns: {}\n", state(status.geodns));
+    let mut out = format!(
+        "{:<24} {:<11} {:<8} {}\n",
+        "PROCESS", "STATE", "PID", "RESTARTS"
+    );
+    for process in &status.processes {
+        let pid = process
+            .pid
+            .map_or_else(|| "-".to_owned(), |pid| pid.to_string());
+        out.push_str(&format!(
+            "{:<24} {:<11} {:<8} {}\n",
+            process.process,
+            state(process.state),
+            pid,
+            process.restarts
+        ));
+    }
+    out.push('\n');
     out.push_str(&format!(
         "{:<16} {:<10} {:<10} {:<14} {:<10} {}\n",
         "REGION", "EDGE", "ORIGIN", "DNS SEES EDGE", "HIT RATIO", "EDGE SEES ORIGINS"
@@ -223,19 +243,43 @@ fn render(status: &Status) -> String {
     if !status.dns_view_available {
         out.push_str("(GeoDNS's admin listener did not answer, so its view is unknown)\n");
     }
+    for process in &status.processes {
+        if process.state == ProcessState::Failed {
+            out.push_str(&format!(
+                "{} crashed in a loop and was given up on; last: {}\n",
+                process.process,
+                process.last_exit.as_deref().unwrap_or("unknown")
+            ));
+        }
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::up::control::{OriginView, RegionStatus};
+    use crate::up::control::{OriginView, ProcessStatus, RegionStatus};
 
     #[test]
     fn the_table_shows_processes_and_both_health_views() {
+        let process = |name: &str, state, pid, restarts| ProcessStatus {
+            process: name.into(),
+            state,
+            pid,
+            restarts,
+            last_exit: (state == ProcessState::Failed)
+                .then(|| "exit status: 1; last error: error: cannot listen".into()),
+        };
         let status = Status {
             geodns: ProcessState::Running,
             dns_view_available: true,
+            processes: vec![
+                process("origin us-east", ProcessState::Running, Some(41), 0),
+                process("origin eu-west", ProcessState::Failed, None, 5),
+                process("edge us-east", ProcessState::Running, Some(43), 2),
+                process("edge eu-west", ProcessState::Killed, None, 0),
+                process("geodns", ProcessState::Running, Some(45), 0),
+            ],
             regions: vec![
                 RegionStatus {
                     region: "us-east".into(),
@@ -272,5 +316,27 @@ mod tests {
         let us = table.lines().find(|l| l.starts_with("us-east")).unwrap();
         assert!(us.contains("running") && us.contains("50%"), "{table}");
         assert!(us.contains("us-east up, eu-west down"), "{table}");
+        let words = |prefix: &str| -> Vec<String> {
+            let line = table.lines().find(|l| l.starts_with(prefix)).unwrap();
+            line.split_whitespace().map(str::to_owned).collect()
+        };
+        assert_eq!(
+            words("edge us-east"),
+            ["edge", "us-east", "running", "43", "2"]
+        );
+        assert_eq!(
+            words("edge eu-west"),
+            ["edge", "eu-west", "killed", "-", "0"]
+        );
+        assert_eq!(
+            words("origin eu-west"),
+            ["origin", "eu-west", "failed", "-", "5"]
+        );
+        assert!(
+            table.contains(
+                "origin eu-west crashed in a loop and was given up on; last: exit status: 1"
+            ),
+            "{table}"
+        );
     }
 }

@@ -47,7 +47,7 @@ pub fn route(args: &RouteArgs) -> anyhow::Result<()> {
     let explainer = Explainer::new(&config)?;
     let explanation = explainer.explain(ip);
     let admin = config.geodns.admin_listen;
-    let health = health_of(admin);
+    let health = health_of(admin, config.geodns.admin_token.as_deref());
     print!(
         "{}",
         report(
@@ -61,8 +61,9 @@ pub fn route(args: &RouteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The running GeoDNS's view of every region, if it answers.
-fn health_of(admin: SocketAddr) -> Option<Vec<RegionHealth>> {
+/// The running GeoDNS's view of every region, if it answers; with
+/// `geodns.admin_token` when the config has one.
+fn health_of(admin: SocketAddr, token: Option<&str>) -> Option<Vec<RegionHealth>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -73,11 +74,11 @@ fn health_of(admin: SocketAddr) -> Option<Vec<RegionHealth>> {
             .timeout(HEALTH_TIMEOUT)
             .build()
             .ok()?;
-        let response = client
-            .get(format!("http://{admin}/health"))
-            .send()
-            .await
-            .ok()?;
+        let mut request = client.get(format!("http://{admin}/health"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.ok()?;
         if !response.status().is_success() {
             return None;
         }

@@ -102,6 +102,9 @@ pub(crate) struct GeoDnsFile {
     /// HTTP listener for `/healthz`, `/health` and `/metrics`.
     #[serde(default = "default_geodns_admin")]
     pub admin_listen: SocketAddr,
+    /// Bearer token every admin route then needs; required when
+    /// `admin_listen` is not a loopback address.
+    pub admin_token: Option<String>,
     /// Explicit region orders that take precedence over distance.
     #[serde(default)]
     pub overrides: OverridesFile,

@@ -8,6 +8,7 @@
 //! and the reason, so `meridian config check` can tell a user exactly what
 //! to fix before anything binds a socket.
 
+pub mod admin_access;
 mod error;
 mod file;
 mod hysteresis;
@@ -174,6 +175,9 @@ pub struct GeoDns {
     pub default_order: Vec<usize>,
     /// HTTP listener for health and metrics.
     pub admin_listen: SocketAddr,
+    /// The token every admin route needs (`Authorization: Bearer`);
+    /// always set when `admin_listen` is not a loopback address.
+    pub admin_token: Option<String>,
     /// Explicit region orders that take precedence over distance.
     pub overrides: Overrides,
     /// Response-rate limiting of UDP replies; `None`: no limiting at all.
@@ -709,6 +713,37 @@ mod tests {
             "admin_token = \"short\"",
         ));
         assert_eq!(e.key, "edge.admin_token");
+    }
+
+    #[test]
+    fn geodns_admin_off_loopback_needs_a_token() {
+        let listen = "admin_listen = \"127.0.0.1:9153\"";
+        for off_loopback in ["0.0.0.0:9153", "[::]:9153", "192.0.2.53:9153"] {
+            let text = demo_with(listen, &format!("admin_listen = \"{off_loopback}\""));
+            let e = error_of(&text);
+            assert_eq!(e.key, "geodns.admin_listen", "{e}");
+            assert!(e.reason.contains("geodns.admin_token"), "{e}");
+            let with_token = text.replace(
+                &format!("admin_listen = \"{off_loopback}\""),
+                &format!(
+                    "admin_listen = \"{off_loopback}\"\nadmin_token = \"geodns-admin-token-1234\""
+                ),
+            );
+            let config = check(&with_token).unwrap();
+            assert_eq!(
+                config.geodns.admin_token.as_deref(),
+                Some("geodns-admin-token-1234")
+            );
+        }
+        // On loopback a token is optional, and checked like the edge's.
+        assert_eq!(Config::demo().geodns.admin_token, None);
+        let short = demo_with(listen, &format!("{listen}\nadmin_token = \"short\""));
+        assert_eq!(error_of(&short).key, "geodns.admin_token");
+        let spaced = demo_with(
+            listen,
+            &format!("{listen}\nadmin_token = \"a token with spaces in it\""),
+        );
+        assert_eq!(error_of(&spaced).key, "geodns.admin_token");
     }
 
     #[test]

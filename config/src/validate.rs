@@ -592,6 +592,19 @@ impl Checker<'_> {
                 "must differ from geodns.listen (TCP is used by both)",
             ));
         }
+        let admin_token = self.admin_token("geodns.admin_token", geodns.admin_token)?;
+        // The admin routes have no login of their own: off this machine,
+        // only the token keeps them private.
+        if !geodns.admin_listen.ip().is_loopback() && admin_token.is_none() {
+            return Err(self.error(
+                "geodns.admin_listen",
+                format!(
+                    "{} is not a loopback address, so set geodns.admin_token: \
+                     every admin route then needs it as `Authorization: Bearer`",
+                    geodns.admin_listen
+                ),
+            ));
+        }
         let overrides = self.overrides(geodns.overrides, regions)?;
         let rate_limit = geodns
             .rate_limit
@@ -602,6 +615,7 @@ impl Checker<'_> {
             geo_database,
             default_order,
             admin_listen: geodns.admin_listen,
+            admin_token,
             overrides,
             rate_limit,
         })
@@ -868,15 +882,7 @@ impl Checker<'_> {
             };
             certificates.push(crate::Certificate { hostnames, source });
         }
-        let admin_token = match edge.admin_token {
-            Some(token) if token.len() < MIN_TOKEN_LEN || token.contains(char::is_whitespace) => {
-                return Err(self.error(
-                    "edge.admin_token",
-                    format!("must be at least {MIN_TOKEN_LEN} characters without spaces"),
-                ));
-            }
-            token => token,
-        };
+        let admin_token = self.admin_token("edge.admin_token", edge.admin_token)?;
         let to_usize = |key: &str, value: u64| {
             usize::try_from(value)
                 .map_err(|_| self.error(key, format!("{value} does not fit this machine's memory")))
@@ -906,6 +912,24 @@ impl Checker<'_> {
             https_port: edge.https_port,
             certificates,
         })
+    }
+
+    /// An admin token (`edge.admin_token`, `geodns.admin_token`): long
+    /// enough not to be guessed, and sendable in an `Authorization` header.
+    fn admin_token(&self, key: &str, token: Option<String>) -> Result<Option<String>, ConfigError> {
+        match token {
+            Some(token)
+                if token.len() < MIN_TOKEN_LEN || !token.chars().all(|c| c.is_ascii_graphic()) =>
+            {
+                Err(self.error(
+                    key,
+                    format!(
+                        "must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces"
+                    ),
+                ))
+            }
+            token => Ok(token),
+        }
     }
 
     fn control(&self, control: crate::file::ControlFile) -> Result<Control, ConfigError> {
@@ -1487,6 +1511,7 @@ mod tests {
             "# type = ",
             "# value = ",
             "# ttl_seconds = 300",
+            "# admin_token = ",
             "# [geodns.overrides]",
             "# nets = ",
             "# countries = ",
@@ -1513,6 +1538,7 @@ mod tests {
         assert_eq!(overrides.nets.len(), 1);
         assert_eq!(overrides.countries.len(), 1);
         assert_eq!(overrides.continents.len(), 1);
+        assert!(config.geodns.admin_token.is_some());
         let rate_limit = config.geodns.rate_limit.unwrap();
         assert_eq!(
             (rate_limit.responses_per_second, rate_limit.burst),

@@ -5,6 +5,12 @@
 //! here is reachable by the clients the edge serves. `/status` is what
 //! `meridian status` shows for this edge: its view of every origin and its
 //! cache hit ratio. `/purge` needs the configured bearer token.
+//!
+//! Every route is behind `config::admin_access` (the rule all admin
+//! listeners share): a request must be addressed to this listener (its
+//! `Host`), come from no other origin, and a `POST` must be one no web page
+//! can send cross-origin unasked; so a browser on this machine cannot be
+//! made to purge, nor to read `/status` after rebinding a name to it.
 
 use crate::host;
 use crate::key;
@@ -16,10 +22,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use config::admin_access::{self, AdminAccess};
 use pingora::cache::key::CacheHashKey;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 /// What the admin routes read.
 #[derive(Clone)]
@@ -72,14 +79,15 @@ pub struct PurgeResult {
     pub purged: usize,
 }
 
-/// The admin routes.
-pub fn router(state: AdminState) -> Router {
-    Router::new()
+/// The admin routes of a listener bound to `listen`.
+pub fn router(state: AdminState, listen: SocketAddr) -> Router {
+    let routes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/purge", post(purge))
-        .with_state(state)
+        .with_state(state);
+    admin_access::guard(routes, AdminAccess::new(listen))
 }
 
 async fn status(State(state): State<AdminState>) -> impl IntoResponse {
@@ -100,19 +108,6 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
-/// Whether `headers` carry `Authorization: Bearer <token>`, compared in
-/// constant time so response timing does not reveal the token.
-pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    given.as_bytes().ct_eq(token.as_bytes()).into()
-}
-
 fn refuse(status: StatusCode, reason: &str) -> Response {
     (status, format!("{reason}\n")).into_response()
 }
@@ -128,7 +123,7 @@ async fn purge(
             "purging is disabled: set edge.admin_token",
         );
     };
-    if !authorized(&headers, token) {
+    if !admin_access::bearer_matches(&headers, token) {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "a valid Authorization: Bearer token is required",
@@ -184,24 +179,6 @@ fn url_keys(url: &str) -> Option<[pingora::cache::CacheKey; 2]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_checked_exactly() {
-        let mut headers = HeaderMap::new();
-        assert!(!authorized(&headers, "secret-token-1234"));
-        headers.insert(
-            header::AUTHORIZATION,
-            "Bearer secret-token-1234".parse().unwrap(),
-        );
-        assert!(authorized(&headers, "secret-token-1234"));
-        assert!(!authorized(&headers, "secret-token-12345"));
-        assert!(!authorized(&headers, "secret-token-123"));
-        headers.insert(
-            header::AUTHORIZATION,
-            "Basic secret-token-1234".parse().unwrap(),
-        );
-        assert!(!authorized(&headers, "secret-token-1234"));
-    }
 
     #[test]
     fn url_keys_match_request_keys_for_both_schemes() {

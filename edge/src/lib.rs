@@ -357,7 +357,14 @@ impl BackgroundService for AdminListener {
                 return;
             }
         };
-        let served = axum::serve(listener, admin::router(self.state.clone()))
+        let listen = match listener.local_addr() {
+            Ok(addr) => addr,
+            Err(error) => {
+                tracing::error!(%error, "cannot serve the admin API");
+                return;
+            }
+        };
+        let served = axum::serve(listener, admin::router(self.state.clone(), listen))
             .with_graceful_shutdown(async move {
                 let _ = shutdown.changed().await;
             })

@@ -117,11 +117,21 @@ pub async fn run(
             addr: admin_addr,
             source,
         })?;
+    let admin_local = admin.local_addr().map_err(|source| GeoDnsError::Bind {
+        protocol: "HTTP",
+        addr: admin_addr,
+        source,
+    })?;
+    let admin_routes = admin::router(
+        live.clone(),
+        metrics.clone(),
+        admin_local,
+        config.geodns.admin_token.as_deref(),
+    );
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_server = axum::serve(admin, admin::router(live.clone(), metrics.clone()))
-        .with_graceful_shutdown(async {
-            let _ = admin_stopped.await;
-        });
+    let admin_server = axum::serve(admin, admin_routes).with_graceful_shutdown(async {
+        let _ = admin_stopped.await;
+    });
     tracing::info!("listening for HTTP on {admin_addr}");
     let admin_task = tokio::spawn(async move {
         if let Err(error) = admin_server.await {

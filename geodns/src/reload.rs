@@ -150,6 +150,11 @@ impl Reloader {
                 );
             }
         }
+        if old.config.geodns.admin_token != new.config.geodns.admin_token {
+            tracing::warn!(
+                "geodns.admin_token changed: that takes a restart; the admin listener keeps the token it started with"
+            );
+        }
         // No prober may write into the old view after its states are copied.
         if let Some(checks) = self.checks.take() {
             checks.stop().await;

@@ -23,6 +23,8 @@ pub struct Child {
     pub label: String,
     process: Process,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// The task relaying its stderr, until [`Child::drain`] waited for it.
+    stderr_relay: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Child {
@@ -49,14 +51,21 @@ impl Child {
         if let Some(stdout) = process.stdout.take() {
             tokio::spawn(relay(label.to_owned(), stdout, None));
         }
-        if let Some(stderr) = process.stderr.take() {
-            tokio::spawn(relay(label.to_owned(), stderr, Some(tail.clone())));
-        }
+        let stderr_relay = process
+            .stderr
+            .take()
+            .map(|stderr| tokio::spawn(relay(label.to_owned(), stderr, Some(tail.clone()))));
         Ok(Child {
             label: label.to_owned(),
             process,
             tail,
+            stderr_relay,
         })
+    }
+
+    /// Its process id, until it has been waited for.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.id()
     }
 
     /// The exit status, if it has exited.
@@ -76,6 +85,25 @@ impl Child {
             .rev()
             .find(|line| line.contains("error"))
             .or_else(|| tail.back())
+            .cloned()
+    }
+
+    /// Waits, at most `within`, until everything an exited child wrote to
+    /// stderr has been read: its exit can be seen before its last lines,
+    /// and those say why it died.
+    pub async fn drain(&mut self, within: std::time::Duration) {
+        if let Some(relay) = self.stderr_relay.take() {
+            let _ = tokio::time::timeout(within, relay).await;
+        }
+    }
+
+    /// Its last stderr line that reports an error, if any: why it died,
+    /// when it says so (a process killed by a signal says nothing).
+    pub fn last_error(&self) -> Option<String> {
+        let tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+        tail.iter()
+            .rev()
+            .find(|line| line.to_ascii_lowercase().contains("error"))
             .cloned()
     }
 

@@ -3,8 +3,15 @@
 //! `POST /regions/{region}/outage?component=edge|origin|all` crashes a
 //! region's processes (SIGKILL: a failure, not a shutdown);
 //! `POST /regions/{region}/restore` starts them again and returns once they
-//! answer; `GET /status` reports every process and GeoDNS's view of every
-//! edge. It listens on loopback only (the config refuses anything else).
+//! answer; `GET /status` reports every process (state, pid, restarts) and
+//! GeoDNS's view of every edge. It listens on loopback only (the config
+//! refuses anything else), and, like every admin listener, sits behind
+//! `config::admin_access`: a request must name this listener in `Host`
+//! (421 otherwise, against DNS rebinding), come from no other origin, and
+//! a `POST` must carry `X-Meridian-Control` or a JSON body (403 otherwise),
+//! which no web page can send here without a CORS preflight that is never
+//! granted. The CLI sends the header; a page served from this listener
+//! could too, with `fetch`.
 
 use super::{Component, ProcessState, Supervisor};
 use axum::Router;
@@ -12,7 +19,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use config::admin_access::{self, AdminAccess};
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -63,8 +72,25 @@ pub struct Status {
     pub geodns: ProcessState,
     /// Whether GeoDNS's admin listener answered (its view is below).
     pub dns_view_available: bool,
+    /// Every process, in the order they are started: origins, edges, GeoDNS.
+    pub processes: Vec<ProcessStatus>,
     /// Every region, in config order.
     pub regions: Vec<RegionStatus>,
+}
+
+/// One process in [`Status`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    /// Which, e.g. `edge eu-west`.
+    pub process: String,
+    /// Its state.
+    pub state: ProcessState,
+    /// Its process id while it runs.
+    pub pid: Option<u32>,
+    /// Times `up` started it again after it died on its own.
+    pub restarts: u32,
+    /// How it last died on its own, if it did.
+    pub last_exit: Option<String>,
 }
 
 /// One region in [`Status`].
@@ -119,13 +145,15 @@ impl IntoResponse for Failure {
 
 type Shared = Arc<Mutex<Supervisor>>;
 
-/// The control routes over the running supervisor.
-pub fn router(supervisor: Shared) -> Router {
-    Router::new()
+/// The control routes over the running supervisor, for a listener bound
+/// to `listen`.
+pub fn router(supervisor: Shared, listen: SocketAddr) -> Router {
+    let routes = Router::new()
         .route("/status", get(status))
         .route("/regions/{region}/outage", post(outage))
         .route("/regions/{region}/restore", post(restore))
-        .with_state(supervisor)
+        .with_state(supervisor);
+    admin_access::guard(routes, AdminAccess::new(listen))
 }
 
 async fn outage(
@@ -156,11 +184,11 @@ async fn restore(
         .map_err(|e| Failure(StatusCode::NOT_FOUND, e))?;
     let stopped: Vec<usize> = roles
         .into_iter()
-        .filter(|&i| supervisor.states[i] != ProcessState::Running)
+        .filter(|&i| supervisor.processes[i].state != ProcessState::Running)
         .collect();
     for &index in &stopped {
         supervisor
-            .spawn(index)
+            .revive(index)
             .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
     }
     supervisor
@@ -176,20 +204,30 @@ async fn restore(
 }
 
 async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
-    let (mut report, admin, edge_admins, http) = {
+    let (mut report, admin, admin_token, edge_admins, http) = {
         let supervisor = supervisor.lock().await;
-        let state_of = |region: usize, component: Component| {
+        // Every region has an edge and an origin, and there is one GeoDNS
+        // (`roles` makes them); a missing one would be reported failed.
+        let state_of = |region: Option<usize>, component: Component| {
             supervisor
                 .roles
                 .iter()
-                .position(|r| r.region == Some(region) && r.component == component)
-                .map_or(ProcessState::Exited, |i| supervisor.states[i])
+                .position(|r| r.region == region && r.component == component)
+                .map_or(ProcessState::Failed, |i| supervisor.processes[i].state)
         };
-        let geodns = supervisor
+        let geodns = state_of(None, Component::GeoDns);
+        let processes = supervisor
             .roles
             .iter()
-            .position(|r| r.component == Component::GeoDns)
-            .map_or(ProcessState::Exited, |i| supervisor.states[i]);
+            .zip(&supervisor.processes)
+            .map(|(role, process)| ProcessStatus {
+                process: role.label.clone(),
+                state: process.state,
+                pid: process.child.as_ref().and_then(|c| c.pid()),
+                restarts: process.restarts,
+                last_exit: process.last_exit.clone(),
+            })
+            .collect();
         let regions = supervisor
             .config
             .regions
@@ -197,8 +235,8 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
             .enumerate()
             .map(|(i, region)| RegionStatus {
                 region: region.name.clone(),
-                edge: state_of(i, Component::Edge),
-                origin: state_of(i, Component::Origin),
+                edge: state_of(Some(i), Component::Edge),
+                origin: state_of(Some(i), Component::Origin),
                 dns_view_up: None,
                 edge_origins: None,
                 cache_hit_ratio: None,
@@ -207,6 +245,7 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
         let report = Status {
             geodns,
             dns_view_available: false,
+            processes,
             regions,
         };
         let edge_admins: Vec<std::net::SocketAddr> = supervisor
@@ -218,12 +257,13 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
         (
             report,
             supervisor.config.geodns.admin_listen,
+            supervisor.config.geodns.admin_token.clone(),
             edge_admins,
             supervisor.http.clone(),
         )
     };
     // Asked without holding the lock: GeoDNS may be slow or gone.
-    if let Ok(view) = dns_view(&http, admin).await {
+    if let Ok(view) = dns_view(&http, admin, admin_token.as_deref()).await {
         report.dns_view_available = true;
         for region in &mut report.regions {
             region.dns_view_up = view
@@ -264,16 +304,24 @@ struct DnsRegionView {
     up: bool,
 }
 
+/// GeoDNS's `/health`, with `geodns.admin_token` when there is one.
 async fn dns_view(
     http: &reqwest::Client,
     admin: std::net::SocketAddr,
+    token: Option<&str>,
 ) -> Result<Vec<DnsRegionView>, String> {
-    let response = http
-        .get(format!("http://{admin}/health"))
+    let mut request = http.get(format!("http://{admin}/health"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .timeout(VIEW_TIMEOUT)
         .send()
         .await
         .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("GeoDNS's /health answered {}", response.status()));
+    }
     let body = response.bytes().await.map_err(|e| e.to_string())?;
     serde_json::from_slice(&body).map_err(|e| e.to_string())
 }

@@ -10,10 +10,16 @@
 //! While it runs it serves a control API on loopback ([`control`]) through
 //! which `meridian outage`, `restore` and `status` crash, restart and
 //! inspect a region's processes.
+//!
+//! A child that dies without being asked to (a crash, `kill -9`) is started
+//! again, after a delay that grows while it keeps dying, and given up on in
+//! a crash loop ([`restart`]); what `meridian outage` killed stays down
+//! until `meridian restore`, and nothing is restarted once `up` is stopping.
 
 mod child;
 pub mod control;
 mod probe;
+mod restart;
 
 use crate::cli::ConfigArg;
 use crate::roles::{load_config, shutdown_signal};
@@ -21,6 +27,7 @@ use anyhow::{Context, anyhow};
 use child::Child;
 use config::Config;
 use probe::Probe;
+use restart::{AfterCrash, Crashes, POLICY};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +44,10 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 
 /// How often readiness and liveness are checked.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long an exited child's last output may take to be read (its pipe
+/// closes as it exits, so this is a bound, not a wait).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Which kind of process a role is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +78,27 @@ struct Role {
 pub enum ProcessState {
     /// Running.
     Running,
-    /// Killed on purpose by `meridian outage`.
+    /// Killed on purpose by `meridian outage`; stays down until `restore`.
     Killed,
-    /// Exited on its own.
-    Exited,
+    /// Died on its own; it is started again when its delay is over.
+    Restarting,
+    /// Died too often in a row (a crash loop); left down until `restore`.
+    Failed,
+}
+
+/// One role's process and its history.
+struct Process {
+    /// The child, while one is started.
+    child: Option<Child>,
+    state: ProcessState,
+    /// Times `up` started it again after it died on its own.
+    restarts: u32,
+    /// Its recent crashes, for the restart policy.
+    crashes: Crashes,
+    /// When a `Restarting` process is started again.
+    restart_at: Option<Instant>,
+    /// How it last ended without being asked to, and its last error line.
+    last_exit: Option<String>,
 }
 
 /// The running topology: its roles and their processes.
@@ -78,8 +106,8 @@ pub struct Supervisor {
     config: Config,
     exe: PathBuf,
     roles: Vec<Role>,
-    children: Vec<Option<Child>>,
-    states: Vec<ProcessState>,
+    /// One per role, in the same order.
+    processes: Vec<Process>,
     http: reqwest::Client,
 }
 
@@ -199,6 +227,9 @@ async fn supervise(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     let control_listener = tokio::net::TcpListener::bind(control_addr)
         .await
         .with_context(|| format!("cannot listen for the control API on {control_addr} (is another `meridian up` running?)"))?;
+    let control_local = control_listener
+        .local_addr()
+        .context("cannot read the control API's address")?;
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -209,8 +240,16 @@ async fn supervise(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         config,
         exe,
         roles,
-        children: (0..count).map(|_| None).collect(),
-        states: vec![ProcessState::Running; count],
+        processes: (0..count)
+            .map(|_| Process {
+                child: None,
+                state: ProcessState::Running,
+                restarts: 0,
+                crashes: Crashes::default(),
+                restart_at: None,
+                last_exit: None,
+            })
+            .collect(),
         http,
     };
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -238,10 +277,13 @@ async fn supervise(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     supervisor.print_endpoints();
     let supervisor = Arc::new(Mutex::new(supervisor));
     let (stop_control, control_stopped) = tokio::sync::oneshot::channel::<()>();
-    let control_server = axum::serve(control_listener, control::router(supervisor.clone()))
-        .with_graceful_shutdown(async {
-            let _ = control_stopped.await;
-        });
+    let control_server = axum::serve(
+        control_listener,
+        control::router(supervisor.clone(), control_local),
+    )
+    .with_graceful_shutdown(async {
+        let _ = control_stopped.await;
+    });
     let control = tokio::spawn(async move {
         if let Err(error) = control_server.await {
             tracing::error!(%error, "control API failed");
@@ -249,10 +291,12 @@ async fn supervise(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     });
     tracing::info!("listening for HTTP on {control_addr} (control API)");
 
+    // Once the loop ends nothing is reaped or restarted any more: what
+    // exits during the shutdown below stays down.
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep(POLL_INTERVAL) => supervisor.lock().await.reap(),
+            _ = tokio::time::sleep(POLL_INTERVAL) => supervisor.lock().await.reap(Instant::now()).await,
         }
     }
     eprintln!("stopping...");
@@ -268,22 +312,85 @@ impl Supervisor {
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
         let role = &self.roles[index];
         let child = Child::spawn(&role.label, &self.exe, &role.args)?;
-        self.children[index] = Some(child);
-        self.states[index] = ProcessState::Running;
+        let process = &mut self.processes[index];
+        process.child = Some(child);
+        process.state = ProcessState::Running;
+        process.restart_at = None;
         Ok(())
     }
 
-    /// Notices children that exited on their own.
-    fn reap(&mut self) {
-        for (index, slot) in self.children.iter_mut().enumerate() {
-            if let Some(child) = slot
+    /// Notices children that died on their own and restarts them by the
+    /// policy of [`restart`]; starts those whose delay is over at `now`.
+    async fn reap(&mut self, now: Instant) {
+        for index in 0..self.processes.len() {
+            let process = &mut self.processes[index];
+            if let Some(child) = process.child.as_mut()
                 && let Some(status) = child.exited()
             {
-                tracing::warn!(child = %child.label, %status, "exited; the rest keep running");
-                *slot = None;
-                self.states[index] = ProcessState::Exited;
+                child.drain(DRAIN_TIMEOUT).await;
+                let reason = match child.last_error() {
+                    Some(line) => format!("{status}; last error: {line}"),
+                    None => status.to_string(),
+                };
+                process.child = None;
+                self.crashed(index, now, reason);
+            }
+            let process = &self.processes[index];
+            if process.state == ProcessState::Restarting
+                && process.restart_at.is_some_and(|at| at <= now)
+            {
+                match self.spawn(index) {
+                    Ok(()) => {
+                        let process = &mut self.processes[index];
+                        process.restarts = process.restarts.saturating_add(1);
+                        tracing::info!(
+                            child = %self.roles[index].label,
+                            restarts = process.restarts,
+                            "restarted"
+                        );
+                    }
+                    Err(error) => self.crashed(index, now, format!("{error:#}")),
+                }
             }
         }
+    }
+
+    /// Role `index` died on its own (or could not be started again) at
+    /// `now`, for `reason`: schedules its restart, or gives up on it.
+    fn crashed(&mut self, index: usize, now: Instant, reason: String) {
+        let label = &self.roles[index].label;
+        let process = &mut self.processes[index];
+        match process.crashes.record(now, &POLICY) {
+            AfterCrash::RestartIn { delay, crash } => {
+                tracing::warn!(
+                    child = %label,
+                    "died unexpectedly ({reason}); restarting it in {delay:?} \
+                     (crash {crash} within {:?}; at {} it is a crash loop and stays down)",
+                    POLICY.window,
+                    POLICY.crash_limit
+                );
+                process.state = ProcessState::Restarting;
+                process.restart_at = Some(now + delay);
+            }
+            AfterCrash::GiveUp { crashes } => {
+                let again = match self.roles[index].region {
+                    Some(region) => format!(
+                        "`meridian restore {}` starts it again",
+                        self.config.regions[region].name
+                    ),
+                    None => "restart `meridian up` to start it again".to_owned(),
+                };
+                tracing::error!(
+                    child = %label,
+                    "crash loop: died {crashes} times within {:?}, last ({reason}); \
+                     giving up on it, {again}",
+                    POLICY.window
+                );
+                process.state = ProcessState::Failed;
+                process.restart_at = None;
+            }
+        }
+        process.last_exit = Some(reason);
     }
 
     /// Waits until every role in `indices` passes its probes; fails as soon
@@ -296,10 +403,11 @@ impl Supervisor {
             let mut still_pending = Vec::new();
             for &i in &pending {
                 let role = &self.roles[i];
-                let Some(child) = self.children[i].as_mut() else {
+                let Some(child) = self.processes[i].child.as_mut() else {
                     return Err(anyhow!("{} is not running", role.label));
                 };
                 if let Some(status) = child.exited() {
+                    child.drain(DRAIN_TIMEOUT).await;
                     let reason = child
                         .last_error_line()
                         .unwrap_or_else(|| format!("exited with {status}"));
@@ -373,13 +481,13 @@ impl Supervisor {
     /// SIGTERM to every child, then SIGKILL to any still running after the
     /// grace period; returns when all have exited.
     async fn stop_all(&mut self) {
-        for child in self.children.iter_mut().flatten() {
+        for child in self.processes.iter_mut().filter_map(|p| p.child.as_mut()) {
             if child.exited().is_none() {
                 child.terminate();
             }
         }
         let deadline = Instant::now() + STOP_GRACE;
-        for child in self.children.iter_mut().flatten() {
+        for child in self.processes.iter_mut().filter_map(|p| p.child.as_mut()) {
             child.wait_or_kill(deadline).await;
         }
     }
@@ -402,12 +510,23 @@ impl Supervisor {
             .collect())
     }
 
-    /// Crashes role `index` (SIGKILL), as a regional failure would.
+    /// Crashes role `index` (SIGKILL), as a regional failure would. It is
+    /// not a crash to the restart policy: it stays down (a pending restart
+    /// is cancelled) until `restore`.
     async fn kill(&mut self, index: usize) {
-        if let Some(mut child) = self.children[index].take() {
+        let process = &mut self.processes[index];
+        if let Some(mut child) = process.child.take() {
             child.kill();
             child.wait().await;
         }
-        self.states[index] = ProcessState::Killed;
+        process.state = ProcessState::Killed;
+        process.restart_at = None;
+    }
+
+    /// Starts role `index` again for `restore`, whatever stopped it, with
+    /// its crash history forgotten.
+    fn revive(&mut self, index: usize) -> anyhow::Result<()> {
+        self.processes[index].crashes.clear();
+        self.spawn(index)
     }
 }

@@ -84,8 +84,14 @@ pub struct Up {
 impl Up {
     /// Starts `meridian up` on `block` and waits until it says it is up.
     pub fn start(block: u8) -> Up {
+        Up::start_with(block, &config_on_block(block))
+    }
+
+    /// The same with `config`, which must be [`config_on_block`]`(block)`
+    /// with changes.
+    pub fn start_with(block: u8, config: &str) -> Up {
         let dir = TempDir::new(&format!("up-{block}"));
-        let config = dir.write("meridian.toml", &config_on_block(block));
+        let config = dir.write("meridian.toml", config);
         let mut child = meridian()
             .args(["up", "--config"])
             .arg(&config)
@@ -147,6 +153,17 @@ impl Up {
         format!("127.{}.{region}.1:8080", self.block)
             .parse()
             .unwrap()
+    }
+
+    /// `meridian status --json`, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let output = self.command(&["status", "--json"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
     }
 
     pub fn stderr_so_far(&self) -> Vec<String> {

@@ -6,6 +6,7 @@
 // A test that cannot unwrap should fail loudly; that is what unwrap does.
 #![allow(clippy::unwrap_used)]
 
+mod admin_access;
 mod cache;
 mod cli;
 mod dns;
@@ -15,6 +16,7 @@ mod harness;
 mod hostile;
 mod origin_tls;
 mod purge;
+mod restarts;
 mod scripted;
 mod tls;
 mod up;

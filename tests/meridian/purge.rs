@@ -80,7 +80,10 @@ async fn purges_need_the_token_and_the_admin_listener() {
         client.get(url(path)).send().await.unwrap();
     }
     let purge = |body: &'static str, token: Option<&'static str>| {
-        let mut request = http.post(format!("http://{admin}/purge")).body(body);
+        let mut request = http
+            .post(format!("http://{admin}/purge"))
+            .header("content-type", "application/json")
+            .body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

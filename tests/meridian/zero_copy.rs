@@ -176,6 +176,7 @@ async fn a_slow_reader_gets_every_byte_even_when_the_body_is_purged_and_replaced
         .unwrap()
         .post(format!("http://{admin}/purge"))
         .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
         .body(r#"{"urls": ["http://cdn.meridian.test/big"]}"#)
         .send()
         .await

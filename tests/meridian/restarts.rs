@@ -1,0 +1,207 @@
+//! `meridian up` restarts what dies without being asked to: a `kill -9`
+//! of a child is undone within seconds and counted; what `meridian outage`
+//! killed stays down; a child that dies at every start is given up on and
+//! reported, until `restore`. Blocks 127.175 to 127.177.
+
+use crate::harness::{Up, tcp_listening};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Generous: a debug build on a loaded machine starts slowly.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// `process` (e.g. `edge eu-west`) in `up`'s status.
+fn process(up: &Up, name: &str) -> Value {
+    let status = up.status_json();
+    status["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["process"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
+/// Polls `condition` until it holds or [`PATIENCE`] passes; false then.
+fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn sigkill(pid: &Value) {
+    let pid = i32::try_from(pid.as_u64().unwrap()).unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+}
+
+/// Whether the edge at `addr` answers its health check.
+fn edge_answers(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request =
+        "GET /_meridian/health HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n";
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn a_killed_edge_is_restarted_and_counted() {
+    let up = Up::start(175);
+    let edge = up.edge(2);
+    let before = process(&up, "edge eu-west");
+    assert_eq!(before["state"], "running", "{before}");
+    assert_eq!(before["restarts"], 0, "{before}");
+    sigkill(&before["pid"]);
+
+    let mut after = Value::Null;
+    let restarted = eventually(|| {
+        after = process(&up, "edge eu-west");
+        after["state"] == "running" && after["restarts"] == 1 && after["pid"] != before["pid"]
+    });
+    assert!(restarted, "not restarted: {after}");
+    assert!(
+        eventually(|| edge_answers(edge)),
+        "the edge does not answer"
+    );
+    let last = after["last_exit"].as_str().unwrap_or_default();
+    assert!(last.contains("SIGKILL"), "{after}");
+    // The table says so too; the others were never restarted.
+    let table = up.command(&["status"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let line: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("edge eu-west"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let pid = after["pid"].to_string();
+    assert_eq!(line, ["edge", "eu-west", "running", &pid, "1"], "{table}");
+    let status = up.status_json();
+    for p in status["processes"].as_array().unwrap() {
+        if p["process"] != "edge eu-west" {
+            assert_eq!(p["restarts"], 0, "{p}");
+        }
+    }
+    let log = up.stderr_so_far().join("\n");
+    assert!(
+        log.contains("edge eu-west") && log.contains("died unexpectedly"),
+        "{log}"
+    );
+}
+
+#[test]
+fn what_an_outage_killed_stays_down_while_crashes_are_restarted() {
+    let up = Up::start(176);
+    let outage = up.command(&["outage", "eu-west", "--component", "edge"]);
+    assert!(
+        outage.status.success(),
+        "{}",
+        String::from_utf8_lossy(&outage.stderr)
+    );
+    // A crash after the outage: once it has been restarted, the
+    // supervisor has had every chance to restart the outage's edge too,
+    // whose delay would have started earlier.
+    let origin = process(&up, "origin us-east");
+    sigkill(&origin["pid"]);
+    let mut after = Value::Null;
+    assert!(
+        eventually(|| {
+            after = process(&up, "origin us-east");
+            after["restarts"] == 1 && after["state"] == "running"
+        }),
+        "the crashed origin was not restarted: {after}"
+    );
+    let edge = process(&up, "edge eu-west");
+    assert_eq!(edge["state"], "killed", "{edge}");
+    assert_eq!(edge["restarts"], 0, "{edge}");
+    assert_eq!(edge["pid"], Value::Null, "{edge}");
+    assert!(!tcp_listening(up.edge(2)), "the outage's edge is back");
+
+    let restore = up.command(&["restore", "eu-west"]);
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    assert!(edge_answers(up.edge(2)));
+    let edge = process(&up, "edge eu-west");
+    assert_eq!(edge["state"], "running", "{edge}");
+    assert_eq!(edge["restarts"], 0, "a restore is not a restart: {edge}");
+}
+
+#[test]
+fn a_crash_loop_is_given_up_on_and_restore_revives_it() {
+    let up = Up::start(177);
+    let origin: SocketAddr = "127.177.2.2:8000".parse().unwrap();
+    // Take eu-west's origin down, then hold its address, so that every
+    // start of it from now on dies at once.
+    let outage = up.command(&["outage", "eu-west", "--component", "origin"]);
+    assert!(outage.status.success());
+    let squatter = std::net::TcpListener::bind(origin).unwrap();
+    let restore = up.command(&["restore", "eu-west"]);
+    assert!(!restore.status.success(), "restored onto a taken address");
+    let stderr = String::from_utf8_lossy(&restore.stderr);
+    assert!(
+        stderr.contains("origin eu-west") && stderr.contains("127.177.2.2:8000"),
+        "{stderr}"
+    );
+
+    // The supervisor restarts it with growing delays, then gives up.
+    let mut seen = Value::Null;
+    assert!(
+        eventually(|| {
+            seen = process(&up, "origin eu-west");
+            seen["state"] == "failed"
+        }),
+        "never given up on: {seen}"
+    );
+    // Five restarts after the restore's start (six crashes within a
+    // minute); more only if the machine is so slow that the crashes spread
+    // over more than the window.
+    let restarts = seen["restarts"].as_u64().unwrap();
+    assert!(restarts >= 5, "{seen}");
+    let last = seen["last_exit"].as_str().unwrap_or_default();
+    assert!(last.contains("127.177.2.2:8000"), "says why: {seen}");
+    // Given up on is given up on: nothing restarts it later.
+    std::thread::sleep(Duration::from_secs(1));
+    let still = process(&up, "origin eu-west");
+    assert_eq!(still["state"], "failed", "{still}");
+    assert_eq!(still["restarts"], seen["restarts"], "{still}");
+    let log = up.stderr_so_far().join("\n");
+    assert!(
+        log.contains("crash loop") && log.contains("origin eu-west") && log.contains("giving up"),
+        "{log}"
+    );
+    let table = String::from_utf8_lossy(&up.command(&["status"]).stdout).into_owned();
+    assert!(
+        table.contains("origin eu-west crashed in a loop and was given up on"),
+        "{table}"
+    );
+    // The edge fails over meanwhile; the others are untouched.
+    assert_eq!(process(&up, "edge eu-west")["state"], "running");
+
+    // With its address free again, restore brings it back.
+    drop(squatter);
+    let restore = up.command(&["restore", "eu-west"]);
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    assert!(tcp_listening(origin));
+    let revived = process(&up, "origin eu-west");
+    assert_eq!(revived["state"], "running", "{revived}");
+}
