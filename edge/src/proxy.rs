@@ -195,7 +195,7 @@ impl EdgeProxy {
         }
         let allowed = match (host::request_host(req), &self.settings.hostnames) {
             (_, None) => true,
-            (Some(host), Some(served)) => served.iter().any(|s| *s == host),
+            (Some(host), Some(served)) => served.contains(&host),
             (None, Some(_)) => false,
         };
         if !allowed {

@@ -235,21 +235,24 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
 /// that must see exactly what reached it (whether a request's body ever
 /// ended, say). It answers `GET /healthz` so health checks pass, and
 /// nothing else: each other connection is read until the peer closes it.
+/// The bytes of one connection, as they arrive.
+type Recording = Arc<Mutex<Vec<u8>>>;
+
 pub struct RecordingOrigin {
-    connections: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    connections: Arc<Mutex<Vec<Recording>>>,
     listener: TcpListener,
 }
 
 impl RecordingOrigin {
     pub fn start(addr: &str) -> RecordingOrigin {
         let listener = TcpListener::bind(addr).unwrap();
-        let connections: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let connections: Arc<Mutex<Vec<Recording>>> = Arc::default();
         let accept = listener.try_clone().unwrap();
         let log = connections.clone();
         std::thread::spawn(move || {
             for stream in accept.incoming() {
                 let Ok(mut stream) = stream else { return };
-                let bytes: Arc<Mutex<Vec<u8>>> = Arc::default();
+                let bytes: Recording = Arc::default();
                 log.lock().unwrap().push(bytes.clone());
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
