@@ -189,9 +189,12 @@ impl GeoDns {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: geodns\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        // The admin listener answers only requests addressed to it.
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.admin()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
         let mut body = String::new();
         stream.read_to_string(&mut body).unwrap();
         body
