@@ -41,11 +41,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use geo::GeoDatabase;
+pub use geo::{GeoDatabase, LoadLimit};
 pub use handler::GeoDnsHandler;
 pub use health::HealthView;
 pub use metrics::DnsMetrics;
-pub use snapshot::{Live, Snapshot};
+pub use snapshot::{Checked, Live, Snapshot, check};
 pub use steering::Steering;
 pub use table::GeoTable;
 pub use zone::Zone;

@@ -83,7 +83,7 @@ nets = { \"192.0.2.0/24\" = [\"eu-west\"] }
 
 /// One `meridian geodns` process, killed on drop; its log is replayed if
 /// the test failed.
-struct GeoDns {
+pub(crate) struct GeoDns {
     child: Child,
     stderr: mpsc::Receiver<String>,
     log: Vec<String>,
@@ -102,7 +102,7 @@ impl GeoDns {
     }
 
     /// Starts it with `config`, which must make it listen on `host`.
-    fn start_on(host: Ipv4Addr, config: &str) -> GeoDns {
+    pub(crate) fn start_on(host: Ipv4Addr, config: &str) -> GeoDns {
         let dir = TempDir::new(&format!("geodns-{host}"));
         let path = dir.write("meridian.toml", config);
         let mut child = meridian()
@@ -126,15 +126,15 @@ impl GeoDns {
         geodns
     }
 
-    fn dns(&self) -> SocketAddr {
+    pub(crate) fn dns(&self) -> SocketAddr {
         SocketAddr::from((self.host, 5353))
     }
 
-    fn admin(&self) -> SocketAddr {
+    pub(crate) fn admin(&self) -> SocketAddr {
         SocketAddr::from((self.host, 9153))
     }
 
-    fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.0.join("meridian.toml")
     }
 
@@ -146,7 +146,7 @@ impl GeoDns {
     }
 
     /// Waits until a log line contains `text`.
-    fn wait_for_log(&mut self, text: &str, within: Duration) {
+    pub(crate) fn wait_for_log(&mut self, text: &str, within: Duration) {
         let deadline = Instant::now() + within;
         if self.log.iter().any(|l| l.contains(text)) {
             return;
@@ -170,21 +170,42 @@ impl GeoDns {
     }
 
     /// Every log line so far.
-    fn log(&mut self) -> &[String] {
+    pub(crate) fn log(&mut self) -> &[String] {
         self.log.extend(self.stderr.try_iter());
         &self.log
     }
 
-    fn hang_up(&self) {
+    pub(crate) fn hang_up(&self) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     }
 
-    fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    fn metrics(&self) -> String {
+    /// Sends SIGTERM, as a service manager stops it.
+    pub(crate) fn terminate(&self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after
+    /// `within`.
+    pub(crate) fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> String {
         let mut stream = TcpStream::connect(self.admin()).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -212,14 +233,14 @@ impl Drop for GeoDns {
 }
 
 /// A query for `name`/`rtype` without EDNS.
-fn question(name: &str, rtype: RecordType) -> Message {
+pub(crate) fn question(name: &str, rtype: RecordType) -> Message {
     let mut message = Message::query();
     message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     message
 }
 
 /// `message` with an OPT record of `size` and, if given, an ECS option.
-fn edns(mut message: Message, size: u16, subnet: Option<&str>) -> Message {
+pub(crate) fn edns(mut message: Message, size: u16, subnet: Option<&str>) -> Message {
     let mut edns = Edns::new();
     edns.set_max_payload(size);
     if let Some(subnet) = subnet {
@@ -231,12 +252,12 @@ fn edns(mut message: Message, size: u16, subnet: Option<&str>) -> Message {
 }
 
 /// A query with EDNS (1232 bytes) and an ECS option.
-fn ecs(name: &str, rtype: RecordType, subnet: &str) -> Message {
+pub(crate) fn ecs(name: &str, rtype: RecordType, subnet: &str) -> Message {
     edns(question(name, rtype), 1232, Some(subnet))
 }
 
 /// Sends `message` over UDP; the reply and its size in bytes.
-fn udp(server: SocketAddr, message: &Message) -> (Message, usize) {
+pub(crate) fn udp(server: SocketAddr, message: &Message) -> (Message, usize) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(3)))
@@ -251,7 +272,7 @@ fn udp(server: SocketAddr, message: &Message) -> (Message, usize) {
 }
 
 /// Sends `message` over TCP, framed with its 2-byte length.
-fn tcp(server: SocketAddr, message: &Message) -> Message {
+pub(crate) fn tcp(server: SocketAddr, message: &Message) -> Message {
     let mut stream = TcpStream::connect(server).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(3)))
@@ -259,7 +280,7 @@ fn tcp(server: SocketAddr, message: &Message) -> Message {
     tcp_exchange(&mut stream, &message.to_vec().unwrap())
 }
 
-fn tcp_exchange(stream: &mut TcpStream, bytes: &[u8]) -> Message {
+pub(crate) fn tcp_exchange(stream: &mut TcpStream, bytes: &[u8]) -> Message {
     let mut framed = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
     framed.extend_from_slice(bytes);
     stream.write_all(&framed).unwrap();
@@ -270,7 +291,7 @@ fn tcp_exchange(stream: &mut TcpStream, bytes: &[u8]) -> Message {
     Message::from_vec(&reply).unwrap()
 }
 
-fn addresses(message: &Message) -> Vec<IpAddr> {
+pub(crate) fn addresses(message: &Message) -> Vec<IpAddr> {
     message
         .answers
         .iter()
@@ -283,7 +304,7 @@ fn addresses(message: &Message) -> Vec<IpAddr> {
 }
 
 /// The reply's ECS option.
-fn subnet_of(message: &Message) -> Option<ClientSubnet> {
+pub(crate) fn subnet_of(message: &Message) -> Option<ClientSubnet> {
     match message.edns.as_ref()?.option(EdnsCode::Subnet) {
         Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
         _ => None,
@@ -1194,7 +1215,7 @@ fn tcp_from(source: Ipv4Addr, server: SocketAddr, message: &Message) -> Message 
 }
 
 /// The value of a metric line, e.g. `meridian_dns_rate_limited_total{action="dropped"}`.
-fn metric(text: &str, name: &str) -> u64 {
+pub(crate) fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))

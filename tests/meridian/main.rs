@@ -11,6 +11,7 @@ mod cli;
 mod dns;
 mod failover;
 mod faults;
+mod geo_database;
 mod harness;
 mod hostile;
 mod origin_tls;
