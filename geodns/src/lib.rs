@@ -23,6 +23,7 @@ pub mod admin;
 pub mod answer;
 mod answer_cache;
 pub mod centroids;
+mod ecs;
 pub mod explain;
 pub mod geo;
 pub mod handler;

@@ -1,6 +1,7 @@
 //! GeoDNS over real sockets: one `meridian geodns` process per test, on
 //! 127.60.T.1 (T = the test's number), its regions' edges on 127.61–63.T.x;
-//! the rate-limit tests use blocks of their own (127.117 and 127.118).
+//! the rate-limit tests use blocks of their own (127.117 and 127.118), the
+//! Client Subnet test 127.150.
 //! The edges do not exist; health checks probe every 300 s, so every edge
 //! stays up for the length of a test.
 //!
@@ -635,6 +636,107 @@ fn dns_every_edge_of_a_region_is_returned() {
     );
     assert_eq!(addresses(&us), [geodns.edge(1, 1), geodns.edge(1, 2)]);
     assert!(us.answers.iter().all(|r| r.ttl == 30));
+}
+
+/// The demo on 127.`block`.x.y, with health checks that never probe
+/// during a test (the edges do not exist).
+fn quiet_config(block: u8) -> String {
+    config_on_block(block)
+        .replace("interval_ms = 500", "interval_ms = 300000")
+        .replace("timeout_ms = 400", "timeout_ms = 1000")
+}
+
+/// A query for `cdn.meridian.test.` of type `qtype`, built byte by byte,
+/// with an OPT record (1232 bytes) holding `options` when given.
+fn raw_query(id: u16, qtype: u16, options: Option<&[u8]>) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(options.is_some())]);
+    q.extend_from_slice(b"\x03cdn\x08meridian\x04test\x00");
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    if let Some(options) = options {
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+        q.extend_from_slice(&u16::try_from(options.len()).unwrap().to_be_bytes());
+        q.extend_from_slice(options);
+    }
+    q
+}
+
+/// A Client Subnet option, with its length as the bytes given make it.
+fn subnet_option(family: u16, source: u8, scope: u8, address: &[u8]) -> Vec<u8> {
+    let mut option = vec![0, 8];
+    option.extend_from_slice(&u16::try_from(4 + address.len()).unwrap().to_be_bytes());
+    option.extend_from_slice(&family.to_be_bytes());
+    option.extend_from_slice(&[source, scope]);
+    option.extend_from_slice(address);
+    option
+}
+
+/// Sends raw `bytes` over UDP and over TCP; both replies.
+fn raw_udp_and_tcp(server: SocketAddr, bytes: &[u8]) -> [Message; 2] {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send_to(bytes, server).unwrap();
+    let mut buffer = vec![0u8; 65_535];
+    let (len, _) = socket.recv_from(&mut buffer).expect("a reply over UDP");
+    let over_udp = Message::from_vec(&buffer[..len]).unwrap();
+    let mut stream = TcpStream::connect(server).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let over_tcp = tcp_exchange(&mut stream, bytes);
+    [over_udp, over_tcp]
+}
+
+#[test]
+fn dns_client_subnets_that_break_rfc_7871_get_formerr() {
+    let geodns = GeoDns::start_on(Ipv4Addr::new(127, 150, 0, 1), &quiet_config(150));
+    let ecs = subnet_option;
+    let mut two = ecs(1, 24, 0, &[81, 2, 69]);
+    two.extend(ecs(1, 24, 0, &[8, 8, 8]));
+    let mut cut = ecs(1, 24, 0, &[81, 2, 69]);
+    cut[3] += 2;
+    for (what, option) in [
+        // 51.2.79.0 as a /20: bits 20-23 set past the prefix.
+        ("bits past the prefix", ecs(1, 20, 0, &[51, 2, 0x4f])),
+        ("an extra address octet", ecs(1, 24, 0, &[81, 2, 69, 142])),
+        ("a scope in the query", ecs(1, 24, 16, &[81, 2, 69])),
+        ("family 3", ecs(3, 24, 0, &[81, 2, 69])),
+        ("a /33 for IPv4", ecs(1, 33, 0, &[81, 2, 69, 142, 0])),
+        ("a /129 for IPv6", ecs(2, 129, 0, &[0x20; 17])),
+        ("two subnets", two),
+        ("a subnet running past its record", cut),
+    ] {
+        // Each asked twice: the second time must not come from a cache.
+        for id in [0x5100, 0x5101] {
+            let query = raw_query(id, 1, Some(&option));
+            for (reply, over) in raw_udp_and_tcp(geodns.dns(), &query)
+                .iter()
+                .zip(["UDP", "TCP"])
+            {
+                assert_eq!(reply.metadata.id, id, "{what} over {over}");
+                assert_eq!(
+                    reply.metadata.response_code,
+                    ResponseCode::FormErr,
+                    "{what} over {over}"
+                );
+                assert!(reply.answers.is_empty(), "{what} over {over}");
+                assert_eq!(subnet_of(reply), None, "{what} over {over}: nothing echoed");
+            }
+        }
+    }
+    // The same client's /20 as RFC 7871 says to send it: answered, and
+    // echoed as sent, with a scope.
+    let good = raw_query(0x5200, 1, Some(&ecs(1, 20, 0, &[51, 2, 0x40])));
+    for reply in raw_udp_and_tcp(geodns.dns(), &good) {
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(addresses(&reply).len(), 1);
+        let echo = subnet_of(&reply).unwrap();
+        assert_eq!(echo.addr(), IpAddr::from([51, 2, 64, 0]));
+        assert_eq!(echo.source_prefix(), 20);
+    }
 }
 
 #[test]
