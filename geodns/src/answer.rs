@@ -117,7 +117,9 @@ pub fn answer<'s>(
         scope: 0,
         region: None,
     };
-    if qclass != DNSClass::IN {
+    // Another class, or a zone transfer: this server does not transfer its
+    // zone (secondaries get the config file it is built from instead).
+    if qclass != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
         reply.rcode = ResponseCode::Refused;
         reply.authoritative = false;
         return reply;
@@ -247,6 +249,20 @@ mod tests {
         let v6 = ClientSubnet::new("2001:db8:ffff::".parse().unwrap(), 33, 0);
         let echo = client_of(Some(v6), source).echo.unwrap();
         assert_eq!(echo.addr(), "2001:db8:8000::".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn zone_transfers_are_refused() {
+        let snapshot = snapshot();
+        let client = client_of(None, "127.0.0.1".parse().unwrap());
+        for qtype in [RecordType::AXFR, RecordType::IXFR] {
+            for name in ["meridian.test.", "cdn.meridian.test.", "example.com."] {
+                let reply = ask(snapshot, name, qtype, &client);
+                assert_eq!(reply.rcode, ResponseCode::Refused, "{name} {qtype}");
+                assert!(!reply.authoritative);
+                assert!(reply.answers.is_empty() && reply.authority.is_empty());
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! GeoDNS over real sockets: one `meridian geodns` process per test, on
 //! 127.60.T.1 (T = the test's number), its regions' edges on 127.61–63.T.x;
 //! the rate-limit tests use blocks of their own (127.117 and 127.118), the
-//! Client Subnet test 127.150.
+//! Client Subnet and zone transfer tests 127.150 and 127.151.
 //! The edges do not exist; health checks probe every 300 s, so every edge
 //! stays up for the length of a test.
 //!
@@ -736,6 +736,41 @@ fn dns_client_subnets_that_break_rfc_7871_get_formerr() {
         let echo = subnet_of(&reply).unwrap();
         assert_eq!(echo.addr(), IpAddr::from([51, 2, 64, 0]));
         assert_eq!(echo.source_prefix(), 20);
+    }
+}
+
+#[test]
+fn dns_zone_transfers_are_refused() {
+    let geodns = GeoDns::start_on(Ipv4Addr::new(127, 151, 0, 1), &quiet_config(151));
+    // AXFR (252) and IXFR (251), with and without EDNS; the steered name
+    // and the apex.
+    for (qtype, name) in [(252u16, "AXFR"), (251, "IXFR")] {
+        for options in [None, Some(&[][..])] {
+            let mut query = raw_query(0x7100, qtype, options);
+            for reply in raw_udp_and_tcp(geodns.dns(), &query) {
+                assert_eq!(
+                    reply.metadata.response_code,
+                    ResponseCode::Refused,
+                    "{name}"
+                );
+                assert!(
+                    reply.answers.is_empty() && reply.authorities.is_empty(),
+                    "{name}"
+                );
+                assert!(!reply.metadata.authoritative, "{name}");
+            }
+            // The apex: `meridian.test.`, by cutting the `cdn` label.
+            query.drain(12..16);
+            for reply in raw_udp_and_tcp(geodns.dns(), &query) {
+                assert_eq!(
+                    reply.metadata.response_code,
+                    ResponseCode::Refused,
+                    "{name}"
+                );
+                assert_eq!(reply.queries[0].name().to_ascii(), "meridian.test.");
+                assert!(reply.answers.is_empty(), "{name}");
+            }
+        }
     }
 }
 
