@@ -118,7 +118,7 @@ pub fn answer<'s>(
         region: None,
     };
     // Another class, or a zone transfer: this server does not transfer its
-    // zone (secondaries get the config file it is built from instead).
+    // zone (more servers are run from the same config file instead).
     if qclass != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
         reply.rcode = ResponseCode::Refused;
         reply.authoritative = false;

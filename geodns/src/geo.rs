@@ -44,14 +44,15 @@ pub const MAX_DATABASE_BYTES: u64 = 1 << 30;
 /// How long one load of a database (reading it, walking its tree, building
 /// the table) may take by default.
 ///
-/// Measured in a debug build on this project's 2-core machine, the walk
-/// and the table cost about 1.4 µs per search-tree node (the embedded
-/// database, 864,344 nodes, in 1.2 s); an optimised build is several times
-/// faster. GeoLite2-City, about 4 M nodes, then takes some 6 s in a debug
-/// build, and the largest commercial databases (about 20 M nodes) half a
-/// minute. 120 s leaves room for those on a slow or busy host, and still
-/// ends a load that could only finish in hours. A file whose tree is not a
-/// tree is stopped long before by the work budget ([`WORK_PER_NODE`]).
+/// Measured here, walking the tree and building the table costs about 1 µs
+/// per search-tree node in a debug build (the embedded database, 864,344
+/// nodes, in under a second) and a tenth of that in an optimised one (0.1 s,
+/// see the README). The largest City and Enterprise databases have on the
+/// order of ten million nodes: seconds optimised, tens of seconds in a
+/// debug build or on a slow, busy host. 120 s leaves room for those and
+/// still ends a load that could only finish in hours. A file whose tree is
+/// not a tree is stopped long before, by the work budget
+/// ([`WORK_PER_NODE`]).
 pub const LOAD_TIME_LIMIT: Duration = Duration::from_secs(120);
 
 /// The work budget of one load, in steps per search-tree node (plus
