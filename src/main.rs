@@ -74,7 +74,12 @@ fn check_configs(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
             .and_then(|config| {
                 geodns::check(&config, &geodns::LoadLimit::default())
                     .map(|checked| (config, checked))
-                    .map_err(|e| format!("{}: geodns.geo_database: {e}", file.display()))
+                    .map_err(|e| match e {
+                        geodns::GeoDnsError::Geo(e) => {
+                            format!("{}: geodns.geo_database: {e}", file.display())
+                        }
+                        other => format!("{}: {other}", file.display()),
+                    })
             });
         match checked {
             Ok((config, checked)) => println!(

@@ -181,7 +181,8 @@ pub enum GeoError {
 /// Clones share the switch.
 #[derive(Debug, Clone)]
 pub struct LoadLimit {
-    deadline: Instant,
+    /// `None` for a limit too far away to represent: no limit.
+    deadline: Option<Instant>,
     limit: Duration,
     cancelled: Arc<AtomicBool>,
 }
@@ -190,10 +191,7 @@ impl LoadLimit {
     /// A load that must be done within `limit` from now.
     pub fn new(limit: Duration) -> Self {
         LoadLimit {
-            // A limit too far to represent is no limit.
-            deadline: Instant::now()
-                .checked_add(limit)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365)),
+            deadline: Instant::now().checked_add(limit),
             limit,
             cancelled: Arc::new(AtomicBool::new(false)),
         }
@@ -212,7 +210,10 @@ impl LoadLimit {
                 what: what.to_owned(),
             });
         }
-        if Instant::now() >= self.deadline {
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
             return Err(GeoError::TimedOut {
                 what: what.to_owned(),
                 limit: self.limit,

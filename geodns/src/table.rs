@@ -155,6 +155,8 @@ impl GeoTable {
         // work budget), each copy paid for: a file that points many
         // prefixes at its IPv4 tree cannot make the table quadratic.
         let mut v6_networks: Vec<(u128, u32)> = Vec::new();
+        // (the index of the network it comes before, its first address,
+        // the address after it or `None`).
         let mut gaps: Vec<(usize, u128, Option<u128>)> = Vec::new();
         // The first address not yet covered; `None` past the last one.
         let mut next: Option<u128> = Some(0);
