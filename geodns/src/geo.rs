@@ -459,6 +459,11 @@ impl GeoDatabase {
             reason,
         };
         // Each record is decoded once, the first time the walk meets it.
+        // maxminddb bounds one decode (65,536 values); the clock and the
+        // cancel switch are looked at before each, so that a file with
+        // many large records cannot outlast the load's limit between two
+        // looks.
+        let (limit, what) = (work.limit, work.what);
         let mut records: HashMap<usize, (u32, Option<Location>)> = HashMap::new();
         tree.walk(ipv6, work, |start, prefix, leaf| {
             let Leaf::Data(pointer) = leaf else {
@@ -466,6 +471,7 @@ impl GeoDatabase {
                 return Ok(());
             };
             if !records.contains_key(&pointer) {
+                limit.check(what)?;
                 let index =
                     u32::try_from(records.len()).map_err(|_| invalid("too many records".into()))?;
                 let location = self.decode(ipv6, start, prefix, pointer)?;
