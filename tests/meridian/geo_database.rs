@@ -2,7 +2,7 @@
 //! whose search tree shares subtrees (2^depth networks in a kilobyte), a
 //! device that never ends, a FIFO that never opens. At start, on SIGHUP,
 //! and in `meridian config check`. Each test has its own block,
-//! 127.152–156.x.y.
+//! 127.152–155.x.y.
 
 use crate::dns::{GeoDns, addresses, ecs, metric, udp};
 use crate::harness::{TempDir, config_on_block, meridian, tcp_listening};
