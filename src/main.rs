@@ -63,15 +63,31 @@ fn run(command: Command) -> anyhow::Result<()> {
 }
 
 /// `meridian config check`: every file is checked, every problem printed.
+/// Its geo database too, loaded and turned into GeoDNS's table exactly as
+/// `meridian geodns` would (within the same limits), so that a database
+/// GeoDNS would refuse is caught before it is deployed.
 fn check_configs(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
     let mut failed = 0;
     for file in files {
-        match config::Config::load(file) {
-            Ok(config) => println!(
-                "{}: ok ({} regions: {})",
+        let checked = config::Config::load(file)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                geodns::check(&config, &geodns::LoadLimit::default())
+                    .map(|checked| (config, checked))
+                    .map_err(|e| match e {
+                        geodns::GeoDnsError::Geo(e) => {
+                            format!("{}: geodns.geo_database: {e}", file.display())
+                        }
+                        other => format!("{}: {other}", file.display()),
+                    })
+            });
+        match checked {
+            Ok((config, checked)) => println!(
+                "{}: ok ({} regions: {}; geo database {})",
                 file.display(),
                 config.regions.len(),
-                config.region_names().join(", ")
+                config.region_names().join(", "),
+                checked.database
             ),
             Err(e) => {
                 eprintln!("{e}");

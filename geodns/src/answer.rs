@@ -34,29 +34,31 @@ pub struct Client {
 /// Which address to answer for: the ECS address when the query has one with
 /// a source prefix above 0 and a public address (RFC 7871 §7.1.2: prefix 0
 /// asks not to use it; a private address cannot be placed), else `source`.
+/// The option to echo has its address cut to its source prefix, whatever
+/// the query held (the handler refuses a query whose address has bits past
+/// it, RFC 7871 §6; this keeps any that reached here from being echoed).
 pub fn client_of(subnet: Option<ClientSubnet>, source: IpAddr) -> Client {
-    match subnet {
-        Some(s) if s.source_prefix() > 0 => {
-            let addr = truncated(s.addr(), s.source_prefix());
-            if is_public(addr) {
-                let used = ClientSubnet::new(addr, s.source_prefix(), 0);
-                return Client {
-                    ip: addr,
-                    subnet: Some(used),
-                    echo: Some(s),
-                };
-            }
-            Client {
-                ip: source,
-                subnet: None,
-                echo: Some(s),
-            }
-        }
-        other => Client {
+    let Some(s) = subnet else {
+        return Client {
             ip: source,
             subnet: None,
-            echo: other,
-        },
+            echo: None,
+        };
+    };
+    let addr = truncated(s.addr(), s.source_prefix());
+    let echo = Some(ClientSubnet::new(addr, s.source_prefix(), s.scope_prefix()));
+    if s.source_prefix() > 0 && is_public(addr) {
+        let used = ClientSubnet::new(addr, s.source_prefix(), 0);
+        return Client {
+            ip: addr,
+            subnet: Some(used),
+            echo,
+        };
+    }
+    Client {
+        ip: source,
+        subnet: None,
+        echo,
     }
 }
 
@@ -115,7 +117,9 @@ pub fn answer<'s>(
         scope: 0,
         region: None,
     };
-    if qclass != DNSClass::IN {
+    // Another class, or a zone transfer: this server does not transfer its
+    // zone (more servers are run from the same config file instead).
+    if qclass != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
         reply.rcode = ResponseCode::Refused;
         reply.authoritative = false;
         return reply;
@@ -230,6 +234,35 @@ mod tests {
             .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
             .map(|r| r.data.to_string())
             .collect()
+    }
+
+    #[test]
+    fn the_echoed_subnet_is_cut_to_its_source_prefix() {
+        let source: IpAddr = "192.0.2.53".parse().unwrap();
+        // 51.2.79.0/20 as sent with bits 20-23 set.
+        let sent = ClientSubnet::new("51.2.79.0".parse().unwrap(), 20, 0);
+        let client = client_of(Some(sent), source);
+        let echo = client.echo.unwrap();
+        assert_eq!(echo.addr(), "51.2.64.0".parse::<IpAddr>().unwrap());
+        assert_eq!((echo.source_prefix(), echo.scope_prefix()), (20, 0));
+        assert_eq!(client.ip, echo.addr());
+        let v6 = ClientSubnet::new("2001:db8:ffff::".parse().unwrap(), 33, 0);
+        let echo = client_of(Some(v6), source).echo.unwrap();
+        assert_eq!(echo.addr(), "2001:db8:8000::".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn zone_transfers_are_refused() {
+        let snapshot = snapshot();
+        let client = client_of(None, "127.0.0.1".parse().unwrap());
+        for qtype in [RecordType::AXFR, RecordType::IXFR] {
+            for name in ["meridian.test.", "cdn.meridian.test.", "example.com."] {
+                let reply = ask(snapshot, name, qtype, &client);
+                assert_eq!(reply.rcode, ResponseCode::Refused, "{name} {qtype}");
+                assert!(!reply.authoritative);
+                assert!(reply.answers.is_empty() && reply.authority.is_empty());
+            }
+        }
     }
 
     #[test]

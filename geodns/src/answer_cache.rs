@@ -34,6 +34,7 @@
 //! snapshot or the health generation changes, and when it is full.
 
 use crate::answer::client_of;
+use crate::ecs::ECS;
 use crate::handler::{Counts, GeoDnsHandler};
 use crate::snapshot::Snapshot;
 use hickory_proto::rr::rdata::opt::ClientSubnet;
@@ -53,9 +54,6 @@ const HEADER: usize = 12;
 
 /// RR type OPT (RFC 6891).
 const OPT: u16 = 41;
-
-/// EDNS option code of Client Subnet (RFC 7871).
-const ECS: u16 = 8;
 
 /// A query of the common shape, as slices of the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,37 +191,18 @@ impl<'a> OptShape<'a> {
 
 impl<'a> EcsShape<'a> {
     /// The one option that must be all of `options`: a Client Subnet
-    /// option exactly as RFC 7871 §6 says a query's must be.
+    /// option exactly as RFC 7871 §6 says a query's must be, judged by the
+    /// handler's own rule ([`crate::ecs::check_option`]): what it refuses
+    /// goes to the handler, which answers FORMERR.
     fn read(options: &'a [u8]) -> Option<EcsShape<'a>> {
         if u16_at(options, 0)? != ECS || usize::from(u16_at(options, 2)?) != options.len() - 4 {
             return None;
         }
-        let family = u16_at(options, 4)?;
-        let source_prefix = *options.get(6)?;
-        let scope_prefix = *options.get(7)?;
-        let address = options.get(8..)?;
-        let bits = match family {
-            1 => 32,
-            2 => 128,
-            _ => return None,
-        };
-        if source_prefix > bits || scope_prefix != 0 {
-            return None;
-        }
-        if address.len() != usize::from(source_prefix).div_ceil(8) {
-            return None;
-        }
-        // No address bits past the prefix.
-        if let Some(&last) = address.last() {
-            let used = source_prefix % 8;
-            if used != 0 && last & (0xff >> used) != 0 {
-                return None;
-            }
-        }
+        let ecs = crate::ecs::check_option(options.get(4..)?).ok()?;
         Some(EcsShape {
-            family,
-            source_prefix,
-            address,
+            family: ecs.family,
+            source_prefix: ecs.source_prefix,
+            address: ecs.address,
         })
     }
 
@@ -847,6 +826,84 @@ mod tests {
                 remembered > 500,
                 "only {remembered} replies were remembered"
             );
+        }
+
+        /// A query's Client Subnet option as RFC 7871 §6 forbids: FORMERR,
+        /// the same bytes from the answer cache as from hickory and the
+        /// handler, never remembered, and no subnet echoed.
+        #[test]
+        fn malformed_client_subnets_get_formerr_on_both_paths() {
+            let (handler, live) = handler();
+            let ask = |options: &[u8]| super::query("cdn.meridian.test", Some(1232), options);
+            let ecs = super::ecs_option;
+            let mut variants: Vec<(&str, Vec<u8>)> = vec![
+                // The hostile review's query: 51.2.79.0 sent as a /20.
+                ("bits past the prefix", ask(&ecs(1, 20, 0, &[51, 2, 0x4f]))),
+                (
+                    "an extra address octet",
+                    ask(&ecs(1, 24, 0, &[81, 2, 69, 0])),
+                ),
+                ("an extra octet at /0", ask(&ecs(1, 0, 0, &[81]))),
+                ("a scope in the query", ask(&ecs(1, 24, 8, &[81, 2, 69]))),
+                ("a scope at /0", ask(&ecs(2, 0, 64, &[]))),
+                ("family 3", ask(&ecs(3, 8, 0, &[81]))),
+                ("a /33 for IPv4", ask(&ecs(1, 33, 0, &[81, 2, 69, 142, 0]))),
+                ("a /129 for IPv6", ask(&ecs(2, 129, 0, &[0x20; 17]))),
+                ("a short address", ask(&ecs(1, 24, 0, &[81, 2]))),
+            ];
+            let mut two = ecs(1, 24, 0, &[81, 2, 69]);
+            two.extend(ecs(1, 16, 0, &[8, 8]));
+            variants.push(("two subnets", ask(&two)));
+            let mut cut = ecs(1, 24, 0, &[81, 2, 69]);
+            cut[3] += 2;
+            variants.push(("a subnet running past its record", ask(&cut)));
+            let source: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+            let mut cache = AnswerCache::default();
+            let mut out = Vec::new();
+            for (what, datagram) in &variants {
+                for round in 0..2 {
+                    let snapshot = live.load();
+                    let served = cache.reply(&handler, &snapshot, datagram, source, &mut out);
+                    assert_eq!(served, Served::Built, "{what}, round {round}");
+                    let full =
+                        crate::udp::full_reply(&handler, &snapshot, datagram, source).unwrap();
+                    assert_eq!(out, full.bytes, "{what}");
+                    assert_eq!(out[3] & 0x0f, 1, "{what}: FORMERR");
+                    let reply = Message::from_vec(&out).unwrap();
+                    assert!(reply.answers.is_empty(), "{what}");
+                    // The option hickory cannot even read gets hickory's
+                    // bare FORMERR; the others an OPT without a subnet.
+                    let subnet = reply
+                        .edns
+                        .as_ref()
+                        .and_then(|e| e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet));
+                    assert!(subnet.is_none(), "{what}: nothing echoed");
+                }
+            }
+            // The well-formed /20 of the same client is answered, and
+            // echoed as sent.
+            let good = ask(&ecs(1, 20, 0, &[51, 2, 0x40]));
+            for round in 0..2 {
+                let snapshot = live.load();
+                let served = cache.reply(&handler, &snapshot, &good, source, &mut out);
+                assert_eq!(served == Served::Remembered, round == 1);
+                let reply = Message::from_vec(&out).unwrap();
+                assert_eq!(
+                    reply.metadata.response_code,
+                    hickory_proto::op::ResponseCode::NoError
+                );
+                match reply
+                    .edns
+                    .as_ref()
+                    .and_then(|e| e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet))
+                {
+                    Some(EdnsOption::Subnet(echo)) => {
+                        assert_eq!(echo.addr(), IpAddr::from([51, 2, 64, 0]));
+                        assert_eq!(echo.source_prefix(), 20);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The DNS request handler: hickory-server hands it each parsed query.
 //!
 //! Thin on purpose. It checks the query is one it answers (opcode, one
-//! question, EDNS version), takes the current [`Snapshot`], asks
+//! question, EDNS version, a Client Subnet option as RFC 7871 §6 requires,
+//! see [`crate::ecs`]), takes the current [`Snapshot`], asks
 //! [`answer`](crate::answer) what the reply holds, and writes it:
 //! authoritative (AA), never recursive (RA clear), an OPT record iff the
 //! query had one, the ECS option echoed with its scope, and over UDP at most
@@ -129,6 +130,10 @@ impl GeoDnsHandler {
         } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             // RFC 6891 §6.1.3: we speak EDNS version 0 only.
             Some(ResponseCode::BADVERS)
+        } else if request.edns.is_some() && crate::ecs::check_query(request.as_slice()).is_err() {
+            // RFC 7871 §6: a Client Subnet option a query must not send.
+            // Read from the raw query: hickory's reading of it hides some.
+            Some(ResponseCode::FormErr)
         } else {
             None
         };

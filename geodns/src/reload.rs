@@ -10,21 +10,37 @@
 //!
 //! A config or database that does not load is refused: the reason is logged,
 //! `meridian_dns_reload_failures_total` counts it, and the running snapshot
-//! stays. The listen addresses are bound once; a reload that changes them
-//! says so and applies everything else.
+//! stays. So is a load that takes longer than its time limit
+//! ([`crate::geo::LOAD_TIME_LIMIT`]): the load itself watches the limit and
+//! gives up. The listen addresses are bound once; a reload that changes
+//! them says so and applies everything else.
+//!
+//! Signals are handled while a load runs, because the load runs on its own
+//! thread and [`upkeep`] waits for it alongside the signals: a SIGHUP that
+//! arrives during a reload is logged, and coalesced into one more reload
+//! after it (the files may have changed after the running load read them;
+//! any number of SIGHUPs during one load make one more reload). Shutting
+//! down calls the running load off and waits only for it to notice, which
+//! it does within about a millisecond of work.
 
 use crate::GeoDnsError;
+use crate::geo::{LOAD_TIME_LIMIT, LoadLimit};
 use crate::health::Checks;
 use crate::metrics::DnsMetrics;
 use crate::snapshot::{Live, Snapshot};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::{JoinError, JoinHandle};
 
 /// SIGHUP deliveries, once [`Hangups::listen`] has replaced the default
 /// action (terminate) with "reload".
 pub struct Hangups {
     #[cfg(unix)]
     signal: Option<tokio::signal::unix::Signal>,
+    /// Hang-ups sent by a test instead of the kernel.
+    #[cfg(test)]
+    sent: Option<tokio::sync::mpsc::Receiver<()>>,
 }
 
 impl Hangups {
@@ -35,11 +51,13 @@ impl Hangups {
             use tokio::signal::unix::{SignalKind, signal};
             Ok(Hangups {
                 signal: Some(signal(SignalKind::hangup())?),
+                #[cfg(test)]
+                sent: None,
             })
         }
         #[cfg(not(unix))]
         {
-            Ok(Hangups {})
+            Ok(Hangups::none())
         }
     }
 
@@ -48,11 +66,29 @@ impl Hangups {
         Hangups {
             #[cfg(unix)]
             signal: None,
+            #[cfg(test)]
+            sent: None,
         }
+    }
+
+    /// Hang-ups that arrive when the test sends them, one at a time: the
+    /// sender's capacity is back to 1 once [`keep_up`] has taken one.
+    #[cfg(test)]
+    fn sent_by_test() -> (tokio::sync::mpsc::Sender<()>, Self) {
+        let (send, receive) = tokio::sync::mpsc::channel(1);
+        let mut hangups = Hangups::none();
+        hangups.sent = Some(receive);
+        (send, hangups)
     }
 
     /// The next SIGHUP; never, without one.
     async fn recv(&mut self) {
+        #[cfg(test)]
+        if let Some(sent) = self.sent.as_mut()
+            && sent.recv().await.is_some()
+        {
+            return;
+        }
         #[cfg(unix)]
         if let Some(signal) = self.signal.as_mut()
             && signal.recv().await.is_some()
@@ -64,26 +100,76 @@ impl Hangups {
 }
 
 /// Keeps GeoDNS's background work going until `shutdown`: the health checks
-/// of the current snapshot, and a reload on every SIGHUP.
+/// of the current snapshot, and a reload on every SIGHUP (see the module
+/// documentation for SIGHUPs during a reload, and for shutting down during
+/// one).
 pub async fn upkeep(
     live: Arc<Live>,
     metrics: Arc<DnsMetrics>,
-    mut hangups: Hangups,
+    hangups: Hangups,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut reloader = Reloader::start(live, metrics);
+    keep_up(Reloader::start(live, metrics), hangups, shutdown).await;
+}
+
+/// [`upkeep`] with a given reloader.
+async fn keep_up(mut reloader: Reloader, mut hangups: Hangups, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let mut loading: Option<Loading> = None;
+    // A SIGHUP came during the running load: reload once more after it.
+    let mut again = false;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = hangups.recv() => {
-                tracing::info!("SIGHUP: reloading the configuration");
+                if loading.is_none() {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    loading = Some(reloader.begin());
+                } else {
+                    tracing::info!(
+                        "SIGHUP during a reload: the configuration will be reloaded again \
+                         once this reload is done"
+                    );
+                    again = true;
+                }
+            }
+            loaded = async {
+                match loading.as_mut() {
+                    Some(running) => (&mut running.task).await,
+                    None => std::future::pending().await,
+                }
+            }, if loading.is_some() => {
+                loading = None;
                 // The outcome is logged and counted inside.
-                let _ = reloader.reload().await;
+                let _ = reloader.finish(loaded).await;
+                if std::mem::take(&mut again) {
+                    tracing::info!("reloading again, for the SIGHUP that came during the last reload");
+                    loading = Some(reloader.begin());
+                }
             }
         }
     }
+    if let Some(running) = loading {
+        tracing::info!("shutting down: calling off the reload in progress");
+        running.limit.cancel();
+        // It notices within about a millisecond of work; its result no
+        // longer matters.
+        let _ = running.task.await;
+    }
     reloader.stop().await;
+}
+
+/// How a reload loads the next snapshot: from where the config came from,
+/// counting into the metrics, within the limit. Tests put in their own.
+type Load = dyn Fn(&config::ConfigSource, &DnsMetrics, &LoadLimit) -> Result<Snapshot, GeoDnsError>
+    + Send
+    + Sync;
+
+/// A load running on a blocking thread.
+struct Loading {
+    /// Its limit, whose switch calls it off.
+    limit: LoadLimit,
+    task: JoinHandle<Result<Snapshot, GeoDnsError>>,
 }
 
 /// Owns the health checks of the live snapshot and replaces the snapshot.
@@ -91,6 +177,22 @@ pub struct Reloader {
     live: Arc<Live>,
     metrics: Arc<DnsMetrics>,
     checks: Option<Checks>,
+    /// How long one load may take.
+    time_limit: Duration,
+    load: Arc<Load>,
+}
+
+/// Reads the config again from `source` and loads everything it names.
+fn load_from(
+    source: &config::ConfigSource,
+    metrics: &DnsMetrics,
+    limit: &LoadLimit,
+) -> Result<Snapshot, GeoDnsError> {
+    let config = match source {
+        config::ConfigSource::File(path) => config::Config::load(path)?,
+        config::ConfigSource::Embedded => config::Config::demo(),
+    };
+    Snapshot::load_within(config, metrics, limit)
 }
 
 impl Reloader {
@@ -102,26 +204,40 @@ impl Reloader {
             live,
             metrics,
             checks: Some(checks),
+            time_limit: LOAD_TIME_LIMIT,
+            load: Arc::new(load_from),
         }
     }
 
     /// Reloads the config from where the live one came from. On failure
     /// the live snapshot stays, and the error says why.
     pub async fn reload(&mut self) -> Result<(), GeoDnsError> {
-        let old = self.live.load_full();
-        let source = old.config.source.clone();
+        let mut loading = self.begin();
+        let loaded = (&mut loading.task).await;
+        self.finish(loaded).await
+    }
+
+    /// Starts loading the next snapshot on a blocking thread, within the
+    /// time limit from now.
+    fn begin(&self) -> Loading {
+        let limit = LoadLimit::new(self.time_limit);
+        let source = self.live.load().config.source.clone();
         let metrics = self.metrics.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let config = match &source {
-                config::ConfigSource::File(path) => config::Config::load(path)?,
-                config::ConfigSource::Embedded => config::Config::demo(),
-            };
-            Snapshot::load(config, &metrics)
-        })
-        .await
-        .map_err(|e| GeoDnsError::Server(format!("the reload task failed: {e}")))
-        .and_then(|loaded| loaded);
-        let new = match loaded {
+        let load = self.load.clone();
+        let load_limit = limit.clone();
+        let task = tokio::task::spawn_blocking(move || load(&source, &metrics, &load_limit));
+        Loading { limit, task }
+    }
+
+    /// Swaps in what a load produced, or refuses it: logged and counted.
+    async fn finish(
+        &mut self,
+        loaded: Result<Result<Snapshot, GeoDnsError>, JoinError>,
+    ) -> Result<(), GeoDnsError> {
+        let new = match loaded
+            .map_err(|e| GeoDnsError::Server(format!("the reload task failed: {e}")))
+            .and_then(|loaded| loaded)
+        {
             Ok(new) => new,
             Err(error) => {
                 self.metrics.reload_failed();
@@ -132,6 +248,7 @@ impl Reloader {
                 return Err(error);
             }
         };
+        let old = self.live.load_full();
         for (key, was, now) in [
             (
                 "geodns.listen",
@@ -182,6 +299,7 @@ impl Reloader {
 mod tests {
     use super::*;
     use std::net::IpAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn at(live: &Live, ip: &str) -> Vec<usize> {
         live.load()
@@ -254,5 +372,131 @@ mod tests {
         );
         reloader.stop().await;
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The demo, live, with health checks that never probe during a test.
+    fn demo_live() -> (Arc<Live>, Arc<DnsMetrics>) {
+        let text = config::DEMO_TOML.replace("interval_ms = 500", "interval_ms = 300000");
+        let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
+        let metrics = Arc::new(DnsMetrics::new().unwrap());
+        let snapshot = Snapshot::load(config, &metrics).unwrap();
+        (Arc::new(Live::from_pointee(snapshot)), metrics)
+    }
+
+    fn failures(metrics: &DnsMetrics, live: &Live) -> String {
+        let text = metrics.render(&live.load().health);
+        text.lines()
+            .find(|l| l.starts_with("meridian_dns_reload_failures_total "))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Polls `done` until it holds; fails the test after 30 s.
+    async fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_out_of_time_is_refused_and_counted() {
+        let (live, metrics) = demo_live();
+        let before = live.load().id;
+        let mut reloader = Reloader::start(live.clone(), metrics.clone());
+        reloader.time_limit = Duration::ZERO;
+        let error = reloader.reload().await.unwrap_err();
+        assert!(
+            error.to_string().contains("took longer than 0 s"),
+            "{error}"
+        );
+        assert_eq!(live.load().id, before, "the old snapshot stays");
+        assert_eq!(
+            failures(&metrics, &live),
+            "meridian_dns_reload_failures_total 1"
+        );
+        reloader.stop().await;
+    }
+
+    /// A load that runs until the test releases it or it is called off;
+    /// how many were started and how many were called off.
+    struct Blocking {
+        started: Arc<AtomicUsize>,
+        cancelled: Arc<AtomicUsize>,
+        release: std::sync::mpsc::Sender<()>,
+    }
+
+    fn blocking(reloader: &mut Reloader) -> Blocking {
+        let started = Arc::new(AtomicUsize::new(0));
+        let cancelled = Arc::new(AtomicUsize::new(0));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = std::sync::Mutex::new(released);
+        let (count, calls_off) = (started.clone(), cancelled.clone());
+        reloader.load = Arc::new(move |_, _, limit| {
+            count.fetch_add(1, Ordering::SeqCst);
+            loop {
+                if let Err(error) = limit.check("the test's load") {
+                    calls_off.fetch_add(1, Ordering::SeqCst);
+                    return Err(error.into());
+                }
+                let waited = released
+                    .lock()
+                    .map(|r| r.recv_timeout(Duration::from_millis(1)).is_ok());
+                if waited.unwrap_or(true) {
+                    return Err(GeoDnsError::Server("the test's load is done".into()));
+                }
+            }
+        });
+        Blocking {
+            started,
+            cancelled,
+            release,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn signals_are_handled_while_a_load_runs() {
+        let (live, metrics) = demo_live();
+        let mut reloader = Reloader::start(live.clone(), metrics.clone());
+        let load = blocking(&mut reloader);
+        let (hang_up, hangups) = Hangups::sent_by_test();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let upkeep = tokio::spawn(keep_up(reloader, hangups, async {
+            let _ = stopped.await;
+        }));
+        let started = || load.started.load(Ordering::SeqCst);
+
+        hang_up.send(()).await.unwrap();
+        eventually("the first reload starts", || started() == 1).await;
+        // Two more SIGHUPs while it runs: both are taken at once (not left
+        // waiting behind the load), and make one more reload.
+        for _ in 0..2 {
+            hang_up.send(()).await.unwrap();
+            eventually("a SIGHUP during the reload is taken", || {
+                hang_up.capacity() == 1
+            })
+            .await;
+        }
+        assert_eq!(started(), 1, "nothing else starts while a load runs");
+        load.release.send(()).unwrap();
+        eventually("one more reload follows", || started() == 2).await;
+        load.release.send(()).unwrap();
+        eventually("the second reload is refused", || {
+            failures(&metrics, &live) == "meridian_dns_reload_failures_total 2"
+        })
+        .await;
+        assert_eq!(started(), 2, "two SIGHUPs during one load: one reload");
+
+        // Shutting down during a load calls it off, promptly.
+        hang_up.send(()).await.unwrap();
+        eventually("a third reload starts", || started() == 3).await;
+        // The load only ends when called off: a generous bound suffices.
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), upkeep)
+            .await
+            .expect("upkeep stops while a load runs")
+            .unwrap();
+        assert_eq!(load.cancelled.load(Ordering::SeqCst), 1);
     }
 }

@@ -7,7 +7,7 @@
 //! health view changes inside a snapshot, and only through atomics.
 
 use crate::GeoDnsError;
-use crate::geo::GeoDatabase;
+use crate::geo::{GeoDatabase, LoadLimit};
 use crate::health::HealthView;
 use crate::metrics::DnsMetrics;
 use crate::rate_limit::RateLimiter;
@@ -46,14 +46,23 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Loads the database `config` names, builds the table and the zone.
-    /// The health view starts with every edge up; a reload carries the
-    /// known states over ([`HealthView::carry_over`]) before swapping in.
+    /// Loads the database `config` names, builds the table and the zone,
+    /// within the default [`LoadLimit`] ([`crate::geo::LOAD_TIME_LIMIT`]).
     pub fn load(config: config::Config, metrics: &DnsMetrics) -> Result<Self, GeoDnsError> {
+        Snapshot::load_within(config, metrics, &LoadLimit::default())
+    }
+
+    /// Loads the database `config` names, builds the table and the zone;
+    /// fails when `limit` runs out or is called off. The health view
+    /// starts with every edge up; a reload carries the known states over
+    /// ([`HealthView::carry_over`]) before swapping in.
+    pub fn load_within(
+        config: config::Config,
+        metrics: &DnsMetrics,
+        limit: &LoadLimit,
+    ) -> Result<Self, GeoDnsError> {
         let started = Instant::now();
-        let geo = GeoDatabase::from_config(&config.geodns.geo_database)?;
-        let steering = Steering::from_config(&config);
-        let table = GeoTable::build(&geo, &steering)?;
+        let (geo, table) = load_table(&config, limit)?;
         let stats = table.stats();
         tracing::info!(
             database = geo.description(),
@@ -88,4 +97,37 @@ impl Snapshot {
             rate_limit,
         })
     }
+}
+
+/// The database `config` names and its table, within `limit`.
+fn load_table(
+    config: &config::Config,
+    limit: &LoadLimit,
+) -> Result<(GeoDatabase, GeoTable), GeoDnsError> {
+    let geo = GeoDatabase::from_config(&config.geodns.geo_database)?;
+    let steering = Steering::from_config(config);
+    let table = GeoTable::build_within(&geo, &steering, limit)?;
+    Ok((geo, table))
+}
+
+/// What [`check`] found: the database and the table GeoDNS would build.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The database's type, node count and build date.
+    pub database: String,
+    /// The table's size.
+    pub table: crate::table::TableStats,
+}
+
+/// Does everything a GeoDNS start does with `config` short of binding:
+/// loads its geo database and builds the table (within `limit`) and the
+/// zone. For `meridian config check`, so that a database GeoDNS would
+/// refuse is caught before it is deployed.
+pub fn check(config: &config::Config, limit: &LoadLimit) -> Result<Checked, GeoDnsError> {
+    let (geo, table) = load_table(config, limit)?;
+    Zone::from_config(config)?;
+    Ok(Checked {
+        database: geo.description().to_owned(),
+        table: table.stats(),
+    })
 }

@@ -23,7 +23,7 @@
 //!
 //! Pure after construction: no I/O, no clock.
 
-use crate::geo::{DbRecord, GeoDatabase, GeoError, canonical};
+use crate::geo::{DbRecord, GeoDatabase, GeoError, LoadLimit, Work, canonical};
 use crate::steering::{Steering, overridden};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -109,9 +109,22 @@ impl<T: Copy + Ord + Into<u128>> Ranges<T> {
 }
 
 impl GeoTable {
-    /// The table for `geo` under `steering`. Reads the whole database once;
-    /// fails if its tree or a record is corrupt.
+    /// The table for `geo` under `steering`, within the default
+    /// [`LoadLimit`] ([`crate::geo::LOAD_TIME_LIMIT`]).
     pub fn build(geo: &GeoDatabase, steering: &Steering) -> Result<Self, GeoError> {
+        GeoTable::build_within(geo, steering, &LoadLimit::default())
+    }
+
+    /// The table for `geo` under `steering`. Reads the whole database once,
+    /// with work bounded by its size (see [`crate::geo::WORK_PER_NODE`]);
+    /// fails if its tree or a record is corrupt, or when `limit` says the
+    /// load is out of time or called off.
+    pub fn build_within(
+        geo: &GeoDatabase,
+        steering: &Steering,
+        limit: &LoadLimit,
+    ) -> Result<Self, GeoError> {
+        let mut work = geo.work(limit);
         let mut orders = Orders::default();
         let default = orders.intern(steering.order(None).regions);
 
@@ -130,35 +143,49 @@ impl GeoTable {
             };
 
         let mut raw_v4 = Pieces::new(default);
-        geo.scan(false, |start, _prefix, record| {
+        geo.scan(false, &mut work, |start, _prefix, record| {
             let id = classify(&mut orders, &mut classes, record);
             raw_v4.push(start, id);
         })?;
         classes.clear();
 
         // IPv6, with the gaps the database aliases to its IPv4 tree filled
-        // from the IPv4 pieces as they are before any overlay.
-        let mut v6 = Pieces::new(default);
+        // from the IPv4 pieces as they are before any overlay. The gaps are
+        // found during the walk but filled after it (the walk holds the
+        // work budget), each copy paid for: a file that points many
+        // prefixes at its IPv4 tree cannot make the table quadratic.
+        let mut v6_networks: Vec<(u128, u32)> = Vec::new();
+        // (the index of the network it comes before, its first address,
+        // the address after it or `None`).
+        let mut gaps: Vec<(usize, u128, Option<u128>)> = Vec::new();
         // The first address not yet covered; `None` past the last one.
         let mut next: Option<u128> = Some(0);
-        let fill_gap = |v6: &mut Pieces, from: u128, to: Option<u128>| {
-            for (block, depth) in cidr_blocks(from, to) {
-                alias_v4(v6, &raw_v4, block, depth, default);
-            }
-        };
-        geo.scan(true, |start, prefix, record| {
+        geo.scan(true, &mut work, |start, prefix, record| {
             if let Some(expected) = next
                 && start > expected
             {
-                fill_gap(&mut v6, expected, Some(start));
+                gaps.push((v6_networks.len(), expected, Some(start)));
             }
             let id = classify(&mut orders, &mut classes, record);
-            v6.push(start, id);
+            v6_networks.push((start, id));
             next = block_end(start, prefix, 128).checked_add(1);
         })?;
         if let Some(expected) = next {
-            fill_gap(&mut v6, expected, None);
+            gaps.push((v6_networks.len(), expected, None));
         }
+        let mut v6 = Pieces::new(default);
+        let mut gaps = gaps.into_iter().peekable();
+        for at in 0..=v6_networks.len() {
+            while let Some((_, from, to)) = gaps.next_if(|(before, _, _)| *before == at) {
+                for (block, depth) in cidr_blocks(from, to) {
+                    alias_v4(&mut v6, &raw_v4, block, depth, default, &mut work)?;
+                }
+            }
+            if let Some(&(start, id)) = v6_networks.get(at) {
+                v6.push(start, id);
+            }
+        }
+        drop(v6_networks);
 
         let mut v4 = raw_v4;
         for (pieces, blocks, bits) in [
@@ -176,6 +203,9 @@ impl GeoTable {
         }
         // Least specific first, so more specific networks paint over them.
         for (net, listed) in steering.nets().iter().rev() {
+            // Each costs a pass over the pieces: a config with very many
+            // network overrides is slow to load, and must stay stoppable.
+            work.check()?;
             let (start, end) = bounds(net);
             let (pieces, bits) = match net {
                 IpNet::V4(_) => (&mut v4, 32),
@@ -371,17 +401,28 @@ impl Pieces {
 
 /// Copies the IPv4 ranges into the IPv6 `block` of prefix `depth` that the
 /// database aliases to its IPv4 tree: the address's bits after `depth` are
-/// walked as an IPv4 address, as a lookup does.
-fn alias_v4(v6: &mut Pieces, v4: &Pieces, block: u128, depth: u32, default: u32) {
+/// walked as an IPv4 address, as a lookup does. Each range copied costs a
+/// step of `work`.
+fn alias_v4(
+    v6: &mut Pieces,
+    v4: &Pieces,
+    block: u128,
+    depth: u32,
+    default: u32,
+    work: &mut Work<'_>,
+) -> Result<(), GeoError> {
     if depth > 96 {
         // Narrower than the IPv4 space: not an alias a database makes.
+        work.charge(1)?;
         v6.push(block, default);
-        return;
+        return Ok(());
     }
+    work.charge(v4.0.len() as u64)?;
     let shift = 96 - depth;
     for piece in &v4.0 {
         v6.push(block | (piece.start << shift), piece.order);
     }
+    Ok(())
 }
 
 /// The IPv6 addresses from `from` up to `to` (exclusive; `None`: to the

@@ -1,6 +1,7 @@
 //! GeoDNS over real sockets: one `meridian geodns` process per test, on
 //! 127.60.T.1 (T = the test's number), its regions' edges on 127.61–63.T.x;
-//! the rate-limit tests use blocks of their own (127.117 and 127.118).
+//! the rate-limit tests use blocks of their own (127.117 and 127.118), the
+//! Client Subnet and zone transfer tests 127.150 and 127.151.
 //! The edges do not exist; health checks probe every 300 s, so every edge
 //! stays up for the length of a test.
 //!
@@ -83,7 +84,7 @@ nets = { \"192.0.2.0/24\" = [\"eu-west\"] }
 
 /// One `meridian geodns` process, killed on drop; its log is replayed if
 /// the test failed.
-struct GeoDns {
+pub(crate) struct GeoDns {
     child: Child,
     stderr: mpsc::Receiver<String>,
     log: Vec<String>,
@@ -102,7 +103,7 @@ impl GeoDns {
     }
 
     /// Starts it with `config`, which must make it listen on `host`.
-    fn start_on(host: Ipv4Addr, config: &str) -> GeoDns {
+    pub(crate) fn start_on(host: Ipv4Addr, config: &str) -> GeoDns {
         let dir = TempDir::new(&format!("geodns-{host}"));
         let path = dir.write("meridian.toml", config);
         let mut child = meridian()
@@ -126,15 +127,15 @@ impl GeoDns {
         geodns
     }
 
-    fn dns(&self) -> SocketAddr {
+    pub(crate) fn dns(&self) -> SocketAddr {
         SocketAddr::from((self.host, 5353))
     }
 
-    fn admin(&self) -> SocketAddr {
+    pub(crate) fn admin(&self) -> SocketAddr {
         SocketAddr::from((self.host, 9153))
     }
 
-    fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.0.join("meridian.toml")
     }
 
@@ -146,7 +147,7 @@ impl GeoDns {
     }
 
     /// Waits until a log line contains `text`.
-    fn wait_for_log(&mut self, text: &str, within: Duration) {
+    pub(crate) fn wait_for_log(&mut self, text: &str, within: Duration) {
         let deadline = Instant::now() + within;
         if self.log.iter().any(|l| l.contains(text)) {
             return;
@@ -170,21 +171,42 @@ impl GeoDns {
     }
 
     /// Every log line so far.
-    fn log(&mut self) -> &[String] {
+    pub(crate) fn log(&mut self) -> &[String] {
         self.log.extend(self.stderr.try_iter());
         &self.log
     }
 
-    fn hang_up(&self) {
+    pub(crate) fn hang_up(&self) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     }
 
-    fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    fn metrics(&self) -> String {
+    /// Sends SIGTERM, as a service manager stops it.
+    pub(crate) fn terminate(&self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after
+    /// `within`.
+    pub(crate) fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> String {
         let mut stream = TcpStream::connect(self.admin()).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -215,14 +237,14 @@ impl Drop for GeoDns {
 }
 
 /// A query for `name`/`rtype` without EDNS.
-fn question(name: &str, rtype: RecordType) -> Message {
+pub(crate) fn question(name: &str, rtype: RecordType) -> Message {
     let mut message = Message::query();
     message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     message
 }
 
 /// `message` with an OPT record of `size` and, if given, an ECS option.
-fn edns(mut message: Message, size: u16, subnet: Option<&str>) -> Message {
+pub(crate) fn edns(mut message: Message, size: u16, subnet: Option<&str>) -> Message {
     let mut edns = Edns::new();
     edns.set_max_payload(size);
     if let Some(subnet) = subnet {
@@ -234,12 +256,12 @@ fn edns(mut message: Message, size: u16, subnet: Option<&str>) -> Message {
 }
 
 /// A query with EDNS (1232 bytes) and an ECS option.
-fn ecs(name: &str, rtype: RecordType, subnet: &str) -> Message {
+pub(crate) fn ecs(name: &str, rtype: RecordType, subnet: &str) -> Message {
     edns(question(name, rtype), 1232, Some(subnet))
 }
 
 /// Sends `message` over UDP; the reply and its size in bytes.
-fn udp(server: SocketAddr, message: &Message) -> (Message, usize) {
+pub(crate) fn udp(server: SocketAddr, message: &Message) -> (Message, usize) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(3)))
@@ -254,7 +276,7 @@ fn udp(server: SocketAddr, message: &Message) -> (Message, usize) {
 }
 
 /// Sends `message` over TCP, framed with its 2-byte length.
-fn tcp(server: SocketAddr, message: &Message) -> Message {
+pub(crate) fn tcp(server: SocketAddr, message: &Message) -> Message {
     let mut stream = TcpStream::connect(server).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(3)))
@@ -262,7 +284,7 @@ fn tcp(server: SocketAddr, message: &Message) -> Message {
     tcp_exchange(&mut stream, &message.to_vec().unwrap())
 }
 
-fn tcp_exchange(stream: &mut TcpStream, bytes: &[u8]) -> Message {
+pub(crate) fn tcp_exchange(stream: &mut TcpStream, bytes: &[u8]) -> Message {
     let mut framed = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
     framed.extend_from_slice(bytes);
     stream.write_all(&framed).unwrap();
@@ -273,7 +295,7 @@ fn tcp_exchange(stream: &mut TcpStream, bytes: &[u8]) -> Message {
     Message::from_vec(&reply).unwrap()
 }
 
-fn addresses(message: &Message) -> Vec<IpAddr> {
+pub(crate) fn addresses(message: &Message) -> Vec<IpAddr> {
     message
         .answers
         .iter()
@@ -286,7 +308,7 @@ fn addresses(message: &Message) -> Vec<IpAddr> {
 }
 
 /// The reply's ECS option.
-fn subnet_of(message: &Message) -> Option<ClientSubnet> {
+pub(crate) fn subnet_of(message: &Message) -> Option<ClientSubnet> {
     match message.edns.as_ref()?.option(EdnsCode::Subnet) {
         Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
         _ => None,
@@ -617,6 +639,142 @@ fn dns_every_edge_of_a_region_is_returned() {
     );
     assert_eq!(addresses(&us), [geodns.edge(1, 1), geodns.edge(1, 2)]);
     assert!(us.answers.iter().all(|r| r.ttl == 30));
+}
+
+/// The demo on 127.`block`.x.y, with health checks that never probe
+/// during a test (the edges do not exist).
+fn quiet_config(block: u8) -> String {
+    config_on_block(block)
+        .replace("interval_ms = 500", "interval_ms = 300000")
+        .replace("timeout_ms = 400", "timeout_ms = 1000")
+}
+
+/// A query for `cdn.meridian.test.` of type `qtype`, built byte by byte,
+/// with an OPT record (1232 bytes) holding `options` when given.
+fn raw_query(id: u16, qtype: u16, options: Option<&[u8]>) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(options.is_some())]);
+    q.extend_from_slice(b"\x03cdn\x08meridian\x04test\x00");
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    if let Some(options) = options {
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+        q.extend_from_slice(&u16::try_from(options.len()).unwrap().to_be_bytes());
+        q.extend_from_slice(options);
+    }
+    q
+}
+
+/// A Client Subnet option, with its length as the bytes given make it.
+fn subnet_option(family: u16, source: u8, scope: u8, address: &[u8]) -> Vec<u8> {
+    let mut option = vec![0, 8];
+    option.extend_from_slice(&u16::try_from(4 + address.len()).unwrap().to_be_bytes());
+    option.extend_from_slice(&family.to_be_bytes());
+    option.extend_from_slice(&[source, scope]);
+    option.extend_from_slice(address);
+    option
+}
+
+/// Sends raw `bytes` over UDP and over TCP; both replies.
+fn raw_udp_and_tcp(server: SocketAddr, bytes: &[u8]) -> [Message; 2] {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send_to(bytes, server).unwrap();
+    let mut buffer = vec![0u8; 65_535];
+    let (len, _) = socket.recv_from(&mut buffer).expect("a reply over UDP");
+    let over_udp = Message::from_vec(&buffer[..len]).unwrap();
+    let mut stream = TcpStream::connect(server).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let over_tcp = tcp_exchange(&mut stream, bytes);
+    [over_udp, over_tcp]
+}
+
+#[test]
+fn dns_client_subnets_that_break_rfc_7871_get_formerr() {
+    let geodns = GeoDns::start_on(Ipv4Addr::new(127, 150, 0, 1), &quiet_config(150));
+    let ecs = subnet_option;
+    let mut two = ecs(1, 24, 0, &[81, 2, 69]);
+    two.extend(ecs(1, 24, 0, &[8, 8, 8]));
+    let mut cut = ecs(1, 24, 0, &[81, 2, 69]);
+    cut[3] += 2;
+    for (what, option) in [
+        // 51.2.79.0 as a /20: bits 20-23 set past the prefix.
+        ("bits past the prefix", ecs(1, 20, 0, &[51, 2, 0x4f])),
+        ("an extra address octet", ecs(1, 24, 0, &[81, 2, 69, 142])),
+        ("a scope in the query", ecs(1, 24, 16, &[81, 2, 69])),
+        ("family 3", ecs(3, 24, 0, &[81, 2, 69])),
+        ("a /33 for IPv4", ecs(1, 33, 0, &[81, 2, 69, 142, 0])),
+        ("a /129 for IPv6", ecs(2, 129, 0, &[0x20; 17])),
+        ("two subnets", two),
+        ("a subnet running past its record", cut),
+    ] {
+        // Each asked twice: the second time must not come from a cache.
+        for id in [0x5100, 0x5101] {
+            let query = raw_query(id, 1, Some(&option));
+            for (reply, over) in raw_udp_and_tcp(geodns.dns(), &query)
+                .iter()
+                .zip(["UDP", "TCP"])
+            {
+                assert_eq!(reply.metadata.id, id, "{what} over {over}");
+                assert_eq!(
+                    reply.metadata.response_code,
+                    ResponseCode::FormErr,
+                    "{what} over {over}"
+                );
+                assert!(reply.answers.is_empty(), "{what} over {over}");
+                assert_eq!(subnet_of(reply), None, "{what} over {over}: nothing echoed");
+            }
+        }
+    }
+    // The same client's /20 as RFC 7871 says to send it: answered, and
+    // echoed as sent, with a scope.
+    let good = raw_query(0x5200, 1, Some(&ecs(1, 20, 0, &[51, 2, 0x40])));
+    for reply in raw_udp_and_tcp(geodns.dns(), &good) {
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(addresses(&reply).len(), 1);
+        let echo = subnet_of(&reply).unwrap();
+        assert_eq!(echo.addr(), IpAddr::from([51, 2, 64, 0]));
+        assert_eq!(echo.source_prefix(), 20);
+    }
+}
+
+#[test]
+fn dns_zone_transfers_are_refused() {
+    let geodns = GeoDns::start_on(Ipv4Addr::new(127, 151, 0, 1), &quiet_config(151));
+    // AXFR (252) and IXFR (251), with and without EDNS; the steered name
+    // and the apex.
+    for (qtype, name) in [(252u16, "AXFR"), (251, "IXFR")] {
+        for options in [None, Some(&[][..])] {
+            let mut query = raw_query(0x7100, qtype, options);
+            for reply in raw_udp_and_tcp(geodns.dns(), &query) {
+                assert_eq!(
+                    reply.metadata.response_code,
+                    ResponseCode::Refused,
+                    "{name}"
+                );
+                assert!(
+                    reply.answers.is_empty() && reply.authorities.is_empty(),
+                    "{name}"
+                );
+                assert!(!reply.metadata.authoritative, "{name}");
+            }
+            // The apex: `meridian.test.`, by cutting the `cdn` label.
+            query.drain(12..16);
+            for reply in raw_udp_and_tcp(geodns.dns(), &query) {
+                assert_eq!(
+                    reply.metadata.response_code,
+                    ResponseCode::Refused,
+                    "{name}"
+                );
+                assert_eq!(reply.queries[0].name().to_ascii(), "meridian.test.");
+                assert!(reply.answers.is_empty(), "{name}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -1197,7 +1355,7 @@ fn tcp_from(source: Ipv4Addr, server: SocketAddr, message: &Message) -> Message 
 }
 
 /// The value of a metric line, e.g. `meridian_dns_rate_limited_total{action="dropped"}`.
-fn metric(text: &str, name: &str) -> u64 {
+pub(crate) fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))

@@ -12,6 +12,7 @@ mod cli;
 mod dns;
 mod failover;
 mod faults;
+mod geo_database;
 mod harness;
 mod hostile;
 mod origin_tls;

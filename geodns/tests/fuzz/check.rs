@@ -3,12 +3,12 @@
 
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::LowerName;
-use hickory_proto::rr::rdata::opt::EdnsCode;
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::serialize::binary::BinDecoder;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
 use hickory_server::zone_handler::Queries;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The largest UDP reply GeoDNS sends (`handler::MAX_UDP_PAYLOAD`).
 pub const MAX_UDP: usize = 1232;
@@ -228,6 +228,7 @@ fn answer(input: &[u8], request: &Request, reply: &[u8]) -> Result<Outcome, Stri
         .edns
         .as_ref()
         .is_some_and(|edns| edns.option(EdnsCode::Subnet).is_some());
+    client_subnet(request, &message)?;
     Ok(Outcome {
         label: rcode_name(rcode),
         truncated: metadata.truncation,
@@ -246,6 +247,60 @@ fn answer(input: &[u8], request: &Request, reply: &[u8]) -> Result<Outcome, Stri
             message.queries.first().map_or(0, |q| q.query_type().into()),
         ],
     })
+}
+
+/// The Client Subnet rules (RFC 7871 §6, §7.2) as far as hickory's reading
+/// of the query shows them: a query whose option has a scope, or address
+/// bits past its source prefix, is refused (FORMERR, or NOTIMP or BADVERS
+/// when those come first) and nothing is echoed; an echoed option is the
+/// query's, with the same family and source prefix and its address, which
+/// has no bits past the prefix.
+fn client_subnet(request: &Request, reply: &Message) -> Result<(), String> {
+    let subnet_of = |edns: Option<&hickory_proto::op::Edns>| match edns?.option(EdnsCode::Subnet) {
+        Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
+        _ => None,
+    };
+    let asked = subnet_of(request.edns.as_ref());
+    let echoed = subnet_of(reply.edns.as_ref());
+    let malformed = asked.is_some_and(|s| s.scope_prefix() != 0 || truncated(s) != s.addr());
+    let rcode = u16::from(reply.metadata.response_code);
+    if malformed && !matches!(rcode, 1 | 4 | 16) {
+        return Err(format!(
+            "a query whose Client Subnet option breaks RFC 7871 §6 ({asked:?}) got RCODE {rcode}, not FORMERR"
+        ));
+    }
+    match (asked, echoed) {
+        (_, None) => Ok(()),
+        (None, Some(echo)) => Err(format!("{echo:?} echoed to a query without one")),
+        (Some(_), Some(echo)) if malformed => {
+            Err(format!("{echo:?} echoed from a malformed option"))
+        }
+        (Some(asked), Some(echo)) => {
+            let same = echo.addr() == asked.addr()
+                && echo.source_prefix() == asked.source_prefix()
+                && truncated(echo) == echo.addr();
+            if same {
+                Ok(())
+            } else {
+                Err(format!("{echo:?} echoed for {asked:?}"))
+            }
+        }
+    }
+}
+
+/// A subnet's address with every bit past its source prefix cleared.
+fn truncated(subnet: ClientSubnet) -> IpAddr {
+    let prefix = u32::from(subnet.source_prefix());
+    match subnet.addr() {
+        IpAddr::V4(v4) => {
+            let host = u32::MAX.checked_shr(prefix).unwrap_or(0);
+            IpAddr::from(Ipv4Addr::from(u32::from(v4) & !host))
+        }
+        IpAddr::V6(v6) => {
+            let host = u128::MAX.checked_shr(prefix).unwrap_or(0);
+            IpAddr::from(Ipv6Addr::from(u128::from(v6) & !host))
+        }
+    }
 }
 
 /// Whether reading the query's question section reads its header: with

@@ -1,0 +1,274 @@
+//! Geo databases GeoDNS must refuse, and refuse promptly: a valid file
+//! whose search tree shares subtrees (2^depth networks in a kilobyte), a
+//! device that never ends, a FIFO that never opens. At start, on SIGHUP,
+//! and in `meridian config check`. Each test has its own block,
+//! 127.152–155.x.y.
+
+use crate::dns::{GeoDns, addresses, ecs, metric, udp};
+use crate::harness::{TempDir, config_on_block, meridian, tcp_listening};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// MaxMind DB bytes whose search tree is `depth` nodes in a chain: both
+/// records of each node point at the next one, and both of the last one's
+/// at a GB record. Every reader takes it (one lookup is one path), and it
+/// holds 2^depth networks. An IPv6 tree 128 deep is about a kilobyte.
+fn shared_subtrees(ip_version: u16, depth: u32) -> Vec<u8> {
+    fn string(text: &str) -> Vec<u8> {
+        let mut bytes = vec![0x40 | u8::try_from(text.len()).unwrap()];
+        bytes.extend_from_slice(text.as_bytes());
+        bytes
+    }
+    fn map(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut bytes = vec![0xe0 | u8::try_from(entries.len()).unwrap()];
+        for (key, value) in entries {
+            bytes.extend(string(key));
+            bytes.extend_from_slice(value);
+        }
+        bytes
+    }
+    let uint16 = |v: u16| {
+        let mut bytes = vec![0xa2];
+        bytes.extend_from_slice(&v.to_be_bytes());
+        bytes
+    };
+    // Search tree: `depth` nodes of two 24-bit records.
+    let data_pointer = depth + 16;
+    let mut file = Vec::new();
+    for node in 0..depth {
+        let next = if node + 1 == depth {
+            data_pointer
+        } else {
+            node + 1
+        };
+        for _ in 0..2 {
+            file.extend_from_slice(&next.to_be_bytes()[1..]);
+        }
+    }
+    // The data section separator, then the one record.
+    file.extend_from_slice(&[0; 16]);
+    file.extend(map(&[
+        ("country", map(&[("iso_code", string("GB"))])),
+        ("continent", map(&[("code", string("EU"))])),
+    ]));
+    file.extend_from_slice(b"\xab\xcd\xefMaxMind.com");
+    let mut node_count = vec![0xc4];
+    node_count.extend_from_slice(&depth.to_be_bytes());
+    // uint64 and arrays are extended types: the type byte follows.
+    let mut build_epoch = vec![0x08, 0x02];
+    build_epoch.extend_from_slice(&1_700_000_000u64.to_be_bytes());
+    file.extend(map(&[
+        ("binary_format_major_version", uint16(2)),
+        ("binary_format_minor_version", uint16(0)),
+        ("build_epoch", build_epoch),
+        ("database_type", string("Crafted-Shared-Subtrees")),
+        ("description", vec![0xe0]),
+        ("ip_version", uint16(ip_version)),
+        ("languages", vec![0x00, 0x04]),
+        ("node_count", node_count),
+        ("record_size", uint16(24)),
+    ]));
+    file
+}
+
+/// The demo on 127.`block`.x.y with `geo_database` as its database, and
+/// health checks that never probe during a test (the edges do not exist).
+fn config_with_database(block: u8, geo_database: &Path) -> String {
+    config_on_block(block)
+        .replace("interval_ms = 500", "interval_ms = 300000")
+        .replace("timeout_ms = 400", "timeout_ms = 1000")
+        .replace(
+            "geo_database = \"embedded\"",
+            &format!("geo_database = {:?}", geo_database.display().to_string()),
+        )
+}
+
+/// Runs `meridian` with `args`; its output, or a failure if it has not
+/// exited within a minute (it should exit at once).
+fn run_within_a_minute(args: &[&str], config: &Path) -> Output {
+    let child = meridian()
+        .args(args)
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = send.send(child.wait_with_output());
+    });
+    match receive.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("meridian {args:?} was still running after a minute");
+        }
+    }
+}
+
+/// A FIFO at `path`: opening it for reading blocks until a writer comes.
+fn make_fifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+/// The log lines so far that contain `text`.
+fn lines(geodns: &mut GeoDns, text: &str) -> Vec<String> {
+    geodns
+        .log()
+        .iter()
+        .filter(|l| l.contains(text))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_database_with_shared_subtrees_stops_geodns_at_start_with_its_path() {
+    let block = 152;
+    let dir = TempDir::new("geo-shared-start");
+    let database = dir.0.join("shared.mmdb");
+    std::fs::write(&database, shared_subtrees(6, 128)).unwrap();
+    let config = dir.write("meridian.toml", &config_with_database(block, &database));
+
+    let output = run_within_a_minute(&["geodns", "--config"], &config);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!("error: {} is not a usable geo database", database.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("share subtrees"), "{stderr}");
+    let dns = SocketAddr::from((Ipv4Addr::new(127, block, 0, 1), 5353));
+    assert!(!tcp_listening(dns), "nothing listens");
+}
+
+#[test]
+fn a_reload_to_a_database_with_shared_subtrees_is_refused_and_signals_still_work() {
+    let block = 153;
+    let host = Ipv4Addr::new(127, block, 0, 1);
+    let embedded = config_on_block(block)
+        .replace("interval_ms = 500", "interval_ms = 300000")
+        .replace("timeout_ms = 400", "timeout_ms = 1000");
+    let mut geodns = GeoDns::start_on(host, &embedded);
+    let gb = || {
+        let (reply, _) = udp(
+            geodns.dns(),
+            &ecs("cdn.meridian.test.", RecordType::A, "81.2.69.0/24"),
+        );
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        addresses(&reply)
+    };
+    let before = gb();
+    assert_eq!(before.len(), 1);
+
+    let database = geodns.config_path().with_file_name("shared.mmdb");
+    std::fs::write(&database, shared_subtrees(6, 128)).unwrap();
+    std::fs::write(geodns.config_path(), config_with_database(block, &database)).unwrap();
+    let failures =
+        |geodns: &GeoDns| metric(&geodns.metrics(), "meridian_dns_reload_failures_total");
+    for n in 1..=2 {
+        geodns.hang_up();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while failures(&geodns) < n {
+            assert!(
+                Instant::now() < deadline,
+                "SIGHUP {n}: the reload was never refused"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(gb(), before, "the old configuration keeps answering");
+    }
+    assert_eq!(failures(&geodns), 2);
+    assert_eq!(metric(&geodns.metrics(), "meridian_dns_reloads_total"), 0);
+    // The metric counts a refusal just before it is logged.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines(&mut geodns, "reload refused").len() < 2 {
+        assert!(Instant::now() < deadline, "{:#?}", geodns.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hangups = lines(&mut geodns, "SIGHUP: reloading the configuration");
+    assert_eq!(hangups.len(), 2, "every SIGHUP is logged: {hangups:#?}");
+    let refused = lines(&mut geodns, "reload refused");
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    assert!(
+        refused
+            .iter()
+            .all(|l| l.contains(&database.display().to_string()) && l.contains("share subtrees")),
+        "{refused:#?}"
+    );
+
+    geodns.terminate();
+    let status = geodns
+        .exit_within(Duration::from_secs(30))
+        .expect("SIGTERM stops geodns");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn config_check_loads_the_geo_database_too() {
+    let block = 154;
+    let dir = TempDir::new("geo-config-check");
+    let shared = dir.0.join("shared.mmdb");
+    std::fs::write(&shared, shared_subtrees(4, 32)).unwrap();
+    let fifo = dir.0.join("fifo.mmdb");
+    make_fifo(&fifo);
+    for (database, reason) in [
+        (shared.as_path(), "share subtrees"),
+        (
+            Path::new("/dev/zero"),
+            "is not a regular file (it is a character device)",
+        ),
+        (fifo.as_path(), "is not a regular file (it is a FIFO)"),
+    ] {
+        let config = dir.write("meridian.toml", &config_with_database(block, database));
+        let output = run_within_a_minute(&["config", "check"], &config);
+        assert!(!output.status.success(), "{}", database.display());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected = format!("{}: geodns.geo_database: ", config.display());
+        assert!(stderr.contains(&expected), "{stderr}");
+        assert!(
+            stderr.contains(&database.display().to_string()) && stderr.contains(reason),
+            "{stderr}"
+        );
+    }
+    // The embedded database checks, and says what it is.
+    let config = dir.write("meridian.toml", &config_on_block(block));
+    let output = run_within_a_minute(&["config", "check"], &config);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("geo database GeoIP2-Country"), "{stdout}");
+}
+
+#[test]
+fn a_device_or_fifo_as_the_database_stops_geodns_at_start() {
+    let block = 155;
+    let dir = TempDir::new("geo-device-start");
+    let fifo = dir.0.join("fifo.mmdb");
+    make_fifo(&fifo);
+    for (database, reason) in [
+        (Path::new("/dev/zero"), "(it is a character device)"),
+        (fifo.as_path(), "(it is a FIFO)"),
+    ] {
+        let config = dir.write("meridian.toml", &config_with_database(block, database));
+        let output = run_within_a_minute(&["geodns", "--config"], &config);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected = format!(
+            "error: the geo database {} is not a regular file {reason}",
+            database.display()
+        );
+        assert!(stderr.contains(&expected), "{stderr}");
+    }
+}
