@@ -98,6 +98,80 @@ pub fn pick(healthy: &[bool], tried: &[usize]) -> Option<usize> {
         .or_else(|| (0..healthy.len()).find(untried))
 }
 
+/// Where in a try an origin failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Connecting failed (refused, timed out, TLS refused): nothing
+    /// reached the origin.
+    Connect,
+    /// The origin answered with a server error (5xx).
+    ServerError,
+    /// That server error, come back as the error that ends the try
+    /// (Pingora hands it on after the response filter raised it): it was
+    /// judged, and its origin marked, when it arrived.
+    ServerErrorReturned,
+    /// The exchange failed after the request went out; `origin_fault`
+    /// when the origin caused it (a reset, a timeout, a malformed
+    /// response), not the client.
+    Exchange {
+        /// Whether the origin's side failed.
+        origin_fault: bool,
+    },
+}
+
+/// What a request knows about itself when an origin fails it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// Whether its method may be sent twice (RFC 9110 §9.2.2).
+    pub idempotent: bool,
+    /// Whether its body (if any) can still be sent again: it is held whole
+    /// in the retry buffer, or there was none.
+    pub body_replayable: bool,
+    /// Whether any of the response already went to the client.
+    pub response_started: bool,
+    /// Whether the origin budget allows another try and an untried origin
+    /// is left.
+    pub another_origin: bool,
+}
+
+/// The verdict on a failed try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Send the request to the next origin.
+    pub retry: bool,
+    /// Mark the failed origin suspect.
+    pub mark_failed: bool,
+}
+
+/// Whether a request whose try failed at `stage` moves on to another
+/// origin, and whether the origin is marked suspect: the edge's one retry
+/// policy. A refused connection sent nothing, so any request may move on;
+/// after the request went out only an idempotent one whose body can be
+/// sent again, and only while nothing has gone to the client. An origin is
+/// marked once per failure, for failures that are its own.
+pub fn after_failure(stage: Stage, attempt: Attempt) -> Verdict {
+    let can_move = attempt.another_origin && !attempt.response_started;
+    let replay_safe = attempt.idempotent && attempt.body_replayable;
+    match stage {
+        Stage::Connect => Verdict {
+            retry: can_move && attempt.body_replayable,
+            mark_failed: true,
+        },
+        Stage::ServerError => Verdict {
+            retry: can_move && replay_safe,
+            mark_failed: true,
+        },
+        Stage::ServerErrorReturned => Verdict {
+            retry: can_move && replay_safe,
+            mark_failed: false,
+        },
+        Stage::Exchange { origin_fault } => Verdict {
+            retry: can_move && replay_safe,
+            mark_failed: origin_fault,
+        },
+    }
+}
+
 impl OriginSet {
     /// Origins in preference order, with connect and read timeouts.
     pub fn new(targets: Vec<OriginTarget>, policy: &config::OriginPolicy) -> Self {
@@ -275,6 +349,52 @@ pub async fn run_checks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retry_policy_as_a_table() {
+        // (stage, idempotent, body replayable, response started, another
+        // origin) -> (retry, mark)
+        let exchange = Stage::Exchange { origin_fault: true };
+        let client_gone = Stage::Exchange { origin_fault: false };
+        let table = [
+            // Nothing was sent: any method moves on.
+            (Stage::Connect, true, true, false, true, (true, true)),
+            (Stage::Connect, false, true, false, true, (true, true)),
+            (Stage::Connect, false, true, false, false, (false, true)),
+            (Stage::Connect, false, false, false, true, (false, true)),
+            // A 5xx: idempotent requests move on; it is marked once.
+            (Stage::ServerError, true, true, false, true, (true, true)),
+            (Stage::ServerError, false, true, false, true, (false, true)),
+            (Stage::ServerError, true, true, true, true, (false, true)),
+            (Stage::ServerErrorReturned, true, true, false, true, (true, false)),
+            (Stage::ServerErrorReturned, false, true, false, true, (false, false)),
+            // After the request went out: never a POST, never a body that
+            // is no longer held, never once the client got bytes.
+            (exchange, true, true, false, true, (true, true)),
+            (exchange, false, true, false, true, (false, true)),
+            (exchange, true, false, false, true, (false, true)),
+            (exchange, true, true, true, true, (false, true)),
+            (exchange, true, true, false, false, (false, true)),
+            // The client's own failure is not the origin's.
+            (client_gone, true, true, false, true, (true, false)),
+        ];
+        for (stage, idempotent, body_replayable, response_started, another_origin, expected) in
+            table
+        {
+            let attempt = Attempt {
+                idempotent,
+                body_replayable,
+                response_started,
+                another_origin,
+            };
+            let verdict = after_failure(stage, attempt);
+            assert_eq!(
+                (verdict.retry, verdict.mark_failed),
+                expected,
+                "{stage:?} {attempt:?}"
+            );
+        }
+    }
 
     fn targets(n: usize) -> Vec<OriginTarget> {
         (0..n)

@@ -13,7 +13,7 @@ use crate::framing;
 use crate::host;
 use crate::key;
 use crate::metrics::EdgeMetrics;
-use crate::origins::OriginSet;
+use crate::origins::{self, Attempt, OriginSet, Stage};
 use crate::ranges::{self, RangeRequest};
 use crate::slow_clients;
 use crate::storage::{self, MemoryStorage};
@@ -80,10 +80,28 @@ impl EdgeProxy {
         }
     }
 
-    /// Whether a request that tried `tried` origins may try another.
-    fn can_try_another(&self, tried: &[usize]) -> bool {
-        tried.len() < self.settings.origin_policy.max_tries as usize
-            && self.origins.next(tried).is_some()
+    /// What the retry policy needs to know about a request whose try
+    /// failed.
+    fn attempt(&self, session: &Session, ctx: &RequestCtx) -> Attempt {
+        Attempt {
+            idempotent: session.req_header().method.is_idempotent(),
+            body_replayable: !session.as_ref().retry_buffer_truncated(),
+            response_started: final_response_started(session),
+            another_origin: ctx.tried.len() < self.settings.origin_policy.max_tries as usize
+                && self.origins.next(&ctx.tried).is_some(),
+        }
+    }
+
+    /// Applies the retry policy ([`origins::after_failure`]) to a failed
+    /// try: marks the origin if it says so, and returns whether to retry.
+    fn judge_failure(&self, stage: Stage, session: &Session, ctx: &RequestCtx) -> bool {
+        let verdict = origins::after_failure(stage, self.attempt(session, ctx));
+        if verdict.mark_failed
+            && let Some(origin) = ctx.current_origin()
+        {
+            self.origins.mark_failed(origin);
+        }
+        verdict.retry
     }
 }
 
@@ -701,15 +719,12 @@ impl ProxyHttp for EdgeProxy {
     /// even a POST, may move on to the next origin.
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(origin) = ctx.current_origin() {
-            self.origins.mark_failed(origin);
-        }
-        e.set_retry(self.can_try_another(&ctx.tried));
+        e.set_retry(self.judge_failure(Stage::Connect, session, ctx));
         e
     }
 
@@ -796,7 +811,7 @@ impl ProxyHttp for EdgeProxy {
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum();
         if head_bytes > MAX_ORIGIN_HEAD_BYTES {
-            self.origins.mark_failed(origin);
+            // Judged (and the origin marked) where the error ends the try.
             return Err(Error::explain(
                 ErrorType::InvalidHTTPHeader,
                 format!("origin response head of {head_bytes} bytes, over {MAX_ORIGIN_HEAD_BYTES}"),
@@ -815,19 +830,15 @@ impl ProxyHttp for EdgeProxy {
             // response; keep all of them for `response_cache_filter`.
             ctx.not_modified = Some(response.clone());
         }
-        if response.status.is_server_error() {
-            self.origins.mark_failed(origin);
-            if session.req_header().method.is_idempotent()
-                && !final_response_started(session)
-                && self.can_try_another(&ctx.tried)
-            {
-                let mut e = Error::explain(
-                    ErrorType::HTTPStatus(response.status.as_u16()),
-                    "origin answered with a server error",
-                );
-                e.set_retry(true);
-                return Err(e.into_up());
-            }
+        if response.status.is_server_error()
+            && self.judge_failure(Stage::ServerError, session, ctx)
+        {
+            let mut e = Error::explain(
+                ErrorType::HTTPStatus(response.status.as_u16()),
+                "origin answered with a server error",
+            );
+            e.set_retry(true);
+            return Err(e.into_up());
         }
         if let Some(target) = self.origins.target(origin) {
             response.insert_header(ORIGIN_REGION_HEADER, target.region.as_str())?;
@@ -915,16 +926,13 @@ impl ProxyHttp for EdgeProxy {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("origin {peer}"));
-        if *e.esource() == ErrorSource::Upstream
-            && let Some(origin) = ctx.current_origin()
-        {
-            self.origins.mark_failed(origin);
-        }
-        let retry = session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated()
-            && !final_response_started(session)
-            && self.can_try_another(&ctx.tried);
-        e.set_retry(retry);
+        let stage = match e.etype() {
+            ErrorType::HTTPStatus(code) if *code >= 500 => Stage::ServerErrorReturned,
+            _ => Stage::Exchange {
+                origin_fault: *e.esource() == ErrorSource::Upstream,
+            },
+        };
+        e.set_retry(self.judge_failure(stage, session, ctx));
         e
     }
 
