@@ -268,6 +268,11 @@ pub(crate) struct EdgeFile {
     /// the edge's own list.
     #[serde(default)]
     pub forward_request_headers: Vec<String>,
+    /// Answer plain hits straight from storage; off serves every hit
+    /// through Pingora's cache, with the same answers, more slowly (for
+    /// comparing the two).
+    #[serde(default = "default_true")]
+    pub plain_hit_fast_path: bool,
     /// The most variants of one URL stored at once (responses that `Vary`).
     #[serde(default = "default_cache_max_variants")]
     pub cache_max_variants: u32,

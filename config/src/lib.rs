@@ -296,6 +296,8 @@ pub struct Edge {
     /// Freshness for responses without explicit freshness, by path prefix;
     /// the longest matching prefix wins.
     pub default_ttls: Vec<DefaultTtl>,
+    /// Whether plain hits are answered straight from storage.
+    pub plain_hit_fast_path: bool,
     /// Whether clients' cache-bypassing directives make the edge revalidate.
     pub honor_client_no_cache: bool,
     /// Extra request fields forwarded on GET and HEAD (lowercase names).

@@ -906,6 +906,7 @@ impl Checker<'_> {
             cache_set_cookie_responses: edge.cache_set_cookie_responses,
             default_ttls,
             honor_client_no_cache: edge.honor_client_no_cache,
+            plain_hit_fast_path: edge.plain_hit_fast_path,
             forward_request_headers,
             cache_max_variants: usize::try_from(edge.cache_max_variants).unwrap_or(usize::MAX),
             admin_token,

@@ -15,6 +15,7 @@ pub mod cache_status;
 pub mod cacheability;
 pub mod forwarding;
 pub mod framing;
+mod hit;
 mod host;
 mod key;
 pub mod metrics;
@@ -86,6 +87,9 @@ pub struct EdgeSettings {
     /// Request fields forwarded on GET and HEAD besides the edge's own list
     /// (see [`forwarding`]).
     pub forward_request_headers: Vec<http::HeaderName>,
+    /// Answer plain hits from storage directly (see `hit`); off serves
+    /// every hit through Pingora's cache, with the same answers, slower.
+    pub plain_hit_fast_path: bool,
     /// This CDN's name in `CDN-Loop` (RFC 8586): the zone, or `meridian`
     /// for an ad-hoc edge.
     pub cdn_id: String,
@@ -221,6 +225,7 @@ impl EdgeSettings {
                 .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok())
                 .collect(),
             cdn_id: config.zone.name.trim_end_matches('.').to_owned(),
+            plain_hit_fast_path: config.edge.plain_hit_fast_path,
             threads: default_threads(),
         })
     }
@@ -261,6 +266,7 @@ impl EdgeSettings {
             cache_max_variants: config::DEFAULT_CACHE_MAX_VARIANTS as usize,
             forward_request_headers: Vec::new(),
             cdn_id: "meridian".to_owned(),
+            plain_hit_fast_path: true,
             threads: default_threads(),
         })
     }

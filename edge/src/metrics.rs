@@ -24,6 +24,7 @@ pub struct EdgeMetrics {
     bypass: IntCounter,
     other: IntCounter,
     coalesced: IntCounter,
+    fast_path_hits: IntCounter,
     origin_latency: Histogram,
     evictions: IntGauge,
     variant_evictions: IntGauge,
@@ -87,6 +88,11 @@ impl EdgeMetrics {
             "Requests that waited for another request's origin fetch instead of making their own",
         )?;
         registry.register(Box::new(coalesced.clone()))?;
+        let fast_path_hits = IntCounter::new(
+            "meridian_edge_fast_path_hits_total",
+            "Plain hits answered straight from storage, without Pingora's cache state machine",
+        )?;
+        registry.register(Box::new(fast_path_hits.clone()))?;
         let origin_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "meridian_edge_origin_response_seconds",
@@ -134,6 +140,7 @@ impl EdgeMetrics {
             bypass: requests.with_label_values(&["bypass"]),
             other: requests.with_label_values(&["other"]),
             coalesced,
+            fast_path_hits,
             origin_latency,
             evictions,
             variant_evictions,
@@ -184,6 +191,11 @@ impl EdgeMetrics {
     /// Counts a request that waited on another's fetch of the same object.
     pub fn coalesced_wait(&self) {
         self.coalesced.inc();
+    }
+
+    /// Counts a plain hit answered by the fast path.
+    pub fn fast_path_hit(&self) {
+        self.fast_path_hits.inc();
     }
 
     /// Records how long an origin took to start answering.

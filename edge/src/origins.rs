@@ -355,7 +355,9 @@ mod tests {
         // (stage, idempotent, body replayable, response started, another
         // origin) -> (retry, mark)
         let exchange = Stage::Exchange { origin_fault: true };
-        let client_gone = Stage::Exchange { origin_fault: false };
+        let client_gone = Stage::Exchange {
+            origin_fault: false,
+        };
         let table = [
             // Nothing was sent: any method moves on.
             (Stage::Connect, true, true, false, true, (true, true)),
@@ -366,8 +368,22 @@ mod tests {
             (Stage::ServerError, true, true, false, true, (true, true)),
             (Stage::ServerError, false, true, false, true, (false, true)),
             (Stage::ServerError, true, true, true, true, (false, true)),
-            (Stage::ServerErrorReturned, true, true, false, true, (true, false)),
-            (Stage::ServerErrorReturned, false, true, false, true, (false, false)),
+            (
+                Stage::ServerErrorReturned,
+                true,
+                true,
+                false,
+                true,
+                (true, false),
+            ),
+            (
+                Stage::ServerErrorReturned,
+                false,
+                true,
+                false,
+                true,
+                (false, false),
+            ),
             // After the request went out: never a POST, never a body that
             // is no longer held, never once the client got bytes.
             (exchange, true, true, false, true, (true, true)),

@@ -10,6 +10,7 @@ use crate::cache_status::{self, CacheOutcome, ForwardReason};
 use crate::cacheability::{self, RequestDirectives, StoredUse};
 use crate::forwarding;
 use crate::framing;
+use crate::hit;
 use crate::host;
 use crate::key;
 use crate::metrics::EdgeMetrics;
@@ -105,42 +106,20 @@ impl EdgeProxy {
     }
 }
 
-/// Request headers that need pingora's full cache path: ranges and
-/// conditionals are answered there.
-const NEEDS_FULL_CACHE_PATH: [http::header::HeaderName; 6] = [
-    http::header::RANGE,
-    http::header::IF_NONE_MATCH,
-    http::header::IF_MODIFIED_SINCE,
-    http::header::IF_MATCH,
-    http::header::IF_UNMODIFIED_SINCE,
-    http::header::IF_RANGE,
-];
-
 impl EdgeProxy {
-    /// The fast path for the most common request a CDN sees: a plain GET or
-    /// HEAD of a fresh, unvaried, stored object. It answers straight from
-    /// the storage, skipping pingora's cache state machine (lookup, lock,
-    /// hit filters), which costs more than the hit itself. Anything else —
+    /// The fast path for the most common request a CDN sees, a plain hit
+    /// (see [`hit`]): answered straight from storage. Anything else —
     /// directives, ranges, conditionals, stale or varied objects, writes in
     /// progress — returns `false` and takes the full path, which applies
-    /// the same rules.
+    /// the same rules and finishes the head the same way.
     async fn serve_plain_hit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let req = session.req_header();
-        let head_only = match req.method {
-            http::Method::GET => false,
-            http::Method::HEAD => true,
-            _ => return Ok(false),
-        };
-        if ctx.directives != RequestDirectives::default()
-            || NEEDS_FULL_CACHE_PATH
-                .iter()
-                .any(|h| req.headers.contains_key(h))
-        {
+        if !self.settings.plain_hit_fast_path {
             return Ok(false);
         }
-        let host = ctx.host.as_deref().unwrap_or("");
-        let path_and_query = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let key = key::cache_key(ctx.scheme, host, path_and_query).combined_bin();
+        let Some(head_only) = hit::plain(session.req_header(), &ctx.directives) else {
+            return Ok(false);
+        };
+        let key = self.cache_key(session, ctx).combined_bin();
         let now = SystemTime::now();
         let Some(object) = self.storage.fresh_object(&key, now) else {
             return Ok(false);
@@ -149,10 +128,9 @@ impl EdgeProxy {
             ttl: cache_status::ttl_seconds(object.fresh_until, now),
         };
         let mut header = object.header;
-        header.set_version(http::Version::HTTP_11);
-        header.insert_header(http::header::AGE, object.age.as_secs())?;
-        header.insert_header("cache-status", outcome.header_value())?;
+        hit::finish_head(&mut header, object.age, &outcome)?;
         ctx.outcome = Some(outcome);
+        self.metrics.fast_path_hit();
         let no_body = head_only || object.body.is_empty();
         // The whole response is written now and flushed at its end: it may
         // leave in one send (or its head with the body's first segment).
@@ -166,6 +144,15 @@ impl EdgeProxy {
             session.write_response_body(Some(object.body), true).await?;
         }
         Ok(true)
+    }
+
+    /// The request's cache key; the one function both hit paths use.
+    fn cache_key(&self, session: &Session, ctx: &RequestCtx) -> CacheKey {
+        hit::request_key(
+            ctx.scheme,
+            ctx.host.as_deref().unwrap_or(""),
+            session.req_header(),
+        )
     }
 
     /// The answer the edge gives a request itself, if it does not serve it:
@@ -532,10 +519,7 @@ impl ProxyHttp for EdgeProxy {
     /// The cache key: scheme, host, path and query, each component
     /// separated by a byte that cannot appear in any of them.
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        let req = session.req_header();
-        let host = ctx.host.as_deref().unwrap_or("");
-        let path_and_query = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        Ok(key::cache_key(ctx.scheme, host, path_and_query))
+        Ok(self.cache_key(session, ctx))
     }
 
     /// Applies the client's `Cache-Control` to a stored response: serve it,
@@ -830,8 +814,7 @@ impl ProxyHttp for EdgeProxy {
             // response; keep all of them for `response_cache_filter`.
             ctx.not_modified = Some(response.clone());
         }
-        if response.status.is_server_error()
-            && self.judge_failure(Stage::ServerError, session, ctx)
+        if response.status.is_server_error() && self.judge_failure(Stage::ServerError, session, ctx)
         {
             let mut e = Error::explain(
                 ErrorType::HTTPStatus(response.status.as_u16()),
@@ -894,14 +877,21 @@ impl ProxyHttp for EdgeProxy {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let fresh_until = session.cache.maybe_cache_meta().map(|m| m.fresh_until());
+        let meta = session.cache.maybe_cache_meta();
         let outcome = cache_status::from_phase(
             session.cache.enabled(),
             session.cache.phase(),
-            fresh_until,
+            meta.map(|m| m.fresh_until()),
             ctx.request_forced,
         );
-        response.insert_header("cache-status", outcome.header_value())?;
+        match meta {
+            // Served from storage without asking an origin: a hit's head,
+            // finished as the fast path finishes it.
+            Some(meta) if session.cache.enabled() && !session.cache.upstream_used() => {
+                hit::finish_head(response, meta.age(), &outcome)?;
+            }
+            _ => response.insert_header("cache-status", outcome.header_value())?,
+        }
         ctx.outcome = Some(outcome);
         // A successful unsafe request changed the resource: what is stored
         // for it, and for what it names as moved or created, is out of date

@@ -14,6 +14,7 @@ mod failover;
 mod faults;
 mod geo_database;
 mod harness;
+mod hit_paths;
 mod hostile;
 mod origin_tls;
 mod purge;
