@@ -44,6 +44,84 @@ pub fn raw_head_has_content_length(raw: &[u8]) -> bool {
         .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
 }
 
+/// What a client sent since the last response began, as far as it tells
+/// why a head could not be read: counted as bytes arrive, up to the most
+/// Pingora reads of a head.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadSeen {
+    /// Bytes seen.
+    pub bytes: usize,
+    /// Line feeds seen (a head's lines, once it has ended).
+    pub lines: usize,
+    /// The length of the first line (the request line), once it ended.
+    pub first_line: Option<usize>,
+}
+
+/// Past this, what arrives is counted no more (Pingora reads no head
+/// larger than about a megabyte).
+const HEAD_SEEN_LIMIT: usize = 1 << 20;
+
+impl HeadSeen {
+    /// Counts `bytes`, which arrived next.
+    pub fn saw(&mut self, bytes: &[u8]) {
+        if self.bytes >= HEAD_SEEN_LIMIT {
+            return;
+        }
+        if self.first_line.is_none()
+            && let Some(end) = bytes.iter().position(|&b| b == b'\n')
+        {
+            self.first_line = Some(self.bytes + end);
+        }
+        self.lines += bytes.iter().filter(|&&b| b == b'\n').count();
+        self.bytes += bytes.len();
+    }
+}
+
+/// Why a request head that could not be parsed at all is refused: `414`
+/// when its request line is longer than a target may be, `431` when it is
+/// larger or has more fields than a head may, else `400`.
+pub fn refusal_for_unreadable_head(seen: &HeadSeen) -> Refusal {
+    // The method, spaces and version around the target.
+    const REQUEST_LINE_EXTRA: usize = 32;
+    let line = seen.first_line.unwrap_or(seen.bytes);
+    if line > MAX_TARGET_BYTES + REQUEST_LINE_EXTRA {
+        Refusal {
+            status: 414,
+            reason: "target-too-long",
+        }
+    } else if seen.bytes > MAX_HEADER_BYTES || seen.lines > MAX_HEADER_COUNT + 2 {
+        Refusal {
+            status: 431,
+            reason: "headers-too-large",
+        }
+    } else {
+        Refusal {
+            status: 400,
+            reason: "malformed-head",
+        }
+    }
+}
+
+/// The whole HTTP/1.1 response the edge sends for `refusal` when no request
+/// could be read to answer (the connection then closes).
+pub fn refusal_head(refusal: Refusal) -> Vec<u8> {
+    let reason = http::StatusCode::from_u16(refusal.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Bad Request");
+    let body = "bad request\n";
+    format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\ncache-control: no-store\r\n\
+         cache-status: meridian; detail={}\r\ndate: {}\r\nconnection: close\r\n\r\n{body}",
+        refusal.status,
+        body.len(),
+        refusal.reason,
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+    )
+    .into_bytes()
+}
+
 /// Checks a request head; `Err` says how to refuse it. `raw` is the head's
 /// bytes as received, for HTTP/1 requests.
 pub fn check_with_raw(request: &RequestHeader, raw: Option<&[u8]>) -> Result<(), Refusal> {
@@ -118,6 +196,39 @@ fn ends_with_chunked(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seen(raw: &[u8]) -> HeadSeen {
+        let mut seen = HeadSeen::default();
+        for piece in raw.chunks(7) {
+            seen.saw(piece);
+        }
+        seen
+    }
+
+    #[test]
+    fn an_unreadable_head_is_refused_for_what_it_was() {
+        let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+        let refusal = refusal_for_unreadable_head(&seen(long_target.as_bytes()));
+        assert_eq!((refusal.status, refusal.reason), (414, "target-too-long"));
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            (0..300)
+                .map(|i| format!("X-{i}: 1\r\n"))
+                .collect::<String>()
+        );
+        assert_eq!(
+            refusal_for_unreadable_head(&seen(many.as_bytes())).status,
+            431
+        );
+        assert_eq!(
+            refusal_for_unreadable_head(&seen(b"GET / HTTP/1.1\r\nBad\x01: x\r\n\r\n")).status,
+            400
+        );
+        let head = String::from_utf8(refusal_head(refusal)).unwrap();
+        assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{head}");
+        assert!(head.contains("connection: close\r\n") && head.ends_with("\r\n\r\nbad request\n"));
+        assert!(!head.to_ascii_lowercase().contains("pingora"));
+    }
 
     fn request(headers: &[(&'static str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("POST", b"/", None).unwrap();

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod cache_status;
 pub mod cacheability;
+pub mod connection;
 pub mod forwarding;
 pub mod framing;
 mod hit;
@@ -459,7 +460,7 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
     options.h2_idle_timeout = Some(settings.client_timeouts.header);
     http.server_options = Some(options);
     let app = slow_clients::HeaderDeadline::new(http, settings.client_timeouts.header);
-    let app = zero_copy::SendfileApp::new(app, metrics.zero_copy_bytes());
+    let app = connection::ClientConnections::new(app, metrics.zero_copy_bytes());
     let mut service = pingora::services::listening::Service::new("edge".to_owned(), app);
     for addr in &settings.listen {
         service.add_listener(

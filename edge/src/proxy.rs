@@ -8,6 +8,7 @@
 use crate::EdgeSettings;
 use crate::cache_status::{self, CacheOutcome, ForwardReason};
 use crate::cacheability::{self, RequestDirectives, StoredUse};
+use crate::connection;
 use crate::forwarding;
 use crate::framing;
 use crate::hit;
@@ -19,7 +20,6 @@ use crate::ranges::{self, RangeRequest};
 use crate::slow_clients;
 use crate::storage::{self, MemoryStorage};
 use crate::vary;
-use crate::zero_copy;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::cache::key::{CacheHashKey, HashBinary};
@@ -128,6 +128,7 @@ impl EdgeProxy {
             ttl: cache_status::ttl_seconds(object.fresh_until, now),
         };
         let mut header = object.header;
+        let stored_date = header.headers.get(http::header::DATE).cloned();
         hit::finish_head(&mut header, object.age, &outcome)?;
         ctx.outcome = Some(outcome);
         self.metrics.fast_path_hit();
@@ -135,7 +136,7 @@ impl EdgeProxy {
         // The whole response is written now and flushed at its end: it may
         // leave in one send (or its head with the body's first segment).
         if let Some(h1) = session.as_downstream().as_http1() {
-            zero_copy::hold_response(h1.stream());
+            connection::hold_response(h1.stream(), stored_date.as_ref().map(|d| d.as_bytes()));
         }
         session
             .write_response_header(Box::new(header), no_body)
@@ -889,6 +890,10 @@ impl ProxyHttp for EdgeProxy {
             // finished as the fast path finishes it.
             Some(meta) if session.cache.enabled() && !session.cache.upstream_used() => {
                 hit::finish_head(response, meta.age(), &outcome)?;
+                if let Some(h1) = session.as_downstream().as_http1() {
+                    let date = response.headers.get(http::header::DATE);
+                    connection::stored_date(h1.stream(), date.map(|d| d.as_bytes()));
+                }
             }
             _ => response.insert_header("cache-status", outcome.header_value())?,
         }

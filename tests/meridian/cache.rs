@@ -900,3 +900,29 @@ async fn a_url_keeps_at_most_its_maximum_of_variants() {
     assert_eq!(body, "in x-39");
     assert_eq!(origin.count("GET", "/v"), 40);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hit_carries_the_stored_date() {
+    let generated =
+        httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(100));
+    let date = generated.clone();
+    let s = Setup::new(208, move |_| {
+        ok(
+            &[("cache-control", "max-age=600"), ("date", &date)],
+            "dated",
+        )
+    });
+    s.get("/d", &[]).await;
+    for headers in [
+        &[][..],
+        // The full path: a range, and a conditional that is not met.
+        &[("range", "bytes=0-1")][..],
+        &[("if-none-match", "\"other\"")][..],
+    ] {
+        let (_, hit, _) = s.get("/d", headers).await;
+        assert!(is_hit(&hit), "{headers:?}: {}", cache_status(&hit));
+        assert_eq!(hit["date"], generated.as_str(), "{headers:?}");
+        let age: u64 = hit["age"].to_str().unwrap().parse().unwrap();
+        assert!(age >= 100, "{headers:?}: Age {age}");
+    }
+}

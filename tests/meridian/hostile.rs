@@ -297,6 +297,28 @@ fn oversized_request_header() {
 }
 
 #[test]
+fn heads_too_large_for_any_parser_get_414_or_431_and_name_no_software() {
+    let t = target(207);
+    let long_target = format!(
+        "GET /{} HTTP/1.1\r\nHost: cdn.meridian.test\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let many_fields = format!(
+        "GET / HTTP/1.1\r\nHost: cdn.meridian.test\r\n{}\r\n",
+        (0..300)
+            .map(|i| format!("X-{i}: 1\r\n"))
+            .collect::<String>()
+    );
+    for (raw, expected) in [(long_target, "414"), (many_fields, "431")] {
+        let (answer, closed) = exchange(t.edge.addr, raw.as_bytes());
+        assert!(status_line(&answer).contains(expected), "{answer}");
+        assert!(!answer.to_ascii_lowercase().contains("pingora"), "{answer}");
+        assert!(closed);
+    }
+    assert!(t.origin.received().is_empty());
+}
+
+#[test]
 fn open_proxy_through_host_absolute_form_and_connect() {
     let t = target(97);
     for raw in [

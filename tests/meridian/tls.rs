@@ -119,8 +119,14 @@ fn https_config(block: u8) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn https_offers_http2_and_caches_like_http() {
     let b = 110;
-    let origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |_| {
-        ok(&[("cache-control", "max-age=60")], "secure body")
+    let generated =
+        httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(100));
+    let date = generated.clone();
+    let origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), move |_| {
+        ok(
+            &[("cache-control", "max-age=600"), ("date", &date)],
+            "secure body",
+        )
     });
     let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &https_config(b)));
     let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
@@ -149,6 +155,12 @@ async fn https_offers_http2_and_caches_like_http() {
         second.0
     );
     assert_eq!(second.1, b"secure body");
+    // A hit over TLS carries the stored Date too.
+    assert!(
+        second.0.contains(&format!("Date: {generated}")),
+        "{}",
+        second.0
+    );
     // Origins hear that the client used HTTPS.
     assert_eq!(origin.received()[0].headers["x-forwarded-proto"], "https");
     // Plain HTTP keeps working beside it, with its own cache entry.
