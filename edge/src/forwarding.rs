@@ -112,8 +112,8 @@ pub const SPOOFABLE_FORWARDING_FIELDS: [&str; 25] = [
 ];
 
 /// Connection-specific fields, never forwarded whatever `Connection` says
-/// (`config` refuses them in `forward_request_headers`, with those in
-/// [`SET_BY_THE_EDGE`]).
+/// (`config` refuses them in `forward_request_headers`, with the fields the
+/// edge sets itself).
 pub const HOP_BY_HOP_FIELDS: [&str; 6] = [
     "connection",
     "keep-alive",
@@ -174,14 +174,6 @@ pub fn unforwarded_request_fields(
     }
     fields
 }
-
-/// Fields the edge sets on every request it forwards.
-pub const SET_BY_THE_EDGE: [&str; 4] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "forwarded",
-    "cdn-loop",
-];
 
 /// Whether the request already went through this CDN: its `CDN-Loop`
 /// (RFC 8586) lists `cdn_id`.
@@ -280,6 +272,14 @@ mod tests {
         assert!(!has_looped(&map, "meridian"));
         assert!(!has_looped(&HeaderMap::new(), "meridian.test"));
     }
+
+    /// Fields the edge sets on every request it forwards.
+    const SET_BY_THE_EDGE: [&str; 4] = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "forwarded",
+        "cdn-loop",
+    ];
 
     #[test]
     fn the_config_refuses_every_field_the_edge_owns() {

@@ -11,23 +11,23 @@
 //! ad-hoc `--listen/--origin` mode) and serves until SIGINT or SIGTERM.
 
 pub mod admin;
-pub mod cache_status;
-pub mod cacheability;
-pub mod connection;
-pub mod forwarding;
-pub mod framing;
+mod cache_status;
+mod cacheability;
+mod connection;
+mod forwarding;
+mod framing;
 mod hit;
 mod host;
 mod key;
-pub mod metrics;
-pub mod origins;
+mod metrics;
+mod origins;
 mod proxy;
 mod ranges;
 mod slow_clients;
-pub mod storage;
-pub mod tls;
+mod storage;
+mod tls;
 mod vary;
-pub mod zero_copy;
+mod zero_copy;
 
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::server::configuration::ServerConf;

@@ -19,6 +19,10 @@
 /// are sent with sendfile. Below it, copying costs less than a file (pages
 /// are 4 KiB, so a small body would waste much of its last page) and the
 /// copy can share one send with the response head.
+#[cfg_attr(
+    not(all(target_os = "linux", not(feature = "portable"))),
+    allow(dead_code)
+)]
 pub const MIN_BYTES: usize = 32 * 1024;
 
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
@@ -27,11 +31,14 @@ mod sealed;
 mod sendfile;
 
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
-pub use sealed::{footprint, page_bytes, seal};
+pub use sealed::{footprint, seal};
+#[cfg(all(test, target_os = "linux", not(feature = "portable")))]
+pub use sealed::page_bytes;
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
 pub(crate) use sendfile::Socket;
 
 /// Whether this build sends sealed bodies without copying them.
+#[cfg(test)]
 pub const ENABLED: bool = cfg!(all(target_os = "linux", not(feature = "portable")));
 
 /// Without zero-copy sends, bodies stay on the heap.
