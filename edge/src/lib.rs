@@ -11,6 +11,7 @@
 //! ad-hoc `--listen/--origin` mode) and serves until SIGINT or SIGTERM.
 
 pub mod admin;
+mod admission;
 mod cache_status;
 mod cacheability;
 mod connection;

@@ -6,11 +6,12 @@
 //! checks, unknown hosts) never reach the cache or the origin.
 
 use crate::EdgeSettings;
+use crate::admission;
 use crate::cache_status::{self, CacheOutcome, ForwardReason};
 use crate::cacheability::{self, RequestDirectives, StoredUse};
 use crate::connection;
 use crate::forwarding;
-use crate::framing;
+
 use crate::hit;
 use crate::host;
 use crate::key;
@@ -43,11 +44,6 @@ const CACHE_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// The response header naming the region whose origin produced a response.
 pub const ORIGIN_REGION_HEADER: &str = "x-meridian-origin";
-
-/// The largest request body the edge reads whole before contacting an
-/// origin: the size of Pingora's retry buffer, which keeps it for the send
-/// (and for a retry on another origin).
-const BUFFERED_BODY_BYTES: u64 = 64 * 1024;
 
 /// The largest response head an origin may send, in bytes (names, values
 /// and line breaks); a larger one is answered 502. Pingora reads up to
@@ -156,127 +152,6 @@ impl EdgeProxy {
         )
     }
 
-    /// The answer the edge gives a request itself, if it does not serve it:
-    /// broken framing, its own health checks, methods it refuses, loops,
-    /// hosts it does not serve, and targets that name another scheme than
-    /// the connection's.
-    fn local_answer(&self, session: &Session, scheme: &str) -> Option<LocalAnswer> {
-        let raw_head = session
-            .as_downstream()
-            .as_http1()
-            .map(|h1| h1.get_headers_raw_bytes());
-        let req = session.req_header();
-        if let Err(refusal) = framing::check_with_raw(req, raw_head.as_deref()) {
-            return Some(LocalAnswer {
-                status: refusal.status,
-                body: "bad request\n",
-                detail: refusal.reason,
-                close: true,
-            });
-        }
-        let answer = |status, body, detail| {
-            Some(LocalAnswer {
-                status,
-                body,
-                detail,
-                close: false,
-            })
-        };
-        if req.uri.path() == self.settings.health_path {
-            return answer(200, "ok\n", "health");
-        }
-        let method = req.method.as_str();
-        // Purges go to the admin listener, with a token; the public port
-        // never honours them, and never forwards them either.
-        if method.eq_ignore_ascii_case("PURGE") {
-            return answer(405, "purge through the admin listener\n", "purge-refused");
-        }
-        // TRACE echoes the request back, credentials included (cross-site
-        // tracing); nothing behind a CDN needs it.
-        if method == "TRACE" || method == "TRACK" {
-            return answer(405, "method not allowed\n", "method-refused");
-        }
-        if forwarding::has_looped(&req.headers, &self.settings.cdn_id) {
-            return answer(508, "loop detected\n", "loop");
-        }
-        let allowed = match (host::request_host(req), &self.settings.hostnames) {
-            (_, None) => true,
-            (Some(host), Some(served)) => served.contains(&host),
-            (None, Some(_)) => false,
-        };
-        if !allowed {
-            return answer(421, "this edge does not serve that host\n", "unknown-host");
-        }
-        // `GET https://host/p` on the plain port would be stored under the
-        // connection's scheme but shaped by the target's: refuse it.
-        if host::target_scheme(req).is_some_and(|s| s != scheme) {
-            return answer(
-                400,
-                "the target's scheme is not this connection's\n",
-                "scheme-mismatch",
-            );
-        }
-        None
-    }
-
-    /// Reads a request body of at most [`BUFFERED_BODY_BYTES`] whole, into
-    /// Pingora's retry buffer, before any origin is contacted; Pingora then
-    /// sends the buffer, complete. A body whose framing breaks, or that
-    /// ends short, is an error here, before an origin has seen even the
-    /// request head. Without this an origin got the head and the first
-    /// chunks of a request whose framing later failed, and an HTTP/2
-    /// request declaring `content-length: 0` went out complete before the
-    /// DATA frame that contradicts it arrived.
-    ///
-    /// Only a body of declared size is read: a chunked one of unknown size
-    /// could outgrow the buffer, which then stops keeping it. Those stream
-    /// as they arrive, and when their framing breaks the origin connection
-    /// is dropped before the last chunk, so the origin never sees them end
-    /// (RFC 9112 §7.1: a chunked body is incomplete without its last chunk).
-    async fn read_small_body(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let req = session.req_header();
-        let declared = req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let http2 = req.version == http::Version::HTTP_2;
-        match declared {
-            Some(length) if length > BUFFERED_BODY_BYTES => return Ok(()),
-            // An HTTP/1 `Content-Length: 0` ends the request by itself;
-            // an HTTP/2 one must still be confirmed by the end of stream.
-            Some(0) if !http2 => return Ok(()),
-            Some(_) => {}
-            None => return Ok(()),
-        }
-        let continue_expected = req
-            .headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if continue_expected {
-            // The client waits for this before it sends the body; the
-            // origin then gets the request without `Expect`.
-            let proceed = ResponseHeader::build(100, Some(0))?;
-            session
-                .write_response_header(Box::new(proceed), false)
-                .await?;
-            ctx.continue_sent = true;
-        }
-        let downstream = session.as_downstream_mut();
-        downstream.enable_retry_buffering();
-        let stall = self.settings.client_timeouts.io;
-        loop {
-            let read = tokio::time::timeout(stall, downstream.read_request_body())
-                .await
-                .map_err(|_| {
-                    Error::explain(ErrorType::ReadTimedout, "request body stalled").into_down()
-                })?;
-            if read?.is_none() {
-                return Ok(());
-            }
-        }
-    }
-
     /// Purges the request's URL and the same-host URLs in its response's
     /// `Location` and `Content-Location`.
     async fn invalidate_after_write(
@@ -374,16 +249,6 @@ fn scheme(session: &Session) -> &'static str {
     if tls { "https" } else { "http" }
 }
 
-/// A response the edge writes itself instead of serving the request.
-struct LocalAnswer {
-    status: u16,
-    body: &'static str,
-    /// For `Cache-Status`.
-    detail: &'static str,
-    /// Close the connection after it (the request's framing was bad).
-    close: bool,
-}
-
 /// Per-request state.
 #[derive(Default)]
 pub struct RequestCtx {
@@ -427,30 +292,6 @@ fn total_timeout_error() -> Box<Error> {
     .into_up()
 }
 
-/// Writes a complete response generated by the edge itself.
-async fn respond_locally(
-    session: &mut Session,
-    status: u16,
-    body: &'static str,
-    outcome: &CacheOutcome,
-) -> Result<()> {
-    let mut header = ResponseHeader::build(status, Some(4))?;
-    header.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    header.insert_header("cache-status", outcome.header_value())?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(header), head_only)
-        .await?;
-    if !head_only {
-        session
-            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
-            .await?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
@@ -479,7 +320,7 @@ impl ProxyHttp for EdgeProxy {
     /// (421 Misdirected Request) so the edge is never an open proxy.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.scheme = scheme(session);
-        if let Some(answer) = self.local_answer(session, ctx.scheme) {
+        if let Some(answer) = admission::local_answer(&self.settings, session, ctx.scheme) {
             if answer.close {
                 // The rest of this connection's bytes cannot be trusted.
                 session.set_keepalive(None);
@@ -487,7 +328,7 @@ impl ProxyHttp for EdgeProxy {
             let outcome = CacheOutcome::Local {
                 detail: answer.detail,
             };
-            respond_locally(session, answer.status, answer.body, &outcome).await?;
+            admission::respond_locally(session, answer.status, answer.body, &outcome).await?;
             ctx.outcome = Some(outcome);
             return Ok(true);
         }
@@ -634,7 +475,11 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<bool> {
         let refusal = if ctx.directives.only_if_cached {
             Some((504, "not in cache\n", "only-if-cached"))
-        } else if let Err(error) = self.read_small_body(session, ctx).await {
+        } else if let Err(error) =
+            admission::read_small_body(session, self.settings.client_timeouts.io)
+                .await
+                .map(|continued| ctx.continue_sent = continued)
+        {
             tracing::debug!(%error, "refusing a request whose body did not arrive whole");
             // The rest of this connection's bytes cannot be trusted.
             session.set_keepalive(None);
@@ -646,7 +491,7 @@ impl ProxyHttp for EdgeProxy {
             return Ok(true);
         };
         let outcome = CacheOutcome::Local { detail };
-        respond_locally(session, status, body, &outcome).await?;
+        admission::respond_locally(session, status, body, &outcome).await?;
         ctx.outcome = Some(outcome);
         Ok(false)
     }

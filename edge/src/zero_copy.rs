@@ -30,10 +30,10 @@ mod sealed;
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
 mod sendfile;
 
-#[cfg(all(target_os = "linux", not(feature = "portable")))]
-pub use sealed::{footprint, seal};
 #[cfg(all(test, target_os = "linux", not(feature = "portable")))]
 pub use sealed::page_bytes;
+#[cfg(all(target_os = "linux", not(feature = "portable")))]
+pub use sealed::{footprint, seal};
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
 pub(crate) use sendfile::Socket;
 
