@@ -93,7 +93,7 @@ pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
                     anyhow::anyhow!("--forward-header {name:?} is not a header field name")
                 })?;
                 anyhow::ensure!(
-                    !config::UNFORWARDABLE_REQUEST_FIELDS.contains(&lower.as_str()),
+                    config::forwardable_request_field(&lower),
                     "--forward-header {name:?} describes one connection or is set by the edge itself"
                 );
                 settings.forward_request_headers.push(field);

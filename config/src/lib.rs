@@ -26,21 +26,32 @@ pub use validate::MAX_CNAME_CHAIN;
 /// `edge.cache_max_variants` when the config does not set it.
 pub const DEFAULT_CACHE_MAX_VARIANTS: u32 = 16;
 
-/// Request fields `edge.forward_request_headers` cannot list: they describe
-/// one connection (hop-by-hop, RFC 9110 §7.6.1), or the edge sets them.
-pub const UNFORWARDABLE_REQUEST_FIELDS: [&str; 11] = [
+/// Fields that describe one connection, never forwarded whatever a
+/// message's `Connection` says (RFC 9110 §7.6.1).
+pub const HOP_BY_HOP_FIELDS: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
     "trailer",
     "upgrade",
-    "transfer-encoding",
+];
+
+/// Request fields the edge sets on every request it forwards.
+pub const SET_BY_THE_EDGE: [&str; 4] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "forwarded",
     "cdn-loop",
 ];
+
+/// Whether `edge.forward_request_headers` may list `name` (lowercase): not
+/// a connection's own field, its framing, or one the edge sets.
+pub fn forwardable_request_field(name: &str) -> bool {
+    !HOP_BY_HOP_FIELDS.contains(&name)
+        && name != "transfer-encoding"
+        && !SET_BY_THE_EDGE.contains(&name)
+}
 
 /// The embedded demo topology (see PRODUCT.md): what `meridian up` runs with
 /// no `--config`, and what `meridian config default` prints.

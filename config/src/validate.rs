@@ -820,7 +820,7 @@ impl Checker<'_> {
             if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
                 return Err(self.error(key, format!("{name:?} is not a header field name")));
             }
-            if crate::UNFORWARDABLE_REQUEST_FIELDS.contains(&lower.as_str()) {
+            if !crate::forwardable_request_field(&lower) {
                 return Err(self.error(
                     key,
                     format!("{name:?} describes one connection or is set by the edge itself"),
