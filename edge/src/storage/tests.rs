@@ -1,5 +1,6 @@
 use super::object::allocated;
 use super::*;
+use pingora::cache::key::CompactCacheKey;
 use pingora::cache::trace::Span;
 use pingora::http::ResponseHeader;
 use std::sync::LazyLock;
@@ -26,6 +27,35 @@ fn span() -> SpanHandle {
 
 fn leak(storage: MemoryStorage) -> &'static MemoryStorage {
     Box::leak(Box::new(storage))
+}
+
+/// A write of `path`'s response with `meta`.
+async fn writer(storage: &'static MemoryStorage, path: &str, meta: &CacheMeta) -> MissHandler {
+    storage
+        .get_miss_handler(&key(path), meta, &span())
+        .await
+        .unwrap()
+}
+
+/// Writes `data` into `writer`, the end if `eof`.
+async fn write(writer: &mut MissHandler, data: &'static [u8], eof: bool) {
+    writer
+        .write_body(Bytes::from_static(data), eof)
+        .await
+        .unwrap();
+}
+
+/// Purges what is stored under `key`, as an invalidation does.
+async fn purge(storage: &'static MemoryStorage, key: &CompactCacheKey) -> PurgeOutcome {
+    storage
+        .purge(PurgeTarget::Active(key), PurgeType::Invalidation, &span())
+        .await
+        .unwrap()
+}
+
+/// Whether a lookup of `path` finds something (an object or a fill).
+async fn has(storage: &'static MemoryStorage, path: &str) -> bool {
+    storage.lookup(&key(path), &span()).await.unwrap().is_some()
 }
 
 async fn store(storage: &'static MemoryStorage, path: &str, body: &[u8]) {
@@ -62,7 +92,19 @@ fn allocation_sizes_follow_size_classes() {
 }
 
 #[tokio::test]
-async fn without_zero_copy_large_bodies_stay_on_the_heap() {
+async fn stores_and_serves_an_object() {
+    let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
+    assert!(!has(storage, "/a").await);
+    store(storage, "/a", b"hello world").await;
+    let (meta, mut reader) = storage.lookup(&key("/a"), &span()).await.unwrap().unwrap();
+    assert_eq!(meta.response_header().status, 200);
+    assert_eq!(read_all(&mut reader).await.unwrap(), b"hello world");
+    assert_eq!(storage.object_count(), 1);
+    assert!(storage.used_bytes() >= 11 + OBJECT_OVERHEAD_BYTES as u64);
+}
+
+#[tokio::test]
+async fn large_bodies_are_sealed_where_zero_copy_exists_and_weighed_by_their_pages() {
     let storage = leak(MemoryStorage::new(1 << 24, 1 << 20));
     let large: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     store(storage, "/large", &large).await;
@@ -72,36 +114,18 @@ async fn without_zero_copy_large_bodies_stay_on_the_heap() {
     assert_eq!(object.body, large);
     assert_eq!(
         zero_copy::footprint(&object.body).is_some(),
-        zero_copy::ENABLED,
-        "sealed exactly when zero-copy sends exist"
+        zero_copy::ENABLED
     );
+    #[cfg(all(target_os = "linux", not(feature = "portable")))]
+    weighed_by_pages(storage, &object.body).await;
 }
 
-#[tokio::test]
-async fn stores_and_serves_an_object() {
-    let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
-    assert!(storage.lookup(&key("/a"), &span()).await.unwrap().is_none());
-    store(storage, "/a", b"hello world").await;
-    let (meta, mut reader) = storage.lookup(&key("/a"), &span()).await.unwrap().unwrap();
-    assert_eq!(meta.response_header().status, 200);
-    assert_eq!(read_all(&mut reader).await.unwrap(), b"hello world");
-    assert_eq!(storage.object_count(), 1);
-    assert!(storage.used_bytes() >= 11 + OBJECT_OVERHEAD_BYTES as u64);
-}
-
+/// Sealed bodies are weighed by the pages they take.
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
-#[tokio::test]
-async fn large_bodies_are_kept_in_sealed_pages_and_weighed_by_them() {
-    let storage = leak(MemoryStorage::new(1 << 24, 1 << 20));
-    let large: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    store(storage, "/large", &large).await;
-    let object = storage
-        .fresh_object(&key("/large").combined_bin(), SystemTime::now())
-        .unwrap();
-    assert_eq!(object.body, large);
+async fn weighed_by_pages(storage: &'static MemoryStorage, body: &Bytes) {
     // 100,000 bytes take whole pages (25 of 4 KiB), not a heap size class.
     let pages = 100_000usize.next_multiple_of(zero_copy::page_bytes());
-    assert_eq!(zero_copy::footprint(&object.body), Some(pages));
+    assert_eq!(zero_copy::footprint(body), Some(pages));
     let weight = storage.used_bytes() as usize;
     assert!(
         weight >= pages + OBJECT_OVERHEAD_BYTES && weight < pages + OBJECT_OVERHEAD_BYTES + 4096,
@@ -155,22 +179,13 @@ async fn seeks_for_ranges() {
 #[tokio::test]
 async fn readers_stream_a_fill_as_it_is_written() {
     let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
-    let mut writer = storage
-        .get_miss_handler(&key("/s"), &meta(Some(6)), &span())
-        .await
-        .unwrap();
-    writer
-        .write_body(Bytes::from_static(b"abc"), false)
-        .await
-        .unwrap();
+    let mut writer = writer(storage, "/s", &meta(Some(6))).await;
+    write(&mut writer, b"abc", false).await;
     let (_, mut reader) = storage.lookup(&key("/s"), &span()).await.unwrap().unwrap();
     assert_eq!(reader.read_body().await.unwrap().unwrap(), "abc");
     let rest = tokio::spawn(async move { read_all(&mut reader).await });
     tokio::task::yield_now().await;
-    writer
-        .write_body(Bytes::from_static(b"def"), true)
-        .await
-        .unwrap();
+    write(&mut writer, b"def", true).await;
     writer.finish().await.unwrap();
     assert_eq!(rest.await.unwrap().unwrap(), b"def");
     // Committed: later lookups get the whole object.
@@ -181,28 +196,19 @@ async fn readers_stream_a_fill_as_it_is_written() {
 #[tokio::test]
 async fn an_abandoned_fill_is_an_error_is_not_stored_and_is_counted() {
     let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
-    let mut writer = storage
-        .get_miss_handler(&key("/t"), &meta(Some(100)), &span())
-        .await
-        .unwrap();
-    writer
-        .write_body(Bytes::from_static(b"partial"), false)
-        .await
-        .unwrap();
+    let mut writer = writer(storage, "/t", &meta(Some(100))).await;
+    write(&mut writer, b"partial", false).await;
     let (_, mut reader) = storage.lookup(&key("/t"), &span()).await.unwrap().unwrap();
     drop(writer);
     assert!(read_all(&mut reader).await.is_err());
-    assert!(storage.lookup(&key("/t"), &span()).await.unwrap().is_none());
+    assert!(!has(storage, "/t").await);
     assert_eq!(storage.abandoned_fills(), 1);
 }
 
 #[tokio::test]
 async fn a_body_shorter_than_its_content_length_is_not_stored() {
     let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
-    let mut writer = storage
-        .get_miss_handler(&key("/short"), &meta(Some(100)), &span())
-        .await
-        .unwrap();
+    let mut writer = writer(storage, "/short", &meta(Some(100))).await;
     assert!(
         writer
             .write_body(Bytes::from_static(b"only this"), true)
@@ -210,13 +216,7 @@ async fn a_body_shorter_than_its_content_length_is_not_stored() {
             .is_err()
     );
     assert!(writer.finish().await.is_err());
-    assert!(
-        storage
-            .lookup(&key("/short"), &span())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!has(storage, "/short").await);
 }
 
 #[tokio::test]
@@ -229,10 +229,7 @@ async fn objects_over_the_maximum_are_refused() {
             .is_err()
     );
     // Without a Content-Length the size is only known while writing.
-    let mut writer = storage
-        .get_miss_handler(&key("/big"), &meta(None), &span())
-        .await
-        .unwrap();
+    let mut writer = writer(storage, "/big", &meta(None)).await;
     assert!(
         writer
             .write_body(Bytes::from_static(b"123456789"), false)
@@ -240,13 +237,7 @@ async fn objects_over_the_maximum_are_refused() {
             .is_err()
     );
     drop(writer);
-    assert!(
-        storage
-            .lookup(&key("/big"), &span())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!has(storage, "/big").await);
 }
 
 #[tokio::test]
@@ -282,49 +273,22 @@ async fn purge_removes_and_expire_keeps_the_body() {
     let (meta, mut reader) = storage.lookup(&key("/p"), &span()).await.unwrap().unwrap();
     assert!(!meta.is_fresh(SystemTime::now()));
     assert_eq!(read_all(&mut reader).await.unwrap(), b"x");
-    let outcome = storage
-        .purge(
-            PurgeTarget::Active(&compact),
-            PurgeType::Invalidation,
-            &span(),
-        )
-        .await
-        .unwrap();
+    let outcome = purge(storage, &compact).await;
     assert_eq!(outcome, PurgeOutcome::Purged(None));
-    assert!(storage.lookup(&key("/p"), &span()).await.unwrap().is_none());
-    let outcome = storage
-        .purge(
-            PurgeTarget::Active(&compact),
-            PurgeType::Invalidation,
-            &span(),
-        )
-        .await
-        .unwrap();
+    assert!(!has(storage, "/p").await);
+    let outcome = purge(storage, &compact).await;
     assert_eq!(outcome, PurgeOutcome::NotFound);
 }
 
 #[tokio::test]
 async fn a_purge_during_a_fill_keeps_it_out() {
     let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
-    let mut writer = storage
-        .get_miss_handler(&key("/f"), &meta(Some(2)), &span())
-        .await
-        .unwrap();
+    let mut writer = writer(storage, "/f", &meta(Some(2))).await;
     let compact = key("/f").to_compact();
-    storage
-        .purge(
-            PurgeTarget::Active(&compact),
-            PurgeType::Invalidation,
-            &span(),
-        )
-        .await
-        .unwrap();
-    writer
-        .write_body(Bytes::from_static(b"ok"), true)
-        .await
-        .unwrap();
+    purge(storage, &compact).await;
+    write(&mut writer, b"ok", true).await;
     writer.finish().await.unwrap();
-    assert!(storage.lookup(&key("/f"), &span()).await.unwrap().is_none());
+    assert!(!has(storage, "/f").await);
 }
 
 fn tagged_meta(tags: &str) -> CacheMeta {
@@ -340,10 +304,7 @@ async fn store_tagged(storage: &'static MemoryStorage, path: &str, tags: &str) {
         .get_miss_handler(&key(path), &tagged_meta(tags), &span())
         .await
         .unwrap();
-    writer
-        .write_body(Bytes::from_static(b"x"), true)
-        .await
-        .unwrap();
+    write(&mut writer, b"x", true).await;
     writer.finish().await.unwrap();
 }
 
@@ -362,9 +323,9 @@ async fn purge_by_tag_removes_exactly_the_tagged_objects() {
     store_tagged(storage, "/2", "product-2 images").await;
     store_tagged(storage, "/3", "product-1").await;
     assert_eq!(storage.purge_tag("product-1", false), 2);
-    assert!(storage.lookup(&key("/1"), &span()).await.unwrap().is_none());
-    assert!(storage.lookup(&key("/3"), &span()).await.unwrap().is_none());
-    assert!(storage.lookup(&key("/2"), &span()).await.unwrap().is_some());
+    assert!(!has(storage, "/1").await);
+    assert!(!has(storage, "/3").await);
+    assert!(has(storage, "/2").await);
     assert_eq!(storage.purge_tag("product-1", false), 0);
     // Soft: still there, but stale.
     assert_eq!(storage.purge_tag("images", true), 1);
@@ -449,14 +410,8 @@ fn purge_from_the_race_hook(
 async fn a_purge_landing_while_a_fill_commits_is_never_undone() {
     let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
     store(storage, "/race", b"old").await;
-    let mut writer = storage
-        .get_miss_handler(&key("/race"), &meta(Some(3)), &span())
-        .await
-        .unwrap();
-    writer
-        .write_body(Bytes::from_static(b"new"), true)
-        .await
-        .unwrap();
+    let mut writer = writer(storage, "/race", &meta(Some(3))).await;
+    write(&mut writer, b"new", true).await;
     let purge = purge_from_the_race_hook(storage, move || {
         storage.purge_key(&key("/race").combined_bin(), false)
     });
@@ -464,11 +419,7 @@ async fn a_purge_landing_while_a_fill_commits_is_never_undone() {
     let purge = purge.lock().unwrap().take().expect("the hook ran");
     assert!(purge.join().unwrap(), "the purge found something to purge");
     assert!(
-        storage
-            .lookup(&key("/race"), &span())
-            .await
-            .unwrap()
-            .is_none(),
+        !has(storage, "/race").await,
         "an object purged while its fill committed came back"
     );
     assert!(storage.fills.read().unwrap().is_empty());
@@ -490,11 +441,7 @@ async fn a_purge_landing_while_a_revalidation_refreshes_is_never_undone() {
     assert!(purge.join().unwrap());
     assert!(!refreshed, "there was nothing left to refresh");
     assert!(
-        storage
-            .lookup(&key("/race"), &span())
-            .await
-            .unwrap()
-            .is_none(),
+        !has(storage, "/race").await,
         "a refresh brought back a purged object"
     );
 }
@@ -511,13 +458,7 @@ async fn a_refresh_moves_the_object_to_its_new_tags() {
     );
     assert_eq!(storage.purge_tag("product-1", false), 0);
     assert_eq!(storage.purge_tag("product-2", false), 1);
-    assert!(
-        storage
-            .lookup(&key("/moved"), &span())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!has(storage, "/moved").await);
     // Nothing is left indexed for an object that is gone.
     assert_eq!(storage.purge_tag("all", false), 0);
     assert!(storage.indexes.tags.lock().unwrap().is_empty());
@@ -536,15 +477,9 @@ async fn a_replacement_moves_the_object_to_its_new_tags() {
 #[tokio::test]
 async fn a_soft_purge_during_a_fill_stores_it_stale() {
     let storage = leak(MemoryStorage::new(1 << 20, 1 << 16));
-    let mut writer = storage
-        .get_miss_handler(&key("/soft"), &meta(Some(2)), &span())
-        .await
-        .unwrap();
+    let mut writer = writer(storage, "/soft", &meta(Some(2))).await;
     assert!(storage.purge_key(&key("/soft").combined_bin(), true));
-    writer
-        .write_body(Bytes::from_static(b"ok"), true)
-        .await
-        .unwrap();
+    write(&mut writer, b"ok", true).await;
     writer.finish().await.unwrap();
     let (meta, mut reader) = storage
         .lookup(&key("/soft"), &span())
@@ -568,10 +503,7 @@ async fn a_url_keeps_at_most_its_maximum_of_variants_the_newest() {
             .get_miss_handler(&variant(i), &meta(Some(1)), &span())
             .await
             .unwrap();
-        writer
-            .write_body(Bytes::from_static(b"x"), true)
-            .await
-            .unwrap();
+        write(&mut writer, b"x", true).await;
         writer.finish().await.unwrap();
     }
     // Two in slots of their own (the URL's own slot holds the third).
