@@ -488,11 +488,14 @@ mod tests {
         }
     }
 
+    /// A method, the request's fields, and the status the rule gives it.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16);
+
     #[test]
     fn state_changes_need_a_request_no_page_can_send_unasked() {
         let lo = "127.0.0.1:9000";
         let host = ("host", "127.0.0.1:9000");
-        let table: &[(&str, &[(&str, &str)], u16)] = &[
+        let table: &[Case<'_>] = &[
             ("GET", &[host], 200),
             ("HEAD", &[host], 200),
             ("OPTIONS", &[host], 200),
