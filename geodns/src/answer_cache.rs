@@ -34,26 +34,20 @@
 //! snapshot or the health generation changes, and when it is full.
 
 use crate::answer::client_of;
-use crate::ecs::ECS;
+use crate::ecs::{self, Ecs};
 use crate::handler::{Counts, GeoDnsHandler};
 use crate::snapshot::Snapshot;
-use hickory_proto::rr::rdata::opt::ClientSubnet;
+use crate::wire::{self, ECS, HEADER, OPT, u16_at};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 /// How many replies one worker remembers before starting over.
 const CAPACITY: usize = 8192;
 
 /// The largest key: 34 bytes of fixed fields and a question of at most a
 /// 255-byte name plus type and class.
-const MAX_KEY: usize = 34 + 255 + 4;
-
-/// The DNS header's size.
-const HEADER: usize = 12;
-
-/// RR type OPT (RFC 6891).
-const OPT: u16 = 41;
+const MAX_KEY: usize = 34 + wire::MAX_NAME + 4;
 
 /// A query of the common shape, as slices of the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,21 +69,7 @@ struct OptShape<'a> {
     /// flags), as sent.
     size_and_flags: [u8; 6],
     /// Its Client Subnet option, if it has one.
-    ecs: Option<EcsShape<'a>>,
-}
-
-/// A Client Subnet option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct EcsShape<'a> {
-    family: u16,
-    source_prefix: u8,
-    /// Exactly ⌈source prefix / 8⌉ bytes.
-    address: &'a [u8],
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    let pair = bytes.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([pair[0], pair[1]]))
+    ecs: Option<Ecs<'a>>,
 }
 
 impl<'a> QueryShape<'a> {
@@ -102,22 +82,21 @@ impl<'a> QueryShape<'a> {
         if flags[0] & 0xf8 != 0 {
             return None;
         }
-        let counts = [
-            u16_at(header, 4)?,
-            u16_at(header, 6)?,
-            u16_at(header, 8)?,
-            u16_at(header, 10)?,
-        ];
-        let additional = match counts {
+        let additional = match wire::counts(header)? {
             [1, 0, 0, n @ (0 | 1)] => n,
             _ => return None,
         };
-        let question_end = question_end(datagram)?;
+        // One name of plain labels: a compression pointer or an extended
+        // label type is legal in places, but not the common shape.
+        let name = wire::name(datagram, HEADER)?;
+        if name.pointer.is_some() || name.end - HEADER > wire::MAX_NAME {
+            return None;
+        }
+        let question_end = name.end.checked_add(4)?;
         let question = datagram.get(HEADER..question_end)?;
-        let rest = datagram.get(question_end..)?;
-        let opt = match (additional, rest.is_empty()) {
-            (0, true) => None,
-            (1, false) => Some(OptShape::read(rest)?),
+        let opt = match additional {
+            0 if question_end == datagram.len() => None,
+            1 => Some(OptShape::read(datagram, question_end)?),
             _ => return None,
         };
         Some(QueryShape {
@@ -128,96 +107,41 @@ impl<'a> QueryShape<'a> {
         })
     }
 
-    fn ecs(&self) -> Option<EcsShape<'a>> {
+    /// The query's Client Subnet option, if it has one.
+    pub(crate) fn ecs(&self) -> Option<Ecs<'a>> {
         self.opt.and_then(|opt| opt.ecs)
     }
 }
 
-/// Where the question section that starts after the header ends: a name
-/// of plain labels (1–63 bytes each, at most 255 bytes in all) ending with
-/// the root label, then 4 bytes of type and class.
-fn question_end(datagram: &[u8]) -> Option<usize> {
-    let mut at = HEADER;
-    loop {
-        let length = usize::from(*datagram.get(at)?);
-        if length == 0 {
-            at += 1;
-            break;
-        }
-        // 0xC0: a compression pointer; 0x40 and 0x80: extended label
-        // types. Legal in places, but not the common shape.
-        if length > 63 {
-            return None;
-        }
-        at += 1 + length;
-        if at - HEADER >= 255 {
-            return None;
-        }
-    }
-    let end = at.checked_add(4)?;
-    (end <= datagram.len()).then_some(end)
-}
-
 impl<'a> OptShape<'a> {
-    /// The OPT record that must be all of `record`.
-    fn read(record: &'a [u8]) -> Option<OptShape<'a>> {
-        // Owner: the root name. Then TYPE, CLASS, TTL, RDLENGTH.
-        if *record.first()? != 0 || u16_at(record, 1)? != OPT {
+    /// The OPT record at `at`, which must end the datagram: owned by the
+    /// root, EDNS version 0, holding nothing or exactly one Client Subnet
+    /// option that RFC 7871 §6 allows, read by the handler's own reader
+    /// ([`crate::ecs::from_options`]): what it refuses goes to the
+    /// handler, which answers FORMERR.
+    fn read(datagram: &'a [u8], at: usize) -> Option<OptShape<'a>> {
+        let record = wire::record(datagram, at)?;
+        let owned_by_root = record.fixed == at + 1;
+        if !owned_by_root || record.rtype != OPT || record.end() != datagram.len() {
             return None;
         }
-        let fixed = record.get(3..9)?;
+        let fixed = datagram.get(record.fixed + 2..record.fixed + 8)?;
         let size_and_flags = [fixed[0], fixed[1], fixed[2], fixed[3], fixed[4], fixed[5]];
         // TTL: extended RCODE, VERSION, flags. Only version 0 is answered
         // normally; other versions get BADVERS from the full path.
         if size_and_flags[3] != 0 {
             return None;
         }
-        let length = usize::from(u16_at(record, 9)?);
-        let options = record.get(11..)?;
-        if options.len() != length {
-            return None;
-        }
-        let ecs = if options.is_empty() {
-            None
-        } else {
-            Some(EcsShape::read(options)?)
+        let options = datagram.get(record.data)?;
+        let ecs = match ecs::from_options(options).ok()? {
+            None if options.is_empty() => None,
+            Some(ecs) if ecs.wire_len() == options.len() => Some(ecs),
+            _ => return None,
         };
         Some(OptShape {
             size_and_flags,
             ecs,
         })
-    }
-}
-
-impl<'a> EcsShape<'a> {
-    /// The one option that must be all of `options`: a Client Subnet
-    /// option exactly as RFC 7871 §6 says a query's must be, judged by the
-    /// handler's own rule ([`crate::ecs::check_option`]): what it refuses
-    /// goes to the handler, which answers FORMERR.
-    fn read(options: &'a [u8]) -> Option<EcsShape<'a>> {
-        if u16_at(options, 0)? != ECS || usize::from(u16_at(options, 2)?) != options.len() - 4 {
-            return None;
-        }
-        let ecs = crate::ecs::check_option(options.get(4..)?).ok()?;
-        Some(EcsShape {
-            family: ecs.family,
-            source_prefix: ecs.source_prefix,
-            address: ecs.address,
-        })
-    }
-
-    /// The option as hickory reads it.
-    fn subnet(&self) -> ClientSubnet {
-        let address = if self.family == 1 {
-            let mut octets = [0u8; 4];
-            octets[..self.address.len()].copy_from_slice(self.address);
-            IpAddr::V4(Ipv4Addr::from(octets))
-        } else {
-            let mut octets = [0u8; 16];
-            octets[..self.address.len()].copy_from_slice(self.address);
-            IpAddr::V6(Ipv6Addr::from(octets))
-        };
-        ClientSubnet::new(address, self.source_prefix, 0)
     }
 }
 
@@ -440,6 +364,7 @@ fn build_counted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     /// A query for `name` type A, with an OPT record of `size` holding
     /// `options` when `size` is given.
@@ -898,7 +823,7 @@ mod tests {
                     .and_then(|e| e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet))
                 {
                     Some(EdnsOption::Subnet(echo)) => {
-                        assert_eq!(echo.addr(), IpAddr::from([51, 2, 64, 0]));
+                        assert_eq!(echo.addr(), std::net::IpAddr::from([51, 2, 64, 0]));
                         assert_eq!(echo.source_prefix(), 20);
                     }
                     other => panic!("{other:?}"),

@@ -13,8 +13,9 @@
 use crate::answer::{answer, client_of};
 use crate::metrics::DnsMetrics;
 use crate::snapshot::{Live, Snapshot};
+use crate::wire;
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
 use hickory_server::net::runtime::Time;
@@ -31,10 +32,7 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 const PLAIN_UDP_PAYLOAD: u16 = 512;
 
 /// Header, plus an OPT record with an ECS option at its largest.
-const FIXED_OVERHEAD: usize = 12 + 11 + 4 + 4 + 16;
-
-/// The DNS header's size: where the question section starts.
-const HEADER_LEN: usize = 12;
+const FIXED_OVERHEAD: usize = wire::HEADER + 11 + 4 + 4 + 16;
 
 /// Answers queries from the current snapshot; reloads replace it whole.
 #[derive(Clone)]
@@ -130,12 +128,20 @@ impl GeoDnsHandler {
         } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             // RFC 6891 §6.1.3: we speak EDNS version 0 only.
             Some(ResponseCode::BADVERS)
-        } else if request.edns.is_some() && crate::ecs::check_query(request.as_slice()).is_err() {
-            // RFC 7871 §6: a Client Subnet option a query must not send.
-            // Read from the raw query: hickory's reading of it hides some.
-            Some(ResponseCode::FormErr)
         } else {
             None
+        };
+        // RFC 7871 §6: a Client Subnet option a query must not send gets
+        // FORMERR. Read from the raw query: hickory's reading of it hides
+        // some of what it must not send.
+        let subnet = match rcode_only {
+            Some(_) => Ok(None),
+            None if request.edns.is_none() => Ok(None),
+            None => crate::ecs::read_query(request.as_slice()),
+        };
+        let rcode_only = match subnet {
+            Err(_) => Some(ResponseCode::FormErr),
+            Ok(_) => rcode_only,
         };
         if let Some(rcode) = rcode_only {
             if let Some(edns) = edns.as_mut() {
@@ -161,13 +167,7 @@ impl GeoDnsHandler {
         }
 
         let query = &request.queries.queries()[0];
-        let subnet = request
-            .edns
-            .as_ref()
-            .and_then(|edns| match edns.option(EdnsCode::Subnet) {
-                Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
-                _ => None,
-            });
+        let subnet = subnet.ok().flatten().map(|ecs| ecs.subnet());
         let client = client_of(subnet, request.src().ip());
         let reply = answer(
             snapshot,
@@ -327,40 +327,7 @@ impl RequestHandler for GeoDnsHandler {
 /// or none, and the client could not match or even parse the reply. Such
 /// a query gets FORMERR with no question section.
 fn echoes_faithfully(queries: &Queries) -> bool {
-    let question = queries.as_bytes();
-    let mut at = 0;
-    for _ in queries.queries() {
-        match name_end_within(question, at) {
-            // Type and class follow the name.
-            Some(end) => at = end + 4,
-            None => return false,
-        }
-    }
-    true
-}
-
-/// Where the name at `at` in the question section `question` ends, if it
-/// reads only bytes of the question section; `None` if it reaches into
-/// the header (or is not a name at all).
-fn name_end_within(question: &[u8], mut at: usize) -> Option<usize> {
-    let mut end = None;
-    // hickory's parser only follows pointers backwards, so a chain is
-    // short; the bound is for names that never passed it.
-    for _ in 0..question.len() + 1 {
-        let length = *question.get(at)?;
-        match length {
-            0 => return Some(end.unwrap_or(at + 1)),
-            1..=63 => at += 1 + usize::from(length),
-            _ if length & 0xc0 == 0xc0 => {
-                let low = *question.get(at + 1)?;
-                let target = (usize::from(length & 0x3f) << 8) | usize::from(low);
-                end.get_or_insert(at + 2);
-                at = target.checked_sub(HEADER_LEN)?;
-            }
-            _ => return None,
-        }
-    }
-    None
+    wire::questions_stay_in_section(queries.as_bytes(), queries.queries().len())
 }
 
 /// An empty question section, for a reply that must not echo the query's.
@@ -448,7 +415,7 @@ mod tests {
         let mut message = vec![0xab, 0xcd, 0x01, 0x00, 0, count as u8, 0, 0, 0, 0, 0, 0];
         message.extend_from_slice(question);
         let mut decoder = BinDecoder::new(&message);
-        decoder.read_slice(HEADER_LEN).unwrap();
+        decoder.read_slice(wire::HEADER).unwrap();
         Queries::read(&mut decoder, count).unwrap()
     }
 

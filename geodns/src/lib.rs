@@ -36,6 +36,7 @@ pub mod snapshot;
 pub mod steering;
 pub mod table;
 pub mod udp;
+pub mod wire;
 pub mod zone;
 
 use std::future::Future;

@@ -28,6 +28,7 @@
 //! victim's, under attack) over networks seen once (random spoofed ones).
 //! A network that is evicted starts again with a full bucket.
 
+use crate::wire;
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -39,15 +40,6 @@ pub const TRACKED_NETWORKS: usize = 100_000;
 /// How long a worker waits for another worker that is adding the same
 /// network; only ever the time of one insertion. Past it, the reply is sent.
 const INSERTION_WAIT: Duration = Duration::from_millis(5);
-
-/// The DNS header's size.
-const HEADER: usize = 12;
-
-/// RR type OPT (RFC 6891).
-const OPT: u16 = 41;
-
-/// The TC bit, in the third byte of the header.
-const TC: u8 = 0x02;
 
 /// What to do with one UDP reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,35 +180,17 @@ impl RateLimiter {
 /// `reply` was built by hickory, but it is read as untrusted bytes, with
 /// bounds checks; `None` (nothing to send) if it cannot be read.
 pub fn truncate(reply: &mut Vec<u8>) -> Option<()> {
-    // QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT.
-    let [questions, answers, authorities, additionals] = [
-        u16_at(reply, 4)?,
-        u16_at(reply, 6)?,
-        u16_at(reply, 8)?,
-        u16_at(reply, 10)?,
-    ];
-    let mut at = HEADER;
-    for _ in 0..questions {
-        at = skip_name(reply, at)?.checked_add(4)?;
-    }
-    let question_end = at;
-    if question_end > reply.len() {
-        return None;
-    }
+    let [questions, answers, authorities, additionals] = wire::counts(reply)?;
+    let question_end = wire::questions_end(reply, questions)?;
     let additional_from = usize::from(answers) + usize::from(authorities);
     let records = additional_from + usize::from(additionals);
+    let mut at = question_end;
     let mut opt = None;
     for index in 0..records {
-        let start = at;
-        let fixed = skip_name(reply, at)?;
-        let rtype = u16_at(reply, fixed)?;
-        let length = u16_at(reply, fixed.checked_add(8)?)?;
-        at = fixed.checked_add(10 + usize::from(length))?;
-        if at > reply.len() {
-            return None;
-        }
-        if index >= additional_from && rtype == OPT && opt.is_none() {
-            opt = Some(start..at);
+        let record = wire::record(reply, at)?;
+        at = record.end();
+        if index >= additional_from && record.rtype == wire::OPT && opt.is_none() {
+            opt = Some(record.start..record.end());
         }
     }
     // The OPT record's owner is the root and its data holds no names, so
@@ -231,34 +205,11 @@ pub fn truncate(reply: &mut Vec<u8>) -> Option<()> {
         None => 0,
     };
     reply.truncate(question_end.checked_add(opt_length)?);
-    *reply.get_mut(2)? |= TC;
+    *reply.get_mut(2)? |= wire::TC;
     reply
-        .get_mut(6..HEADER)?
+        .get_mut(6..wire::HEADER)?
         .copy_from_slice(&[0, 0, 0, 0, 0, u8::from(opt_length > 0)]);
     Some(())
-}
-
-/// Where the name that starts at `at` ends: after its root label or after
-/// a compression pointer. `None` if it runs past the message or uses a
-/// label type that does not exist.
-fn skip_name(message: &[u8], mut at: usize) -> Option<usize> {
-    loop {
-        let length = *message.get(at)?;
-        match length {
-            0 => return at.checked_add(1),
-            1..=63 => at = at.checked_add(1 + usize::from(length))?,
-            0xc0..=0xff => {
-                message.get(at.checked_add(1)?)?;
-                return at.checked_add(2);
-            }
-            _ => return None,
-        }
-    }
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    let pair = bytes.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([pair[0], pair[1]]))
 }
 
 #[cfg(test)]
@@ -472,7 +423,7 @@ mod tests {
                 match had_records {
                     0 => assert_eq!(
                         slipped,
-                        [&reply[..2], &[reply[2] | TC], &reply[3..]].concat()
+                        [&reply[..2], &[reply[2] | wire::TC], &reply[3..]].concat()
                     ),
                     _ => assert!(slipped.len() < reply.len(), "{query:?}"),
                 }
