@@ -324,7 +324,10 @@ mod tests {
         // Without an OPT record, nothing to judge; nor in what does not read.
         let mut plain = query(&good);
         plain[11] = 1;
-        assert_eq!(read_query(&plain[..plain.len() - 11 - good.len()]), Ok(None));
+        assert_eq!(
+            read_query(&plain[..plain.len() - 11 - good.len()]),
+            Ok(None)
+        );
         for len in 0..query(&extra).len() {
             let _ = read_query(&query(&extra)[..len]);
         }

@@ -32,6 +32,7 @@ pub mod health;
 pub mod metrics;
 pub mod rate_limit;
 pub mod reload;
+pub mod responder;
 pub mod snapshot;
 pub mod steering;
 pub mod table;

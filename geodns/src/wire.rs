@@ -65,8 +65,9 @@ pub enum Label {
     Pointer(usize),
 }
 
-/// The label at `at`; `None` past the end, or for the label types RFC
-/// 6891 retired (first bits 01 and 10), which nothing sends.
+/// The label at `at`; `None` past the end, or for the extended label
+/// types (first bits 01, which RFC 6891 retired, and 10, reserved), which
+/// nothing sends.
 pub fn label(message: &[u8], at: usize) -> Option<Label> {
     let first = *message.get(at)?;
     match first {

@@ -326,8 +326,8 @@ fn shared_subtrees_are_refused_after_a_few_thousand_steps() {
 fn a_load_out_of_time_or_called_off_stops() {
     let db = embedded();
     let steering = crate::Steering::from_config(&config::Config::demo());
-    let error = crate::GeoTable::build_within(&db, &steering, &LoadLimit::new(Duration::ZERO))
-        .unwrap_err();
+    let error =
+        crate::GeoTable::build_within(&db, &steering, &LoadLimit::new(Duration::ZERO)).unwrap_err();
     assert!(matches!(error, GeoError::TimedOut { .. }), "{error}");
     assert!(
         error.to_string().contains("took longer than 0 s"),
