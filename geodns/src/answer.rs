@@ -19,6 +19,7 @@ use crate::zone::Outcome;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::opt::ClientSubnet;
 use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
+use ipnet::IpNet;
 use std::net::IpAddr;
 
 /// The address an answer is tailored to, and the ECS option to echo.
@@ -109,18 +110,8 @@ impl<'s> Placed<'s> {
 /// `addr` with every bit after `prefix` cleared: clients should send it so
 /// (RFC 7871 §6), and an answer must not depend on bits they did not mean.
 fn truncated(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let host = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
-            IpAddr::from(std::net::Ipv4Addr::from(bits & !host))
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let host = u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
-            IpAddr::from(std::net::Ipv6Addr::from(bits & !host))
-        }
-    }
+    // A prefix longer than the family's addresses leaves every bit.
+    IpNet::new(addr, prefix).map_or(addr, |net| net.network())
 }
 
 /// The sections of a reply, borrowed from the snapshot.

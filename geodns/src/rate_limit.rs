@@ -29,8 +29,9 @@
 //! A network that is evicted starts again with a full bucket.
 
 use crate::wire;
+use ipnet::IpNet;
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// The most networks tracked at once: about 8.5 MB of them (measured by
@@ -148,20 +149,14 @@ impl RateLimiter {
     /// The network `source` is counted in. IPv4-mapped IPv6 sources (a
     /// dual-stack socket) count as the IPv4 address they are.
     fn network(&self, source: IpAddr) -> IpAddr {
-        match source.to_canonical() {
-            IpAddr::V4(v4) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.ipv4_prefix_length))
-                    .unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
-            }
-            IpAddr::V6(v6) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.ipv6_prefix_length))
-                    .unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
-            }
-        }
+        let source = source.to_canonical();
+        let prefix = match source {
+            IpAddr::V4(_) => self.ipv4_prefix_length,
+            IpAddr::V6(_) => self.ipv6_prefix_length,
+        };
+        // Both lengths are capped to their family's in `new`, so this
+        // never falls back to the whole address.
+        IpNet::new(source, prefix).map_or(source, |net| net.network())
     }
 
     /// How many networks are tracked now.
@@ -324,7 +319,7 @@ mod tests {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let spoofed = IpAddr::V6(Ipv6Addr::from(u128::from(state) << 64));
+            let spoofed = IpAddr::V6(std::net::Ipv6Addr::from(u128::from(state) << 64));
             limiter.check_at(spoofed, 0);
             if i % 16 == 0 {
                 assert_eq!(
