@@ -17,7 +17,10 @@
 //! against reflection attacks; TCP replies never are.
 //!
 //! The protocol work (parsing, TCP framing) is hickory-server's; [`handler`]
-//! is the thin piece between it and the pure modules ([`answer`]).
+//! is the thin piece between it and the pure modules ([`answer`]). UDP
+//! datagrams are read by our own socket loops ([`udp`]), and each goes
+//! through one pipeline ([`responder`]): rate limit, the per-worker answer
+//! cache, the handler for what the cache has not seen, and the slip.
 
 pub mod admin;
 pub mod answer;
