@@ -1,7 +1,13 @@
-//! The command line: every subcommand and flag, with its `--help` text.
+//! The command line: every subcommand, flag and argument type, with its
+//! `--help` text.
+//!
+//! A leaf: it uses nothing else of the binary, so every command module
+//! (`roles`, `route`, `ops`, `up`) can take its arguments from here without
+//! a cycle between them.
 
-use crate::up::control::OutageScope;
 use clap::{Args, Parser, Subcommand};
+use config::Config;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -24,6 +30,14 @@ pub struct ConfigArg {
     /// is used (`meridian config default` prints it).
     #[arg(long, short, env = "MERIDIAN_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// Loads and validates the config `--config` names, or the embedded
+    /// demo without one.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load_or_demo(self.config.as_deref())?)
+    }
 }
 
 /// Meridian's commands.
@@ -57,7 +71,7 @@ pub enum Command {
     /// Explain where GeoDNS sends a client: its country, coordinates, the
     /// rule that decided, the regions in order with distance and health,
     /// and the ECS scope of the reply (like gdnsd_geoip_test).
-    Route(crate::route::RouteArgs),
+    Route(RouteArgs),
 }
 
 /// `meridian purge`
@@ -89,6 +103,20 @@ pub struct OutageArgs {
     pub component: OutageScope,
     #[command(flatten)]
     pub config: ConfigArg,
+}
+
+/// Which of a region's processes an outage takes down (also the control
+/// API's `component` parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutageScope {
+    /// Edge and origin: the whole region.
+    #[default]
+    All,
+    /// Only the edge: clients must be steered elsewhere.
+    Edge,
+    /// Only the origin: the edge must fail over to another region's origin.
+    Origin,
 }
 
 /// `meridian restore`
@@ -137,6 +165,16 @@ pub struct EdgeArgs {
     /// and HEAD (repeatable; like `edge.forward_request_headers`).
     #[arg(long = "forward-header", requires = "listen", value_name = "NAME")]
     pub forward_headers: Vec<String>,
+}
+
+/// `meridian route`
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// The client's address, or an ECS subnet such as 81.2.69.0/24.
+    #[arg(value_name = "IP")]
+    pub client: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 /// A command about one region.

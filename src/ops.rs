@@ -1,10 +1,9 @@
 //! `meridian outage`, `restore` and `status`: clients of the control API of
 //! a running `meridian up` (see `up::control`).
 
-use crate::cli::{OutageArgs, PurgeArgs, RestoreArgs, StatusArgs};
-use crate::roles::load_config;
+use crate::cli::{OutageArgs, OutageScope, PurgeArgs, RestoreArgs, StatusArgs};
 use crate::up::ProcessState;
-use crate::up::control::{Acted, OutageScope, Status};
+use crate::up::control::{Acted, Status};
 use anyhow::{Context, anyhow};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -54,7 +53,7 @@ async fn call(
 
 /// `meridian outage REGION [--component ...]`
 pub fn outage(args: &OutageArgs) -> anyhow::Result<()> {
-    let config = load_config(&args.config)?;
+    let config = args.config.load()?;
     let component = serde_json::to_value(args.component)?;
     let component = component.as_str().unwrap_or("all");
     let path = format!("/regions/{}/outage?component={component}", args.region);
@@ -72,7 +71,7 @@ pub fn outage(args: &OutageArgs) -> anyhow::Result<()> {
 
 /// `meridian restore REGION`
 pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
-    let config = load_config(&args.config)?;
+    let config = args.config.load()?;
     let path = format!("/regions/{}/restore", args.region);
     let body = runtime()?.block_on(call(config.control.listen, reqwest::Method::POST, &path))?;
     let acted: Acted = serde_json::from_slice(&body)?;
@@ -86,7 +85,7 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
 
 /// `meridian status`
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let config = load_config(&args.config)?;
+    let config = args.config.load()?;
     let body = runtime()?.block_on(call(config.control.listen, reqwest::Method::GET, "/status"))?;
     if args.json {
         println!("{}", String::from_utf8_lossy(&body));
@@ -99,7 +98,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
 
 /// `meridian purge`: the same purge on every edge, one line per edge.
 pub fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
-    let config = load_config(&args.config)?;
+    let config = args.config.load()?;
     let token = config.edge.admin_token.clone().ok_or_else(|| {
         anyhow!(
             "{}: edge.admin_token is not set, so the edges accept no purges",

@@ -4,12 +4,6 @@
 
 use crate::cli::{ConfigArg, EdgeArgs, RegionArgs};
 use anyhow::Context;
-use config::Config;
-
-/// Loads the config named by `--config`, or the embedded demo.
-pub fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
-    Ok(Config::load_or_demo(arg.config.as_deref())?)
-}
 
 /// Raises this process's open-file limit to the hard limit, so a busy
 /// server is bounded by its own connection handling rather than by a low
@@ -68,7 +62,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `meridian geodns`
 pub fn geodns(arg: &ConfigArg) -> anyhow::Result<()> {
-    let config = load_config(arg)?;
+    let config = arg.load()?;
     raise_open_file_limit("geodns");
     runtime()?.block_on(geodns::run(&config, shutdown_signal()))?;
     Ok(())
@@ -77,9 +71,7 @@ pub fn geodns(arg: &ConfigArg) -> anyhow::Result<()> {
 /// `meridian edge`
 pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
     let settings = match (&args.region, args.listen, &args.origin) {
-        (Some(region), _, _) => {
-            edge::EdgeSettings::from_config(&load_config(&args.config)?, region)?
-        }
+        (Some(region), _, _) => edge::EdgeSettings::from_config(&args.config.load()?, region)?,
         (None, Some(listen), Some(origin)) => {
             let mut settings = edge::EdgeSettings::ad_hoc(listen, origin)?;
             if let Some(bytes) = args.cache_max_bytes {
@@ -109,7 +101,7 @@ pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
 
 /// `meridian origin`
 pub fn origin(args: &RegionArgs) -> anyhow::Result<()> {
-    let config = load_config(&args.config)?;
+    let config = args.config.load()?;
     let settings = origin::OriginSettings::from_config(&config, &args.region)?;
     if let Some(region) = config
         .region(&args.region)

@@ -4,10 +4,8 @@
 //! builds, see `geodns::explain`), plus each region's health as the running
 //! GeoDNS sees it, when one answers on the config's admin address.
 
-use crate::cli::ConfigArg;
-use crate::roles::load_config;
+use crate::cli::RouteArgs;
 use anyhow::Context;
-use clap::Args;
 use geodns::explain::{Explainer, Explanation};
 use geodns::steering::Rule;
 use serde::Deserialize;
@@ -17,16 +15,6 @@ use std::time::Duration;
 
 /// How long to wait for the running GeoDNS's `/health`.
 const HEALTH_TIMEOUT: Duration = Duration::from_millis(800);
-
-/// `meridian route`
-#[derive(Debug, Args)]
-pub struct RouteArgs {
-    /// The client's address, or an ECS subnet such as 81.2.69.0/24.
-    #[arg(value_name = "IP")]
-    pub client: String,
-    #[command(flatten)]
-    pub config: ConfigArg,
-}
 
 /// One region's health as GeoDNS's `/health` reports it.
 #[derive(Deserialize)]
@@ -43,7 +31,7 @@ pub fn route(args: &RouteArgs) -> anyhow::Result<()> {
             args.client
         )
     })?;
-    let config = load_config(&args.config)?;
+    let config = args.config.load()?;
     let explainer = Explainer::new(&config)?;
     let explanation = explainer.explain(ip);
     let admin = config.geodns.admin_listen;

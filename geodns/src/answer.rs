@@ -1,21 +1,25 @@
 //! What a query gets: the pure core behind the handler.
 //!
 //! [`client_of`] decides which address an answer is tailored to (RFC 7871:
-//! the EDNS Client Subnet when it is usable, else the query's source), and
-//! [`answer`] turns one question into the sections of a reply: what the
-//! zone holds ([`Zone::lookup`](crate::zone::Zone::lookup)), and for a
-//! steered name the edges of the first region in the client's order
-//! ([`GeoTable::decide`](crate::table::GeoTable::decide)) that is up, with
+//! the EDNS Client Subnet when it is usable, else the query's source);
+//! [`Placed`] carries that client on with the table's decision for it once
+//! someone has looked it up ([`GeoTable::decide`]), so it is looked up once
+//! per query at most; and [`answer`] turns one question into the sections
+//! of a reply: what the zone holds
+//! ([`Zone::lookup`](crate::zone::Zone::lookup)), and for a steered name
+//! the edges of the first region in the client's order that is up, with
 //! the ECS scope that answer depended on. No I/O: the health view is read
 //! with atomic loads.
 
 use crate::geo::is_public;
 use crate::snapshot::Snapshot;
 use crate::steering::choose;
+use crate::table::{Decision, GeoTable};
 use crate::zone::Outcome;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::opt::ClientSubnet;
 use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
+use ipnet::IpNet;
 use std::net::IpAddr;
 
 /// The address an answer is tailored to, and the ECS option to echo.
@@ -62,21 +66,52 @@ pub fn client_of(subnet: Option<ClientSubnet>, source: IpAddr) -> Client {
     }
 }
 
+/// A client and, once it has been looked up, the table's decision for it.
+///
+/// The UDP answer cache keys every query by its client's decision, so it
+/// looks the decision up first; a query it has not seen then goes to the
+/// handler with the decision in hand, and [`answer`] uses it instead of
+/// asking the table again. Queries that skip the cache (TCP, uncommon
+/// shapes) come without one, and [`answer`] asks the table only if the
+/// name is steered.
+#[derive(Debug, Clone, Copy)]
+pub struct Placed<'s> {
+    /// Where the client is taken to be, and the subnet to echo.
+    pub client: Client,
+    /// The decision of the table the answer is built from for
+    /// `client.ip`, if already looked up.
+    decision: Option<Decision<'s>>,
+}
+
+impl<'s> Placed<'s> {
+    /// `client`, its decision not looked up yet.
+    pub fn undecided(client: Client) -> Self {
+        Placed {
+            client,
+            decision: None,
+        }
+    }
+
+    /// `client` with its decision in `table`, which must be the table of
+    /// the snapshot the answer will be built from.
+    pub fn decided(table: &'s GeoTable, client: Client) -> Self {
+        Placed {
+            client,
+            decision: Some(table.decide(client.ip)),
+        }
+    }
+
+    /// The decision, if it was looked up.
+    pub fn decision(&self) -> Option<Decision<'s>> {
+        self.decision
+    }
+}
+
 /// `addr` with every bit after `prefix` cleared: clients should send it so
 /// (RFC 7871 §6), and an answer must not depend on bits they did not mean.
 fn truncated(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let host = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
-            IpAddr::from(std::net::Ipv4Addr::from(bits & !host))
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let host = u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
-            IpAddr::from(std::net::Ipv6Addr::from(bits & !host))
-        }
-    }
+    // A prefix longer than the family's addresses leaves every bit.
+    IpNet::new(addr, prefix).map_or(addr, |net| net.network())
 }
 
 /// The sections of a reply, borrowed from the snapshot.
@@ -100,14 +135,15 @@ pub struct Reply<'s> {
 }
 
 /// The reply to one question about `qname`/`qtype` in class `qclass`, for
-/// `client`.
+/// the client `placed`.
 pub fn answer<'s>(
     snapshot: &'s Snapshot,
     qname: &LowerName,
     qtype: RecordType,
     qclass: DNSClass,
-    client: &Client,
+    placed: &Placed<'s>,
 ) -> Reply<'s> {
+    let client = &placed.client;
     let mut reply = Reply {
         rcode: ResponseCode::NoError,
         authoritative: true,
@@ -140,7 +176,9 @@ pub fn answer<'s>(
             reply.additionals = additionals;
         }
         Outcome::Steered { name, record_type } => {
-            let decision = snapshot.table.decide(client.ip);
+            let decision = placed
+                .decision
+                .unwrap_or_else(|| snapshot.table.decide(client.ip));
             if client.subnet.is_some() {
                 reply.scope = decision.scope;
             }
@@ -218,13 +256,21 @@ mod tests {
         qtype: RecordType,
         client: &Client,
     ) -> Reply<'s> {
-        answer(
+        let name = LowerName::from_str(name).unwrap();
+        let lazily = answer(
             snapshot,
-            &LowerName::from_str(name).unwrap(),
+            &name,
             qtype,
             DNSClass::IN,
-            client,
-        )
+            &Placed::undecided(*client),
+        );
+        // The decision looked up beforehand gives the same reply.
+        let decided = Placed::decided(&snapshot.table, *client);
+        assert_eq!(
+            answer(snapshot, &name, qtype, DNSClass::IN, &decided),
+            lazily
+        );
+        lazily
     }
 
     fn addresses(reply: &Reply<'_>) -> Vec<String> {
@@ -249,6 +295,31 @@ mod tests {
         let v6 = ClientSubnet::new("2001:db8:ffff::".parse().unwrap(), 33, 0);
         let echo = client_of(Some(v6), source).echo.unwrap();
         assert_eq!(echo.addr(), "2001:db8:8000::".parse::<IpAddr>().unwrap());
+    }
+
+    /// The decision a caller looked up already is the one answered with:
+    /// the table is not asked again (here, the decision is another
+    /// client's, so asking again would answer otherwise).
+    #[test]
+    fn a_decision_handed_on_is_used_not_looked_up_again() {
+        let snapshot = snapshot();
+        let gb = ecs("81.2.69.0/24");
+        let handed = Placed {
+            client: ecs("8.8.8.0/24"),
+            decision: Some(snapshot.table.decide(gb.ip)),
+        };
+        let name = LowerName::from_str("cdn.meridian.test.").unwrap();
+        let reply = answer(snapshot, &name, RecordType::A, DNSClass::IN, &handed);
+        assert_eq!(addresses(&reply), ["127.0.2.1"], "gb's region");
+        assert_eq!(reply.scope, snapshot.table.decide(gb.ip).scope);
+        let own = answer(
+            snapshot,
+            &name,
+            RecordType::A,
+            DNSClass::IN,
+            &Placed::undecided(handed.client),
+        );
+        assert_eq!(addresses(&own), ["127.0.1.1"], "the client's own region");
     }
 
     #[test]
@@ -393,7 +464,7 @@ mod tests {
             &LowerName::from_str("meridian.test.").unwrap(),
             RecordType::SOA,
             DNSClass::CH,
-            &client,
+            &Placed::undecided(client),
         );
         assert_eq!(chaos.rcode, ResponseCode::Refused);
     }

@@ -24,6 +24,10 @@
 //!   echoed ECS address (whose position is verified when the reply is
 //!   remembered; replies where it cannot be found are not remembered).
 //!
+//! It is a memo and calls nothing: the responder ([`crate::responder`])
+//! places the client, asks [`AnswerCache::recall`], has the handler build
+//! what was not remembered, and hands it to [`AnswerCache::remember`].
+//!
 //! The key is everything the reply depends on: the snapshot (config, zone,
 //! table) by its id, the edges' health by its generation, the header flags,
 //! the question's exact bytes (replies echo the question's letter case),
@@ -33,27 +37,20 @@
 //! its own cache, so nothing is shared or locked; it is emptied when the
 //! snapshot or the health generation changes, and when it is full.
 
-use crate::answer::client_of;
-use crate::ecs::ECS;
-use crate::handler::{Counts, GeoDnsHandler};
+use crate::answer::Placed;
+use crate::ecs::{self, Ecs};
+use crate::metrics::Counts;
 use crate::snapshot::Snapshot;
-use hickory_proto::rr::rdata::opt::ClientSubnet;
+use crate::wire::{self, ECS, HEADER, OPT, u16_at};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// How many replies one worker remembers before starting over.
 const CAPACITY: usize = 8192;
 
 /// The largest key: 34 bytes of fixed fields and a question of at most a
 /// 255-byte name plus type and class.
-const MAX_KEY: usize = 34 + 255 + 4;
-
-/// The DNS header's size.
-const HEADER: usize = 12;
-
-/// RR type OPT (RFC 6891).
-const OPT: u16 = 41;
+const MAX_KEY: usize = 34 + wire::MAX_NAME + 4;
 
 /// A query of the common shape, as slices of the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,21 +72,7 @@ struct OptShape<'a> {
     /// flags), as sent.
     size_and_flags: [u8; 6],
     /// Its Client Subnet option, if it has one.
-    ecs: Option<EcsShape<'a>>,
-}
-
-/// A Client Subnet option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct EcsShape<'a> {
-    family: u16,
-    source_prefix: u8,
-    /// Exactly ⌈source prefix / 8⌉ bytes.
-    address: &'a [u8],
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    let pair = bytes.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([pair[0], pair[1]]))
+    ecs: Option<Ecs<'a>>,
 }
 
 impl<'a> QueryShape<'a> {
@@ -102,22 +85,21 @@ impl<'a> QueryShape<'a> {
         if flags[0] & 0xf8 != 0 {
             return None;
         }
-        let counts = [
-            u16_at(header, 4)?,
-            u16_at(header, 6)?,
-            u16_at(header, 8)?,
-            u16_at(header, 10)?,
-        ];
-        let additional = match counts {
+        let additional = match wire::counts(header)? {
             [1, 0, 0, n @ (0 | 1)] => n,
             _ => return None,
         };
-        let question_end = question_end(datagram)?;
+        // One name of plain labels: a compression pointer or an extended
+        // label type is legal in places, but not the common shape.
+        let name = wire::name(datagram, HEADER)?;
+        if name.pointer.is_some() || name.end - HEADER > wire::MAX_NAME {
+            return None;
+        }
+        let question_end = name.end.checked_add(4)?;
         let question = datagram.get(HEADER..question_end)?;
-        let rest = datagram.get(question_end..)?;
-        let opt = match (additional, rest.is_empty()) {
-            (0, true) => None,
-            (1, false) => Some(OptShape::read(rest)?),
+        let opt = match additional {
+            0 if question_end == datagram.len() => None,
+            1 => Some(OptShape::read(datagram, question_end)?),
             _ => return None,
         };
         Some(QueryShape {
@@ -128,96 +110,41 @@ impl<'a> QueryShape<'a> {
         })
     }
 
-    fn ecs(&self) -> Option<EcsShape<'a>> {
+    /// The query's Client Subnet option, if it has one.
+    pub(crate) fn ecs(&self) -> Option<Ecs<'a>> {
         self.opt.and_then(|opt| opt.ecs)
     }
 }
 
-/// Where the question section that starts after the header ends: a name
-/// of plain labels (1–63 bytes each, at most 255 bytes in all) ending with
-/// the root label, then 4 bytes of type and class.
-fn question_end(datagram: &[u8]) -> Option<usize> {
-    let mut at = HEADER;
-    loop {
-        let length = usize::from(*datagram.get(at)?);
-        if length == 0 {
-            at += 1;
-            break;
-        }
-        // 0xC0: a compression pointer; 0x40 and 0x80: extended label
-        // types. Legal in places, but not the common shape.
-        if length > 63 {
-            return None;
-        }
-        at += 1 + length;
-        if at - HEADER >= 255 {
-            return None;
-        }
-    }
-    let end = at.checked_add(4)?;
-    (end <= datagram.len()).then_some(end)
-}
-
 impl<'a> OptShape<'a> {
-    /// The OPT record that must be all of `record`.
-    fn read(record: &'a [u8]) -> Option<OptShape<'a>> {
-        // Owner: the root name. Then TYPE, CLASS, TTL, RDLENGTH.
-        if *record.first()? != 0 || u16_at(record, 1)? != OPT {
+    /// The OPT record at `at`, which must end the datagram: owned by the
+    /// root, EDNS version 0, holding nothing or exactly one Client Subnet
+    /// option that RFC 7871 §6 allows, read by the handler's own reader
+    /// ([`crate::ecs::from_options`]): what it refuses goes to the
+    /// handler, which answers FORMERR.
+    fn read(datagram: &'a [u8], at: usize) -> Option<OptShape<'a>> {
+        let record = wire::record(datagram, at)?;
+        let owned_by_root = record.fixed == at + 1;
+        if !owned_by_root || record.rtype != OPT || record.end() != datagram.len() {
             return None;
         }
-        let fixed = record.get(3..9)?;
+        let fixed = datagram.get(record.fixed + 2..record.fixed + 8)?;
         let size_and_flags = [fixed[0], fixed[1], fixed[2], fixed[3], fixed[4], fixed[5]];
         // TTL: extended RCODE, VERSION, flags. Only version 0 is answered
         // normally; other versions get BADVERS from the full path.
         if size_and_flags[3] != 0 {
             return None;
         }
-        let length = usize::from(u16_at(record, 9)?);
-        let options = record.get(11..)?;
-        if options.len() != length {
-            return None;
-        }
-        let ecs = if options.is_empty() {
-            None
-        } else {
-            Some(EcsShape::read(options)?)
+        let options = datagram.get(record.data)?;
+        let ecs = match ecs::from_options(options).ok()? {
+            None if options.is_empty() => None,
+            Some(ecs) if ecs.wire_len() == options.len() => Some(ecs),
+            _ => return None,
         };
         Some(OptShape {
             size_and_flags,
             ecs,
         })
-    }
-}
-
-impl<'a> EcsShape<'a> {
-    /// The one option that must be all of `options`: a Client Subnet
-    /// option exactly as RFC 7871 §6 says a query's must be, judged by the
-    /// handler's own rule ([`crate::ecs::check_option`]): what it refuses
-    /// goes to the handler, which answers FORMERR.
-    fn read(options: &'a [u8]) -> Option<EcsShape<'a>> {
-        if u16_at(options, 0)? != ECS || usize::from(u16_at(options, 2)?) != options.len() - 4 {
-            return None;
-        }
-        let ecs = crate::ecs::check_option(options.get(4..)?).ok()?;
-        Some(EcsShape {
-            family: ecs.family,
-            source_prefix: ecs.source_prefix,
-            address: ecs.address,
-        })
-    }
-
-    /// The option as hickory reads it.
-    fn subnet(&self) -> ClientSubnet {
-        let address = if self.family == 1 {
-            let mut octets = [0u8; 4];
-            octets[..self.address.len()].copy_from_slice(self.address);
-            IpAddr::V4(Ipv4Addr::from(octets))
-        } else {
-            let mut octets = [0u8; 16];
-            octets[..self.address.len()].copy_from_slice(self.address);
-            IpAddr::V6(Ipv6Addr::from(octets))
-        };
-        ClientSubnet::new(address, self.source_prefix, 0)
     }
 }
 
@@ -274,43 +201,51 @@ impl Default for AnswerCache {
     }
 }
 
-/// The answer to a query: its reply bytes (in the caller's buffer) and
-/// whether they came from the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Served {
-    /// A remembered reply, patched.
-    Remembered,
-    /// A reply built by hickory (and remembered if it could be).
-    Built,
-    /// Nothing to send.
-    Nothing,
+/// What [`AnswerCache::recall`] found.
+// A miss carries its key (a few hundred bytes) on the stack on purpose:
+// boxing it would cost an allocation per miss, and a `Recall` is only
+// ever returned, once per datagram, never stored.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Recall {
+    /// The remembered reply is in the caller's buffer, patched; it counts
+    /// as this.
+    Hit(Counts),
+    /// Nothing remembered: what [`AnswerCache::remember`] needs to keep
+    /// the reply once it is built.
+    Miss(Miss),
+}
+
+/// A query the cache did not have, and under which key to keep its reply.
+pub(crate) struct Miss {
+    /// The key and its hash; `None` without one (never for a query
+    /// [`QueryShape::read`] accepts, placed with its decision).
+    key: Option<(Key, u64)>,
+    /// The health generation the reply will be built under.
+    generation: u64,
 }
 
 impl AnswerCache {
-    /// Writes the reply to `datagram` from `source` into `out`.
-    pub(crate) fn reply(
+    /// Looks up the reply to `shape` for the client `placed`, with its
+    /// decision in `snapshot`'s table; on a hit, writes it into `out`
+    /// (emptied first) with the query's ID and ECS address.
+    pub(crate) fn recall(
         &mut self,
-        handler: &GeoDnsHandler,
         snapshot: &Snapshot,
-        datagram: &[u8],
-        source: SocketAddr,
+        shape: &QueryShape<'_>,
+        placed: &Placed<'_>,
         out: &mut Vec<u8>,
-    ) -> Served {
+    ) -> Recall {
         out.clear();
-        // Port 0 cannot be answered, and answering it could hit anything.
-        if source.port() == 0 {
-            return Served::Nothing;
-        }
-        let Some(shape) = QueryShape::read(datagram) else {
-            return build(handler, snapshot, datagram, source, out);
-        };
         let generation = snapshot.health.generation();
         if self.era != (snapshot.id, generation) {
             self.entries.clear();
             self.era = (snapshot.id, generation);
         }
-        let Some(key) = key_of(&shape, snapshot, source) else {
-            return build(handler, snapshot, datagram, source, out);
+        let Some(key) = key_of(shape, snapshot.id, generation, placed) else {
+            return Recall::Miss(Miss {
+                key: None,
+                generation,
+            });
         };
         let hash = self.hasher.hash_one(key.as_slice());
         if let Some(entry) = self.entries.get(&hash)
@@ -321,47 +256,62 @@ impl AnswerCache {
             if let (Some(at), Some(ecs)) = (entry.address_at, shape.ecs()) {
                 out[at..].copy_from_slice(ecs.address);
             }
-            handler.count(snapshot, &entry.counts);
-            return Served::Remembered;
+            return Recall::Hit(entry.counts);
         }
-        let Some(counts) = build_counted(handler, snapshot, datagram, source, out) else {
-            return Served::Nothing;
+        Recall::Miss(Miss {
+            key: Some((key, hash)),
+            generation,
+        })
+    }
+
+    /// Keeps `reply`, built the full way for the query `shape` that
+    /// [`AnswerCache::recall`] missed, and counted as `counts`: only if
+    /// the health it was built under still holds, and the fields to patch
+    /// are where they must be.
+    pub(crate) fn remember(
+        &mut self,
+        snapshot: &Snapshot,
+        miss: Miss,
+        shape: &QueryShape<'_>,
+        reply: &[u8],
+        counts: Counts,
+    ) {
+        let Some((key, hash)) = miss.key else {
+            return;
         };
-        // Not an answer the handler counted (a FORMERR for a query hickory
-        // could not parse): sent, never remembered.
-        let Some(counts) = counts else {
-            return Served::Built;
-        };
-        // Remember it only if the health it was built under still holds,
-        // and the fields to patch are where they must be.
-        if snapshot.health.generation() == generation
-            && let Some(address_at) = patch_points(out, &shape)
-        {
-            if self.entries.len() >= CAPACITY {
-                self.entries.clear();
-            }
-            self.entries.insert(
-                hash,
-                Entry {
-                    key: key.as_slice().into(),
-                    reply: out.as_slice().into(),
-                    address_at,
-                    counts,
-                },
-            );
+        if snapshot.health.generation() != miss.generation {
+            return;
         }
-        Served::Built
+        let Some(address_at) = patch_points(reply, shape) else {
+            return;
+        };
+        if self.entries.len() >= CAPACITY {
+            self.entries.clear();
+        }
+        self.entries.insert(
+            hash,
+            Entry {
+                key: key.as_slice().into(),
+                reply: reply.into(),
+                address_at,
+                counts,
+            },
+        );
     }
 }
 
-/// Everything the reply to `shape` from `source` depends on, as bytes.
-fn key_of(shape: &QueryShape<'_>, snapshot: &Snapshot, source: SocketAddr) -> Option<Key> {
-    let ecs = shape.ecs();
-    let client = client_of(ecs.map(|e| e.subnet()), source.ip());
-    let decision = snapshot.table.decide(client.ip);
+/// Everything the reply to `shape` from the client `placed` depends on,
+/// as bytes; `None` if the client's decision was not looked up.
+fn key_of(
+    shape: &QueryShape<'_>,
+    snapshot_id: u64,
+    generation: u64,
+    placed: &Placed<'_>,
+) -> Option<Key> {
+    let decision = placed.decision()?;
     let mut key = Key::new();
-    key.push(&snapshot.id.to_be_bytes())?;
-    key.push(&snapshot.health.generation().to_be_bytes())?;
+    key.push(&snapshot_id.to_be_bytes())?;
+    key.push(&generation.to_be_bytes())?;
     key.push(&shape.flags)?;
     match shape.opt {
         None => key.push(&[0])?,
@@ -370,12 +320,12 @@ fn key_of(shape: &QueryShape<'_>, snapshot: &Snapshot, source: SocketAddr) -> Op
             key.push(&opt.size_and_flags)?;
         }
     }
-    match ecs {
+    match shape.ecs() {
         None => key.push(&[0, 0, 0, 0])?,
         Some(ecs) => {
             key.push(&ecs.family.to_be_bytes())?;
             key.push(&[ecs.source_prefix])?;
-            key.push(&[u8::from(client.subnet.is_some())])?;
+            key.push(&[u8::from(placed.client.subnet.is_some())])?;
         }
     }
     key.push(&decision.order_id.to_be_bytes())?;
@@ -408,42 +358,14 @@ fn patch_points(reply: &[u8], shape: &QueryShape<'_>) -> Option<Option<usize>> {
     well_placed.then_some(Some(address_at))
 }
 
-/// The full path, without remembering: hickory parses the query and the
-/// handler answers it.
-fn build(
-    handler: &GeoDnsHandler,
-    snapshot: &Snapshot,
-    datagram: &[u8],
-    source: SocketAddr,
-    out: &mut Vec<u8>,
-) -> Served {
-    match build_counted(handler, snapshot, datagram, source, out) {
-        Some(_) => Served::Built,
-        None => Served::Nothing,
-    }
-}
-
-/// The full path; `Some(None)` for a reply the handler did not answer
-/// (and so did not count).
-fn build_counted(
-    handler: &GeoDnsHandler,
-    snapshot: &Snapshot,
-    datagram: &[u8],
-    source: SocketAddr,
-    out: &mut Vec<u8>,
-) -> Option<Option<Counts>> {
-    let reply = crate::udp::full_reply(handler, snapshot, datagram, source)?;
-    out.extend_from_slice(&reply.bytes);
-    Some(reply.counts)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     /// A query for `name` type A, with an OPT record of `size` holding
     /// `options` when `size` is given.
-    fn query(name: &str, size: Option<u16>, options: &[u8]) -> Vec<u8> {
+    pub(crate) fn query(name: &str, size: Option<u16>, options: &[u8]) -> Vec<u8> {
         let mut bytes = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0];
         bytes.push(u8::from(size.is_some()));
         for label in name.split('.').filter(|l| !l.is_empty()) {
@@ -461,7 +383,8 @@ mod tests {
         bytes
     }
 
-    fn ecs_option(family: u16, source: u8, scope: u8, address: &[u8]) -> Vec<u8> {
+    /// A Client Subnet option, code and length included.
+    pub(crate) fn ecs_option(family: u16, source: u8, scope: u8, address: &[u8]) -> Vec<u8> {
         let mut option = vec![0, 8];
         option.extend_from_slice(&(4 + address.len() as u16).to_be_bytes());
         option.extend_from_slice(&family.to_be_bytes());
@@ -684,226 +607,5 @@ mod tests {
         let plain = query("x", None, &[]);
         let plain_shape = QueryShape::read(&plain).unwrap();
         assert_eq!(patch_points(&reply, &plain_shape), Some(None));
-    }
-
-    mod against_the_full_path {
-        use super::super::*;
-        use crate::metrics::DnsMetrics;
-        use crate::snapshot::Live;
-        use hickory_proto::op::{Edns, Message, Query};
-        use hickory_proto::rr::rdata::opt::EdnsOption;
-        use hickory_proto::rr::{Name, RecordType};
-        use std::sync::Arc;
-
-        fn handler() -> (GeoDnsHandler, Arc<Live>) {
-            let text = config::DEMO_TOML.replace(
-                "edge_addresses = [\"127.0.3.1\"]",
-                "edge_addresses = [\"127.0.3.1\", \"127.0.3.3\", \"::3:1\"]",
-            );
-            let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
-            let metrics = Arc::new(DnsMetrics::new().unwrap());
-            let snapshot = Snapshot::load(config, &metrics).unwrap();
-            let live = Arc::new(Live::from_pointee(snapshot));
-            (GeoDnsHandler::new(live.clone(), metrics), live)
-        }
-
-        struct Variant {
-            name: &'static str,
-            rtype: RecordType,
-            rd: bool,
-            edns: Option<(u16, Option<&'static str>)>,
-        }
-
-        fn datagram(variant: &Variant, id: u16, subnet: Option<&str>) -> Vec<u8> {
-            let mut message = Message::query();
-            message.metadata.id = id;
-            message.metadata.recursion_desired = variant.rd;
-            message.add_query(Query::query(
-                Name::from_ascii(variant.name).unwrap(),
-                variant.rtype,
-            ));
-            if let Some((size, _)) = variant.edns {
-                let mut edns = Edns::new();
-                edns.set_max_payload(size);
-                if let Some(subnet) = subnet {
-                    edns.options_mut()
-                        .insert(EdnsOption::Subnet(subnet.parse().unwrap()));
-                }
-                message.set_edns(edns);
-            }
-            message.to_vec().unwrap()
-        }
-
-        /// Every variant, asked with many IDs and ECS addresses, gets from
-        /// the cache exactly the bytes the full path gives; and after a
-        /// health change, the new answer.
-        #[test]
-        fn remembered_replies_are_byte_for_byte_what_hickory_builds() {
-            let (handler, live) = handler();
-            let names = [
-                "cdn.meridian.test.",
-                "CdN.MeRiDiAn.TeSt.",
-                "meridian.test.",
-                "nope.meridian.test.",
-                "example.com.",
-            ];
-            let types = [
-                RecordType::A,
-                RecordType::AAAA,
-                RecordType::SOA,
-                RecordType::NS,
-            ];
-            let ecs_sets: [&[&str]; 6] = [
-                &["81.2.69.0/24", "81.2.70.0/24", "2.26.0.0/24"],
-                &["8.8.8.0/24", "1.0.0.0/24", "8.8.0.0/16"],
-                &["1.0.16.0/24", "203.116.1.0/24"],
-                &["10.0.0.0/8", "192.168.1.0/24"],
-                &["0.0.0.0/0"],
-                &["2001:4860:4860::/56", "2a00:1450::/32"],
-            ];
-            let sources: [SocketAddr; 2] = [
-                "127.0.0.1:5000".parse().unwrap(),
-                "81.2.69.142:5353".parse().unwrap(),
-            ];
-            let mut variants = Vec::new();
-            for name in names {
-                for rtype in types {
-                    for rd in [false, true] {
-                        variants.push(Variant {
-                            name,
-                            rtype,
-                            rd,
-                            edns: None,
-                        });
-                        for size in [512, 1232, 4096, 100] {
-                            variants.push(Variant {
-                                name,
-                                rtype,
-                                rd,
-                                edns: Some((size, None)),
-                            });
-                        }
-                    }
-                }
-            }
-            let mut cache = AnswerCache::default();
-            let mut out = Vec::new();
-            let mut remembered = 0;
-            for round in 0..2 {
-                for variant in &variants {
-                    for (set, subnets) in ecs_sets.iter().enumerate() {
-                        let with_ecs = variant.edns.is_some() && variant.rtype == RecordType::A;
-                        if !with_ecs && set > 0 {
-                            continue;
-                        }
-                        for (i, subnet) in subnets.iter().enumerate() {
-                            for source in sources {
-                                let id = (round * 1000 + set * 100 + i * 10) as u16 + 7;
-                                let bytes = datagram(variant, id, with_ecs.then_some(*subnet));
-                                let snapshot = live.load();
-                                let served =
-                                    cache.reply(&handler, &snapshot, &bytes, source, &mut out);
-                                let expected =
-                                    crate::udp::full_reply(&handler, &snapshot, &bytes, source)
-                                        .unwrap();
-                                assert_eq!(
-                                    out, expected.bytes,
-                                    "{} {:?} rd={} edns={:?} ecs={subnet} from {source}",
-                                    variant.name, variant.rtype, variant.rd, variant.edns
-                                );
-                                if served == Served::Remembered {
-                                    remembered += 1;
-                                }
-                            }
-                        }
-                    }
-                }
-                // Between rounds, eu-west goes down: nothing remembered
-                // before may be served after.
-                live.load().health.set_edge(1, 0, false);
-            }
-            assert!(
-                remembered > 500,
-                "only {remembered} replies were remembered"
-            );
-        }
-
-        /// A query's Client Subnet option as RFC 7871 §6 forbids: FORMERR,
-        /// the same bytes from the answer cache as from hickory and the
-        /// handler, never remembered, and no subnet echoed.
-        #[test]
-        fn malformed_client_subnets_get_formerr_on_both_paths() {
-            let (handler, live) = handler();
-            let ask = |options: &[u8]| super::query("cdn.meridian.test", Some(1232), options);
-            let ecs = super::ecs_option;
-            let mut variants: Vec<(&str, Vec<u8>)> = vec![
-                // The hostile review's query: 51.2.79.0 sent as a /20.
-                ("bits past the prefix", ask(&ecs(1, 20, 0, &[51, 2, 0x4f]))),
-                (
-                    "an extra address octet",
-                    ask(&ecs(1, 24, 0, &[81, 2, 69, 0])),
-                ),
-                ("an extra octet at /0", ask(&ecs(1, 0, 0, &[81]))),
-                ("a scope in the query", ask(&ecs(1, 24, 8, &[81, 2, 69]))),
-                ("a scope at /0", ask(&ecs(2, 0, 64, &[]))),
-                ("family 3", ask(&ecs(3, 8, 0, &[81]))),
-                ("a /33 for IPv4", ask(&ecs(1, 33, 0, &[81, 2, 69, 142, 0]))),
-                ("a /129 for IPv6", ask(&ecs(2, 129, 0, &[0x20; 17]))),
-                ("a short address", ask(&ecs(1, 24, 0, &[81, 2]))),
-            ];
-            let mut two = ecs(1, 24, 0, &[81, 2, 69]);
-            two.extend(ecs(1, 16, 0, &[8, 8]));
-            variants.push(("two subnets", ask(&two)));
-            let mut cut = ecs(1, 24, 0, &[81, 2, 69]);
-            cut[3] += 2;
-            variants.push(("a subnet running past its record", ask(&cut)));
-            let source: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-            let mut cache = AnswerCache::default();
-            let mut out = Vec::new();
-            for (what, datagram) in &variants {
-                for round in 0..2 {
-                    let snapshot = live.load();
-                    let served = cache.reply(&handler, &snapshot, datagram, source, &mut out);
-                    assert_eq!(served, Served::Built, "{what}, round {round}");
-                    let full =
-                        crate::udp::full_reply(&handler, &snapshot, datagram, source).unwrap();
-                    assert_eq!(out, full.bytes, "{what}");
-                    assert_eq!(out[3] & 0x0f, 1, "{what}: FORMERR");
-                    let reply = Message::from_vec(&out).unwrap();
-                    assert!(reply.answers.is_empty(), "{what}");
-                    // The option hickory cannot even read gets hickory's
-                    // bare FORMERR; the others an OPT without a subnet.
-                    let subnet = reply
-                        .edns
-                        .as_ref()
-                        .and_then(|e| e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet));
-                    assert!(subnet.is_none(), "{what}: nothing echoed");
-                }
-            }
-            // The well-formed /20 of the same client is answered, and
-            // echoed as sent.
-            let good = ask(&ecs(1, 20, 0, &[51, 2, 0x40]));
-            for round in 0..2 {
-                let snapshot = live.load();
-                let served = cache.reply(&handler, &snapshot, &good, source, &mut out);
-                assert_eq!(served == Served::Remembered, round == 1);
-                let reply = Message::from_vec(&out).unwrap();
-                assert_eq!(
-                    reply.metadata.response_code,
-                    hickory_proto::op::ResponseCode::NoError
-                );
-                match reply
-                    .edns
-                    .as_ref()
-                    .and_then(|e| e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet))
-                {
-                    Some(EdnsOption::Subnet(echo)) => {
-                        assert_eq!(echo.addr(), IpAddr::from([51, 2, 64, 0]));
-                        assert_eq!(echo.source_prefix(), 20);
-                    }
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
     }
 }

@@ -11,24 +11,17 @@
 //! software developer making the request to fix their implementation", and
 //! so does every other shape below.
 //!
-//! [`check_query`] reads the OPT record of a query hickory has already
-//! parsed, from the query's raw bytes (the only place extra octets can be
-//! seen), and [`check_option`] judges one option. The handler answers
-//! FORMERR when either fails; the UDP answer cache reads options with
-//! [`check_option`] too and sends anything it refuses to the handler, so
-//! both paths refuse exactly the same queries.
+//! This is the one reader of a query's raw Client Subnet option. The
+//! answer cache reads the OPT record of the queries it recognises with
+//! [`from_options`], and the handler reads every other query's with
+//! [`read_query`], which finds the OPT record and calls it; whatever fails
+//! gets FORMERR, and what reads is the subnet the answer is tailored to
+//! and echoes. hickory's own reading of the option is never used, so both
+//! paths refuse exactly the same queries and place the same clients.
 
-use hickory_proto::rr::Name;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
-
-/// EDNS option code of Client Subnet (RFC 7871).
-pub(crate) const ECS: u16 = 8;
-
-/// RR type OPT (RFC 6891).
-const OPT: u16 = 41;
-
-/// The DNS header's size.
-const HEADER: usize = 12;
+use crate::wire::{self, ECS};
+use hickory_proto::rr::rdata::opt::ClientSubnet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A Client Subnet option as RFC 7871 §6 says a query's must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,70 +120,72 @@ pub(crate) fn check_option(data: &[u8]) -> Result<Ecs<'_>, EcsError> {
     })
 }
 
-/// Checks every Client Subnet option in the OPT record of `message`, a
-/// query hickory has parsed (so its sections read, and it has at most one
-/// OPT record). A message whose records do not read here has no option
-/// to judge: its well-formedness is hickory's to decide.
-pub(crate) fn check_query(message: &[u8]) -> Result<(), EcsError> {
-    match opt_options(message) {
-        Some(options) => check_options(options),
-        None => Ok(()),
+impl Ecs<'_> {
+    /// The option as hickory's types hold it: the address padded with
+    /// zeros to its family's length, scope 0.
+    pub(crate) fn subnet(&self) -> ClientSubnet {
+        let address = if self.family == 1 {
+            let mut octets = [0u8; 4];
+            octets[..self.address.len()].copy_from_slice(self.address);
+            IpAddr::V4(Ipv4Addr::from(octets))
+        } else {
+            let mut octets = [0u8; 16];
+            octets[..self.address.len()].copy_from_slice(self.address);
+            IpAddr::V6(Ipv6Addr::from(octets))
+        };
+        ClientSubnet::new(address, self.source_prefix, 0)
+    }
+
+    /// The whole option's size on the wire: code, length, family, the two
+    /// prefix lengths and the address.
+    pub(crate) fn wire_len(&self) -> usize {
+        8 + self.address.len()
     }
 }
 
-/// The options of the OPT record in `message`, if it has one that reads.
-fn opt_options(message: &[u8]) -> Option<&[u8]> {
-    let count = |at: usize| {
-        message
-            .get(at..at + 2)
-            .map(|c| usize::from(u16::from_be_bytes([c[0], c[1]])))
-    };
-    let (questions, records) = (count(4)?, count(6)? + count(8)? + count(10)?);
-    let mut decoder = BinDecoder::new(message);
-    decoder.read_slice(HEADER).ok()?;
-    for _ in 0..questions {
-        Name::read(&mut decoder).ok()?;
-        decoder.read_slice(4).ok()?;
+/// The Client Subnet option of `message`, a query hickory has parsed (so
+/// its sections read, and it has at most one OPT record), read from its
+/// raw OPT record with [`from_options`]. A message whose records do not
+/// read here has no option to judge: its well-formedness is hickory's to
+/// decide.
+pub(crate) fn read_query(message: &[u8]) -> Result<Option<Ecs<'_>>, EcsError> {
+    match wire::opt_record(message).and_then(|opt| message.get(opt.data)) {
+        Some(options) => from_options(options),
+        None => Ok(None),
     }
-    for _ in 0..records {
-        Name::read(&mut decoder).ok()?;
-        let rtype = decoder.read_u16().ok()?.unverified(/* any type */);
-        // CLASS and TTL.
-        decoder.read_slice(6).ok()?;
-        let length = decoder.read_u16().ok()?.unverified(/* bounded by read_slice */);
-        let data = decoder
-            .read_slice(usize::from(length))
-            .ok()?
-            .unverified(/* only read, bounds-checked */);
-        if rtype == OPT {
-            return Some(data);
-        }
-    }
-    None
 }
 
-/// Checks the Client Subnet options among an OPT record's `options`.
-/// Options of other codes are not judged, even cut short (hickory then
-/// ignores the options, as RFC 6891 lets it).
-fn check_options(mut options: &[u8]) -> Result<(), EcsError> {
-    let mut seen = false;
-    while let (Some(code), Some(length)) = (options.get(..2), options.get(2..4)) {
-        let code = u16::from_be_bytes([code[0], code[1]]);
-        let length = usize::from(u16::from_be_bytes([length[0], length[1]]));
-        let data = options.get(4..4 + length);
+/// The Client Subnet option among an OPT record's `options` (its RDATA),
+/// checked with [`check_option`]; an error if it breaks RFC 7871 §6, is
+/// cut short, or comes twice.
+///
+/// Options of other codes are not judged, even cut short; but when the
+/// options do not run exactly to the record's end, hickory's parser drops
+/// every one of them (RFC 6891 lets a server ignore what it cannot read),
+/// so the query is answered as one without a subnet, and this says so
+/// with `Ok(None)`: the answer and its echo must not depend on which
+/// reader read the query.
+pub(crate) fn from_options(mut options: &[u8]) -> Result<Option<Ecs<'_>>, EcsError> {
+    let mut found = None;
+    while let (Some(code), Some(length)) = (wire::u16_at(options, 0), wire::u16_at(options, 2)) {
+        let length = usize::from(length);
         if code == ECS {
-            if seen {
+            if found.is_some() {
                 return Err(EcsError::Repeated);
             }
-            seen = true;
-            check_option(data.ok_or(EcsError::Truncated)?)?;
+            let data = options.get(4..4 + length).ok_or(EcsError::Truncated)?;
+            found = Some(check_option(data)?);
         }
         match options.get(4 + length..) {
             Some(rest) => options = rest,
-            None => break,
+            None => return Ok(None),
         }
     }
-    Ok(())
+    if options.is_empty() {
+        Ok(found)
+    } else {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -298,36 +293,68 @@ mod tests {
     #[test]
     fn queries_are_judged_by_their_raw_opt_record() {
         let good = with_code(ECS, &option(1, 24, 0, &[81, 2, 69]));
-        assert_eq!(check_query(&query(&good)), Ok(()));
-        assert_eq!(check_query(&query(&[])), Ok(()));
+        let asked = query(&good);
+        let read = read_query(&asked).unwrap().unwrap();
+        assert_eq!((read.family, read.source_prefix), (1, 24));
+        assert_eq!(read.subnet(), "81.2.69.0/24".parse().unwrap());
+        assert_eq!(read.wire_len(), good.len());
+        assert_eq!(read_query(&query(&[])), Ok(None));
         // Another option, and a cookie before the subnet.
         let mut two = with_code(10, &[1, 2, 3, 4, 5, 6, 7, 8]);
         two.extend_from_slice(&good);
-        assert_eq!(check_query(&query(&two)), Ok(()));
+        assert_eq!(read_query(&query(&two)), Ok(Some(read)));
         // An extra address octet, which hickory's reader never sees.
         let extra = with_code(ECS, &option(1, 24, 0, &[81, 2, 69, 7]));
         assert!(matches!(
-            check_query(&query(&extra)),
+            read_query(&query(&extra)),
             Err(EcsError::AddressLength { got: 4, .. })
         ));
         // Two subnets.
         let mut repeated = good.clone();
         repeated.extend_from_slice(&good);
-        assert_eq!(check_query(&query(&repeated)), Err(EcsError::Repeated));
+        assert_eq!(read_query(&query(&repeated)), Err(EcsError::Repeated));
         // A subnet option longer than what is left of the record.
         let mut cut = good.clone();
         cut[3] += 1;
-        assert_eq!(check_query(&query(&cut)), Err(EcsError::Truncated));
+        assert_eq!(read_query(&query(&cut)), Err(EcsError::Truncated));
         // Another option cut short is not ours to judge.
         let mut other = with_code(10, &[1, 2, 3, 4]);
         other[3] = 9;
-        assert_eq!(check_query(&query(&other)), Ok(()));
+        assert_eq!(read_query(&query(&other)), Ok(None));
         // Without an OPT record, nothing to judge; nor in what does not read.
         let mut plain = query(&good);
         plain[11] = 1;
-        assert_eq!(check_query(&plain[..plain.len() - 11 - good.len()]), Ok(()));
+        assert_eq!(
+            read_query(&plain[..plain.len() - 11 - good.len()]),
+            Ok(None)
+        );
         for len in 0..query(&extra).len() {
-            let _ = check_query(&query(&extra)[..len]);
+            let _ = read_query(&query(&extra)[..len]);
+        }
+    }
+
+    /// Options that do not run exactly to the end of their record are all
+    /// dropped by hickory's parser: a good subnet among them places no
+    /// client, or the answer would differ with the reader.
+    #[test]
+    fn a_subnet_among_options_hickory_drops_is_not_used() {
+        let good = with_code(ECS, &option(1, 24, 0, &[81, 2, 69]));
+        let mut then_cut = good.clone();
+        then_cut.extend_from_slice(&[0, 10, 0, 9, 1, 2]);
+        assert_eq!(from_options(&then_cut), Ok(None));
+        let mut then_stray = good.clone();
+        then_stray.extend_from_slice(&[0, 10]);
+        assert_eq!(from_options(&then_stray), Ok(None));
+        assert!(from_options(&good).unwrap().is_some());
+        // hickory agrees: it reads no subnet from either.
+        for options in [then_cut, then_stray] {
+            let message = query(&options);
+            let parsed = hickory_proto::op::Message::from_vec(&message).unwrap();
+            let edns = parsed.edns.unwrap();
+            assert!(
+                edns.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)
+                    .is_none()
+            );
         }
     }
 }

@@ -9,7 +9,7 @@
 //! ECS scope a reply would carry. Health is not its business: the command
 //! asks the running GeoDNS for that.
 
-use crate::GeoDnsError;
+use crate::error::GeoDnsError;
 use crate::geo::{GeoDatabase, Location, canonical, is_public};
 use crate::steering::{Rule, Steering};
 use crate::table::GeoTable;

@@ -1,4 +1,8 @@
-//! The DNS request handler: hickory-server hands it each parsed query.
+//! The DNS request handler: the full answer to a query, whichever way it
+//! came. hickory-server hands it each query parsed from a TCP connection
+//! (`RequestHandler`); the UDP responder hands it each datagram the answer
+//! cache cannot answer ([`GeoDnsHandler::full_reply`]), which hickory then
+//! parses here.
 //!
 //! Thin on purpose. It checks the query is one it answers (opcode, one
 //! question, EDNS version, a Client Subnet option as RFC 7871 §6 requires,
@@ -9,18 +13,28 @@
 //! min(client's size, 1232) bytes. A reply that does not fit is sent with TC
 //! set and no records, so the client retries over TCP (RFC 2181 §9) and
 //! never caches a partial RRset.
+//!
+//! Both transports take one path, [`GeoDnsHandler::respond`]: check,
+//! answer, count, cut to the client's size, and hand hickory's response
+//! builder the result. Only where the bytes go differs: to hickory-server's
+//! response handle for TCP, into the responder's buffer for UDP. The error
+//! replies are here too: FORMERR (header only) to a datagram hickory cannot
+//! parse, SERVFAIL when a TCP reply cannot be sent.
 
-use crate::answer::{answer, client_of};
-use crate::metrics::DnsMetrics;
+use crate::answer::{Placed, Reply, answer, client_of};
+use crate::ecs::{self, EcsError};
+use crate::metrics::{Counts, DnsMetrics};
 use crate::snapshot::{Live, Snapshot};
-use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use crate::wire;
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The largest UDP response Meridian sends: the 2020 DNS flag day's value,
@@ -31,10 +45,7 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 const PLAIN_UDP_PAYLOAD: u16 = 512;
 
 /// Header, plus an OPT record with an ECS option at its largest.
-const FIXED_OVERHEAD: usize = 12 + 11 + 4 + 4 + 16;
-
-/// The DNS header's size: where the question section starts.
-const HEADER_LEN: usize = 12;
+const FIXED_OVERHEAD: usize = wire::HEADER + 11 + 4 + 4 + 16;
 
 /// Answers queries from the current snapshot; reloads replace it whole.
 #[derive(Clone)]
@@ -43,35 +54,28 @@ pub struct GeoDnsHandler {
     metrics: Arc<DnsMetrics>,
 }
 
-/// Everything a reply needs, worked out once for both ways of sending it
-/// (hickory's TCP server, and the UDP fast path in [`crate::udp`]).
+/// A reply worked out ([`GeoDnsHandler::respond`]): everything hickory's
+/// response builder needs, whichever transport sends it.
 struct Prepared<'s> {
     metadata: Metadata,
     edns: Option<Edns>,
-    reply: Option<crate::answer::Reply<'s>>,
+    reply: Option<Reply<'s>>,
     counts: Counts,
-    /// Whether the reply may echo the query's question section (see
-    /// [`echoes_faithfully`]); if not, it has none.
-    echo_question: bool,
+    /// The question section to send instead of the query's: an empty one
+    /// when the query's cannot be echoed (see [`echoes_faithfully`]).
+    question: Option<Queries>,
+    /// The most bytes the reply may take: the client's UDP size, or no
+    /// limit over TCP.
+    limit: u16,
 }
 
-/// What one answered query adds to the metrics. Kept apart from the
-/// counting itself so that an answer served again from
-/// [`crate::answer_cache`] counts exactly as the first one did.
+/// What a UDP reply built the full way is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Counts {
-    qtype: RecordType,
-    rcode: ResponseCode,
-    /// Answered from the query's ECS option with a steered answer.
-    ecs: bool,
-    /// The region whose edges a steered answer gave.
-    region: Option<usize>,
-}
-
-/// A UDP reply as wire bytes, and what it counts for.
-pub(crate) struct UdpReply {
-    pub bytes: Vec<u8>,
-    pub counts: Counts,
+pub(crate) enum FullReply {
+    /// The answer to a query, counted as this.
+    Answer(Counts),
+    /// FORMERR to a datagram hickory cannot parse: no answer, not counted.
+    FormatError,
 }
 
 impl GeoDnsHandler {
@@ -87,13 +91,7 @@ impl GeoDnsHandler {
 
     /// Adds one answered query to the metrics.
     pub(crate) fn count(&self, snapshot: &Snapshot, counts: &Counts) {
-        self.metrics.query(counts.qtype, counts.rcode);
-        if counts.ecs {
-            self.metrics.ecs_query();
-        }
-        if let Some(region) = counts.region {
-            DnsMetrics::steered(&snapshot.steered, region);
-        }
+        self.metrics.count(&snapshot.steered, counts);
     }
 
     /// The metrics, for what the UDP path counts itself.
@@ -101,43 +99,112 @@ impl GeoDnsHandler {
         &self.metrics
     }
 
-    /// Checks the query and answers it from `snapshot` (the caller counts
-    /// it).
-    fn prepare<'s>(&self, snapshot: &'s Snapshot, request: &Request) -> Prepared<'s> {
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.recursion_available = false;
-
-        // Our OPT record: present iff the query had one (RFC 6891 §6.1.1),
-        // its size the smaller of the client's and ours.
-        let mut edns = request.edns.as_ref().map(|query_edns| {
-            let mut edns = Edns::new();
-            edns.set_version(0);
-            edns.set_max_payload(
-                query_edns
-                    .max_payload()
-                    .clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD),
-            );
-            edns
-        });
-
-        let echo_question = echoes_faithfully(&request.queries);
-        let rcode_only = if !echo_question {
-            Some(ResponseCode::FormErr)
-        } else if request.metadata.op_code != OpCode::Query {
-            Some(ResponseCode::NotImp)
-        } else if request.queries.queries().len() != 1 {
-            Some(ResponseCode::FormErr)
-        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            // RFC 6891 §6.1.3: we speak EDNS version 0 only.
-            Some(ResponseCode::BADVERS)
-        } else if request.edns.is_some() && crate::ecs::check_query(request.as_slice()).is_err() {
-            // RFC 7871 §6: a Client Subnet option a query must not send.
-            // Read from the raw query: hickory's reading of it hides some.
-            Some(ResponseCode::FormErr)
-        } else {
-            None
+    /// The reply to `datagram`, received over UDP from `source`, built the
+    /// full way (hickory parses it, [`GeoDnsHandler::respond`] answers it
+    /// from `snapshot`) and written into `out`, which is emptied first;
+    /// `None` when nothing is to be sent.
+    ///
+    /// `placed`, when given, is the client as the answer cache placed this
+    /// very datagram, with the table's decision: read from its Client
+    /// Subnet option with [`crate::ecs`], as the handler would read it, so
+    /// it is used as is instead of being worked out again.
+    pub(crate) fn full_reply(
+        &self,
+        snapshot: &Snapshot,
+        datagram: &[u8],
+        source: SocketAddr,
+        placed: Option<Placed<'_>>,
+        out: &mut Vec<u8>,
+    ) -> Option<FullReply> {
+        out.clear();
+        let request = match Request::from_bytes(datagram.to_vec(), source, Protocol::Udp) {
+            Ok(request) => request,
+            Err(_) => return format_error(datagram, out).then_some(FullReply::FormatError),
         };
-        if let Some(rcode) = rcode_only {
+        // Never answer answers: that is how reflection loops start.
+        if request.metadata.message_type == MessageType::Response {
+            return None;
+        }
+        let prepared = self.respond(snapshot, &request, placed);
+        let mut encoder = BinEncoder::new(out);
+        encoder.set_max_size(prepared.limit);
+        match prepared.response(&request).destructive_emit(&mut encoder) {
+            Ok(_) => Some(FullReply::Answer(prepared.counts)),
+            Err(error) => {
+                tracing::debug!(%error, "could not encode a DNS response");
+                out.clear();
+                None
+            }
+        }
+    }
+
+    /// The one path of every query, UDP or TCP: checks it, answers it from
+    /// `snapshot` (for the client `placed`, or the one its source and
+    /// Client Subnet option give), counts it, and cuts it to what the
+    /// client takes (TC and no records when the answer does not fit).
+    fn respond<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        request: &Request,
+        placed: Option<Placed<'s>>,
+    ) -> Prepared<'s> {
+        let mut prepared = prepare(snapshot, request, placed);
+        self.count(snapshot, &prepared.counts);
+        if prepared.must_truncate(request) {
+            prepared.metadata.truncation = true;
+            prepared.reply = None;
+        }
+        prepared
+    }
+}
+
+/// Checks `request` and answers it from `snapshot`, uncounted and uncut.
+fn prepare<'s>(
+    snapshot: &'s Snapshot,
+    request: &Request,
+    placed: Option<Placed<'s>>,
+) -> Prepared<'s> {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.recursion_available = false;
+
+    // Our OPT record: present iff the query had one (RFC 6891 §6.1.1),
+    // its size the smaller of the client's and ours.
+    let mut edns = request.edns.as_ref().map(|query_edns| {
+        let mut edns = Edns::new();
+        edns.set_version(0);
+        edns.set_max_payload(
+            query_edns
+                .max_payload()
+                .clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD),
+        );
+        edns
+    });
+    let limit = match request.protocol() {
+        Protocol::Udp => edns.as_ref().map_or(PLAIN_UDP_PAYLOAD, Edns::max_payload),
+        _ => u16::MAX,
+    };
+
+    let echo_question = echoes_faithfully(&request.queries);
+    let checked = if !echo_question {
+        Err(ResponseCode::FormErr)
+    } else if request.metadata.op_code != OpCode::Query {
+        Err(ResponseCode::NotImp)
+    } else {
+        match request.queries.queries() {
+            // RFC 6891 §6.1.3: we speak EDNS version 0 only.
+            [_] if request.edns.as_ref().is_some_and(|e| e.version() > 0) => {
+                Err(ResponseCode::BADVERS)
+            }
+            // RFC 7871 §6: a Client Subnet option a query must not send.
+            [query] => place(request, placed)
+                .map(|placed| (query, placed))
+                .map_err(|_| ResponseCode::FormErr),
+            _ => Err(ResponseCode::FormErr),
+        }
+    };
+    let (query, placed) = match checked {
+        Ok(checked) => checked,
+        Err(rcode) => {
             if let Some(edns) = edns.as_mut() {
                 edns.set_rcode_high(rcode.high());
             }
@@ -156,101 +223,91 @@ impl GeoDnsHandler {
                     ecs: false,
                     region: None,
                 },
-                echo_question,
+                question: (!echo_question).then(no_question_section).flatten(),
+                limit,
             };
         }
+    };
 
-        let query = &request.queries.queries()[0];
-        let subnet = request
-            .edns
-            .as_ref()
-            .and_then(|edns| match edns.option(EdnsCode::Subnet) {
-                Some(EdnsOption::Subnet(subnet)) => Some(*subnet),
-                _ => None,
-            });
-        let client = client_of(subnet, request.src().ip());
-        let reply = answer(
-            snapshot,
-            query.name(),
-            query.query_type(),
-            query.query_class(),
-            &client,
-        );
-        metadata.authoritative = reply.authoritative;
-        metadata.response_code = reply.rcode;
-        let counts = Counts {
-            qtype: query.query_type(),
-            rcode: reply.rcode,
-            ecs: client.subnet.is_some() && reply.region.is_some(),
-            region: reply.region,
-        };
-        if let Some(edns) = edns.as_mut()
-            && let Some(subnet) = client.echo
-        {
-            let echoed = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), reply.scope);
-            edns.options_mut().insert(EdnsOption::Subnet(echoed));
-        }
-        Prepared {
-            metadata,
-            edns,
-            reply: Some(reply),
-            counts,
-            echo_question,
-        }
+    let reply = answer(
+        snapshot,
+        query.name(),
+        query.query_type(),
+        query.query_class(),
+        &placed,
+    );
+    let client = &placed.client;
+    metadata.authoritative = reply.authoritative;
+    metadata.response_code = reply.rcode;
+    let counts = Counts {
+        qtype: query.query_type(),
+        rcode: reply.rcode,
+        ecs: client.subnet.is_some() && reply.region.is_some(),
+        region: reply.region,
+    };
+    if let Some(edns) = edns.as_mut()
+        && let Some(subnet) = client.echo
+    {
+        let echoed = ClientSubnet::new(subnet.addr(), subnet.source_prefix(), reply.scope);
+        edns.options_mut().insert(EdnsOption::Subnet(echoed));
     }
-
-    /// The reply to `request` as wire bytes for a UDP client: at most the
-    /// client's size, with TC and no records when the answer does not fit.
-    /// Counted in the metrics.
-    pub(crate) fn udp_reply(&self, snapshot: &Snapshot, request: &Request) -> Option<UdpReply> {
-        let mut prepared = self.prepare(snapshot, request);
-        self.count(snapshot, &prepared.counts);
-        let limit = prepared
-            .edns
-            .as_ref()
-            .map_or(PLAIN_UDP_PAYLOAD, Edns::max_payload);
-        if prepared.must_truncate(request, limit) {
-            prepared.metadata.truncation = true;
-            prepared.reply = None;
-        }
-        let no_question = (!prepared.echo_question)
-            .then(no_question_section)
-            .flatten();
-        let queries = no_question.as_ref().unwrap_or(&request.queries);
-        let builder = MessageResponseBuilder::new(queries, prepared.edns.as_ref());
-        let mut buffer = Vec::with_capacity(usize::from(limit));
-        let mut encoder = BinEncoder::new(&mut buffer);
-        encoder.set_max_size(limit);
-        let emitted = match &prepared.reply {
-            Some(reply) => builder
-                .build(
-                    prepared.metadata,
-                    reply.answers.iter().copied(),
-                    std::iter::empty(),
-                    reply.authority.iter(),
-                    reply.additionals.iter(),
-                )
-                .destructive_emit(&mut encoder),
-            None => builder
-                .build_no_records(prepared.metadata)
-                .destructive_emit(&mut encoder),
-        };
-        match emitted {
-            Ok(_) => Some(UdpReply {
-                bytes: buffer,
-                counts: prepared.counts,
-            }),
-            Err(error) => {
-                tracing::debug!(%error, "could not encode a DNS response");
-                None
-            }
-        }
+    Prepared {
+        metadata,
+        edns,
+        reply: Some(reply),
+        counts,
+        question: None,
+        limit,
     }
 }
 
-impl Prepared<'_> {
-    /// Whether the reply's records cannot fit in `limit` bytes.
-    fn must_truncate(&self, request: &Request, limit: u16) -> bool {
+/// The client `request` is answered for: `placed` when the caller placed
+/// it already, else its Client Subnet option (read with [`crate::ecs`],
+/// never hickory's reading) or its source; an error for an option RFC
+/// 7871 §6 forbids.
+fn place<'s>(request: &Request, placed: Option<Placed<'s>>) -> Result<Placed<'s>, EcsError> {
+    if let Some(placed) = placed {
+        return Ok(placed);
+    }
+    let subnet = match &request.edns {
+        Some(_) => ecs::read_query(request.as_slice())?.map(|ecs| ecs.subnet()),
+        None => None,
+    };
+    Ok(Placed::undecided(client_of(subnet, request.src().ip())))
+}
+
+impl<'s> Prepared<'s> {
+    /// The response as hickory's builder makes it: the question (the
+    /// query's, or none), the OPT record, and the reply's records, if any
+    /// are left.
+    fn response<'p>(
+        &'p self,
+        request: &'p Request,
+    ) -> MessageResponse<
+        'p,
+        'p,
+        impl Iterator<Item = &'p Record> + Send + 'p,
+        impl Iterator<Item = &'p Record> + Send + 'p,
+        impl Iterator<Item = &'p Record> + Send + 'p,
+        impl Iterator<Item = &'p Record> + Send + 'p,
+    > {
+        let queries = self.question.as_ref().unwrap_or(&request.queries);
+        let (answers, authority, additionals): (&'p [&'p Record], &'p [Record], &'p [Record]) =
+            match &self.reply {
+                Some(reply) => (&reply.answers, reply.authority, reply.additionals),
+                None => (&[], &[], &[]),
+            };
+        MessageResponseBuilder::new(queries, self.edns.as_ref()).build(
+            self.metadata,
+            answers.iter().copied(),
+            std::iter::empty(),
+            authority.iter(),
+            additionals.iter(),
+        )
+    }
+
+    /// Whether the reply's records cannot fit in its limit.
+    fn must_truncate(&self, request: &Request) -> bool {
         let Some(reply) = &self.reply else {
             return false;
         };
@@ -259,17 +316,10 @@ impl Prepared<'_> {
             + wire_bound(reply.answers.iter().copied())
             + wire_bound(reply.authority.iter())
             + wire_bound(reply.additionals.iter());
-        if estimate <= usize::from(limit) {
+        if estimate <= usize::from(self.limit) {
             return false;
         }
-        let response = MessageResponseBuilder::new(&request.queries, self.edns.as_ref()).build(
-            self.metadata,
-            reply.answers.iter().copied(),
-            std::iter::empty(),
-            reply.authority.iter(),
-            reply.additionals.iter(),
-        );
-        !fits(response, limit)
+        !fits(self.response(request), self.limit)
     }
 }
 
@@ -281,41 +331,33 @@ impl RequestHandler for GeoDnsHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let snapshot = self.live.load();
-        let mut prepared = self.prepare(&snapshot, request);
-        self.count(&snapshot, &prepared.counts);
-        let limit = match request.protocol() {
-            Protocol::Udp => prepared
-                .edns
-                .as_ref()
-                .map_or(PLAIN_UDP_PAYLOAD, Edns::max_payload),
-            _ => u16::MAX,
-        };
-        if prepared.must_truncate(request, limit) {
-            prepared.metadata.truncation = true;
-            prepared.reply = None;
-        }
-        let no_question = (!prepared.echo_question)
-            .then(no_question_section)
-            .flatten();
-        let queries = no_question.as_ref().unwrap_or(&request.queries);
-        let builder = MessageResponseBuilder::new(queries, prepared.edns.as_ref());
-        match &prepared.reply {
-            Some(reply) => {
-                let response = builder.build(
-                    prepared.metadata,
-                    reply.answers.iter().copied(),
-                    std::iter::empty(),
-                    reply.authority.iter(),
-                    reply.additionals.iter(),
-                );
-                send(&mut response_handle, response, request).await
-            }
-            None => {
-                let response = builder.build_no_records(prepared.metadata);
-                send(&mut response_handle, response, request).await
-            }
-        }
+        let prepared = self.respond(&snapshot, request, None);
+        send(&mut response_handle, prepared.response(request), request).await
     }
+}
+
+/// FORMERR for a datagram whose header parses but whose body does not,
+/// written into `out`; `false` (nothing to send) for one too short to have
+/// a header (RFC 1035 gives it no id to answer with), or a response.
+fn format_error(datagram: &[u8], out: &mut Vec<u8>) -> bool {
+    let Ok(header) = Header::read(&mut BinDecoder::new(datagram)) else {
+        return false;
+    };
+    if header.metadata.message_type == MessageType::Response {
+        return false;
+    }
+    let mut metadata = Metadata::response_from_request(&header.metadata);
+    metadata.response_code = ResponseCode::FormErr;
+    let reply = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    out.clear();
+    if reply.emit(&mut BinEncoder::new(out)).is_err() {
+        out.clear();
+        return false;
+    }
+    true
 }
 
 /// Whether `queries`, copied byte for byte into the reply (hickory's
@@ -327,40 +369,7 @@ impl RequestHandler for GeoDnsHandler {
 /// or none, and the client could not match or even parse the reply. Such
 /// a query gets FORMERR with no question section.
 fn echoes_faithfully(queries: &Queries) -> bool {
-    let question = queries.as_bytes();
-    let mut at = 0;
-    for _ in queries.queries() {
-        match name_end_within(question, at) {
-            // Type and class follow the name.
-            Some(end) => at = end + 4,
-            None => return false,
-        }
-    }
-    true
-}
-
-/// Where the name at `at` in the question section `question` ends, if it
-/// reads only bytes of the question section; `None` if it reaches into
-/// the header (or is not a name at all).
-fn name_end_within(question: &[u8], mut at: usize) -> Option<usize> {
-    let mut end = None;
-    // hickory's parser only follows pointers backwards, so a chain is
-    // short; the bound is for names that never passed it.
-    for _ in 0..question.len() + 1 {
-        let length = *question.get(at)?;
-        match length {
-            0 => return Some(end.unwrap_or(at + 1)),
-            1..=63 => at += 1 + usize::from(length),
-            _ if length & 0xc0 == 0xc0 => {
-                let low = *question.get(at + 1)?;
-                let target = (usize::from(length & 0x3f) << 8) | usize::from(low);
-                end.get_or_insert(at + 2);
-                at = target.checked_sub(HEADER_LEN)?;
-            }
-            _ => return None,
-        }
-    }
-    None
+    wire::questions_stay_in_section(queries.as_bytes(), queries.queries().len())
 }
 
 /// An empty question section, for a reply that must not echo the query's.
@@ -448,7 +457,7 @@ mod tests {
         let mut message = vec![0xab, 0xcd, 0x01, 0x00, 0, count as u8, 0, 0, 0, 0, 0, 0];
         message.extend_from_slice(question);
         let mut decoder = BinDecoder::new(&message);
-        decoder.read_slice(HEADER_LEN).unwrap();
+        decoder.read_slice(wire::HEADER).unwrap();
         Queries::read(&mut decoder, count).unwrap()
     }
 
@@ -473,5 +482,61 @@ mod tests {
         let chained = queries(&chained, 2);
         assert_eq!(chained.queries().len(), 2);
         assert!(!echoes_faithfully(&chained));
+    }
+
+    /// A datagram the answer cache placed already is answered for that
+    /// placement and its decision, which the handler does not work out
+    /// again; without one, the handler places the client itself.
+    #[test]
+    fn a_placed_datagram_is_answered_with_the_decision_handed_on() {
+        use hickory_proto::op::{Message, Query};
+        use hickory_proto::rr::Name;
+        let config = config::Config::demo();
+        let metrics = Arc::new(DnsMetrics::new().unwrap());
+        let live = Arc::new(Live::from_pointee(
+            Snapshot::load(config, &metrics).unwrap(),
+        ));
+        let handler = GeoDnsHandler::new(live.clone(), metrics);
+        let snapshot = live.load();
+        let mut message = Message::query();
+        message.add_query(Query::query(
+            Name::from_ascii("cdn.meridian.test.").unwrap(),
+            RecordType::A,
+        ));
+        let datagram = message.to_vec().unwrap();
+        let source: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let address = |reply: &[u8]| {
+            Message::from_vec(reply).unwrap().answers[0]
+                .data
+                .to_string()
+        };
+        let mut out = Vec::new();
+        let own = handler.full_reply(&snapshot, &datagram, source, None, &mut out);
+        assert!(matches!(own, Some(FullReply::Answer(c)) if c.region == Some(0)));
+        assert_eq!(address(&out), "127.0.1.1", "loopback: the default order");
+        let gb = client_of(None, "81.2.69.142".parse().unwrap());
+        let placed = Placed::decided(&snapshot.table, gb);
+        let handed = handler.full_reply(&snapshot, &datagram, source, Some(placed), &mut out);
+        assert!(matches!(handed, Some(FullReply::Answer(c)) if c.region == Some(1)));
+        assert_eq!(address(&out), "127.0.2.1", "eu-west, as placed");
+    }
+
+    #[test]
+    fn a_garbled_body_gets_formerr_and_a_short_datagram_nothing() {
+        let mut datagram = vec![
+            0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        datagram.extend_from_slice(&[0xff, 0xff, 0xff]);
+        let mut reply = vec![0xee; 3];
+        assert!(format_error(&datagram, &mut reply));
+        assert_eq!(reply.len(), 12, "a header only");
+        assert_eq!(&reply[..2], &[0x12, 0x34], "same id");
+        assert_eq!(reply[3] & 0x0f, 1, "FORMERR");
+        assert_ne!(reply[2] & 0x80, 0, "a response");
+        assert!(!format_error(&[0x12, 0x34, 0x01], &mut reply));
+        // A garbled response is not answered.
+        let mut response = datagram.clone();
+        response[2] |= 0x80;
+        assert!(!format_error(&response, &mut reply));
     }
 }

@@ -17,13 +17,17 @@
 //! against reflection attacks; TCP replies never are.
 //!
 //! The protocol work (parsing, TCP framing) is hickory-server's; [`handler`]
-//! is the thin piece between it and the pure modules ([`answer`]).
+//! is the thin piece between it and the pure modules ([`answer`]). UDP
+//! datagrams are read by our own socket loops ([`udp`]), and each goes
+//! through one pipeline ([`responder`]): rate limit, the per-worker answer
+//! cache, the handler for what the cache has not seen, and the slip.
 
 pub mod admin;
 pub mod answer;
 mod answer_cache;
 pub mod centroids;
 mod ecs;
+pub mod error;
 pub mod explain;
 pub mod geo;
 pub mod handler;
@@ -31,17 +35,19 @@ pub mod health;
 pub mod metrics;
 pub mod rate_limit;
 pub mod reload;
+pub mod responder;
 pub mod snapshot;
 pub mod steering;
 pub mod table;
 pub mod udp;
+pub mod wire;
 pub mod zone;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use error::GeoDnsError;
 pub use geo::{GeoDatabase, LoadLimit};
 pub use handler::GeoDnsHandler;
 pub use health::HealthView;
@@ -57,33 +63,6 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Responses buffered per TCP connection before the writer waits.
 const TCP_RESPONSE_BUFFER: usize = 32;
-
-/// Why GeoDNS could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum GeoDnsError {
-    /// The geo database cannot be used.
-    #[error(transparent)]
-    Geo(#[from] geo::GeoError),
-    /// The zone cannot be built.
-    #[error(transparent)]
-    Zone(#[from] zone::ZoneError),
-    /// The config (re-read on reload) is invalid.
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    /// A listen address cannot be bound.
-    #[error("cannot listen for {protocol} on {addr}: {source}")]
-    Bind {
-        /// UDP or TCP.
-        protocol: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The server stopped with an error.
-    #[error("DNS server failed: {0}")]
-    Server(String),
-}
 
 /// Binds `config.geodns.listen` for UDP and TCP, starts health-checking
 /// every edge, reloads on SIGHUP, and serves until `shutdown` resolves.

@@ -31,6 +31,21 @@ const RCODES: [(ResponseCode, &str); 7] = [
     (ResponseCode::BADVERS, "BADVERS"),
 ];
 
+/// What one answered query adds to the metrics. Kept apart from the
+/// counting itself ([`DnsMetrics::count`]) so that a reply the UDP answer
+/// cache sends again counts exactly as the first one did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// The question's type (NULL for a query without exactly one).
+    pub qtype: RecordType,
+    /// The reply's code.
+    pub rcode: ResponseCode,
+    /// Answered from the query's ECS option with a steered answer.
+    pub ecs: bool,
+    /// The region whose edges a steered answer gave.
+    pub region: Option<usize>,
+}
+
 /// The counters, and the registry that renders them.
 pub struct DnsMetrics {
     registry: Registry,
@@ -144,6 +159,19 @@ impl DnsMetrics {
             .iter()
             .map(|r| self.steered.with_label_values(&[*r]))
             .collect()
+    }
+
+    /// Counts one answered query, as `counts` says, with the steered
+    /// counters of the config that answered it
+    /// ([`DnsMetrics::steered_counters`]).
+    pub fn count(&self, steered: &[IntCounter], counts: &Counts) {
+        self.query(counts.qtype, counts.rcode);
+        if counts.ecs {
+            self.ecs_query();
+        }
+        if let Some(region) = counts.region {
+            DnsMetrics::steered(steered, region);
+        }
     }
 
     /// Counts one answered query.

@@ -23,7 +23,7 @@
 //! down calls the running load off and waits only for it to notice, which
 //! it does within about a millisecond of work.
 
-use crate::GeoDnsError;
+use crate::error::GeoDnsError;
 use crate::geo::{LOAD_TIME_LIMIT, LoadLimit};
 use crate::health::Checks;
 use crate::metrics::DnsMetrics;

@@ -6,7 +6,7 @@
 //! can never mix an old zone with a new table, or drop a query. Only the
 //! health view changes inside a snapshot, and only through atomics.
 
-use crate::GeoDnsError;
+use crate::error::GeoDnsError;
 use crate::geo::{GeoDatabase, LoadLimit};
 use crate::health::HealthView;
 use crate::metrics::DnsMetrics;

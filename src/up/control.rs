@@ -14,6 +14,7 @@
 //! could too, with `fetch`.
 
 use super::{Component, ProcessState, Supervisor};
+use crate::cli::OutageScope;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -29,26 +30,12 @@ use tokio::sync::Mutex;
 /// How long `status` waits for GeoDNS's admin listener.
 const VIEW_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Which of a region's processes an outage takes down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum OutageScope {
-    /// Edge and origin: the whole region.
-    #[default]
-    All,
-    /// Only the edge: clients must be steered elsewhere.
-    Edge,
-    /// Only the origin: the edge must fail over to another region's origin.
-    Origin,
-}
-
-impl OutageScope {
-    fn components(self) -> &'static [Component] {
-        match self {
-            OutageScope::All => &[Component::Edge, Component::Origin],
-            OutageScope::Edge => &[Component::Edge],
-            OutageScope::Origin => &[Component::Origin],
-        }
+/// The processes of a region an outage of `scope` takes down.
+fn components(scope: OutageScope) -> &'static [Component] {
+    match scope {
+        OutageScope::All => &[Component::Edge, Component::Origin],
+        OutageScope::Edge => &[Component::Edge],
+        OutageScope::Origin => &[Component::Origin],
     }
 }
 
@@ -163,7 +150,7 @@ async fn outage(
 ) -> Result<axum::Json<Acted>, Failure> {
     let mut supervisor = supervisor.lock().await;
     let roles = supervisor
-        .region_roles(&region, query.component.components())
+        .region_roles(&region, components(query.component))
         .map_err(|e| Failure(StatusCode::NOT_FOUND, e))?;
     let mut processes = Vec::new();
     for index in roles {

@@ -22,7 +22,7 @@ mod probe;
 mod restart;
 
 use crate::cli::ConfigArg;
-use crate::roles::{load_config, shutdown_signal};
+use crate::roles::shutdown_signal;
 use anyhow::{Context, anyhow};
 use child::Child;
 use config::Config;
@@ -113,7 +113,7 @@ pub struct Supervisor {
 
 /// `meridian up`
 pub fn run(arg: &ConfigArg) -> anyhow::Result<()> {
-    let config = load_config(arg)?;
+    let config = arg.load()?;
     if let Some(region) = config.regions.iter().find(|r| r.origin_url.tls) {
         anyhow::bail!(
             "{}'s origin_url is {}, but `meridian up` runs the demo origins, \

@@ -5,7 +5,7 @@
 //! fuzzer that runs for a bounded time as two ordinary tests:
 //!
 //! - `udp_request_path` sends every input through
-//!   [`geodns::udp::Responder::answer`], exactly what the UDP socket loops
+//!   [`geodns::responder::Responder::answer`], exactly what the UDP socket loops
 //!   call for each datagram (the answer cache's own reader, or hickory's
 //!   parser and the handler), with one responder kept across inputs so
 //!   that its cache fills and serves.
@@ -36,7 +36,7 @@ mod mutate;
 mod wire;
 
 use check::{Outcome, Parsed};
-use geodns::udp::{Responder, Served};
+use geodns::responder::{Responder, Served};
 use geodns::{DnsMetrics, GeoDnsHandler, Live, Snapshot};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::{BufDnsStreamHandle, Protocol};

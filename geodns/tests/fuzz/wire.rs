@@ -2,12 +2,13 @@
 //! can be found. The mutators use it to aim at structure (label lengths,
 //! section counts, record lengths, EDNS options) instead of only at random
 //! bytes. It never fails: it stops where the message stops making sense.
+//!
+//! Labels, names and the constants are read with GeoDNS's own wire
+//! reading (`geodns::wire`); what is added here is the recording of every
+//! place found, which only the mutators need.
 
-/// The header's size.
-pub const HEADER: usize = 12;
-
-/// RR type OPT.
-pub const OPT: u16 = 41;
+use geodns::wire::{self, Label};
+pub use geodns::wire::{HEADER, OPT, name_end, u16_at};
 
 /// Where the parts of a message are.
 #[derive(Debug, Default)]
@@ -56,12 +57,6 @@ pub struct SubnetAt {
     pub address_len: usize,
 }
 
-/// Reads a big-endian u16 at `at`, if there is one.
-pub fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    let pair = bytes.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([pair[0], pair[1]]))
-}
-
 /// Writes a big-endian u16 at `at`, if it fits.
 pub fn set_u16(bytes: &mut [u8], at: usize, value: u16) {
     if let Some(pair) = bytes.get_mut(at..at.saturating_add(2)) {
@@ -103,29 +98,21 @@ pub fn scan(bytes: &[u8]) -> Layout {
     layout
 }
 
-/// Where the name at `at` ends, without recording anything.
-pub fn name_end(bytes: &[u8], at: usize) -> Option<usize> {
-    name(bytes, at, &mut Layout::default())
-}
-
 /// Walks the name at `at`; returns where it ends (after the root label or
 /// a compression pointer).
 fn name(bytes: &[u8], mut at: usize, layout: &mut Layout) -> Option<usize> {
     layout.names.push(at);
     loop {
-        let length = *bytes.get(at)?;
+        bytes.get(at)?;
         layout.labels.push(at);
-        if length == 0 {
-            return Some(at + 1);
+        match wire::label(bytes, at)? {
+            Label::Root => return Some(at + 1),
+            Label::Pointer(_) => return Some(at + 2),
+            Label::Plain(length) => {
+                at += 1 + usize::from(length);
+                layout.boundaries.push(at);
+            }
         }
-        if length & 0xc0 == 0xc0 {
-            return Some(at + 2).filter(|&end| end <= bytes.len());
-        }
-        if length > 63 {
-            return None;
-        }
-        at += 1 + usize::from(length);
-        layout.boundaries.push(at);
     }
 }
 
@@ -165,7 +152,7 @@ fn options(bytes: &[u8], mut at: usize, end: usize, layout: &mut Layout) {
         if next > end {
             return;
         }
-        if code == 8 && length >= 4 {
+        if code == wire::ECS && length >= 4 {
             layout.subnets.push(SubnetAt {
                 family: data,
                 address: data + 4,
