@@ -4,6 +4,11 @@
 //! [`crate::Config::from_toml`] lowers them into the validated [`crate::Config`]
 //! that the rest of Meridian uses. Nothing outside this crate sees them.
 
+use crate::OriginUrl;
+use crate::fields::{
+    AdminToken, DnsName, ForwardedField, HostPattern, Latitude, Longitude, Port, RegionName,
+    TimeoutMs, Ttl, UrlPath, Within,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,20 +42,20 @@ pub(crate) struct File {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ZoneFile {
     /// The zone's apex, e.g. `meridian.test.`.
-    pub name: String,
+    pub name: DnsName,
     /// Fully qualified names answered with the nearest region's edges.
-    pub steered_names: Vec<String>,
+    pub steered_names: Vec<DnsName>,
     /// TTL of steered answers.
     #[serde(default = "default_steered_ttl")]
-    pub steered_ttl_seconds: u32,
+    pub steered_ttl_seconds: Ttl,
     /// TTL of the apex SOA and NS records.
     #[serde(default = "default_zone_ttl")]
-    pub ttl_seconds: u32,
+    pub ttl_seconds: Ttl,
     /// TTL of negative answers (the SOA MINIMUM field, RFC 2308).
     #[serde(default = "default_negative_ttl")]
-    pub negative_ttl_seconds: u32,
+    pub negative_ttl_seconds: Ttl,
     /// The SOA RNAME: the zone's contact mailbox as a domain name.
-    pub hostmaster: String,
+    pub hostmaster: DnsName,
     /// The SOA serial.
     #[serde(default = "default_serial")]
     pub serial: u32,
@@ -66,7 +71,7 @@ pub(crate) struct ZoneFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RecordFile {
     /// The owner name, inside the zone.
-    pub name: String,
+    pub name: DnsName,
     /// `A`, `AAAA`, `CNAME`, `MX` or `TXT`.
     #[serde(rename = "type")]
     pub record_type: String,
@@ -74,7 +79,7 @@ pub(crate) struct RecordFile {
     /// for MX, or the text of a TXT record.
     pub value: String,
     /// The record's TTL; `zone.ttl_seconds` when absent.
-    pub ttl_seconds: Option<u32>,
+    pub ttl_seconds: Option<Ttl>,
 }
 
 /// `[[zone.nameservers]]`
@@ -82,7 +87,7 @@ pub(crate) struct RecordFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NameserverFile {
     /// The nameserver's host name.
-    pub name: String,
+    pub name: DnsName,
     /// Its addresses, served as glue when the name is inside the zone.
     #[serde(default)]
     pub addresses: Vec<IpAddr>,
@@ -104,7 +109,7 @@ pub(crate) struct GeoDnsFile {
     pub admin_listen: SocketAddr,
     /// Bearer token every admin route then needs; required when
     /// `admin_listen` is not a loopback address.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<AdminToken>,
     /// Explicit region orders that take precedence over distance.
     #[serde(default)]
     pub overrides: OverridesFile,
@@ -112,26 +117,34 @@ pub(crate) struct GeoDnsFile {
     pub rate_limit: Option<RateLimitFile>,
 }
 
+/// Replies a rate limit allows one network (per second, or at once): at
+/// most a million, beyond which it limits nothing a server can send.
+pub(crate) type RateLimitReplies = Within<1, 1_000_000>;
+
 /// `[geodns.rate_limit]`: a token bucket per client network that UDP
 /// replies take from, against reflection and amplification.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateLimitFile {
     /// Replies per second one client network gets, sustained.
-    pub responses_per_second: u64,
+    pub responses_per_second: RateLimitReplies,
     /// Replies one client network may get at once (the bucket's size);
     /// `responses_per_second` when absent.
-    pub burst: Option<u64>,
+    pub burst: Option<RateLimitReplies>,
     /// Every Nth reply over the limit is sent truncated (TC, no records)
     /// instead of dropped, so a real client retries over TCP; 0 drops all.
+    /// At most 10: past that, truncated replies are too rare to help real
+    /// clients behind a limited network.
     #[serde(default = "default_rate_limit_slip")]
-    pub slip: u64,
-    /// IPv4 sources sharing this many leading bits share a bucket.
+    pub slip: Within<0, 10>,
+    /// IPv4 sources sharing this many leading bits share a bucket; at
+    /// least 8, so unrelated networks (whole providers) never share one.
     #[serde(default = "default_rate_limit_ipv4_prefix")]
-    pub ipv4_prefix_length: u64,
-    /// IPv6 sources sharing this many leading bits share a bucket.
+    pub ipv4_prefix_length: Within<8, 32>,
+    /// IPv6 sources sharing this many leading bits share a bucket (at
+    /// least 16, for the same reason).
     #[serde(default = "default_rate_limit_ipv6_prefix")]
-    pub ipv6_prefix_length: u64,
+    pub ipv6_prefix_length: Within<16, 128>,
 }
 
 /// `[geodns.overrides]`: each maps a client group to an explicit region
@@ -171,18 +184,20 @@ impl Default for ControlFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HealthFile {
-    /// Time between two probes of one edge.
+    /// Time between two probes of one edge: at least 50 ms (more often is
+    /// a load test, not a health check), at most 5 minutes (an outage
+    /// would go unnoticed for too long).
     #[serde(default = "default_health_interval")]
-    pub interval_ms: u64,
+    pub interval_ms: Within<50, 300_000>,
     /// How long a probe may take before it counts as failed.
     #[serde(default = "default_health_timeout")]
     pub timeout_ms: u64,
     /// Consecutive failed probes that mark an edge down.
     #[serde(default = "default_health_threshold")]
-    pub down_after: u32,
+    pub down_after: Within<1, 100>,
     /// Consecutive successful probes that mark a down edge up again.
     #[serde(default = "default_health_threshold")]
-    pub up_after: u32,
+    pub up_after: Within<1, 100>,
     /// When every region is down: answer the nearest anyway (`true`), or SERVFAIL.
     #[serde(default = "default_true")]
     pub fail_open: bool,
@@ -205,49 +220,49 @@ impl Default for HealthFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct EdgeFile {
     /// Plain-HTTP port on each edge address.
-    pub http_port: u16,
+    pub http_port: Port,
     /// Host names the edges serve.
-    pub hostnames: Vec<String>,
+    pub hostnames: Vec<DnsName>,
     /// Path the edge answers itself, for health checks.
     #[serde(default = "default_health_path")]
-    pub health_path: String,
+    pub health_path: UrlPath,
     /// The in-memory cache budget of each edge, in bytes.
     pub cache_max_bytes: u64,
     /// The largest response body an edge stores, in bytes.
     pub cache_max_object_bytes: u64,
     /// Port of each edge's admin listener (health, metrics, status).
     #[serde(default = "default_admin_port")]
-    pub admin_port: u16,
+    pub admin_port: Port,
     /// Address of the admin listener; loopback unless set.
     pub admin_address: Option<IpAddr>,
     /// Path on origins that the edges' active health checks probe.
     #[serde(default = "default_origin_health_path")]
-    pub origin_health_path: String,
+    pub origin_health_path: UrlPath,
     /// How long a client may take to send a request's head, counted from
     /// when the edge starts waiting for it (on a kept-alive connection,
     /// from the end of the previous response).
     #[serde(default = "default_client_header_timeout")]
-    pub client_header_timeout_ms: u64,
+    pub client_header_timeout_ms: TimeoutMs,
     /// How long a client may stall while sending a request body or
     /// receiving a response (each read or write).
     #[serde(default = "default_client_io_timeout")]
-    pub client_io_timeout_ms: u64,
+    pub client_io_timeout_ms: TimeoutMs,
     /// How long an edge waits for a TCP connection to an origin.
     #[serde(default = "default_origin_connect_timeout")]
-    pub origin_connect_timeout_ms: u64,
+    pub origin_connect_timeout_ms: TimeoutMs,
     /// How long an origin may stay silent while answering.
     #[serde(default = "default_origin_read_timeout")]
-    pub origin_read_timeout_ms: u64,
+    pub origin_read_timeout_ms: TimeoutMs,
     /// How long one request may spend on origins altogether, every try
     /// included, until the last byte of the response arrives.
     #[serde(default = "default_origin_total_timeout")]
-    pub origin_total_timeout_ms: u64,
+    pub origin_total_timeout_ms: TimeoutMs,
     /// Origins one request may try (its own region's, then the nearest others).
     #[serde(default = "default_origin_max_tries")]
-    pub origin_max_tries: u32,
+    pub origin_max_tries: Within<1, 10>,
     /// How long an origin that just failed a request is tried last.
     #[serde(default = "default_origin_suspect")]
-    pub origin_suspect_ms: u64,
+    pub origin_suspect_ms: TimeoutMs,
     /// PEM bundle of the authorities `https://` origins are verified
     /// against, relative to the config file; the system's roots if unset.
     pub origin_ca_file: Option<String>,
@@ -267,7 +282,7 @@ pub(crate) struct EdgeFile {
     /// Request fields forwarded to origins on GET and HEAD requests besides
     /// the edge's own list.
     #[serde(default)]
-    pub forward_request_headers: Vec<String>,
+    pub forward_request_headers: Vec<ForwardedField>,
     /// Answer plain hits straight from storage; off serves every hit
     /// through Pingora's cache, with the same answers, more slowly (for
     /// comparing the two).
@@ -275,12 +290,12 @@ pub(crate) struct EdgeFile {
     pub plain_hit_fast_path: bool,
     /// The most variants of one URL stored at once (responses that `Vary`).
     #[serde(default = "default_cache_max_variants")]
-    pub cache_max_variants: u32,
+    pub cache_max_variants: Within<1, 4096>,
     /// Bearer token the admin listener requires for purges; purging is
     /// disabled without one.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<AdminToken>,
     /// HTTPS port on each edge address; no HTTPS when absent.
-    pub https_port: Option<u16>,
+    pub https_port: Option<Port>,
     /// Certificates for HTTPS, chosen by SNI; the first is the default.
     #[serde(default)]
     pub certificates: Vec<CertificateFile>,
@@ -291,7 +306,7 @@ pub(crate) struct EdgeFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CertificateFile {
     /// Host names this certificate serves (`*.example.net` for a wildcard).
-    pub hostnames: Vec<String>,
+    pub hostnames: Vec<HostPattern>,
     /// PEM certificate chain, leaf first.
     pub chain_file: Option<String>,
     /// PEM private key.
@@ -307,7 +322,7 @@ pub(crate) struct CertificateFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct DefaultTtlFile {
     /// Requests whose path starts with this.
-    pub path_prefix: String,
+    pub path_prefix: UrlPath,
     /// How long their responses stay fresh when the origin says nothing.
     pub ttl_seconds: u32,
 }
@@ -337,31 +352,31 @@ impl Default for OriginFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegionFile {
     /// Short name: lowercase letters, digits and `-`.
-    pub name: String,
+    pub name: RegionName,
     /// Where the region is, for people.
     pub city: Option<String>,
     /// Latitude of the region's datacenter, decimal degrees north.
-    pub latitude: f64,
+    pub latitude: Latitude,
     /// Longitude of the region's datacenter, decimal degrees east.
-    pub longitude: f64,
+    pub longitude: Longitude,
     /// Addresses of the region's edges, as GeoDNS answers them.
     pub edge_addresses: Vec<IpAddr>,
     /// The region's origin, as edges reach it: `http://host:port`.
-    pub origin_url: String,
+    pub origin_url: OriginUrl,
     /// Where `meridian origin` binds; defaults to the origin URL's address.
     pub origin_listen: Option<SocketAddr>,
 }
 
-fn default_steered_ttl() -> u32 {
-    30
+fn default_steered_ttl() -> Ttl {
+    Ttl::new_unchecked(30)
 }
 
-fn default_zone_ttl() -> u32 {
-    3600
+fn default_zone_ttl() -> Ttl {
+    Ttl::new_unchecked(3600)
 }
 
-fn default_negative_ttl() -> u32 {
-    60
+fn default_negative_ttl() -> Ttl {
+    Ttl::new_unchecked(60)
 }
 
 fn default_serial() -> u32 {
@@ -372,56 +387,56 @@ fn default_geo_database() -> String {
     "embedded".to_owned()
 }
 
-fn default_admin_port() -> u16 {
-    9080
+fn default_admin_port() -> Port {
+    Port::new_unchecked(9080)
 }
 
-pub(crate) fn default_origin_health_path() -> String {
-    "/healthz".to_owned()
+fn default_origin_health_path() -> UrlPath {
+    UrlPath::new_unchecked("/healthz")
 }
 
-pub(crate) fn default_origin_connect_timeout() -> u64 {
-    1000
+fn default_origin_connect_timeout() -> TimeoutMs {
+    TimeoutMs::new_unchecked(1000)
 }
 
-pub(crate) fn default_origin_read_timeout() -> u64 {
-    10_000
+fn default_origin_read_timeout() -> TimeoutMs {
+    TimeoutMs::new_unchecked(10_000)
 }
 
-pub(crate) fn default_client_header_timeout() -> u64 {
-    15_000
+fn default_client_header_timeout() -> TimeoutMs {
+    TimeoutMs::new_unchecked(15_000)
 }
 
-pub(crate) fn default_client_io_timeout() -> u64 {
-    30_000
+fn default_client_io_timeout() -> TimeoutMs {
+    TimeoutMs::new_unchecked(30_000)
 }
 
-pub(crate) fn default_origin_total_timeout() -> u64 {
-    30_000
+fn default_origin_total_timeout() -> TimeoutMs {
+    TimeoutMs::new_unchecked(30_000)
 }
 
-pub(crate) fn default_origin_max_tries() -> u32 {
-    3
+fn default_origin_max_tries() -> Within<1, 10> {
+    Within::new_unchecked(3)
 }
 
-pub(crate) fn default_origin_suspect() -> u64 {
-    5000
+fn default_origin_suspect() -> TimeoutMs {
+    TimeoutMs::new_unchecked(5000)
 }
 
-fn default_health_path() -> String {
-    "/_meridian/health".to_owned()
+fn default_health_path() -> UrlPath {
+    UrlPath::new_unchecked("/_meridian/health")
 }
 
-fn default_rate_limit_slip() -> u64 {
-    2
+fn default_rate_limit_slip() -> Within<0, 10> {
+    Within::new_unchecked(2)
 }
 
-fn default_rate_limit_ipv4_prefix() -> u64 {
-    24
+fn default_rate_limit_ipv4_prefix() -> Within<8, 32> {
+    Within::new_unchecked(24)
 }
 
-fn default_rate_limit_ipv6_prefix() -> u64 {
-    56
+fn default_rate_limit_ipv6_prefix() -> Within<16, 128> {
+    Within::new_unchecked(56)
 }
 
 fn default_geodns_admin() -> SocketAddr {
@@ -432,20 +447,20 @@ fn default_control_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9000))
 }
 
-fn default_health_interval() -> u64 {
-    1000
+fn default_health_interval() -> Within<50, 300_000> {
+    Within::new_unchecked(1000)
 }
 
 fn default_health_timeout() -> u64 {
     500
 }
 
-fn default_health_threshold() -> u32 {
-    2
+fn default_health_threshold() -> Within<1, 100> {
+    Within::new_unchecked(2)
 }
 
-pub(crate) fn default_cache_max_variants() -> u32 {
-    crate::DEFAULT_CACHE_MAX_VARIANTS
+fn default_cache_max_variants() -> Within<1, 4096> {
+    Within::new_unchecked(crate::DEFAULT_CACHE_MAX_VARIANTS as u64)
 }
 
 fn default_true() -> bool {

@@ -9,7 +9,9 @@
 //! to fix before anything binds a socket.
 
 pub mod admin_access;
+pub mod countries;
 mod error;
+pub mod fields;
 mod file;
 mod hysteresis;
 mod validate;
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
+pub use fields::DnsName;
 pub use hysteresis::Hysteresis;
 pub use validate::MAX_CNAME_CHAIN;
 
@@ -101,9 +104,9 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct Zone {
     /// The apex, e.g. `meridian.test.`.
-    pub name: String,
+    pub name: DnsName,
     /// Names answered with the nearest healthy region's edges.
-    pub steered_names: Vec<String>,
+    pub steered_names: Vec<DnsName>,
     /// TTL of steered answers, in seconds.
     pub steered_ttl_seconds: u32,
     /// TTL of the apex SOA and NS records, in seconds.
@@ -111,7 +114,7 @@ pub struct Zone {
     /// TTL of negative answers (SOA MINIMUM), in seconds.
     pub negative_ttl_seconds: u32,
     /// The SOA RNAME.
-    pub hostmaster: String,
+    pub hostmaster: DnsName,
     /// The SOA serial.
     pub serial: u32,
     /// The apex NS records; at least one.
@@ -125,7 +128,7 @@ pub struct Zone {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticRecord {
     /// Owner name, lowercase and fully qualified, inside the zone.
-    pub name: String,
+    pub name: DnsName,
     /// TTL in seconds; every record of one name and type has the same.
     pub ttl_seconds: u32,
     /// The record's data.
@@ -140,13 +143,13 @@ pub enum RecordData {
     /// An IPv6 address.
     Aaaa(std::net::Ipv6Addr),
     /// An alias: the only record at its name.
-    Cname(String),
+    Cname(DnsName),
     /// A mail exchanger (`"."` is the null MX of RFC 7505).
     Mx {
         /// Lower is preferred.
         preference: u16,
-        /// The exchange's host name.
-        exchange: String,
+        /// The exchange's host name (the root for a null MX, RFC 7505).
+        exchange: DnsName,
     },
     /// Text, split into 255-byte strings on the wire.
     Txt(String),
@@ -169,7 +172,7 @@ impl RecordData {
 #[derive(Debug, Clone)]
 pub struct Nameserver {
     /// Host name, fully qualified.
-    pub name: String,
+    pub name: DnsName,
     /// Glue addresses, served when `name` is inside the zone.
     pub addresses: Vec<IpAddr>,
 }
@@ -340,10 +343,7 @@ pub struct ClientTimeouts {
 impl Default for ClientTimeouts {
     /// The values a config gets when its `[edge]` does not set them.
     fn default() -> Self {
-        ClientTimeouts {
-            header: Duration::from_millis(crate::file::default_client_header_timeout()),
-            io: Duration::from_millis(crate::file::default_client_io_timeout()),
-        }
+        Edge::defaults().client_timeouts
     }
 }
 
@@ -403,7 +403,16 @@ pub struct OriginPolicy {
 impl Default for OriginPolicy {
     /// The values a config gets when its `[edge]` does not set them.
     fn default() -> Self {
-        validate::default_origin_policy()
+        Edge::defaults().origins
+    }
+}
+
+impl Edge {
+    /// An `[edge]` that sets only its required keys (the plain-HTTP port
+    /// 8080, `localhost`, a 256 MiB cache of objects up to 16 MiB): every
+    /// other setting at its default. What an ad-hoc edge starts from.
+    pub fn defaults() -> Edge {
+        validate::default_edge()
     }
 }
 
@@ -480,7 +489,8 @@ impl Region {
 }
 
 /// A validated `http://host:port` or `https://host:port` origin URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct OriginUrl {
     /// `https://`: edges speak TLS to it and verify its certificate for
     /// `host` against `edge.origin_ca_file` (or the system's roots).
@@ -505,6 +515,14 @@ impl OriginUrl {
         } else {
             format!("{}:{}", self.host, self.port)
         }
+    }
+}
+
+impl TryFrom<String> for OriginUrl {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        OriginUrl::parse(&value)
     }
 }
 

@@ -43,11 +43,6 @@ pub use origins::{OriginSet, OriginTarget};
 pub use proxy::{EdgeProxy, ORIGIN_REGION_HEADER};
 pub use storage::MemoryStorage;
 
-/// Default cache budget of an ad-hoc edge (256 MiB).
-pub const AD_HOC_CACHE_MAX_BYTES: usize = 256 * 1024 * 1024;
-/// Default largest stored object of an ad-hoc edge (16 MiB).
-pub const AD_HOC_CACHE_MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
-
 /// How long a writer may hold the cache lock for one object before waiting
 /// requests give up on it and fetch for themselves.
 const CACHE_LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,7 +100,7 @@ pub struct HttpsSettings {
     /// Where it accepts HTTPS (HTTP/2 and HTTP/1.1 by ALPN).
     pub listen: Vec<SocketAddr>,
     /// The certificates, chosen by SNI; the first is the default.
-    pub certificates: Vec<tls::CertificateFiles>,
+    pub certificates: Vec<config::Certificate>,
 }
 
 /// Why an edge could not start.
@@ -114,20 +109,28 @@ pub enum EdgeError {
     /// The configuration does not describe this edge.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// An origin address does not resolve.
-    #[error("cannot resolve the origin {origin}: {reason}")]
-    Origin {
+    /// An ad-hoc origin is not a usable URL.
+    #[error("{origin} is not an origin URL: {reason}")]
+    OriginUrl {
         /// The origin as given.
         origin: String,
-        /// What went wrong.
+        /// What is wrong with it.
         reason: String,
+    },
+    /// An origin's address does not resolve.
+    #[error("cannot resolve the origin {origin}: {source}")]
+    Resolve {
+        /// The origin's host and port.
+        origin: String,
+        /// What the resolver said.
+        source: std::io::Error,
     },
     /// The TLS certificates cannot be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     /// The metrics registry refused a metric (a bug).
     #[error("cannot set up metrics: {0}")]
-    Metrics(String),
+    Metrics(#[from] prometheus::Error),
     /// A listen address cannot be bound (in use, not local, no permission).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -143,42 +146,28 @@ fn default_threads() -> usize {
 }
 
 fn resolve_origin(origin: &str) -> Result<SocketAddr, EdgeError> {
-    let error = |reason: String| EdgeError::Origin {
+    let error = |source| EdgeError::Resolve {
         origin: origin.to_owned(),
-        reason,
+        source,
     };
     origin
         .to_socket_addrs()
-        .map_err(|e| error(e.to_string()))?
+        .map_err(error)?
         .next()
-        .ok_or_else(|| error("no addresses".to_owned()))
+        .ok_or_else(|| {
+            error(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "it has no addresses",
+            ))
+        })
 }
 
 /// The HTTPS settings of `region`'s edge, if the config turns HTTPS on.
 fn https_settings(config: &config::Config, region: &config::Region) -> Option<HttpsSettings> {
     config.edge.https_port?;
-    let certificates = config
-        .edge
-        .certificates
-        .iter()
-        .map(|c| tls::CertificateFiles {
-            hostnames: c.hostnames.clone(),
-            source: match &c.source {
-                config::CertificateSource::Files { chain, key } => tls::CertificateSource::Files {
-                    chain: chain.clone(),
-                    key: key.clone(),
-                },
-                config::CertificateSource::Development => tls::CertificateSource::Pem {
-                    name: "the development certificate",
-                    chain: certs::DEV_EDGE_CHAIN_PEM,
-                    key: certs::DEV_EDGE_KEY_PEM,
-                },
-            },
-        })
-        .collect();
     Some(HttpsSettings {
         listen: region.edge_https_addrs(&config.edge),
-        certificates,
+        certificates: config.edge.certificates.clone(),
     })
 }
 
@@ -203,33 +192,16 @@ impl EdgeSettings {
                 })
             })
             .collect::<Result<Vec<_>, EdgeError>>()?;
-        Ok(EdgeSettings {
+        let place = Place {
             name: home.name.clone(),
             listen: home.edge_http_addrs(&config.edge),
             https: https_settings(config, home),
             admin_listen: Some(home.edge_admin_addr(&config.edge)),
-            admin_token: config.edge.admin_token.clone(),
             origins,
-            origin_policy: config.edge.origins.clone(),
-            client_timeouts: config.edge.client_timeouts,
-            health: config.health.clone(),
             hostnames: Some(config.edge.hostnames.clone()),
-            health_path: config.edge.health_path.clone(),
-            cache_max_bytes: config.edge.cache_max_bytes,
-            cache_max_object_bytes: config.edge.cache_max_object_bytes,
-            cache_policy: cacheability::Policy::from_config(&config.edge),
-            cache_max_variants: config.edge.cache_max_variants,
-            forward_request_headers: config
-                .edge
-                .forward_request_headers
-                .iter()
-                // Validated as header names by the config.
-                .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok())
-                .collect(),
-            cdn_id: config.zone.name.trim_end_matches('.').to_owned(),
-            plain_hit_fast_path: config.edge.plain_hit_fast_path,
-            threads: default_threads(),
-        })
+            cdn_id: config.zone.name.host().to_owned(),
+        };
+        Ok(Self::new(place, &config.edge, &config.health))
     }
 
     /// One edge in front of one origin, accepting any Host (like
@@ -242,36 +214,75 @@ impl EdgeSettings {
         } else {
             format!("http://{origin}")
         };
-        let url = config::OriginUrl::parse(&with_scheme).map_err(|reason| EdgeError::Origin {
-            origin: origin.to_owned(),
-            reason,
-        })?;
-        Ok(EdgeSettings {
+        let url =
+            config::OriginUrl::parse(&with_scheme).map_err(|reason| EdgeError::OriginUrl {
+                origin: origin.to_owned(),
+                reason,
+            })?;
+        let place = Place {
             name: "ad-hoc".to_owned(),
             listen: vec![listen],
             https: None,
             admin_listen: None,
-            admin_token: None,
             origins: vec![OriginTarget {
                 region: "origin".to_owned(),
                 addr: resolve_origin(&url.authority())?,
                 tls_name: url.tls.then(|| url.host.clone()),
             }],
-            origin_policy: config::OriginPolicy::default(),
-            client_timeouts: config::ClientTimeouts::default(),
-            health: config::Health::default(),
             hostnames: None,
-            health_path: "/_meridian/health".to_owned(),
-            cache_max_bytes: AD_HOC_CACHE_MAX_BYTES,
-            cache_max_object_bytes: AD_HOC_CACHE_MAX_OBJECT_BYTES,
-            cache_policy: cacheability::Policy::default(),
-            cache_max_variants: config::DEFAULT_CACHE_MAX_VARIANTS as usize,
-            forward_request_headers: Vec::new(),
             cdn_id: "meridian".to_owned(),
-            plain_hit_fast_path: true,
-            threads: default_threads(),
-        })
+        };
+        // An `[edge]` table that sets nothing it need not, lowered as any is.
+        Ok(Self::new(
+            place,
+            &config::Edge::defaults(),
+            &config::Health::default(),
+        ))
     }
+
+    /// An edge at `place` with the settings of an `[edge]` table and the
+    /// `[health]` its origin checks follow: the one way both kinds of edge
+    /// are made.
+    fn new(place: Place, edge: &config::Edge, health: &config::Health) -> Self {
+        EdgeSettings {
+            name: place.name,
+            listen: place.listen,
+            https: place.https,
+            admin_listen: place.admin_listen,
+            admin_token: edge.admin_token.clone(),
+            origins: place.origins,
+            origin_policy: edge.origins.clone(),
+            client_timeouts: edge.client_timeouts,
+            health: health.clone(),
+            hostnames: place.hostnames,
+            health_path: edge.health_path.clone(),
+            cache_max_bytes: edge.cache_max_bytes,
+            cache_max_object_bytes: edge.cache_max_object_bytes,
+            cache_policy: cacheability::Policy::from_config(edge),
+            cache_max_variants: edge.cache_max_variants,
+            forward_request_headers: edge
+                .forward_request_headers
+                .iter()
+                // Checked as header names by the config.
+                .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok())
+                .collect(),
+            cdn_id: place.cdn_id,
+            plain_hit_fast_path: edge.plain_hit_fast_path,
+            threads: default_threads(),
+        }
+    }
+}
+
+/// Where an edge is and what it serves: what differs between a region's
+/// edge and an ad-hoc one.
+struct Place {
+    name: String,
+    listen: Vec<SocketAddr>,
+    https: Option<HttpsSettings>,
+    admin_listen: Option<SocketAddr>,
+    origins: Vec<OriginTarget>,
+    hostnames: Option<Vec<String>>,
+    cdn_id: String,
 }
 
 /// The client connection's user-space buffers.
@@ -406,8 +417,7 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         .admin_listen
         .map(|addr| TcpListener::bind(addr).map_err(|source| EdgeError::Bind { addr, source }))
         .transpose()?;
-    let metrics =
-        Arc::new(metrics::EdgeMetrics::new().map_err(|e| EdgeError::Metrics(e.to_string()))?);
+    let metrics = Arc::new(metrics::EdgeMetrics::new()?);
 
     let conf = ServerConf {
         threads: settings.threads,

@@ -18,51 +18,24 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-/// One certificate and the host names it serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateFiles {
-    /// Names clients ask for by SNI (`cdn.example.net`, `*.example.net`).
-    pub hostnames: Vec<String>,
-    /// Where the PEM material comes from.
-    pub source: CertificateSource,
-}
-
-/// Where a certificate chain and key come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertificateSource {
-    /// PEM files: the chain (leaf first) and the private key.
-    Files {
-        /// The certificate chain.
-        chain: PathBuf,
-        /// The private key.
-        key: PathBuf,
-    },
-    /// PEM text held in memory (the development certificate compiled into
-    /// the binary).
-    Pem {
-        /// What to call it in errors.
-        name: &'static str,
-        /// The certificate chain.
-        chain: &'static str,
-        /// The private key.
-        key: &'static str,
-    },
-}
+/// One certificate and the host names it serves: the config's, so the
+/// edge reads what the file said, without a second type for it.
+pub use config::{Certificate, CertificateSource};
 
 /// Why a certificate set cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file cannot be read.
-    #[error("cannot read {path}: {reason}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         /// The file.
         path: String,
         /// What went wrong.
-        reason: String,
+        source: std::io::Error,
     },
     /// The chain or key is not usable PEM.
     #[error("{path}: {reason}")]
@@ -105,25 +78,27 @@ pub struct Certificates {
     earliest_expiry: SystemTime,
 }
 
-impl CertificateSource {
-    fn describe(&self) -> (String, String) {
-        match self {
-            CertificateSource::Files { chain, key } => {
-                (chain.display().to_string(), key.display().to_string())
-            }
-            CertificateSource::Pem { name, .. } => {
-                (format!("{name} (chain)"), format!("{name} (key)"))
-            }
+/// What to call a certificate's chain and key in errors.
+fn describe(source: &CertificateSource) -> (String, String) {
+    match source {
+        CertificateSource::Files { chain, key } => {
+            (chain.display().to_string(), key.display().to_string())
         }
+        CertificateSource::Development => (
+            "the development certificate (chain)".to_owned(),
+            "the development certificate (key)".to_owned(),
+        ),
     }
+}
 
-    fn read(&self) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
-        match self {
-            CertificateSource::Files { chain, key } => Ok((read(chain)?, read(key)?)),
-            CertificateSource::Pem { chain, key, .. } => {
-                Ok((chain.as_bytes().to_vec(), key.as_bytes().to_vec()))
-            }
-        }
+/// A certificate's PEM chain and key: from its files, or compiled in.
+fn read_pem(source: &CertificateSource) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    match source {
+        CertificateSource::Files { chain, key } => Ok((read(chain)?, read(key)?)),
+        CertificateSource::Development => Ok((
+            certs::DEV_EDGE_CHAIN_PEM.as_bytes().to_vec(),
+            certs::DEV_EDGE_KEY_PEM.as_bytes().to_vec(),
+        )),
     }
 }
 
@@ -156,19 +131,19 @@ pub fn check_ca_bundle(path: &Path) -> Result<usize, TlsError> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| TlsError::Read {
+    std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        source,
     })
 }
 
 /// Parses, matches and date-checks one certificate at time `now`.
 fn load_one(
-    files: &CertificateFiles,
+    files: &Certificate,
     now: SystemTime,
 ) -> Result<(Arc<CertifiedKey>, SystemTime), TlsError> {
-    let (chain_name, key_name) = files.source.describe();
-    let (chain_pem, key_pem) = files.source.read()?;
+    let (chain_name, key_name) = describe(&files.source);
+    let (chain_pem, key_pem) = read_pem(&files.source)?;
     let invalid = |path: &str, reason: String| TlsError::Invalid {
         path: path.to_owned(),
         reason,
@@ -229,11 +204,11 @@ fn check_validity(
 
 impl Certificates {
     /// Loads and checks every certificate; the first one is the default.
-    pub fn load(files: &[CertificateFiles]) -> Result<Self, TlsError> {
+    pub fn load(files: &[Certificate]) -> Result<Self, TlsError> {
         Self::load_at(files, SystemTime::now())
     }
 
-    fn load_at(files: &[CertificateFiles], now: SystemTime) -> Result<Self, TlsError> {
+    fn load_at(files: &[Certificate], now: SystemTime) -> Result<Self, TlsError> {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         let mut default = None;
@@ -287,13 +262,13 @@ impl Certificates {
 /// The resolver Pingora's TLS listener asks on every handshake.
 #[derive(Debug)]
 pub struct CertResolver {
-    files: Vec<CertificateFiles>,
+    files: Vec<Certificate>,
     current: RwLock<Arc<Certificates>>,
 }
 
 impl CertResolver {
     /// Loads `files`; fails with the path and the reason if any is unusable.
-    pub fn new(files: Vec<CertificateFiles>) -> Result<Self, TlsError> {
+    pub fn new(files: Vec<Certificate>) -> Result<Self, TlsError> {
         let certificates = Certificates::load(&files)?;
         Ok(CertResolver {
             files,
@@ -324,7 +299,7 @@ impl CertResolver {
             .iter()
             .flat_map(|f| match &f.source {
                 CertificateSource::Files { chain, key } => vec![chain.clone(), key.clone()],
-                CertificateSource::Pem { .. } => Vec::new(),
+                CertificateSource::Development => Vec::new(),
             })
             .map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
             .collect()
@@ -404,13 +379,22 @@ mod tests {
         (cert.pem(), key.serialize_pem())
     }
 
-    fn in_memory(names: &[&str], chain: String, key: String) -> CertificateFiles {
-        CertificateFiles {
+    /// A certificate for `names` from `chain` and `key`, written to files
+    /// of their own (removed when the test process's temp dir is cleaned).
+    fn in_memory(names: &[&str], chain: String, key: String) -> Certificate {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("meridian-tls-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (chain_path, key_path) = (dir.join("chain.pem"), dir.join("key.pem"));
+        std::fs::write(&chain_path, chain).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        Certificate {
             hostnames: names.iter().map(|n| n.to_string()).collect(),
-            source: CertificateSource::Pem {
-                name: "test",
-                chain: Box::leak(chain.into_boxed_str()),
-                key: Box::leak(key.into_boxed_str()),
+            source: CertificateSource::Files {
+                chain: chain_path,
+                key: key_path,
             },
         }
     }
@@ -462,7 +446,7 @@ mod tests {
 
     #[test]
     fn missing_and_garbage_files_are_refused_with_the_path() {
-        let missing = CertificateFiles {
+        let missing = Certificate {
             hostnames: vec!["x".into()],
             source: CertificateSource::Files {
                 chain: "/nonexistent/chain.pem".into(),
@@ -487,7 +471,7 @@ mod tests {
         let (chain, key) = self_signed(&["r.example"], 30);
         std::fs::write(dir.join("chain.pem"), &chain).unwrap();
         std::fs::write(dir.join("key.pem"), &key).unwrap();
-        let resolver = CertResolver::new(vec![CertificateFiles {
+        let resolver = CertResolver::new(vec![Certificate {
             hostnames: vec!["r.example".into()],
             source: CertificateSource::Files {
                 chain: dir.join("chain.pem"),

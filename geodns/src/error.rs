@@ -10,9 +10,6 @@ pub enum GeoDnsError {
     /// The geo database cannot be used.
     #[error(transparent)]
     Geo(#[from] crate::geo::GeoError),
-    /// The zone cannot be built.
-    #[error(transparent)]
-    Zone(#[from] crate::zone::ZoneError),
     /// The config (re-read on reload) is invalid.
     #[error(transparent)]
     Config(#[from] config::ConfigError),

@@ -5,7 +5,7 @@
 //! back to `registered_country`), `continent.code` and, when the database
 //! has them, `location.latitude/longitude`. A Country database carries no
 //! coordinates, so the client is placed at its country's centroid
-//! ([`crate::centroids`]).
+//! (`config::countries`).
 //!
 //! The embedded default is the vendored public-domain IPtoASN country
 //! database (`data/`, see its README for licence and provenance).
@@ -19,7 +19,7 @@
 
 mod tree;
 
-use crate::centroids::{Coordinates, country_centroid};
+use config::countries::{Coordinates, country_centroid};
 use maxminddb::Reader;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -131,6 +131,14 @@ pub enum GeoError {
         size: u64,
         /// [`MAX_DATABASE_BYTES`].
         limit: u64,
+    },
+    /// The file cannot be opened as a MaxMind DB at all.
+    #[error("{what} is not a MaxMind DB: {source}")]
+    NotMaxMindDb {
+        /// The file, or "the embedded database".
+        what: String,
+        /// What the reader said.
+        source: maxminddb::MaxMindDbError,
     },
     /// The file is not a usable MaxMind DB.
     #[error("{what} is not a GeoIP2-schema database: {reason}")]
@@ -367,7 +375,11 @@ impl GeoDatabase {
             what: what.to_owned(),
             reason,
         };
-        let reader = Reader::from_source(bytes.clone()).map_err(|e| invalid(e.to_string()))?;
+        let reader =
+            Reader::from_source(bytes.clone()).map_err(|source| GeoError::NotMaxMindDb {
+                what: what.to_owned(),
+                source,
+            })?;
         let metadata = reader.metadata();
         if metadata.ip_version != 6 && metadata.ip_version != 4 {
             return Err(invalid(format!(

@@ -25,7 +25,6 @@
 pub mod admin;
 pub mod answer;
 mod answer_cache;
-pub mod centroids;
 mod ecs;
 pub mod error;
 pub mod explain;

@@ -10,8 +10,8 @@
 //! order the client would have had without it, so a partial override still
 //! fails over sensibly.
 
-use crate::centroids::Coordinates;
 use crate::geo::{Location, canonical};
+use config::countries::Coordinates;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -226,7 +226,7 @@ pub fn great_circle_km(a: Coordinates, b: Coordinates) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::centroids::country_centroid;
+    use config::countries::country_centroid;
 
     const ASHBURN: Coordinates = Coordinates {
         latitude: 39.04,

@@ -142,21 +142,6 @@ enum Step<'z> {
     Alias(&'z [Record], &'z LowerName),
 }
 
-/// A config value hickory cannot represent as a DNS name.
-#[derive(Debug, thiserror::Error)]
-#[error("{name:?} is not a usable DNS name: {reason}")]
-pub struct ZoneError {
-    name: String,
-    reason: String,
-}
-
-fn name(text: &str) -> Result<Name, ZoneError> {
-    Name::from_ascii(text).map_err(|e| ZoneError {
-        name: text.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
 fn address_record(owner: &Name, ttl: u32, ip: IpAddr) -> Record {
     let data = match ip {
         IpAddr::V4(v4) => RData::A(A(v4)),
@@ -175,35 +160,33 @@ fn txt(text: &str) -> TXT {
     }
 }
 
-fn record_data(data: &config::RecordData) -> Result<RData, ZoneError> {
-    Ok(match data {
+fn record_data(data: &config::RecordData) -> RData {
+    match data {
         config::RecordData::A(v4) => RData::A(A(*v4)),
         config::RecordData::Aaaa(v6) => RData::AAAA(AAAA(*v6)),
-        config::RecordData::Cname(target) => RData::CNAME(CNAME(name(target)?)),
+        config::RecordData::Cname(target) => RData::CNAME(CNAME(target.hickory().clone())),
         config::RecordData::Mx {
             preference,
             exchange,
-        } => RData::MX(MX::new(*preference, name(exchange)?)),
+        } => RData::MX(MX::new(*preference, exchange.hickory().clone())),
         config::RecordData::Txt(text) => RData::TXT(txt(text)),
-    })
+    }
 }
 
 impl Zone {
     /// The zone described by a validated config.
-    pub fn from_config(config: &config::Config) -> Result<Self, ZoneError> {
+    pub fn from_config(config: &config::Config) -> Self {
         let zone = &config.zone;
-        let apex = name(&zone.name)?;
+        let apex = zone.name.hickory().clone();
         let apex_lower = LowerName::new(&apex);
 
         let primary_ns = zone
             .nameservers
             .first()
-            .map(|ns| name(&ns.name))
-            .transpose()?
-            .unwrap_or_else(|| apex.clone());
+            .map_or_else(|| apex.clone(), |ns| ns.name.hickory().clone());
         let soa_data = SOA::new(
             primary_ns,
-            name(&zone.hostmaster)?,
+            zone.hostmaster.hickory().clone(),
             zone.serial,
             SOA_REFRESH_SECONDS,
             SOA_RETRY_SECONDS,
@@ -260,7 +243,7 @@ impl Zone {
 
         let mut ns = Vec::new();
         for server in &zone.nameservers {
-            let server_name = name(&server.name)?;
+            let server_name = server.name.hickory().clone();
             ns.push(Record::from_rdata(
                 apex.clone(),
                 zone.ttl_seconds,
@@ -278,10 +261,10 @@ impl Zone {
             }
         }
         for record in &zone.records {
-            let owner = name(&record.name)?;
+            let owner = record.name.hickory().clone();
             add_existing(&LowerName::new(&owner));
             add(
-                Record::from_rdata(owner, record.ttl_seconds, record_data(&record.data)?),
+                Record::from_rdata(owner, record.ttl_seconds, record_data(&record.data)),
                 &mut nodes,
             );
         }
@@ -333,7 +316,7 @@ impl Zone {
         let mut steered = HashMap::new();
         let mut steered_records = Vec::new();
         for (index, steered_name) in zone.steered_names.iter().enumerate() {
-            let owner = name(steered_name)?;
+            let owner = steered_name.hickory().clone();
             let lower = LowerName::new(&owner);
             add_existing(&lower);
             steered.insert(lower, index);
@@ -358,7 +341,7 @@ impl Zone {
             steered_records.push(per_region);
         }
 
-        Ok(Zone {
+        Zone {
             apex: apex_lower,
             soa,
             negative_soa,
@@ -368,7 +351,7 @@ impl Zone {
             existing,
             steered,
             steered_records,
-        })
+        }
     }
 
     /// The zone apex.
@@ -497,7 +480,7 @@ mod tests {
     use std::str::FromStr;
 
     fn demo() -> Zone {
-        Zone::from_config(&config::Config::demo()).unwrap()
+        Zone::from_config(&config::Config::demo())
     }
 
     fn lower(name: &str) -> LowerName {
@@ -508,7 +491,7 @@ mod tests {
     fn with_records(records: &str) -> Zone {
         let text = config::DEMO_TOML.replacen("[geodns]", &format!("{records}\n[geodns]"), 1);
         let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
-        Zone::from_config(&config).unwrap()
+        Zone::from_config(&config)
     }
 
     fn outcome<'z>(zone: &'z Zone, name: &str, qtype: RecordType) -> Outcome<'z> {
@@ -619,7 +602,7 @@ mod tests {
         let text =
             config::DEMO_TOML.replace("[\"cdn.meridian.test.\"]", "[\"a.b.meridian.test.\"]");
         let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
-        let zone = Zone::from_config(&config).unwrap();
+        let zone = Zone::from_config(&config);
         assert_eq!(
             outcome(&zone, "b.meridian.test.", RecordType::A),
             Outcome::NoData

@@ -202,7 +202,7 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
         endpoint: format!("dns://{} (UDP and TCP)", config.geodns.listen),
         probes: vec![Probe::Dns {
             server: reachable(config.geodns.listen),
-            zone: config.zone.name.clone(),
+            zone: config.zone.name.to_string(),
         }],
     });
     roles

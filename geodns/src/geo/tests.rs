@@ -387,3 +387,52 @@ fn devices_fifos_and_huge_files_are_refused_before_reading() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every country code in the vendored GeoIP database must have a centroid,
+/// or clients from that country could not be steered by distance.
+#[test]
+fn every_code_in_vendored_database_has_a_centroid() {
+    use std::collections::BTreeSet;
+
+    // Codes in the database that are not ISO 3166-1 countries, so they
+    // deliberately have no centroid:
+    // - "AP": the legacy "Asia/Pacific region" code that RIR data (APNIC)
+    //   uses for blocks not tied to one country.
+    const ALLOWED_UNKNOWN: &[&str] = &["AP"];
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/GeoIP2-Country-iptoasn.mmdb"
+    );
+    let reader = maxminddb::Reader::open_readfile(path).expect("open vendored database");
+    let iso_code_path = [
+        maxminddb::PathElement::Key("country"),
+        maxminddb::PathElement::Key("iso_code"),
+    ];
+
+    let mut codes = BTreeSet::new();
+    for cidr in ["0.0.0.0/0", "::/0"] {
+        let networks = reader
+            .within(cidr.parse().expect("valid CIDR"), Default::default())
+            .expect("iterate networks");
+        for network in networks {
+            let network = network.expect("read network");
+            if let Some(code) = network
+                .decode_path::<String>(&iso_code_path)
+                .expect("decode country.iso_code")
+            {
+                codes.insert(code);
+            }
+        }
+    }
+    assert!(codes.len() > 200, "suspiciously few codes: {codes:?}");
+
+    let missing: Vec<&String> = codes
+        .iter()
+        .filter(|code| {
+            config::countries::country_centroid(code).is_none()
+                && !ALLOWED_UNKNOWN.contains(&code.as_str())
+        })
+        .collect();
+    assert!(missing.is_empty(), "codes without a centroid: {missing:?}");
+}
