@@ -37,6 +37,7 @@ pub mod dns;
 pub mod dns_flood;
 pub mod dnsload;
 pub mod http;
+pub mod kit;
 pub mod limits;
 pub mod loadgen;
 pub mod memory;

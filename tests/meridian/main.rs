@@ -18,7 +18,6 @@ mod hostile;
 mod origin_tls;
 mod purge;
 mod restarts;
-mod scripted;
 mod tls;
 mod up;
 mod zero_copy;
