@@ -31,7 +31,6 @@
 
 pub mod coalesce;
 pub mod connections;
-pub mod counting_origin;
 pub mod cpu;
 pub mod dns;
 pub mod dns_flood;
@@ -48,10 +47,9 @@ pub mod process;
 pub mod progress;
 pub mod report;
 pub mod stats;
+pub mod targets;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Why a scenario could not run (as opposed to ran and missed its target,
 /// which is a result, see [`report::ScenarioReport::failures`]).
@@ -70,35 +68,9 @@ pub enum BenchError {
     /// The bench executable cannot say where it is.
     #[error("cannot locate the bench executable: {0}")]
     CurrentExe(#[source] std::io::Error),
-    /// `meridian` could not be started.
-    #[error("cannot start {}: {source}", path.display())]
-    Spawn {
-        /// The binary.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// `meridian` exited before it answered its health check.
-    #[error("meridian exited before it was ready ({status}); its output is above")]
-    Exited {
-        /// How it exited.
-        status: std::process::ExitStatus,
-    },
-    /// `meridian` did not answer its health check in time.
-    #[error(
-        "meridian did not answer http://{addr}{path} with 200 within {waited:?} \
-         (last attempt: {last}); its output is above"
-    )]
-    NotReady {
-        /// Where it should listen.
-        addr: SocketAddr,
-        /// The health path.
-        path: String,
-        /// How long we waited.
-        waited: Duration,
-        /// What the last attempt saw.
-        last: String,
-    },
+    /// A server could not be started, or did not get ready.
+    #[error(transparent)]
+    Kit(#[from] crate::kit::KitError),
     /// A scenario option cannot be used.
     #[error("invalid {name}: {reason}")]
     InvalidOption {

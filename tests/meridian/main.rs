@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin_access;
+mod benchmarks;
 mod cache;
 mod cli;
 mod dns;
