@@ -486,7 +486,8 @@ impl ScenarioReport for CoalesceReport {
                 "origin fetches for the object",
                 self.origin_fetches.to_string(),
                 crate::targets::target("coalesce", "origin_fetches").describe(),
-                crate::targets::target("coalesce", "origin_fetches").met(self.origin_fetches as f64),
+                crate::targets::target("coalesce", "origin_fetches")
+                    .met(self.origin_fetches as f64),
             ),
         ];
         let mut by_count: Vec<(&String, &usize)> = self.cache_status.iter().collect();
@@ -595,7 +596,11 @@ mod tests {
         assert_eq!(report.bodies_intact, 3);
         assert_eq!(report.cache_status[hit], 2);
         assert_eq!(report.cache_status[miss], 1);
-        assert!((report.latency.p50_ms - 220.0).abs() < 0.5, "{:?}", report.latency);
+        assert!(
+            (report.latency.p50_ms - 220.0).abs() < 0.5,
+            "{:?}",
+            report.latency
+        );
         assert_eq!(report.wall_time_ms, 250.0);
         assert_eq!(report.dispatch_spread_ms, 23.0);
         assert!(report.rows().iter().all(|r| r.verdict != Verdict::Fail));

@@ -27,9 +27,9 @@ use crate::dnsload::{self, DnsLoadResult, DnsLoadSpec, PreparedQuery};
 use crate::kit::{self, Process, Topology};
 use crate::peers::{Skipped, find_program};
 use crate::pinning::Cores;
-use crate::targets::target;
 use crate::progress::Progress;
 use crate::report::{Row, ScenarioReport};
+use crate::targets::target;
 use geodns::{GeoDatabase, Steering};
 use hickory_proto::rr::RecordType;
 use serde::Serialize;
@@ -44,7 +44,6 @@ const STEERED_NAME: &str = "cdn.meridian.test.";
 /// The share of queries a server may lose (UDP under full load drops a
 /// few when a receive buffer overflows; more means something is wrong).
 const MAX_LOST_FRACTION: f64 = 0.001;
-
 
 /// The scenario's knobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

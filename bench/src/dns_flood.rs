@@ -159,7 +159,10 @@ pub struct DnsFloodReport {
 
 /// Runs the scenario against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodReport, BenchError> {
-    if options.countries.is_empty() || options.duration_ms == 0 || !(1..=64).contains(&options.sockets) {
+    if options.countries.is_empty()
+        || options.duration_ms == 0
+        || !(1..=64).contains(&options.sockets)
+    {
         return Err(BenchError::InvalidOption {
             name: "--countries/--duration/--sockets",
             reason: "need a country, a duration and 1 to 64 sockets".to_owned(),
@@ -199,10 +202,23 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let pool = crate::kit::mutation::inputs(seed, POOL_SIZE);
     let (rate, pid) = (options.rate, process.pid());
     let drops_before = udp_drops(server);
-    let flooding =
-        tokio::task::spawn_blocking(move || flood(server, &sources, pool, deadline, rate, pid, cores));
-    let udp = probe_udp(server, probe_host, &clients, options.probe_interval_ms, deadline);
-    let tcp = probe_tcp(server, probe_host, &clients, options.tcp_probe_interval_ms, deadline);
+    let flooding = tokio::task::spawn_blocking(move || {
+        flood(server, &sources, pool, deadline, rate, pid, cores)
+    });
+    let udp = probe_udp(
+        server,
+        probe_host,
+        &clients,
+        options.probe_interval_ms,
+        deadline,
+    );
+    let tcp = probe_tcp(
+        server,
+        probe_host,
+        &clients,
+        options.tcp_probe_interval_ms,
+        deadline,
+    );
     let (flooded, udp, tcp) = tokio::join!(flooding, udp, tcp);
     let drops_after = udp_drops(server);
     for task in health {
@@ -222,7 +238,9 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
         flood_seconds: flooded.seconds,
         flood_replies: flooded.replies,
         server_cpu_seconds: flooded.cpu_seconds,
-        server_drops: drops_before.zip(drops_after).map(|(b, a)| a.saturating_sub(b)),
+        server_drops: drops_before
+            .zip(drops_after)
+            .map(|(b, a)| a.saturating_sub(b)),
         udp: udp?,
         tcp: tcp?,
         failures: Vec::new(),
@@ -380,7 +398,11 @@ async fn probe_udp(
     while Instant::now() < deadline {
         ticks.tick().await;
         let client = &clients[(probes.sent % clients.len() as u64) as usize];
-        let query = crate::kit::dns::ecs("cdn.meridian.test.", hickory_proto::rr::RecordType::A, &client.subnet);
+        let query = crate::kit::dns::ecs(
+            "cdn.meridian.test.",
+            hickory_proto::rr::RecordType::A,
+            &client.subnet,
+        );
         probes.sent += 1;
         let started = Instant::now();
         match crate::kit::dns::ask(&socket, server, &query, Duration::from_secs(1)).await {
@@ -410,7 +432,11 @@ async fn probe_tcp(
     while Instant::now() < deadline {
         ticks.tick().await;
         let client = &clients[(probes.sent % clients.len() as u64) as usize];
-        let query = crate::kit::dns::ecs("cdn.meridian.test.", hickory_proto::rr::RecordType::A, &client.subnet);
+        let query = crate::kit::dns::ecs(
+            "cdn.meridian.test.",
+            hickory_proto::rr::RecordType::A,
+            &client.subnet,
+        );
         let bytes = crate::kit::dns::bytes(&query).map_err(|reason| BenchError::InvalidOption {
             name: "a probe",
             reason,
@@ -418,15 +444,14 @@ async fn probe_tcp(
         probes.sent += 1;
         let started = Instant::now();
         let exchange = crate::kit::dns::ask_tcp(IpAddr::V4(from), server, &bytes);
-        match tokio::time::timeout(Duration::from_secs(1), exchange).await {
-            Ok(Ok(reply)) => match hickory_proto::op::Message::from_vec(&reply) {
+        if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(1), exchange).await {
+            match hickory_proto::op::Message::from_vec(&reply) {
                 Ok(reply) if right(&reply, client) => {
                     probes.answered += 1;
                     latencies.push(started.elapsed());
                 }
                 _ => probes.other += 1,
-            },
-            _ => {}
+            }
         }
     }
     probes.latency = LatencySummary::from_samples(latencies);
@@ -456,7 +481,10 @@ impl ScenarioReport for DnsFloodReport {
     fn rows(&self) -> Vec<Row> {
         let per_second = self.flood_sent as f64 / self.flood_seconds.max(1e-9);
         let mut rows = vec![
-            Row::info("flood", format!("{} datagrams, {per_second:.0}/s", self.flood_sent)),
+            Row::info(
+                "flood",
+                format!("{} datagrams, {per_second:.0}/s", self.flood_sent),
+            ),
             Row::info("replies to the flood", self.flood_replies.to_string()),
         ];
         if let Some(cpu) = self.server_cpu_seconds.filter(|c| *c > 0.0) {
@@ -466,7 +494,10 @@ impl ScenarioReport for DnsFloodReport {
             ));
         }
         if let Some(drops) = self.server_drops {
-            rows.push(Row::info("dropped by the kernel at GeoDNS", drops.to_string()));
+            rows.push(Row::info(
+                "dropped by the kernel at GeoDNS",
+                drops.to_string(),
+            ));
         }
         for (metric, probes, label) in [
             ("udp_answered", &self.udp, "UDP probes answered"),
@@ -505,7 +536,10 @@ mod tests {
                      1: 0100007F:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000 0 0 1 2 0 17\n";
         let local: SocketAddr = "127.0.0.1:5353".parse().unwrap();
         assert_eq!(parse_udp_drops(table, local), Some(17));
-        assert_eq!(parse_udp_drops(table, "127.0.0.2:5353".parse().unwrap()), None);
+        assert_eq!(
+            parse_udp_drops(table, "127.0.0.2:5353".parse().unwrap()),
+            None
+        );
     }
 
     #[test]

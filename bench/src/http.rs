@@ -23,14 +23,14 @@
 
 use crate::BenchError;
 use crate::cpu::{self, CpuTime};
+use crate::kit::{Process, ScriptedOrigin};
 use crate::loadgen::{LoadChoice, LoadGenerator, LoadResult, LoadSpec};
 use crate::peers::{HttpPeer, Skipped};
 use crate::pinning::Cores;
-use crate::kit::{Process, ScriptedOrigin};
 use crate::process::{self, fetches, sized_path};
-use crate::targets::target;
 use crate::progress::Progress;
 use crate::report::{Row, ScenarioReport};
+use crate::targets::target;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -332,8 +332,15 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
     for (host, &server) in (1..).zip(&servers) {
         let workdir = crate::peers::workdir()?;
         let listen = process::addr(options.block, host, 8080);
-        let mut process =
-            start_server(server, meridian, workdir.path(), listen, &origin, options, &cores)?;
+        let mut process = start_server(
+            server,
+            meridian,
+            workdir.path(),
+            listen,
+            &origin,
+            options,
+            &cores,
+        )?;
         process::wait_healthy(
             &mut process,
             listen,
@@ -429,7 +436,6 @@ struct UnderTest {
     process: Process,
     _workdir: tempfile::TempDir,
 }
-
 
 /// The load of one run: `path` on `addr` for `duration`.
 fn load_spec(

@@ -329,7 +329,11 @@ async fn run_phases(
     let phase = Duration::from_millis(options.phase_ms);
     let longest = phase + Duration::from_millis(options.settle_timeout_ms);
     let home_of = |c: usize| COUNTRIES[c].2;
-    let gb_away = || lock(&shared.gb_answer).as_deref().is_some_and(|r| r != OUTAGE_REGION);
+    let gb_away = || {
+        lock(&shared.gb_answer)
+            .as_deref()
+            .is_some_and(|r| r != OUTAGE_REGION)
+    };
     let all_home = || {
         lock(&shared.gb_answer).as_deref() == Some(OUTAGE_REGION)
             && lock(&shared.client_edges)
@@ -342,15 +346,23 @@ async fn run_phases(
     let mut phases = vec![(Phase::Baseline, shared.now())];
     hold(baseline, baseline, || true).await;
 
-    let steps: [(Phase, &[&str], &dyn Fn() -> bool); 4] = [
+    let steps: [Step; 4] = [
         (Phase::RegionOutage, &["outage", OUTAGE_REGION], &gb_away),
-        (Phase::RegionRestored, &["restore", OUTAGE_REGION], &all_home),
+        (
+            Phase::RegionRestored,
+            &["restore", OUTAGE_REGION],
+            &all_home,
+        ),
         (
             Phase::OriginOutage,
             &["outage", OUTAGE_REGION, "--component", "origin"],
             &|| false,
         ),
-        (Phase::OriginRestored, &["restore", OUTAGE_REGION], &own_origin),
+        (
+            Phase::OriginRestored,
+            &["restore", OUTAGE_REGION],
+            &own_origin,
+        ),
     ];
     let mut region_restored = Duration::ZERO;
     for (next, command, done) in steps {
@@ -369,11 +381,18 @@ async fn run_phases(
         if next == Phase::RegionRestored {
             region_restored = shared.now();
         }
-        let most = if next == Phase::OriginOutage { phase } else { longest };
+        let most = if next == Phase::OriginOutage {
+            phase
+        } else {
+            longest
+        };
         hold(phase, most, done).await;
     }
     Ok((phases, region_restored))
 }
+
+/// A phase, the command that starts it, and what it waits for.
+type Step<'a> = (Phase, &'a [&'a str], &'a dyn Fn() -> bool);
 
 /// Waits at least `min`, then until `done()` holds or `max` has passed.
 async fn hold(min: Duration, max: Duration, done: impl Fn() -> bool) {
@@ -384,7 +403,9 @@ async fn hold(min: Duration, max: Duration, done: impl Fn() -> bool) {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Asks GeoDNS where `country`'s clients go: the edge and the answer's TTL.
@@ -405,7 +426,12 @@ async fn dns_socket() -> Option<tokio::net::UdpSocket> {
 
 /// One client: a GET every `period` (every fourth for the cacheable
 /// asset, the others `/api/whoami`) until the drill stops.
-async fn client(id: usize, country: usize, period: Duration, shared: Arc<Shared>) -> Vec<RequestRecord> {
+async fn client(
+    id: usize,
+    country: usize,
+    period: Duration,
+    shared: Arc<Shared>,
+) -> Vec<RequestRecord> {
     let Some(socket) = dns_socket().await else {
         return Vec::new();
     };
@@ -420,7 +446,11 @@ async fn client(id: usize, country: usize, period: Duration, shared: Arc<Shared>
             break;
         }
         let started = Instant::now();
-        let path = if sent % 4 == 0 { "/assets/1k.bin" } else { "/api/whoami" };
+        let path = if sent % 4 == 0 {
+            "/assets/1k.bin"
+        } else {
+            "/api/whoami"
+        };
         let mut outcome = Err("not sent".to_owned());
         let mut edge = None;
         for attempt in 0..2 {
@@ -443,7 +473,12 @@ async fn client(id: usize, country: usize, period: Duration, shared: Arc<Shared>
                 // A connection failure: re-resolve once and retry.
                 Err(e) if e.is_connect() && attempt == 0 => outcome = Err("connect".to_owned()),
                 Err(e) => {
-                    outcome = Err(if e.is_timeout() { "timeout" } else { "transport" }.to_owned());
+                    outcome = Err(if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "transport"
+                    }
+                    .to_owned());
                     break;
                 }
                 Ok((status, origin)) => {
@@ -456,7 +491,10 @@ async fn client(id: usize, country: usize, period: Duration, shared: Arc<Shared>
                 }
             }
         }
-        if country == GB && path == "/api/whoami" && let Ok(origin) = &outcome {
+        if country == GB
+            && path == "/api/whoami"
+            && let Ok(origin) = &outcome
+        {
             *lock(&shared.gb_origin) = Some(origin.clone());
         }
         records.push(RequestRecord {
@@ -492,7 +530,10 @@ async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), reqwest::Err
 }
 
 /// Asks GeoDNS where GB's clients go every `interval`.
-async fn observe_gb(interval: Duration, shared: Arc<Shared>) -> Vec<Sample<Result<String, String>>> {
+async fn observe_gb(
+    interval: Duration,
+    shared: Arc<Shared>,
+) -> Vec<Sample<Result<String, String>>> {
     let Some(socket) = dns_socket().await else {
         return Vec::new();
     };
@@ -502,7 +543,10 @@ async fn observe_gb(interval: Duration, shared: Arc<Shared>) -> Vec<Sample<Resul
             .await
             .map(|(ip, _)| shared.region_of(ip));
         *lock(&shared.gb_answer) = answer.as_ref().ok().cloned();
-        samples.push(Sample { at: shared.now(), value: answer });
+        samples.push(Sample {
+            at: shared.now(),
+            value: answer,
+        });
         tokio::time::sleep(interval).await;
     }
     samples
@@ -516,7 +560,10 @@ async fn watch_edge(shared: Arc<Shared>) -> Vec<Sample<bool>> {
         let up = get(edge, "/_meridian/health")
             .await
             .is_ok_and(|(status, _)| status == 200);
-        samples.push(Sample { at: shared.now(), value: up });
+        samples.push(Sample {
+            at: shared.now(),
+            value: up,
+        });
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     samples
@@ -524,19 +571,34 @@ async fn watch_edge(shared: Arc<Shared>) -> Vec<Sample<bool>> {
 
 /// Turns what was measured into the report (pure).
 pub fn summarize(meridian: &Path, options: &OutageOptions, measured: &Measured) -> OutageReport {
-    let start_of = |phase: Phase| measured.phases.iter().find(|(p, _)| *p == phase).map(|(_, at)| *at);
+    let start_of = |phase: Phase| {
+        measured
+            .phases
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map(|(_, at)| *at)
+    };
     let mut phases = Vec::new();
     for (i, &(phase, start)) in measured.phases.iter().enumerate() {
-        let end = measured.phases.get(i + 1).map_or(measured.end, |(_, at)| *at);
-        let requests: Vec<&RequestRecord> =
-            measured.requests.iter().filter(|r| r.at >= start && r.at < end).collect();
+        let end = measured
+            .phases
+            .get(i + 1)
+            .map_or(measured.end, |(_, at)| *at);
+        let requests: Vec<&RequestRecord> = measured
+            .requests
+            .iter()
+            .filter(|r| r.at >= start && r.at < end)
+            .collect();
         let mut report = PhaseReport {
             phase,
             duration_ms: millis(end.saturating_sub(start)),
             requests: requests.len(),
             failed: BTreeMap::new(),
             latency: LatencySummary::from_samples(
-                requests.iter().filter(|r| r.outcome.is_ok()).map(|r| r.latency),
+                requests
+                    .iter()
+                    .filter(|r| r.outcome.is_ok())
+                    .map(|r| r.latency),
             ),
             gb_edges: BTreeMap::new(),
         };
@@ -632,11 +694,18 @@ pub fn summarize(meridian: &Path, options: &OutageOptions, measured: &Measured) 
 /// `a: 1, b: 2`.
 fn counts(counts: &BTreeMap<String, usize>) -> String {
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
-    if parts.is_empty() { "none".to_owned() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn timing(ms: Option<f64>) -> String {
-    ms.map_or_else(|| "not seen".to_owned(), |ms| format!("{:.2} s", ms / 1000.0))
+    ms.map_or_else(
+        || "not seen".to_owned(),
+        |ms| format!("{:.2} s", ms / 1000.0),
+    )
 }
 
 impl ScenarioReport for OutageReport {
@@ -653,7 +722,11 @@ impl ScenarioReport for OutageReport {
         let mut rows = Vec::new();
         for phase in &self.phases {
             rows.push(Row::info(
-                format!("{} ({:.1} s)", phase.phase.label(), phase.duration_ms / 1000.0),
+                format!(
+                    "{} ({:.1} s)",
+                    phase.phase.label(),
+                    phase.duration_ms / 1000.0
+                ),
                 format!(
                     "{} requests, failed: {}; p50 {:.1} ms, p99 {:.1} ms; GB via {}",
                     phase.requests,
@@ -665,15 +738,29 @@ impl ScenarioReport for OutageReport {
             ));
         }
         for (label, metric, ms) in [
-            ("GB steered away, after the kill", "steer_away", self.steered_away_ms),
-            ("GB steered back, after the recovery", "steer_back", self.steered_back_ms),
+            (
+                "GB steered away, after the kill",
+                "steer_away",
+                self.steered_away_ms,
+            ),
+            (
+                "GB steered back, after the recovery",
+                "steer_back",
+                self.steered_back_ms,
+            ),
         ] {
             let goal = target("outage", metric);
             let met = ms.is_some_and(|ms| goal.met(ms / 1000.0));
             rows.push(Row::checked(label, timing(ms), goal.describe(), met));
         }
-        rows.push(Row::info("every GB client back, after the recovery", timing(self.clients_home_ms)));
-        rows.push(Row::info("GB failed over to, origin down", counts(&self.failed_over_to)));
+        rows.push(Row::info(
+            "every GB client back, after the recovery",
+            timing(self.clients_home_ms),
+        ));
+        rows.push(Row::info(
+            "GB failed over to, origin down",
+            counts(&self.failed_over_to),
+        ));
         rows
     }
 
@@ -691,7 +778,10 @@ mod tests {
     }
 
     fn answer(at: f64, region: &str) -> Sample<Result<String, String>> {
-        Sample { at: s(at), value: Ok(region.to_owned()) }
+        Sample {
+            at: s(at),
+            value: Ok(region.to_owned()),
+        }
     }
 
     fn request(at: f64, edge: &str, origin: &str) -> RequestRecord {
@@ -707,12 +797,19 @@ mod tests {
     #[test]
     fn steering_is_timed_from_the_kill_and_from_the_recovery() {
         let measured = Measured {
-            phases: Phase::ALL.iter().copied().zip([0.0, 10.0, 20.0, 30.0, 40.0].map(s)).collect(),
+            phases: Phase::ALL
+                .iter()
+                .copied()
+                .zip([0.0, 10.0, 20.0, 30.0, 40.0].map(s))
+                .collect(),
             end: s(45.0),
             region_restored: s(21.0),
             requests: vec![
                 request(1.0, "eu-west", "eu-west"),
-                RequestRecord { outcome: Err("connect".to_owned()), ..request(10.2, "eu-west", "") },
+                RequestRecord {
+                    outcome: Err("connect".to_owned()),
+                    ..request(10.2, "eu-west", "")
+                },
                 request(25.0, "eu-west", "eu-west"),
                 request(31.0, "eu-west", "us-east"),
             ],
@@ -722,7 +819,16 @@ mod tests {
                 answer(20.5, "us-east"),
                 answer(21.3, "eu-west"),
             ],
-            edge_up: vec![Sample { at: s(10.1), value: false }, Sample { at: s(20.5), value: true }],
+            edge_up: vec![
+                Sample {
+                    at: s(10.1),
+                    value: false,
+                },
+                Sample {
+                    at: s(20.5),
+                    value: true,
+                },
+            ],
         };
         let report = summarize(Path::new("meridian"), &OutageOptions::smoke(), &measured);
         let near = |got: Option<f64>, want: f64| got.is_some_and(|g| (g - want).abs() < 1.0);
@@ -737,14 +843,26 @@ mod tests {
     #[test]
     fn a_slow_or_missing_steer_misses_its_target() {
         let measured = Measured {
-            phases: Phase::ALL.iter().copied().zip([0.0, 10.0, 20.0, 30.0, 40.0].map(s)).collect(),
+            phases: Phase::ALL
+                .iter()
+                .copied()
+                .zip([0.0, 10.0, 20.0, 30.0, 40.0].map(s))
+                .collect(),
             end: s(45.0),
             gb_answers: vec![answer(13.0, "us-east")],
             ..Measured::default()
         };
         let report = summarize(Path::new("meridian"), &OutageOptions::smoke(), &measured);
         assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
-        assert!(report.failures[0].contains("3.00 s"), "{:?}", report.failures);
-        assert!(report.failures[1].contains("never"), "{:?}", report.failures);
+        assert!(
+            report.failures[0].contains("3.00 s"),
+            "{:?}",
+            report.failures
+        );
+        assert!(
+            report.failures[1].contains("never"),
+            "{:?}",
+            report.failures
+        );
     }
 }

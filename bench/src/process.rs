@@ -43,7 +43,11 @@ pub fn edge_args(listen: SocketAddr, origin: SocketAddr, cache_bytes: Option<u64
 /// Starts `meridian` (or whatever `program` wraps it, a `taskset`) as an
 /// ad-hoc edge listening on `listen`, and waits until it accepts
 /// connections.
-pub fn start_edge(program: &Path, args: &[String], listen: SocketAddr) -> Result<Process, BenchError> {
+pub fn start_edge(
+    program: &Path,
+    args: &[String],
+    listen: SocketAddr,
+) -> Result<Process, BenchError> {
     let mut process = spawn(program, args)?;
     tokio::task::block_in_place(|| {
         process.wait_listening("HTTP", READY, |l| l.addr == listen)?;

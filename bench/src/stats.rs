@@ -61,11 +61,19 @@ impl Latencies {
     pub fn summary(&self) -> LatencySummary {
         LatencySummary {
             samples: usize::try_from(self.len()).unwrap_or(usize::MAX),
-            min_ms: if self.is_empty() { 0.0 } else { self.0.min() as f64 / 1000.0 },
+            min_ms: if self.is_empty() {
+                0.0
+            } else {
+                self.0.min() as f64 / 1000.0
+            },
             p50_ms: self.ms_at(50.0),
             p90_ms: self.ms_at(90.0),
             p99_ms: self.ms_at(99.0),
-            max_ms: if self.is_empty() { 0.0 } else { self.0.max() as f64 / 1000.0 },
+            max_ms: if self.is_empty() {
+                0.0
+            } else {
+                self.0.max() as f64 / 1000.0
+            },
         }
     }
 }

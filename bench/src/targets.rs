@@ -186,7 +186,10 @@ mod tests {
             target(scenario, metric);
         }
         // `memory` and `connections` read theirs as constants, by index.
-        assert_eq!((TARGETS[5].scenario, TARGETS[5].metric), ("memory", "cache_ratio"));
+        assert_eq!(
+            (TARGETS[5].scenario, TARGETS[5].metric),
+            ("memory", "cache_ratio")
+        );
         assert_eq!(
             (TARGETS[6].scenario, TARGETS[6].metric),
             ("connections", "per_connection")

@@ -30,7 +30,11 @@ async fn bench_coalesce_measures_origin_fetches() {
     let report = coalesce::run(bin(), &options).await.unwrap();
     show(&report);
     assert_eq!(report.requests_sent, options.requests);
-    assert_eq!(report.bodies_intact, options.requests, "{:?}", report.error_samples);
+    assert_eq!(
+        report.bodies_intact, options.requests,
+        "{:?}",
+        report.error_samples
+    );
     assert_eq!(report.origin_fetches, 1, "{:?}", report.cache_status);
     // The requests really overlapped the fetch: had they run one after
     // another, all but the first would be quick hits.
@@ -49,7 +53,11 @@ async fn bench_connections_holds_idle_clients() {
     };
     let report = connections::run(bin(), &options).await.unwrap();
     show(&report);
-    assert_eq!(report.held, options.connections, "{:?}", report.error_samples);
+    assert_eq!(
+        report.held, options.connections,
+        "{:?}",
+        report.error_samples
+    );
     assert!(report.new_client_ms.is_some());
     assert!(report.loaded_rss > 0);
 }
@@ -79,9 +87,20 @@ async fn bench_dns_flood_measures_probes_under_a_flood() {
     let report = dns_flood::run(bin(), &options).await.unwrap();
     show(&report);
     assert!(report.flood_sent > 0, "{report:?}");
-    assert!(report.flood_replies > 0, "GeoDNS answered none of the flood");
-    assert!(report.udp.sent > 0 && report.udp.answered > 0, "{:?}", report.udp);
-    assert!(report.tcp.sent > 0 && report.tcp.answered > 0, "{:?}", report.tcp);
+    assert!(
+        report.flood_replies > 0,
+        "GeoDNS answered none of the flood"
+    );
+    assert!(
+        report.udp.sent > 0 && report.udp.answered > 0,
+        "{:?}",
+        report.udp
+    );
+    assert!(
+        report.tcp.sent > 0 && report.tcp.answered > 0,
+        "{:?}",
+        report.tcp
+    );
     assert!(report.server_cpu_seconds.is_some());
 }
 
@@ -97,7 +116,10 @@ async fn http_smoke(block: u8, load: LoadChoice) -> http::HttpReport {
     for m in &report.measurements {
         assert_eq!(m.server, Server::Meridian);
         assert!(m.median.requests > 0, "{m:?}");
-        assert!(m.clean(), "every request is a cache hit without errors: {m:?}");
+        assert!(
+            m.clean(),
+            "every request is a cache hit without errors: {m:?}"
+        );
     }
     assert!(report.comparisons.is_empty());
     report
@@ -147,7 +169,11 @@ async fn bench_outage_times_steering_through_every_phase() {
     show(&report);
     let ran: Vec<Phase> = report.phases.iter().map(|p| p.phase).collect();
     assert_eq!(ran, Phase::ALL);
-    assert!(report.phases.iter().all(|p| p.requests > 0), "{:?}", report.phases);
+    assert!(
+        report.phases.iter().all(|p| p.requests > 0),
+        "{:?}",
+        report.phases
+    );
     assert!(report.steered_away_ms.is_some(), "{report:?}");
     assert!(report.steered_back_ms.is_some(), "{report:?}");
 }
@@ -155,9 +181,21 @@ async fn bench_outage_times_steering_through_every_phase() {
 #[tokio::test]
 async fn bench_a_missing_binary_is_a_clear_error() {
     let missing = Path::new("/nonexistent/meridian");
-    let error = outage::run(missing, &OutageOptions::smoke()).await.err().unwrap();
+    let error = outage::run(missing, &OutageOptions::smoke())
+        .await
+        .err()
+        .unwrap();
     let message = error.to_string();
-    assert!(message.contains("/nonexistent/meridian") && message.contains("cargo build"), "{message}");
-    let error = coalesce::run(missing, &CoalesceOptions::smoke()).await.err().unwrap();
-    assert!(error.to_string().contains("/nonexistent/meridian"), "{error}");
+    assert!(
+        message.contains("/nonexistent/meridian") && message.contains("cargo build"),
+        "{message}"
+    );
+    let error = coalesce::run(missing, &CoalesceOptions::smoke())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains("/nonexistent/meridian"),
+        "{error}"
+    );
 }

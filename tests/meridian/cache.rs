@@ -686,7 +686,8 @@ async fn concurrent_forced_revalidations_make_one_origin_request() {
 async fn an_edge_can_be_told_to_ignore_client_cache_bypass() {
     let origin = ScriptedOrigin::start("127.191.2.2:8000", |_| {
         ok(&[("cache-control", "max-age=600")], "cached")
-    }).unwrap();
+    })
+    .unwrap();
     let topology = Topology::demo(191).honor_client_no_cache(false);
     let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let client = client_via(edge.addr);
@@ -848,7 +849,8 @@ async fn a_url_keeps_at_most_its_maximum_of_variants() {
             ],
             &format!("in {language}"),
         )
-    }).unwrap();
+    })
+    .unwrap();
     let topology = Topology::demo(203).cache_max_variants(4);
     let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let client = client_via(edge.addr);

@@ -413,7 +413,6 @@ fn dns_every_edge_of_a_region_is_returned() {
     assert!(us.answers.iter().all(|r| r.ttl == 30));
 }
 
-
 /// A query for `cdn.meridian.test.` of type `qtype`, built byte by byte,
 /// with an OPT record (1232 bytes) holding `options` when given.
 fn raw_query(id: u16, qtype: u16, options: Option<&[u8]>) -> Vec<u8> {
@@ -901,7 +900,10 @@ fn dns_hostile_input_never_takes_geodns_down() {
         &ecs("cdn.meridian.test.", RecordType::A, "81.2.69.0/24"),
     );
     assert_eq!(addresses(&reply), [server.edge(2, 1)]);
-    let reply = tcp(addr, &ecs("cdn.meridian.test.", RecordType::A, "8.8.8.0/24"));
+    let reply = tcp(
+        addr,
+        &ecs("cdn.meridian.test.", RecordType::A, "8.8.8.0/24"),
+    );
     assert_eq!(addresses(&reply)[0], server.edge(1, 1));
     // The answered probe shows GeoDNS has read past every response sent
     // before it: none of them was answered.
@@ -1007,7 +1009,9 @@ fn flood_from(source: Ipv4Addr, server: SocketAddr) -> Flood {
 
 /// One UDP query from `source`, which must be answered.
 fn udp_from(source: Ipv4Addr, server: SocketAddr, message: &Message) -> Message {
-    dns::udp_from(source.into(), server, message).unwrap().message
+    dns::udp_from(source.into(), server, message)
+        .unwrap()
+        .message
 }
 
 /// One TCP query from `source`.

@@ -31,17 +31,20 @@ async fn a_post_is_never_replayed_once_its_body_went_out() {
             ("GET", "/item") => Reply::Respond(503, vec![], body("busy")),
             _ => Reply::Respond(404, vec![], vec![]),
         }
-    }).unwrap();
+    })
+    .unwrap();
     let us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| {
         Reply::Respond(
             200,
             vec![("cache-control", "no-store".into())],
             body("from us-east"),
         )
-    }).unwrap();
+    })
+    .unwrap();
     let ap = ScriptedOrigin::start(&format!("127.{b}.3.2:8000"), |_| {
         Reply::Respond(200, vec![], body("from ap"))
-    }).unwrap();
+    })
+    .unwrap();
     let edge = tokio::task::block_in_place(|| edge(&without_cool_down(b), 2));
     let client = client_via(edge.addr);
 
@@ -105,7 +108,8 @@ async fn a_post_moves_on_when_the_origin_refuses_connections() {
     // No eu-west origin at all: connections are refused, nothing is sent.
     let us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| {
         Reply::Respond(201, vec![], body("created"))
-    }).unwrap();
+    })
+    .unwrap();
     let edge = tokio::task::block_in_place(|| edge(&without_cool_down(b), 2));
     let response = client_via(edge.addr)
         .post("http://cdn.meridian.test:8080/order")

@@ -11,8 +11,10 @@ async fn an_origin_that_hangs_times_out_then_fails_over() {
     let _eu = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |_| {
         std::thread::sleep(Duration::from_secs(5));
         ok(&[], "too late")
-    }).unwrap();
-    let _us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| ok(&[], "from us-east")).unwrap();
+    })
+    .unwrap();
+    let _us =
+        ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| ok(&[], "from us-east")).unwrap();
     let topology = Topology::demo(b)
         .origin_read_timeout(Duration::from_millis(500))
         .health_down_after(100);
@@ -80,7 +82,8 @@ async fn an_origin_that_trickles_is_cut_off_by_the_total_timeout() {
         headers: vec![("cache-control", "max-age=60".to_owned())],
         length: 100,
         every: Duration::from_millis(100),
-    }).unwrap();
+    })
+    .unwrap();
     let topology = Topology::demo(b)
         .origin_read_timeout(Duration::from_millis(500))
         .origin_total_timeout(Duration::from_millis(1000))
@@ -114,7 +117,8 @@ async fn an_origin_that_sends_garbage_gets_a_502() {
     let b = 101;
     let origin = ScriptedOrigin::start(&format!("127.{b}.0.2:8000"), |_| {
         Reply::Raw(b"SSH-2.0-OpenSSH_9.6\r\nthis is not HTTP\r\n\r\n".to_vec())
-    }).unwrap();
+    })
+    .unwrap();
     let edge = tokio::task::block_in_place(|| ad_hoc(b, &[]));
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = client
@@ -147,7 +151,8 @@ async fn an_origin_head_full_of_garbage_does_not_flood_the_log() {
         garbage.extend(std::iter::repeat_n(b'g', 60_000));
         garbage.extend_from_slice(b"\r\n\r\n");
         Reply::Raw(garbage)
-    }).unwrap();
+    })
+    .unwrap();
     let mut edge = tokio::task::block_in_place(|| ad_hoc(b, &[]));
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let long_path = format!("/{}", "p".repeat(8000));
@@ -182,7 +187,8 @@ async fn geodns_going_away_leaves_the_edges_serving() {
     let b = 102;
     let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |_| {
         ok(&[("cache-control", "max-age=60")], "content")
-    }).unwrap();
+    })
+    .unwrap();
     let topology = Topology::demo(b);
     let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let client = client_via(edge.addr);

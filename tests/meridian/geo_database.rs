@@ -134,9 +134,7 @@ fn a_database_with_shared_subtrees_stops_geodns_at_start_with_its_path() {
     let dir = tempdir();
     let database = dir.path().join("shared.mmdb");
     std::fs::write(&database, shared_subtrees(6, 128)).unwrap();
-    let config = with_database(block, &database)
-        .write(dir.path())
-        .unwrap();
+    let config = with_database(block, &database).write(dir.path()).unwrap();
 
     let output = run_within_a_minute(&["geodns", "--config"], &config);
     assert!(!output.status.success());
@@ -230,9 +228,7 @@ fn config_check_loads_the_geo_database_too() {
         ),
         (fifo.as_path(), "is not a regular file (it is a FIFO)"),
     ] {
-        let config = with_database(block, database)
-            .write(dir.path())
-            .unwrap();
+        let config = with_database(block, database).write(dir.path()).unwrap();
         let output = run_within_a_minute(&["config", "check"], &config);
         assert!(!output.status.success(), "{}", database.display());
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -265,9 +261,7 @@ fn a_device_or_fifo_as_the_database_stops_geodns_at_start() {
         (Path::new("/dev/zero"), "(it is a character device)"),
         (fifo.as_path(), "(it is a FIFO)"),
     ] {
-        let config = with_database(block, database)
-            .write(dir.path())
-            .unwrap();
+        let config = with_database(block, database).write(dir.path()).unwrap();
         let output = run_within_a_minute(&["geodns", "--config"], &config);
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -47,7 +47,8 @@ fn target(block: u8) -> Target {
             &[("cache-control", "max-age=60")],
             &format!("page for host [{forwarded_host}] at {}", r.path),
         )
-    }).unwrap();
+    })
+    .unwrap();
     let edge = edge(&Topology::demo(block), 2);
     Target { origin, edge }
 }
@@ -202,7 +203,8 @@ fn an_upload_that_expects_100_continue_gets_it_from_the_edge() {
     let block = 202;
     let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |r| {
         ok(&[], &format!("got {} bytes", r.body.len()))
-    }).unwrap();
+    })
+    .unwrap();
     let edge = edge(&Topology::demo(block), 2);
     let mut stream = TcpStream::connect(edge.addr).unwrap();
     stream
@@ -231,7 +233,8 @@ fn an_upload_that_expects_100_continue_gets_it_from_the_edge() {
 #[test]
 fn an_http2_body_that_contradicts_its_content_length_never_reaches_an_origin() {
     let block = 201;
-    let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |_| ok(&[], "done")).unwrap();
+    let origin =
+        ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |_| ok(&[], "done")).unwrap();
     let _edge = edge(&Topology::demo(block), 2);
     let tls_addr: SocketAddr = format!("127.{block}.2.1:8443").parse().unwrap();
     crate::tls::wait_for(tls_addr);
@@ -357,7 +360,8 @@ async fn cache_poisoning_through_unkeyed_headers() {
             &[("cache-control", "max-age=60")],
             &format!("page at {} shaped by [{}]", r.path, shaped.join(" ")),
         )
-    }).unwrap();
+    })
+    .unwrap();
     let edge = tokio::task::block_in_place(|| edge(&Topology::demo(98), 2));
     let client = client_via(edge.addr);
     for (i, name) in UNKEYED_FIELDS.iter().enumerate() {
@@ -470,7 +474,8 @@ fn an_origin_head_too_large_is_a_502_that_names_no_software() {
             _ => vec![("cache-control", "max-age=60".to_owned())],
         };
         Reply::Respond(200, fields, b"body".to_vec())
-    }).unwrap();
+    })
+    .unwrap();
     let edge = edge(&Topology::demo(block), 2);
     let (answer, _) = exchange(
         edge.addr,
@@ -551,7 +556,8 @@ fn closed_within(stream: &mut TcpStream, within: Duration, drip: Option<&[u8]>) 
 fn slow_client_target(block: u8) -> Target {
     let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |r| {
         ok(&[], &format!("{} bytes", r.body.len()))
-    }).unwrap();
+    })
+    .unwrap();
     let topology = Topology::demo(block)
         .client_header_timeout(Duration::from_secs(1))
         .client_io_timeout(Duration::from_secs(1));

@@ -1,7 +1,9 @@
 //! `https://` origins: edges speak TLS to them and verify their
 //! certificates against `edge.origin_ca_file`.
 
-use crate::harness::{Edge, Topology, bin, client_via, edge, meridian, tcp_listening, tempdir, write};
+use crate::harness::{
+    Edge, Topology, bin, client_via, edge, meridian, tcp_listening, tempdir, write,
+};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -268,11 +270,7 @@ fn the_demo_origins_do_not_pretend_to_serve_https() {
         &["origin", "--region", "eu-west", "--config"][..],
         &["up", "--config"][..],
     ] {
-        let output = meridian()
-            .args(args)
-            .arg(&config)
-            .output()
-            .unwrap();
+        let output = meridian().args(args).arg(&config).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} started");
         assert!(

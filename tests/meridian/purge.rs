@@ -70,7 +70,8 @@ async fn purges_need_the_token_and_the_admin_listener() {
             ],
             &format!("object {}", r.path),
         )
-    }).unwrap();
+    })
+    .unwrap();
     let topology = Topology::demo(b);
     let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let client = client_via(edge.addr);

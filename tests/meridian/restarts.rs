@@ -98,7 +98,9 @@ fn a_killed_edge_is_restarted_and_counted() {
 #[test]
 fn what_an_outage_killed_stays_down_while_crashes_are_restarted() {
     let up = up(176);
-    let outage = up.command(&["outage", "eu-west", "--component", "edge"]).unwrap();
+    let outage = up
+        .command(&["outage", "eu-west", "--component", "edge"])
+        .unwrap();
     assert!(
         outage.status.success(),
         "{}",
@@ -141,7 +143,9 @@ fn a_crash_loop_is_given_up_on_and_restore_revives_it() {
     let origin: SocketAddr = "127.177.2.2:8000".parse().unwrap();
     // Take eu-west's origin down, then hold its address, so that every
     // start of it from now on dies at once.
-    let outage = up.command(&["outage", "eu-west", "--component", "origin"]).unwrap();
+    let outage = up
+        .command(&["outage", "eu-west", "--component", "origin"])
+        .unwrap();
     assert!(outage.status.success());
     let squatter = std::net::TcpListener::bind(origin).unwrap();
     let restore = up.command(&["restore", "eu-west"]).unwrap();

@@ -112,13 +112,13 @@ fn negotiated(addr: SocketAddr, offered: &[&[u8]]) -> Option<Vec<u8>> {
     connection.alpn_protocol().map(<[u8]>::to_vec)
 }
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn https_offers_http2_and_caches_like_http() {
     let b = 110;
     let origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |_| {
         ok(&[("cache-control", "max-age=60")], "secure body")
-    }).unwrap();
+    })
+    .unwrap();
     let topology = Topology::demo(b);
     let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let tls_addr = topology.edge_https(2);

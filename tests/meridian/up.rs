@@ -1,6 +1,8 @@
 //! `meridian up`: the whole topology from one command, and the three journeys.
 
-use crate::harness::{Topology, Up, dns, eventually, get_text, meridian, tcp_listening, tempdir, up};
+use crate::harness::{
+    Topology, Up, dns, eventually, get_text, meridian, tcp_listening, tempdir, up,
+};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use std::net::{IpAddr, SocketAddr};
@@ -201,7 +203,12 @@ fn a_child_that_cannot_bind_stops_the_whole_start() {
 /// has to happen.
 fn steered_within(up: &Up, expected: IpAddr, within: Duration) -> bool {
     eventually(within, || {
-        let answer = ask(up.dns(), "cdn.meridian.test.", RecordType::A, Some("81.2.69.0/24"));
+        let answer = ask(
+            up.dns(),
+            "cdn.meridian.test.",
+            RecordType::A,
+            Some("81.2.69.0/24"),
+        );
         answer.addresses() == [expected]
     })
 }
@@ -231,7 +238,12 @@ fn an_outage_steers_away_and_a_restore_steers_back() {
     );
     assert!(!tcp_listening(up.edge(2)), "the eu-west edge still answers");
     // US clients are unaffected.
-    let us = ask(up.dns(), "cdn.meridian.test.", RecordType::A, Some("8.8.8.0/24"));
+    let us = ask(
+        up.dns(),
+        "cdn.meridian.test.",
+        RecordType::A,
+        Some("8.8.8.0/24"),
+    );
     assert_eq!(us.addresses(), [us_edge]);
 
     let status = up.command(&["status"]).unwrap();

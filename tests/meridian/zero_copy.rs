@@ -62,7 +62,8 @@ async fn large_hits_are_sent_from_sealed_pages_byte_for_byte() {
         } else {
             cacheable(served.clone())
         }
-    }).unwrap();
+    })
+    .unwrap();
     let edge = tokio::task::block_in_place(|| edge(&Topology::demo(b), 2));
     let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
     let client = client_via(edge.addr);
@@ -144,7 +145,8 @@ async fn a_slow_reader_gets_every_byte_even_when_the_body_is_purged_and_replaced
     let served = version.clone();
     let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), move |_| {
         cacheable(body(LEN, served.load(Ordering::SeqCst)))
-    }).unwrap();
+    })
+    .unwrap();
     let edge = tokio::task::block_in_place(|| edge(&Topology::demo(b), 2));
     let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
     let client = client_via(edge.addr);

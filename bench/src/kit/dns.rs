@@ -166,8 +166,8 @@ pub fn udp_raw(source: IpAddr, server: SocketAddr, datagram: &[u8]) -> Result<Ve
 /// Sends `message` over a new TCP connection and reads its reply.
 pub fn tcp(server: SocketAddr, message: &Message) -> Result<Message, KitError> {
     let error = dns_error(server);
-    let mut stream = TcpStream::connect_timeout(&server, TIMEOUT)
-        .map_err(|e| error(format!("connect: {e}")))?;
+    let mut stream =
+        TcpStream::connect_timeout(&server, TIMEOUT).map_err(|e| error(format!("connect: {e}")))?;
     tcp_exchange(&mut stream, &bytes(message).map_err(&error)?)
 }
 

@@ -111,7 +111,9 @@ impl KitError {
 /// Locks `mutex` even if a thread panicked holding it: the kit's shared
 /// values (log lines, counters, recordings) are never left half-written.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether anything accepts TCP connections on `addr` now.

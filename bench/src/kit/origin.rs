@@ -71,6 +71,7 @@ pub struct ScriptedOrigin {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     listener: TcpListener,
+    accepting: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ScriptedOrigin {
@@ -80,7 +81,8 @@ impl ScriptedOrigin {
         addr: &str,
         script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
     ) -> Result<ScriptedOrigin, KitError> {
-        let listener = TcpListener::bind(addr).map_err(KitError::io(format!("listen on {addr}")))?;
+        let listener =
+            TcpListener::bind(addr).map_err(KitError::io(format!("listen on {addr}")))?;
         let addr = listener
             .local_addr()
             .map_err(KitError::io("read a listener's address"))?;
@@ -90,7 +92,7 @@ impl ScriptedOrigin {
             .try_clone()
             .map_err(KitError::io("clone a listener"))?;
         let log = received.clone();
-        std::thread::spawn(move || {
+        let accepting = std::thread::spawn(move || {
             for stream in accept.incoming() {
                 let Ok(stream) = stream else { return };
                 let (script, log) = (script.clone(), log.clone());
@@ -101,6 +103,7 @@ impl ScriptedOrigin {
             addr,
             received,
             listener,
+            accepting: Some(accepting),
         })
     }
 
@@ -120,10 +123,21 @@ impl ScriptedOrigin {
 
 impl Drop for ScriptedOrigin {
     fn drop(&mut self) {
-        // Unblock the accept loop: a connection to ourselves, then the
-        // listener closes with this struct.
-        let _ = self.listener.set_nonblocking(true);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100));
+        stop_accepting(&self.listener, self.accepting.take());
+    }
+}
+
+/// Ends an accept loop on `listener` (a clone of the one it accepts on)
+/// and waits for it, so that the address is free again when this returns:
+/// the listener is made non-blocking and sent one connection, after which
+/// the loop's next accept fails and it returns.
+fn stop_accepting(listener: &TcpListener, accepting: Option<std::thread::JoinHandle<()>>) {
+    let _ = listener.set_nonblocking(true);
+    if let Ok(addr) = listener.local_addr() {
+        let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+    }
+    if let Some(accepting) = accepting {
+        let _ = accepting.join();
     }
 }
 
@@ -255,18 +269,20 @@ type Recording = Arc<Mutex<Vec<u8>>>;
 pub struct RecordingOrigin {
     connections: Arc<Mutex<Vec<Recording>>>,
     listener: TcpListener,
+    accepting: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RecordingOrigin {
     /// Listens on `addr`.
     pub fn start(addr: &str) -> Result<RecordingOrigin, KitError> {
-        let listener = TcpListener::bind(addr).map_err(KitError::io(format!("listen on {addr}")))?;
+        let listener =
+            TcpListener::bind(addr).map_err(KitError::io(format!("listen on {addr}")))?;
         let connections: Arc<Mutex<Vec<Recording>>> = Arc::default();
         let accept = listener
             .try_clone()
             .map_err(KitError::io("clone a listener"))?;
         let log = connections.clone();
-        std::thread::spawn(move || {
+        let accepting = std::thread::spawn(move || {
             for stream in accept.incoming() {
                 let Ok(mut stream) = stream else { return };
                 let bytes: Recording = Arc::default();
@@ -296,6 +312,7 @@ impl RecordingOrigin {
         Ok(RecordingOrigin {
             connections,
             listener,
+            accepting: Some(accepting),
         })
     }
 
@@ -311,10 +328,6 @@ impl RecordingOrigin {
 
 impl Drop for RecordingOrigin {
     fn drop(&mut self) {
-        // As for ScriptedOrigin: unblock the accept loop.
-        let _ = self.listener.set_nonblocking(true);
-        if let Ok(addr) = self.listener.local_addr() {
-            let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(100));
-        }
+        stop_accepting(&self.listener, self.accepting.take());
     }
 }

@@ -255,7 +255,11 @@ impl Process {
 
     /// Prints the kept output to stderr, framed.
     pub fn replay(&self) {
-        eprintln!("--- output of {} ({}) ---", self.name, self.binary.display());
+        eprintln!(
+            "--- output of {} ({}) ---",
+            self.name,
+            self.binary.display()
+        );
         for line in self.lines() {
             eprintln!("{line}");
         }
@@ -363,7 +367,10 @@ mod tests {
     #[test]
     fn a_listening_line_gives_the_address() {
         let mut command = Command::new("/bin/sh");
-        command.args(["-c", "echo 'INFO listening for TCP on 127.0.0.1:5353'; sleep 30"]);
+        command.args([
+            "-c",
+            "echo 'INFO listening for TCP on 127.0.0.1:5353'; sleep 30",
+        ]);
         let mut process = Process::spawn(command, "sh").unwrap();
         let addr = process
             .wait_listening("TCP", Duration::from_secs(30), |_| true)

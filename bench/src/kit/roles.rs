@@ -46,7 +46,8 @@ impl Up {
             .args(["up", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info");
-        let mut process = Process::spawn(command, format!("meridian up on 127.{}", topology.block()))?;
+        let mut process =
+            Process::spawn(command, format!("meridian up on 127.{}", topology.block()))?;
         let control = topology.control();
         process.wait_listening("HTTP", READY, |l| {
             l.addr == control && l.line.contains("(control API)")
@@ -150,7 +151,12 @@ impl Edge {
     /// `http://127.B.0.2:8000`.
     pub fn ad_hoc_on(binary: &Path, block: u8, flags: &[&str]) -> Result<Edge, KitError> {
         let listen = SocketAddr::from(([127, block, 0, 1], 8080));
-        Edge::ad_hoc(binary, listen, &format!("http://127.{block}.0.2:8000"), flags)
+        Edge::ad_hoc(
+            binary,
+            listen,
+            &format!("http://127.{block}.0.2:8000"),
+            flags,
+        )
     }
 
     fn ready(

@@ -134,7 +134,9 @@ impl Topology {
     pub fn edge(&self, region: u8) -> SocketAddr {
         let config = self.validated();
         let addrs = self.region(region).edge_http_addrs(&config.edge);
-        *addrs.first().expect("a validated region has an edge address")
+        *addrs
+            .first()
+            .expect("a validated region has an edge address")
     }
 
     /// Region `region`'s first edge address on the HTTPS port.
@@ -218,7 +220,11 @@ impl Topology {
         let admin_port = self.geodns_admin().port();
         let control_port = self.control().port();
         let port = self.dns().port();
-        self.set(&["geodns"], "listen", SocketAddr::new(ip, port).to_string().into());
+        self.set(
+            &["geodns"],
+            "listen",
+            SocketAddr::new(ip, port).to_string().into(),
+        );
         self.set(
             &["geodns"],
             "admin_listen",
@@ -269,7 +275,11 @@ impl Topology {
 
     /// `geodns.overrides.nets`: `net` (CIDR) to these regions, by name.
     pub fn override_net(mut self, net: &str, regions: &[&str]) -> Self {
-        self.set(&["geodns", "overrides", "nets"], net, regions_value(regions));
+        self.set(
+            &["geodns", "overrides", "nets"],
+            net,
+            regions_value(regions),
+        );
         self
     }
 
@@ -283,7 +293,8 @@ impl Topology {
     /// Region `region`'s edge addresses, as GeoDNS answers them.
     pub fn edge_addresses(mut self, region: u8, addresses: &[IpAddr]) -> Self {
         let list = strings(addresses);
-        self.region_table(region).insert("edge_addresses".into(), list);
+        self.region_table(region)
+            .insert("edge_addresses".into(), list);
         self
     }
 

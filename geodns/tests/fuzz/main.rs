@@ -34,13 +34,13 @@
 mod check;
 mod found;
 
+use bench::kit::mutation::{self, Made, Rng, corpus};
 use check::{Outcome, Parsed};
 use geodns::udp::{Responder, Served};
 use geodns::{DnsMetrics, GeoDnsHandler, Live, Snapshot};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::{BufDnsStreamHandle, Protocol};
 use hickory_server::server::{RequestHandler, ResponseHandle};
-use bench::kit::mutation::{self, Made, Rng, corpus};
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;

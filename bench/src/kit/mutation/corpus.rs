@@ -2,11 +2,11 @@
 //! real clients send (and a few they should not), for the mutators to
 //! start from.
 
+use crate::kit::Topology;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use crate::kit::Topology;
 use std::net::IpAddr;
 
 /// The topology the fuzz targets answer from: the demo, with static
