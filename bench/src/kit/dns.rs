@@ -2,7 +2,7 @@
 //! flag and size is the caller's), sent over UDP or TCP, blocking for
 //! tests and async for the bench, and answers read back.
 
-use super::KitError;
+use super::error::KitError;
 use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};

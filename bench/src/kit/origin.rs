@@ -5,7 +5,7 @@
 //! [`RecordingOrigin`], which keeps the raw bytes of every connection.
 //! Both run on threads of their own, a thread per connection.
 
-use super::{KitError, lock};
+use super::error::{KitError, lock};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -8,7 +8,7 @@
 //! failed test is what the server said; and the process, with everything
 //! it started, is killed on drop, so a failed test leaves nothing behind.
 
-use super::{KitError, lock};
+use super::error::{KitError, lock, tcp_listening};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -181,7 +181,7 @@ impl Process {
     /// log its address before its socket is bound).
     pub fn wait_accepting(&mut self, addr: SocketAddr, within: Duration) -> Result<(), KitError> {
         let deadline = Instant::now() + within;
-        while !super::tcp_listening(addr) {
+        while !tcp_listening(addr) {
             if let Some(status) = self.exit_status() {
                 return Err(KitError::Exited {
                     name: self.name.clone(),

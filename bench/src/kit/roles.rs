@@ -4,8 +4,9 @@
 //! (and, for TCP, accepts). Dropping one kills it; if the test is
 //! panicking, its output is replayed.
 
+use super::error::KitError;
 use super::process::Process;
-use super::{KitError, Topology};
+use super::topology::Topology;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@
 //! ap-southeast. Addresses are read back from the validated config, so
 //! they follow whatever the setters changed.
 
-use super::KitError;
+use super::error::KitError;
 use config::{Config, ConfigSource};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
