@@ -24,6 +24,7 @@
 use crate::BenchError;
 use crate::cpu;
 use crate::dnsload::{self, DnsLoadResult, DnsLoadSpec, PreparedQuery};
+use crate::gdnsd;
 use crate::kit::{self, Process, Topology};
 use crate::peers::{Skipped, find_program};
 use crate::pinning::Cores;
@@ -341,108 +342,6 @@ pub(crate) fn ecs_query(subnet: &str) -> Result<Vec<u8>, BenchError> {
     kit::dns::bytes(&kit::dns::ecs(STEERED_NAME, RecordType::A, subnet)).map_err(invalid)
 }
 
-/// The gdnsd configuration equivalent to `topology`'s steering for the
-/// countries in `db`: one map entry per country, under its continent,
-/// listing the regions in the order Meridian gives that country's clients.
-/// gdnsd answers DNS on `listen`.
-pub fn gdnsd_config(
-    topology: &config::Config,
-    db: &GeoDatabase,
-    db_path: &Path,
-    workdir: &Path,
-    listen: SocketAddr,
-) -> Result<String, BenchError> {
-    let known = db.countries().map_err(|e| BenchError::InvalidOption {
-        name: "the geo database",
-        reason: e.to_string(),
-    })?;
-    let steering = Steering::from_config(topology);
-    let names = |order: &[usize]| {
-        order
-            .iter()
-            .filter_map(|&i| topology.regions.get(i))
-            .map(|r| r.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut by_continent: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (code, sample) in &known {
-        let Some(continent) = &sample.location.continent else {
-            continue;
-        };
-        let order = steering.order(Some(&sample.location));
-        by_continent
-            .entry(continent.clone())
-            .or_default()
-            .push(format!("{code} => [{}]", names(&order.regions)));
-    }
-    let default_order = names(&steering.order(None).regions);
-    let mut map = String::new();
-    for (continent, countries) in &by_continent {
-        map.push_str(&format!(
-            "          {continent} => {{\n            {}\n          }}\n",
-            countries.join("\n            ")
-        ));
-    }
-    let datacenters = names(&(0..topology.regions.len()).collect::<Vec<_>>());
-    let dcmap = topology
-        .regions
-        .iter()
-        .filter_map(|r| Some(format!("{} => {}", r.name, r.edge_addresses.first()?)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok(format!(
-        "# Written by Meridian's bench: the demo steering, exported per country.\n\
-         options => {{\n\
-         \x20 listen => [ {listen} ]\n\
-         \x20 udp_threads => 1\n\
-         \x20 tcp_threads => 1\n\
-         \x20 run_dir => {run}\n\
-         \x20 state_dir => {state}\n\
-         }}\n\
-         plugins => {{\n\
-         \x20 geoip => {{\n\
-         \x20   maps => {{\n\
-         \x20     meridian => {{\n\
-         \x20       geoip2_db => {db}\n\
-         \x20       datacenters => [{datacenters}]\n\
-         \x20       map => {{\n\
-         \x20         default => [{default_order}]\n\
-         {map}\
-         \x20       }}\n\
-         \x20     }}\n\
-         \x20   }}\n\
-         \x20   resources => {{\n\
-         \x20     cdn => {{\n\
-         \x20       map => meridian\n\
-         \x20       service_types => up\n\
-         \x20       dcmap => {{ {dcmap} }}\n\
-         \x20     }}\n\
-         \x20   }}\n\
-         \x20 }}\n\
-         }}\n",
-        run = workdir.join("run").display(),
-        state = workdir.join("state").display(),
-        db = db_path.display(),
-    ))
-}
-
-/// The zone file gdnsd serves: the demo zone's apex (its nameserver at
-/// `ns`, gdnsd's own address) and the steered name.
-fn gdnsd_zone(topology: &config::Config, ns: IpAddr) -> String {
-    let zone = &topology.zone;
-    format!(
-        "@ {ttl} SOA ns1 hostmaster {serial} 3600 600 86400 {negative}\n\
-         @ {ttl} NS ns1\n\
-         ns1 {ttl} A {ns}\n\
-         cdn {steered} DYNA geoip!cdn\n",
-        ttl = zone.ttl_seconds,
-        serial = zone.serial,
-        negative = zone.negative_ttl_seconds,
-        steered = zone.steered_ttl_seconds,
-    )
-}
-
 /// Answers every HTTP request with 200: the edges' health checks, so that
 /// GeoDNS sees every region up.
 pub(crate) async fn serve_health(
@@ -576,76 +475,6 @@ pub(crate) async fn start_meridian(
     Ok((process, workdir))
 }
 
-/// How a DNS scenario starts gdnsd.
-pub(crate) struct GdnsdLaunch<'a> {
-    /// The `gdnsd` executable.
-    pub gdnsd: &'a Path,
-    /// The topology whose steering gdnsd's map is exported from.
-    pub topology: &'a config::Config,
-    /// The geo database, which gdnsd is given as a file.
-    pub db: &'a GeoDatabase,
-    /// Where gdnsd answers DNS, UDP and TCP.
-    pub listen: SocketAddr,
-    /// Where the readiness check asks from.
-    pub from: SocketAddr,
-    /// How long it may take to answer every client as `accept` wants.
-    pub timeout: Duration,
-}
-
-/// Starts gdnsd as `launch` says, with the same zone, database and
-/// steering as Meridian ([`gdnsd_config`]), pinned to the server core of
-/// `cores`, and waits until every one of `clients` gets an answer that
-/// `accept` takes. Returns the process and the scratch directory holding
-/// its files, which must live as long as it does.
-pub(crate) async fn start_gdnsd(
-    launch: GdnsdLaunch<'_>,
-    cores: &Cores,
-    clients: &[Client],
-    accept: impl Fn(&Client, IpAddr) -> bool,
-) -> Result<(Process, tempfile::TempDir), BenchError> {
-    let workdir = crate::peers::workdir()?;
-    let db_path = workdir.path().join("GeoIP2-Country-iptoasn.mmdb");
-    let zones = workdir.path().join("zones");
-    let zone = gdnsd_zone(launch.topology, launch.listen.ip());
-    let written = std::fs::write(&db_path, geodns::geo::EMBEDDED_DATABASE)
-        .and_then(|()| std::fs::create_dir_all(&zones))
-        .and_then(|()| std::fs::write(zones.join("meridian.test"), zone));
-    written.map_err(|source| BenchError::Io {
-        action: "write gdnsd's files",
-        source,
-    })?;
-    let conf = gdnsd_config(
-        launch.topology,
-        launch.db,
-        &db_path,
-        workdir.path(),
-        launch.listen,
-    )?;
-    std::fs::write(workdir.path().join("config"), conf).map_err(|source| BenchError::Io {
-        action: "write gdnsd's config",
-        source,
-    })?;
-    let (program, args) = cores.server_command(
-        launch.gdnsd,
-        &[
-            "-c".to_owned(),
-            workdir.path().display().to_string(),
-            "start".to_owned(),
-        ],
-    );
-    let mut process = crate::process::spawn(Path::new(&program), &args)?;
-    wait_steering(
-        &mut process,
-        launch.listen,
-        launch.from,
-        clients,
-        launch.timeout,
-        accept,
-    )
-    .await?;
-    Ok((process, workdir))
-}
-
 /// The embedded geo database, which GeoDNS also uses: the bench reads it
 /// to choose each simulated client's subnet.
 pub(crate) fn embedded_database() -> Result<GeoDatabase, BenchError> {
@@ -719,16 +548,23 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
 
     if let Some(gdnsd) = gdnsd {
         let listen = gdnsd_listen(options.block);
-        let launch = GdnsdLaunch {
+        let launch = gdnsd::Launch {
             gdnsd: &gdnsd,
             topology: &config,
             db: &db,
             listen,
-            from: LOCAL_ANY,
-            timeout,
         };
+        let (mut process, workdir) = gdnsd::start(launch, &cores)?;
         // Any answer will do here: whether gdnsd agrees is measured.
-        let (process, workdir) = start_gdnsd(launch, &cores, &clients, |_, _| true).await?;
+        wait_steering(
+            &mut process,
+            listen,
+            LOCAL_ANY,
+            &clients,
+            timeout,
+            |_, _| true,
+        )
+        .await?;
         running.push(UnderTest {
             server: DnsServer::Gdnsd,
             listen,
@@ -1042,34 +878,6 @@ mod tests {
             network_of(Ipv4Addr::new(81, 2, 69, 142), 0),
             Ipv4Addr::UNSPECIFIED
         );
-    }
-
-    #[test]
-    fn gdnsd_gets_meridians_order_for_every_country() {
-        let (_, topology) = topology(241).unwrap();
-        let conf = gdnsd_config(
-            &topology,
-            &db(),
-            Path::new("/tmp/db.mmdb"),
-            Path::new("/tmp/w"),
-            gdnsd_listen(241),
-        )
-        .unwrap();
-        assert!(
-            conf.contains("GB => [eu-west, us-east, ap-southeast]"),
-            "{conf}"
-        );
-        assert!(conf.contains("US => [us-east, eu-west, ap-southeast]"));
-        assert!(conf.contains("SG => [ap-southeast,"));
-        assert!(conf.contains("default => [us-east, eu-west, ap-southeast]"));
-        assert!(conf.contains("dcmap => { us-east => 127.241.1.1, eu-west => 127.241.2.1"));
-        assert!(conf.contains("udp_threads => 1"));
-        assert!(conf.contains("listen => [ 127.241.0.2:5353 ]"), "{conf}");
-        assert!(conf.contains("geoip2_db => /tmp/db.mmdb"));
-        assert_eq!(conf.matches('{').count(), conf.matches('}').count());
-        let zone = gdnsd_zone(&topology, gdnsd_listen(241).ip());
-        assert!(zone.contains("cdn 30 DYNA geoip!cdn"), "{zone}");
-        assert!(zone.contains("ns1 3600 A 127.241.0.2"), "{zone}");
     }
 
     fn measured(server: DnsServer, per_cpu: f64, gb: &str) -> DnsMeasurement {

@@ -15,7 +15,7 @@
 //! - [`http`]: cache hits per second, latency and CPU per request through
 //!   one edge on one core; with `--compare`, nginx and Varnish ([`peers`]).
 //! - [`dns`]: steered answers with ECS per server CPU-second; with
-//!   `--compare`, gdnsd.
+//!   `--compare`, gdnsd ([`gdnsd`]).
 //! - [`dns_flood`]: the share of probes GeoDNS still answers while flooded
 //!   from one core.
 //! - [`coalesce`]: origin fetches for N concurrent requests for one cold
@@ -38,6 +38,7 @@ pub mod cpu;
 pub mod dns;
 pub mod dns_flood;
 pub mod dnsload;
+pub mod gdnsd;
 pub mod http;
 pub mod kit;
 pub mod limits;
