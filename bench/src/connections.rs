@@ -9,10 +9,9 @@
 //! cost.
 
 use crate::BenchError;
-use crate::counting_origin::{CountingOrigin, OriginSpec, sized_path};
 use crate::limits::{self, OpenFileLimit};
 use crate::memory::resident_bytes;
-use crate::process::{self, MeridianProcess};
+use crate::process::{self, sized_path};
 use crate::progress::Progress;
 use crate::report::{Row, ScenarioReport};
 use futures::StreamExt;
@@ -24,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The most resident memory one idle keep-alive connection may cost.
-const TARGET_BYTES_PER_CONNECTION: u64 = 64 * 1024;
+const TARGET_BYTES_PER_CONNECTION: u64 = crate::targets::TARGETS[6].value as u64 * 1024;
 
 /// Connections opened at once while ramping up.
 const OPENING_CONCURRENCY: usize = 256;
@@ -38,6 +37,9 @@ pub struct ConnectionsOptions {
     pub hold_ms: u64,
     /// How long the edge may take to start, in ms.
     pub ready_timeout_ms: u64,
+    /// The loopback block: the edge on 127.B.1.1:8080, the origin on
+    /// 127.B.0.1:8000.
+    pub block: u8,
     /// Whether these are the small CI settings.
     pub smoke: bool,
 }
@@ -49,6 +51,7 @@ impl ConnectionsOptions {
             connections: 10_000,
             hold_ms: 2_000,
             ready_timeout_ms: 30_000,
+            block: 245,
             smoke: false,
         }
     }
@@ -60,6 +63,7 @@ impl ConnectionsOptions {
             hold_ms: 500,
             ready_timeout_ms: 10_000,
             smoke: true,
+            ..ConnectionsOptions::full()
         }
     }
 }
@@ -157,17 +161,18 @@ pub async fn run(
     options: &ConnectionsOptions,
 ) -> Result<ConnectionsReport, BenchError> {
     let open_files = limits::raise_open_file_limit();
-    let origin = CountingOrigin::start(&OriginSpec {
-        body_bytes: 1,
-        delay: Duration::ZERO,
-        cache_control: "public, max-age=3600".to_owned(),
-    })
-    .await?;
-    let listen = process::free_local_addr()?;
-    let args = process::edge_args(listen, origin.url(), None);
-    let mut edge = MeridianProcess::spawn(meridian, &args)?;
+    let origin = process::object_origin(
+        process::addr(options.block, 0, 8000),
+        1,
+        Duration::ZERO,
+        "public, max-age=3600",
+    )?;
+    let listen = process::addr(options.block, 1, 8080);
+    let args = process::edge_args(listen, origin.addr, None);
+    let mut edge = process::spawn(meridian, &args)?;
     let path = sized_path(1024);
-    edge.wait_healthy(
+    process::wait_healthy(
+        &mut edge,
         listen,
         &path,
         Duration::from_millis(options.ready_timeout_ms),
@@ -209,7 +214,7 @@ pub async fn run(
     let failed = opened.len() - held;
     drop(opened);
     if failed > 0 {
-        edge.replay_output();
+        edge.replay();
     }
     Ok(summarize(
         meridian,

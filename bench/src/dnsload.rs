@@ -14,7 +14,6 @@
 //! the generator must cost less per query than the server it measures.
 
 use crate::pinning::Cores;
-use crate::stats::{millis, percentile};
 use hickory_proto::op::Message;
 use hickory_proto::rr::RData;
 use serde::Serialize;
@@ -108,7 +107,7 @@ struct Run<'a> {
     /// Indexed by query ID: socket `s` owns IDs `s·W .. (s+1)·W`.
     slots: Vec<Option<InFlight>>,
     next_query: usize,
-    latencies: Vec<Duration>,
+    latencies: crate::stats::Latencies,
     result: DnsLoadResult,
     /// Good replies so far, per query.
     replies: Vec<u64>,
@@ -165,7 +164,7 @@ impl Run<'_> {
                 // A late reply to a query already counted lost.
                 continue;
             };
-            self.latencies.push(in_flight.sent.elapsed());
+            self.latencies.record(in_flight.sent.elapsed());
             self.check(reply, in_flight.query);
             self.send(slot);
             if self.opened[index] < self.spec.outstanding {
@@ -266,7 +265,7 @@ pub fn run(spec: &DnsLoadSpec, cores: &Cores) -> Result<DnsLoadResult, DnsLoadEr
         sockets,
         slots: vec![None; in_flight],
         next_query: 0,
-        latencies: Vec::new(),
+        latencies: crate::stats::Latencies::default(),
         result: DnsLoadResult::default(),
         replies: vec![0; spec.queries.len()],
         opened: vec![1; spec.sockets],
@@ -299,9 +298,8 @@ pub fn run(spec: &DnsLoadSpec, cores: &Cores) -> Result<DnsLoadResult, DnsLoadEr
     }
     let seconds = started.elapsed().as_secs_f64();
     let mut result = run.result;
-    let mut latencies = run.latencies;
-    latencies.sort_unstable();
-    let at = |p| percentile(&latencies, p).map_or(0.0, millis);
+    let latencies = run.latencies;
+    let at = |p| latencies.ms_at(p);
     result.seconds = seconds;
     result.answers_per_second = result.answered as f64 / seconds;
     result.p50_ms = at(50.0);

@@ -22,14 +22,15 @@
 //! The pure part, [`summarize`], turns measurements into the report.
 
 use crate::BenchError;
-use crate::counting_origin::{CountingOrigin, OriginSpec, sized_path};
 use crate::cpu::{self, CpuTime};
+use crate::kit::{Process, ScriptedOrigin};
 use crate::loadgen::{LoadChoice, LoadGenerator, LoadResult, LoadSpec};
-use crate::peers::{HttpPeer, Skipped, WorkDir};
+use crate::peers::{HttpPeer, Skipped};
 use crate::pinning::Cores;
-use crate::process::{self, MeridianProcess};
+use crate::process::{self, fetches, sized_path};
 use crate::progress::Progress;
 use crate::report::{Row, ScenarioReport};
+use crate::targets::target;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,14 +39,9 @@ use std::time::Duration;
 /// The `Host` every request carries.
 const HOST: &str = "bench.meridian.test";
 
-/// The sizes at which the speed targets apply.
+/// The sizes at which the speed target (`targets`: `http`/`ratio`)
+/// applies.
 const TARGET_SIZES: [usize; 2] = [1024, 100 * 1024];
-
-/// The speed target: Meridian's requests/s over the faster peer's.
-const TARGET_RATIO: f64 = 1.0;
-
-/// What the product brief aims for at 1 KiB.
-const AIM_RATIO: f64 = 1.2;
 
 /// The scenario's knobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -70,6 +66,10 @@ pub struct HttpOptions {
     pub cache_bytes: u64,
     /// How long a server may take to start, in ms.
     pub ready_timeout_ms: u64,
+    /// The loopback block the servers run on: the origin on
+    /// 127.B.0.1:8000, Meridian on 127.B.1.1:8080, the peers on 127.B.2.1
+    /// and 127.B.3.1.
+    pub block: u8,
     /// Whether these are the small CI settings.
     pub smoke: bool,
 }
@@ -88,6 +88,7 @@ impl HttpOptions {
             load: LoadChoice::Auto,
             cache_bytes: 256 * 1024 * 1024,
             ready_timeout_ms: 30_000,
+            block: 240,
             smoke: false,
         }
     }
@@ -280,7 +281,7 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .parse::<usize>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .filter(|&n| n > 0 && n <= crate::counting_origin::MAX_SIZED_BYTES)
+        .filter(|&n| n > 0 && n <= process::MAX_SIZED_BYTES)
         .ok_or_else(|| format!("{text:?} is not a size between 1 and 64m (e.g. 1k, 100k, 1m)"))
 }
 
@@ -298,12 +299,12 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
         reason: e.to_string(),
     })?;
     let cores = Cores::choose();
-    let origin = CountingOrigin::start(&OriginSpec {
-        body_bytes: 1,
-        delay: Duration::ZERO,
-        cache_control: "public, max-age=3600".to_owned(),
-    })
-    .await?;
+    let origin = process::object_origin(
+        process::addr(options.block, 0, 8000),
+        1,
+        Duration::ZERO,
+        "public, max-age=3600",
+    )?;
 
     let mut servers = vec![Server::Meridian];
     let mut skipped = Vec::new();
@@ -328,18 +329,25 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
     // one under load uses it. They take turns, so a burst of noise on the
     // machine hits one round of one server, not one server's whole result.
     let mut running = Vec::new();
-    for &server in &servers {
-        let workdir = WorkDir::create(server.name())?;
-        let listen = process::free_local_addr()?;
-        let mut process =
-            start_server(server, meridian, &workdir, listen, &origin, options, &cores)?;
-        process
-            .wait_healthy(
-                listen,
-                &sized_path(options.sizes[0]),
-                Duration::from_millis(options.ready_timeout_ms),
-            )
-            .await?;
+    for (host, &server) in (1..).zip(&servers) {
+        let workdir = crate::peers::workdir()?;
+        let listen = process::addr(options.block, host, 8080);
+        let mut process = start_server(
+            server,
+            meridian,
+            workdir.path(),
+            listen,
+            &origin,
+            options,
+            &cores,
+        )?;
+        process::wait_healthy(
+            &mut process,
+            listen,
+            &sized_path(options.sizes[0]),
+            Duration::from_millis(options.ready_timeout_ms),
+        )
+        .await?;
         running.push(UnderTest {
             server,
             listen,
@@ -378,7 +386,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
                     size_label(size)
                 );
                 let spec = load_spec(target.listen, path.clone(), options, per_run);
-                let before_fetches = origin.requests(&path);
+                let before_fetches = fetches(&origin, &path);
                 let cpu_before = cpu::process_tree_time(target.process.pid());
                 let load = progress
                     .step(label.clone(), per_run, generator.run(&spec, &cores))
@@ -388,7 +396,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
                 let measured = Round {
                     load,
                     cpu: cpu_before.zip(cpu_after).map(|(b, a)| a.since(&b)),
-                    origin_fetches: origin.requests(&path) - before_fetches,
+                    origin_fetches: fetches(&origin, &path) - before_fetches,
                 };
                 progress.println(format!("{label}: {}", describe_round(&measured)));
                 rounds[server_index * options.sizes.len() + size_index].push(measured);
@@ -403,7 +411,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
                 std::mem::take(&mut rounds[server_index * options.sizes.len() + size_index]);
             let measurement = Measurement::from_rounds(target.server, size, of_run);
             if !measurement.clean() {
-                target.process.replay_output();
+                target.process.replay();
             }
             measurements.push(measurement);
         }
@@ -425,8 +433,8 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
 struct UnderTest {
     server: Server,
     listen: SocketAddr,
-    process: MeridianProcess,
-    _workdir: WorkDir,
+    process: Process,
+    _workdir: tempfile::TempDir,
 }
 
 /// The load of one run: `path` on `addr` for `duration`.
@@ -457,38 +465,33 @@ fn load_failed(error: crate::loadgen::LoadError) -> BenchError {
 fn start_server(
     server: Server,
     meridian: &Path,
-    workdir: &WorkDir,
+    workdir: &Path,
     listen: SocketAddr,
-    origin: &CountingOrigin,
+    origin: &ScriptedOrigin,
     options: &HttpOptions,
     cores: &Cores,
-) -> Result<MeridianProcess, BenchError> {
+) -> Result<Process, BenchError> {
     let (program, args) = match server {
         Server::Meridian => cores.server_command(
             meridian,
-            &process::edge_args(listen, origin.url(), Some(options.cache_bytes)),
+            &process::edge_args(listen, origin.addr, Some(options.cache_bytes)),
         ),
         Server::Peer(peer) => {
             let program = peer.locate().map_err(|skip| BenchError::InvalidOption {
                 name: "peer",
                 reason: skip.reason,
             })?;
-            let command = peer.prepare(
-                &program,
-                workdir.path(),
-                listen,
-                origin.addr(),
-                options.cache_bytes,
-            )?;
+            let command =
+                peer.prepare(&program, workdir, listen, origin.addr, options.cache_bytes)?;
             cores.server_command(&command.program, &command.args)
         }
     };
-    MeridianProcess::spawn(Path::new(&program), &args)
+    process::spawn(Path::new(&program), &args)
 }
 
 /// Fetches `path` through the server until it is a cache hit: until a GET
 /// no longer reaches the origin. Waits for the server to come up first.
-async fn warm(listen: SocketAddr, path: &str, origin: &CountingOrigin) -> Result<(), BenchError> {
+async fn warm(listen: SocketAddr, path: &str, origin: &ScriptedOrigin) -> Result<(), BenchError> {
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
@@ -497,11 +500,11 @@ async fn warm(listen: SocketAddr, path: &str, origin: &CountingOrigin) -> Result
     let started = std::time::Instant::now();
     let mut last = String::new();
     while started.elapsed() < Duration::from_secs(30) {
-        let before = origin.requests(path);
+        let before = fetches(origin, path);
         match client.get(&url).header("host", HOST).send().await {
             Ok(response) if response.status() == 200 => {
                 let complete = response.bytes().await.is_ok();
-                if complete && before > 0 && origin.requests(path) == before {
+                if complete && before > 0 && fetches(origin, path) == before {
                     return Ok(());
                 }
                 last = "not yet cached".to_owned();
@@ -589,7 +592,7 @@ fn compare(measurements: &[Measurement], sizes: &[usize]) -> Vec<Comparison> {
             let checked = TARGET_SIZES.contains(&size);
             let met = !checked
                 || (ours.clean()
-                    && ratio >= TARGET_RATIO
+                    && target("http", "ratio").met(ratio)
                     && ours.median.p99_ms < peer.median.p99_ms);
             Some(Comparison {
                 size,
@@ -630,12 +633,13 @@ pub fn summarize(
     for c in comparisons.iter().filter(|c| !c.met) {
         failures.push(format!(
             "at {}: meridian served {:.2}× {}'s requests/s with p99 {:.2} ms against {:.2} ms \
-             (target ≥ {TARGET_RATIO:.1}× with a lower p99)",
+             (target {} with a lower p99)",
             size_label(c.size),
             c.ratio,
             c.best_peer.name(),
             c.meridian_p99_ms,
-            c.peer_p99_ms
+            c.peer_p99_ms,
+            target("http", "ratio").describe()
         ));
     }
     HttpReport {
@@ -687,12 +691,8 @@ impl ScenarioReport for HttpReport {
                     c.ratio, c.meridian_p99_ms, c.peer_p99_ms
                 );
                 if c.checked {
-                    let target = if size == 1024 {
-                        format!("≥ {TARGET_RATIO:.1}× (aim {AIM_RATIO:.1}×), lower p99")
-                    } else {
-                        format!("≥ {TARGET_RATIO:.1}×, lower p99")
-                    };
-                    rows.push(Row::checked(label, value, target, c.met));
+                    let goal = format!("{}, lower p99", target("http", "ratio").describe());
+                    rows.push(Row::checked(label, value, goal, c.met));
                 } else {
                     rows.push(Row::info(label, value));
                 }

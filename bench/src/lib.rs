@@ -1,42 +1,46 @@
-//! Meridian's benchmark harness.
+//! Meridian's test kit and benchmark harness.
+//!
+//! [`kit`] is what the end-to-end tests, the scenarios and the GeoDNS
+//! fuzz test share to run Meridian and talk to it.
 //!
 //! Every claim in the product brief's performance table is measured here,
 //! against the real `meridian` binary started as a child process, never
 //! against library code in-process: what users run is what gets measured.
 //! Each scenario is one module that takes its options, runs, and returns a
-//! result struct; [`report`] prints it as a table and writes it as JSON.
+//! result struct; [`report`] prints it as a table and writes it as JSON,
+//! judging it by the one table of [`targets`]. Scenarios measure; whether
+//! answers are right is what the tests in `tests/` check.
 //!
 //! Scenarios:
 //! - [`http`]: cache hits per second, latency and CPU per request through
 //!   one edge on one core; with `--compare`, nginx and Varnish ([`peers`]).
 //! - [`dns`]: steered answers with ECS per server CPU-second; with
-//!   `--compare`, gdnsd.
-//! - [`dns_flood`]: GeoDNS flooded with hostile and valid datagrams from
-//!   one core while probes from known countries check every answer.
-//! - [`coalesce`]: N concurrent requests for one cold object through one
-//!   edge must cause exactly one origin fetch.
+//!   `--compare`, gdnsd ([`gdnsd`]).
+//! - [`dns_flood`]: the share of probes GeoDNS still answers while flooded
+//!   from one core.
+//! - [`coalesce`]: origin fetches for N concurrent requests for one cold
+//!   object through one edge.
 //! - [`connections`]: 10,000 idle keep-alive clients on one edge, with
 //!   bounded memory.
 //! - [`memory`]: resident memory of a cache filled twice over, against its
 //!   byte budget.
-//! - [`outage`]: the regional-outage drill: kill a region, restore it, kill
-//!   only its origin, under load; steering times and failed requests.
+//! - [`outage`]: how fast GeoDNS steers around a dead region, under load.
 //!
-//! The shared pieces: [`process`] starts and stops servers, [`pinning`]
-//! puts them on one core and the load on another, [`cpu`] reads their CPU
-//! time, [`loadgen`] and [`dnsload`] generate HTTP and DNS load,
-//! [`counting_origin`] is an in-process origin that counts what reaches it,
-//! [`progress`] draws the progress bar, [`limits`] raises the open-file
-//! limit, [`stats`] computes percentiles, [`report`] prints the tables.
+//! The shared pieces: [`process`] starts servers, [`pinning`] puts them
+//! on one core and the load on another, [`cpu`] reads their CPU time,
+//! [`loadgen`] and [`dnsload`] generate HTTP and DNS load, [`progress`]
+//! draws the progress bar, [`limits`] raises the open-file limit,
+//! [`stats`] computes percentiles, [`report`] prints the tables.
 
 pub mod coalesce;
 pub mod connections;
-pub mod counting_origin;
 pub mod cpu;
 pub mod dns;
 pub mod dns_flood;
 pub mod dnsload;
+pub mod gdnsd;
 pub mod http;
+pub mod kit;
 pub mod limits;
 pub mod loadgen;
 pub mod memory;
@@ -47,10 +51,9 @@ pub mod process;
 pub mod progress;
 pub mod report;
 pub mod stats;
+pub mod targets;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Why a scenario could not run (as opposed to ran and missed its target,
 /// which is a result, see [`report::ScenarioReport::failures`]).
@@ -69,35 +72,9 @@ pub enum BenchError {
     /// The bench executable cannot say where it is.
     #[error("cannot locate the bench executable: {0}")]
     CurrentExe(#[source] std::io::Error),
-    /// `meridian` could not be started.
-    #[error("cannot start {}: {source}", path.display())]
-    Spawn {
-        /// The binary.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// `meridian` exited before it answered its health check.
-    #[error("meridian exited before it was ready ({status}); its output is above")]
-    Exited {
-        /// How it exited.
-        status: std::process::ExitStatus,
-    },
-    /// `meridian` did not answer its health check in time.
-    #[error(
-        "meridian did not answer http://{addr}{path} with 200 within {waited:?} \
-         (last attempt: {last}); its output is above"
-    )]
-    NotReady {
-        /// Where it should listen.
-        addr: SocketAddr,
-        /// The health path.
-        path: String,
-        /// How long we waited.
-        waited: Duration,
-        /// What the last attempt saw.
-        last: String,
-    },
+    /// A server could not be started, or did not get ready.
+    #[error(transparent)]
+    Kit(#[from] crate::kit::KitError),
     /// A scenario option cannot be used.
     #[error("invalid {name}: {reason}")]
     InvalidOption {

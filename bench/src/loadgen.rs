@@ -10,7 +10,7 @@
 
 use crate::pinning::Cores;
 use crate::process::error_chain;
-use crate::stats::percentile;
+use crate::stats::Latencies;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use serde::Serialize;
@@ -229,7 +229,7 @@ fn parse_wrk(stdout: &str) -> Option<LoadResult> {
 /// What one built-in connection measured.
 #[derive(Default)]
 struct ConnectionTally {
-    latencies: Vec<Duration>,
+    latencies: Latencies,
     errors: u64,
     bad_status: u64,
     last_error: Option<String>,
@@ -257,10 +257,10 @@ fn run_builtin(spec: &LoadSpec, cores: &Cores) -> Result<LoadResult, LoadError> 
         tallies
     });
     let seconds = started.elapsed().as_secs_f64();
-    let mut latencies = Vec::new();
+    let mut latencies = Latencies::default();
     let (mut errors, mut bad_status, mut last_error) = (0, 0, None);
     for tally in tallies {
-        latencies.extend(tally.latencies);
+        latencies.merge(&tally.latencies);
         errors += tally.errors;
         bad_status += tally.bad_status;
         last_error = last_error.or(tally.last_error);
@@ -273,9 +273,8 @@ fn run_builtin(spec: &LoadSpec, cores: &Cores) -> Result<LoadResult, LoadError> 
             last_error.unwrap_or_else(|| "no error seen".to_owned())
         )));
     }
-    latencies.sort_unstable();
-    let ms = |p| percentile(&latencies, p).map_or(0.0, crate::stats::millis);
-    let requests = latencies.len() as u64;
+    let ms = |p| latencies.ms_at(p);
+    let requests = latencies.len();
     Ok(LoadResult {
         requests,
         errors,
@@ -333,7 +332,7 @@ async fn requests_on_one_connection(
             .collect()
             .await
             .map_err(|e| error_chain(&e))?;
-        tally.latencies.push(started.elapsed());
+        tally.latencies.record(started.elapsed());
         if !ok {
             tally.bad_status += 1;
         }
@@ -364,16 +363,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_builtin_generator_measures_a_real_server() {
-        let origin =
-            crate::counting_origin::CountingOrigin::start(&crate::counting_origin::OriginSpec {
-                body_bytes: 100,
-                delay: Duration::ZERO,
-                cache_control: "public, max-age=60".into(),
-            })
-            .await
-            .unwrap();
+        let origin = crate::kit::ScriptedOrigin::start("127.0.0.1:0", |r| {
+            if r.path == "/nope" {
+                crate::kit::Reply::Respond(404, vec![], vec![])
+            } else {
+                crate::kit::ok(&[("cache-control", "public, max-age=60")], "x")
+            }
+        })
+        .unwrap();
         let spec = LoadSpec {
-            addr: origin.addr(),
+            addr: origin.addr,
             path: "/object-x".into(),
             host: "bench.test".into(),
             connections: 4,
@@ -387,7 +386,7 @@ mod tests {
         assert!(result.requests > 10, "{result:?}");
         assert_eq!(result.errors, 0);
         assert_eq!(result.bad_status, 0);
-        assert_eq!(origin.requests("/object-x"), result.requests);
+        assert_eq!(origin.count("GET", "/object-x") as u64, result.requests);
         assert!(result.p50_ms <= result.p99_ms && result.p99_ms <= result.p999_ms);
 
         let missing = LoadSpec {

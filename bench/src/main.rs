@@ -37,6 +37,10 @@ struct Cli {
     /// A small, quick run for CI (options given explicitly still apply).
     #[arg(long, global = true)]
     smoke: bool,
+    /// Run on loopback block 127.BLOCK.x.y [default: one per scenario,
+    /// 240-246].
+    #[arg(long, global = true, value_name = "BLOCK")]
+    block: Option<u8>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,16 +54,16 @@ enum Scenario {
     /// Steered DNS answers with ECS per server CPU-second; with --compare,
     /// gdnsd side by side.
     Dns(DnsArgs),
-    /// GeoDNS flooded from one core with random bytes, truncated and
-    /// malformed queries, compression-pointer loops, responses and valid
-    /// steered queries, while probes check that answers stay correct: 0
-    /// wrong answers, ≥ 99 % of UDP probes and every TCP probe answered,
-    /// alive afterwards; with --compare, gdnsd under the same flood.
+    /// GeoDNS flooded from one core with the fuzz corpus's hostile
+    /// datagrams, while probes from known countries measure how many real
+    /// queries still get their answer over UDP and TCP.
     DnsFlood(DnsFloodArgs),
     /// The regional-outage drill: kill eu-west, restore it, then kill only
-    /// its origin, under load from clients in GB, US and SG; checks steering
-    /// away (≤ 2 s), back (≤ 3 s) and 0 failed idempotent requests.
+    /// its origin, under load from clients in GB, US and SG; measures how
+    /// fast GeoDNS steers away and back.
     Outage(OutageArgs),
+    /// Prints the targets table (Markdown), as bench/RESULTS.md shows it.
+    Targets,
     /// Resident memory of an edge whose cache was filled twice over,
     /// against its byte budget.
     Memory(MemoryArgs),
@@ -141,10 +145,6 @@ struct OutageArgs {
     /// --smoke].
     #[arg(long, value_name = "SECONDS")]
     steered_ttl: Option<u32>,
-    /// Run on loopback block 127.BLOCK.x.y, 200-215 [default: the first
-    /// free one].
-    #[arg(long, value_name = "BLOCK")]
-    block: Option<u8>,
 }
 
 impl OutageArgs {
@@ -160,7 +160,6 @@ impl OutageArgs {
             clients_per_country: self.clients.unwrap_or(defaults.clients_per_country),
             rate_per_client: self.rate.unwrap_or(defaults.rate_per_client),
             steered_ttl_seconds: self.steered_ttl.or(defaults.steered_ttl_seconds),
-            block: self.block.or(defaults.block),
             ..defaults
         }
     }
@@ -213,11 +212,6 @@ impl DnsArgs {
 /// `bench dns-flood`; unset options take the full (or --smoke) defaults.
 #[derive(Debug, Args)]
 struct DnsFloodArgs {
-    /// Also run gdnsd 3 (plugin_geoip) with the same zone, database and
-    /// steering, on the same core, under the same flood and probes, after
-    /// Meridian; its numbers are shown next to Meridian's.
-    #[arg(long)]
-    compare: bool,
     /// Seconds of flood [default: 10; 2 with --smoke].
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -233,20 +227,13 @@ struct DnsFloodArgs {
     /// GB,US,SG].
     #[arg(long, value_delimiter = ',', value_name = "CODES")]
     countries: Vec<String>,
-    /// Milliseconds between UDP probes [default: 10].
-    #[arg(long, value_name = "MS")]
-    probe_interval_ms: Option<u64>,
-    /// Milliseconds between TCP probes [default: 500].
-    #[arg(long, value_name = "MS")]
-    tcp_probe_interval_ms: Option<u64>,
     /// The seed of the flood's datagrams, to replay a run [default: from
     /// the clock; printed].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// Run GeoDNS with response-rate limiting ([geodns.rate_limit]) at
     /// this many responses per second per client network; the flood comes
-    /// from one /24 and the probes from another [default: off, as in the
-    /// dns scenario].
+    /// from one /24 and the probes from another [default: off].
     #[arg(long, value_name = "RPS")]
     rate_limit: Option<u32>,
 }
@@ -267,13 +254,8 @@ impl DnsFloodArgs {
             } else {
                 self.countries.clone()
             },
-            probe_interval_ms: self.probe_interval_ms.unwrap_or(defaults.probe_interval_ms),
-            tcp_probe_interval_ms: self
-                .tcp_probe_interval_ms
-                .unwrap_or(defaults.tcp_probe_interval_ms),
             seed: self.seed.or(defaults.seed),
             rate_limit: self.rate_limit.or(defaults.rate_limit),
-            compare: self.compare,
             ..defaults
         }
     }
@@ -385,51 +367,40 @@ fn main() -> ExitCode {
 
 /// Runs the chosen scenario; returns the targets it missed.
 fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
+    if let Scenario::Targets = cli.scenario {
+        print!("{}", bench::targets::markdown());
+        return Ok(Vec::new());
+    }
     let meridian = bench::locate_meridian(cli.meridian.as_deref())?;
-    // Everything of the bench's own (its runtime, its in-process origin,
-    // its health responders) stays off the core the servers under test are
-    // pinned to: threads inherit this thread's affinity.
+    // Everything of the bench's own (its runtime, its origin, its health
+    // responders) stays off the core the servers under test are pinned
+    // to: threads inherit this thread's affinity.
     bench::pinning::Cores::choose().pin_current_thread_to_load();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let json = cli.json.as_deref();
+    let (smoke, block) = (cli.smoke, cli.block);
+    // Each scenario: its options (the block given, if one was), run, report.
+    macro_rules! scenario {
+        ($module:ident, $args:expr) => {{
+            let mut options = $args.options(smoke);
+            if let Some(block) = block {
+                options.block = block;
+            }
+            let result = runtime.block_on($module::run(&meridian, &options))?;
+            report::finish(&result, json)?
+        }};
+    }
     let failures = match cli.scenario {
-        Scenario::Coalesce(args) => {
-            let options = args.options(cli.smoke);
-            let result = runtime.block_on(coalesce::run(&meridian, &options))?;
-            report::finish(&result, json)?
-        }
-        Scenario::Dns(args) => {
-            let options = args.options(cli.smoke);
-            let result = runtime.block_on(dns::run(&meridian, &options))?;
-            report::finish(&result, json)?
-        }
-        Scenario::DnsFlood(args) => {
-            let options = args.options(cli.smoke);
-            let result = runtime.block_on(dns_flood::run(&meridian, &options))?;
-            report::finish(&result, json)?
-        }
-        Scenario::Outage(args) => {
-            let options = args.options(cli.smoke);
-            let result = runtime.block_on(outage::run(&meridian, &options))?;
-            report::finish(&result, json)?
-        }
-        Scenario::Connections(args) => {
-            let options = args.options(cli.smoke);
-            let result = runtime.block_on(connections::run(&meridian, &options))?;
-            report::finish(&result, json)?
-        }
-        Scenario::Memory(args) => {
-            let options = args.options(cli.smoke);
-            let result = runtime.block_on(memory::run(&meridian, &options))?;
-            report::finish(&result, json)?
-        }
-        Scenario::Http(args) => {
-            let options = args.options(cli.smoke);
-            let result = runtime.block_on(http::run(&meridian, &options))?;
-            report::finish(&result, json)?
-        }
+        Scenario::Coalesce(args) => scenario!(coalesce, args),
+        Scenario::Dns(args) => scenario!(dns, args),
+        Scenario::DnsFlood(args) => scenario!(dns_flood, args),
+        Scenario::Outage(args) => scenario!(outage, args),
+        Scenario::Connections(args) => scenario!(connections, args),
+        Scenario::Memory(args) => scenario!(memory, args),
+        Scenario::Http(args) => scenario!(http, args),
+        Scenario::Targets => Vec::new(),
     };
     Ok(failures)
 }
@@ -559,7 +530,6 @@ mod tests {
         assert_eq!(options.rate, None);
         assert_eq!(options.rate_limit, None);
         assert_eq!(options.countries, ["GB", "US", "SG"]);
-        assert!(!options.compare);
 
         let cli = Cli::try_parse_from([
             "bench",
@@ -569,7 +539,6 @@ mod tests {
             "500",
             "--rate-limit",
             "50",
-            "--compare",
         ])
         .unwrap();
         let Scenario::DnsFlood(args) = &cli.scenario else {
@@ -580,7 +549,6 @@ mod tests {
         assert_eq!(options.rate_limit, Some(50));
         assert_eq!(options.duration_ms, 2_000);
         assert!(options.smoke);
-        assert!(options.compare);
     }
 
     #[test]

@@ -133,7 +133,11 @@ impl HttpPeer {
     ) -> Result<PeerCommand, BenchError> {
         match self {
             HttpPeer::Nginx => {
-                let cache_dir = tmpfs_dir("nginx-cache")?;
+                let cache_dir = workdir.join("cache");
+                std::fs::create_dir_all(&cache_dir).map_err(|source| BenchError::Io {
+                    action: "create a cache directory for a peer",
+                    source,
+                })?;
                 let conf = nginx_conf(&NginxSettings {
                     workdir,
                     cache_dir: &cache_dir,
@@ -247,24 +251,6 @@ fn varnish_args(
     .to_vec()
 }
 
-/// A fresh directory on tmpfs (`/dev/shm`) when there is one, else in the
-/// temporary directory, for a peer's disk cache.
-fn tmpfs_dir(name: &str) -> Result<PathBuf, BenchError> {
-    let base = Path::new("/dev/shm");
-    let base = if base.is_dir() {
-        base.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("meridian-bench-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|source| BenchError::Io {
-        action: "create a cache directory for a peer",
-        source,
-    })?;
-    Ok(dir)
-}
-
 fn write(path: &Path, text: &str) -> Result<(), BenchError> {
     std::fs::write(path, text).map_err(|source| BenchError::Io {
         action: "write a peer's configuration",
@@ -272,38 +258,22 @@ fn write(path: &Path, text: &str) -> Result<(), BenchError> {
     })
 }
 
-/// A scratch directory removed on drop (with the tmpfs cache directories
-/// this process made).
-pub struct WorkDir {
-    path: PathBuf,
-}
-
-impl WorkDir {
-    /// Creates `<tmp>/meridian-bench-<name>-<pid>`, empty.
-    pub fn create(name: &str) -> Result<WorkDir, BenchError> {
-        let path =
-            std::env::temp_dir().join(format!("meridian-bench-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).map_err(|source| BenchError::Io {
+/// A scratch directory for a server, removed on drop: on tmpfs
+/// (`/dev/shm`) when there is one, since a peer keeps its disk cache there.
+pub fn workdir() -> Result<tempfile::TempDir, BenchError> {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    tempfile::Builder::new()
+        .prefix("meridian-bench-")
+        .tempdir_in(base)
+        .map_err(|source| BenchError::Io {
             action: "create a scratch directory",
             source,
-        })?;
-        Ok(WorkDir { path })
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-        let cache = Path::new("/dev/shm")
-            .join(format!("meridian-bench-nginx-cache-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(cache);
-    }
+        })
 }
 
 #[cfg(test)]

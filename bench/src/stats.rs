@@ -1,30 +1,91 @@
-//! Latency statistics: percentiles over measured durations.
+//! Latency percentiles, from an HdrHistogram.
 //!
-//! Percentiles use the nearest-rank method: the p-th percentile of n sorted
-//! samples is the one at rank ⌈p/100 · n⌉. It always returns a value that
-//! was actually measured (no interpolation), which is what a latency
-//! report should show.
+//! A run records millions of latencies; a histogram with fixed relative
+//! precision (three significant digits, 1 µs to an hour) holds them in
+//! bounded memory and gives any percentile, where a sorted vector of every
+//! sample would grow with the run.
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::time::Duration;
-
-/// The `p`-th percentile (0–100) of `sorted` (ascending), by nearest rank;
-/// `None` when there are no samples.
-pub fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let n = sorted.len();
-    let p = p.clamp(0.0, 100.0);
-    // ⌈p/100 · n⌉ as a 1-based rank; rank 0 (p = 0) means the minimum.
-    // The float lies in 0..=n, so the cast is exact.
-    let rank = (p / 100.0 * n as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, n) - 1).copied()
-}
 
 /// Milliseconds, as a float, for reports.
 pub fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+/// Recorded latencies, in microseconds.
+#[derive(Debug, Clone)]
+pub struct Latencies(Histogram<u64>);
+
+impl Default for Latencies {
+    fn default() -> Self {
+        // Bounds of 1 µs to one hour with 3 significant digits are valid
+        // for HdrHistogram (low ≥ 1, high ≥ 2·low, sigfig ≤ 5).
+        Latencies(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"))
+    }
+}
+
+impl Latencies {
+    /// Records one latency (clamped to the histogram's range).
+    pub fn record(&mut self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.0.saturating_record(micros.max(1));
+    }
+
+    /// Adds every latency `other` recorded.
+    pub fn merge(&mut self, other: &Latencies) {
+        // Both have the same bounds, so nothing is out of range.
+        let _ = self.0.add(&other.0);
+    }
+
+    /// How many were recorded.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The `p`-th percentile (0–100) in milliseconds; 0 when empty.
+    pub fn ms_at(&self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        self.0.value_at_quantile(p.clamp(0.0, 100.0) / 100.0) as f64 / 1000.0
+    }
+
+    /// The distribution, summarised.
+    pub fn summary(&self) -> LatencySummary {
+        LatencySummary {
+            samples: usize::try_from(self.len()).unwrap_or(usize::MAX),
+            min_ms: if self.is_empty() {
+                0.0
+            } else {
+                self.0.min() as f64 / 1000.0
+            },
+            p50_ms: self.ms_at(50.0),
+            p90_ms: self.ms_at(90.0),
+            p99_ms: self.ms_at(99.0),
+            max_ms: if self.is_empty() {
+                0.0
+            } else {
+                self.0.max() as f64 / 1000.0
+            },
+        }
+    }
+}
+
+impl FromIterator<Duration> for Latencies {
+    fn from_iter<I: IntoIterator<Item = Duration>>(samples: I) -> Self {
+        let mut latencies = Latencies::default();
+        for sample in samples {
+            latencies.record(sample);
+        }
+        latencies
+    }
 }
 
 /// A latency distribution in milliseconds.
@@ -46,17 +107,8 @@ pub struct LatencySummary {
 
 impl LatencySummary {
     /// Summarizes `samples` (in any order); all zeros when empty.
-    pub fn from_samples(mut samples: Vec<Duration>) -> Self {
-        samples.sort_unstable();
-        let at = |p: f64| percentile(&samples, p).map_or(0.0, millis);
-        LatencySummary {
-            samples: samples.len(),
-            min_ms: at(0.0),
-            p50_ms: at(50.0),
-            p90_ms: at(90.0),
-            p99_ms: at(99.0),
-            max_ms: at(100.0),
-        }
+    pub fn from_samples(samples: impl IntoIterator<Item = Duration>) -> Self {
+        samples.into_iter().collect::<Latencies>().summary()
     }
 }
 
@@ -69,45 +121,24 @@ mod tests {
     }
 
     #[test]
-    fn nearest_rank_percentiles_of_one_to_a_hundred() {
-        let samples = ms(1..=100);
-        assert_eq!(percentile(&samples, 50.0), Some(Duration::from_millis(50)));
-        assert_eq!(percentile(&samples, 99.0), Some(Duration::from_millis(99)));
-        assert_eq!(
-            percentile(&samples, 100.0),
-            Some(Duration::from_millis(100))
-        );
-        assert_eq!(percentile(&samples, 0.0), Some(Duration::from_millis(1)));
-        assert_eq!(percentile(&samples, 0.5), Some(Duration::from_millis(1)));
+    fn percentiles_are_within_the_histograms_precision() {
+        let latencies: Latencies = ms(1..=100).into_iter().collect();
+        assert_eq!(latencies.len(), 100);
+        for (p, expected) in [(50.0, 50.0), (99.0, 99.0), (100.0, 100.0), (0.0, 1.0)] {
+            let got = latencies.ms_at(p);
+            assert!((got - expected).abs() <= expected * 0.001, "p{p}: {got}");
+        }
     }
 
     #[test]
-    fn percentiles_of_few_samples_are_measured_values() {
-        let samples = ms([10, 20, 30]);
-        assert_eq!(percentile(&samples, 50.0), Some(Duration::from_millis(20)));
-        assert_eq!(percentile(&samples, 99.0), Some(Duration::from_millis(30)));
-        assert_eq!(percentile(&ms([7]), 50.0), Some(Duration::from_millis(7)));
-        assert_eq!(percentile(&[], 50.0), None);
-    }
-
-    #[test]
-    fn out_of_range_percentiles_are_clamped() {
-        let samples = ms([1, 2, 3]);
-        assert_eq!(percentile(&samples, -5.0), Some(Duration::from_millis(1)));
-        assert_eq!(percentile(&samples, 250.0), Some(Duration::from_millis(3)));
-    }
-
-    #[test]
-    fn a_summary_sorts_its_samples() {
-        let summary = LatencySummary::from_samples(ms([30, 10, 20, 40]));
-        assert_eq!(summary.samples, 4);
-        assert_eq!(summary.min_ms, 10.0);
-        assert_eq!(summary.p50_ms, 20.0);
-        assert_eq!(summary.p99_ms, 40.0);
-        assert_eq!(summary.max_ms, 40.0);
+    fn a_summary_of_nothing_is_zeros() {
         assert_eq!(
             LatencySummary::from_samples(Vec::new()),
             LatencySummary::default()
         );
+        let summary = LatencySummary::from_samples(ms([30, 10, 20, 40]));
+        assert_eq!(summary.samples, 4);
+        assert!((summary.min_ms - 10.0).abs() < 0.02, "{summary:?}");
+        assert!((summary.max_ms - 40.0).abs() < 0.05, "{summary:?}");
     }
 }

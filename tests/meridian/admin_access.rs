@@ -5,7 +5,7 @@
 //! CLI and a page of the listener's own origin keep working. Raw HTTP, so
 //! every header is the test's choice. Blocks 127.170 and 127.171.
 
-use crate::harness::{TempDir, Up, config_on_block, meridian, tcp_listening};
+use crate::harness::{Topology, Up, bin, meridian, tcp_listening, tempdir, up};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -38,7 +38,7 @@ fn raw(addr: SocketAddr, head: &str, body: &str) -> (u16, String) {
 
 /// The state of `process` (e.g. `origin ap-southeast`) in `up`'s status.
 fn state_of(up: &Up, process: &str) -> String {
-    let status = up.status_json();
+    let status = up.status_json().unwrap();
     let found = status["processes"]
         .as_array()
         .unwrap()
@@ -50,7 +50,7 @@ fn state_of(up: &Up, process: &str) -> String {
 
 #[test]
 fn control_api_refuses_rebinding_and_cross_site_requests() {
-    let up = Up::start(170);
+    let up = up(170);
     let control: SocketAddr = "127.170.0.1:9000".parse().unwrap();
     let origin: SocketAddr = "127.170.3.2:8000".parse().unwrap();
     let outage = "POST /regions/ap-southeast/outage?component=origin HTTP/1.1";
@@ -132,21 +132,23 @@ fn control_api_refuses_rebinding_and_cross_site_requests() {
     assert!(tcp_listening(origin), "the restore did not happen");
 
     // The CLI keeps working: outage, status, restore.
-    let outage = up.command(&["outage", "ap-southeast", "--component", "origin"]);
+    let outage = up
+        .command(&["outage", "ap-southeast", "--component", "origin"])
+        .unwrap();
     assert!(
         outage.status.success(),
         "{}",
         String::from_utf8_lossy(&outage.stderr)
     );
     assert_eq!(state_of(&up, "origin ap-southeast"), "killed");
-    let restore = up.command(&["restore", "ap-southeast"]);
+    let restore = up.command(&["restore", "ap-southeast"]).unwrap();
     assert!(
         restore.status.success(),
         "{}",
         String::from_utf8_lossy(&restore.stderr)
     );
     assert_eq!(state_of(&up, "origin ap-southeast"), "running");
-    let table = up.command(&["status"]);
+    let table = up.command(&["status"]).unwrap();
     assert!(table.status.success());
 }
 
@@ -155,12 +157,8 @@ fn edge_and_geodns_admin_listeners_refuse_rebinding_and_cross_site_requests() {
     const DNS_TOKEN: &str = "geodns-admin-token-for-tests";
     const PURGE_TOKEN: &str = "meridian-demo-purge-token";
     let b = 171;
-    let config = config_on_block(b).replace(
-        &format!("admin_listen = \"127.{b}.0.1:9153\""),
-        &format!("admin_listen = \"127.{b}.0.1:9153\"\nadmin_token = \"{DNS_TOKEN}\""),
-    );
-    assert!(config.contains(DNS_TOKEN));
-    let up = Up::start_with(b, &config);
+    let topology = Topology::demo(b).geodns_admin_token(DNS_TOKEN);
+    let up = Up::start(bin(), &topology).unwrap();
 
     // An edge's admin listener.
     let edge_admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
@@ -210,7 +208,7 @@ fn edge_and_geodns_admin_listeners_refuse_rebinding_and_cross_site_requests() {
         all,
     );
     assert_eq!(code, 200, "{body}");
-    let purged = up.command(&["purge", "--all"]);
+    let purged = up.command(&["purge", "--all"]).unwrap();
     assert!(
         purged.status.success(),
         "{}",
@@ -253,10 +251,10 @@ fn edge_and_geodns_admin_listeners_refuse_rebinding_and_cross_site_requests() {
         assert_eq!(code, 403, "{path} from another origin");
     }
     // The CLI reads GeoDNS's view with the token from the config.
-    let status = up.status_json();
+    let status = up.status_json().unwrap();
     assert_eq!(status["dns_view_available"], true, "{status}");
     assert_eq!(status["regions"][1]["dns_view_up"], true, "{status}");
-    let route = up.command(&["route", "81.2.69.142"]);
+    let route = up.command(&["route", "81.2.69.142"]).unwrap();
     let text = String::from_utf8_lossy(&route.stdout);
     assert!(
         text.contains(&format!("health as GeoDNS on 127.{b}.0.1:9153 sees it")),
@@ -267,12 +265,11 @@ fn edge_and_geodns_admin_listeners_refuse_rebinding_and_cross_site_requests() {
 
 #[test]
 fn a_geodns_admin_listener_off_loopback_needs_a_token() {
-    let dir = TempDir::new("geodns-admin-token");
-    let config = config_on_block(172).replace(
-        "admin_listen = \"127.172.0.1:9153\"",
-        "admin_listen = \"0.0.0.0:9153\"",
-    );
-    let path = dir.write("meridian.toml", &config);
+    let dir = tempdir();
+    let off_loopback = Topology::demo(172).geodns_admin_listen("0.0.0.0:9153".parse().unwrap());
+    let path = off_loopback
+        .write_unchecked(dir.path(), "meridian.toml")
+        .unwrap();
     let output = meridian()
         .args(["config", "check"])
         .arg(&path)
@@ -286,11 +283,10 @@ fn a_geodns_admin_listener_off_loopback_needs_a_token() {
             && stderr.contains("geodns.admin_token"),
         "{stderr}"
     );
-    let with_token = config.replace(
-        "admin_listen = \"0.0.0.0:9153\"",
-        "admin_listen = \"0.0.0.0:9153\"\nadmin_token = \"geodns-admin-token-for-tests\"",
-    );
-    let path = dir.write("meridian.toml", &with_token);
+    let path = off_loopback
+        .geodns_admin_token("geodns-admin-token-for-tests")
+        .write(dir.path())
+        .unwrap();
     let output = meridian()
         .args(["config", "check"])
         .arg(&path)

@@ -1,8 +1,8 @@
 //! The edge cache against RFC 9111, one behaviour per test, each through a
 //! real edge process in front of a scripted origin.
 
-use crate::harness::EdgeProcess;
-use crate::scripted::{Received, Reply, ScriptedOrigin, ok};
+use crate::harness::{Edge, Topology, ad_hoc, client_via, edge, get_text};
+use bench::kit::{Received, Reply, ScriptedOrigin, ok};
 use reqwest::header::HeaderMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +12,7 @@ use std::time::Duration;
 /// 127.`block`.0.2:8000.
 struct Setup {
     origin: ScriptedOrigin,
-    edge: EdgeProcess,
+    edge: Edge,
     client: reqwest::Client,
 }
 
@@ -27,8 +27,8 @@ impl Setup {
         flags: &[&str],
         script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
     ) -> Setup {
-        let origin = ScriptedOrigin::start(&format!("127.{block}.0.2:8000"), script);
-        let edge = tokio::task::block_in_place(|| EdgeProcess::ad_hoc_with(block, flags));
+        let origin = ScriptedOrigin::start(&format!("127.{block}.0.2:8000"), script).unwrap();
+        let edge = tokio::task::block_in_place(|| ad_hoc(block, flags));
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         Setup {
             origin,
@@ -684,16 +684,12 @@ async fn concurrent_forced_revalidations_make_one_origin_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edge_can_be_told_to_ignore_client_cache_bypass() {
-    use crate::harness::{EdgeProcess, client_via, config_on_block, with_line};
     let origin = ScriptedOrigin::start("127.191.2.2:8000", |_| {
         ok(&[("cache-control", "max-age=600")], "cached")
-    });
-    let config = with_line(
-        &config_on_block(191),
-        "honor_client_no_cache = true",
-        "honor_client_no_cache = false",
-    );
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(191, 2, &config));
+    })
+    .unwrap();
+    let topology = Topology::demo(191).honor_client_no_cache(false);
+    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let client = client_via(edge.addr);
     let url = "http://cdn.meridian.test:8080/a";
     client.get(url).send().await.unwrap();
@@ -840,7 +836,6 @@ async fn range_corners_follow_rfc_9110() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_url_keeps_at_most_its_maximum_of_variants() {
-    use crate::harness::{EdgeProcess, client_via, config_on_block, get_text, with_line};
     let origin = ScriptedOrigin::start("127.203.2.2:8000", |r| {
         let language = r
             .headers
@@ -854,13 +849,10 @@ async fn a_url_keeps_at_most_its_maximum_of_variants() {
             ],
             &format!("in {language}"),
         )
-    });
-    let config = with_line(
-        &config_on_block(203),
-        "cache_max_variants = 16",
-        "cache_max_variants = 4",
-    );
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(203, 2, &config));
+    })
+    .unwrap();
+    let topology = Topology::demo(203).cache_max_variants(4);
+    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let client = client_via(edge.addr);
     let url = "http://cdn.meridian.test:8080/v";
     let get = |language: String| {

@@ -1,6 +1,6 @@
 //! Configuration commands, and bad configs refused before anything starts.
 
-use crate::harness::{TempDir, config_on_block, meridian, tcp_listening};
+use crate::harness::{Topology, meridian, tcp_listening, tempdir, write};
 
 #[test]
 fn config_default_prints_a_config_that_checks() {
@@ -8,8 +8,8 @@ fn config_default_prints_a_config_that_checks() {
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("cdn.meridian.test."));
-    let dir = TempDir::new("default");
-    let path = dir.write("default.toml", &text);
+    let dir = tempdir();
+    let path = write(&dir, "default.toml", &text);
     let check = meridian()
         .args(["config", "check"])
         .arg(&path)
@@ -40,11 +40,11 @@ fn shipped_examples_check() {
     // `config check` loads the geo database too, and the examples name
     // files that live on the deployment hosts: each is checked from a copy
     // with a stand-in database (the embedded one's bytes) where it says.
-    let dir = TempDir::new("examples");
+    let dir = tempdir();
     let copies: Vec<_> = files
         .iter()
         .map(|file| {
-            let copy = dir.0.join(file.file_name().unwrap());
+            let copy = dir.path().join(file.file_name().unwrap());
             std::fs::copy(file, &copy).unwrap();
             let config = config::Config::load(&copy).unwrap();
             if let config::GeoDatabase::File(database) = &config.geodns.geo_database
@@ -70,9 +70,11 @@ fn shipped_examples_check() {
 #[test]
 fn a_bad_value_is_refused_with_file_key_and_reason_and_nothing_starts() {
     let block = 43;
-    let dir = TempDir::new("bad-value");
-    let bad = config_on_block(block).replace("latitude = 53.35", "latitude = 153.35");
-    let path = dir.write("bad.toml", &bad);
+    let dir = tempdir();
+    let path = Topology::demo(block)
+        .latitude(2, 153.35)
+        .write_unchecked(dir.path(), "bad.toml")
+        .unwrap();
 
     let check = meridian()
         .args(["config", "check"])
@@ -114,11 +116,11 @@ fn a_bad_value_is_refused_with_file_key_and_reason_and_nothing_starts() {
 
 #[test]
 fn an_unknown_key_is_refused() {
-    let dir = TempDir::new("unknown-key");
-    let path = dir.write(
-        "typo.toml",
-        &config_on_block(44).replace("http_port = 8080", "htp_port = 8080"),
-    );
+    let dir = tempdir();
+    let path = Topology::demo(44)
+        .rename("edge.http_port", "htp_port")
+        .write_unchecked(dir.path(), "typo.toml")
+        .unwrap();
     let output = meridian()
         .args(["config", "check"])
         .arg(&path)

@@ -1,8 +1,8 @@
 //! Edge → origin failover: own region first, then the nearest others;
 //! idempotent requests move on, a POST is never sent twice.
 
-use crate::harness::{EdgeProcess, Up, client_via, config_on_block};
-use crate::scripted::{Reply, ScriptedOrigin};
+use crate::harness::{Topology, client_via, dns, edge, up};
+use bench::kit::{Reply, ScriptedOrigin};
 use std::time::Duration;
 
 fn body(text: &str) -> Vec<u8> {
@@ -14,10 +14,10 @@ fn body(text: &str) -> Vec<u8> {
 /// health checks never mark an origin down during a test (a slow probe on
 /// a loaded machine would otherwise reorder the origins): these tests are
 /// about what happens to one request.
-fn config_without_cool_down(block: u8) -> String {
-    config_on_block(block)
-        .replace("origin_suspect_ms = 5000", "origin_suspect_ms = 1")
-        .replace("down_after = 2", "down_after = 100")
+fn without_cool_down(block: u8) -> Topology {
+    Topology::demo(block)
+        .origin_suspect(Duration::from_millis(1))
+        .health_down_after(100)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -31,19 +31,21 @@ async fn a_post_is_never_replayed_once_its_body_went_out() {
             ("GET", "/item") => Reply::Respond(503, vec![], body("busy")),
             _ => Reply::Respond(404, vec![], vec![]),
         }
-    });
+    })
+    .unwrap();
     let us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| {
         Reply::Respond(
             200,
             vec![("cache-control", "no-store".into())],
             body("from us-east"),
         )
-    });
+    })
+    .unwrap();
     let ap = ScriptedOrigin::start(&format!("127.{b}.3.2:8000"), |_| {
         Reply::Respond(200, vec![], body("from ap"))
-    });
-    let edge =
-        tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_without_cool_down(b)));
+    })
+    .unwrap();
+    let edge = tokio::task::block_in_place(|| edge(&without_cool_down(b), 2));
     let client = client_via(edge.addr);
 
     // The origin died after reading the POST: the edge must not send it again.
@@ -106,9 +108,9 @@ async fn a_post_moves_on_when_the_origin_refuses_connections() {
     // No eu-west origin at all: connections are refused, nothing is sent.
     let us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| {
         Reply::Respond(201, vec![], body("created"))
-    });
-    let edge =
-        tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_without_cool_down(b)));
+    })
+    .unwrap();
+    let edge = tokio::task::block_in_place(|| edge(&without_cool_down(b), 2));
     let response = client_via(edge.addr)
         .post("http://cdn.meridian.test:8080/order")
         .body("one order")
@@ -125,8 +127,7 @@ async fn a_post_moves_on_when_the_origin_refuses_connections() {
 async fn when_every_origin_fails_the_edge_says_why() {
     let b = 52;
     // No origins anywhere.
-    let edge =
-        tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_without_cool_down(b)));
+    let edge = tokio::task::block_in_place(|| edge(&without_cool_down(b), 2));
     let response = client_via(edge.addr)
         .get("http://cdn.meridian.test:8080/x")
         .send()
@@ -142,7 +143,7 @@ async fn when_every_origin_fails_the_edge_says_why() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_origin_outage_behind_a_live_edge_fails_no_request() {
-    let up = tokio::task::block_in_place(|| Up::start(49));
+    let up = tokio::task::block_in_place(|| up(49));
     let client = client_via(up.edge(2));
     let url = "http://cdn.meridian.test:8080/api/whoami";
     let load = tokio::spawn(async move {
@@ -166,7 +167,8 @@ async fn an_origin_outage_behind_a_live_edge_fails_no_request() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let outage =
-        tokio::task::block_in_place(|| up.command(&["outage", "eu-west", "--component", "origin"]));
+        tokio::task::block_in_place(|| up.command(&["outage", "eu-west", "--component", "origin"]))
+            .unwrap();
     assert!(outage.status.success());
     let regions = load.await.unwrap();
     assert_eq!(regions.first().map(String::as_str), Some("eu-west"));
@@ -181,22 +183,16 @@ async fn an_origin_outage_behind_a_live_edge_fails_no_request() {
     );
 
     // GeoDNS still sends GB clients to eu-west: its edge is fine.
-    let answer = crate::harness::dns_query(
-        up.dns(),
+    let query = dns::ecs(
         "cdn.meridian.test.",
         hickory_proto::rr::RecordType::A,
-        Some("81.2.69.0/24"),
+        "81.2.69.0/24",
     );
-    assert_eq!(
-        answer.addresses,
-        [format!("127.{}.2.1", up.block)
-            .parse::<std::net::IpAddr>()
-            .unwrap()]
-    );
+    let answer = dns::udp(up.dns(), &query).unwrap();
+    assert_eq!(answer.addresses(), [up.edge(2).ip()]);
 
     // The edge's own view of its origins shows in `meridian status`.
-    let status = tokio::task::block_in_place(|| up.command(&["status", "--json"]));
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = tokio::task::block_in_place(|| up.status_json()).unwrap();
     let origins = &status["regions"][1]["edge_origins"];
     assert_eq!(origins[0]["region"], "eu-west");
     assert!(

@@ -1,11 +1,8 @@
 //! Faults: origins that hang or talk nonsense, and GeoDNS going away.
 
-use crate::harness::{
-    EdgeProcess, TempDir, client_via, config_on_block, dns_query, meridian, spawn_line_reader,
-};
-use crate::scripted::{Reply, ScriptedOrigin, ok};
+use crate::harness::{GeoDns, Topology, ad_hoc, bin, client_via, dns, edge};
+use bench::kit::{Reply, ScriptedOrigin, ok};
 use hickory_proto::rr::RecordType;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -14,15 +11,14 @@ async fn an_origin_that_hangs_times_out_then_fails_over() {
     let _eu = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |_| {
         std::thread::sleep(Duration::from_secs(5));
         ok(&[], "too late")
-    });
-    let _us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| ok(&[], "from us-east"));
-    let config = config_on_block(b)
-        .replace(
-            "origin_read_timeout_ms = 10000",
-            "origin_read_timeout_ms = 500",
-        )
-        .replace("down_after = 2", "down_after = 100");
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config));
+    })
+    .unwrap();
+    let _us =
+        ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), |_| ok(&[], "from us-east")).unwrap();
+    let topology = Topology::demo(b)
+        .origin_read_timeout(Duration::from_millis(500))
+        .health_down_after(100);
+    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let started = Instant::now();
     let response = client_via(edge.addr)
         .get("http://cdn.meridian.test:8080/slow")
@@ -41,20 +37,17 @@ async fn an_origin_that_hangs_times_out_then_fails_over() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hanging_origins_get_no_more_than_the_total_timeout() {
     let b = 115;
-    let hang = |_: &crate::scripted::Received| {
+    let hang = |_: &bench::kit::Received| {
         std::thread::sleep(Duration::from_secs(5));
         ok(&[], "too late")
     };
-    let eu = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), hang);
-    let us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), hang);
+    let eu = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), hang).unwrap();
+    let us = ScriptedOrigin::start(&format!("127.{b}.1.2:8000"), hang).unwrap();
     // Each read could wait 10 s, but the request as a whole gets 1.2 s.
-    let config = config_on_block(b)
-        .replace(
-            "origin_total_timeout_ms = 30000",
-            "origin_total_timeout_ms = 1200",
-        )
-        .replace("down_after = 2", "down_after = 100");
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config));
+    let topology = Topology::demo(b)
+        .origin_total_timeout(Duration::from_millis(1200))
+        .health_down_after(100);
+    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let started = Instant::now();
     let response = client_via(edge.addr)
         .get("http://cdn.meridian.test:8080/slow")
@@ -89,18 +82,13 @@ async fn an_origin_that_trickles_is_cut_off_by_the_total_timeout() {
         headers: vec![("cache-control", "max-age=60".to_owned())],
         length: 100,
         every: Duration::from_millis(100),
-    });
-    let config = config_on_block(b)
-        .replace(
-            "origin_read_timeout_ms = 10000",
-            "origin_read_timeout_ms = 500",
-        )
-        .replace(
-            "origin_total_timeout_ms = 30000",
-            "origin_total_timeout_ms = 1000",
-        )
-        .replace("down_after = 2", "down_after = 100");
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config));
+    })
+    .unwrap();
+    let topology = Topology::demo(b)
+        .origin_read_timeout(Duration::from_millis(500))
+        .origin_total_timeout(Duration::from_millis(1000))
+        .health_down_after(100);
+    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let client = client_via(edge.addr);
     for attempt in 1..=2 {
         let started = Instant::now();
@@ -129,8 +117,9 @@ async fn an_origin_that_sends_garbage_gets_a_502() {
     let b = 101;
     let origin = ScriptedOrigin::start(&format!("127.{b}.0.2:8000"), |_| {
         Reply::Raw(b"SSH-2.0-OpenSSH_9.6\r\nthis is not HTTP\r\n\r\n".to_vec())
-    });
-    let edge = tokio::task::block_in_place(|| EdgeProcess::ad_hoc(b));
+    })
+    .unwrap();
+    let edge = tokio::task::block_in_place(|| ad_hoc(b, &[]));
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = client
         .get(format!("http://{}/x", edge.addr))
@@ -162,8 +151,9 @@ async fn an_origin_head_full_of_garbage_does_not_flood_the_log() {
         garbage.extend(std::iter::repeat_n(b'g', 60_000));
         garbage.extend_from_slice(b"\r\n\r\n");
         Reply::Raw(garbage)
-    });
-    let edge = tokio::task::block_in_place(|| EdgeProcess::ad_hoc(b));
+    })
+    .unwrap();
+    let mut edge = tokio::task::block_in_place(|| ad_hoc(b, &[]));
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let long_path = format!("/{}", "p".repeat(8000));
     let response = client
@@ -181,7 +171,7 @@ async fn an_origin_head_full_of_garbage_does_not_flood_the_log() {
             "no failure logged: {lines:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-        lines.extend(edge.stderr_lines());
+        lines.extend(edge.process.new_lines());
     }
     for line in &lines {
         assert!(
@@ -192,48 +182,17 @@ async fn an_origin_head_full_of_garbage_does_not_flood_the_log() {
     }
 }
 
-/// A `meridian geodns` process for `config`, killed on drop.
-struct GeoDns(std::process::Child);
-
-impl GeoDns {
-    fn start(config: &std::path::Path, dns: std::net::SocketAddr) -> GeoDns {
-        let mut child = meridian()
-            .args(["geodns", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let _stderr = spawn_line_reader(child.stderr.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !crate::harness::tcp_listening(dns) {
-            assert!(Instant::now() < deadline, "geodns did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        GeoDns(child)
-    }
-}
-
-impl Drop for GeoDns {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn geodns_going_away_leaves_the_edges_serving() {
     let b = 102;
     let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), |_| {
         ok(&[("cache-control", "max-age=60")], "content")
-    });
-    let text = config_on_block(b);
-    let dir = TempDir::new("geodns-restart");
-    let config = dir.write("meridian.toml", &text);
-    let dns: std::net::SocketAddr = format!("127.{b}.0.1:5353").parse().unwrap();
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &text));
+    })
+    .unwrap();
+    let topology = Topology::demo(b);
+    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let client = client_via(edge.addr);
-    let geodns = tokio::task::block_in_place(|| GeoDns::start(&config, dns));
+    let geodns = tokio::task::block_in_place(|| GeoDns::start(bin(), &topology)).unwrap();
     assert_eq!(
         client
             .get("http://cdn.meridian.test:8080/a")
@@ -257,17 +216,8 @@ async fn geodns_going_away_leaves_the_edges_serving() {
         );
     }
     // Back: it answers at once, and its fresh health checks see the edge up.
-    let _geodns = tokio::task::block_in_place(|| GeoDns::start(&config, dns));
-    let answer = tokio::task::block_in_place(|| {
-        dns_query(
-            dns,
-            "cdn.meridian.test.",
-            RecordType::A,
-            Some("81.2.69.0/24"),
-        )
-    });
-    assert_eq!(
-        answer.addresses,
-        [format!("127.{b}.2.1").parse::<std::net::IpAddr>().unwrap()]
-    );
+    let geodns = tokio::task::block_in_place(|| GeoDns::start(bin(), &topology)).unwrap();
+    let query = dns::ecs("cdn.meridian.test.", RecordType::A, "81.2.69.0/24");
+    let answer = tokio::task::block_in_place(|| dns::udp(geodns.dns(), &query)).unwrap();
+    assert_eq!(answer.addresses(), [topology.edge(2).ip()]);
 }

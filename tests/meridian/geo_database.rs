@@ -4,8 +4,8 @@
 //! and in `meridian config check`. Each test has its own block,
 //! 127.152–155.x.y.
 
-use crate::dns::{GeoDns, addresses, ecs, metric, udp};
-use crate::harness::{TempDir, config_on_block, meridian, tcp_listening};
+use crate::dns::{addresses, ecs, metric, udp};
+use crate::harness::{GeoDns, Topology, bin, meridian, tcp_listening, tempdir};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -78,14 +78,10 @@ fn shared_subtrees(ip_version: u16, depth: u32) -> Vec<u8> {
 
 /// The demo on 127.`block`.x.y with `geo_database` as its database, and
 /// health checks that never probe during a test (the edges do not exist).
-fn config_with_database(block: u8, geo_database: &Path) -> String {
-    config_on_block(block)
-        .replace("interval_ms = 500", "interval_ms = 300000")
-        .replace("timeout_ms = 400", "timeout_ms = 1000")
-        .replace(
-            "geo_database = \"embedded\"",
-            &format!("geo_database = {:?}", geo_database.display().to_string()),
-        )
+fn with_database(block: u8, geo_database: &Path) -> Topology {
+    Topology::demo(block)
+        .quiet_health()
+        .geo_database(geo_database)
 }
 
 /// Runs `meridian` with `args`; its output, or a failure if it has not
@@ -123,22 +119,22 @@ fn make_fifo(path: &Path) {
 }
 
 /// The log lines so far that contain `text`.
-fn lines(geodns: &mut GeoDns, text: &str) -> Vec<String> {
+fn lines(geodns: &GeoDns, text: &str) -> Vec<String> {
     geodns
-        .log()
-        .iter()
+        .process
+        .lines()
+        .into_iter()
         .filter(|l| l.contains(text))
-        .cloned()
         .collect()
 }
 
 #[test]
 fn a_database_with_shared_subtrees_stops_geodns_at_start_with_its_path() {
     let block = 152;
-    let dir = TempDir::new("geo-shared-start");
-    let database = dir.0.join("shared.mmdb");
+    let dir = tempdir();
+    let database = dir.path().join("shared.mmdb");
     std::fs::write(&database, shared_subtrees(6, 128)).unwrap();
-    let config = dir.write("meridian.toml", &config_with_database(block, &database));
+    let config = with_database(block, &database).write(dir.path()).unwrap();
 
     let output = run_within_a_minute(&["geodns", "--config"], &config);
     assert!(!output.status.success());
@@ -153,11 +149,7 @@ fn a_database_with_shared_subtrees_stops_geodns_at_start_with_its_path() {
 #[test]
 fn a_reload_to_a_database_with_shared_subtrees_is_refused_and_signals_still_work() {
     let block = 153;
-    let host = Ipv4Addr::new(127, block, 0, 1);
-    let embedded = config_on_block(block)
-        .replace("interval_ms = 500", "interval_ms = 300000")
-        .replace("timeout_ms = 400", "timeout_ms = 1000");
-    let mut geodns = GeoDns::start_on(host, &embedded);
+    let mut geodns = GeoDns::start(bin(), &Topology::demo(block).quiet_health()).unwrap();
     let gb = || {
         let (reply, _) = udp(
             geodns.dns(),
@@ -171,9 +163,13 @@ fn a_reload_to_a_database_with_shared_subtrees_is_refused_and_signals_still_work
 
     let database = geodns.config_path().with_file_name("shared.mmdb");
     std::fs::write(&database, shared_subtrees(6, 128)).unwrap();
-    std::fs::write(geodns.config_path(), config_with_database(block, &database)).unwrap();
-    let failures =
-        |geodns: &GeoDns| metric(&geodns.metrics(), "meridian_dns_reload_failures_total");
+    geodns.rewrite(&with_database(block, &database)).unwrap();
+    let failures = |geodns: &GeoDns| {
+        metric(
+            &geodns.metrics().unwrap(),
+            "meridian_dns_reload_failures_total",
+        )
+    };
     for n in 1..=2 {
         geodns.hang_up();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -187,16 +183,19 @@ fn a_reload_to_a_database_with_shared_subtrees_is_refused_and_signals_still_work
         assert_eq!(gb(), before, "the old configuration keeps answering");
     }
     assert_eq!(failures(&geodns), 2);
-    assert_eq!(metric(&geodns.metrics(), "meridian_dns_reloads_total"), 0);
+    assert_eq!(
+        metric(&geodns.metrics().unwrap(), "meridian_dns_reloads_total"),
+        0
+    );
     // The metric counts a refusal just before it is logged.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lines(&mut geodns, "reload refused").len() < 2 {
-        assert!(Instant::now() < deadline, "{:#?}", geodns.log());
+    while lines(&geodns, "reload refused").len() < 2 {
+        assert!(Instant::now() < deadline, "{:#?}", geodns.process.lines());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let hangups = lines(&mut geodns, "SIGHUP: reloading the configuration");
+    let hangups = lines(&geodns, "SIGHUP: reloading the configuration");
     assert_eq!(hangups.len(), 2, "every SIGHUP is logged: {hangups:#?}");
-    let refused = lines(&mut geodns, "reload refused");
+    let refused = lines(&geodns, "reload refused");
     assert_eq!(refused.len(), 2, "{refused:#?}");
     assert!(
         refused
@@ -207,6 +206,7 @@ fn a_reload_to_a_database_with_shared_subtrees_is_refused_and_signals_still_work
 
     geodns.terminate();
     let status = geodns
+        .process
         .exit_within(Duration::from_secs(30))
         .expect("SIGTERM stops geodns");
     assert!(status.success(), "{status}");
@@ -215,10 +215,10 @@ fn a_reload_to_a_database_with_shared_subtrees_is_refused_and_signals_still_work
 #[test]
 fn config_check_loads_the_geo_database_too() {
     let block = 154;
-    let dir = TempDir::new("geo-config-check");
-    let shared = dir.0.join("shared.mmdb");
+    let dir = tempdir();
+    let shared = dir.path().join("shared.mmdb");
     std::fs::write(&shared, shared_subtrees(4, 32)).unwrap();
-    let fifo = dir.0.join("fifo.mmdb");
+    let fifo = dir.path().join("fifo.mmdb");
     make_fifo(&fifo);
     for (database, reason) in [
         (shared.as_path(), "share subtrees"),
@@ -228,7 +228,7 @@ fn config_check_loads_the_geo_database_too() {
         ),
         (fifo.as_path(), "is not a regular file (it is a FIFO)"),
     ] {
-        let config = dir.write("meridian.toml", &config_with_database(block, database));
+        let config = with_database(block, database).write(dir.path()).unwrap();
         let output = run_within_a_minute(&["config", "check"], &config);
         assert!(!output.status.success(), "{}", database.display());
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -240,7 +240,7 @@ fn config_check_loads_the_geo_database_too() {
         );
     }
     // The embedded database checks, and says what it is.
-    let config = dir.write("meridian.toml", &config_on_block(block));
+    let config = Topology::demo(block).write(dir.path()).unwrap();
     let output = run_within_a_minute(&["config", "check"], &config);
     assert!(
         output.status.success(),
@@ -254,14 +254,14 @@ fn config_check_loads_the_geo_database_too() {
 #[test]
 fn a_device_or_fifo_as_the_database_stops_geodns_at_start() {
     let block = 155;
-    let dir = TempDir::new("geo-device-start");
-    let fifo = dir.0.join("fifo.mmdb");
+    let dir = tempdir();
+    let fifo = dir.path().join("fifo.mmdb");
     make_fifo(&fifo);
     for (database, reason) in [
         (Path::new("/dev/zero"), "(it is a character device)"),
         (fifo.as_path(), "(it is a FIFO)"),
     ] {
-        let config = dir.write("meridian.toml", &config_with_database(block, database));
+        let config = with_database(block, database).write(dir.path()).unwrap();
         let output = run_within_a_minute(&["geodns", "--config"], &config);
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);

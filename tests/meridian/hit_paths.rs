@@ -2,15 +2,15 @@
 //! and Pingora's cache — give the same answer: the same requests through an
 //! edge with the fast path and one without, compared field by field.
 
-use crate::harness::{EdgeProcess, config_on_block, get_text, with_line};
-use crate::scripted::{Reply, ScriptedOrigin};
+use crate::harness::{Topology, edge, get_text};
+use bench::kit::origin::{Received, Reply, ScriptedOrigin};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// What both origins answer: a spread of what gets stored.
-fn script(r: &crate::scripted::Received) -> Reply {
+fn script(r: &Received) -> Reply {
     let cacheable = |extra: &[(&'static str, &str)], body: Vec<u8>| {
         let mut headers = vec![
             ("cache-control", "public, max-age=600".to_owned()),
@@ -123,14 +123,9 @@ fn fast_path_hits(block: u8) -> u64 {
 fn the_fast_path_and_the_full_path_answer_the_same() {
     let (fast, full) = (205, 206);
     let _origins =
-        [fast, full].map(|b| ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), script));
-    let fast_edge = EdgeProcess::start(fast, 2, &config_on_block(fast));
-    let without = with_line(
-        &config_on_block(full),
-        "plain_hit_fast_path = true",
-        "plain_hit_fast_path = false",
-    );
-    let full_edge = EdgeProcess::start(full, 2, &without);
+        [fast, full].map(|b| ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), script).unwrap());
+    let fast_edge = edge(&Topology::demo(fast), 2);
+    let full_edge = edge(&Topology::demo(full).plain_hit_fast_path(false), 2);
     let paths = [
         "/small", "/large", "/empty", "/tagged", "/moved", "/missing",
     ];

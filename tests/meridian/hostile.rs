@@ -1,8 +1,8 @@
 //! Hostile HTTP input against an edge, each test named after the attack.
 //! Raw TCP, because HTTP client libraries refuse to send these.
 
-use crate::harness::{EdgeProcess, client_via, config_on_block};
-use crate::scripted::{RecordingOrigin, Reply, ScriptedOrigin, ok};
+use crate::harness::{Edge, Topology, client_via, edge};
+use bench::kit::{RecordingOrigin, Reply, ScriptedOrigin, ok};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -33,7 +33,7 @@ fn status_line(answer: &str) -> &str {
 
 struct Target {
     origin: ScriptedOrigin,
-    edge: EdgeProcess,
+    edge: Edge,
 }
 
 fn target(block: u8) -> Target {
@@ -47,8 +47,9 @@ fn target(block: u8) -> Target {
             &[("cache-control", "max-age=60")],
             &format!("page for host [{forwarded_host}] at {}", r.path),
         )
-    });
-    let edge = EdgeProcess::start(block, 2, &config_on_block(block));
+    })
+    .unwrap();
+    let edge = edge(&Topology::demo(block), 2);
     Target { origin, edge }
 }
 
@@ -133,8 +134,8 @@ fn request_smuggling_bad_chunk_size() {
 /// 400 (or the connection closes), and no origin ever receives a request
 /// that ends, so none can act on one.
 fn malformed_bodies_never_complete_at_the_origin(block: u8) {
-    let origin = RecordingOrigin::start(&format!("127.{block}.2.2:8000"));
-    let edge = EdgeProcess::start(block, 2, &config_on_block(block));
+    let origin = RecordingOrigin::start(&format!("127.{block}.2.2:8000")).unwrap();
+    let edge = edge(&Topology::demo(block), 2);
     let cases = [
         (
             "bad chunk size",
@@ -202,8 +203,9 @@ fn an_upload_that_expects_100_continue_gets_it_from_the_edge() {
     let block = 202;
     let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |r| {
         ok(&[], &format!("got {} bytes", r.body.len()))
-    });
-    let edge = EdgeProcess::start(block, 2, &config_on_block(block));
+    })
+    .unwrap();
+    let edge = edge(&Topology::demo(block), 2);
     let mut stream = TcpStream::connect(edge.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
@@ -231,8 +233,9 @@ fn an_upload_that_expects_100_continue_gets_it_from_the_edge() {
 #[test]
 fn an_http2_body_that_contradicts_its_content_length_never_reaches_an_origin() {
     let block = 201;
-    let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |_| ok(&[], "done"));
-    let _edge = EdgeProcess::start(block, 2, &config_on_block(block));
+    let origin =
+        ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |_| ok(&[], "done")).unwrap();
+    let _edge = edge(&Topology::demo(block), 2);
     let tls_addr: SocketAddr = format!("127.{block}.2.1:8443").parse().unwrap();
     crate::tls::wait_for(tls_addr);
     let mut h2 = crate::tls::Http2::open(tls_addr);
@@ -379,8 +382,9 @@ async fn cache_poisoning_through_unkeyed_headers() {
             &[("cache-control", "max-age=60")],
             &format!("page at {} shaped by [{}]", r.path, shaped.join(" ")),
         )
-    });
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(98, 2, &config_on_block(98)));
+    })
+    .unwrap();
+    let edge = tokio::task::block_in_place(|| edge(&Topology::demo(98), 2));
     let client = client_via(edge.addr);
     for (i, name) in UNKEYED_FIELDS.iter().enumerate() {
         let url = format!("http://cdn.meridian.test:8080/page{i}");
@@ -492,8 +496,9 @@ fn an_origin_head_too_large_is_a_502_that_names_no_software() {
             _ => vec![("cache-control", "max-age=60".to_owned())],
         };
         Reply::Respond(200, fields, b"body".to_vec())
-    });
-    let edge = EdgeProcess::start(block, 2, &config_on_block(block));
+    })
+    .unwrap();
+    let edge = edge(&Topology::demo(block), 2);
     let (answer, _) = exchange(
         edge.addr,
         b"GET /huge HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
@@ -573,17 +578,12 @@ fn closed_within(stream: &mut TcpStream, within: Duration, drip: Option<&[u8]>) 
 fn slow_client_target(block: u8) -> Target {
     let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |r| {
         ok(&[], &format!("{} bytes", r.body.len()))
-    });
-    let config = config_on_block(block)
-        .replace(
-            "client_header_timeout_ms = 15000",
-            "client_header_timeout_ms = 1000",
-        )
-        .replace(
-            "client_io_timeout_ms = 30000",
-            "client_io_timeout_ms = 1000",
-        );
-    let edge = EdgeProcess::start(block, 2, &config);
+    })
+    .unwrap();
+    let topology = Topology::demo(block)
+        .client_header_timeout(Duration::from_secs(1))
+        .client_io_timeout(Duration::from_secs(1));
+    let edge = edge(&topology, 2);
     Target { origin, edge }
 }
 

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin_access;
+mod benchmarks;
 mod cache;
 mod cli;
 mod dns;
@@ -19,7 +20,6 @@ mod hostile;
 mod origin_tls;
 mod purge;
 mod restarts;
-mod scripted;
 mod tls;
 mod up;
 mod zero_copy;

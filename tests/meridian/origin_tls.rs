@@ -1,7 +1,9 @@
 //! `https://` origins: edges speak TLS to them and verify their
 //! certificates against `edge.origin_ca_file`.
 
-use crate::harness::{EdgeProcess, TempDir, client_via, config_on_block};
+use crate::harness::{
+    Edge, Topology, bin, client_via, edge, meridian, tcp_listening, tempdir, write,
+};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,18 +128,10 @@ fn issue_for(ip: &str) -> certs::DevCerts {
 
 /// The demo on `block` with eu-west's origin at `https://127.B.2.2:8000`,
 /// verified against `ca_file`.
-fn config_with_https_origin(block: u8, ca_file: &std::path::Path) -> String {
-    let origin = format!("origin_url = \"http://127.{block}.2.2:8000\"");
-    let text = config_on_block(block);
-    assert!(text.contains(&origin));
-    text.replace(&origin, &origin.replace("http://", "https://"))
-        .replace(
-            "origin_suspect_ms = 5000",
-            &format!(
-                "origin_suspect_ms = 5000\norigin_ca_file = \"{}\"",
-                ca_file.display()
-            ),
-        )
+fn with_https_origin(block: u8, ca_file: &std::path::Path) -> Topology {
+    Topology::demo(block)
+        .https_origin(2)
+        .origin_ca_file(ca_file)
 }
 
 /// Whether `edge`'s health checks consider eu-west's origin up, polled
@@ -169,10 +163,10 @@ async fn an_https_origin_is_verified_and_cached_from() {
     let ip = format!("127.{b}.2.2");
     let certs = issue_for(&ip);
     let origin = HttpsOrigin::start(&format!("{ip}:8000"), &certs);
-    let dir = TempDir::new("origin-tls");
-    let ca_file = dir.write("origin-ca.pem", &certs.ca_cert_pem);
-    let config = config_with_https_origin(b, &ca_file);
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config));
+    let dir = tempdir();
+    let ca_file = write(&dir, "origin-ca.pem", &certs.ca_cert_pem);
+    let topology = with_https_origin(b, &ca_file);
+    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let client = client_via(edge.addr);
     for _ in 0..2 {
         let response = client
@@ -201,10 +195,10 @@ async fn an_https_origin_signed_by_another_ca_is_refused() {
     let origin = HttpsOrigin::start(&format!("{ip}:8000"), &issue_for(&ip));
     // The bundle holds a different CA than the one that signed the origin.
     let stranger = issue_for(&ip);
-    let dir = TempDir::new("origin-tls-stranger");
-    let ca_file = dir.write("origin-ca.pem", &stranger.ca_cert_pem);
-    let config = config_with_https_origin(b, &ca_file);
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config));
+    let dir = tempdir();
+    let ca_file = write(&dir, "origin-ca.pem", &stranger.ca_cert_pem);
+    let topology = with_https_origin(b, &ca_file);
+    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let response = client_via(edge.addr)
         .get("http://cdn.meridian.test:8080/secure.txt")
         .send()
@@ -234,15 +228,15 @@ async fn an_https_origin_signed_by_another_ca_is_refused() {
 #[test]
 fn a_bad_origin_ca_file_is_refused_at_start_with_its_path() {
     let b = 121;
-    let dir = TempDir::new("origin-tls-bad");
+    let dir = tempdir();
     let certs = issue_for(&format!("127.{b}.2.2"));
     for (contents, reason) in [
         ("not PEM at all".to_owned(), "no certificate"),
         (certs.edge_key_pem.clone(), "only certificates"),
     ] {
-        let ca_file = dir.write("origin-ca.pem", &contents);
-        let config = dir.write("meridian.toml", &config_with_https_origin(b, &ca_file));
-        let output = crate::harness::meridian()
+        let ca_file = write(&dir, "origin-ca.pem", &contents);
+        let config = with_https_origin(b, &ca_file).write(dir.path()).unwrap();
+        let output = meridian()
             .args(["edge", "--region", "eu-west", "--config"])
             .arg(&config)
             .output()
@@ -254,7 +248,7 @@ fn a_bad_origin_ca_file_is_refused_at_start_with_its_path() {
             "{stderr}"
         );
         assert!(
-            !crate::harness::tcp_listening(format!("127.{b}.2.1:8080").parse().unwrap()),
+            !tcp_listening(format!("127.{b}.2.1:8080").parse().unwrap()),
             "bound anyway"
         );
     }
@@ -263,10 +257,10 @@ fn a_bad_origin_ca_file_is_refused_at_start_with_its_path() {
 #[test]
 fn the_demo_origins_do_not_pretend_to_serve_https() {
     let b = 122;
-    let dir = TempDir::new("origin-tls-up");
-    let ca_file = dir.write("origin-ca.pem", &issue_for("127.0.0.1").ca_cert_pem);
-    let config = dir.write("meridian.toml", &config_with_https_origin(b, &ca_file));
-    let check = crate::harness::meridian()
+    let dir = tempdir();
+    let ca_file = write(&dir, "origin-ca.pem", &issue_for("127.0.0.1").ca_cert_pem);
+    let config = with_https_origin(b, &ca_file).write(dir.path()).unwrap();
+    let check = meridian()
         .args(["config", "check"])
         .arg(&config)
         .output()
@@ -276,11 +270,7 @@ fn the_demo_origins_do_not_pretend_to_serve_https() {
         &["origin", "--region", "eu-west", "--config"][..],
         &["up", "--config"][..],
     ] {
-        let output = crate::harness::meridian()
-            .args(args)
-            .arg(&config)
-            .output()
-            .unwrap();
+        let output = meridian().args(args).arg(&config).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} started");
         assert!(
@@ -288,19 +278,7 @@ fn the_demo_origins_do_not_pretend_to_serve_https() {
             "{stderr}"
         );
     }
-    assert!(!crate::harness::tcp_listening(
-        format!("127.{b}.2.2:8000").parse().unwrap()
-    ));
-}
-
-/// Kills the process on drop.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    assert!(!tcp_listening(format!("127.{b}.2.2:8000").parse().unwrap()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -309,28 +287,19 @@ async fn an_ad_hoc_edge_verifies_an_https_origin_against_the_system_roots() {
     let ip = format!("127.{b}.0.2");
     let certs = issue_for(&ip);
     let origin = HttpsOrigin::start(&format!("{ip}:8000"), &certs);
-    let dir = TempDir::new("origin-tls-adhoc");
+    let dir = tempdir();
     // "The system's roots", as OpenSSL and rustls read them: this test's
     // CA stands in for the machine's bundle.
-    let roots = dir.write("roots.pem", &certs.ca_cert_pem);
+    let roots = write(&dir, "roots.pem", &certs.ca_cert_pem);
     let listen: SocketAddr = format!("127.{b}.0.1:8080").parse().unwrap();
     let start = |roots: &std::path::Path| {
-        let child = crate::harness::meridian()
+        let mut command = std::process::Command::new(bin());
+        command
             .args(["edge", "--listen", &listen.to_string(), "--origin"])
             .arg(format!("https://{ip}:8000"))
             .env("SSL_CERT_FILE", roots)
-            .env_remove("SSL_CERT_DIR")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let edge = Killed(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !crate::harness::tcp_listening(listen) {
-            assert!(std::time::Instant::now() < deadline, "no edge");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        edge
+            .env_remove("SSL_CERT_DIR");
+        Edge::ad_hoc_command(command, listen).unwrap()
     };
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://{listen}/ad-hoc.txt");
@@ -342,7 +311,7 @@ async fn an_ad_hoc_edge_verifies_an_https_origin_against_the_system_roots() {
         assert_eq!(origin.requests(), 1);
     }
     // With roots that do not include the origin's CA, nothing reaches it.
-    let stranger = dir.write("stranger.pem", &issue_for(&ip).ca_cert_pem);
+    let stranger = write(&dir, "stranger.pem", &issue_for(&ip).ca_cert_pem);
     let _edge = tokio::task::block_in_place(|| start(&stranger));
     let response = client.get(&url).send().await.unwrap();
     assert_eq!(response.status(), 502);

@@ -1,8 +1,8 @@
 //! Purging: by URL across every edge with `meridian purge`, by tag, soft,
 //! all; only with the token, only on the admin listener.
 
-use crate::harness::{EdgeProcess, Up, client_via, config_on_block};
-use crate::scripted::{Reply, ScriptedOrigin, ok};
+use crate::harness::{Topology, client_via, edge, up};
+use bench::kit::{Reply, ScriptedOrigin, ok};
 use std::net::SocketAddr;
 
 const TOKEN: &str = "meridian-demo-purge-token";
@@ -16,14 +16,14 @@ fn is_hit(response: &reqwest::Response) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn meridian_purge_makes_the_next_fetch_a_miss_on_every_edge() {
-    let up = tokio::task::block_in_place(|| Up::start(53));
+    let up = tokio::task::block_in_place(|| up(53));
     let url = "http://cdn.meridian.test:8080/assets/100k.bin";
     for region in 1..=3 {
         let client = client_via(up.edge(region));
         client.get(url).send().await.unwrap();
         assert!(is_hit(&client.get(url).send().await.unwrap()));
     }
-    let output = tokio::task::block_in_place(|| up.command(&["purge", url]));
+    let output = tokio::task::block_in_place(|| up.command(&["purge", url])).unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -70,10 +70,12 @@ async fn purges_need_the_token_and_the_admin_listener() {
             ],
             &format!("object {}", r.path),
         )
-    });
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_on_block(b)));
+    })
+    .unwrap();
+    let topology = Topology::demo(b);
+    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
     let client = client_via(edge.addr);
-    let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
+    let admin: SocketAddr = topology.edge_admin(2);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = |path: &str| format!("http://cdn.meridian.test:8080{path}");
     for path in ["/red/1", "/red/2", "/blue/1"] {

@@ -3,20 +3,20 @@
 //! killed stays down; a child that dies at every start is given up on and
 //! reported, until `restore`. Blocks 127.175 to 127.177.
 
-use crate::harness::{Up, tcp_listening};
+use crate::harness::{Up, eventually as within, tcp_listening, up};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Generous: a debug build on a loaded machine starts slowly.
 const PATIENCE: Duration = Duration::from_secs(90);
 
 /// `process` (e.g. `edge eu-west`) in `up`'s status.
 fn process(up: &Up, name: &str) -> Value {
-    let status = up.status_json();
+    let status = up.status_json().unwrap();
     status["processes"]
         .as_array()
         .unwrap()
@@ -27,15 +27,8 @@ fn process(up: &Up, name: &str) -> Value {
 }
 
 /// Polls `condition` until it holds or [`PATIENCE`] passes; false then.
-fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
+fn eventually(condition: impl FnMut() -> bool) -> bool {
+    within(PATIENCE, condition)
 }
 
 fn sigkill(pid: &Value) {
@@ -59,7 +52,7 @@ fn edge_answers(addr: SocketAddr) -> bool {
 
 #[test]
 fn a_killed_edge_is_restarted_and_counted() {
-    let up = Up::start(175);
+    let up = up(175);
     let edge = up.edge(2);
     let before = process(&up, "edge eu-west");
     assert_eq!(before["state"], "running", "{before}");
@@ -79,7 +72,7 @@ fn a_killed_edge_is_restarted_and_counted() {
     let last = after["last_exit"].as_str().unwrap_or_default();
     assert!(last.contains("SIGKILL"), "{after}");
     // The table says so too; the others were never restarted.
-    let table = up.command(&["status"]);
+    let table = up.command(&["status"]).unwrap();
     let table = String::from_utf8_lossy(&table.stdout);
     let line: Vec<&str> = table
         .lines()
@@ -89,13 +82,13 @@ fn a_killed_edge_is_restarted_and_counted() {
         .collect();
     let pid = after["pid"].to_string();
     assert_eq!(line, ["edge", "eu-west", "running", &pid, "1"], "{table}");
-    let status = up.status_json();
+    let status = up.status_json().unwrap();
     for p in status["processes"].as_array().unwrap() {
         if p["process"] != "edge eu-west" {
             assert_eq!(p["restarts"], 0, "{p}");
         }
     }
-    let log = up.stderr_so_far().join("\n");
+    let log = up.process.lines().join("\n");
     assert!(
         log.contains("edge eu-west") && log.contains("died unexpectedly"),
         "{log}"
@@ -104,8 +97,10 @@ fn a_killed_edge_is_restarted_and_counted() {
 
 #[test]
 fn what_an_outage_killed_stays_down_while_crashes_are_restarted() {
-    let up = Up::start(176);
-    let outage = up.command(&["outage", "eu-west", "--component", "edge"]);
+    let up = up(176);
+    let outage = up
+        .command(&["outage", "eu-west", "--component", "edge"])
+        .unwrap();
     assert!(
         outage.status.success(),
         "{}",
@@ -130,7 +125,7 @@ fn what_an_outage_killed_stays_down_while_crashes_are_restarted() {
     assert_eq!(edge["pid"], Value::Null, "{edge}");
     assert!(!tcp_listening(up.edge(2)), "the outage's edge is back");
 
-    let restore = up.command(&["restore", "eu-west"]);
+    let restore = up.command(&["restore", "eu-west"]).unwrap();
     assert!(
         restore.status.success(),
         "{}",
@@ -144,14 +139,16 @@ fn what_an_outage_killed_stays_down_while_crashes_are_restarted() {
 
 #[test]
 fn a_crash_loop_is_given_up_on_and_restore_revives_it() {
-    let up = Up::start(177);
+    let up = up(177);
     let origin: SocketAddr = "127.177.2.2:8000".parse().unwrap();
     // Take eu-west's origin down, then hold its address, so that every
     // start of it from now on dies at once.
-    let outage = up.command(&["outage", "eu-west", "--component", "origin"]);
+    let outage = up
+        .command(&["outage", "eu-west", "--component", "origin"])
+        .unwrap();
     assert!(outage.status.success());
     let squatter = std::net::TcpListener::bind(origin).unwrap();
-    let restore = up.command(&["restore", "eu-west"]);
+    let restore = up.command(&["restore", "eu-west"]).unwrap();
     assert!(!restore.status.success(), "restored onto a taken address");
     let stderr = String::from_utf8_lossy(&restore.stderr);
     assert!(
@@ -180,12 +177,12 @@ fn a_crash_loop_is_given_up_on_and_restore_revives_it() {
     let still = process(&up, "origin eu-west");
     assert_eq!(still["state"], "failed", "{still}");
     assert_eq!(still["restarts"], seen["restarts"], "{still}");
-    let log = up.stderr_so_far().join("\n");
+    let log = up.process.lines().join("\n");
     assert!(
         log.contains("crash loop") && log.contains("origin eu-west") && log.contains("giving up"),
         "{log}"
     );
-    let table = String::from_utf8_lossy(&up.command(&["status"]).stdout).into_owned();
+    let table = String::from_utf8_lossy(&up.command(&["status"]).unwrap().stdout).into_owned();
     assert!(
         table.contains("origin eu-west crashed in a loop and was given up on"),
         "{table}"
@@ -195,7 +192,7 @@ fn a_crash_loop_is_given_up_on_and_restore_revives_it() {
 
     // With its address free again, restore brings it back.
     drop(squatter);
-    let restore = up.command(&["restore", "eu-west"]);
+    let restore = up.command(&["restore", "eu-west"]).unwrap();
     assert!(
         restore.status.success(),
         "{}",

@@ -1,7 +1,7 @@
 //! HTTPS at the edges: a rustls client that trusts only the development CA.
 
-use crate::harness::{EdgeProcess, TempDir, config_on_block};
-use crate::scripted::{ScriptedOrigin, ok};
+use crate::harness::{Topology, edge, eventually, meridian, tcp_listening, tempdir};
+use bench::kit::{ScriptedOrigin, ok};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -112,10 +112,6 @@ fn negotiated(addr: SocketAddr, offered: &[&[u8]]) -> Option<Vec<u8>> {
     connection.alpn_protocol().map(<[u8]>::to_vec)
 }
 
-fn https_config(block: u8) -> String {
-    config_on_block(block)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn https_offers_http2_and_caches_like_http() {
     let b = 110;
@@ -127,9 +123,11 @@ async fn https_offers_http2_and_caches_like_http() {
             &[("cache-control", "max-age=600"), ("date", &date)],
             "secure body",
         )
-    });
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &https_config(b)));
-    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    })
+    .unwrap();
+    let topology = Topology::demo(b);
+    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
+    let tls_addr = topology.edge_https(2);
     tokio::task::block_in_place(|| wait_for(tls_addr));
     let (h2, h1) = tokio::task::block_in_place(|| {
         let both: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -182,8 +180,9 @@ async fn https_offers_http2_and_caches_like_http() {
 #[test]
 fn the_wrong_name_or_an_untrusted_ca_fails_verification() {
     let b = 111;
-    let _edge = EdgeProcess::start(b, 2, &https_config(b));
-    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    let topology = Topology::demo(b);
+    let _edge = edge(&topology, 2);
+    let tls_addr = topology.edge_https(2);
     wait_for(tls_addr);
     handshake(tls_addr, "cdn.meridian.test", certs::DEV_CA_PEM).unwrap();
     handshake(tls_addr, "anything.meridian.test", certs::DEV_CA_PEM).unwrap();
@@ -221,8 +220,9 @@ fn tls11_client_hello() -> Vec<u8> {
 #[test]
 fn tls_1_1_is_refused() {
     let b = 112;
-    let _edge = EdgeProcess::start(b, 2, &https_config(b));
-    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    let topology = Topology::demo(b);
+    let _edge = edge(&topology, 2);
+    let tls_addr = topology.edge_https(2);
     wait_for(tls_addr);
     let mut socket = TcpStream::connect(tls_addr).unwrap();
     socket
@@ -255,47 +255,43 @@ fn issue(dir: &std::path::Path, valid_days: u32) -> certs::DevCerts {
     generated
 }
 
-fn config_with_files(block: u8, dir: &std::path::Path) -> String {
-    https_config(block).replace(
-        "\ndevelopment = true",
-        &format!(
-            "\nchain_file = \"{}\"\nkey_file = \"{}\"",
-            dir.join("chain.pem").display(),
-            dir.join("key.pem").display()
-        ),
-    )
+fn with_files(block: u8, dir: &std::path::Path) -> Topology {
+    Topology::demo(block).certificate_files(&dir.join("chain.pem"), &dir.join("key.pem"))
 }
 
 #[test]
 fn certificates_reload_on_sighup_without_dropping_connections() {
     let b = 113;
-    let dir = TempDir::new("tls-reload");
-    let first = issue(&dir.0, 30);
-    let edge = EdgeProcess::start(b, 2, &config_with_files(b, &dir.0));
-    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    let dir = tempdir();
+    let first = issue(dir.path(), 30);
+    let topology = with_files(b, dir.path());
+    let edge = edge(&topology, 2);
+    let tls_addr = topology.edge_https(2);
     wait_for(tls_addr);
     let before = handshake(tls_addr, "cdn.meridian.test", &first.ca_cert_pem).unwrap();
     // A connection opened before the reload...
     let mut established = KeepAlive::open(tls_addr, &first.ca_cert_pem);
     assert!(established.health().contains("200"));
-    let second = issue(&dir.0, 30);
+    let second = issue(dir.path(), 30);
     edge.signal(nix::sys::signal::Signal::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let after = loop {
-        if let Ok(leaf) = handshake(tls_addr, "cdn.meridian.test", &second.ca_cert_pem) {
-            break leaf;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate was never served"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut after = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            match handshake(tls_addr, "cdn.meridian.test", &second.ca_cert_pem) {
+                Ok(leaf) => {
+                    after = leaf;
+                    true
+                }
+                Err(_) => false,
+            }
+        }),
+        "the new certificate was never served"
+    );
     assert_ne!(before, after);
     // ...keeps working on its old certificate.
     assert!(established.health().contains("200"));
     // A broken replacement is refused; the new certificate stays.
-    std::fs::write(dir.0.join("key.pem"), "not a key").unwrap();
+    std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
     edge.signal(nix::sys::signal::Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -307,11 +303,11 @@ fn certificates_reload_on_sighup_without_dropping_connections() {
 #[test]
 fn a_bad_certificate_is_refused_at_start_with_its_path() {
     let b = 114;
-    let dir = TempDir::new("tls-bad");
-    std::fs::write(dir.0.join("chain.pem"), "garbage").unwrap();
-    std::fs::write(dir.0.join("key.pem"), "garbage").unwrap();
-    let config = dir.write("meridian.toml", &config_with_files(b, &dir.0));
-    let output = crate::harness::meridian()
+    let dir = tempdir();
+    std::fs::write(dir.path().join("chain.pem"), "garbage").unwrap();
+    std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
+    let config = with_files(b, dir.path()).write(dir.path()).unwrap();
+    let output = meridian()
         .args(["edge", "--region", "eu-west", "--config"])
         .arg(&config)
         .output()
@@ -319,11 +315,11 @@ fn a_bad_certificate_is_refused_at_start_with_its_path() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&dir.0.join("chain.pem").display().to_string()),
+        stderr.contains(&dir.path().join("chain.pem").display().to_string()),
         "{stderr}"
     );
     assert!(
-        !crate::harness::tcp_listening(format!("127.{b}.2.1:8080").parse().unwrap()),
+        !tcp_listening(format!("127.{b}.2.1:8080").parse().unwrap()),
         "bound anyway"
     );
     // Expired.
@@ -333,10 +329,10 @@ fn a_bad_certificate_is_refused_at_start_with_its_path() {
         valid_days: 0,
     })
     .unwrap();
-    std::fs::write(dir.0.join("chain.pem"), &expired.edge_chain_pem).unwrap();
-    std::fs::write(dir.0.join("key.pem"), &expired.edge_key_pem).unwrap();
+    std::fs::write(dir.path().join("chain.pem"), &expired.edge_chain_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &expired.edge_key_pem).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    let output = crate::harness::meridian()
+    let output = meridian()
         .args(["edge", "--region", "eu-west", "--config"])
         .arg(&config)
         .output()
@@ -349,23 +345,21 @@ fn a_bad_certificate_is_refused_at_start_with_its_path() {
     assert!(stderr.contains("expired"), "{stderr}");
 }
 
+/// Waits until `addr` accepts connections (an edge logs its HTTPS
+/// listener before its HTTP one is up, but binds them together).
 pub(crate) fn wait_for(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !crate::harness::tcp_listening(addr) {
-        assert!(Instant::now() < deadline, "{addr} never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        eventually(Duration::from_secs(60), || tcp_listening(addr)),
+        "{addr} never listened"
+    );
 }
 
 #[test]
 fn an_idle_http2_connection_is_closed_like_an_idle_http1_one() {
     let b = 126;
-    let config = https_config(b).replace(
-        "client_header_timeout_ms = 15000",
-        "client_header_timeout_ms = 1000",
-    );
-    let _edge = EdgeProcess::start(b, 2, &config);
-    let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
+    let topology = Topology::demo(b).client_header_timeout(Duration::from_secs(1));
+    let _edge = edge(&topology, 2);
+    let tls_addr = topology.edge_https(2);
     wait_for(tls_addr);
     let name = rustls::pki_types::ServerName::try_from("cdn.meridian.test").unwrap();
     let connection =

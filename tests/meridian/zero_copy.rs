@@ -2,8 +2,8 @@
 //! client gets are exactly the origin's, ranges included, for fast and slow
 //! readers, and a body purged mid-send still arrives unchanged.
 
-use crate::harness::{EdgeProcess, client_via, config_on_block, get_text};
-use crate::scripted::{Reply, ScriptedOrigin};
+use crate::harness::{Topology, client_via, edge, get_text};
+use bench::kit::{Reply, ScriptedOrigin};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -62,8 +62,9 @@ async fn large_hits_are_sent_from_sealed_pages_byte_for_byte() {
         } else {
             cacheable(served.clone())
         }
-    });
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_on_block(b)));
+    })
+    .unwrap();
+    let edge = tokio::task::block_in_place(|| edge(&Topology::demo(b), 2));
     let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
     let client = client_via(edge.addr);
     let url = |path: &str| format!("http://cdn.meridian.test:8080{path}");
@@ -144,8 +145,9 @@ async fn a_slow_reader_gets_every_byte_even_when_the_body_is_purged_and_replaced
     let served = version.clone();
     let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), move |_| {
         cacheable(body(LEN, served.load(Ordering::SeqCst)))
-    });
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_on_block(b)));
+    })
+    .unwrap();
+    let edge = tokio::task::block_in_place(|| edge(&Topology::demo(b), 2));
     let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
     let client = client_via(edge.addr);
     let url = "http://cdn.meridian.test:8080/big";
@@ -218,8 +220,8 @@ async fn a_body_stored_from_a_chunked_response_is_sent_from_pages_too() {
         }
         raw.extend_from_slice(b"0\r\n\r\n");
         Reply::Raw(raw)
-    });
-    let edge = tokio::task::block_in_place(|| EdgeProcess::start(b, 2, &config_on_block(b)));
+    }).unwrap();
+    let edge = tokio::task::block_in_place(|| edge(&Topology::demo(b), 2));
     let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
     let client = client_via(edge.addr);
     let url = "http://cdn.meridian.test:8080/chunked";

@@ -16,9 +16,11 @@
 //!   framing and the FORMERR for unparseable messages are hickory-server's
 //!   and are not driven here.
 //!
-//! Inputs start from a corpus of valid queries ([`corpus`]) and are mutated
-//! ([`mutate`]); every outcome is checked ([`check`]); an input whose
-//! outcome looks like none before joins the pool.
+//! Inputs start from the test kit's corpus of valid queries
+//! (`bench::kit::mutation::corpus`, shared with the end-to-end hostile
+//! input test and the flood benchmark) and are mutated by its mutators;
+//! every outcome is checked ([`check`]); an input whose outcome looks like
+//! none before joins the pool.
 //!
 //! Environment:
 //! - `MERIDIAN_FUZZ_SECONDS`: how long each target runs (default 5).
@@ -30,18 +32,15 @@
 //!   (twice, so that the second answer may come from the cache).
 
 mod check;
-mod corpus;
 mod found;
-mod mutate;
-mod wire;
 
+use bench::kit::mutation::{self, Made, Rng, corpus};
 use check::{Outcome, Parsed};
 use geodns::responder::{Responder, Served};
 use geodns::{DnsMetrics, GeoDnsHandler, Live, Snapshot};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::{BufDnsStreamHandle, Protocol};
 use hickory_server::server::{RequestHandler, ResponseHandle};
-use mutate::{Made, Rng};
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -208,7 +207,7 @@ impl<'s> Tcp<'s> {
 }
 
 /// The handler and the snapshot it answers from, as the unit tests build
-/// them, from [`corpus::config_toml`].
+/// them, from the corpus's topology.
 struct Server {
     handler: GeoDnsHandler,
     live: Arc<Live>,
@@ -216,9 +215,9 @@ struct Server {
 
 impl Server {
     fn new() -> Server {
-        let config =
-            config::Config::from_toml(&corpus::config_toml(), config::ConfigSource::Embedded)
-                .expect("the fuzz config is valid");
+        let config = corpus::topology()
+            .config()
+            .expect("the fuzz config is valid");
         let metrics = Arc::new(DnsMetrics::new().expect("metrics"));
         let snapshot = Snapshot::load(config, &metrics).expect("the snapshot loads");
         let live = Arc::new(Live::from_pointee(snapshot));
@@ -358,9 +357,9 @@ fn fuzz(
             if rng.random_bool(0.7) {
                 source = *from;
             }
-            (mutate::again(&mut rng, input), Made::Again)
+            (mutation::again(&mut rng, input), Made::Again)
         } else {
-            mutate::next(&mut rng, &pool)
+            mutation::next(&mut rng, &pool)
         };
         if udp && rng.random_bool(0.01) {
             source.set_port(0);

@@ -1,7 +1,11 @@
-//! A scripted origin: a raw HTTP/1.1 server whose every answer a test
-//! chooses, which counts what it received. Raw TCP so a test can make it do
-//! what real servers do when they fail: close mid-request, hang, answer 5xx.
+//! Origins a test controls: [`ScriptedOrigin`], a raw HTTP/1.1 server
+//! whose every answer a test (or a benchmark) chooses and which counts what
+//! it received, raw TCP so that it can do what real servers do when they
+//! fail (close mid-request, hang, answer 5xx, trickle); and
+//! [`RecordingOrigin`], which keeps the raw bytes of every connection.
+//! Both run on threads of their own, a thread per connection.
 
+use super::error::{KitError, lock};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,9 +15,13 @@ use std::time::Duration;
 /// One request as the origin received it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The method.
     pub method: String,
+    /// The request target as sent.
     pub path: String,
+    /// Header fields, names lowercase (the last of repeated ones).
     pub headers: HashMap<String, String>,
+    /// The body (by Content-Length).
     pub body: Vec<u8>,
 }
 
@@ -59,9 +67,11 @@ type Script = dyn Fn(&Received) -> Reply + Send + Sync;
 
 /// A running scripted origin; stops accepting when dropped.
 pub struct ScriptedOrigin {
+    /// Where it listens.
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     listener: TcpListener,
+    accepting: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ScriptedOrigin {
@@ -70,32 +80,36 @@ impl ScriptedOrigin {
     pub fn start(
         addr: &str,
         script: impl Fn(&Received) -> Reply + Send + Sync + 'static,
-    ) -> ScriptedOrigin {
-        let listener = TcpListener::bind(addr).unwrap();
-        let addr = listener.local_addr().unwrap();
+    ) -> Result<ScriptedOrigin, KitError> {
+        let listener =
+            TcpListener::bind(addr).map_err(KitError::io(format!("listen on {addr}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(KitError::io("read a listener's address"))?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Script> = Arc::new(script);
-        let accept = listener.try_clone().unwrap();
+        let accept = listener
+            .try_clone()
+            .map_err(KitError::io("clone a listener"))?;
         let log = received.clone();
-        std::thread::spawn(move || {
+        let accepting = std::thread::spawn(move || {
             for stream in accept.incoming() {
                 let Ok(stream) = stream else { return };
                 let (script, log) = (script.clone(), log.clone());
                 std::thread::spawn(move || serve(stream, &*script, &log));
             }
         });
-        ScriptedOrigin {
+        Ok(ScriptedOrigin {
             addr,
             received,
             listener,
-        }
+            accepting: Some(accepting),
+        })
     }
 
     /// Requests received for `method path` (health checks excluded).
     pub fn count(&self, method: &str, path: &str) -> usize {
-        self.received
-            .lock()
-            .unwrap()
+        lock(&self.received)
             .iter()
             .filter(|r| r.method == method && r.path == path)
             .count()
@@ -103,22 +117,36 @@ impl ScriptedOrigin {
 
     /// Every request received, health checks excluded.
     pub fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        lock(&self.received).clone()
     }
 }
 
 impl Drop for ScriptedOrigin {
     fn drop(&mut self) {
-        // Unblock the accept loop: a connection to ourselves, then the
-        // listener closes with this struct.
-        let _ = self.listener.set_nonblocking(true);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(100));
+        stop_accepting(&self.listener, self.accepting.take());
+    }
+}
+
+/// Ends an accept loop on `listener` (a clone of the one it accepts on)
+/// and waits for it, so that the address is free again when this returns:
+/// the listener is made non-blocking and sent one connection, after which
+/// the loop's next accept fails and it returns.
+fn stop_accepting(listener: &TcpListener, accepting: Option<std::thread::JoinHandle<()>>) {
+    let _ = listener.set_nonblocking(true);
+    if let Ok(addr) = listener.local_addr() {
+        let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+    }
+    if let Some(accepting) = accepting {
+        let _ = accepting.join();
     }
 }
 
 fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let Ok(reading) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(reading);
     let mut writer = stream;
     loop {
         let mut line = String::new();
@@ -161,7 +189,7 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
         let reply = if request.path == "/healthz" {
             Reply::Respond(200, vec![], b"ok\n".to_vec())
         } else {
-            log.lock().unwrap().push(request.clone());
+            lock(log).push(request.clone());
             script(&request)
         };
         match reply {
@@ -231,29 +259,34 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
     }
 }
 
+/// The bytes of one connection, as they arrive.
+type Recording = Arc<Mutex<Vec<u8>>>;
+
 /// An origin that records the raw bytes of every connection, for tests
 /// that must see exactly what reached it (whether a request's body ever
 /// ended, say). It answers `GET /healthz` so health checks pass, and
 /// nothing else: each other connection is read until the peer closes it.
-/// The bytes of one connection, as they arrive.
-type Recording = Arc<Mutex<Vec<u8>>>;
-
 pub struct RecordingOrigin {
     connections: Arc<Mutex<Vec<Recording>>>,
     listener: TcpListener,
+    accepting: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RecordingOrigin {
-    pub fn start(addr: &str) -> RecordingOrigin {
-        let listener = TcpListener::bind(addr).unwrap();
+    /// Listens on `addr`.
+    pub fn start(addr: &str) -> Result<RecordingOrigin, KitError> {
+        let listener =
+            TcpListener::bind(addr).map_err(KitError::io(format!("listen on {addr}")))?;
         let connections: Arc<Mutex<Vec<Recording>>> = Arc::default();
-        let accept = listener.try_clone().unwrap();
+        let accept = listener
+            .try_clone()
+            .map_err(KitError::io("clone a listener"))?;
         let log = connections.clone();
-        std::thread::spawn(move || {
+        let accepting = std::thread::spawn(move || {
             for stream in accept.incoming() {
                 let Ok(mut stream) = stream else { return };
                 let bytes: Recording = Arc::default();
-                log.lock().unwrap().push(bytes.clone());
+                lock(&log).push(bytes.clone());
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
                     let mut buf = [0u8; 8192];
@@ -261,7 +294,7 @@ impl RecordingOrigin {
                         match stream.read(&mut buf) {
                             Ok(0) | Err(_) => return,
                             Ok(n) => {
-                                let mut seen = bytes.lock().unwrap();
+                                let mut seen = lock(&bytes);
                                 seen.extend_from_slice(&buf[..n]);
                                 if seen.starts_with(b"GET /healthz ") && seen.ends_with(b"\r\n\r\n")
                                 {
@@ -276,19 +309,18 @@ impl RecordingOrigin {
                 });
             }
         });
-        RecordingOrigin {
+        Ok(RecordingOrigin {
             connections,
             listener,
-        }
+            accepting: Some(accepting),
+        })
     }
 
     /// What each connection carried so far, health checks left out.
     pub fn seen(&self) -> Vec<Vec<u8>> {
-        self.connections
-            .lock()
-            .unwrap()
+        lock(&self.connections)
             .iter()
-            .map(|bytes| bytes.lock().unwrap().clone())
+            .map(|bytes| lock(bytes).clone())
             .filter(|bytes| !bytes.is_empty())
             .collect()
     }
@@ -296,10 +328,6 @@ impl RecordingOrigin {
 
 impl Drop for RecordingOrigin {
     fn drop(&mut self) {
-        // As for ScriptedOrigin: unblock the accept loop.
-        let _ = self.listener.set_nonblocking(true);
-        if let Ok(addr) = self.listener.local_addr() {
-            let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(100));
-        }
+        stop_accepting(&self.listener, self.accepting.take());
     }
 }

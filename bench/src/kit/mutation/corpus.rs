@@ -2,21 +2,22 @@
 //! real clients send (and a few they should not), for the mutators to
 //! start from.
 
+use crate::kit::topology::Topology;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use std::net::IpAddr;
 
-/// The config the fuzz targets answer from: the demo topology, with static
+/// The topology the fuzz targets answer from: the demo, with static
 /// records of every kind the zone holds and edges of both families, so
 /// that every kind of answer (CNAME chains, MX, TXT too long for UDP,
 /// AAAA) is reachable.
-pub fn config_toml() -> String {
-    let mut text = config::DEMO_TOML.replace(
-        "edge_addresses = [\"127.0.3.1\"]",
-        "edge_addresses = [\"127.0.3.1\", \"127.0.3.3\", \"::3:1\"]",
-    );
+pub fn topology() -> Topology {
+    let edges: Vec<IpAddr> = ["127.0.3.1", "127.0.3.3", "::3:1"]
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let records: &[(&str, &str, &str)] = &[
         ("www.meridian.test.", "CNAME", "cdn.meridian.test."),
         ("alias.meridian.test.", "CNAME", "www.meridian.test."),
@@ -26,17 +27,12 @@ pub fn config_toml() -> String {
         ("meridian.test.", "TXT", "v=spf1 -all"),
         ("cdn.meridian.test.", "TXT", "steered and described"),
     ];
+    let mut topology = Topology::demo(0).edge_addresses(3, &edges);
     for (name, rtype, value) in records {
-        text.push_str(&format!(
-            "\n[[zone.records]]\nname = \"{name}\"\ntype = \"{rtype}\"\nvalue = \"{value}\"\n"
-        ));
+        topology = topology.zone_record(name, rtype, value);
     }
     // Longer than any UDP reply may be: always TC over UDP, whole over TCP.
-    text.push_str(&format!(
-        "\n[[zone.records]]\nname = \"big.meridian.test.\"\ntype = \"TXT\"\nvalue = \"{}\"\n",
-        "x".repeat(3000)
-    ));
-    text
+    topology.zone_record("big.meridian.test.", "TXT", &"x".repeat(3000))
 }
 
 /// Names in the zone, outside it, in odd letter case, and long.

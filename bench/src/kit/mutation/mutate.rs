@@ -7,7 +7,7 @@
 //! driver also sends recent inputs [`again`] with a new ID and ECS
 //! address, so that the answer cache has something to serve.
 
-use crate::wire::{self, HEADER, Layout, OPT, set_u16, u16_at};
+use super::wire::{self, HEADER, Layout, OPT, set_u16, u16_at};
 use rand::RngExt;
 use rand::rngs::ChaCha8Rng;
 
@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_makes_the_same_inputs() {
-        let pool = crate::corpus::seeds();
+        let pool = super::super::corpus::seeds();
         let run = |seed| {
             let mut rng = Rng::seed_from_u64(seed);
             (0..200)

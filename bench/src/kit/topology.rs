@@ -1,0 +1,585 @@
+//! The demo topology on a private loopback block, changed through typed
+//! setters.
+//!
+//! Tests and benchmarks run the demo's three regions on addresses of their
+//! own (`127.B.x.y`), so that they run in parallel with each other and with
+//! a demo on `127.0.x.y`, and each changes a few settings. Editing the
+//! config's text for that (`.replace("down_after = 2", ...)`) silently does
+//! nothing once the text changes; here the demo is parsed once, every
+//! address in it moved structurally, and each change set by key on the
+//! parsed TOML. [`Topology::toml`] serialises it; [`Topology::config`]
+//! validates it with the config crate, which every role start does first,
+//! so a setter whose key the product no longer knows fails loudly
+//! (`deny_unknown_fields`), naming the key.
+//!
+//! Regions are numbered as in the demo: 1 us-east, 2 eu-west, 3
+//! ap-southeast. Addresses are read back from the validated config, so
+//! they follow whatever the setters changed.
+
+use super::error::KitError;
+use config::{Config, ConfigSource};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::{Table, Value};
+
+/// A Meridian topology, as the TOML every role reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    block: u8,
+    table: Table,
+}
+
+/// `[geodns.rate_limit]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Replies per second per client network.
+    pub responses_per_second: u32,
+    /// The bucket's size; the product's default when `None`.
+    pub burst: Option<u32>,
+    /// Every Nth limited reply slips; the product's default when `None`.
+    pub slip: Option<u32>,
+}
+
+impl Topology {
+    /// The demo topology with every `127.0.x.y` address (bare, with a port,
+    /// or in an `http://` URL) moved to `127.block.x.y`: GeoDNS on
+    /// 127.B.0.1:5353 (admin :9153, control API :9000), region N's edge on
+    /// 127.B.N.1:8080 and its origin on 127.B.N.2:8000.
+    pub fn demo(block: u8) -> Topology {
+        // The demo config is compiled in, and the config crate's own tests
+        // parse and validate it: failing here is a broken build.
+        let mut table: Table = config::DEMO_TOML
+            .parse()
+            .expect("the embedded demo config is TOML");
+        for (_, value) in table.iter_mut() {
+            move_to_block(value, block);
+        }
+        Topology { block, table }
+    }
+
+    /// The loopback block, `B` in `127.B.x.y`.
+    pub fn block(&self) -> u8 {
+        self.block
+    }
+
+    /// The topology as TOML text.
+    pub fn toml(&self) -> String {
+        // A table built from parsed TOML and typed values always serialises.
+        toml::to_string(&self.table).expect("a TOML table serialises")
+    }
+
+    /// The topology validated by the config crate, as every role loads it.
+    pub fn config(&self) -> Result<Config, KitError> {
+        Config::from_toml(
+            &self.toml(),
+            ConfigSource::File(PathBuf::from("<test topology>")),
+        )
+        .map_err(|e| KitError::Config(e.to_string()))
+    }
+
+    /// Validates the topology and writes it to `dir/meridian.toml`.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf, KitError> {
+        self.config()?;
+        self.write_unchecked(dir, "meridian.toml")
+    }
+
+    /// Writes the topology to `dir/name` as it is, valid or not: for tests
+    /// of what the product does with a bad file.
+    pub fn write_unchecked(&self, dir: &Path, name: &str) -> Result<PathBuf, KitError> {
+        let path = dir.join(name);
+        std::fs::write(&path, self.toml())
+            .map_err(KitError::io(format!("write {}", path.display())))?;
+        Ok(path)
+    }
+
+    // -- Addresses, read back from the validated config. -------------------
+
+    fn validated(&self) -> Config {
+        match self.config() {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn region(&self, region: u8) -> config::Region {
+        let config = self.validated();
+        match config.regions.get(usize::from(region).wrapping_sub(1)) {
+            Some(found) => found.clone(),
+            None => panic!("the topology has no region {region}"),
+        }
+    }
+
+    /// GeoDNS's UDP and TCP address.
+    pub fn dns(&self) -> SocketAddr {
+        self.validated().geodns.listen
+    }
+
+    /// GeoDNS's admin listener.
+    pub fn geodns_admin(&self) -> SocketAddr {
+        self.validated().geodns.admin_listen
+    }
+
+    /// The control API of `meridian up`.
+    pub fn control(&self) -> SocketAddr {
+        self.validated().control.listen
+    }
+
+    /// The name of region `region` (1-based).
+    pub fn region_name(&self, region: u8) -> String {
+        self.region(region).name
+    }
+
+    /// Region `region`'s first edge address on the HTTP port.
+    pub fn edge(&self, region: u8) -> SocketAddr {
+        let config = self.validated();
+        let addrs = self.region(region).edge_http_addrs(&config.edge);
+        *addrs
+            .first()
+            .expect("a validated region has an edge address")
+    }
+
+    /// Region `region`'s first edge address on the HTTPS port.
+    pub fn edge_https(&self, region: u8) -> SocketAddr {
+        let config = self.validated();
+        let addrs = self.region(region).edge_https_addrs(&config.edge);
+        match addrs.first() {
+            Some(addr) => *addr,
+            None => panic!("the topology serves no HTTPS"),
+        }
+    }
+
+    /// Region `region`'s edge admin listener.
+    pub fn edge_admin(&self, region: u8) -> SocketAddr {
+        let config = self.validated();
+        self.region(region).edge_admin_addr(&config.edge)
+    }
+
+    /// Where region `region`'s origin listens.
+    pub fn origin(&self, region: u8) -> SocketAddr {
+        self.region(region).origin_listen
+    }
+
+    /// The edge admin token (`edge.admin_token`).
+    pub fn purge_token(&self) -> String {
+        self.validated().edge.admin_token.unwrap_or_default()
+    }
+
+    // -- Typed setters. ---------------------------------------------------
+
+    /// `[health]`: the probe interval and timeout.
+    pub fn health(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.set(&["health"], "interval_ms", millis(interval));
+        self.set(&["health"], "timeout_ms", millis(timeout));
+        self
+    }
+
+    /// Health checks that never probe within a test (every 300 s): for
+    /// GeoDNS alone, whose edges do not exist, and for edges whose origin
+    /// order a slow probe must not change.
+    pub fn quiet_health(self) -> Self {
+        self.health(Duration::from_secs(300), Duration::from_secs(1))
+    }
+
+    /// `health.down_after`.
+    pub fn health_down_after(mut self, probes: u32) -> Self {
+        self.set(&["health"], "down_after", probes.into());
+        self
+    }
+
+    /// `zone.steered_ttl_seconds`.
+    pub fn steered_ttl(mut self, seconds: u32) -> Self {
+        self.set(&["zone"], "steered_ttl_seconds", seconds.into());
+        self
+    }
+
+    /// A `[[zone.records]]` entry.
+    pub fn zone_record(mut self, name: &str, record_type: &str, value: &str) -> Self {
+        let mut record = Table::new();
+        record.insert("name".into(), name.into());
+        record.insert("type".into(), record_type.into());
+        record.insert("value".into(), value.into());
+        self.push(&["zone"], "records", record);
+        self
+    }
+
+    /// The addresses of the zone's first nameserver (its glue).
+    pub fn nameserver_addresses(mut self, addresses: &[IpAddr]) -> Self {
+        let list = strings(addresses);
+        let nameservers = self.array(&["zone"], "nameservers");
+        match nameservers.first_mut().and_then(Value::as_table_mut) {
+            Some(first) => first.insert("addresses".into(), list),
+            None => panic!("the topology has no [[zone.nameservers]]"),
+        };
+        self
+    }
+
+    /// GeoDNS's listen address, with its admin listener and the control
+    /// API on the same IP, and the nameserver's glue following it.
+    pub fn geodns_on(mut self, ip: IpAddr) -> Self {
+        let admin_port = self.geodns_admin().port();
+        let control_port = self.control().port();
+        let port = self.dns().port();
+        self.set(
+            &["geodns"],
+            "listen",
+            SocketAddr::new(ip, port).to_string().into(),
+        );
+        self.set(
+            &["geodns"],
+            "admin_listen",
+            SocketAddr::new(ip, admin_port).to_string().into(),
+        );
+        self.set(
+            &["control"],
+            "listen",
+            SocketAddr::new(ip, control_port).to_string().into(),
+        );
+        self.nameserver_addresses(&[ip])
+    }
+
+    /// `geodns.admin_listen`.
+    pub fn geodns_admin_listen(mut self, addr: SocketAddr) -> Self {
+        self.set(&["geodns"], "admin_listen", addr.to_string().into());
+        self
+    }
+
+    /// `geodns.admin_token`.
+    pub fn geodns_admin_token(mut self, token: &str) -> Self {
+        self.set(&["geodns"], "admin_token", token.into());
+        self
+    }
+
+    /// `geodns.geo_database`: a `.mmdb` file.
+    pub fn geo_database(mut self, path: &Path) -> Self {
+        self.set(&["geodns"], "geo_database", path_value(path));
+        self
+    }
+
+    /// `[geodns.rate_limit]`.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        let mut table = Table::new();
+        table.insert(
+            "responses_per_second".into(),
+            limit.responses_per_second.into(),
+        );
+        if let Some(burst) = limit.burst {
+            table.insert("burst".into(), burst.into());
+        }
+        if let Some(slip) = limit.slip {
+            table.insert("slip".into(), slip.into());
+        }
+        self.set(&["geodns"], "rate_limit", Value::Table(table));
+        self
+    }
+
+    /// `geodns.overrides.nets`: `net` (CIDR) to these regions, by name.
+    pub fn override_net(mut self, net: &str, regions: &[&str]) -> Self {
+        self.set(
+            &["geodns", "overrides", "nets"],
+            net,
+            regions_value(regions),
+        );
+        self
+    }
+
+    /// `geodns.overrides.countries`: `code` to these regions, by name.
+    pub fn override_country(mut self, code: &str, regions: &[&str]) -> Self {
+        let value = regions_value(regions);
+        self.set(&["geodns", "overrides", "countries"], code, value);
+        self
+    }
+
+    /// Region `region`'s edge addresses, as GeoDNS answers them.
+    pub fn edge_addresses(mut self, region: u8, addresses: &[IpAddr]) -> Self {
+        let list = strings(addresses);
+        self.region_table(region)
+            .insert("edge_addresses".into(), list);
+        self
+    }
+
+    /// Region `region`'s latitude.
+    pub fn latitude(mut self, region: u8, degrees: f64) -> Self {
+        self.region_table(region)
+            .insert("latitude".into(), degrees.into());
+        self
+    }
+
+    /// Region `region`'s origin URL.
+    pub fn origin_url(mut self, region: u8, url: &str) -> Self {
+        self.region_table(region)
+            .insert("origin_url".into(), url.into());
+        self
+    }
+
+    /// Region `region`'s origin reached over `https://` at the same address.
+    pub fn https_origin(self, region: u8) -> Self {
+        let url = format!("https://{}", self.origin(region));
+        self.origin_url(region, &url)
+    }
+
+    /// `edge.origin_ca_file`.
+    pub fn origin_ca_file(mut self, path: &Path) -> Self {
+        self.set(&["edge"], "origin_ca_file", path_value(path));
+        self
+    }
+
+    /// `edge.origin_suspect_ms`.
+    pub fn origin_suspect(mut self, time: Duration) -> Self {
+        self.set(&["edge"], "origin_suspect_ms", millis(time));
+        self
+    }
+
+    /// `edge.origin_read_timeout_ms`.
+    pub fn origin_read_timeout(mut self, time: Duration) -> Self {
+        self.set(&["edge"], "origin_read_timeout_ms", millis(time));
+        self
+    }
+
+    /// `edge.origin_total_timeout_ms`.
+    pub fn origin_total_timeout(mut self, time: Duration) -> Self {
+        self.set(&["edge"], "origin_total_timeout_ms", millis(time));
+        self
+    }
+
+    /// `edge.client_header_timeout_ms`.
+    pub fn client_header_timeout(mut self, time: Duration) -> Self {
+        self.set(&["edge"], "client_header_timeout_ms", millis(time));
+        self
+    }
+
+    /// `edge.client_io_timeout_ms`.
+    pub fn client_io_timeout(mut self, time: Duration) -> Self {
+        self.set(&["edge"], "client_io_timeout_ms", millis(time));
+        self
+    }
+
+    /// `edge.honor_client_no_cache`.
+    pub fn honor_client_no_cache(mut self, honor: bool) -> Self {
+        self.set(&["edge"], "honor_client_no_cache", honor.into());
+        self
+    }
+
+    /// `edge.plain_hit_fast_path`.
+    pub fn plain_hit_fast_path(mut self, on: bool) -> Self {
+        self.set(&["edge"], "plain_hit_fast_path", on.into());
+        self
+    }
+
+    /// `edge.cache_max_variants`.
+    pub fn cache_max_variants(mut self, variants: u32) -> Self {
+        self.set(&["edge"], "cache_max_variants", variants.into());
+        self
+    }
+
+    /// `edge.cache_max_bytes`.
+    pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.set(&["edge"], "cache_max_bytes", bytes.into());
+        self
+    }
+
+    /// The first `[[edge.certificates]]` read from files instead of the
+    /// compiled-in development certificate.
+    pub fn certificate_files(mut self, chain: &Path, key: &Path) -> Self {
+        let certificates = self.array(&["edge"], "certificates");
+        let Some(first) = certificates.first_mut().and_then(Value::as_table_mut) else {
+            panic!("the topology has no [[edge.certificates]]");
+        };
+        first.remove("development");
+        first.insert("chain_file".into(), path_value(chain));
+        first.insert("key_file".into(), path_value(key));
+        self
+    }
+
+    /// Sets the key at dotted `path` (`edge.http_port`) to `value`,
+    /// whatever it is: for tests of what the product makes of a bad file.
+    /// The table holding it must exist.
+    pub fn raw(mut self, path: &str, value: impl Into<Value>) -> Self {
+        let (tables, key) = split_path(path);
+        let table = self.existing(&tables);
+        table.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Renames the key at dotted `path` to `new_name`, keeping its value.
+    /// Panics if the key is not there: an edit whose target is gone must
+    /// not pass silently.
+    pub fn rename(mut self, path: &str, new_name: &str) -> Self {
+        let (tables, key) = split_path(path);
+        let table = self.existing(&tables);
+        let Some(value) = table.remove(key) else {
+            panic!("the topology has no key {path} to rename");
+        };
+        table.insert(new_name.to_owned(), value);
+        self
+    }
+
+    // -- Plumbing. ---------------------------------------------------------
+
+    /// The table at `path`, created (empty) where missing: optional
+    /// sections such as `[geodns.rate_limit]` are absent from the demo.
+    fn table(&mut self, path: &[&str]) -> &mut Table {
+        let mut table = &mut self.table;
+        for name in path {
+            let entry = table
+                .entry((*name).to_owned())
+                .or_insert_with(|| Value::Table(Table::new()));
+            table = match entry {
+                Value::Table(inner) => inner,
+                _ => panic!("{} is not a table in the topology", path.join(".")),
+            };
+        }
+        table
+    }
+
+    /// The table at `path`, which must exist.
+    fn existing(&mut self, path: &[&str]) -> &mut Table {
+        let mut table = &mut self.table;
+        for name in path {
+            table = match table.get_mut(*name) {
+                Some(Value::Table(inner)) => inner,
+                _ => panic!("the topology has no table {}", path.join(".")),
+            };
+        }
+        table
+    }
+
+    fn set(&mut self, path: &[&str], key: &str, value: Value) {
+        self.table(path).insert(key.to_owned(), value);
+    }
+
+    /// The array of tables `key` in the table at `path`, created if absent.
+    fn array(&mut self, path: &[&str], key: &str) -> &mut Vec<Value> {
+        match self
+            .table(path)
+            .entry(key.to_owned())
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            Value::Array(items) => items,
+            _ => panic!("{key} is not an array in the topology"),
+        }
+    }
+
+    fn push(&mut self, path: &[&str], key: &str, item: Table) {
+        self.array(path, key).push(Value::Table(item));
+    }
+
+    fn region_table(&mut self, region: u8) -> &mut Table {
+        let regions = self.array(&[], "region");
+        match regions
+            .get_mut(usize::from(region).wrapping_sub(1))
+            .and_then(Value::as_table_mut)
+        {
+            Some(table) => table,
+            None => panic!("the topology has no region {region}"),
+        }
+    }
+}
+
+/// Rewrites every `127.0.` address inside `value` onto `127.block.`.
+fn move_to_block(value: &mut Value, block: u8) {
+    match value {
+        Value::String(text) => {
+            let (scheme, rest) = match text.strip_prefix("http://") {
+                Some(rest) => ("http://", rest),
+                None => ("", text.as_str()),
+            };
+            if let Some(rest) = rest.strip_prefix("127.0.") {
+                *text = format!("{scheme}127.{block}.{rest}");
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| move_to_block(v, block)),
+        Value::Table(table) => table.iter_mut().for_each(|(_, v)| move_to_block(v, block)),
+        _ => {}
+    }
+}
+
+fn millis(time: Duration) -> Value {
+    Value::Integer(i64::try_from(time.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn strings(addresses: &[IpAddr]) -> Value {
+    Value::Array(addresses.iter().map(|a| a.to_string().into()).collect())
+}
+
+fn regions_value(regions: &[&str]) -> Value {
+    Value::Array(regions.iter().map(|r| (*r).into()).collect())
+}
+
+fn path_value(path: &Path) -> Value {
+    path.display().to_string().into()
+}
+
+fn split_path(path: &str) -> (Vec<&str>, &str) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let key = parts.pop().unwrap_or_default();
+    (parts, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_moves_onto_its_block_whole() {
+        let topology = Topology::demo(77);
+        assert_eq!(topology.dns(), "127.77.0.1:5353".parse().unwrap());
+        assert_eq!(topology.control(), "127.77.0.1:9000".parse().unwrap());
+        assert_eq!(topology.edge(2), "127.77.2.1:8080".parse().unwrap());
+        assert_eq!(topology.edge_admin(2), "127.77.2.1:9080".parse().unwrap());
+        assert_eq!(topology.origin(3), "127.77.3.2:8000".parse().unwrap());
+        assert_eq!(topology.region_name(3), "ap-southeast");
+        // Nothing is left on the demo's addresses.
+        assert!(!topology.toml().contains("127.0."), "{}", topology.toml());
+    }
+
+    #[test]
+    fn setters_change_the_validated_config() {
+        let config = Topology::demo(77)
+            .quiet_health()
+            .health_down_after(100)
+            .origin_suspect(Duration::from_millis(1))
+            .rate_limit(RateLimit {
+                responses_per_second: 1,
+                burst: Some(5),
+                slip: None,
+            })
+            .zone_record("mail.meridian.test.", "A", "192.0.2.25")
+            .override_country("BR", &["ap-southeast"])
+            .edge_addresses(1, &["127.61.1.1".parse().unwrap()])
+            .config()
+            .unwrap();
+        assert_eq!(config.health.interval, Duration::from_secs(300));
+        assert_eq!(config.health.down_after, 100);
+        assert_eq!(config.edge.origins.suspect_for, Duration::from_millis(1));
+        assert_eq!(config.geodns.rate_limit.map(|r| r.burst), Some(5));
+        assert_eq!(config.zone.records.len(), 1);
+        assert_eq!(config.geodns.overrides.countries["BR"], [2]);
+        assert_eq!(
+            config.regions[0].edge_addresses,
+            ["127.61.1.1".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn a_key_the_product_does_not_know_fails_validation_by_name() {
+        let error = Topology::demo(77)
+            .rename("edge.http_port", "htp_port")
+            .config()
+            .unwrap_err();
+        assert!(error.to_string().contains("edge.htp_port"), "{error}");
+    }
+
+    #[test]
+    #[should_panic(expected = "no key edge.nonexistent to rename")]
+    fn an_edit_whose_target_is_gone_fails_loudly() {
+        let _ = Topology::demo(77).rename("edge.nonexistent", "other");
+    }
+
+    #[test]
+    #[should_panic(expected = "no region 4")]
+    fn a_region_that_does_not_exist_fails_loudly() {
+        let _ = Topology::demo(77).latitude(4, 0.0);
+    }
+}

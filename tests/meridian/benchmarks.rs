@@ -1,0 +1,201 @@
+//! Every benchmark scenario smoke-run against the `meridian` Cargo built
+//! for these tests, for a few seconds each, on blocks 127.210-217: the
+//! harness works and each scenario measures something. Never how fast
+//! anything is (CI machines are noisy; speed is what the full runs in
+//! `bench/RESULTS.md` are for), and never correctness, which the other
+//! tests check.
+
+use crate::harness::bin;
+use bench::coalesce::{self, CoalesceOptions};
+use bench::connections::{self, ConnectionsOptions};
+use bench::dns::{self, DnsOptions};
+use bench::dns_flood::{self, DnsFloodOptions};
+use bench::http::{self, HttpOptions, Server};
+use bench::loadgen::LoadChoice;
+use bench::memory::{self, MemoryOptions};
+use bench::outage::{self, OutageOptions, Phase};
+use bench::report::{ScenarioReport, render_table};
+use std::path::Path;
+
+fn show(report: &impl ScenarioReport) {
+    println!("{}", render_table(&report.title(), &report.rows()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_coalesce_measures_origin_fetches() {
+    let options = CoalesceOptions {
+        block: 210,
+        ..CoalesceOptions::smoke()
+    };
+    let report = coalesce::run(bin(), &options).await.unwrap();
+    show(&report);
+    assert_eq!(report.requests_sent, options.requests);
+    assert_eq!(
+        report.bodies_intact, options.requests,
+        "{:?}",
+        report.error_samples
+    );
+    assert_eq!(report.origin_fetches, 1, "{:?}", report.cache_status);
+    // The requests really overlapped the fetch: had they run one after
+    // another, all but the first would be quick hits.
+    assert!(
+        report.latency.p50_ms >= options.origin_delay_ms as f64 / 2.0,
+        "{:?}",
+        report.latency
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_connections_holds_idle_clients() {
+    let options = ConnectionsOptions {
+        block: 211,
+        ..ConnectionsOptions::smoke()
+    };
+    let report = connections::run(bin(), &options).await.unwrap();
+    show(&report);
+    assert_eq!(
+        report.held, options.connections,
+        "{:?}",
+        report.error_samples
+    );
+    assert!(report.new_client_ms.is_some());
+    assert!(report.loaded_rss > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_dns_measures_steered_answers() {
+    let options = DnsOptions {
+        block: 212,
+        ..DnsOptions::smoke()
+    };
+    let report = dns::run(bin(), &options).await.unwrap();
+    show(&report);
+    let [meridian] = report.measurements.as_slice() else {
+        panic!("one server measured: {:?}", report.measurements)
+    };
+    assert!(meridian.answers_per_second > 0.0, "{meridian:?}");
+    assert_eq!(report.clients.len(), options.countries.len());
+    assert!(report.ratio.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_dns_flood_measures_probes_under_a_flood() {
+    let options = DnsFloodOptions {
+        block: 213,
+        ..DnsFloodOptions::smoke()
+    };
+    let report = dns_flood::run(bin(), &options).await.unwrap();
+    show(&report);
+    assert!(report.flood_sent > 0, "{report:?}");
+    assert!(
+        report.flood_replies > 0,
+        "GeoDNS answered none of the flood"
+    );
+    assert!(
+        report.udp.sent > 0 && report.udp.answered > 0,
+        "{:?}",
+        report.udp
+    );
+    assert!(
+        report.tcp.sent > 0 && report.tcp.answered > 0,
+        "{:?}",
+        report.tcp
+    );
+    assert!(report.server_cpu_seconds.is_some());
+}
+
+async fn http_smoke(block: u8, load: LoadChoice) -> http::HttpReport {
+    let options = HttpOptions {
+        load,
+        block,
+        ..HttpOptions::smoke()
+    };
+    let report = http::run(bin(), &options).await.unwrap();
+    show(&report);
+    assert_eq!(report.measurements.len(), options.sizes.len());
+    for m in &report.measurements {
+        assert_eq!(m.server, Server::Meridian);
+        assert!(m.median.requests > 0, "{m:?}");
+        assert!(
+            m.clean(),
+            "every request is a cache hit without errors: {m:?}"
+        );
+    }
+    assert!(report.comparisons.is_empty());
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_http_measures_hits_with_the_builtin_load() {
+    let report = http_smoke(214, LoadChoice::Builtin).await;
+    assert!(report.load_generator.starts_with("built-in"));
+    if cfg!(target_os = "linux") {
+        assert!(report.measurements[0].cpu_us_per_request.is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_http_measures_hits_with_wrk_when_installed() {
+    if bench::peers::find_program("wrk").is_none() {
+        eprintln!("wrk is not installed (Debian package wrk): nothing to check");
+        return;
+    }
+    let report = http_smoke(215, LoadChoice::Wrk).await;
+    assert!(report.load_generator.starts_with("wrk"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_memory_fills_a_small_cache() {
+    let options = MemoryOptions {
+        block: 216,
+        ..MemoryOptions::smoke()
+    };
+    let report = memory::run(bin(), &options).await.unwrap();
+    show(&report);
+    assert_eq!(report.runs.len(), options.sizes.len());
+    for run in &report.runs {
+        assert_eq!(run.failed, 0, "{run:?}");
+        assert!(run.full_rss > run.idle_rss, "filling takes memory: {run:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_outage_times_steering_through_every_phase() {
+    let options = OutageOptions {
+        block: 217,
+        ..OutageOptions::smoke()
+    };
+    let report = outage::run(bin(), &options).await.unwrap();
+    show(&report);
+    let ran: Vec<Phase> = report.phases.iter().map(|p| p.phase).collect();
+    assert_eq!(ran, Phase::ALL);
+    assert!(
+        report.phases.iter().all(|p| p.requests > 0),
+        "{:?}",
+        report.phases
+    );
+    assert!(report.steered_away_ms.is_some(), "{report:?}");
+    assert!(report.steered_back_ms.is_some(), "{report:?}");
+}
+
+#[tokio::test]
+async fn bench_a_missing_binary_is_a_clear_error() {
+    let missing = Path::new("/nonexistent/meridian");
+    let error = outage::run(missing, &OutageOptions::smoke())
+        .await
+        .err()
+        .unwrap();
+    let message = error.to_string();
+    assert!(
+        message.contains("/nonexistent/meridian") && message.contains("cargo build"),
+        "{message}"
+    );
+    let error = coalesce::run(missing, &CoalesceOptions::smoke())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains("/nonexistent/meridian"),
+        "{error}"
+    );
+}
