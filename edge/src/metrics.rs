@@ -7,7 +7,7 @@
 use crate::cache_status::{CacheOutcome, ForwardReason};
 use crate::storage::MemoryStorage;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder,
     register_int_counter_vec_with_registry, register_int_counter_with_registry,
     register_int_gauge_with_registry,
 };
@@ -243,11 +243,14 @@ impl EdgeMetrics {
             .set(i64::try_from(storage.variant_evictions()).unwrap_or(i64::MAX));
         self.abandoned_fills
             .set(i64::try_from(storage.abandoned_fills()).unwrap_or(i64::MAX));
-        let mut buffer = Vec::new();
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::warn!(%error, "cannot encode metrics");
-        }
-        String::from_utf8_lossy(&buffer).into_owned()
+        // Encoding only fails on a metric with an invalid name, which
+        // registering it already refused.
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot encode metrics");
+                String::new()
+            })
     }
 }
 
