@@ -60,7 +60,7 @@ struct EdgeHealth {
 }
 
 /// One edge's state, for reports (`/health`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EdgeStatus {
     /// The probed address.
     pub addr: SocketAddr,
@@ -74,7 +74,7 @@ pub struct EdgeStatus {
 }
 
 /// What one vantage point sees of an edge.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Seen {
     /// Who: `geodns ns2`, `edge 127.0.2.3:9080`.
     pub vantage: String,
@@ -83,7 +83,7 @@ pub struct Seen {
 }
 
 /// One region's state, for reports.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegionStatus {
     /// The region's name.
     pub region: String,
@@ -588,6 +588,51 @@ mod tests {
         assert_eq!(view.vantage_points(), 0);
         assert!(!view.edge_up(1, 0), "alone, its probes decide");
         assert!(view.snapshot()[1].edges[0].seen_by.is_empty());
+    }
+
+    /// The quorum decision against the failure cases, as a table: what
+    /// this server's (ns1's) own probes see of eu-west's edge, what the
+    /// others report, and whether ns1 keeps answering with it.
+    #[test]
+    fn quorum_decisions_against_the_failure_cases() {
+        const NS2: &str = "geodns ns2";
+        const PEER: &str = "edge 127.0.2.3:9080";
+        // (case, quorum, own probes see it up, reports heard now, kept in answers)
+        let table: [(&str, Quorum, bool, &[(&str, bool)], bool); 11] = [
+            ("all well", Quorum::Majority, true, &[(NS2, true), (PEER, true)], true),
+            ("the edge crashes", Quorum::Majority, false, &[(NS2, false), (PEER, false)], false),
+            ("the edge crashes, no edge reports", Quorum::Majority, false, &[(NS2, false)], false),
+            // Its edges are cut off too: their reports stop (not heard).
+            ("the region is partitioned from everyone", Quorum::Majority, false, &[(NS2, false)], false),
+            ("ns1 is partitioned from the region", Quorum::Majority, false, &[(NS2, true)], true),
+            ("ns1 is partitioned from the region, an edge reports", Quorum::Majority, false, &[(NS2, true), (PEER, true)], true),
+            ("ns2 is partitioned from the region", Quorum::Majority, true, &[(NS2, false)], true),
+            ("ns1 is alone and sees the region down", Quorum::Majority, false, &[], false),
+            ("ns1 is partitioned from the region and ns2, an edge reports", Quorum::Majority, false, &[(PEER, true)], true),
+            // Why not "any": one cut-off nameserver steers the world away.
+            ("quorum 1: ns1 is partitioned from the region", Quorum::AtLeast(1), false, &[(NS2, true)], false),
+            // Why not "all": one stale view keeps a crashed edge in.
+            ("quorum 3: the edge crashes, one report is stale", Quorum::AtLeast(3), false, &[(NS2, false), (PEER, true)], true),
+        ];
+        let now = Instant::now();
+        for (case, quorum, own, reports, kept) in table {
+            let view = demo_view(quorum);
+            view.set_probed(1, 0, own);
+            let reports = reports.iter().map(|(v, up)| report(v, &[(EU, *up)])).collect();
+            view.receive(reports, now);
+            assert_eq!(view.edge_up(1, 0), kept, "{case}");
+            assert_eq!(view.edge_probed_up(1, 0), own, "{case}");
+        }
+
+        // A nameserver that crashed stops counting once silent: its last
+        // word (down) does not keep the edge out after it is gone.
+        let view = demo_view(Quorum::Majority);
+        view.receive(vec![report(NS2, &[(EU, false)]), report(PEER, &[(EU, false)])], now);
+        assert!(!view.edge_up(1, 0), "2 of 3 down");
+        view.receive(vec![report(PEER, &[(EU, true)])], now + Duration::from_secs(1));
+        assert!(view.edge_up(1, 0), "1 of 3 down");
+        view.receive(vec![report(PEER, &[(EU, false)])], now + Duration::from_millis(2500));
+        assert!(view.edge_up(1, 0), "ns2 is silent: 1 of 2 down");
     }
 
     #[test]

@@ -175,7 +175,7 @@ async fn poll(client: reqwest::Client, target: Arc<Target>) -> Option<Report> {
 
 /// The body of `response`, unless it is longer than `limit` bytes or
 /// breaks off.
-async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
+pub async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
     if response
         .content_length()
         .is_some_and(|length| length > limit as u64)
@@ -331,6 +331,111 @@ mod tests {
         assert_eq!(edge_report(elsewhere, &regions), None);
         let no_peers = br#"{"region":"eu-west","origins":[]}"#;
         assert_eq!(edge_report(no_peers, &regions), None);
+    }
+
+    /// A vantage point at a fresh loopback port that answers every
+    /// connection with `respond`.
+    async fn peer<F, Fut>(respond: F) -> SocketAddr
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let respond = Arc::new(respond);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(respond(socket));
+            }
+        });
+        addr
+    }
+
+    /// Polling one GeoDNS peer at `addr` with a 300 ms timeout.
+    fn polling(addr: SocketAddr) -> HttpPolling {
+        HttpPolling {
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(std::time::Duration::from_millis(300))
+                .build()
+                .ok(),
+            targets: vec![Arc::new(Target {
+                vantage: "geodns peer".into(),
+                url: format!("http://{addr}/health"),
+                token: None,
+                kind: Kind::GeoDns,
+            })],
+        }
+    }
+
+    const VIEW: &str = r#"[{"region":"eu-west","up":true,"edges":[{"addr":"127.0.2.1:8080","up":true,"probed_up":true,"seen_by":[]}]}]"#;
+
+    async fn head_then(mut socket: tokio::net::TcpStream, head: String, body: Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = [0u8; 4096];
+        let _ = socket.read(&mut buf).await;
+        let _ = socket.write_all(head.as_bytes()).await;
+        let _ = socket.write_all(&body).await;
+        // Holds the connection open, as a peer that stalls would.
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
+
+    #[tokio::test]
+    async fn a_peer_is_heard_within_bounds_or_not_at_all() {
+        // A well-behaved peer is heard.
+        let good = peer(|socket| {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                VIEW.len()
+            );
+            head_then(socket, head, VIEW.as_bytes().to_vec())
+        })
+        .await;
+        let reports = polling(good).exchange(&[]).await;
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].vantage, "geodns peer");
+
+        // One that says it sends more than the cap, or sends more without
+        // saying: nothing, read no further than the cap.
+        let announced = peer(|socket| {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                MAX_REPORT_BYTES + 1
+            );
+            head_then(socket, head, Vec::new())
+        })
+        .await;
+        let chunked = peer(|socket| {
+            let mut body = Vec::new();
+            let chunk = vec![b' '; 64 * 1024];
+            for _ in 0..(MAX_REPORT_BYTES / chunk.len() + 2) {
+                body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                body.extend_from_slice(&chunk);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"0\r\n\r\n");
+            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_owned();
+            head_then(socket, head, body)
+        })
+        .await;
+        // One that answers its head and then stalls, one that never answers.
+        let stalls = peer(|socket| {
+            let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n[".to_owned();
+            head_then(socket, head, Vec::new())
+        })
+        .await;
+        let silent = peer(|socket| async move {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            drop(socket);
+        })
+        .await;
+        for addr in [announced, chunked, stalls, silent] {
+            let started = std::time::Instant::now();
+            assert!(polling(addr).exchange(&[]).await.is_empty(), "{addr}");
+            // Bounded by the timeout, not by the peer (generous for a
+            // loaded machine; the peers above hold on for a minute).
+            assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        }
     }
 
     #[test]
