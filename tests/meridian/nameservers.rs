@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Long enough for a health change on a loaded machine (probes every
-/// 200 ms, two in a row to change).
+/// 300 ms, two in a row to change; 5 s for a silent server to stop
+/// counting).
 const WITHIN: Duration = Duration::from_secs(30);
 
 /// GB, DE, US and SG clients, by ECS subnet.
@@ -110,12 +111,15 @@ impl Drop for FakeEdge {
     }
 }
 
-/// The demo on `block` with its two GeoDNS servers probing every 200 ms
+/// The demo on `block` with its two GeoDNS servers probing every 300 ms
 /// from 127.B.0.11 (ns1) and 127.B.0.12 (ns2), and a stand-in for every
-/// region's edge.
+/// region's edge. A server stops counting the other after 5 s of silence:
+/// long enough that polls lost on a loaded machine never make it decide
+/// alone by accident.
 fn pair(block: u8) -> (Topology, Vec<FakeEdge>) {
     let topology = Topology::demo(block)
-        .health(Duration::from_millis(200), Duration::from_millis(500))
+        .health(Duration::from_millis(300), Duration::from_millis(250))
+        .silent_after(Duration::from_secs(5))
         .probe_from(0, ip(block, 0, 11))
         .probe_from(1, ip(block, 0, 12));
     let edges = (1..=3)
