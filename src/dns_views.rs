@@ -177,8 +177,31 @@ mod tests {
         assert_eq!(
             lines,
             [
-                vec!["ns1", "127.0.2.1:8080", "answered", "own", "probes", "down", "geodns", "ns2", "up"],
-                vec!["ns2", "127.0.2.1:8080", "steered", "away", "own", "probes", "down", "no", "other", "vantage", "point", "reports"],
+                vec![
+                    "ns1",
+                    "127.0.2.1:8080",
+                    "answered",
+                    "own",
+                    "probes",
+                    "down",
+                    "geodns",
+                    "ns2",
+                    "up"
+                ],
+                vec![
+                    "ns2",
+                    "127.0.2.1:8080",
+                    "steered",
+                    "away",
+                    "own",
+                    "probes",
+                    "down",
+                    "no",
+                    "other",
+                    "vantage",
+                    "point",
+                    "reports"
+                ],
                 vec!["ns3", "did", "not", "answer", "on", "127.0.0.3:9153"],
             ]
         );

@@ -376,8 +376,15 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         let at = lines.iter().position(|l| l.trim() == "eu-west:").unwrap();
         let ns1: Vec<&str> = lines[at + 1].split_whitespace().collect();
-        assert_eq!(ns1[..5], ["ns1", "127.0.2.1:8080", "steered", "away", "own"], "{table}");
-        assert!(lines[at + 2].contains("ns2") && lines[at + 2].contains("did not answer"), "{table}");
+        assert_eq!(
+            ns1[..5],
+            ["ns1", "127.0.2.1:8080", "steered", "away", "own"],
+            "{table}"
+        );
+        assert!(
+            lines[at + 2].contains("ns2") && lines[at + 2].contains("did not answer"),
+            "{table}"
+        );
         assert!(
             table.contains(
                 "origin eu-west crashed in a loop and was given up on; last: exit status: 1"

@@ -6,10 +6,10 @@
 //! addresses.
 
 use crate::cli::RouteArgs;
+use crate::dns_views::ServerView;
 use anyhow::Context;
 use geodns::explain::{Explainer, Explanation};
 use geodns::steering::Rule;
-use crate::dns_views::ServerView;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -196,7 +196,11 @@ fn report(
         );
         for region in &e.regions {
             let _ = writeln!(out, "  {}:", region.name);
-            out.push_str(&crate::dns_views::who_sees_what(views, &region.name, "    "));
+            out.push_str(&crate::dns_views::who_sees_what(
+                views,
+                &region.name,
+                "    ",
+            ));
         }
     }
     out

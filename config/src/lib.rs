@@ -254,9 +254,12 @@ impl GeoDns {
                     listed()
                 )),
             },
-            ServerChoice::Named(name) => self
-                .server(name)
-                .ok_or_else(|| format!("no GeoDNS server named {name:?}; the config has {}", listed())),
+            ServerChoice::Named(name) => self.server(name).ok_or_else(|| {
+                format!(
+                    "no GeoDNS server named {name:?}; the config has {}",
+                    listed()
+                )
+            }),
             ServerChoice::Listening(addr) => {
                 let mut found = self.servers.iter().filter(|s| s.listen == *addr);
                 match (found.next(), found.next()) {
@@ -885,7 +888,9 @@ mod tests {
     fn single_server_demo() -> String {
         let servers = DEMO_TOML.find("[[geodns.servers]]").unwrap();
         let health = DEMO_TOML.find("[health]").unwrap();
-        let ns2 = DEMO_TOML.find("[[zone.nameservers]]\nname = \"ns2").unwrap();
+        let ns2 = DEMO_TOML
+            .find("[[zone.nameservers]]\nname = \"ns2")
+            .unwrap();
         let after_ns2 = ns2 + DEMO_TOML[ns2..].find("\n\n").unwrap();
         format!(
             "{}{}{}{}",
@@ -943,14 +948,27 @@ mod tests {
         assert_eq!(named.listen, "127.0.0.2:5353".parse().unwrap());
         let listening = ServerChoice::Listening("127.0.0.1:5353".parse().unwrap());
         assert_eq!(geodns.choose(&listening).unwrap().name, "ns1");
-        let unknown = geodns.choose(&ServerChoice::Named("ns9".into())).unwrap_err();
-        assert!(unknown.contains("no GeoDNS server named \"ns9\""), "{unknown}");
+        let unknown = geodns
+            .choose(&ServerChoice::Named("ns9".into()))
+            .unwrap_err();
+        assert!(
+            unknown.contains("no GeoDNS server named \"ns9\""),
+            "{unknown}"
+        );
         let nowhere = ServerChoice::Listening("127.0.0.9:53".parse().unwrap());
-        assert!(geodns.choose(&nowhere).unwrap_err().contains("127.0.0.9:53"));
+        assert!(
+            geodns
+                .choose(&nowhere)
+                .unwrap_err()
+                .contains("127.0.0.9:53")
+        );
         // Two servers on one address (anycast, or a wildcard on two hosts)
         // are told apart by name only.
-        let shared = check(&demo_with("listen = \"127.0.0.2:5353\"", "listen = \"127.0.0.1:5353\""))
-            .unwrap();
+        let shared = check(&demo_with(
+            "listen = \"127.0.0.2:5353\"",
+            "listen = \"127.0.0.1:5353\"",
+        ))
+        .unwrap();
         let ambiguous = ServerChoice::Listening("127.0.0.1:5353".parse().unwrap());
         let e = shared.geodns.choose(&ambiguous).unwrap_err();
         assert!(e.contains("several") && e.contains("--server"), "{e}");
@@ -960,7 +978,10 @@ mod tests {
     fn geodns_server_errors_name_the_key() {
         let cases = [
             (
-                demo_with("[[geodns.servers]]\nname = \"ns1\"", "listen = \"127.0.0.1:53\"\n[[geodns.servers]]\nname = \"ns1\""),
+                demo_with(
+                    "[[geodns.servers]]\nname = \"ns1\"",
+                    "listen = \"127.0.0.1:53\"\n[[geodns.servers]]\nname = \"ns1\"",
+                ),
                 "geodns.servers",
                 "not both",
             ),
@@ -975,37 +996,58 @@ mod tests {
                 "lowercase",
             ),
             (
-                demo_with("admin_listen = \"127.0.0.2:9153\"", "admin_listen = \"127.0.0.1:9153\""),
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.1:9153\"",
+                ),
                 "geodns.servers[1].admin_listen",
                 "also geodns.servers[0].admin_listen",
             ),
             (
-                demo_with("admin_listen = \"127.0.0.2:9153\"", "admin_listen = \"127.0.0.1:5353\""),
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.1:5353\"",
+                ),
                 "geodns.servers[1].admin_listen",
                 "must differ from geodns.servers[0].listen",
             ),
             (
-                demo_with("admin_listen = \"127.0.0.2:9153\"", "admin_listen = \"127.0.0.2:5353\""),
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.2:5353\"",
+                ),
                 "geodns.servers[1].admin_listen",
                 "must differ from geodns.servers[1].listen",
             ),
             (
-                demo_with("admin_listen = \"127.0.0.2:9153\"", "admin_listen = \"127.0.0.2:9153\"\nprobe_from = \"0.0.0.0\""),
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.2:9153\"\nprobe_from = \"0.0.0.0\"",
+                ),
                 "geodns.servers[1].probe_from",
                 "leave probe_from out",
             ),
             (
-                demo_with("admin_listen = \"127.0.0.2:9153\"", "admin_listen = \"127.0.0.2:9153\"\nprobe_from = \"not an address\""),
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.2:9153\"\nprobe_from = \"not an address\"",
+                ),
                 "geodns.servers[1].probe_from",
                 "invalid",
             ),
             (
-                demo_with("admin_listen = \"127.0.0.2:9153\"", "admin_listen = \"127.0.0.2:9153\"\nport = 53"),
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.2:9153\"\nport = 53",
+                ),
                 "geodns.servers[1].port",
                 "unknown field",
             ),
             (
-                demo_with("[[zone.nameservers]]\nname = \"ns2.meridian.test.\"\naddresses = [\"127.0.0.2\"]\n", ""),
+                demo_with(
+                    "[[zone.nameservers]]\nname = \"ns2.meridian.test.\"\naddresses = [\"127.0.0.2\"]\n",
+                    "",
+                ),
                 "zone.nameservers",
                 "names 1 nameserver(s) for 2 GeoDNS servers",
             ),
@@ -1035,14 +1077,20 @@ mod tests {
     #[test]
     fn several_servers_poll_each_other_on_specific_admin_addresses() {
         let token = "\nadmin_token = \"geodns-admin-token-1234\"";
-        let text = demo_with("admin_listen = \"127.0.0.2:9153\"", "admin_listen = \"0.0.0.0:9153\"")
-            .replacen("[geodns]", &format!("[geodns]{token}"), 1);
+        let text = demo_with(
+            "admin_listen = \"127.0.0.2:9153\"",
+            "admin_listen = \"0.0.0.0:9153\"",
+        )
+        .replacen("[geodns]", &format!("[geodns]{token}"), 1);
         let e = error_of(&text);
         assert_eq!(e.key, "geodns.servers[1].admin_listen", "{e}");
         assert!(e.reason.contains("wildcard"), "{e}");
         // Alone, a server may listen on every address (with a token).
         let single = single_server_demo()
-            .replace("admin_listen = \"127.0.0.1:9153\"", "admin_listen = \"0.0.0.0:9153\"")
+            .replace(
+                "admin_listen = \"127.0.0.1:9153\"",
+                "admin_listen = \"0.0.0.0:9153\"",
+            )
             .replacen("[geodns]", &format!("[geodns]{token}"), 1);
         assert!(check(&single).is_ok());
     }
@@ -1422,7 +1470,10 @@ mod tests {
         assert!(one.is_down(1, 3), "any vantage point seeing it down");
 
         let with = |value: &str| {
-            check(&demo_with("quorum = \"majority\"", &format!("quorum = {value}")))
+            check(&demo_with(
+                "quorum = \"majority\"",
+                &format!("quorum = {value}"),
+            ))
         };
         assert_eq!(with("3").unwrap().health.quorum, Quorum::AtLeast(3));
         for bad in ["0", "101", "-1", "\"most\"", "1.5", "true"] {
@@ -1441,9 +1492,16 @@ mod tests {
             Duration::from_secs(12),
             "four intervals unless set"
         );
-        let set = check(&demo_with("# silent_after_ms = 2000", "silent_after_ms = 1500")).unwrap();
+        let set = check(&demo_with(
+            "# silent_after_ms = 2000",
+            "silent_after_ms = 1500",
+        ))
+        .unwrap();
         assert_eq!(set.health.silent_after, Duration::from_millis(1500));
-        let e = error_of(&demo_with("# silent_after_ms = 2000", "silent_after_ms = 500"));
+        let e = error_of(&demo_with(
+            "# silent_after_ms = 2000",
+            "silent_after_ms = 500",
+        ));
         assert_eq!(e.key, "health.silent_after_ms");
         assert!(e.reason.contains("longer than interval_ms (500)"), "{e}");
     }

@@ -4,8 +4,8 @@
 //! what depends on the machine (is the port free, does the directory exist)
 //! is checked by the role that uses it, before it binds anything.
 
-use crate::fields::{AdminToken, DnsName, ForwardedField, HostPattern};
 use crate::fields::QuorumField;
+use crate::fields::{AdminToken, DnsName, ForwardedField, HostPattern};
 use crate::file::{EdgeFile, File, GeoDnsFile, HealthFile, OriginFile, RegionFile, ZoneFile};
 use crate::file::{OverridesFile, RateLimitFile, RecordFile};
 use crate::{
@@ -589,10 +589,7 @@ impl Checker<'_> {
                 ));
             }
             let admin = server.admin_listen;
-            if let Some((_, other)) = servers
-                .iter()
-                .find(|(s, _)| s.listen == admin)
-            {
+            if let Some((_, other)) = servers.iter().find(|(s, _)| s.listen == admin) {
                 return Err(self.error(
                     format!("{key}.admin_listen"),
                     format!("must differ from {other}.listen (TCP is used by both)"),

@@ -518,7 +518,10 @@ mod tests {
         assert_eq!(snapshot[1].region, "eu-west");
         assert!(!snapshot[1].up);
         assert_eq!(snapshot[1].edges[0].addr, EU.parse().unwrap());
-        assert!(snapshot[1].edges[0].probed_up, "its own probes never said otherwise");
+        assert!(
+            snapshot[1].edges[0].probed_up,
+            "its own probes never said otherwise"
+        );
     }
 
     #[test]
@@ -527,7 +530,10 @@ mod tests {
         let before = view.generation();
         view.set_probed(1, 0, false);
         assert!(!view.edge_up(1, 0) && !view.edge_probed_up(1, 0));
-        assert!(view.generation() > before, "a decision moves the generation");
+        assert!(
+            view.generation() > before,
+            "a decision moves the generation"
+        );
         view.set_probed(1, 0, true);
         assert!(view.edge_up(1, 0));
         // Edges nobody else reports on are decided the same way, with
@@ -598,27 +604,97 @@ mod tests {
         const NS2: &str = "geodns ns2";
         const PEER: &str = "edge 127.0.2.3:9080";
         // (case, quorum, own probes see it up, reports heard now, kept in answers)
-        let table: [(&str, Quorum, bool, &[(&str, bool)], bool); 11] = [
-            ("all well", Quorum::Majority, true, &[(NS2, true), (PEER, true)], true),
-            ("the edge crashes", Quorum::Majority, false, &[(NS2, false), (PEER, false)], false),
-            ("the edge crashes, no edge reports", Quorum::Majority, false, &[(NS2, false)], false),
+        type Case<'a> = (&'a str, Quorum, bool, &'a [(&'a str, bool)], bool);
+        let table: [Case; 11] = [
+            (
+                "all well",
+                Quorum::Majority,
+                true,
+                &[(NS2, true), (PEER, true)],
+                true,
+            ),
+            (
+                "the edge crashes",
+                Quorum::Majority,
+                false,
+                &[(NS2, false), (PEER, false)],
+                false,
+            ),
+            (
+                "the edge crashes, no edge reports",
+                Quorum::Majority,
+                false,
+                &[(NS2, false)],
+                false,
+            ),
             // Its edges are cut off too: their reports stop (not heard).
-            ("the region is partitioned from everyone", Quorum::Majority, false, &[(NS2, false)], false),
-            ("ns1 is partitioned from the region", Quorum::Majority, false, &[(NS2, true)], true),
-            ("ns1 is partitioned from the region, an edge reports", Quorum::Majority, false, &[(NS2, true), (PEER, true)], true),
-            ("ns2 is partitioned from the region", Quorum::Majority, true, &[(NS2, false)], true),
-            ("ns1 is alone and sees the region down", Quorum::Majority, false, &[], false),
-            ("ns1 is partitioned from the region and ns2, an edge reports", Quorum::Majority, false, &[(PEER, true)], true),
+            (
+                "the region is partitioned from everyone",
+                Quorum::Majority,
+                false,
+                &[(NS2, false)],
+                false,
+            ),
+            (
+                "ns1 is partitioned from the region",
+                Quorum::Majority,
+                false,
+                &[(NS2, true)],
+                true,
+            ),
+            (
+                "ns1 is partitioned from the region, an edge reports",
+                Quorum::Majority,
+                false,
+                &[(NS2, true), (PEER, true)],
+                true,
+            ),
+            (
+                "ns2 is partitioned from the region",
+                Quorum::Majority,
+                true,
+                &[(NS2, false)],
+                true,
+            ),
+            (
+                "ns1 is alone and sees the region down",
+                Quorum::Majority,
+                false,
+                &[],
+                false,
+            ),
+            (
+                "ns1 is partitioned from the region and ns2, an edge reports",
+                Quorum::Majority,
+                false,
+                &[(PEER, true)],
+                true,
+            ),
             // Why not "any": one cut-off nameserver steers the world away.
-            ("quorum 1: ns1 is partitioned from the region", Quorum::AtLeast(1), false, &[(NS2, true)], false),
+            (
+                "quorum 1: ns1 is partitioned from the region",
+                Quorum::AtLeast(1),
+                false,
+                &[(NS2, true)],
+                false,
+            ),
             // Why not "all": one stale view keeps a crashed edge in.
-            ("quorum 3: the edge crashes, one report is stale", Quorum::AtLeast(3), false, &[(NS2, false), (PEER, true)], true),
+            (
+                "quorum 3: the edge crashes, one report is stale",
+                Quorum::AtLeast(3),
+                false,
+                &[(NS2, false), (PEER, true)],
+                true,
+            ),
         ];
         let now = Instant::now();
         for (case, quorum, own, reports, kept) in table {
             let view = demo_view(quorum);
             view.set_probed(1, 0, own);
-            let reports = reports.iter().map(|(v, up)| report(v, &[(EU, *up)])).collect();
+            let reports = reports
+                .iter()
+                .map(|(v, up)| report(v, &[(EU, *up)]))
+                .collect();
             view.receive(reports, now);
             assert_eq!(view.edge_up(1, 0), kept, "{case}");
             assert_eq!(view.edge_probed_up(1, 0), own, "{case}");
@@ -627,11 +703,20 @@ mod tests {
         // A nameserver that crashed stops counting once silent: its last
         // word (down) does not keep the edge out after it is gone.
         let view = demo_view(Quorum::Majority);
-        view.receive(vec![report(NS2, &[(EU, false)]), report(PEER, &[(EU, false)])], now);
+        view.receive(
+            vec![report(NS2, &[(EU, false)]), report(PEER, &[(EU, false)])],
+            now,
+        );
         assert!(!view.edge_up(1, 0), "2 of 3 down");
-        view.receive(vec![report(PEER, &[(EU, true)])], now + Duration::from_secs(1));
+        view.receive(
+            vec![report(PEER, &[(EU, true)])],
+            now + Duration::from_secs(1),
+        );
         assert!(view.edge_up(1, 0), "1 of 3 down");
-        view.receive(vec![report(PEER, &[(EU, false)])], now + Duration::from_millis(2500));
+        view.receive(
+            vec![report(PEER, &[(EU, false)])],
+            now + Duration::from_millis(2500),
+        );
         assert!(view.edge_up(1, 0), "ns2 is silent: 1 of 2 down");
     }
 

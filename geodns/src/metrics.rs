@@ -246,7 +246,9 @@ impl DnsMetrics {
         for region in health.snapshot() {
             for edge in &region.edges {
                 let labels = [region.region.as_str(), &edge.addr.to_string()];
-                self.edge_up.with_label_values(&labels).set(i64::from(edge.up));
+                self.edge_up
+                    .with_label_values(&labels)
+                    .set(i64::from(edge.up));
                 self.edge_probed_up
                     .with_label_values(&labels)
                     .set(i64::from(edge.probed_up));

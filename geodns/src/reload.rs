@@ -352,7 +352,10 @@ mod tests {
         ));
         let mut reloader = Reloader::start(live.clone(), metrics.clone(), "ns1".into()).unwrap();
         live.load().health.set_probed(0, 0, false);
-        assert!(!live.load().health.edge_up(0, 0), "alone, its probes decide");
+        assert!(
+            !live.load().health.edge_up(0, 0),
+            "alone, its probes decide"
+        );
         assert_eq!(at(&live, "81.2.69.1"), [1, 0, 2]);
 
         // GB now goes to ap-southeast first; eu-west's edge moves.
@@ -397,7 +400,9 @@ mod tests {
         std::fs::write(&path, changed.replace("name = \"ns1\"", "name = \"ns3\"")).unwrap();
         let error = reloader.reload().await.unwrap_err();
         assert!(
-            error.to_string().contains("no GeoDNS server named \"ns1\" (it has ns3, ns2)"),
+            error
+                .to_string()
+                .contains("no GeoDNS server named \"ns1\" (it has ns3, ns2)"),
             "{error}"
         );
         assert_eq!(at(&live, "81.2.69.1"), [2, 1, 0]);

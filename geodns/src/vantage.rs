@@ -176,18 +176,26 @@ mod tests {
             start + Duration::from_secs(2)
         ));
         let views: Vec<(&str, bool)> = board.views_of(edge).collect();
-        assert_eq!(views, [("edge 127.0.2.3:9080", true), ("geodns ns2", false)]);
+        assert_eq!(
+            views,
+            [("edge 127.0.2.3:9080", true), ("geodns ns2", false)]
+        );
         // An edge nobody reports on has no views.
         assert_eq!(board.views_of("127.0.9.9:8080".parse().unwrap()).count(), 0);
 
         // ns2 was last heard at 1 s: at 3.5 s, with 2 s of silence allowed,
         // it no longer counts; the edge heard at 2 s still does.
-        let forgotten = board.forget_silent(start + Duration::from_millis(3500), Duration::from_secs(2));
+        let forgotten =
+            board.forget_silent(start + Duration::from_millis(3500), Duration::from_secs(2));
         assert_eq!(forgotten, ["geodns ns2"]);
         assert_eq!(board.len(), 1);
         let views: Vec<(&str, bool)> = board.views_of(edge).collect();
         assert_eq!(views, [("edge 127.0.2.3:9080", true)]);
-        assert!(board.forget_silent(start + Duration::from_secs(4), Duration::from_secs(2)).is_empty());
+        assert!(
+            board
+                .forget_silent(start + Duration::from_secs(4), Duration::from_secs(2))
+                .is_empty()
+        );
         assert_eq!(
             board.forget_silent(start + Duration::from_secs(5), Duration::from_secs(2)),
             ["edge 127.0.2.3:9080"]

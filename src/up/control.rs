@@ -14,8 +14,8 @@
 //! could too, with `fetch`.
 
 use super::{Component, ProcessState, Supervisor};
-use crate::dns_views::ServerView;
 use crate::cli::OutageScope;
+use crate::dns_views::ServerView;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -22,12 +22,7 @@ use std::time::Duration;
 const WITHIN: Duration = Duration::from_secs(30);
 
 /// GB, DE, US and SG clients, by ECS subnet.
-const SUBNETS: [&str; 4] = [
-    "81.2.69.0/24",
-    "5.9.0.0/24",
-    "8.8.8.0/24",
-    "203.116.1.0/24",
-];
+const SUBNETS: [&str; 4] = ["81.2.69.0/24", "5.9.0.0/24", "8.8.8.0/24", "203.116.1.0/24"];
 
 /// Who a stand-in edge answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,8 +92,8 @@ fn answer(mut stream: TcpStream) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let _ = stream
-        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n");
+    let _ =
+        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n");
 }
 
 impl Drop for FakeEdge {
@@ -131,7 +126,15 @@ fn pair(block: u8) -> (Topology, Vec<FakeEdge>) {
 /// The addresses a server answers `cdn.meridian.test A` with for `subnet`,
 /// and the ECS scope of its reply.
 fn steered(server: SocketAddr, subnet: &str) -> (Vec<IpAddr>, Option<u8>) {
-    let reply = dns::udp(server, &dns::ecs("cdn.meridian.test.", hickory_proto::rr::RecordType::A, subnet)).unwrap();
+    let reply = dns::udp(
+        server,
+        &dns::ecs(
+            "cdn.meridian.test.",
+            hickory_proto::rr::RecordType::A,
+            subnet,
+        ),
+    )
+    .unwrap();
     (reply.addresses(), reply.scope())
 }
 
@@ -174,7 +177,8 @@ fn both_nameservers_answer_alike_and_either_serves_alone() {
     // Each hears the other.
     let eu = topology.edge(2);
     assert!(
-        eventually(WITHIN, || hears(&ns1, eu, "geodns ns2") && hears(&ns2, eu, "geodns ns1")),
+        eventually(WITHIN, || hears(&ns1, eu, "geodns ns2")
+            && hears(&ns2, eu, "geodns ns1")),
         "the servers never heard each other: {:?} {:?}",
         ns1.health(),
         ns2.health()
@@ -182,22 +186,46 @@ fn both_nameservers_answer_alike_and_either_serves_alone() {
     for subnet in SUBNETS {
         let one = steered(ns1.dns(), subnet);
         assert!(!one.0.is_empty(), "{subnet}: no answer");
-        assert_eq!(one, steered(ns2.dns(), subnet), "{subnet}: the servers differ");
+        assert_eq!(
+            one,
+            steered(ns2.dns(), subnet),
+            "{subnet}: the servers differ"
+        );
     }
-    assert_eq!(steered(ns1.dns(), "81.2.69.0/24").0, [ip(b, 2, 1)], "GB → eu-west");
+    assert_eq!(
+        steered(ns1.dns(), "81.2.69.0/24").0,
+        [ip(b, 2, 1)],
+        "GB → eu-west"
+    );
 
     // ns1 is gone: ns2 alone still serves the zone, steering as before.
     ns1.terminate();
     assert!(
-        eventually(WITHIN, || dns::udp(ns1.dns(), &dns::question("meridian.test.", hickory_proto::rr::RecordType::SOA)).is_err()),
+        eventually(WITHIN, || dns::udp(
+            ns1.dns(),
+            &dns::question("meridian.test.", hickory_proto::rr::RecordType::SOA)
+        )
+        .is_err()),
         "ns1 still answers"
     );
     for subnet in SUBNETS {
-        assert!(!steered(ns2.dns(), subnet).0.is_empty(), "{subnet}: ns2 alone does not answer");
+        assert!(
+            !steered(ns2.dns(), subnet).0.is_empty(),
+            "{subnet}: ns2 alone does not answer"
+        );
     }
     assert_eq!(steered(ns2.dns(), "81.2.69.0/24").0, [ip(b, 2, 1)]);
-    let soa = dns::udp(ns2.dns(), &dns::question("meridian.test.", hickory_proto::rr::RecordType::NS)).unwrap();
-    assert_eq!(soa.message.answers.len(), 2, "two NS records: {:?}", soa.message);
+    let soa = dns::udp(
+        ns2.dns(),
+        &dns::question("meridian.test.", hickory_proto::rr::RecordType::NS),
+    )
+    .unwrap();
+    assert_eq!(
+        soa.message.answers.len(),
+        2,
+        "two NS records: {:?}",
+        soa.message
+    );
 }
 
 #[test]
@@ -207,7 +235,8 @@ fn a_nameserver_cut_off_from_a_region_does_not_steer_away_from_it() {
     let ns1 = GeoDns::start_server(bin(), &topology, 0).unwrap();
     let ns2 = GeoDns::start_server(bin(), &topology, 1).unwrap();
     let (eu, us) = (topology.edge(2), topology.edge(1));
-    assert!(eventually(WITHIN, || hears(&ns1, eu, "geodns ns2") && hears(&ns2, eu, "geodns ns1")));
+    assert!(eventually(WITHIN, || hears(&ns1, eu, "geodns ns2")
+        && hears(&ns2, eu, "geodns ns1")));
 
     // The link between ns1 and eu-west breaks: ns1's own probes see it
     // down, ns2's see it up. One of two is no majority: both keep
@@ -231,7 +260,8 @@ fn a_nameserver_cut_off_from_a_region_does_not_steer_away_from_it() {
     edges[1].reach(Reach::NoOne);
     for server in [&ns1, &ns2] {
         assert!(
-            eventually(WITHIN, || steered(server.dns(), "81.2.69.0/24").0 == [us.ip()]),
+            eventually(WITHIN, || steered(server.dns(), "81.2.69.0/24").0
+                == [us.ip()]),
             "GB was not steered to us-east: {:?}",
             server.health()
         );
@@ -239,14 +269,20 @@ fn a_nameserver_cut_off_from_a_region_does_not_steer_away_from_it() {
     // It heals: both come back to it.
     edges[1].reach(Reach::Everyone);
     for server in [&ns1, &ns2] {
-        assert!(eventually(WITHIN, || steered(server.dns(), "81.2.69.0/24").0 == [eu.ip()]));
+        assert!(eventually(WITHIN, || steered(server.dns(), "81.2.69.0/24")
+            .0
+            == [eu.ip()]));
     }
 
     // ns2 goes silent while ns1 is still cut off from eu-west: once ns2
     // stops counting, ns1 decides on its own probes alone.
     edges[1].reach(Reach::AllBut(HashSet::from([ip(b, 0, 11)])));
     assert!(eventually(WITHIN, || probed_up(&ns1, eu) == Some(false)));
-    assert_eq!(steered(ns1.dns(), "81.2.69.0/24").0, [eu.ip()], "ns2 still counts");
+    assert_eq!(
+        steered(ns1.dns(), "81.2.69.0/24").0,
+        [eu.ip()],
+        "ns2 still counts"
+    );
     ns2.terminate();
     assert!(
         eventually(WITHIN, || steered(ns1.dns(), "81.2.69.0/24").0 == [us.ip()]),

@@ -292,9 +292,8 @@ impl GeoDns {
     pub fn health(&self) -> Result<serde_json::Value, KitError> {
         let answer = http_get(self.admin, "/health")?;
         let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-        serde_json::from_str(body).map_err(|e| {
-            KitError::Config(format!("GeoDNS's /health is not JSON ({e}): {answer}"))
-        })
+        serde_json::from_str(body)
+            .map_err(|e| KitError::Config(format!("GeoDNS's /health is not JSON ({e}): {answer}")))
     }
 }
 

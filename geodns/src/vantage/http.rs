@@ -213,10 +213,12 @@ pub fn geodns_report(body: &[u8]) -> Option<Vec<SeenEdge>> {
     let edges: Vec<SeenEdge> = regions
         .into_iter()
         .flat_map(|r| r.edges)
-        .filter_map(|e| Some(SeenEdge {
-            addr: e.addr,
-            up: e.probed_up?,
-        }))
+        .filter_map(|e| {
+            Some(SeenEdge {
+                addr: e.addr,
+                up: e.probed_up?,
+            })
+        })
         .collect();
     (!edges.is_empty()).then_some(edges)
 }
@@ -234,7 +236,10 @@ struct EdgeStatus {
 /// only the edges of the region it names, if that region is one of
 /// `regions` (those the config puts behind this admin listener); `None`
 /// when it does not parse, publishes no peers or names another region.
-pub fn edge_report(body: &[u8], regions: &HashMap<String, Vec<SocketAddr>>) -> Option<Vec<SeenEdge>> {
+pub fn edge_report(
+    body: &[u8],
+    regions: &HashMap<String, Vec<SocketAddr>>,
+) -> Option<Vec<SeenEdge>> {
     let status: EdgeStatus = serde_json::from_slice(body).ok()?;
     let region_edges = regions.get(&status.region)?;
     let peers = status
@@ -282,7 +287,10 @@ mod tests {
         let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
         let targets = targets(&config, 0);
         assert_eq!(targets[0].token.as_deref(), Some("geodns-admin-token-1234"));
-        assert!(targets[1..].iter().all(|t| t.token.is_none()), "edges need none");
+        assert!(
+            targets[1..].iter().all(|t| t.token.is_none()),
+            "edges need none"
+        );
     }
 
     #[test]
@@ -304,7 +312,8 @@ mod tests {
             ])
         );
         // A server that publishes only its decisions does not count.
-        let decisions_only = br#"[{"region":"eu-west","up":true,"edges":[{"addr":"127.0.2.1:8080","up":true}]}]"#;
+        let decisions_only =
+            br#"[{"region":"eu-west","up":true,"edges":[{"addr":"127.0.2.1:8080","up":true}]}]"#;
         assert_eq!(geodns_report(decisions_only), None);
     }
 
