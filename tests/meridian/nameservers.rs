@@ -290,3 +290,55 @@ fn a_nameserver_cut_off_from_a_region_does_not_steer_away_from_it() {
         ns1.health()
     );
 }
+
+/// Sends `request` whole to `addr` and reads what comes back until the
+/// server closes or 10 s pass; writing may fail once the server has
+/// answered and closed.
+fn exchange_raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn the_second_servers_admin_listener_refuses_foreign_hosts_and_oversized_heads() {
+    let topology = Topology::demo(32).quiet_health();
+    let ns2 = GeoDns::start_server(bin(), &topology, 1).unwrap();
+    let admin = ns2.admin();
+    assert_eq!(admin, SocketAddr::new(ip(32, 0, 2), 9153));
+    let foreign = exchange_raw(
+        admin,
+        b"GET /health HTTP/1.1\r\nHost: attacker.example:9153\r\nConnection: close\r\n\r\n",
+    );
+    assert!(foreign.starts_with("HTTP/1.1 421"), "{foreign}");
+    let origin = exchange_raw(
+        admin,
+        format!(
+            "GET /health HTTP/1.1\r\nHost: {admin}\r\nOrigin: http://attacker.example\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert!(origin.starts_with("HTTP/1.1 403"), "{origin}");
+    // A head of 1 MiB: refused (431) or cut off, never read whole.
+    let mut oversized = format!("GET /health HTTP/1.1\r\nHost: {admin}\r\nX-Filler: ").into_bytes();
+    oversized.extend(std::iter::repeat_n(b'a', 1 << 20));
+    oversized.extend_from_slice(b"\r\n\r\n");
+    let answer = exchange_raw(admin, &oversized);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    // It still serves its view, and the zone.
+    assert!(ns2.health().unwrap().is_array());
+    let soa = dns::udp(
+        ns2.dns(),
+        &dns::question("meridian.test.", hickory_proto::rr::RecordType::SOA),
+    )
+    .unwrap();
+    assert_eq!(soa.message.answers.len(), 1);
+}
