@@ -47,8 +47,9 @@ pub enum Command {
     /// origin per region, each a supervised child process. Prints the
     /// endpoints; Ctrl-C stops everything.
     Up(ConfigArg),
-    /// Run the authoritative GeoDNS server (UDP and TCP).
-    Geodns(ConfigArg),
+    /// Run one authoritative GeoDNS server of the config (UDP and TCP):
+    /// the only one, or the one --server names.
+    Geodns(GeodnsArgs),
     /// Run one region's caching edge; or, with --listen and --origin, one
     /// edge in front of any HTTP origin without a config file.
     Edge(EdgeArgs),
@@ -167,6 +168,31 @@ pub struct EdgeArgs {
     pub forward_headers: Vec<String>,
 }
 
+/// `meridian geodns`
+#[derive(Debug, Args)]
+pub struct GeodnsArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Which of the config's `[[geodns.servers]]` to run, by name (`ns1`);
+    /// needed when the config has several.
+    #[arg(long, value_name = "NAME", conflicts_with = "listen")]
+    pub server: Option<String>,
+    /// Which of the config's GeoDNS servers to run, by its listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl GeodnsArgs {
+    /// The server these flags choose.
+    pub fn choice(&self) -> config::ServerChoice {
+        match (&self.server, self.listen) {
+            (Some(name), _) => config::ServerChoice::Named(name.clone()),
+            (None, Some(addr)) => config::ServerChoice::Listening(addr),
+            (None, None) => config::ServerChoice::Only,
+        }
+    }
+}
+
 /// `meridian route`
 #[derive(Debug, Args)]
 pub struct RouteArgs {
@@ -278,6 +304,39 @@ mod tests {
         assert!(Cli::try_parse_from(["meridian", "purge", "http://cdn.meridian.test/x"]).is_ok());
         assert!(Cli::try_parse_from(["meridian", "purge", "--tag", "t"]).is_ok());
         assert!(Cli::try_parse_from(["meridian", "purge", "--all", "--soft"]).is_ok());
+    }
+
+    #[test]
+    fn geodns_chooses_its_server_by_name_or_address() {
+        let choice = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Some(Command::Geodns(args))) => Ok(args.choice()),
+            other => Err(format!("{other:?}")),
+        };
+        assert_eq!(
+            choice(&["meridian", "geodns"]),
+            Ok(config::ServerChoice::Only)
+        );
+        assert_eq!(
+            choice(&["meridian", "geodns", "--server", "ns2"]),
+            Ok(config::ServerChoice::Named("ns2".into()))
+        );
+        assert_eq!(
+            choice(&["meridian", "geodns", "--listen", "127.0.0.2:5353"]),
+            Ok(config::ServerChoice::Listening(
+                "127.0.0.2:5353".parse().unwrap()
+            ))
+        );
+        assert!(
+            choice(&[
+                "meridian",
+                "geodns",
+                "--server",
+                "ns1",
+                "--listen",
+                "127.0.0.1:5353"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

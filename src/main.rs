@@ -7,6 +7,7 @@
 //! validates or prints configurations. The work itself lives in the library crates.
 
 mod cli;
+mod dns_views;
 mod ops;
 mod roles;
 mod route;
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(config) => up::run(&config),
-        Command::Geodns(config) => roles::geodns(&config),
+        Command::Geodns(args) => roles::geodns(&args),
         Command::Edge(args) => roles::edge(&args),
         Command::Origin(args) => roles::origin(&args),
         Command::Outage(args) => ops::outage(&args),

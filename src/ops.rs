@@ -204,10 +204,12 @@ fn render(status: &Status) -> String {
         "REGION", "EDGE", "ORIGIN", "DNS SEES EDGE", "HIT RATIO", "EDGE SEES ORIGINS"
     ));
     for region in &status.regions {
-        let view = match region.dns_view_up {
-            Some(true) => "up",
-            Some(false) => "down",
-            None => "unknown",
+        let view = match (region.dns_view_up, status.dns_view_available) {
+            (Some(true), _) => "up",
+            (Some(false), _) => "down",
+            // Servers that answered differ: the lines below say who sees what.
+            (None, true) => "split",
+            (None, false) => "unknown",
         };
         let ratio = region
             .cache_hit_ratio
@@ -239,8 +241,20 @@ fn render(status: &Status) -> String {
             origins
         ));
     }
-    if !status.dns_view_available {
-        out.push_str("(GeoDNS's admin listener did not answer, so its view is unknown)\n");
+    if status.dns_view_available {
+        out.push_str(
+            "\nWHO SEES WHAT (each GeoDNS server: answered or steered away, its own probes, the other vantage points it counts)\n",
+        );
+        for region in &status.regions {
+            out.push_str(&format!("  {}:\n", region.region));
+            out.push_str(&crate::dns_views::who_sees_what(
+                &status.geodns,
+                &region.region,
+                "    ",
+            ));
+        }
+    } else {
+        out.push_str("(no GeoDNS server's admin listener answered, so their view is unknown)\n");
     }
     for process in &status.processes {
         if process.state == ProcessState::Failed {
@@ -257,6 +271,7 @@ fn render(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns_views::ServerView;
     use crate::up::control::{OriginView, ProcessStatus, RegionStatus};
 
     #[test]
@@ -269,15 +284,39 @@ mod tests {
             last_exit: (state == ProcessState::Failed)
                 .then(|| "exit status: 1; last error: error: cannot listen".into()),
         };
+        let eu_edge = |up, probed_up, seen_by| {
+            vec![geodns::health::RegionStatus {
+                region: "eu-west".into(),
+                up,
+                edges: vec![geodns::health::EdgeStatus {
+                    addr: "127.0.2.1:8080".parse().unwrap(),
+                    up,
+                    probed_up,
+                    seen_by,
+                }],
+            }]
+        };
         let status = Status {
-            geodns: ProcessState::Running,
+            geodns: vec![
+                ServerView {
+                    server: "ns1".into(),
+                    admin: "127.0.0.1:9153".parse().unwrap(),
+                    regions: Some(eu_edge(false, false, Vec::new())),
+                },
+                ServerView {
+                    server: "ns2".into(),
+                    admin: "127.0.0.2:9153".parse().unwrap(),
+                    regions: None,
+                },
+            ],
             dns_view_available: true,
             processes: vec![
                 process("origin us-east", ProcessState::Running, Some(41), 0),
                 process("origin eu-west", ProcessState::Failed, None, 5),
                 process("edge us-east", ProcessState::Running, Some(43), 2),
                 process("edge eu-west", ProcessState::Killed, None, 0),
-                process("geodns", ProcessState::Running, Some(45), 0),
+                process("geodns ns1", ProcessState::Running, Some(45), 0),
+                process("geodns ns2", ProcessState::Killed, None, 0),
             ],
             regions: vec![
                 RegionStatus {
@@ -285,6 +324,7 @@ mod tests {
                     edge: ProcessState::Running,
                     origin: ProcessState::Running,
                     dns_view_up: Some(true),
+                    dns_views: Vec::new(),
                     edge_origins: Some(vec![
                         OriginView {
                             region: "us-east".into(),
@@ -304,6 +344,7 @@ mod tests {
                     edge: ProcessState::Killed,
                     origin: ProcessState::Killed,
                     dns_view_up: Some(false),
+                    dns_views: Vec::new(),
                     edge_origins: None,
                     cache_hit_ratio: None,
                 },
@@ -330,6 +371,19 @@ mod tests {
         assert_eq!(
             words("origin eu-west"),
             ["origin", "eu-west", "failed", "-", "5"]
+        );
+        // Who sees what, server by server.
+        let lines: Vec<&str> = table.lines().collect();
+        let at = lines.iter().position(|l| l.trim() == "eu-west:").unwrap();
+        let ns1: Vec<&str> = lines[at + 1].split_whitespace().collect();
+        assert_eq!(
+            ns1[..5],
+            ["ns1", "127.0.2.1:8080", "steered", "away", "own"],
+            "{table}"
+        );
+        assert!(
+            lines[at + 2].contains("ns2") && lines[at + 2].contains("did not answer"),
+            "{table}"
         );
         assert!(
             table.contains(

@@ -264,7 +264,8 @@ pub struct DnsReport {
 /// 127.B.0.1:5353 (gdnsd, when compared, on 127.B.0.2:5353), the edges on
 /// 127.B.1-3.1.
 pub fn topology(block: u8) -> Result<(Topology, config::Config), BenchError> {
-    let topology = Topology::demo(block);
+    // One GeoDNS, measured alone (gdnsd takes the demo's second address).
+    let topology = Topology::demo(block).single_geodns();
     let config = topology.config()?;
     Ok((topology, config))
 }
@@ -529,7 +530,7 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
     };
 
     let mut running = Vec::new();
-    let meridian_listen = config.geodns.listen;
+    let meridian_listen = topology.dns();
     let timeout = Duration::from_millis(options.ready_timeout_ms);
     let launch = GeoDnsLaunch {
         meridian,

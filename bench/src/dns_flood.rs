@@ -170,7 +170,7 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     }
     let seed = options.seed.unwrap_or_else(clock_seed);
     let cores = Cores::choose();
-    let mut topology = Topology::demo(options.block);
+    let mut topology = Topology::demo(options.block).single_geodns();
     if let Some(rate) = options.rate_limit {
         topology = topology.rate_limit(RateLimit {
             responses_per_second: rate,
@@ -183,7 +183,7 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let clients = dns::clients(&options.countries, &db, &config)?;
     let health = dns::serve_health(&config).await?;
     let probe_host = Ipv4Addr::new(127, options.block, 200, 1);
-    let server = config.geodns.listen;
+    let server = topology.dns();
     let launch = dns::GeoDnsLaunch {
         meridian,
         topology: &topology,

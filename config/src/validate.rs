@@ -4,12 +4,13 @@
 //! what depends on the machine (is the port free, does the directory exist)
 //! is checked by the role that uses it, before it binds anything.
 
+use crate::fields::QuorumField;
 use crate::fields::{AdminToken, DnsName, ForwardedField, HostPattern};
 use crate::file::{EdgeFile, File, GeoDnsFile, HealthFile, OriginFile, RegionFile, ZoneFile};
 use crate::file::{OverridesFile, RateLimitFile, RecordFile};
 use crate::{
-    Config, ConfigError, ConfigSource, Control, Edge, GeoDatabase, GeoDns, Health, Nameserver,
-    Origin, OriginUrl, Region, Zone,
+    Config, ConfigError, ConfigSource, Control, Edge, GeoDatabase, GeoDns, GeoDnsServer, Health,
+    Nameserver, Origin, OriginUrl, Quorum, Region, Zone,
 };
 use crate::{NetOverride, Overrides, RateLimit, RecordData, StaticRecord};
 use std::collections::HashMap;
@@ -26,6 +27,11 @@ const RECORD_TYPES: &str = "A, AAAA, CNAME, MX, TXT";
 /// Longest TXT value: several 255-byte strings, well inside one message.
 const MAX_TXT_BYTES: usize = 4000;
 
+/// Probe intervals a vantage point may stay silent before it stops
+/// counting, unless `health.silent_after_ms` says otherwise: three polls
+/// may be lost (or slow) in a row.
+const SILENT_AFTER_INTERVALS: u64 = 4;
+
 /// Longest chain of in-zone CNAMEs GeoDNS follows when it answers.
 pub const MAX_CNAME_CHAIN: usize = 8;
 
@@ -35,6 +41,7 @@ pub(crate) fn lower(file: File, source: ConfigSource) -> Result<Config, ConfigEr
     let regions = check.regions(file.regions)?;
     let geodns = check.geodns(file.geodns, &regions)?;
     let health = check.health(file.health)?;
+    check.nameservers_for(&zone, &geodns)?;
     let edge = check.edge(file.edge)?;
     let origin = check.origin(file.origin);
     let control = check.control(file.control)?;
@@ -505,36 +512,144 @@ impl Checker<'_> {
             "" => return Err(self.error("geodns.geo_database", "must be \"embedded\" or a path")),
             path => GeoDatabase::File(self.path(path)),
         };
-        if geodns.admin_listen == geodns.listen {
-            return Err(self.error(
-                "geodns.admin_listen",
-                "must differ from geodns.listen (TCP is used by both)",
-            ));
-        }
         let admin_token = geodns.admin_token.map(AdminToken::into_string);
-        // The admin routes have no login of their own: off this machine,
-        // only the token keeps them private.
-        if !geodns.admin_listen.ip().is_loopback() && admin_token.is_none() {
-            return Err(self.error(
-                "geodns.admin_listen",
-                format!(
-                    "{} is not a loopback address, so set geodns.admin_token: \
-                     every admin route then needs it as `Authorization: Bearer`",
-                    geodns.admin_listen
-                ),
-            ));
-        }
+        let servers = self.servers(
+            geodns.listen,
+            geodns.admin_listen,
+            geodns.probe_from,
+            geodns.servers,
+            admin_token.is_some(),
+        )?;
         let overrides = self.overrides(geodns.overrides, regions)?;
         let rate_limit = geodns.rate_limit.map(|file| self.rate_limit(file));
         Ok(GeoDns {
-            listen: geodns.listen,
+            servers,
             geo_database,
             default_order,
-            admin_listen: geodns.admin_listen,
             admin_token,
             overrides,
             rate_limit,
         })
+    }
+
+    /// The GeoDNS servers: the one `geodns.listen` describes, or the
+    /// `[[geodns.servers]]`, never both. Each server's keys are named the
+    /// way the file spells them.
+    fn servers(
+        &self,
+        listen: Option<SocketAddr>,
+        admin_listen: Option<SocketAddr>,
+        probe_from: Option<IpAddr>,
+        files: Vec<crate::file::GeoDnsServerFile>,
+        has_token: bool,
+    ) -> Result<Vec<GeoDnsServer>, ConfigError> {
+        let single = listen.is_some() || admin_listen.is_some() || probe_from.is_some();
+        // (server, the prefix its keys have in the file)
+        let servers: Vec<(GeoDnsServer, String)> = if !files.is_empty() {
+            if single {
+                return Err(self.error(
+                    "geodns.servers",
+                    "give either geodns.listen (one server) or [[geodns.servers]] (several), not both",
+                ));
+            }
+            files
+                .into_iter()
+                .enumerate()
+                .map(|(i, file)| {
+                    let server = GeoDnsServer {
+                        name: file.name.into_string(),
+                        listen: file.listen,
+                        admin_listen: file.admin_listen,
+                        probe_from: file.probe_from,
+                    };
+                    (server, format!("geodns.servers[{i}]"))
+                })
+                .collect()
+        } else if let Some(listen) = listen {
+            let server = GeoDnsServer {
+                name: crate::SINGLE_SERVER_NAME.to_owned(),
+                listen,
+                admin_listen: admin_listen.unwrap_or_else(crate::file::default_geodns_admin),
+                probe_from,
+            };
+            vec![(server, "geodns".to_owned())]
+        } else {
+            return Err(self.error(
+                "geodns.listen",
+                "missing: give geodns.listen for one GeoDNS server, or a [[geodns.servers]] table for each of several",
+            ));
+        };
+        let several = servers.len() > 1;
+        for (i, (server, key)) in servers.iter().enumerate() {
+            let earlier = &servers[..i];
+            if let Some((_, other)) = earlier.iter().find(|(s, _)| s.name == server.name) {
+                return Err(self.error(
+                    format!("{key}.name"),
+                    format!("{:?} is used more than once (also {other})", server.name),
+                ));
+            }
+            let admin = server.admin_listen;
+            if let Some((_, other)) = servers.iter().find(|(s, _)| s.listen == admin) {
+                return Err(self.error(
+                    format!("{key}.admin_listen"),
+                    format!("must differ from {other}.listen (TCP is used by both)"),
+                ));
+            }
+            if let Some((_, other)) = earlier.iter().find(|(s, _)| s.admin_listen == admin) {
+                return Err(self.error(
+                    format!("{key}.admin_listen"),
+                    format!("{admin} is also {other}.admin_listen"),
+                ));
+            }
+            // The admin routes have no login of their own: off this
+            // machine, only the token keeps them private.
+            if !admin.ip().is_loopback() && !has_token {
+                return Err(self.error(
+                    format!("{key}.admin_listen"),
+                    format!(
+                        "{admin} is not a loopback address, so set geodns.admin_token: \
+                         every admin route then needs it as `Authorization: Bearer`"
+                    ),
+                ));
+            }
+            if several && admin.ip().is_unspecified() {
+                return Err(self.error(
+                    format!("{key}.admin_listen"),
+                    format!(
+                        "{admin} is a wildcard address, but the other GeoDNS servers poll this \
+                         one's view of the edges there: give the address they reach it on"
+                    ),
+                ));
+            }
+            if let Some(from) = server.probe_from
+                && (from.is_unspecified() || from.is_multicast())
+            {
+                return Err(self.error(
+                    format!("{key}.probe_from"),
+                    format!(
+                        "{from} cannot be a source address; leave probe_from out to let the system choose"
+                    ),
+                ));
+            }
+        }
+        Ok(servers.into_iter().map(|(server, _)| server).collect())
+    }
+
+    /// Resolvers ask only the nameservers a zone names, so a GeoDNS server
+    /// without an NS record would never be asked: the zone needs at least
+    /// one per server.
+    fn nameservers_for(&self, zone: &Zone, geodns: &GeoDns) -> Result<(), ConfigError> {
+        let (records, servers) = (zone.nameservers.len(), geodns.servers.len());
+        if records < servers {
+            return Err(self.error(
+                "zone.nameservers",
+                format!(
+                    "names {records} nameserver(s) for {servers} GeoDNS servers: resolvers only \
+                     ask the nameservers the zone names, so give each server an NS record"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// `[geodns.rate_limit]`: the burst defaults to the rate.
@@ -560,12 +675,33 @@ impl Checker<'_> {
                 ),
             ));
         }
+        // Other vantage points are polled once per interval: one that may
+        // fall silent within an interval would stop counting between polls.
+        let silent_after_ms = match health.silent_after_ms {
+            Some(ms) if ms.get() <= interval_ms => {
+                return Err(self.error(
+                    "health.silent_after_ms",
+                    format!(
+                        "must be longer than interval_ms ({interval_ms}), got {}: \
+                         other vantage points are heard from once per interval",
+                        ms.get()
+                    ),
+                ));
+            }
+            Some(ms) => ms.get(),
+            None => interval_ms.saturating_mul(SILENT_AFTER_INTERVALS),
+        };
         Ok(Health {
             interval: Duration::from_millis(interval_ms),
             timeout: Duration::from_millis(health.timeout_ms),
             down_after: health.down_after.get_u32(),
             up_after: health.up_after.get_u32(),
             fail_open: health.fail_open,
+            quorum: match health.quorum {
+                QuorumField::Majority => Quorum::Majority,
+                QuorumField::AtLeast(count) => Quorum::AtLeast(count),
+            },
+            silent_after: Duration::from_millis(silent_after_ms),
         })
     }
 
@@ -1244,6 +1380,8 @@ mod tests {
             "# slip = ",
             "# ipv4_prefix_length = ",
             "# ipv6_prefix_length = ",
+            "# probe_from = ",
+            "# silent_after_ms = ",
         ];
         let text: String = crate::DEMO_TOML
             .lines()
@@ -1266,5 +1404,6 @@ mod tests {
             (rate_limit.responses_per_second, rate_limit.burst),
             (50, 100)
         );
+        assert!(config.geodns.servers[0].probe_from.is_some());
     }
 }

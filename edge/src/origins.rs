@@ -468,7 +468,7 @@ mod tests {
             timeout: Duration::from_millis(200),
             down_after: 2,
             up_after: 2,
-            fail_open: true,
+            ..config::Health::default()
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let checks = tokio::spawn(run_checks(

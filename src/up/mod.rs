@@ -1,7 +1,7 @@
 //! `meridian up`: the whole topology on one machine, supervised.
 //!
 //! Starts every role as a child process of this same binary (an origin and
-//! an edge per region, and GeoDNS), waits until each answers on its data
+//! an edge per region, and each GeoDNS server), waits until each answers on its data
 //! plane, prints one line per endpoint, and on Ctrl-C or SIGTERM stops them
 //! all and exits only when they are gone. If a child fails at start, the
 //! others are stopped and the error names the role, its address and the
@@ -56,7 +56,7 @@ pub enum Component {
     Origin,
     /// A region's edge.
     Edge,
-    /// The GeoDNS server.
+    /// A GeoDNS server.
     GeoDns,
 }
 
@@ -64,7 +64,7 @@ pub enum Component {
 struct Role {
     label: String,
     component: Component,
-    /// Index of its region in the config; `None` for GeoDNS.
+    /// Index of its region in the config; `None` for a GeoDNS server.
     region: Option<usize>,
     args: Vec<OsString>,
     /// Where users reach it, for the endpoint line and error messages.
@@ -194,17 +194,29 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
                 .collect(),
         });
     }
-    roles.push(Role {
-        label: "geodns".to_owned(),
-        component: Component::GeoDns,
-        region: None,
-        args: with_config(vec!["geodns".into()]),
-        endpoint: format!("dns://{} (UDP and TCP)", config.geodns.listen),
-        probes: vec![Probe::Dns {
-            server: reachable(config.geodns.listen),
-            zone: config.zone.name.to_string(),
-        }],
-    });
+    // One process per GeoDNS server: each probes the edges itself and
+    // serves the zone alone if the other is gone.
+    let several = config.geodns.servers.len() > 1;
+    for server in &config.geodns.servers {
+        let mut args: Vec<OsString> = vec!["geodns".into()];
+        if several {
+            args.extend(["--server".into(), server.name.clone().into()]);
+        }
+        roles.push(Role {
+            label: match several {
+                true => format!("geodns {}", server.name),
+                false => "geodns".to_owned(),
+            },
+            component: Component::GeoDns,
+            region: None,
+            args: with_config(args),
+            endpoint: format!("dns://{} (UDP and TCP)", server.listen),
+            probes: vec![Probe::Dns {
+                server: reachable(server.listen),
+                zone: config.zone.name.to_string(),
+            }],
+        });
+    }
     roles
 }
 
@@ -456,14 +468,16 @@ impl Supervisor {
             (config.zone.steered_names.first(), config.regions.first())
         {
             let host = name.trim_end_matches('.');
-            let dns = config.geodns.listen;
             let edge = region.edge_http_addrs(&config.edge)[0];
             println!("try:");
-            println!(
-                "  dig @{} -p {} {host} A +subnet=81.2.69.0/24 +short",
-                dns.ip(),
-                dns.port()
-            );
+            for server in &config.geodns.servers {
+                let dns = reachable(server.listen);
+                println!(
+                    "  dig @{} -p {} {host} A +subnet=81.2.69.0/24 +short",
+                    dns.ip(),
+                    dns.port()
+                );
+            }
             println!(
                 "  curl -i --resolve {host}:{}:{} http://{host}:{}/assets/1k.bin -o /dev/null",
                 edge.port(),

@@ -215,40 +215,43 @@ fn edge_and_geodns_admin_listeners_refuse_rebinding_and_cross_site_requests() {
         String::from_utf8_lossy(&purged.stderr)
     );
 
-    // GeoDNS's admin listener, with geodns.admin_token: every route needs
-    // the token, and the Host rule holds even with it.
-    let dns_admin: SocketAddr = format!("127.{b}.0.1:9153").parse().unwrap();
-    let host = format!("Host: 127.{b}.0.1:9153");
-    let bearer = format!("Authorization: Bearer {DNS_TOKEN}");
-    for path in ["/health", "/metrics", "/healthz"] {
-        let (code, _) = raw(dns_admin, &format!("GET {path} HTTP/1.1\r\n{host}"), "");
-        assert_eq!(code, 401, "{path} without the token");
-        let (code, _) = raw(
-            dns_admin,
-            &format!("GET {path} HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {PURGE_TOKEN}"),
-            "",
-        );
-        assert_eq!(code, 401, "{path} with another token");
-        let (code, body) = raw(
-            dns_admin,
-            &format!("GET {path} HTTP/1.1\r\n{host}\r\n{bearer}"),
-            "",
-        );
-        assert_eq!(code, 200, "{path}: {body}");
-        let (code, _) = raw(
-            dns_admin,
-            &format!("GET {path} HTTP/1.1\r\nHost: attacker.example:9153\r\n{bearer}"),
-            "",
-        );
-        assert_eq!(code, 421, "{path} under another name");
-        let (code, _) = raw(
-            dns_admin,
-            &format!(
-                "GET {path} HTTP/1.1\r\n{host}\r\n{bearer}\r\nOrigin: http://attacker.example"
-            ),
-            "",
-        );
-        assert_eq!(code, 403, "{path} from another origin");
+    // Each GeoDNS server's admin listener (ns1's, and ns2's where ns1
+    // polls ns2's view), with geodns.admin_token: every route needs the
+    // token, and the Host rule holds even with it.
+    for server in 1..=2 {
+        let dns_admin: SocketAddr = format!("127.{b}.0.{server}:9153").parse().unwrap();
+        let host = format!("Host: 127.{b}.0.{server}:9153");
+        let bearer = format!("Authorization: Bearer {DNS_TOKEN}");
+        for path in ["/health", "/metrics", "/healthz"] {
+            let (code, _) = raw(dns_admin, &format!("GET {path} HTTP/1.1\r\n{host}"), "");
+            assert_eq!(code, 401, "{dns_admin}{path} without the token");
+            let (code, _) = raw(
+                dns_admin,
+                &format!("GET {path} HTTP/1.1\r\n{host}\r\nAuthorization: Bearer {PURGE_TOKEN}"),
+                "",
+            );
+            assert_eq!(code, 401, "{dns_admin}{path} with another token");
+            let (code, body) = raw(
+                dns_admin,
+                &format!("GET {path} HTTP/1.1\r\n{host}\r\n{bearer}"),
+                "",
+            );
+            assert_eq!(code, 200, "{dns_admin}{path}: {body}");
+            let (code, _) = raw(
+                dns_admin,
+                &format!("GET {path} HTTP/1.1\r\nHost: attacker.example:9153\r\n{bearer}"),
+                "",
+            );
+            assert_eq!(code, 421, "{dns_admin}{path} under another name");
+            let (code, _) = raw(
+                dns_admin,
+                &format!(
+                    "GET {path} HTTP/1.1\r\n{host}\r\n{bearer}\r\nOrigin: http://attacker.example"
+                ),
+                "",
+            );
+            assert_eq!(code, 403, "{dns_admin}{path} from another origin");
+        }
     }
     // The CLI reads GeoDNS's view with the token from the config.
     let status = up.status_json().unwrap();
@@ -257,7 +260,7 @@ fn edge_and_geodns_admin_listeners_refuse_rebinding_and_cross_site_requests() {
     let route = up.command(&["route", "81.2.69.142"]).unwrap();
     let text = String::from_utf8_lossy(&route.stdout);
     assert!(
-        text.contains(&format!("health as GeoDNS on 127.{b}.0.1:9153 sees it")),
+        text.contains(&format!("health as GeoDNS ns1 on 127.{b}.0.1:9153 sees it")),
         "{text}"
     );
     assert!(text.contains("eu-west") && text.contains(" up"), "{text}");
@@ -266,7 +269,9 @@ fn edge_and_geodns_admin_listeners_refuse_rebinding_and_cross_site_requests() {
 #[test]
 fn a_geodns_admin_listener_off_loopback_needs_a_token() {
     let dir = tempdir();
-    let off_loopback = Topology::demo(172).geodns_admin_listen("0.0.0.0:9153".parse().unwrap());
+    let off_loopback = Topology::demo(172)
+        .single_geodns()
+        .geodns_admin_listen("0.0.0.0:9153".parse().unwrap());
     let path = off_loopback
         .write_unchecked(dir.path(), "meridian.toml")
         .unwrap();

@@ -136,7 +136,7 @@ fn a_database_with_shared_subtrees_stops_geodns_at_start_with_its_path() {
     std::fs::write(&database, shared_subtrees(6, 128)).unwrap();
     let config = with_database(block, &database).write(dir.path()).unwrap();
 
-    let output = run_within_a_minute(&["geodns", "--config"], &config);
+    let output = run_within_a_minute(&["geodns", "--server", "ns1", "--config"], &config);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = format!("error: {} is not a usable geo database", database.display());
@@ -262,7 +262,7 @@ fn a_device_or_fifo_as_the_database_stops_geodns_at_start() {
         (fifo.as_path(), "(it is a FIFO)"),
     ] {
         let config = with_database(block, database).write(dir.path()).unwrap();
-        let output = run_within_a_minute(&["geodns", "--config"], &config);
+        let output = run_within_a_minute(&["geodns", "--server", "ns1", "--config"], &config);
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         let expected = format!(

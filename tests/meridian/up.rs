@@ -36,7 +36,8 @@ async fn the_topology_steers_caches_and_stops_cleanly() {
 
     // One line per endpoint.
     for label in [
-        "geodns",
+        "geodns ns1",
+        "geodns ns2",
         "edge us-east",
         "edge eu-west",
         "edge ap-southeast",
@@ -67,6 +68,18 @@ async fn the_topology_steers_caches_and_stops_cleanly() {
         let scope = answer.scope().expect("the ECS option is echoed");
         assert!((1..=24).contains(&scope), "scope {scope} for {subnet}");
         assert!(answer.message.answers[0].ttl <= 60);
+        // The second nameserver, its own process, answers the same.
+        let ns2 = ask(
+            up.topology.dns_of(1),
+            "cdn.meridian.test.",
+            RecordType::A,
+            Some(subnet),
+        );
+        assert_eq!(
+            (ns2.addresses(), ns2.scope()),
+            (answer.addresses(), Some(scope)),
+            "{subnet} from ns2"
+        );
     }
     // Without ECS the source address (loopback) cannot be placed: default order.
     let answer = ask(up.dns(), "cdn.meridian.test.", RecordType::A, None);
@@ -198,18 +211,20 @@ fn a_child_that_cannot_bind_stops_the_whole_start() {
     }
 }
 
-/// Polls GeoDNS until GB clients get `expected`, or `within` passes.
-/// How long it takes is the bench's `outage` measurement; here it only
-/// has to happen.
+/// Polls both GeoDNS servers until GB clients get `expected` from each,
+/// or `within` passes. How long it takes is the bench's `outage`
+/// measurement; here it only has to happen.
 fn steered_within(up: &Up, expected: IpAddr, within: Duration) -> bool {
     eventually(within, || {
-        let answer = ask(
-            up.dns(),
-            "cdn.meridian.test.",
-            RecordType::A,
-            Some("81.2.69.0/24"),
-        );
-        answer.addresses() == [expected]
+        (0..up.topology.geodns_servers()).all(|server| {
+            let answer = ask(
+                up.topology.dns_of(server),
+                "cdn.meridian.test.",
+                RecordType::A,
+                Some("81.2.69.0/24"),
+            );
+            answer.addresses() == [expected]
+        })
     })
 }
 

@@ -199,24 +199,52 @@ pub struct GeoDns {
 }
 
 impl GeoDns {
-    /// Starts `binary geodns` on `topology` and waits until it listens for
-    /// UDP and TCP.
+    /// Starts `binary geodns` on `topology` (its first server, named with
+    /// `--server` when it has several) and waits until it listens for UDP
+    /// and TCP.
     pub fn start(binary: &Path, topology: &Topology) -> Result<GeoDns, KitError> {
+        let flags = match topology.geodns_servers() {
+            1 => Vec::new(),
+            _ => vec!["--server".to_owned(), topology.geodns_name(0)],
+        };
+        GeoDns::start_with(binary, topology, 0, &flags)
+    }
+
+    /// Starts `binary geodns --server NAME` for GeoDNS server `server`
+    /// (0-based) of `topology`.
+    pub fn start_server(
+        binary: &Path,
+        topology: &Topology,
+        server: usize,
+    ) -> Result<GeoDns, KitError> {
+        let flags = ["--server".to_owned(), topology.geodns_name(server)];
+        GeoDns::start_with(binary, topology, server, &flags)
+    }
+
+    /// Starts `binary geodns FLAGS` on `topology`, which must make it run
+    /// server `server` (0-based).
+    fn start_with(
+        binary: &Path,
+        topology: &Topology,
+        server: usize,
+        flags: &[String],
+    ) -> Result<GeoDns, KitError> {
         let dir = temp_dir()?;
         let config = topology.write(dir.path())?;
         let mut command = Command::new(binary);
         command
             .args(["geodns", "--config"])
             .arg(&config)
+            .args(flags)
             .env("RUST_LOG", "info,hickory_server=warn");
-        let dns = topology.dns();
+        let dns = topology.dns_of(server);
         let mut process = Process::spawn(command, format!("geodns on {dns}"))?;
         process.wait_listening("UDP", READY, |l| l.addr == dns)?;
         process.wait_listening("TCP", READY, |l| l.addr == dns)?;
         Ok(GeoDns {
             process,
             dns,
-            admin: topology.geodns_admin(),
+            admin: topology.geodns_admin_of(server),
             config,
             _dir: dir,
         })
@@ -257,6 +285,15 @@ impl GeoDns {
     /// `GET /metrics` from its admin listener, with the Host it requires.
     pub fn metrics(&self) -> Result<String, KitError> {
         http_get(self.admin, "/metrics")
+    }
+
+    /// Its `/health` (every edge: in the answers or not, what its own
+    /// probes see, and who else sees what), parsed.
+    pub fn health(&self) -> Result<serde_json::Value, KitError> {
+        let answer = http_get(self.admin, "/health")?;
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        serde_json::from_str(body)
+            .map_err(|e| KitError::Config(format!("GeoDNS's /health is not JSON ({e}): {answer}")))
     }
 }
 

@@ -110,14 +110,41 @@ impl Topology {
         }
     }
 
-    /// GeoDNS's UDP and TCP address.
+    /// The first GeoDNS server's UDP and TCP address.
     pub fn dns(&self) -> SocketAddr {
-        self.validated().geodns.listen
+        self.dns_of(0)
     }
 
-    /// GeoDNS's admin listener.
+    /// The first GeoDNS server's admin listener.
     pub fn geodns_admin(&self) -> SocketAddr {
-        self.validated().geodns.admin_listen
+        self.geodns_admin_of(0)
+    }
+
+    fn server(&self, server: usize) -> config::GeoDnsServer {
+        match self.validated().geodns.servers.get(server) {
+            Some(found) => found.clone(),
+            None => panic!("the topology has no GeoDNS server {server}"),
+        }
+    }
+
+    /// GeoDNS server `server`'s (0-based) UDP and TCP address.
+    pub fn dns_of(&self, server: usize) -> SocketAddr {
+        self.server(server).listen
+    }
+
+    /// GeoDNS server `server`'s (0-based) admin listener.
+    pub fn geodns_admin_of(&self, server: usize) -> SocketAddr {
+        self.server(server).admin_listen
+    }
+
+    /// GeoDNS server `server`'s (0-based) name, for `--server`.
+    pub fn geodns_name(&self, server: usize) -> String {
+        self.server(server).name
+    }
+
+    /// How many GeoDNS servers the topology has.
+    pub fn geodns_servers(&self) -> usize {
+        self.validated().geodns.servers.len()
     }
 
     /// The control API of `meridian up`.
@@ -214,33 +241,86 @@ impl Topology {
         self
     }
 
-    /// GeoDNS's listen address, with its admin listener and the control
-    /// API on the same IP, and the nameserver's glue following it.
-    pub fn geodns_on(mut self, ip: IpAddr) -> Self {
-        let admin_port = self.geodns_admin().port();
-        let control_port = self.control().port();
-        let port = self.dns().port();
-        self.set(
+    /// One GeoDNS server instead of the demo's pair: the first, in the
+    /// `[geodns] listen` form, with the zone's first nameserver only.
+    pub fn single_geodns(mut self) -> Self {
+        let Some(Value::Array(servers)) = self.table(&["geodns"]).remove("servers") else {
+            return self;
+        };
+        let Some(Value::Table(first)) = servers.into_iter().next() else {
+            panic!("the topology has an empty [[geodns.servers]]");
+        };
+        for key in ["listen", "admin_listen", "probe_from"] {
+            if let Some(value) = first.get(key) {
+                self.set(&["geodns"], key, value.clone());
+            }
+        }
+        self.array(&["zone"], "nameservers").truncate(1);
+        self
+    }
+
+    /// One GeoDNS server ([`Topology::single_geodns`]) listening on `ip`,
+    /// with its admin listener and the control API on the same IP, and the
+    /// nameserver's glue following it.
+    pub fn geodns_on(self, ip: IpAddr) -> Self {
+        let mut this = self.single_geodns();
+        let admin_port = this.geodns_admin().port();
+        let control_port = this.control().port();
+        let port = this.dns().port();
+        this.set(
             &["geodns"],
             "listen",
             SocketAddr::new(ip, port).to_string().into(),
         );
-        self.set(
+        this.set(
             &["geodns"],
             "admin_listen",
             SocketAddr::new(ip, admin_port).to_string().into(),
         );
-        self.set(
+        this.set(
             &["control"],
             "listen",
             SocketAddr::new(ip, control_port).to_string().into(),
         );
-        self.nameserver_addresses(&[ip])
+        this.nameserver_addresses(&[ip])
     }
 
-    /// `geodns.admin_listen`.
+    /// The first GeoDNS server's admin listener.
     pub fn geodns_admin_listen(mut self, addr: SocketAddr) -> Self {
-        self.set(&["geodns"], "admin_listen", addr.to_string().into());
+        self.server_table(0)
+            .insert("admin_listen".into(), addr.to_string().into());
+        self
+    }
+
+    /// GeoDNS server `server`'s (0-based) `probe_from`: the source address
+    /// of its edge probes.
+    pub fn probe_from(mut self, server: usize, ip: IpAddr) -> Self {
+        self.server_table(server)
+            .insert("probe_from".into(), ip.to_string().into());
+        self
+    }
+
+    /// `health.quorum = "majority"`.
+    pub fn quorum_majority(mut self) -> Self {
+        self.set(&["health"], "quorum", "majority".into());
+        self
+    }
+
+    /// `health.quorum = count`.
+    pub fn quorum(mut self, count: u32) -> Self {
+        self.set(&["health"], "quorum", count.into());
+        self
+    }
+
+    /// `health.silent_after_ms`.
+    pub fn silent_after(mut self, time: Duration) -> Self {
+        self.set(&["health"], "silent_after_ms", millis(time));
+        self
+    }
+
+    /// `health.fail_open`.
+    pub fn fail_open(mut self, open: bool) -> Self {
+        self.set(&["health"], "fail_open", open.into());
         self
     }
 
@@ -465,6 +545,27 @@ impl Topology {
         self.array(path, key).push(Value::Table(item));
     }
 
+    /// The table of GeoDNS server `server`: one of `[[geodns.servers]]`,
+    /// or `[geodns]` itself for the one server of the single form.
+    fn server_table(&mut self, server: usize) -> &mut Table {
+        let listed = matches!(
+            self.table(&["geodns"]).get("servers"),
+            Some(Value::Array(_))
+        );
+        if !listed {
+            assert_eq!(server, 0, "the topology has one GeoDNS server");
+            return self.table(&["geodns"]);
+        }
+        match self
+            .array(&["geodns"], "servers")
+            .get_mut(server)
+            .and_then(Value::as_table_mut)
+        {
+            Some(table) => table,
+            None => panic!("the topology has no GeoDNS server {server}"),
+        }
+    }
+
     fn region_table(&mut self, region: u8) -> &mut Table {
         let regions = self.array(&[], "region");
         match regions
@@ -525,6 +626,12 @@ mod tests {
     fn the_demo_moves_onto_its_block_whole() {
         let topology = Topology::demo(77);
         assert_eq!(topology.dns(), "127.77.0.1:5353".parse().unwrap());
+        assert_eq!(topology.dns_of(1), "127.77.0.2:5353".parse().unwrap());
+        assert_eq!(
+            topology.geodns_admin_of(1),
+            "127.77.0.2:9153".parse().unwrap()
+        );
+        assert_eq!(topology.geodns_name(1), "ns2");
         assert_eq!(topology.control(), "127.77.0.1:9000".parse().unwrap());
         assert_eq!(topology.edge(2), "127.77.2.1:8080".parse().unwrap());
         assert_eq!(topology.edge_admin(2), "127.77.2.1:9080".parse().unwrap());
@@ -559,6 +666,40 @@ mod tests {
         assert_eq!(
             config.regions[0].edge_addresses,
             ["127.61.1.1".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn the_pair_of_nameservers_becomes_one() {
+        let pair = Topology::demo(77)
+            .probe_from(1, "127.77.0.9".parse().unwrap())
+            .quorum(2)
+            .silent_after(Duration::from_secs(3))
+            .fail_open(false);
+        let config = pair.config().unwrap();
+        assert_eq!(config.geodns.servers.len(), 2);
+        assert_eq!(
+            config.geodns.servers[1].probe_from,
+            Some("127.77.0.9".parse().unwrap())
+        );
+        assert_eq!(config.health.quorum, config::Quorum::AtLeast(2));
+        assert_eq!(config.health.silent_after, Duration::from_secs(3));
+        assert!(!config.health.fail_open);
+        let single = pair.clone().single_geodns().config().unwrap();
+        assert_eq!(single.geodns.servers.len(), 1);
+        assert_eq!(single.geodns.servers[0].name, config::SINGLE_SERVER_NAME);
+        assert_eq!(single.geodns.servers[0].listen, pair.dns());
+        assert_eq!(single.zone.nameservers.len(), 1);
+        let moved = Topology::demo(77)
+            .geodns_on("127.78.0.1".parse().unwrap())
+            .geodns_admin_listen("127.78.0.1:9999".parse().unwrap())
+            .probe_from(0, "127.78.0.2".parse().unwrap());
+        assert_eq!(moved.dns(), "127.78.0.1:5353".parse().unwrap());
+        assert_eq!(moved.geodns_admin(), "127.78.0.1:9999".parse().unwrap());
+        assert_eq!(moved.geodns_servers(), 1);
+        assert_eq!(
+            moved.config().unwrap().geodns.servers[0].probe_from,
+            Some("127.78.0.2".parse().unwrap())
         );
     }
 
