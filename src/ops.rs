@@ -3,7 +3,7 @@
 
 use crate::cli::{OutageArgs, OutageScope, PurgeArgs, RestoreArgs, StatusArgs};
 use crate::up::ProcessState;
-use crate::up::control::{Acted, Status};
+use crate::up::control::{Acted, RegionStatus, Status};
 use anyhow::{Context, anyhow};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -112,10 +112,15 @@ pub fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
         soft: args.soft,
     };
     let body = serde_json::to_vec(&request)?;
+    // Every edge of every region: each keeps its own cache.
     let edges: Vec<(String, SocketAddr)> = config
         .regions
         .iter()
-        .map(|r| (r.name.clone(), r.edge_admin_addr(&config.edge)))
+        .flat_map(|r| {
+            r.edge_admin_addrs(&config.edge)
+                .into_iter()
+                .map(|admin| (r.name.clone(), admin))
+        })
         .collect();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -180,10 +185,48 @@ fn state(state: ProcessState) -> &'static str {
     }
 }
 
-/// The status tables: every process, then every region.
+/// "up", "down" or "unknown", for a view that may be missing.
+fn seen(view: Option<bool>) -> &'static str {
+    match view {
+        Some(true) => "up",
+        Some(false) => "down",
+        None => "unknown",
+    }
+}
+
+/// How a checker sees a target: up, suspect (a request failed on it
+/// lately) or down.
+fn health(up: bool, suspect: bool) -> &'static str {
+    match (up, suspect) {
+        (true, false) => "up",
+        (true, true) => "suspect",
+        (false, _) => "down",
+    }
+}
+
+/// A region's edge processes counted by state: `2 running`, or
+/// `1 running, 1 killed`.
+fn edge_states(region: &RegionStatus) -> String {
+    let order = [
+        ProcessState::Running,
+        ProcessState::Restarting,
+        ProcessState::Killed,
+        ProcessState::Failed,
+    ];
+    order
+        .iter()
+        .filter_map(|wanted| {
+            let count = region.edges.iter().filter(|e| e.state == *wanted).count();
+            (count > 0).then(|| format!("{count} {}", state(*wanted)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The status tables: every process, every region, then every edge.
 fn render(status: &Status) -> String {
     let mut out = format!(
-        "{:<24} {:<11} {:<8} {}\n",
+        "{:<30} {:<11} {:<8} {}\n",
         "PROCESS", "STATE", "PID", "RESTARTS"
     );
     for process in &status.processes {
@@ -191,7 +234,7 @@ fn render(status: &Status) -> String {
             .pid
             .map_or_else(|| "-".to_owned(), |pid| pid.to_string());
         out.push_str(&format!(
-            "{:<24} {:<11} {:<8} {}\n",
+            "{:<30} {:<11} {:<8} {}\n",
             process.process,
             state(process.state),
             pid,
@@ -200,44 +243,60 @@ fn render(status: &Status) -> String {
     }
     out.push('\n');
     out.push_str(&format!(
-        "{:<16} {:<10} {:<10} {:<14} {:<10} {}\n",
-        "REGION", "EDGE", "ORIGIN", "DNS SEES EDGE", "HIT RATIO", "EDGE SEES ORIGINS"
+        "{:<16} {:<22} {:<10} {}\n",
+        "REGION", "EDGES", "ORIGIN", "DNS SEES REGION"
     ));
     for region in &status.regions {
-        let view = match region.dns_view_up {
-            Some(true) => "up",
-            Some(false) => "down",
-            None => "unknown",
-        };
-        let ratio = region
-            .cache_hit_ratio
-            .map_or_else(|| "-".to_owned(), |r| format!("{:.0}%", r * 100.0));
-        let origins = region.edge_origins.as_ref().map_or_else(
-            || "-".to_owned(),
-            |origins| {
-                origins
-                    .iter()
-                    .map(|o| {
-                        let health = match (o.up, o.suspect) {
-                            (true, false) => "up",
-                            (true, true) => "suspect",
-                            (false, _) => "down",
-                        };
-                        format!("{} {health}", o.region)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        );
         out.push_str(&format!(
-            "{:<16} {:<10} {:<10} {:<14} {:<10} {}\n",
+            "{:<16} {:<22} {:<10} {}\n",
             region.region,
-            state(region.edge),
+            edge_states(region),
             state(region.origin),
-            view,
-            ratio,
-            origins
+            seen(region.dns_view_up),
         ));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "{:<16} {:<16} {:<10} {:<9} {:<9} {:<24} {}\n",
+        "EDGE", "REGION", "STATE", "DNS SEES", "HIT RATIO", "SEES PEERS", "SEES ORIGINS"
+    ));
+    for region in &status.regions {
+        for edge in &region.edges {
+            let ratio = edge
+                .cache_hit_ratio
+                .map_or_else(|| "-".to_owned(), |r| format!("{:.0}%", r * 100.0));
+            let peers = edge.peers.as_ref().map_or_else(
+                || "-".to_owned(),
+                |peers| match peers.as_slice() {
+                    [] => "none".to_owned(),
+                    peers => peers
+                        .iter()
+                        .map(|p| format!("{} {}", p.addr.ip(), health(p.up, p.suspect)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                },
+            );
+            let origins = edge.origins.as_ref().map_or_else(
+                || "-".to_owned(),
+                |origins| {
+                    origins
+                        .iter()
+                        .map(|o| format!("{} {}", o.region, health(o.up, o.suspect)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            );
+            out.push_str(&format!(
+                "{:<16} {:<16} {:<10} {:<9} {:<9} {:<24} {}\n",
+                edge.address.to_string(),
+                region.region,
+                state(edge.state),
+                seen(edge.dns_view_up),
+                ratio,
+                peers,
+                origins
+            ));
+        }
     }
     if !status.dns_view_available {
         out.push_str("(GeoDNS's admin listener did not answer, so its view is unknown)\n");

@@ -115,6 +115,10 @@ pub(crate) struct GeoDnsFile {
     pub overrides: OverridesFile,
     /// Response-rate limiting of UDP replies; off when absent.
     pub rate_limit: Option<RateLimitFile>,
+    /// The most edge addresses one steered answer holds. At most 64: a
+    /// UDP answer of 1232 bytes holds about 70 A records, fewer AAAA.
+    #[serde(default = "default_max_answers")]
+    pub max_answers: Within<1, 64>,
 }
 
 /// Replies a rate limit allows one network (per second, or at once): at
@@ -437,6 +441,10 @@ fn default_rate_limit_ipv4_prefix() -> Within<8, 32> {
 
 fn default_rate_limit_ipv6_prefix() -> Within<16, 128> {
     Within::new_unchecked(56)
+}
+
+fn default_max_answers() -> Within<1, 64> {
+    Within::new_unchecked(8)
 }
 
 fn default_geodns_admin() -> SocketAddr {

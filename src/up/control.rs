@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use config::admin_access::{self, AdminAccess};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -85,16 +85,33 @@ pub struct ProcessStatus {
 pub struct RegionStatus {
     /// The region's name.
     pub region: String,
-    /// Its edge process.
+    /// Its edge processes taken together: `running` when every one runs,
+    /// else the state of the first that does not.
     pub edge: ProcessState,
+    /// Each of its edges, in config order.
+    pub edges: Vec<EdgeStatus>,
     /// Its origin process.
     pub origin: ProcessState,
-    /// Whether GeoDNS's health checks consider its edges up (`None`: unknown).
+    /// Whether GeoDNS's health checks consider any of its edges up
+    /// (`None`: unknown).
     pub dns_view_up: Option<bool>,
-    /// The edge's view of the origins, in its preference order (`None`:
-    /// its admin listener did not answer).
-    pub edge_origins: Option<Vec<OriginView>>,
-    /// The edge's cache hit ratio so far.
+}
+
+/// One edge in [`Status`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EdgeStatus {
+    /// Its address (one of the region's `edge_addresses`).
+    pub address: IpAddr,
+    /// Its process.
+    pub state: ProcessState,
+    /// Whether GeoDNS's health checks consider it up (`None`: unknown).
+    pub dns_view_up: Option<bool>,
+    /// Its view of the origins, in its preference order (`None`: its
+    /// admin listener did not answer).
+    pub origins: Option<Vec<OriginView>>,
+    /// Its view of the other edges of its region, which it fills from.
+    pub peers: Option<Vec<PeerView>>,
+    /// Its cache hit ratio so far.
     pub cache_hit_ratio: Option<f64>,
 }
 
@@ -109,10 +126,23 @@ pub struct OriginView {
     pub suspect: bool,
 }
 
+/// Another edge of its region as an edge sees it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The other edge's HTTP address.
+    pub addr: SocketAddr,
+    /// Whether the edge's active checks consider it up.
+    pub up: bool,
+    /// Whether a peer fill recently failed on it.
+    pub suspect: bool,
+}
+
 /// An edge's `/status`, as far as `status` needs it.
 #[derive(Deserialize)]
 struct EdgeView {
     origins: Vec<OriginView>,
+    #[serde(default)]
+    peers: Vec<PeerView>,
     cache: CacheView,
 }
 
@@ -193,13 +223,21 @@ async fn restore(
 async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
     let (mut report, admin, admin_token, edge_admins, http) = {
         let supervisor = supervisor.lock().await;
-        // Every region has an edge and an origin, and there is one GeoDNS
-        // (`roles` makes them); a missing one would be reported failed.
+        // Every region has its edges and an origin, and there is one
+        // GeoDNS (`roles` makes them); a missing one would be reported
+        // failed.
         let state_of = |region: Option<usize>, component: Component| {
             supervisor
                 .roles
                 .iter()
                 .position(|r| r.region == region && r.component == component)
+                .map_or(ProcessState::Failed, |i| supervisor.processes[i].state)
+        };
+        let edge_state = |region: usize, address: IpAddr| {
+            supervisor
+                .roles
+                .iter()
+                .position(|r| r.region == Some(region) && r.address == Some(address))
                 .map_or(ProcessState::Failed, |i| supervisor.processes[i].state)
         };
         let geodns = state_of(None, Component::GeoDns);
@@ -220,13 +258,30 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
             .regions
             .iter()
             .enumerate()
-            .map(|(i, region)| RegionStatus {
-                region: region.name.clone(),
-                edge: state_of(Some(i), Component::Edge),
-                origin: state_of(Some(i), Component::Origin),
-                dns_view_up: None,
-                edge_origins: None,
-                cache_hit_ratio: None,
+            .map(|(i, region)| {
+                let edges: Vec<EdgeStatus> = region
+                    .edge_addresses
+                    .iter()
+                    .map(|&address| EdgeStatus {
+                        address,
+                        state: edge_state(i, address),
+                        dns_view_up: None,
+                        origins: None,
+                        peers: None,
+                        cache_hit_ratio: None,
+                    })
+                    .collect();
+                RegionStatus {
+                    region: region.name.clone(),
+                    edge: edges
+                        .iter()
+                        .map(|e| e.state)
+                        .find(|s| *s != ProcessState::Running)
+                        .unwrap_or(ProcessState::Running),
+                    edges,
+                    origin: state_of(Some(i), Component::Origin),
+                    dns_view_up: None,
+                }
             })
             .collect();
         let report = Status {
@@ -235,11 +290,12 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
             processes,
             regions,
         };
-        let edge_admins: Vec<std::net::SocketAddr> = supervisor
+        // Region by region, edge by edge: the order of `regions[].edges`.
+        let edge_admins: Vec<SocketAddr> = supervisor
             .config
             .regions
             .iter()
-            .map(|r| r.edge_admin_addr(&supervisor.config.edge))
+            .flat_map(|r| r.edge_admin_addrs(&supervisor.config.edge))
             .collect();
         (
             report,
@@ -253,18 +309,26 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
     if let Ok(view) = dns_view(&http, admin, admin_token.as_deref()).await {
         report.dns_view_available = true;
         for region in &mut report.regions {
-            region.dns_view_up = view
-                .iter()
-                .find(|v| v.region == region.region)
-                .map(|v| v.up);
+            let seen = view.iter().find(|v| v.region == region.region);
+            region.dns_view_up = seen.map(|v| v.up);
+            for edge in &mut region.edges {
+                edge.dns_view_up = seen.and_then(|v| {
+                    v.edges
+                        .iter()
+                        .find(|e| e.addr.ip() == edge.address)
+                        .map(|e| e.up)
+                });
+            }
         }
     }
     let views =
         futures::future::join_all(edge_admins.iter().map(|addr| edge_view(&http, *addr))).await;
-    for (region, view) in report.regions.iter_mut().zip(views) {
+    let edges = report.regions.iter_mut().flat_map(|r| r.edges.iter_mut());
+    for (edge, view) in edges.zip(views) {
         if let Ok(view) = view {
-            region.edge_origins = Some(view.origins);
-            region.cache_hit_ratio = Some(view.cache.hit_ratio);
+            edge.origins = Some(view.origins);
+            edge.peers = Some(view.peers);
+            edge.cache_hit_ratio = Some(view.cache.hit_ratio);
         }
     }
     axum::Json(report)
@@ -272,7 +336,7 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
 
 async fn edge_view(
     http: &reqwest::Client,
-    admin: std::net::SocketAddr,
+    admin: SocketAddr,
 ) -> Result<EdgeView, String> {
     let response = http
         .get(format!("http://{admin}/status"))
@@ -289,12 +353,21 @@ async fn edge_view(
 struct DnsRegionView {
     region: String,
     up: bool,
+    #[serde(default)]
+    edges: Vec<DnsEdgeView>,
+}
+
+/// One edge in GeoDNS's `/health`.
+#[derive(Deserialize)]
+struct DnsEdgeView {
+    addr: SocketAddr,
+    up: bool,
 }
 
 /// GeoDNS's `/health`, with `geodns.admin_token` when there is one.
 async fn dns_view(
     http: &reqwest::Client,
-    admin: std::net::SocketAddr,
+    admin: SocketAddr,
     token: Option<&str>,
 ) -> Result<Vec<DnsRegionView>, String> {
     let mut request = http.get(format!("http://{admin}/health"));

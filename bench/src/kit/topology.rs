@@ -149,10 +149,13 @@ impl Topology {
         }
     }
 
-    /// Region `region`'s edge admin listener.
+    /// Region `region`'s first edge's admin listener.
     pub fn edge_admin(&self, region: u8) -> SocketAddr {
         let config = self.validated();
-        self.region(region).edge_admin_addr(&config.edge)
+        let addrs = self.region(region).edge_admin_addrs(&config.edge);
+        *addrs
+            .first()
+            .expect("a validated region has an edge address")
     }
 
     /// Where region `region`'s origin listens.
