@@ -271,7 +271,7 @@ fn render(status: &Status) -> String {
                     [] => "none".to_owned(),
                     peers => peers
                         .iter()
-                        .map(|p| format!("{} {}", p.addr.ip(), health(p.up, p.suspect)))
+                        .map(|p| format!("{} {}", p.addr.ip(), seen(Some(p.up))))
                         .collect::<Vec<_>>()
                         .join(", "),
                 },
@@ -316,7 +316,8 @@ fn render(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::up::control::{OriginView, ProcessStatus, RegionStatus};
+    use crate::up::control::{EdgeStatus, OriginView, ProcessStatus, RegionStatus};
+    use config::report::SeenEdge;
 
     #[test]
     fn the_table_shows_processes_and_both_health_views() {
@@ -334,57 +335,97 @@ mod tests {
             processes: vec![
                 process("origin us-east", ProcessState::Running, Some(41), 0),
                 process("origin eu-west", ProcessState::Failed, None, 5),
-                process("edge us-east", ProcessState::Running, Some(43), 2),
-                process("edge eu-west", ProcessState::Killed, None, 0),
+                process("edge us-east 127.0.1.1", ProcessState::Running, Some(43), 2),
+                process("edge us-east 127.0.1.3", ProcessState::Running, Some(44), 0),
+                process("edge eu-west 127.0.2.1", ProcessState::Killed, None, 0),
+                process("edge eu-west 127.0.2.3", ProcessState::Killed, None, 0),
                 process("geodns", ProcessState::Running, Some(45), 0),
             ],
             regions: vec![
                 RegionStatus {
                     region: "us-east".into(),
                     edge: ProcessState::Running,
+                    edges: vec![
+                        EdgeStatus {
+                            address: "127.0.1.1".parse().unwrap(),
+                            state: ProcessState::Running,
+                            dns_view_up: Some(true),
+                            origins: Some(vec![
+                                OriginView {
+                                    region: "us-east".into(),
+                                    up: true,
+                                    suspect: false,
+                                },
+                                OriginView {
+                                    region: "eu-west".into(),
+                                    up: false,
+                                    suspect: true,
+                                },
+                            ]),
+                            peers: Some(vec![SeenEdge {
+                                addr: "127.0.1.3:8080".parse().unwrap(),
+                                up: true,
+                            }]),
+                            cache_hit_ratio: Some(0.5),
+                        },
+                        EdgeStatus {
+                            address: "127.0.1.3".parse().unwrap(),
+                            state: ProcessState::Running,
+                            dns_view_up: Some(false),
+                            origins: None,
+                            peers: None,
+                            cache_hit_ratio: None,
+                        },
+                    ],
                     origin: ProcessState::Running,
                     dns_view_up: Some(true),
-                    edge_origins: Some(vec![
-                        OriginView {
-                            region: "us-east".into(),
-                            up: true,
-                            suspect: false,
-                        },
-                        OriginView {
-                            region: "eu-west".into(),
-                            up: false,
-                            suspect: true,
-                        },
-                    ]),
-                    cache_hit_ratio: Some(0.5),
                 },
                 RegionStatus {
                     region: "eu-west".into(),
                     edge: ProcessState::Killed,
+                    edges: ["127.0.2.1", "127.0.2.3"]
+                        .map(|address| EdgeStatus {
+                            address: address.parse().unwrap(),
+                            state: ProcessState::Killed,
+                            dns_view_up: Some(false),
+                            origins: None,
+                            peers: None,
+                            cache_hit_ratio: None,
+                        })
+                        .into(),
                     origin: ProcessState::Killed,
                     dns_view_up: Some(false),
-                    edge_origins: None,
-                    cache_hit_ratio: None,
                 },
             ],
         };
         let table = render(&status);
-        let eu = table.lines().find(|l| l.starts_with("eu-west")).unwrap();
-        assert!(eu.contains("killed") && eu.contains("down"), "{table}");
-        let us = table.lines().find(|l| l.starts_with("us-east")).unwrap();
-        assert!(us.contains("running") && us.contains("50%"), "{table}");
-        assert!(us.contains("us-east up, eu-west down"), "{table}");
         let words = |prefix: &str| -> Vec<String> {
             let line = table.lines().find(|l| l.starts_with(prefix)).unwrap();
             line.split_whitespace().map(str::to_owned).collect()
         };
+        // Regions: their edges counted by state.
+        assert_eq!(words("eu-west"), ["eu-west", "2", "killed", "killed", "down"]);
+        assert_eq!(words("us-east"), ["us-east", "2", "running", "running", "up"]);
+        // Every edge on a line of its own.
+        let edge = table.lines().find(|l| l.starts_with("127.0.1.1")).unwrap();
+        assert!(edge.contains("running") && edge.contains("50%"), "{table}");
+        assert!(edge.contains("127.0.1.3 up"), "its peer: {table}");
+        assert!(edge.contains("us-east up, eu-west down"), "{table}");
         assert_eq!(
-            words("edge us-east"),
-            ["edge", "us-east", "running", "43", "2"]
+            words("127.0.1.3"),
+            ["127.0.1.3", "us-east", "running", "down", "-", "-", "-"]
         );
         assert_eq!(
-            words("edge eu-west"),
-            ["edge", "eu-west", "killed", "-", "0"]
+            words("127.0.2.3"),
+            ["127.0.2.3", "eu-west", "killed", "down", "-", "-", "-"]
+        );
+        assert_eq!(
+            words("edge us-east 127.0.1.1"),
+            ["edge", "us-east", "127.0.1.1", "running", "43", "2"]
+        );
+        assert_eq!(
+            words("edge eu-west 127.0.2.1"),
+            ["edge", "eu-west", "127.0.2.1", "killed", "-", "0"]
         );
         assert_eq!(
             words("origin eu-west"),

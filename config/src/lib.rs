@@ -14,6 +14,7 @@ mod error;
 pub mod fields;
 mod file;
 mod hysteresis;
+pub mod report;
 mod validate;
 
 use std::fmt;

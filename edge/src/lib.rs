@@ -25,6 +25,7 @@ mod host;
 mod key;
 mod metrics;
 mod origins;
+pub mod peers;
 mod proxy;
 mod ranges;
 mod slow_clients;
@@ -344,9 +345,12 @@ fn check_listen_addresses(addrs: &[SocketAddr]) -> Result<(), EdgeError> {
     Ok(())
 }
 
-/// Probes the origins in the background, on Pingora's runtime.
+/// Probes the origins (or the peers) in the background, on Pingora's
+/// runtime.
 struct OriginChecks {
     origins: Arc<OriginSet>,
+    /// What they are, for the log.
+    what: &'static str,
     health: config::Health,
     path: String,
     connector: pingora::connectors::ConnectorOptions,
@@ -357,6 +361,7 @@ impl BackgroundService for OriginChecks {
     async fn start(&self, shutdown: ShutdownWatch) {
         origins::run_checks(
             self.origins.clone(),
+            self.what,
             self.health.clone(),
             self.path.clone(),
             self.connector.clone(),
@@ -448,8 +453,9 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
 
     let conf = ServerConf {
         threads: settings.threads,
-        // Pingora's retry loop: at least one pass per origin we may try.
-        max_retries: settings.origin_policy.max_tries as usize,
+        // Pingora's retry loop: at least one pass per origin we may try,
+        // after every peer a fill may ask.
+        max_retries: settings.origin_policy.max_tries as usize + settings.peers.len(),
         // No listener hand-over to a new process, so no reason to wait
         // before shutting down; in-flight requests get a few seconds.
         grace_period_seconds: Some(0),
@@ -484,9 +490,16 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         settings.origins.clone(),
         &settings.origin_policy,
     ));
+    let peers = Arc::new(peers::Peers::new(
+        &settings.name,
+        settings.peer_address,
+        &settings.peers,
+        &settings.origin_policy,
+    ));
     let proxy = EdgeProxy::new(
         settings.clone(),
         origins.clone(),
+        peers.clone(),
         metrics.clone(),
         storage,
         cache_lock,
@@ -531,17 +544,31 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         ));
     }
     server.add_service(service);
+    let connector = pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration);
     server.add_service(background_service(
         "origin health checks",
         OriginChecks {
             origins: origins.clone(),
+            what: "origin",
             health: settings.health.clone(),
             path: settings.origin_policy.health_path.clone(),
-            connector: pingora::connectors::ConnectorOptions::from_server_conf(
-                &server.configuration,
-            ),
+            connector: connector.clone(),
         },
     ));
+    if !peers.set().is_empty() {
+        // The other edges of the region, on their data-plane health path,
+        // as GeoDNS probes them.
+        server.add_service(background_service(
+            "peer health checks",
+            OriginChecks {
+                origins: peers.set().clone(),
+                what: "peer edge",
+                health: settings.health.clone(),
+                path: settings.health_path.clone(),
+                connector,
+            },
+        ));
+    }
     if let Some(listener) = admin_listener {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(region = %settings.name, "listening for HTTP on {addr} (admin)");
@@ -553,6 +580,7 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
                 state: admin::AdminState {
                     region: settings.name.clone(),
                     origins: origins.clone(),
+                    peers: peers.clone(),
                     metrics,
                     storage,
                     token: settings.admin_token.as_deref().map(Arc::from),

@@ -12,13 +12,15 @@
 //! with atomic loads.
 //!
 //! A steered answer holds the region's edges that are up, at most
-//! `geodns.max_answers` of them, turned by the query's ID: the edge at
-//! position `id % turns` (of those up) comes first, the others follow in
+//! `geodns.max_answers` of them, turned by the query's ID: its turn,
+//! `id % turns`, picks which of the edges up comes first (turn `t` of
+//! `turns` starts at `t * up / turns`, so the starts spread over every
+//! edge even in a region larger than `turns`), the others follow in
 //! config order, wrapping around. Resolvers choose IDs at random (RFC
 //! 5452), so successive queries put each edge first in turn, and clients,
 //! which mostly take the first address, spread over the region. The
 //! answer stays a pure function of the query: the UDP answer cache keys
-//! it by `id % turns` (see [`crate::answer_cache`]), and its byte-for-byte
+//! it by the turn (see [`crate::answer_cache`]), and its byte-for-byte
 //! comparison with the full path still compares like with like.
 
 use crate::geo::is_public;
@@ -145,18 +147,16 @@ pub struct Reply<'s> {
 }
 
 /// Which of `count` addresses a steered answer holds, in order, for a
-/// query whose ID is `id`: at most `max`, starting at `id % turns` (taken
-/// modulo `count`) and wrapping around.
+/// query whose ID is `id`: at most `max`, starting where the query's turn
+/// (`id % turns`) falls among the addresses, and wrapping around.
 pub fn taken_in_turn(
     count: usize,
     id: u16,
     turns: usize,
     max: usize,
 ) -> impl Iterator<Item = usize> {
-    let start = match count {
-        0 => 0,
-        _ => usize::from(id) % turns.max(1) % count,
-    };
+    let turns = turns.max(1);
+    let start = usize::from(id) % turns * count / turns;
     (0..count.min(max)).map(move |k| (start + k) % count)
 }
 
@@ -562,17 +562,29 @@ mod tests {
         let taken = |count, id, turns, max| -> Vec<usize> {
             taken_in_turn(count, id, turns, max).collect()
         };
+        // Six turns over three addresses: each first in two of them.
         assert_eq!(taken(3, 0, 6, 8), [0, 1, 2]);
-        assert_eq!(taken(3, 1, 6, 8), [1, 2, 0]);
+        assert_eq!(taken(3, 1, 6, 8), [0, 1, 2]);
+        assert_eq!(taken(3, 2, 6, 8), [1, 2, 0]);
         assert_eq!(taken(3, 5, 6, 8), [2, 0, 1]);
-        assert_eq!(taken(3, 7, 6, 2), [1, 2], "id 7 is turn 1");
+        assert_eq!(taken(3, 9, 6, 2), [1, 2], "id 9 is turn 3");
         assert_eq!(taken(1, 9, 6, 8), [0]);
         assert!(taken(0, 3, 6, 8).is_empty());
+        let firsts = |count: usize, turns: usize| -> Vec<usize> {
+            (0..turns as u16)
+                .map(|id| taken(count, id, turns, 1)[0])
+                .collect()
+        };
         // Fewer up than the turns were made for: still every one first
         // in some turn.
-        let firsts: std::collections::BTreeSet<usize> =
-            (0..6).map(|id| taken(4, id, 6, 1)[0]).collect();
-        assert_eq!(firsts.len(), 4);
+        assert_eq!(firsts(4, 6), [0, 0, 1, 2, 2, 3]);
+        // More addresses than turns: the starts spread over all of them,
+        // so answers of `max` addresses cover the whole region.
+        assert_eq!(firsts(80, 4), [0, 20, 40, 60]);
+        let covered: std::collections::BTreeSet<usize> = (0..4u16)
+            .flat_map(|id| taken_in_turn(80, id, 4, 20))
+            .collect();
+        assert_eq!(covered.len(), 80);
     }
 
     /// eu-west with three edges and `max_answers = 2`: each edge comes
@@ -595,16 +607,16 @@ mod tests {
             addresses(&answer(&snapshot, &name, RecordType::A, DNSClass::IN, &gb, id))
         };
         assert_eq!(asked(0), ["127.0.2.1", "127.0.2.3"]);
-        assert_eq!(asked(1), ["127.0.2.3", "127.0.2.5"]);
-        assert_eq!(asked(2), ["127.0.2.5", "127.0.2.1"]);
-        assert_eq!(asked(3), asked(0));
-        assert_eq!(asked(6 * 1000 + 1), asked(1), "only the turn counts");
+        assert_eq!(asked(2), ["127.0.2.3", "127.0.2.5"]);
+        assert_eq!(asked(4), ["127.0.2.5", "127.0.2.1"]);
+        assert_eq!(asked(1), asked(0));
+        assert_eq!(asked(6 * 1000 + 2), asked(2), "only the turn counts");
         snapshot.health.set_edge(1, 1, false);
         assert_eq!(asked(0), ["127.0.2.1", "127.0.2.5"]);
-        assert_eq!(asked(1), ["127.0.2.5", "127.0.2.1"]);
-        // A region of two is answered whole.
+        assert_eq!(asked(3), ["127.0.2.5", "127.0.2.1"]);
+        // A region of two is answered whole, in both orders.
         let us = Placed::decided(&snapshot.table, ecs("8.8.8.0/24"));
-        let reply = answer(&snapshot, &name, RecordType::A, DNSClass::IN, &us, 1);
+        let reply = answer(&snapshot, &name, RecordType::A, DNSClass::IN, &us, 3);
         assert_eq!(addresses(&reply), ["127.0.1.3", "127.0.1.1"]);
     }
 }

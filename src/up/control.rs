@@ -21,6 +21,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use config::admin_access::{self, AdminAccess};
+use config::report::SeenEdge;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -109,8 +110,9 @@ pub struct EdgeStatus {
     /// Its view of the origins, in its preference order (`None`: its
     /// admin listener did not answer).
     pub origins: Option<Vec<OriginView>>,
-    /// Its view of the other edges of its region, which it fills from.
-    pub peers: Option<Vec<PeerView>>,
+    /// Its view of the other edges of its region, which it fills from
+    /// (`None`: its admin listener did not answer).
+    pub peers: Option<Vec<SeenEdge>>,
     /// Its cache hit ratio so far.
     pub cache_hit_ratio: Option<f64>,
 }
@@ -126,23 +128,12 @@ pub struct OriginView {
     pub suspect: bool,
 }
 
-/// Another edge of its region as an edge sees it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PeerView {
-    /// The other edge's HTTP address.
-    pub addr: SocketAddr,
-    /// Whether the edge's active checks consider it up.
-    pub up: bool,
-    /// Whether a peer fill recently failed on it.
-    pub suspect: bool,
-}
-
 /// An edge's `/status`, as far as `status` needs it.
 #[derive(Deserialize)]
 struct EdgeView {
     origins: Vec<OriginView>,
     #[serde(default)]
-    peers: Vec<PeerView>,
+    peers: Vec<SeenEdge>,
     cache: CacheView,
 }
 

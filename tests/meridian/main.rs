@@ -19,6 +19,7 @@ mod hit_paths;
 mod hostile;
 mod origin_tls;
 mod purge;
+mod regional;
 mod restarts;
 mod tls;
 mod up;
