@@ -18,7 +18,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// both edges see the same peers up and agree on every object's owner;
 /// a dead peer is still passed over, when a fill on it fails.
 fn steady(block: u8) -> Topology {
-    Topology::demo(block).health_down_after(1000)
+    Topology::demo(block).quiet_health()
 }
 
 /// A client that sends every request for cdn.meridian.test to `edge`.
