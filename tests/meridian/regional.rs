@@ -1,7 +1,7 @@
 //! Several edges per region: GeoDNS answers with the region's edges that
 //! are up, and the edges of a region fill their misses from each other so
 //! that the region asks its origin once per object (peer fill). Blocks
-//! 127.20 to 127.22.
+//! 127.20 to 127.23.
 
 use crate::harness::{Edge, GeoDns, Topology, bin, dns, eventually, metric};
 use bench::kit::roles::http_get;
@@ -277,4 +277,29 @@ fn a_dead_edge_leaves_the_answer_and_the_other_stays() {
         "the live edge left the answer: {answers:?}"
     );
     drop(first);
+}
+
+#[test]
+fn an_edge_must_say_which_of_its_regions_edges_it_is() {
+    let dir = crate::harness::tempdir();
+    let config = Topology::demo(23).write(dir.path()).unwrap();
+    for (address, reason) in [
+        (None, "eu-west has 2 edges (127.23.2.1, 127.23.2.3): say which one this is with --address"),
+        (
+            Some("127.23.1.1"),
+            "127.23.1.1 is not an edge address of eu-west; its edges are 127.23.2.1, 127.23.2.3",
+        ),
+    ] {
+        let mut command = crate::harness::meridian();
+        command.args(["edge", "--region", "eu-west"]);
+        if let Some(address) = address {
+            command.args(["--address", address]);
+        }
+        let output = command.arg("--config").arg(&config).output().unwrap();
+        assert!(!output.status.success(), "{address:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected = format!("{}: region[1].edge_addresses: {reason}", config.display());
+        assert!(stderr.contains(&expected), "{stderr}");
+        assert!(!crate::harness::tcp_listening("127.23.2.1:8080".parse().unwrap()));
+    }
 }
