@@ -404,8 +404,14 @@ mod tests {
             line.split_whitespace().map(str::to_owned).collect()
         };
         // Regions: their edges counted by state.
-        assert_eq!(words("eu-west"), ["eu-west", "2", "killed", "killed", "down"]);
-        assert_eq!(words("us-east"), ["us-east", "2", "running", "running", "up"]);
+        assert_eq!(
+            words("eu-west"),
+            ["eu-west", "2", "killed", "killed", "down"]
+        );
+        assert_eq!(
+            words("us-east"),
+            ["us-east", "2", "running", "running", "up"]
+        );
         // Every edge on a line of its own.
         let edge = table.lines().find(|l| l.starts_with("127.0.1.1")).unwrap();
         assert!(edge.contains("running") && edge.contains("50%"), "{table}");

@@ -614,7 +614,11 @@ impl Config {
         address: Option<IpAddr>,
     ) -> Result<(&Region, IpAddr), ConfigError> {
         let region = self.region(name)?;
-        let index = self.regions.iter().position(|r| r.name == name).unwrap_or(0);
+        let index = self
+            .regions
+            .iter()
+            .position(|r| r.name == name)
+            .unwrap_or(0);
         let listed = || {
             region
                 .edge_addresses
@@ -776,7 +780,10 @@ mod tests {
         let config = Config::demo();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let (region, address) = config.edge_of("eu-west", Some(ip("127.0.2.3"))).unwrap();
-        assert_eq!((region.name.as_str(), address), ("eu-west", ip("127.0.2.3")));
+        assert_eq!(
+            (region.name.as_str(), address),
+            ("eu-west", ip("127.0.2.3"))
+        );
         // Another region's address, or none for a region of two: refused,
         // naming the region's edges.
         let e = config
@@ -799,12 +806,7 @@ mod tests {
 
     #[test]
     fn max_answers_has_a_default_and_bounds() {
-        let with = |value: &str| {
-            demo_with(
-                "# max_answers = 8",
-                &format!("max_answers = {value}"),
-            )
-        };
+        let with = |value: &str| demo_with("# max_answers = 8", &format!("max_answers = {value}"));
         assert_eq!(check(&with("2")).unwrap().geodns.max_answers, 2);
         for bad in ["0", "65", "-1"] {
             let e = error_of(&with(bad));

@@ -217,7 +217,10 @@ mod tests {
         let all = edges(3);
         for i in 0..200 {
             let key = key(i);
-            let seen: Vec<SocketAddr> = all.iter().map(|me| owner_seen_by(&key, &all, *me)).collect();
+            let seen: Vec<SocketAddr> = all
+                .iter()
+                .map(|me| owner_seen_by(&key, &all, *me))
+                .collect();
             assert!(seen.iter().all(|o| *o == seen[0]), "{i}: {seen:?}");
             // The same answer every time, whatever order the peers come in.
             let mut reversed = all.clone();
@@ -235,7 +238,9 @@ mod tests {
         let mut owned: HashMap<SocketAddr, usize> = HashMap::new();
         let objects = 3000;
         for i in 0..objects {
-            *owned.entry(owner_seen_by(&key(i), &all, all[0])).or_default() += 1;
+            *owned
+                .entry(owner_seen_by(&key(i), &all, all[0]))
+                .or_default() += 1;
         }
         assert_eq!(owned.len(), 3, "{owned:?}");
         for (edge, count) in &owned {

@@ -18,10 +18,10 @@ use crate::cacheability::{self, RequestDirectives, StoredUse};
 use crate::connection;
 use crate::forwarding;
 
+use crate::forwarding::LoopMark;
 use crate::hit;
 use crate::host;
 use crate::key;
-use crate::forwarding::LoopMark;
 use crate::metrics::{EdgeMetrics, PeerFillReceived, PeerFillSent};
 use crate::origins::{self, Attempt, OriginSet, Stage};
 use crate::peers::{self, Peers};
@@ -136,14 +136,14 @@ impl EdgeProxy {
     /// one for. The order is decided at the first hop.
     fn next_peer(&self, session: &Session, ctx: &mut RequestCtx) -> Option<(usize, HttpPeer)> {
         let peer_fill = ctx.peer_fill;
-        let plan = ctx.fill_plan.get_or_insert_with(|| {
-            match session.cache.maybe_cache_key() {
+        let plan = ctx
+            .fill_plan
+            .get_or_insert_with(|| match session.cache.maybe_cache_key() {
                 Some(key) if session.cache.enabled() && !peer_fill => {
                     self.peers.fill_order(&peers::key_hash(key))
                 }
                 _ => Vec::new(),
-            }
-        });
+            });
         let index = *plan.get(ctx.peers_tried)?;
         ctx.peers_tried += 1;
         Some((index, self.peers.peer(index)?))

@@ -224,9 +224,9 @@ pub fn answer<'s>(
                         .collect();
                     let before = reply.answers.len();
                     let max = snapshot.config.geodns.max_answers;
-                    reply.answers.extend(
-                        taken_in_turn(up.len(), id, zone.turns(), max).map(|i| up[i]),
-                    );
+                    reply
+                        .answers
+                        .extend(taken_in_turn(up.len(), id, zone.turns(), max).map(|i| up[i]));
                     if reply.answers.len() == before {
                         // The region has no address of this family: NODATA.
                         reply.authority = zone.negative_soa();
@@ -604,7 +604,14 @@ mod tests {
         let name = LowerName::from_str("cdn.meridian.test.").unwrap();
         let gb = Placed::decided(&snapshot.table, ecs("81.2.69.0/24"));
         let asked = |id: u16| {
-            addresses(&answer(&snapshot, &name, RecordType::A, DNSClass::IN, &gb, id))
+            addresses(&answer(
+                &snapshot,
+                &name,
+                RecordType::A,
+                DNSClass::IN,
+                &gb,
+                id,
+            ))
         };
         assert_eq!(asked(0), ["127.0.2.1", "127.0.2.3"]);
         assert_eq!(asked(2), ["127.0.2.3", "127.0.2.5"]);

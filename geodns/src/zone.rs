@@ -356,7 +356,11 @@ impl Zone {
             .regions
             .iter()
             .flat_map(|region| {
-                let v4 = region.edge_addresses.iter().filter(|ip| ip.is_ipv4()).count();
+                let v4 = region
+                    .edge_addresses
+                    .iter()
+                    .filter(|ip| ip.is_ipv4())
+                    .count();
                 [v4, region.edge_addresses.len() - v4]
             })
             .filter(|&count| count > 0)
@@ -616,7 +620,10 @@ mod tests {
                 let addresses: Vec<String> = (0..*size)
                     .map(|i| format!("\"127.0.{r}.{}\"", 10 + i))
                     .collect();
-                text = text.replace(&demo, &format!("edge_addresses = [{}]", addresses.join(", ")));
+                text = text.replace(
+                    &demo,
+                    &format!("edge_addresses = [{}]", addresses.join(", ")),
+                );
             }
             let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
             Zone::from_config(&config).turns()

@@ -325,10 +325,7 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
     axum::Json(report)
 }
 
-async fn edge_view(
-    http: &reqwest::Client,
-    admin: SocketAddr,
-) -> Result<EdgeView, String> {
+async fn edge_view(http: &reqwest::Client, admin: SocketAddr) -> Result<EdgeView, String> {
     let response = http
         .get(format!("http://{admin}/status"))
         .timeout(VIEW_TIMEOUT)

@@ -61,7 +61,10 @@ fn owner_of(path: &str, edges: &[SocketAddr]) -> SocketAddr {
 fn slow_origin(topology: &Topology) -> ScriptedOrigin {
     ScriptedOrigin::start(&topology.origin(2).to_string(), |r: &Received| {
         std::thread::sleep(Duration::from_millis(300));
-        ok(&[("cache-control", "max-age=60")], &format!("object {}", r.path))
+        ok(
+            &[("cache-control", "max-age=60")],
+            &format!("object {}", r.path),
+        )
     })
     .unwrap()
 }
@@ -106,7 +109,11 @@ async fn a_region_fetches_an_object_from_its_origin_once_however_many_edges_ask(
     for body in futures::future::join_all(requests).await {
         assert_eq!(body.unwrap(), format!("object {path}"));
     }
-    assert_eq!(origin.count("GET", path), 1, "one origin fetch for the region");
+    assert_eq!(
+        origin.count("GET", path),
+        1,
+        "one origin fetch for the region"
+    );
     // The owner fetched it; the other edge filled from the owner.
     let owner = owner_of(path, &edges);
     let (owner_at, other_at) = if owner == edges[0] { (0, 1) } else { (1, 0) };
@@ -142,7 +149,10 @@ async fn a_region_fetches_an_object_from_its_origin_once_however_many_edges_ask(
     assert_eq!(response.text().await.unwrap(), format!("object {orphan}"));
     assert_eq!(origin.count("GET", &orphan), 1);
     tokio::task::block_in_place(|| {
-        assert!(sent(admins[other_at], "failed") >= 1, "it tried the owner first");
+        assert!(
+            sent(admins[other_at], "failed") >= 1,
+            "it tried the owner first"
+        );
     });
     drop(running);
 }
@@ -153,7 +163,10 @@ async fn a_peer_fill_is_honoured_only_from_a_peer_and_never_sent_on() {
     // eu-west has two edges; only the first runs, in front of this origin.
     let topology = steady(b);
     let origin = ScriptedOrigin::start(&topology.origin(2).to_string(), |r: &Received| {
-        ok(&[("cache-control", "max-age=60")], &format!("object {}", r.path))
+        ok(
+            &[("cache-control", "max-age=60")],
+            &format!("object {}", r.path),
+        )
     })
     .unwrap();
     let edges = topology.edges(2);
@@ -185,7 +198,12 @@ async fn a_peer_fill_is_honoured_only_from_a_peer_and_never_sent_on() {
     // is not even running: a fill sent to it would fail).
     let path = "/regional/asked-by-a-peer.bin";
     let url = format!("http://cdn.meridian.test:8080{path}");
-    let filled = peer.get(&url).header("cdn-loop", mark).send().await.unwrap();
+    let filled = peer
+        .get(&url)
+        .header("cdn-loop", mark)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(filled.status(), 200);
     assert_eq!(filled.text().await.unwrap(), format!("object {path}"));
     assert_eq!(origin.count("GET", path), 1);
@@ -197,7 +215,12 @@ async fn a_peer_fill_is_honoured_only_from_a_peer_and_never_sent_on() {
         "{fetched:?}"
     );
     // A fill of an object this edge holds is a hit.
-    let hit = peer.get(&url).header("cdn-loop", mark).send().await.unwrap();
+    let hit = peer
+        .get(&url)
+        .header("cdn-loop", mark)
+        .send()
+        .await
+        .unwrap();
     assert!(
         hit.headers()["cache-status"]
             .to_str()
@@ -284,7 +307,10 @@ fn an_edge_must_say_which_of_its_regions_edges_it_is() {
     let dir = crate::harness::tempdir();
     let config = Topology::demo(23).write(dir.path()).unwrap();
     for (address, reason) in [
-        (None, "eu-west has 2 edges (127.23.2.1, 127.23.2.3): say which one this is with --address"),
+        (
+            None,
+            "eu-west has 2 edges (127.23.2.1, 127.23.2.3): say which one this is with --address",
+        ),
         (
             Some("127.23.1.1"),
             "127.23.1.1 is not an edge address of eu-west; its edges are 127.23.2.1, 127.23.2.3",
@@ -300,6 +326,8 @@ fn an_edge_must_say_which_of_its_regions_edges_it_is() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let expected = format!("{}: region[1].edge_addresses: {reason}", config.display());
         assert!(stderr.contains(&expected), "{stderr}");
-        assert!(!crate::harness::tcp_listening("127.23.2.1:8080".parse().unwrap()));
+        assert!(!crate::harness::tcp_listening(
+            "127.23.2.1:8080".parse().unwrap()
+        ));
     }
 }

@@ -249,7 +249,10 @@ fn an_outage_steers_away_and_a_restore_steers_back() {
         "GB clients were not steered to us-east"
     );
     for edge in up.edges(2) {
-        assert!(!tcp_listening(edge), "the eu-west edge {edge} still answers");
+        assert!(
+            !tcp_listening(edge),
+            "the eu-west edge {edge} still answers"
+        );
     }
     // US clients are unaffected.
     let us_edges: Vec<IpAddr> = up.edges(1).iter().map(|a| a.ip()).collect();

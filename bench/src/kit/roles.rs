@@ -139,7 +139,13 @@ impl Edge {
         };
         let mut command = Command::new(binary);
         command
-            .args(["edge", "--region", &name, "--address", &addr.ip().to_string()])
+            .args([
+                "edge",
+                "--region",
+                &name,
+                "--address",
+                &addr.ip().to_string(),
+            ])
             .arg("--config")
             .arg(&config);
         let label = format!("edge {name} {}", addr.ip());

@@ -559,7 +559,10 @@ mod tests {
             topology.edges(2),
             ["127.77.2.1:8080", "127.77.2.3:8080"].map(|a| a.parse().unwrap())
         );
-        assert_eq!(topology.edge_admins(2)[1], "127.77.2.3:9080".parse().unwrap());
+        assert_eq!(
+            topology.edge_admins(2)[1],
+            "127.77.2.3:9080".parse().unwrap()
+        );
         assert_eq!(topology.origin(3), "127.77.3.2:8000".parse().unwrap());
         assert_eq!(topology.region_name(3), "ap-southeast");
         // Nothing is left on the demo's addresses.
