@@ -7,8 +7,9 @@
 use crate::cache_status::{CacheOutcome, ForwardReason};
 use crate::storage::MemoryStorage;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder,
+    register_int_counter_vec_with_registry, register_int_counter_with_registry,
+    register_int_gauge_with_registry,
 };
 use std::time::Duration;
 
@@ -128,43 +129,63 @@ pub struct CacheSummary {
 impl EdgeMetrics {
     /// Registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
+        // prometheus's registering macros panic on an invalid metric name;
+        // these names are constants, and every test that makes metrics
+        // would fail first.
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "meridian_edge_requests_total",
-                "Requests, by what the cache did with them",
-            ),
+        let requests = register_int_counter_vec_with_registry!(
+            "meridian_edge_requests_total",
+            "Requests, by what the cache did with them",
             &["cache"],
+            registry
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        let responses = IntCounterVec::new(
-            Opts::new(
-                "meridian_edge_responses_total",
-                "Responses sent, by status class",
-            ),
+        let responses = register_int_counter_vec_with_registry!(
+            "meridian_edge_responses_total",
+            "Responses sent, by status class",
             &["status"],
+            registry
         )?;
-        registry.register(Box::new(responses.clone()))?;
-        let origin_retries = IntCounter::new(
+        let counter =
+            |name: &str, help: &str| register_int_counter_with_registry!(name, help, registry);
+        let gauge =
+            |name: &str, help: &str| register_int_gauge_with_registry!(name, help, registry);
+        let origin_retries = counter(
             "meridian_edge_origin_retries_total",
             "Requests moved to another origin after a failure",
         )?;
-        registry.register(Box::new(origin_retries.clone()))?;
-        let purged = IntCounter::new(
+        let purged = counter(
             "meridian_edge_purged_objects_total",
             "Objects removed or marked stale by purges",
         )?;
-        registry.register(Box::new(purged.clone()))?;
-        let coalesced = IntCounter::new(
+        let coalesced = counter(
             "meridian_edge_coalesced_waits_total",
             "Requests that waited for another request's origin fetch instead of making their own",
         )?;
-        registry.register(Box::new(coalesced.clone()))?;
-        let fast_path_hits = IntCounter::new(
+        let fast_path_hits = counter(
             "meridian_edge_fast_path_hits_total",
             "Plain hits answered straight from storage, without Pingora's cache state machine",
         )?;
-        registry.register(Box::new(fast_path_hits.clone()))?;
+        let zero_copy_bytes = counter(
+            "meridian_edge_zero_copy_bytes_total",
+            "Body bytes sent to clients straight from cached pages (sendfile), without a copy",
+        )?;
+        let evictions = gauge(
+            "meridian_edge_cache_evictions",
+            "Objects evicted to stay within the cache budget since start",
+        )?;
+        let variant_evictions = gauge(
+            "meridian_edge_cache_variant_evictions",
+            "Variants of a URL evicted to stay within edge.cache_max_variants since start",
+        )?;
+        let abandoned_fills = gauge(
+            "meridian_edge_cache_fills_abandoned",
+            "Responses being stored whose body never completed (nothing stored; clients told \"stored\" in Cache-Status got an aborted body) since start",
+        )?;
+        let objects = gauge("meridian_edge_cache_objects", "Objects in the cache")?;
+        let bytes = gauge(
+            "meridian_edge_cache_bytes",
+            "Bytes the cache holds, against its budget",
+        )?;
         let origin_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "meridian_edge_origin_response_seconds",
@@ -175,49 +196,18 @@ impl EdgeMetrics {
             ]),
         )?;
         registry.register(Box::new(origin_latency.clone()))?;
-        let evictions = IntGauge::new(
-            "meridian_edge_cache_evictions",
-            "Objects evicted to stay within the cache budget since start",
-        )?;
-        registry.register(Box::new(evictions.clone()))?;
-        let variant_evictions = IntGauge::new(
-            "meridian_edge_cache_variant_evictions",
-            "Variants of a URL evicted to stay within edge.cache_max_variants since start",
-        )?;
-        registry.register(Box::new(variant_evictions.clone()))?;
-        let abandoned_fills = IntGauge::new(
-            "meridian_edge_cache_fills_abandoned",
-            "Responses being stored whose body never completed (nothing stored; clients told \"stored\" in Cache-Status got an aborted body) since start",
-        )?;
-        registry.register(Box::new(abandoned_fills.clone()))?;
-        let objects = IntGauge::new("meridian_edge_cache_objects", "Objects in the cache")?;
-        registry.register(Box::new(objects.clone()))?;
-        let bytes = IntGauge::new(
-            "meridian_edge_cache_bytes",
-            "Bytes the cache holds, against its budget",
-        )?;
-        registry.register(Box::new(bytes.clone()))?;
-        let zero_copy_bytes = IntCounter::new(
-            "meridian_edge_zero_copy_bytes_total",
-            "Body bytes sent to clients straight from cached pages (sendfile), without a copy",
-        )?;
-        registry.register(Box::new(zero_copy_bytes.clone()))?;
-        let peer_fills_sent = IntCounterVec::new(
-            Opts::new(
-                "meridian_edge_peer_fills_sent_total",
-                "Misses this edge filled from the object's owner among its region's edges, by outcome",
-            ),
+        let peer_fills_sent = register_int_counter_vec_with_registry!(
+            "meridian_edge_peer_fills_sent_total",
+            "Misses this edge filled from the object's owner among its region's edges, by outcome",
             &["outcome"],
+            registry
         )?;
-        registry.register(Box::new(peer_fills_sent.clone()))?;
-        let peer_fills_received = IntCounterVec::new(
-            Opts::new(
-                "meridian_edge_peer_fills_received_total",
-                "Fills other edges of the region asked of this edge as an object's owner, by outcome",
-            ),
+        let peer_fills_received = register_int_counter_vec_with_registry!(
+            "meridian_edge_peer_fills_received_total",
+            "Fills other edges of the region asked of this edge as an object's owner, by outcome",
             &["outcome"],
+            registry
         )?;
-        registry.register(Box::new(peer_fills_received.clone()))?;
         Ok(EdgeMetrics {
             peer_fills_sent: PeerFillSent::ALL
                 .iter()
@@ -359,11 +349,14 @@ impl EdgeMetrics {
             .set(i64::try_from(storage.variant_evictions()).unwrap_or(i64::MAX));
         self.abandoned_fills
             .set(i64::try_from(storage.abandoned_fills()).unwrap_or(i64::MAX));
-        let mut buffer = Vec::new();
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::warn!(%error, "cannot encode metrics");
-        }
-        String::from_utf8_lossy(&buffer).into_owned()
+        // Encoding only fails on a metric with an invalid name, which
+        // registering it already refused.
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot encode metrics");
+                String::new()
+            })
     }
 }
 

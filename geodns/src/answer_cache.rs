@@ -570,25 +570,7 @@ pub(crate) mod tests {
             Some(1232),
             &ecs_option(1, 24, 0, &[81, 2, 69]),
         );
-        for len in 0..=good.len() {
-            let _ = QueryShape::read(&good[..len]);
-        }
-        for at in 0..good.len() {
-            for value in [0u8, 1, 0x3f, 0x40, 0x80, 0xc0, 0xff] {
-                let mut changed = good.clone();
-                changed[at] = value;
-                let _ = QueryShape::read(&changed);
-            }
-        }
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 80) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|i| (state.rotate_left(i as u32 % 64) & 0xff) as u8)
-                .collect();
+        for bytes in crate::hostile_input::variants(&[good], 80) {
             let _ = QueryShape::read(&bytes);
         }
     }

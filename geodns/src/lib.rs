@@ -31,6 +31,8 @@ pub mod explain;
 pub mod geo;
 pub mod handler;
 pub mod health;
+#[cfg(test)]
+mod hostile_input;
 pub mod metrics;
 pub mod rate_limit;
 pub mod reload;

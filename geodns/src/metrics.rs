@@ -8,7 +8,7 @@
 use crate::health::HealthView;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Query types counted by name; everything else is `other`.
 const QUERY_TYPES: [(RecordType, &str); 6] = [
@@ -230,13 +230,14 @@ impl DnsMetrics {
                     .set(i64::from(edge.up));
             }
         }
-        let mut buffer = Vec::new();
-        // Encoding into a Vec only fails on a metric with invalid names,
-        // which the constructors above already rejected.
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::warn!(%error, "cannot encode metrics");
-        }
-        String::from_utf8_lossy(&buffer).into_owned()
+        // Encoding only fails on a metric with an invalid name, which
+        // registering it already refused.
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot encode metrics");
+                String::new()
+            })
     }
 }
 
