@@ -8,7 +8,7 @@
 use clap::{Args, Parser, Subcommand};
 use config::Config;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 /// A self-hostable, multi-region edge CDN with GeoDNS steering.
@@ -50,7 +50,8 @@ pub enum Command {
     /// Run one authoritative GeoDNS server of the config (UDP and TCP):
     /// the only one, or the one --server names.
     Geodns(GeodnsArgs),
-    /// Run one region's caching edge; or, with --listen and --origin, one
+    /// Run one of a region's caching edges (the one at --address, which a
+    /// region of several edges needs); or, with --listen and --origin, one
     /// edge in front of any HTTP origin without a config file.
     Edge(EdgeArgs),
     /// Run one region's origin server (the demo site and /api/whoami).
@@ -150,6 +151,10 @@ pub struct EdgeArgs {
         conflicts_with = "listen"
     )]
     pub region: Option<String>,
+    /// Which of the region's edges this is: one of its `edge_addresses`
+    /// (not needed when it has only one).
+    #[arg(long, short, requires = "region", value_name = "IP")]
+    pub address: Option<IpAddr>,
     #[command(flatten)]
     pub config: ConfigArg,
     /// Ad-hoc mode: listen here (e.g. 127.0.0.1:8090), with no config file
@@ -241,6 +246,25 @@ mod tests {
     fn edge_needs_a_region_or_ad_hoc_flags() {
         assert!(Cli::try_parse_from(["meridian", "edge"]).is_err());
         assert!(Cli::try_parse_from(["meridian", "edge", "--region", "eu-west"]).is_ok());
+        assert!(
+            Cli::try_parse_from([
+                "meridian",
+                "edge",
+                "--region",
+                "eu-west",
+                "--address",
+                "127.0.2.3"
+            ])
+            .is_ok()
+        );
+        assert!(
+            Cli::try_parse_from(["meridian", "edge", "--address", "127.0.2.3"]).is_err(),
+            "an address names an edge of a region"
+        );
+        assert!(
+            Cli::try_parse_from(["meridian", "edge", "-r", "eu-west", "-a", "eu"]).is_err(),
+            "an address is an IP address"
+        );
         assert!(Cli::try_parse_from(["meridian", "edge", "--listen", "127.0.0.1:8090"]).is_err());
         assert!(
             Cli::try_parse_from([

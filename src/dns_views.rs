@@ -33,6 +33,19 @@ impl ServerView {
             .find(|r| r.region == name)
             .map(|r| r.up)
     }
+
+    /// Whether it answered, and then whether it answers with the edge at
+    /// `address` of region `name` (`None`: unknown).
+    pub fn edge_up(&self, name: &str, address: std::net::IpAddr) -> Option<bool> {
+        self.regions
+            .as_ref()?
+            .iter()
+            .find(|r| r.region == name)?
+            .edges
+            .iter()
+            .find(|e| e.addr.ip() == address)
+            .map(|e| e.up)
+    }
 }
 
 /// Asks every GeoDNS server of `config` for its view, all at once.

@@ -77,7 +77,9 @@ pub fn geodns(args: &GeodnsArgs) -> anyhow::Result<()> {
 /// `meridian edge`
 pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
     let settings = match (&args.region, args.listen, &args.origin) {
-        (Some(region), _, _) => edge::EdgeSettings::from_config(&args.config.load()?, region)?,
+        (Some(region), _, _) => {
+            edge::EdgeSettings::from_config(&args.config.load()?, region, args.address)?
+        }
         (None, Some(listen), Some(origin)) => {
             let mut settings = edge::EdgeSettings::ad_hoc(listen, origin)?;
             if let Some(bytes) = args.cache_max_bytes {

@@ -261,13 +261,19 @@ pub struct DnsReport {
 }
 
 /// The demo topology on block `block`, validated: GeoDNS on
-/// 127.B.0.1:5353 (gdnsd, when compared, on 127.B.0.2:5353), the edges on
-/// 127.B.1-3.1.
+/// 127.B.0.1:5353 (gdnsd, when compared, on 127.B.0.2:5353), one edge per
+/// region on 127.B.1-3.1 (as gdnsd answers each region with one address,
+/// so both servers send the same answer, and every client gets one).
 pub fn topology(block: u8) -> Result<(Topology, config::Config), BenchError> {
     // One GeoDNS, measured alone (gdnsd takes the demo's second address).
-    let topology = Topology::demo(block).single_geodns();
+    let topology = single_edges(Topology::demo(block).single_geodns());
     let config = topology.config()?;
     Ok((topology, config))
+}
+
+/// `topology` with only the first edge of each of its three regions.
+pub fn single_edges(topology: Topology) -> Topology {
+    (1..=3).fold(topology, Topology::single_edge)
 }
 
 /// Where gdnsd answers next to GeoDNS on `block`.

@@ -170,7 +170,7 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     }
     let seed = options.seed.unwrap_or_else(clock_seed);
     let cores = Cores::choose();
-    let mut topology = Topology::demo(options.block).single_geodns();
+    let mut topology = dns::single_edges(Topology::demo(options.block).single_geodns());
     if let Some(rate) = options.rate_limit {
         topology = topology.rate_limit(RateLimit {
             responses_per_second: rate,

@@ -275,7 +275,7 @@ impl Shared {
 
     fn region_of(&self, ip: IpAddr) -> String {
         (1..=3)
-            .find(|&r| self.topology.edge(r).ip() == ip)
+            .find(|&r| self.topology.edges(r).iter().any(|e| e.ip() == ip))
             .map_or_else(|| ip.to_string(), |r| self.topology.region_name(r))
     }
 }

@@ -123,6 +123,10 @@ pub(crate) struct GeoDnsFile {
     pub overrides: OverridesFile,
     /// Response-rate limiting of UDP replies; off when absent.
     pub rate_limit: Option<RateLimitFile>,
+    /// The most edge addresses one steered answer holds. At most 64: a
+    /// UDP answer of 1232 bytes holds about 70 A records, fewer AAAA.
+    #[serde(default = "default_max_answers")]
+    pub max_answers: Within<1, 64>,
 }
 
 /// `[[geodns.servers]]`: one GeoDNS server of the zone.
@@ -471,6 +475,10 @@ fn default_rate_limit_ipv4_prefix() -> Within<8, 32> {
 
 fn default_rate_limit_ipv6_prefix() -> Within<16, 128> {
     Within::new_unchecked(56)
+}
+
+fn default_max_answers() -> Within<1, 64> {
+    Within::new_unchecked(8)
 }
 
 /// The one GeoDNS server's admin listener when `geodns.admin_listen` is absent.

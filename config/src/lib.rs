@@ -197,6 +197,10 @@ pub struct GeoDns {
     pub overrides: Overrides,
     /// Response-rate limiting of UDP replies; `None`: no limiting at all.
     pub rate_limit: Option<RateLimit>,
+    /// The most edge addresses one steered answer holds (at least 1): a
+    /// region with more healthy edges is answered with this many of
+    /// them, taken in turn.
+    pub max_answers: usize,
 }
 
 /// The name of the one server of a config that gives `geodns.listen`
@@ -417,7 +421,7 @@ pub struct Edge {
     pub cache_max_object_bytes: usize,
     /// Port of each edge's admin listener.
     pub admin_port: u16,
-    /// Address of the admin listener when set; else see [`Region::edge_admin_addr`].
+    /// Address of the admin listener when set; else see [`Edge::admin_addr`].
     pub admin_address: Option<IpAddr>,
     /// How edges reach, time out on, retry and health-check origins.
     pub origins: OriginPolicy,
@@ -526,6 +530,19 @@ impl Default for OriginPolicy {
 }
 
 impl Edge {
+    /// Where the edge at `address` serves its admin API:
+    /// `edge.admin_address` if set, else `address` itself if it is a
+    /// loopback address (as in the demo, where every edge has its own),
+    /// else 127.0.0.1. Never a public address unless asked.
+    pub fn admin_addr(&self, address: IpAddr) -> SocketAddr {
+        let ip = self.admin_address.unwrap_or(if address.is_loopback() {
+            address
+        } else {
+            IpAddr::from([127, 0, 0, 1])
+        });
+        SocketAddr::new(ip, self.admin_port)
+    }
+
     /// An `[edge]` that sets only its required keys (the plain-HTTP port
     /// 8080, `localhost`, a 256 MiB cache of objects up to 16 MiB): every
     /// other setting at its default. What an ad-hoc edge starts from.
@@ -583,18 +600,13 @@ impl Region {
         )
     }
 
-    /// Where this region's edge serves its admin API: `edge.admin_address`
-    /// if set, else the first edge address if it is a loopback address (as
-    /// in the demo), else 127.0.0.1. Never a public address unless asked.
-    pub fn edge_admin_addr(&self, edge: &Edge) -> SocketAddr {
-        let ip = edge.admin_address.unwrap_or_else(|| {
-            self.edge_addresses
-                .iter()
-                .copied()
-                .find(IpAddr::is_loopback)
-                .unwrap_or(IpAddr::from([127, 0, 0, 1]))
-        });
-        SocketAddr::new(ip, edge.admin_port)
+    /// The admin listeners of this region's edges, one per edge address
+    /// (see [`Edge::admin_addr`]).
+    pub fn edge_admin_addrs(&self, edge: &Edge) -> Vec<SocketAddr> {
+        self.edge_addresses
+            .iter()
+            .map(|ip| edge.admin_addr(*ip))
+            .collect()
     }
 
     /// The data-plane HTTP listeners of this region's edges.
@@ -709,6 +721,53 @@ impl Config {
         })
     }
 
+    /// The region called `name` and which of its edges `address` asks
+    /// for: `address` must be one of the region's edge addresses; without
+    /// one, a region with a single edge address means that one, and a
+    /// region with several is an error listing them.
+    pub fn edge_of(
+        &self,
+        name: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(&Region, IpAddr), ConfigError> {
+        let region = self.region(name)?;
+        let index = self
+            .regions
+            .iter()
+            .position(|r| r.name == name)
+            .unwrap_or(0);
+        let listed = || {
+            region
+                .edge_addresses
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let key = format!("region[{index}].edge_addresses");
+        match (address, region.edge_addresses.as_slice()) {
+            (Some(address), addresses) if addresses.contains(&address) => Ok((region, address)),
+            (Some(address), _) => Err(ConfigError::new(
+                &self.source,
+                key,
+                format!(
+                    "{address} is not an edge address of {name}; its edges are {}",
+                    listed()
+                ),
+            )),
+            (None, [only]) => Ok((region, *only)),
+            (None, _) => Err(ConfigError::new(
+                &self.source,
+                key,
+                format!(
+                    "{name} has {} edges ({}): say which one this is with --address",
+                    region.edge_addresses.len(),
+                    listed()
+                ),
+            )),
+        }
+    }
+
     /// The regions ordered for an edge of `region`: itself first, then the
     /// others nearest first (ties in file order). Indices into `regions`.
     pub fn regions_nearest_to(&self, region: usize) -> Vec<usize> {
@@ -788,11 +847,15 @@ mod tests {
             ["us-east", "eu-west", "ap-southeast"]
         );
         let eu = config.region("eu-west").unwrap();
-        assert_eq!(eu.edge_addresses, ["127.0.2.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            eu.edge_addresses,
+            ["127.0.2.1", "127.0.2.3"].map(|a| a.parse::<IpAddr>().unwrap())
+        );
         assert_eq!(
             eu.edge_http_addrs(&config.edge),
-            ["127.0.2.1:8080".parse().unwrap()]
+            ["127.0.2.1:8080", "127.0.2.3:8080"].map(|a| a.parse().unwrap())
         );
+        assert_eq!(config.geodns.max_answers, 8);
         assert_eq!(eu.origin_url.to_string(), "http://127.0.2.2:8000");
         assert_eq!(eu.origin_listen, "127.0.2.2:8000".parse().unwrap());
         assert_eq!(config.geodns.default_order, [0, 1, 2]);
@@ -826,19 +889,65 @@ mod tests {
         let config = Config::demo();
         let eu = config.region("eu-west").unwrap();
         assert_eq!(
-            eu.edge_admin_addr(&config.edge),
-            "127.0.2.1:9080".parse().unwrap()
+            eu.edge_admin_addrs(&config.edge),
+            ["127.0.2.1:9080", "127.0.2.3:9080"].map(|a| a.parse().unwrap()),
+            "each loopback edge has its own"
         );
         let public = check(&demo_with(
-            "edge_addresses = [\"127.0.2.1\"]",
+            "edge_addresses = [\"127.0.2.1\", \"127.0.2.3\"]",
             "edge_addresses = [\"203.0.113.9\"]",
         ))
         .unwrap();
         let eu = public.region("eu-west").unwrap();
         assert_eq!(
-            eu.edge_admin_addr(&public.edge),
-            "127.0.0.1:9080".parse().unwrap()
+            eu.edge_admin_addrs(&public.edge),
+            ["127.0.0.1:9080".parse().unwrap()]
         );
+        let mut set = public.edge.clone();
+        set.admin_address = Some("10.0.0.7".parse().unwrap());
+        assert_eq!(
+            set.admin_addr("203.0.113.9".parse().unwrap()),
+            "10.0.0.7:9080".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn an_edge_is_named_by_its_region_and_address() {
+        let config = Config::demo();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let (region, address) = config.edge_of("eu-west", Some(ip("127.0.2.3"))).unwrap();
+        assert_eq!(
+            (region.name.as_str(), address),
+            ("eu-west", ip("127.0.2.3"))
+        );
+        // Another region's address, or none for a region of two: refused,
+        // naming the region's edges.
+        let e = config
+            .edge_of("eu-west", Some(ip("127.0.1.1")))
+            .unwrap_err();
+        assert_eq!(e.key, "region[1].edge_addresses");
+        assert!(e.reason.contains("127.0.2.1, 127.0.2.3"), "{e}");
+        let e = config.edge_of("eu-west", None).unwrap_err();
+        assert!(e.reason.contains("--address"), "{e}");
+        assert!(e.reason.contains("127.0.2.1, 127.0.2.3"), "{e}");
+        assert!(config.edge_of("mars", None).is_err());
+        // A region of one edge needs no address.
+        let single = check(&demo_with(
+            "edge_addresses = [\"127.0.2.1\", \"127.0.2.3\"]",
+            "edge_addresses = [\"127.0.2.1\"]",
+        ))
+        .unwrap();
+        assert_eq!(single.edge_of("eu-west", None).unwrap().1, ip("127.0.2.1"));
+    }
+
+    #[test]
+    fn max_answers_has_a_default_and_bounds() {
+        let with = |value: &str| demo_with("# max_answers = 8", &format!("max_answers = {value}"));
+        assert_eq!(check(&with("2")).unwrap().geodns.max_answers, 2);
+        for bad in ["0", "65", "-1"] {
+            let e = error_of(&with(bad));
+            assert_eq!(e.key, "geodns.max_answers", "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -1142,7 +1251,7 @@ mod tests {
         let eu = config.region("eu-west").unwrap();
         assert_eq!(
             eu.edge_https_addrs(&config.edge),
-            ["127.0.2.1:8443".parse().unwrap()]
+            ["127.0.2.1:8443", "127.0.2.3:8443"].map(|a| a.parse().unwrap())
         );
         let e = error_of(&demo_with("https_port = 8443", "https_port = 8080"));
         assert_eq!(e.key, "edge.https_port");
@@ -1237,7 +1346,7 @@ mod tests {
     #[test]
     fn shared_edge_address() {
         let e = error_of(&demo_with(
-            "edge_addresses = [\"127.0.2.1\"]",
+            "edge_addresses = [\"127.0.2.1\", \"127.0.2.3\"]",
             "edge_addresses = [\"127.0.1.1\"]",
         ));
         assert_eq!(e.key, "region[1].edge_addresses");
@@ -1247,7 +1356,7 @@ mod tests {
     #[test]
     fn no_edge_addresses() {
         let e = error_of(&demo_with(
-            "edge_addresses = [\"127.0.2.1\"]",
+            "edge_addresses = [\"127.0.2.1\", \"127.0.2.3\"]",
             "edge_addresses = []",
         ));
         assert_eq!(e.key, "region[1].edge_addresses");

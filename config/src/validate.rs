@@ -529,6 +529,7 @@ impl Checker<'_> {
             admin_token,
             overrides,
             rate_limit,
+            max_answers: geodns.max_answers.get() as usize,
         })
     }
 
@@ -1370,6 +1371,7 @@ mod tests {
             "# value = ",
             "# ttl_seconds = 300",
             "# admin_token = ",
+            "# max_answers = ",
             "# [geodns.overrides]",
             "# nets = ",
             "# countries = ",
@@ -1399,6 +1401,7 @@ mod tests {
         assert_eq!(overrides.countries.len(), 1);
         assert_eq!(overrides.continents.len(), 1);
         assert!(config.geodns.admin_token.is_some());
+        assert_eq!(config.geodns.max_answers, 8);
         let rate_limit = config.geodns.rate_limit.unwrap();
         assert_eq!(
             (rate_limit.responses_per_second, rate_limit.burst),

@@ -511,6 +511,8 @@ mod tests {
         assert!(view.region_up(1));
         view.set_edge(1, 0, false);
         assert!(!view.edge_up(1, 0));
+        assert!(view.region_up(1), "its other edge is up");
+        view.set_edge(1, 1, false);
         assert!(!view.region_up(1));
         assert!(view.region_up(0));
         assert!(!view.edge_up(7, 0), "unknown edges are not up");
@@ -764,8 +766,11 @@ mod tests {
         );
         // eu-west keeps 127.0.2.1 and gains 127.0.2.9; ap-southeast moves.
         let text = config::DEMO_TOML
-            .replace("[\"127.0.2.1\"]", "[\"127.0.2.9\", \"127.0.2.1\"]")
-            .replace("[\"127.0.3.1\"]", "[\"127.0.3.7\"]");
+            .replace(
+                "[\"127.0.2.1\", \"127.0.2.3\"]",
+                "[\"127.0.2.9\", \"127.0.2.1\"]",
+            )
+            .replace("[\"127.0.3.1\", \"127.0.3.3\"]", "[\"127.0.3.7\"]");
         let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
         let new = HealthView::from_config(&config);
         new.carry_over(&old);

@@ -47,7 +47,15 @@ pub struct Zone {
     steered: HashMap<LowerName, usize>,
     /// `[name][region]` → that region's edge records for that name.
     steered_records: Vec<Vec<RegionRecords>>,
+    /// How many ways a steered answer is turned (see [`Zone::turns`]).
+    turns: usize,
 }
+
+/// The most ways a steered answer is turned: 60 is divisible by every
+/// number of edges up to 6 (and by 10, 12, 15, 20, 30), so their turns
+/// come round equally often; regions of other sizes take turns almost as
+/// evenly.
+const MAX_TURNS: usize = 60;
 
 /// The static records at one name.
 #[derive(Debug, Default)]
@@ -341,6 +349,25 @@ impl Zone {
             steered_records.push(per_region);
         }
 
+        // The least common multiple of every region's number of edges
+        // of each family, so that each region's edges each come first
+        // equally often.
+        let turns = config
+            .regions
+            .iter()
+            .flat_map(|region| {
+                let v4 = region
+                    .edge_addresses
+                    .iter()
+                    .filter(|ip| ip.is_ipv4())
+                    .count();
+                [v4, region.edge_addresses.len() - v4]
+            })
+            .filter(|&count| count > 0)
+            .fold(1, |turns, count| {
+                let lcm = turns / gcd(turns, count) * count;
+                if lcm > MAX_TURNS { turns } else { lcm }
+            });
         Zone {
             apex: apex_lower,
             soa,
@@ -351,7 +378,15 @@ impl Zone {
             existing,
             steered,
             steered_records,
+            turns,
         }
+    }
+
+    /// How many different turns steered answers take: a steered answer
+    /// depends on its query's ID only through `id % turns` (see
+    /// [`crate::answer`]), which is what the UDP answer cache keys it by.
+    pub fn turns(&self) -> usize {
+        self.turns
     }
 
     /// The zone apex.
@@ -467,6 +502,10 @@ impl Zone {
     }
 }
 
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 fn answer(set: &RrSet) -> Outcome<'_> {
     Outcome::Answer {
         answers: &set.records,
@@ -561,14 +600,40 @@ mod tests {
         ));
         assert_eq!(outcome(&zone, cdn, RecordType::TXT), Outcome::NoData);
         let eu = zone.steered_records(0, 1, RecordType::A);
-        assert_eq!(eu.len(), 1);
+        assert_eq!(eu.len(), 2);
         assert_eq!(
             &eu[0].record.data,
             &RData::A(A("127.0.2.1".parse().unwrap()))
         );
         assert_eq!(eu[0].record.ttl, 30);
-        assert_eq!(eu[0].edge, 0);
+        assert_eq!((eu[0].edge, eu[1].edge), (0, 1));
         assert!(zone.steered_records(0, 1, RecordType::AAAA).is_empty());
+    }
+
+    #[test]
+    fn every_region_size_divides_the_turns() {
+        assert_eq!(demo().turns(), 2, "two edges in every region");
+        let sized = |sizes: &[usize]| {
+            let mut text = config::DEMO_TOML.to_owned();
+            for (region, size) in sizes.iter().enumerate() {
+                let r = region + 1;
+                let demo = format!("edge_addresses = [\"127.0.{r}.1\", \"127.0.{r}.3\"]");
+                let addresses: Vec<String> = (0..*size)
+                    .map(|i| format!("\"127.0.{r}.{}\"", 10 + i))
+                    .collect();
+                text = text.replace(
+                    &demo,
+                    &format!("edge_addresses = [{}]", addresses.join(", ")),
+                );
+            }
+            let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
+            Zone::from_config(&config).turns()
+        };
+        assert_eq!(sized(&[1, 1, 1]), 1);
+        assert_eq!(sized(&[2, 3, 4]), 12);
+        assert_eq!(sized(&[5, 4, 3]), 60);
+        // Past 60, a size that would take it further is left out.
+        assert_eq!(sized(&[5, 4, 7]), 20);
     }
 
     #[test]

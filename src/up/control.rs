@@ -22,8 +22,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use config::admin_access::{self, AdminAccess};
+use config::report::SeenEdge;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -86,8 +87,11 @@ pub struct ProcessStatus {
 pub struct RegionStatus {
     /// The region's name.
     pub region: String,
-    /// Its edge process.
+    /// Its edge processes taken together: `running` when every one runs,
+    /// else the state of the first that does not.
     pub edge: ProcessState,
+    /// Each of its edges, in config order.
+    pub edges: Vec<EdgeStatus>,
     /// Its origin process.
     pub origin: ProcessState,
     /// Whether the GeoDNS servers that answered answer with its edges;
@@ -96,10 +100,25 @@ pub struct RegionStatus {
     /// Each GeoDNS server's decision, in config order (`up: None`: it did
     /// not answer).
     pub dns_views: Vec<DnsRegionView>,
-    /// The edge's view of the origins, in its preference order (`None`:
-    /// its admin listener did not answer).
-    pub edge_origins: Option<Vec<OriginView>>,
-    /// The edge's cache hit ratio so far.
+}
+
+/// One edge in [`Status`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EdgeStatus {
+    /// Its address (one of the region's `edge_addresses`).
+    pub address: IpAddr,
+    /// Its process.
+    pub state: ProcessState,
+    /// Whether the GeoDNS servers that answered answer with it; `None`
+    /// when none answered or they disagree.
+    pub dns_view_up: Option<bool>,
+    /// Its view of the origins, in its preference order (`None`: its
+    /// admin listener did not answer).
+    pub origins: Option<Vec<OriginView>>,
+    /// Its view of the other edges of its region, which it fills from
+    /// (`None`: its admin listener did not answer).
+    pub peers: Option<Vec<SeenEdge>>,
+    /// Its cache hit ratio so far.
     pub cache_hit_ratio: Option<f64>,
 }
 
@@ -127,6 +146,8 @@ pub struct OriginView {
 #[derive(Deserialize)]
 struct EdgeView {
     origins: Vec<OriginView>,
+    #[serde(default)]
+    peers: Vec<SeenEdge>,
     cache: CacheView,
 }
 
@@ -207,13 +228,20 @@ async fn restore(
 async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
     let (mut report, config, edge_admins, http) = {
         let supervisor = supervisor.lock().await;
-        // Every region has an edge and an origin (`roles` makes them); a
+        // Every region has its edges and an origin (`roles` makes them); a
         // missing one would be reported failed.
         let state_of = |region: Option<usize>, component: Component| {
             supervisor
                 .roles
                 .iter()
                 .position(|r| r.region == region && r.component == component)
+                .map_or(ProcessState::Failed, |i| supervisor.processes[i].state)
+        };
+        let edge_state = |region: usize, address: IpAddr| {
+            supervisor
+                .roles
+                .iter()
+                .position(|r| r.region == Some(region) && r.address == Some(address))
                 .map_or(ProcessState::Failed, |i| supervisor.processes[i].state)
         };
         let processes = supervisor
@@ -233,14 +261,31 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
             .regions
             .iter()
             .enumerate()
-            .map(|(i, region)| RegionStatus {
-                region: region.name.clone(),
-                edge: state_of(Some(i), Component::Edge),
-                origin: state_of(Some(i), Component::Origin),
-                dns_view_up: None,
-                dns_views: Vec::new(),
-                edge_origins: None,
-                cache_hit_ratio: None,
+            .map(|(i, region)| {
+                let edges: Vec<EdgeStatus> = region
+                    .edge_addresses
+                    .iter()
+                    .map(|&address| EdgeStatus {
+                        address,
+                        state: edge_state(i, address),
+                        dns_view_up: None,
+                        origins: None,
+                        peers: None,
+                        cache_hit_ratio: None,
+                    })
+                    .collect();
+                RegionStatus {
+                    region: region.name.clone(),
+                    edge: edges
+                        .iter()
+                        .map(|e| e.state)
+                        .find(|s| *s != ProcessState::Running)
+                        .unwrap_or(ProcessState::Running),
+                    edges,
+                    origin: state_of(Some(i), Component::Origin),
+                    dns_view_up: None,
+                    dns_views: Vec::new(),
+                }
             })
             .collect();
         let report = Status {
@@ -249,11 +294,12 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
             processes,
             regions,
         };
-        let edge_admins: Vec<std::net::SocketAddr> = supervisor
+        // Region by region, edge by edge: the order of `regions[].edges`.
+        let edge_admins: Vec<SocketAddr> = supervisor
             .config
             .regions
             .iter()
-            .map(|r| r.edge_admin_addr(&supervisor.config.edge))
+            .flat_map(|r| r.edge_admin_addrs(&supervisor.config.edge))
             .collect();
         (
             report,
@@ -277,12 +323,21 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
             })
             .collect();
         region.dns_view_up = agreed(region.dns_views.iter().filter_map(|v| v.up));
+        for edge in &mut region.edges {
+            edge.dns_view_up = agreed(
+                views
+                    .iter()
+                    .filter_map(|view| view.edge_up(&region.region, edge.address)),
+            );
+        }
     }
     report.geodns = views;
-    for (region, view) in report.regions.iter_mut().zip(edge_views) {
+    let edges = report.regions.iter_mut().flat_map(|r| r.edges.iter_mut());
+    for (edge, view) in edges.zip(edge_views) {
         if let Ok(view) = view {
-            region.edge_origins = Some(view.origins);
-            region.cache_hit_ratio = Some(view.cache.hit_ratio);
+            edge.origins = Some(view.origins);
+            edge.peers = Some(view.peers);
+            edge.cache_hit_ratio = Some(view.cache.hit_ratio);
         }
     }
     axum::Json(report)
@@ -295,10 +350,7 @@ fn agreed(mut values: impl Iterator<Item = bool>) -> Option<bool> {
     values.all(|v| v == first).then_some(first)
 }
 
-async fn edge_view(
-    http: &reqwest::Client,
-    admin: std::net::SocketAddr,
-) -> Result<EdgeView, String> {
+async fn edge_view(http: &reqwest::Client, admin: SocketAddr) -> Result<EdgeView, String> {
     let response = http
         .get(format!("http://{admin}/status"))
         .timeout(VIEW_TIMEOUT)

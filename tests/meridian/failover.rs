@@ -189,11 +189,11 @@ async fn an_origin_outage_behind_a_live_edge_fails_no_request() {
         "81.2.69.0/24",
     );
     let answer = dns::udp(up.dns(), &query).unwrap();
-    assert_eq!(answer.addresses(), [up.edge(2).ip()]);
+    assert!(answer.addresses().contains(&up.edge(2).ip()));
 
     // The edge's own view of its origins shows in `meridian status`.
     let status = tokio::task::block_in_place(|| up.status_json()).unwrap();
-    let origins = &status["regions"][1]["edge_origins"];
+    let origins = &status["regions"][1]["edges"][0]["origins"];
     assert_eq!(origins[0]["region"], "eu-west");
     assert!(
         origins[0]["suspect"] == true || origins[0]["up"] == false,

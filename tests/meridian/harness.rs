@@ -38,9 +38,12 @@ pub fn up(block: u8) -> Up {
     Up::start(bin(), &Topology::demo(block)).unwrap()
 }
 
-/// Region `region`'s edge of `topology`.
+/// Region `region`'s first edge of `topology`, as the region's only
+/// edge: no peers, so every miss goes to the origin (the tests of what an
+/// edge does with its origin). Tests of a region's several edges start
+/// them with [`Edge::start_nth`].
 pub fn edge(topology: &Topology, region: u8) -> Edge {
-    Edge::start(bin(), topology, region).unwrap()
+    Edge::start(bin(), &topology.clone().single_edge(region), region).unwrap()
 }
 
 /// An ad-hoc edge on 127.B.0.1:8080 in front of 127.B.0.2:8000.

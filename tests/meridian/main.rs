@@ -20,6 +20,7 @@ mod hostile;
 mod nameservers;
 mod origin_tls;
 mod purge;
+mod regional;
 mod restarts;
 mod tls;
 mod up;

@@ -237,7 +237,14 @@ fn a_bad_origin_ca_file_is_refused_at_start_with_its_path() {
         let ca_file = write(&dir, "origin-ca.pem", &contents);
         let config = with_https_origin(b, &ca_file).write(dir.path()).unwrap();
         let output = meridian()
-            .args(["edge", "--region", "eu-west", "--config"])
+            .args([
+                "edge",
+                "--region",
+                "eu-west",
+                "--address",
+                &format!("127.{b}.2.1"),
+            ])
+            .arg("--config")
             .arg(&config)
             .output()
             .unwrap();

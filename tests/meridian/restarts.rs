@@ -14,7 +14,7 @@ use std::time::Duration;
 /// Generous: a debug build on a loaded machine starts slowly.
 const PATIENCE: Duration = Duration::from_secs(90);
 
-/// `process` (e.g. `edge eu-west`) in `up`'s status.
+/// `process` (e.g. `edge eu-west 127.175.2.1`) in `up`'s status.
 fn process(up: &Up, name: &str) -> Value {
     let status = up.status_json().unwrap();
     status["processes"]
@@ -54,14 +54,15 @@ fn edge_answers(addr: SocketAddr) -> bool {
 fn a_killed_edge_is_restarted_and_counted() {
     let up = up(175);
     let edge = up.edge(2);
-    let before = process(&up, "edge eu-west");
+    let label = format!("edge eu-west {}", edge.ip());
+    let before = process(&up, &label);
     assert_eq!(before["state"], "running", "{before}");
     assert_eq!(before["restarts"], 0, "{before}");
     sigkill(&before["pid"]);
 
     let mut after = Value::Null;
     let restarted = eventually(|| {
-        after = process(&up, "edge eu-west");
+        after = process(&up, &label);
         after["state"] == "running" && after["restarts"] == 1 && after["pid"] != before["pid"]
     });
     assert!(restarted, "not restarted: {after}");
@@ -76,21 +77,26 @@ fn a_killed_edge_is_restarted_and_counted() {
     let table = String::from_utf8_lossy(&table.stdout);
     let line: Vec<&str> = table
         .lines()
-        .find(|l| l.starts_with("edge eu-west"))
+        .find(|l| l.starts_with(&label))
         .unwrap_or_default()
         .split_whitespace()
         .collect();
     let pid = after["pid"].to_string();
-    assert_eq!(line, ["edge", "eu-west", "running", &pid, "1"], "{table}");
+    let address = edge.ip().to_string();
+    assert_eq!(
+        line,
+        ["edge", "eu-west", &address, "running", &pid, "1"],
+        "{table}"
+    );
     let status = up.status_json().unwrap();
     for p in status["processes"].as_array().unwrap() {
-        if p["process"] != "edge eu-west" {
+        if p["process"] != label.as_str() {
             assert_eq!(p["restarts"], 0, "{p}");
         }
     }
     let log = up.process.lines().join("\n");
     assert!(
-        log.contains("edge eu-west") && log.contains("died unexpectedly"),
+        log.contains(&label) && log.contains("died unexpectedly"),
         "{log}"
     );
 }
@@ -119,11 +125,14 @@ fn what_an_outage_killed_stays_down_while_crashes_are_restarted() {
         }),
         "the crashed origin was not restarted: {after}"
     );
-    let edge = process(&up, "edge eu-west");
-    assert_eq!(edge["state"], "killed", "{edge}");
-    assert_eq!(edge["restarts"], 0, "{edge}");
-    assert_eq!(edge["pid"], Value::Null, "{edge}");
-    assert!(!tcp_listening(up.edge(2)), "the outage's edge is back");
+    // The outage of the component `edge` took every edge of the region.
+    for addr in up.edges(2) {
+        let edge = process(&up, &format!("edge eu-west {}", addr.ip()));
+        assert_eq!(edge["state"], "killed", "{edge}");
+        assert_eq!(edge["restarts"], 0, "{edge}");
+        assert_eq!(edge["pid"], Value::Null, "{edge}");
+        assert!(!tcp_listening(addr), "the outage's edge {addr} is back");
+    }
 
     let restore = up.command(&["restore", "eu-west"]).unwrap();
     assert!(
@@ -131,10 +140,12 @@ fn what_an_outage_killed_stays_down_while_crashes_are_restarted() {
         "{}",
         String::from_utf8_lossy(&restore.stderr)
     );
-    assert!(edge_answers(up.edge(2)));
-    let edge = process(&up, "edge eu-west");
-    assert_eq!(edge["state"], "running", "{edge}");
-    assert_eq!(edge["restarts"], 0, "a restore is not a restart: {edge}");
+    for addr in up.edges(2) {
+        assert!(edge_answers(addr));
+        let edge = process(&up, &format!("edge eu-west {}", addr.ip()));
+        assert_eq!(edge["state"], "running", "{edge}");
+        assert_eq!(edge["restarts"], 0, "a restore is not a restart: {edge}");
+    }
 }
 
 #[test]
@@ -188,7 +199,10 @@ fn a_crash_loop_is_given_up_on_and_restore_revives_it() {
         "{table}"
     );
     // The edge fails over meanwhile; the others are untouched.
-    assert_eq!(process(&up, "edge eu-west")["state"], "running");
+    for addr in up.edges(2) {
+        let edge = process(&up, &format!("edge eu-west {}", addr.ip()));
+        assert_eq!(edge["state"], "running", "{edge}");
+    }
 
     // With its address free again, restore brings it back.
     drop(squatter);

@@ -308,7 +308,14 @@ fn a_bad_certificate_is_refused_at_start_with_its_path() {
     std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
     let config = with_files(b, dir.path()).write(dir.path()).unwrap();
     let output = meridian()
-        .args(["edge", "--region", "eu-west", "--config"])
+        .args([
+            "edge",
+            "--region",
+            "eu-west",
+            "--address",
+            &format!("127.{b}.2.1"),
+        ])
+        .arg("--config")
         .arg(&config)
         .output()
         .unwrap();
@@ -333,7 +340,14 @@ fn a_bad_certificate_is_refused_at_start_with_its_path() {
     std::fs::write(dir.path().join("key.pem"), &expired.edge_key_pem).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let output = meridian()
-        .args(["edge", "--region", "eu-west", "--config"])
+        .args([
+            "edge",
+            "--region",
+            "eu-west",
+            "--address",
+            &format!("127.{b}.2.1"),
+        ])
+        .arg("--config")
         .arg(&config)
         .output()
         .unwrap();

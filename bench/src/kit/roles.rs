@@ -67,9 +67,14 @@ impl Up {
         self.topology.dns()
     }
 
-    /// Region `region`'s edge.
+    /// Region `region`'s first edge.
     pub fn edge(&self, region: u8) -> SocketAddr {
         self.topology.edge(region)
+    }
+
+    /// Every edge of region `region`, in config order.
+    pub fn edges(&self, region: u8) -> Vec<SocketAddr> {
+        self.topology.edges(region)
     }
 
     /// The config file it runs with.
@@ -113,17 +118,39 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Starts `binary edge --region <region's name>` on `topology`.
+    /// Starts region `region`'s first edge on `topology`.
     pub fn start(binary: &Path, topology: &Topology, region: u8) -> Result<Edge, KitError> {
+        Edge::start_nth(binary, topology, region, 0)
+    }
+
+    /// Starts `binary edge --region <region's name> --address <its
+    /// edge number nth's address>` (0-based, in config order) on `topology`.
+    pub fn start_nth(
+        binary: &Path,
+        topology: &Topology,
+        region: u8,
+        nth: usize,
+    ) -> Result<Edge, KitError> {
         let dir = temp_dir()?;
         let config = topology.write(dir.path())?;
         let name = topology.region_name(region);
+        let Some(addr) = topology.edges(region).get(nth).copied() else {
+            return Err(KitError::Config(format!("region {name} has no edge {nth}")));
+        };
         let mut command = Command::new(binary);
         command
-            .args(["edge", "--region", &name, "--config"])
+            .args([
+                "edge",
+                "--region",
+                &name,
+                "--address",
+                &addr.ip().to_string(),
+            ])
+            .arg("--config")
             .arg(&config);
-        let process = Process::spawn(command, format!("edge {name} on 127.{}", topology.block()))?;
-        Edge::ready(process, topology.edge(region), Some(config), dir)
+        let label = format!("edge {name} {}", addr.ip());
+        let process = Process::spawn(command, label)?;
+        Edge::ready(process, addr, Some(config), dir)
     }
 
     /// `binary edge --listen LISTEN --origin ORIGIN FLAGS...`: one edge in

@@ -44,8 +44,8 @@ pub struct RateLimit {
 impl Topology {
     /// The demo topology with every `127.0.x.y` address (bare, with a port,
     /// or in an `http://` URL) moved to `127.block.x.y`: GeoDNS on
-    /// 127.B.0.1:5353 (admin :9153, control API :9000), region N's edge on
-    /// 127.B.N.1:8080 and its origin on 127.B.N.2:8000.
+    /// 127.B.0.1:5353 (admin :9153, control API :9000), region N's edges on
+    /// 127.B.N.1:8080 and 127.B.N.3:8080 and its origin on 127.B.N.2:8000.
     pub fn demo(block: u8) -> Topology {
         // The demo config is compiled in, and the config crate's own tests
         // parse and validate it: failing here is a broken build.
@@ -159,11 +159,17 @@ impl Topology {
 
     /// Region `region`'s first edge address on the HTTP port.
     pub fn edge(&self, region: u8) -> SocketAddr {
-        let config = self.validated();
-        let addrs = self.region(region).edge_http_addrs(&config.edge);
-        *addrs
+        *self
+            .edges(region)
             .first()
             .expect("a validated region has an edge address")
+    }
+
+    /// Every edge of region `region` on the HTTP port, in config order
+    /// (the demo's `127.B.N.1` and `127.B.N.3`).
+    pub fn edges(&self, region: u8) -> Vec<SocketAddr> {
+        let config = self.validated();
+        self.region(region).edge_http_addrs(&config.edge)
     }
 
     /// Region `region`'s first edge address on the HTTPS port.
@@ -176,10 +182,18 @@ impl Topology {
         }
     }
 
-    /// Region `region`'s edge admin listener.
+    /// Region `region`'s first edge's admin listener.
     pub fn edge_admin(&self, region: u8) -> SocketAddr {
+        *self
+            .edge_admins(region)
+            .first()
+            .expect("a validated region has an edge address")
+    }
+
+    /// The admin listeners of region `region`'s edges, in config order.
+    pub fn edge_admins(&self, region: u8) -> Vec<SocketAddr> {
         let config = self.validated();
-        self.region(region).edge_admin_addr(&config.edge)
+        self.region(region).edge_admin_addrs(&config.edge)
     }
 
     /// Where region `region`'s origin listens.
@@ -285,6 +299,12 @@ impl Topology {
         this.nameserver_addresses(&[ip])
     }
 
+    /// `geodns.max_answers`: the most edges one steered answer holds.
+    pub fn max_answers(mut self, answers: u32) -> Self {
+        self.set(&["geodns"], "max_answers", answers.into());
+        self
+    }
+
     /// The first GeoDNS server's admin listener.
     pub fn geodns_admin_listen(mut self, addr: SocketAddr) -> Self {
         self.server_table(0)
@@ -376,6 +396,13 @@ impl Topology {
         self.region_table(region)
             .insert("edge_addresses".into(), list);
         self
+    }
+
+    /// Region `region` with only its first edge address: a region of one
+    /// edge, which fills every miss from its origin.
+    pub fn single_edge(self, region: u8) -> Self {
+        let first = self.edge(region).ip();
+        self.edge_addresses(region, &[first])
     }
 
     /// Region `region`'s latitude.
@@ -635,6 +662,14 @@ mod tests {
         assert_eq!(topology.control(), "127.77.0.1:9000".parse().unwrap());
         assert_eq!(topology.edge(2), "127.77.2.1:8080".parse().unwrap());
         assert_eq!(topology.edge_admin(2), "127.77.2.1:9080".parse().unwrap());
+        assert_eq!(
+            topology.edges(2),
+            ["127.77.2.1:8080", "127.77.2.3:8080"].map(|a| a.parse().unwrap())
+        );
+        assert_eq!(
+            topology.edge_admins(2)[1],
+            "127.77.2.3:9080".parse().unwrap()
+        );
         assert_eq!(topology.origin(3), "127.77.3.2:8000".parse().unwrap());
         assert_eq!(topology.region_name(3), "ap-southeast");
         // Nothing is left on the demo's addresses.

@@ -98,23 +98,23 @@ fn targets(config: &config::Config, me: usize) -> Vec<Target> {
             kind: Kind::GeoDns,
         })
         .collect();
-    // One admin listener per region's edge process today; an admin address
-    // shared by several regions (edge.admin_address on hosts of their own)
-    // is asked once, and counted for the region its answer names.
+    // One admin listener per edge process; an admin address shared by
+    // several edges (edge.admin_address on hosts of their own) is asked
+    // once, and counted for the region its answer names.
     let mut edges: Vec<(SocketAddr, HashMap<String, Vec<SocketAddr>>)> = Vec::new();
     for region in &config.regions {
-        let admin = region.edge_admin_addr(&config.edge);
-        let regions = match edges.iter_mut().find(|(a, _)| *a == admin) {
-            Some((_, regions)) => regions,
-            None => {
-                edges.push((admin, HashMap::new()));
-                match edges.last_mut() {
-                    Some((_, regions)) => regions,
-                    None => continue,
+        for admin in region.edge_admin_addrs(&config.edge) {
+            let at = match edges.iter().position(|(a, _)| *a == admin) {
+                Some(at) => at,
+                None => {
+                    edges.push((admin, HashMap::new()));
+                    edges.len() - 1
                 }
-            }
-        };
-        regions.insert(region.name.clone(), region.edge_http_addrs(&config.edge));
+            };
+            edges[at]
+                .1
+                .insert(region.name.clone(), region.edge_http_addrs(&config.edge));
+        }
     }
     targets.extend(edges.into_iter().map(|(admin, regions)| Target {
         vantage: format!("edge {admin}"),
