@@ -112,7 +112,9 @@ impl Drop for FakeEdge {
 /// long enough that polls lost on a loaded machine never make it decide
 /// alone by accident.
 fn pair(block: u8) -> (Topology, Vec<FakeEdge>) {
-    let topology = Topology::demo(block)
+    // One edge per region: the fake edges stand for a region each.
+    let topology = (1..=3)
+        .fold(Topology::demo(block), Topology::single_edge)
         .health(Duration::from_millis(300), Duration::from_millis(250))
         .silent_after(Duration::from_secs(5))
         .probe_from(0, ip(block, 0, 11))
@@ -135,7 +137,10 @@ fn steered(server: SocketAddr, subnet: &str) -> (Vec<IpAddr>, Option<u8>) {
         ),
     )
     .unwrap();
-    (reply.addresses(), reply.scope())
+    // The order turns with the query's ID; the set is the answer.
+    let mut addresses = reply.addresses();
+    addresses.sort();
+    (addresses, reply.scope())
 }
 
 /// What `server`'s own probes see of `edge`, from its `/health`.
