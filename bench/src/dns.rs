@@ -5,7 +5,7 @@
 //! real binary:
 //!
 //! 1. the demo topology is moved onto a loopback block of its own
-//!    ([`crate::kit::Topology`], `--block`, so a running demo is left
+//!    ([`kit::Topology`], `--block`, so a running demo is left
 //!    alone), and the bench answers the edges' health checks itself, so
 //!    every region is up;
 //! 2. `meridian geodns` runs pinned to one core with one UDP thread; with
@@ -25,7 +25,6 @@ use crate::BenchError;
 use crate::cpu;
 use crate::dnsload::{self, DnsLoadResult, DnsLoadSpec, PreparedQuery};
 use crate::gdnsd;
-use crate::kit::{self, Process, Topology};
 use crate::peers::{Skipped, find_program};
 use crate::pinning::Cores;
 use crate::progress::Progress;
@@ -33,6 +32,7 @@ use crate::report::{Row, ScenarioReport};
 use crate::targets::target;
 use geodns::{GeoDatabase, Steering};
 use hickory_proto::rr::RecordType;
+use kit::{Process, Topology};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -29,11 +29,11 @@
 use crate::BenchError;
 use crate::cpu;
 use crate::dns::{self, Client};
-use crate::kit::{RateLimit, Topology};
 use crate::pinning::Cores;
 use crate::report::{Row, ScenarioReport};
 use crate::stats::LatencySummary;
 use crate::targets::target;
+use kit::{RateLimit, Topology};
 use serde::Serialize;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -168,7 +168,7 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
             reason: "need a country, a duration and 1 to 64 sockets".to_owned(),
         });
     }
-    let seed = options.seed.unwrap_or_else(clock_seed);
+    let seed = options.seed.unwrap_or_else(kit::mutation::clock_seed);
     let cores = Cores::choose();
     let mut topology = Topology::demo(options.block);
     if let Some(rate) = options.rate_limit {
@@ -199,7 +199,7 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let sources: Vec<SocketAddr> = (0..options.sockets)
         .map(|i| SocketAddr::from(([127, options.block, 100, 1 + i as u8], 0)))
         .collect();
-    let pool = crate::kit::mutation::inputs(seed, POOL_SIZE);
+    let pool = kit::mutation::inputs(seed, POOL_SIZE);
     let (rate, pid) = (options.rate, process.pid());
     let drops_before = udp_drops(server);
     let flooding = tokio::task::spawn_blocking(move || {
@@ -373,7 +373,7 @@ fn parse_udp_drops(table: &str, local: SocketAddr) -> Option<u64> {
 
 /// Whether `reply` gives `client` its edge.
 fn right(reply: &hickory_proto::op::Message, client: &Client) -> bool {
-    crate::kit::dns::steered(reply).is_ok_and(|(ip, _)| ip == client.expected)
+    kit::dns::steered(reply).is_ok_and(|(ip, _)| ip == client.expected)
 }
 
 /// A UDP probe every `interval_ms` until `deadline`, the clients in turn,
@@ -398,14 +398,14 @@ async fn probe_udp(
     while Instant::now() < deadline {
         ticks.tick().await;
         let client = &clients[(probes.sent % clients.len() as u64) as usize];
-        let query = crate::kit::dns::ecs(
+        let query = kit::dns::ecs(
             "cdn.meridian.test.",
             hickory_proto::rr::RecordType::A,
             &client.subnet,
         );
         probes.sent += 1;
         let started = Instant::now();
-        match crate::kit::dns::ask(&socket, server, &query, Duration::from_secs(1)).await {
+        match kit::dns::ask(&socket, server, &query, Duration::from_secs(1)).await {
             Ok(reply) if right(&reply, client) => {
                 probes.answered += 1;
                 latencies.push(started.elapsed());
@@ -432,18 +432,18 @@ async fn probe_tcp(
     while Instant::now() < deadline {
         ticks.tick().await;
         let client = &clients[(probes.sent % clients.len() as u64) as usize];
-        let query = crate::kit::dns::ecs(
+        let query = kit::dns::ecs(
             "cdn.meridian.test.",
             hickory_proto::rr::RecordType::A,
             &client.subnet,
         );
-        let bytes = crate::kit::dns::bytes(&query).map_err(|reason| BenchError::InvalidOption {
+        let bytes = kit::dns::bytes(&query).map_err(|reason| BenchError::InvalidOption {
             name: "a probe",
             reason,
         })?;
         probes.sent += 1;
         let started = Instant::now();
-        let exchange = crate::kit::dns::ask_tcp(IpAddr::V4(from), server, &bytes);
+        let exchange = kit::dns::ask_tcp(IpAddr::V4(from), server, &bytes);
         if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(1), exchange).await {
             match hickory_proto::op::Message::from_vec(&reply) {
                 Ok(reply) if right(&reply, client) => {
@@ -456,14 +456,6 @@ async fn probe_tcp(
     }
     probes.latency = LatencySummary::from_samples(latencies);
     Ok(probes)
-}
-
-/// A seed nobody chose: the clock's nanoseconds and the process id.
-fn clock_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
 }
 
 impl ScenarioReport for DnsFloodReport {

@@ -4,9 +4,9 @@
 //! answer, and its start on the server core.
 
 use crate::BenchError;
-use crate::kit::Process;
 use crate::pinning::Cores;
 use geodns::{GeoDatabase, Steering};
+use kit::Process;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;

@@ -23,7 +23,6 @@
 
 use crate::BenchError;
 use crate::cpu::{self, CpuTime};
-use crate::kit::{Process, ScriptedOrigin};
 use crate::loadgen::{LoadChoice, LoadGenerator, LoadResult, LoadSpec};
 use crate::peers::{HttpPeer, Skipped};
 use crate::pinning::Cores;
@@ -31,6 +30,7 @@ use crate::process::{self, fetches, sized_path};
 use crate::progress::Progress;
 use crate::report::{Row, ScenarioReport};
 use crate::targets::target;
+use kit::{Process, ScriptedOrigin};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -28,11 +28,11 @@
 //! The pure part, [`summarize`], turns the samples into the report.
 
 use crate::BenchError;
-use crate::kit::{self, Topology, Up};
 use crate::report::{Row, ScenarioReport};
 use crate::stats::{LatencySummary, millis};
 use crate::targets::target;
 use hickory_proto::rr::RecordType;
+use kit::{Topology, Up};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

@@ -1,10 +1,10 @@
 //! Starting the servers a scenario measures, on the test kit's process
-//! harness ([`crate::kit::process`]): a peer (nginx, Varnish, gdnsd) is
+//! harness ([`kit::process`]): a peer (nginx, Varnish, gdnsd) is
 //! ready when it answers its health check over HTTP, `meridian` when it
 //! logs that it listens.
 
 use crate::BenchError;
-use crate::kit::{KitError, Process};
+use kit::{KitError, Process};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -142,8 +142,8 @@ pub fn object_origin(
     default_bytes: usize,
     delay: Duration,
     cache_control: &'static str,
-) -> Result<crate::kit::ScriptedOrigin, BenchError> {
-    let origin = crate::kit::ScriptedOrigin::start(&addr.to_string(), move |request| {
+) -> Result<kit::ScriptedOrigin, BenchError> {
+    let origin = kit::ScriptedOrigin::start(&addr.to_string(), move |request| {
         let size = request
             .path
             .split('?')
@@ -154,13 +154,13 @@ pub fn object_origin(
             .unwrap_or(default_bytes);
         std::thread::sleep(delay);
         let headers = vec![("cache-control", cache_control.to_owned())];
-        crate::kit::Reply::Respond(200, headers, object_body(size))
+        kit::Reply::Respond(200, headers, object_body(size))
     })?;
     Ok(origin)
 }
 
 /// The GETs of `path` (whatever their query) that reached `origin`.
-pub fn fetches(origin: &crate::kit::ScriptedOrigin, path: &str) -> u64 {
+pub fn fetches(origin: &kit::ScriptedOrigin, path: &str) -> u64 {
     let requests = origin.received();
     let of_path = requests
         .iter()

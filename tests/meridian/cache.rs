@@ -2,7 +2,7 @@
 //! real edge process in front of a scripted origin.
 
 use crate::harness::{Edge, Topology, ad_hoc, client_via, edge, get_text};
-use bench::kit::{Received, Reply, ScriptedOrigin, ok};
+use kit::{Received, Reply, ScriptedOrigin, ok};
 use reqwest::header::HeaderMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -9,9 +9,9 @@
 //! hand so that every flag and size is under the test's control.
 
 use crate::harness::{GeoDns, Topology, bin, dns, ip, meridian, tempdir};
-use bench::kit::RateLimit;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
+use kit::RateLimit;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -834,7 +834,7 @@ fn dns_hostile_input_never_takes_geodns_down() {
         held.push(stream);
     }
     // The fuzz test's corpus and mutators, from a fixed seed.
-    let mut inputs = bench::kit::mutation::inputs(0x5eed_1234_abcd_0042, 8020).into_iter();
+    let mut inputs = kit::mutation::inputs(0x5eed_1234_abcd_0042, 8020).into_iter();
     for body in inputs.by_ref().take(20) {
         // Hostile messages over TCP, properly framed.
         let mut stream = TcpStream::connect(addr).unwrap();

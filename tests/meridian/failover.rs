@@ -2,7 +2,7 @@
 //! idempotent requests move on, a POST is never sent twice.
 
 use crate::harness::{Topology, client_via, dns, edge, up};
-use bench::kit::{Reply, ScriptedOrigin};
+use kit::{Reply, ScriptedOrigin};
 use std::time::Duration;
 
 fn body(text: &str) -> Vec<u8> {

@@ -1,8 +1,8 @@
 //! Faults: origins that hang or talk nonsense, and GeoDNS going away.
 
 use crate::harness::{GeoDns, Topology, ad_hoc, bin, client_via, dns, edge};
-use bench::kit::{Reply, ScriptedOrigin, ok};
 use hickory_proto::rr::RecordType;
+use kit::{Reply, ScriptedOrigin, ok};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -37,7 +37,7 @@ async fn an_origin_that_hangs_times_out_then_fails_over() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hanging_origins_get_no_more_than_the_total_timeout() {
     let b = 115;
-    let hang = |_: &bench::kit::Received| {
+    let hang = |_: &kit::Received| {
         std::thread::sleep(Duration::from_secs(5));
         ok(&[], "too late")
     };

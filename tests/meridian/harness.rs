@@ -1,9 +1,9 @@
-//! The test kit (`bench::kit`), the binary Cargo built for these tests,
+//! The test kit (`kit`), the binary Cargo built for these tests,
 //! and the HTTP clients the tests talk through.
 
-pub use bench::kit::dns;
-pub use bench::kit::roles::{ip, metric};
-pub use bench::kit::{Edge, GeoDns, Topology, Up, eventually, tcp_listening};
+pub use kit::dns;
+pub use kit::roles::{ip, metric};
+pub use kit::{Edge, GeoDns, Topology, Up, eventually, tcp_listening};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! edge with the fast path and one without, compared field by field.
 
 use crate::harness::{Topology, edge, get_text};
-use bench::kit::origin::{Received, Reply, ScriptedOrigin};
+use kit::origin::{Received, Reply, ScriptedOrigin};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

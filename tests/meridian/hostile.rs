@@ -2,7 +2,7 @@
 //! Raw TCP, because HTTP client libraries refuse to send these.
 
 use crate::harness::{Edge, Topology, client_via, edge};
-use bench::kit::{RecordingOrigin, Reply, ScriptedOrigin, ok};
+use kit::{RecordingOrigin, Reply, ScriptedOrigin, ok};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! all; only with the token, only on the admin listener.
 
 use crate::harness::{Topology, client_via, edge, up};
-use bench::kit::{Reply, ScriptedOrigin, ok};
+use kit::{Reply, ScriptedOrigin, ok};
 use std::net::SocketAddr;
 
 const TOKEN: &str = "meridian-demo-purge-token";

@@ -1,7 +1,7 @@
 //! HTTPS at the edges: a rustls client that trusts only the development CA.
 
 use crate::harness::{Topology, edge, eventually, meridian, tcp_listening, tempdir};
-use bench::kit::{ScriptedOrigin, ok};
+use kit::{ScriptedOrigin, ok};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! readers, and a body purged mid-send still arrives unchanged.
 
 use crate::harness::{Topology, client_via, edge, get_text};
-use bench::kit::{Reply, ScriptedOrigin};
+use kit::{Reply, ScriptedOrigin};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

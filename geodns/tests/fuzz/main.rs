@@ -17,7 +17,7 @@
 //!   and are not driven here.
 //!
 //! Inputs start from the test kit's corpus of valid queries
-//! (`bench::kit::mutation::corpus`, shared with the end-to-end hostile
+//! (`kit::mutation::corpus`, shared with the end-to-end hostile
 //! input test and the flood benchmark) and are mutated by its mutators;
 //! every outcome is checked ([`check`]); an input whose outcome looks like
 //! none before joins the pool.
@@ -34,13 +34,13 @@
 mod check;
 mod found;
 
-use bench::kit::mutation::{self, Made, Rng, corpus};
 use check::{Outcome, Parsed};
 use geodns::responder::{Responder, Served};
 use geodns::{DnsMetrics, GeoDnsHandler, Live, Snapshot};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::{BufDnsStreamHandle, Protocol};
 use hickory_server::server::{RequestHandler, ResponseHandle};
+use kit::mutation::{self, Made, Rng, corpus};
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -110,6 +110,26 @@ fn inputs_found_before_pass() {
                     panic!("{what}, from {source} (answer {round}): {why}");
                 }
             }
+        }
+    }
+}
+
+/// The kit's mutators aim at names with a reader of their own (the kit
+/// cannot depend on GeoDNS, whose tests use it): it must end every name,
+/// at every offset of every kind of input, where GeoDNS's reader does.
+#[test]
+fn the_mutators_find_names_where_geodns_does() {
+    let mut rng = Rng::seed_from_u64(0x6e61_6d65_7300_0001);
+    let pool = corpus::seeds();
+    let mutated = (0..20_000).map(|_| mutation::next(&mut rng, &pool).0);
+    for input in pool.iter().cloned().chain(mutated) {
+        for at in 0..=input.len() {
+            assert_eq!(
+                mutation::wire::name_end(&input, at),
+                geodns::wire::name_end(&input, at),
+                "the name at {at} of {}",
+                hex(&input)
+            );
         }
     }
 }
@@ -246,7 +266,7 @@ impl Settings {
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .unwrap_or_else(|| panic!("MERIDIAN_FUZZ_SECONDS={v:?} is not a number of seconds"))
         });
-        let seed = var("MERIDIAN_FUZZ_SEED").map_or_else(clock_seed, |v| {
+        let seed = var("MERIDIAN_FUZZ_SEED").map_or_else(mutation::clock_seed, |v| {
             v.trim()
                 .parse()
                 .unwrap_or_else(|_| panic!("MERIDIAN_FUZZ_SEED={v:?} is not a u64"))
@@ -273,14 +293,6 @@ fn sources() -> Vec<SocketAddr> {
         .iter()
         .map(|s| s.parse().expect("a socket address"))
         .collect()
-}
-
-/// A seed nobody chose: the clock's nanoseconds and the process id.
-fn clock_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
 }
 
 /// Runs `target` on inputs until the time or the input count runs out;

@@ -240,7 +240,7 @@ impl Process {
         // The descendants first: once the parent is gone they are orphans
         // and harder to find (nginx's workers outlive their master).
         if self.exit_status().is_none() {
-            for pid in crate::cpu::descendants(self.child.id()) {
+            for pid in crate::tree::descendants(self.child.id()) {
                 if let Ok(pid) = i32::try_from(pid) {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),

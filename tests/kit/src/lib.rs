@@ -1,5 +1,9 @@
 //! The test kit: what the end-to-end tests (`tests/meridian/`), the bench
-//! scenarios and the GeoDNS fuzz test share to run and talk to Meridian.
+//! scenarios (`bench/`) and the GeoDNS fuzz test (`geodns/tests/fuzz/`)
+//! share to run and talk to Meridian. It is a crate of its own, next to
+//! the tests, because it is shared infrastructure rather than a benchmark;
+//! it depends on the config crate (to validate topologies) and on no
+//! server crate, so that the servers' own tests can use it.
 //!
 //! Before it there were three process harnesses, five ways of moving the
 //! demo to other addresses (mostly `.replace()` on config text, which
@@ -20,7 +24,9 @@
 //! - [`origin`]: an origin whose every answer a test scripts (and which
 //!   counts what it got), and one that records raw bytes;
 //! - [`mutation`]: the seed corpus and mutators of DNS messages, used by
-//!   the fuzz test, the hostile-input test and the flood benchmark.
+//!   the fuzz test, the hostile-input test and the flood benchmark;
+//! - [`tree`]: a process and its descendants, from `/proc`, for killing
+//!   a server whole and for measuring its CPU time.
 //!
 //! Temporary directories are `tempfile`'s.
 //!
@@ -35,6 +41,7 @@ pub mod origin;
 pub mod process;
 pub mod roles;
 pub mod topology;
+pub mod tree;
 
 pub use error::{KitError, eventually, tcp_listening};
 pub use origin::{Received, RecordingOrigin, Reply, ScriptedOrigin, ok};
