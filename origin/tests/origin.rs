@@ -7,11 +7,10 @@
 use origin::{OriginError, OriginSettings};
 use reqwest::StatusCode;
 use reqwest::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, LAST_MODIFIED, RANGE,
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED,
 };
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -48,7 +47,31 @@ impl TestOrigin {
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
-        client().get(self.url(path)).send().await.unwrap()
+        self.send(reqwest::Method::GET, path, &[]).await
+    }
+
+    /// GET `path` with the field `name: value`.
+    async fn get_with(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path, &[(name, value)])
+            .await
+    }
+
+    /// `method` on `path` with these fields (and a body for a POST).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let post = method == reqwest::Method::POST;
+        let mut request = client().request(method, self.url(path));
+        if post {
+            request = request.body("x");
+        }
+        for (name, value) in fields {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
     }
 
     /// Stops the server and returns what `serve` returned.
@@ -117,31 +140,9 @@ async fn raw_get(addr: SocketAddr, target: &str) -> (u16, String) {
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "meridian-origin-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn tempdir(name: &str) -> tempfile::TempDir {
+    let prefix = format!("meridian-origin-{name}-");
+    tempfile::Builder::new().prefix(&prefix).tempdir().unwrap()
 }
 
 const TRAVERSALS: [&str; 6] = [
@@ -267,24 +268,18 @@ async fn if_none_match_gets_304() {
     let first = origin.get("/assets/100k.bin").await;
     let etag = header(&first, ETAG).to_owned();
 
-    let response = client()
-        .get(origin.url("/assets/100k.bin"))
-        .header(IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/assets/100k.bin", "if-none-match", &etag)
+        .await;
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header(&response, ETAG), etag);
     assert_eq!(header(&response, CACHE_CONTROL), "public, max-age=3600");
     assert!(response.bytes().await.unwrap().is_empty());
 
     // A different tag is a miss: the full body comes back.
-    let response = client()
-        .get(origin.url("/assets/100k.bin"))
-        .header(IF_NONE_MATCH, "\"something-else\"")
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/assets/100k.bin", "if-none-match", "\"something-else\"")
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap().len(), 102_400);
 }
@@ -294,12 +289,7 @@ async fn if_none_match_validates_against_another_regions_etag() {
     let eu = TestOrigin::demo("eu-west").await;
     let us = TestOrigin::demo("us-east").await;
     let etag = header(&eu.get("/assets/1m.bin").await, ETAG).to_owned();
-    let response = client()
-        .get(us.url("/assets/1m.bin"))
-        .header(IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
+    let response = us.get_with("/assets/1m.bin", "if-none-match", &etag).await;
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
 }
 
@@ -308,21 +298,19 @@ async fn if_modified_since_gets_304() {
     let origin = TestOrigin::demo("eu-west").await;
     let last_modified = header(&origin.get("/assets/1k.bin").await, LAST_MODIFIED).to_owned();
 
-    let response = client()
-        .get(origin.url("/assets/1k.bin"))
-        .header(IF_MODIFIED_SINCE, &last_modified)
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/assets/1k.bin", "if-modified-since", &last_modified)
+        .await;
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header(&response, LAST_MODIFIED), last_modified);
 
-    let response = client()
-        .get(origin.url("/assets/1k.bin"))
-        .header(IF_MODIFIED_SINCE, "Sun, 01 Jan 2017 00:00:00 GMT")
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with(
+            "/assets/1k.bin",
+            "if-modified-since",
+            "Sun, 01 Jan 2017 00:00:00 GMT",
+        )
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.bytes().await.unwrap().len(), 1024);
 }
@@ -332,10 +320,7 @@ async fn range_requests() {
     let origin = TestOrigin::demo("eu-west").await;
     let full = origin.get("/assets/1k.bin").await.bytes().await.unwrap();
 
-    let ranged = |range: &'static str| {
-        let url = origin.url("/assets/1k.bin");
-        async move { client().get(url).header(RANGE, range).send().await.unwrap() }
-    };
+    let ranged = |range: &'static str| origin.get_with("/assets/1k.bin", "range", range);
 
     let response = ranged("bytes=0-99").await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
@@ -367,11 +352,9 @@ async fn range_requests() {
 #[tokio::test]
 async fn head_has_headers_and_no_body() {
     let origin = TestOrigin::demo("eu-west").await;
-    let response = client()
-        .head(origin.url("/assets/1m.bin"))
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .send(reqwest::Method::HEAD, "/assets/1m.bin", &[])
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, CONTENT_LENGTH), "1048576");
     assert!(!header(&response, ETAG).is_empty());
@@ -382,12 +365,9 @@ async fn head_has_headers_and_no_body() {
 #[tokio::test]
 async fn whoami_reports_region_origin_and_forwarded_client() {
     let origin = TestOrigin::demo("eu-west").await;
-    let response = client()
-        .get(origin.url("/api/whoami"))
-        .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/api/whoami", "x-forwarded-for", "203.0.113.7, 10.0.0.1")
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, CACHE_CONTROL), "no-store");
     assert_eq!(header(&response, CONTENT_TYPE), "application/json");
@@ -415,12 +395,9 @@ async fn whoami_reports_region_origin_and_forwarded_client() {
 #[tokio::test]
 async fn whoami_ignores_a_forwarded_for_that_is_not_an_address() {
     let origin = TestOrigin::demo("us-east").await;
-    let response = client()
-        .get(origin.url("/api/whoami"))
-        .header("x-forwarded-for", "unknown")
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/api/whoami", "x-forwarded-for", "unknown")
+        .await;
     let who = json(response).await;
     assert_eq!(who["client"], "127.0.0.1");
     assert_eq!(who["forwarded_for"], "unknown");
@@ -451,12 +428,9 @@ async fn unknown_paths_are_404_and_not_cacheable() {
 #[tokio::test]
 async fn unsafe_methods_on_static_files_are_405() {
     let origin = TestOrigin::demo("eu-west").await;
-    let response = client()
-        .post(origin.url("/assets/1k.bin"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .send(reqwest::Method::POST, "/assets/1k.bin", &[])
+        .await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(header(&response, CACHE_CONTROL), "");
 }
@@ -476,12 +450,12 @@ async fn traversal_does_not_escape_the_demo_site() {
 
 #[tokio::test]
 async fn serves_a_real_directory() {
-    let dir = TempDir::new("root");
+    let dir = tempdir("root");
     std::fs::write(dir.path().join("index.html"), "<p>from disk</p>").unwrap();
     std::fs::create_dir(dir.path().join("assets")).unwrap();
     std::fs::write(dir.path().join("assets/hello.txt"), "hello from disk\n").unwrap();
     // A secret next to the root, which a traversal would try to reach.
-    let outside = TempDir::new("outside");
+    let outside = tempdir("outside");
     std::fs::write(outside.path().join("secret.txt"), "root:x:0:0").unwrap();
     let outside_name = outside.path().file_name().unwrap().to_str().unwrap();
 
@@ -494,20 +468,14 @@ async fn serves_a_real_directory() {
     assert!(!header(&response, LAST_MODIFIED).is_empty());
     assert_eq!(response.text().await.unwrap(), "hello from disk\n");
 
-    let response = client()
-        .get(origin.url("/assets/hello.txt"))
-        .header(IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/assets/hello.txt", "if-none-match", &etag)
+        .await;
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
 
-    let response = client()
-        .get(origin.url("/assets/hello.txt"))
-        .header(RANGE, "bytes=-5")
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/assets/hello.txt", "range", "bytes=-5")
+        .await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(response.text().await.unwrap(), "disk\n");
 
@@ -538,7 +506,7 @@ async fn serves_a_real_directory() {
 
 #[tokio::test]
 async fn a_missing_root_is_an_error_naming_it() {
-    let dir = TempDir::new("missing");
+    let dir = tempdir("missing");
     let missing = dir.path().join("does-not-exist");
     let err = origin::router(&settings("eu-west", Some(missing.clone()))).unwrap_err();
     assert!(matches!(err, OriginError::RootUnreadable { .. }), "{err:?}");
@@ -557,7 +525,7 @@ async fn a_missing_root_is_an_error_naming_it() {
 
 #[tokio::test]
 async fn a_root_that_is_a_file_is_an_error_naming_it() {
-    let dir = TempDir::new("file-root");
+    let dir = tempdir("file-root");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let err = origin::router(&settings("eu-west", Some(file.clone()))).unwrap_err();

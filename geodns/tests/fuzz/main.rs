@@ -44,7 +44,7 @@ use kit::mutation::{self, Made, Rng, corpus};
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,19 +61,6 @@ const HEALTH_EVERY: u64 = 5000;
 
 /// How many recent answered inputs may be sent again.
 const RECENT: usize = 64;
-
-/// Where queries come from: loopback and private (placed by the default
-/// order), and addresses in each region's part of the world, of both
-/// families.
-const SOURCES: [&str; 7] = [
-    "127.0.0.1:5000",
-    "81.2.69.142:5353",
-    "8.8.8.8:40000",
-    "203.116.1.1:1024",
-    "10.1.2.3:53",
-    "[2001:4860:4860::8888]:53000",
-    "[::1]:5353",
-];
 
 #[test]
 fn udp_request_path() {
@@ -287,12 +274,20 @@ impl Settings {
     }
 }
 
-/// [`SOURCES`], parsed.
-fn sources() -> Vec<SocketAddr> {
-    SOURCES
-        .iter()
-        .map(|s| s.parse().expect("a socket address"))
-        .collect()
+/// Where queries come from: loopback and private (placed by the default
+/// order), and addresses in each region's part of the world, of both
+/// families.
+fn sources() -> [SocketAddr; 7] {
+    let google_dns = Ipv6Addr::new(0x2001, 0x4860, 0x4860, 0, 0, 0, 0, 0x8888);
+    [
+        SocketAddr::from(([127, 0, 0, 1], 5000)),
+        SocketAddr::from(([81, 2, 69, 142], 5353)),
+        SocketAddr::from(([8, 8, 8, 8], 40000)),
+        SocketAddr::from(([203, 116, 1, 1], 1024)),
+        SocketAddr::from(([10, 1, 2, 3], 53)),
+        SocketAddr::from((google_dns, 53000)),
+        SocketAddr::from((Ipv6Addr::LOCALHOST, 5353)),
+    ]
 }
 
 /// Runs `target` on inputs until the time or the input count runs out;
@@ -454,13 +449,7 @@ fn guarded(
 
 /// An outcome that is no reply, for the given reason.
 fn dropped(why: &str) -> Outcome {
-    Outcome {
-        label: format!("not handled: {why}"),
-        truncated: false,
-        remembered: false,
-        answered: false,
-        shape: vec![0],
-    }
+    Outcome::no_reply(format!("not handled: {why}"), vec![0])
 }
 
 /// `why`, with the reply it is about.
