@@ -374,7 +374,7 @@ async fn run_phases(
                 reason: format!(
                     "`meridian {}` failed: {}",
                     command.join(" "),
-                    String::from_utf8_lossy(&output.stderr).trim()
+                    output.stderr.trim()
                 ),
             });
         }

@@ -21,8 +21,12 @@
 //!   validated by the config crate before any process sees it;
 //! - [`dns`]: one DNS client on hickory-proto, blocking for tests and
 //!   async for the bench;
+//! - [`http`]: raw HTTP/1.1 exchanges, for what client libraries will not
+//!   send or do not show;
 //! - [`origin`]: an origin whose every answer a test scripts (and which
 //!   counts what it got), and one that records raw bytes;
+//! - [`mmdb`]: geo databases built byte by byte, shaped to hang what
+//!   walks them;
 //! - [`mutation`]: the seed corpus and mutators of DNS messages, used by
 //!   the fuzz test, the hostile-input test and the flood benchmark;
 //! - [`tree`]: a process and its descendants, from `/proc`, for killing
@@ -36,6 +40,8 @@
 
 pub mod dns;
 mod error;
+pub mod http;
+pub mod mmdb;
 pub mod mutation;
 pub mod origin;
 pub mod process;
@@ -45,6 +51,6 @@ pub mod tree;
 
 pub use error::{KitError, eventually, tcp_listening};
 pub use origin::{Received, RecordingOrigin, Reply, ScriptedOrigin, ok};
-pub use process::Process;
+pub use process::{Process, Ran};
 pub use roles::{Edge, GeoDns, Up};
 pub use topology::{RateLimit, Topology};
