@@ -20,7 +20,7 @@
 
 use crate::BenchError;
 use crate::limits::{self, OpenFileLimit};
-use crate::process::{self, error_chain};
+use crate::process::{self, EdgeOnOrigin, error_chain};
 use crate::report::{Row, ScenarioReport};
 use crate::stats::{LatencySummary, millis};
 use bytes::Bytes;
@@ -185,20 +185,20 @@ pub async fn run(meridian: &Path, options: &CoalesceOptions) -> Result<CoalesceR
         );
     }
 
-    let origin = process::object_origin(
-        process::addr(options.block, 0, 8000),
-        options.body_bytes,
-        Duration::from_millis(options.origin_delay_ms),
-        OBJECT_CACHE_CONTROL,
-    )?;
-    let listen = process::addr(options.block, 1, 8080);
-    let args = process::edge_args(listen, origin.addr, None);
-    let mut edge = process::spawn(meridian, &args)?;
-    process::wait_healthy(
-        &mut edge,
-        listen,
+    let objects = process::Objects {
+        default_bytes: options.body_bytes,
+        delay: Duration::from_millis(options.origin_delay_ms),
+        cache_control: OBJECT_CACHE_CONTROL,
+    };
+    let origin = objects.serve(options.block)?;
+    let ready_timeout = Duration::from_millis(options.ready_timeout_ms);
+    let EdgeOnOrigin { edge, listen } = EdgeOnOrigin::start(
+        meridian,
+        options.block,
+        &origin,
+        None,
         HEALTH_PATH,
-        Duration::from_millis(options.ready_timeout_ms),
+        ready_timeout,
     )
     .await?;
 

@@ -11,7 +11,7 @@
 use crate::BenchError;
 use crate::limits::{self, OpenFileLimit};
 use crate::memory::resident_bytes;
-use crate::process::{self, sized_path};
+use crate::process::{EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
 use crate::report::{Row, ScenarioReport};
 use futures::StreamExt;
@@ -161,23 +161,11 @@ pub async fn run(
     options: &ConnectionsOptions,
 ) -> Result<ConnectionsReport, BenchError> {
     let open_files = limits::raise_open_file_limit();
-    let origin = process::object_origin(
-        process::addr(options.block, 0, 8000),
-        1,
-        Duration::ZERO,
-        "public, max-age=3600",
-    )?;
-    let listen = process::addr(options.block, 1, 8080);
-    let args = process::edge_args(listen, origin.addr, None);
-    let mut edge = process::spawn(meridian, &args)?;
+    let origin = Objects::CACHEABLE.serve(options.block)?;
     let path = sized_path(1024);
-    process::wait_healthy(
-        &mut edge,
-        listen,
-        &path,
-        Duration::from_millis(options.ready_timeout_ms),
-    )
-    .await?;
+    let ready_timeout = Duration::from_millis(options.ready_timeout_ms);
+    let EdgeOnOrigin { edge, listen } =
+        EdgeOnOrigin::start(meridian, options.block, &origin, None, &path, ready_timeout).await?;
     let idle_rss = resident_bytes(edge.pid()).unwrap_or(0);
 
     let planned = Duration::from_millis(options.connections as u64 / 5 + options.hold_ms);

@@ -299,12 +299,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
         reason: e.to_string(),
     })?;
     let cores = Cores::choose();
-    let origin = process::object_origin(
-        process::addr(options.block, 0, 8000),
-        1,
-        Duration::ZERO,
-        "public, max-age=3600",
-    )?;
+    let origin = process::Objects::CACHEABLE.serve(options.block)?;
 
     let mut servers = vec![Server::Meridian];
     let mut skipped = Vec::new();

@@ -21,7 +21,7 @@
 
 use crate::BenchError;
 use crate::http::size_label;
-use crate::process::{self, sized_path};
+use crate::process::{self, EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
 use crate::report::{Row, ScenarioReport};
 use futures::StreamExt;
@@ -191,19 +191,13 @@ async fn one_size(
     size: usize,
     objects: u64,
 ) -> Result<MemoryRun, BenchError> {
-    let origin = process::object_origin(
-        process::addr(options.block, 0, 8000),
-        1,
-        Duration::ZERO,
-        "public, max-age=3600",
-    )?;
-    let listen = process::addr(options.block, 1, 8080);
-    let args = process::edge_args(listen, origin.addr, Some(options.budget_bytes));
-    let mut edge = process::spawn(meridian, &args)?;
+    let origin = Objects::CACHEABLE.serve(options.block)?;
     let path = sized_path(size);
-    process::wait_healthy(
-        &mut edge,
-        listen,
+    let EdgeOnOrigin { edge, listen } = EdgeOnOrigin::start(
+        meridian,
+        options.block,
+        &origin,
+        Some(options.budget_bytes),
         &format!("{path}?warm"),
         Duration::from_millis(options.ready_timeout_ms),
     )

@@ -794,15 +794,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn steering_is_timed_from_the_kill_and_from_the_recovery() {
-        let measured = Measured {
+    /// A run whose phases start 10 s apart and end at 45 s, with nothing
+    /// recorded.
+    fn ten_second_phases() -> Measured {
+        Measured {
             phases: Phase::ALL
                 .iter()
                 .copied()
                 .zip([0.0, 10.0, 20.0, 30.0, 40.0].map(s))
                 .collect(),
             end: s(45.0),
+            ..Measured::default()
+        }
+    }
+
+    #[test]
+    fn steering_is_timed_from_the_kill_and_from_the_recovery() {
+        let measured = Measured {
             region_restored: s(21.0),
             requests: vec![
                 request(1.0, "eu-west", "eu-west"),
@@ -829,6 +837,7 @@ mod tests {
                     value: true,
                 },
             ],
+            ..ten_second_phases()
         };
         let report = summarize(Path::new("meridian"), &OutageOptions::smoke(), &measured);
         let near = |got: Option<f64>, want: f64| got.is_some_and(|g| (g - want).abs() < 1.0);
@@ -843,14 +852,8 @@ mod tests {
     #[test]
     fn a_slow_or_missing_steer_misses_its_target() {
         let measured = Measured {
-            phases: Phase::ALL
-                .iter()
-                .copied()
-                .zip([0.0, 10.0, 20.0, 30.0, 40.0].map(s))
-                .collect(),
-            end: s(45.0),
             gb_answers: vec![answer(13.0, "us-east")],
-            ..Measured::default()
+            ..ten_second_phases()
         };
         let report = summarize(Path::new("meridian"), &OutageOptions::smoke(), &measured);
         assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
