@@ -905,10 +905,17 @@ impl Flood {
         usize::from(FLOOD) - self.full - self.slipped
     }
 
-    /// The most full answers a bucket of [`FLOOD_BURST`] refilled at 1
-    /// per second can pay for within the flood's span.
-    fn most_allowed(&self) -> usize {
-        FLOOD_BURST + self.span.as_secs() as usize
+    /// Asserts that the full answers were what a bucket of
+    /// [`FLOOD_BURST`], refilled at 1 per second, pays for: the whole
+    /// burst, and at most one more per second of the flood's span.
+    fn assert_limited_by_the_bucket(&self) {
+        let most_allowed = FLOOD_BURST + self.span.as_secs() as usize;
+        assert!(
+            (FLOOD_BURST..=most_allowed).contains(&self.full),
+            "{} full answers in {:?}",
+            self.full,
+            self.span
+        );
     }
 }
 
@@ -987,12 +994,7 @@ fn dns_rate_limit_slips_and_drops_a_flood_from_one_network() {
 
     let flood = flood_from(limited, geodns.dns());
     // The bucket starts full, and refills at 1 per second.
-    assert!(
-        (FLOOD_BURST..=flood.most_allowed()).contains(&flood.full),
-        "{} full answers in {:?}",
-        flood.full,
-        flood.span
-    );
+    flood.assert_limited_by_the_bucket();
     // Every second limited reply slipped, the others dropped.
     let limited_replies = usize::from(FLOOD) - flood.full;
     assert_eq!(flood.slipped, limited_replies / 2);
@@ -1038,12 +1040,7 @@ fn dns_rate_limit_is_off_without_the_table_and_follows_reloads() {
     geodns.hang_up();
     wait_for_reloads(&geodns, 1);
     let limited = flood_from(client, geodns.dns());
-    assert!(
-        (FLOOD_BURST..=limited.most_allowed()).contains(&limited.full),
-        "{} full answers in {:?}",
-        limited.full,
-        limited.span
-    );
+    limited.assert_limited_by_the_bucket();
     assert_eq!(limited.dropped(), 0, "slip = 1 sends every limited reply");
     assert_eq!(
         metric(&geodns.metrics().unwrap(), SLIPPED),
