@@ -28,7 +28,7 @@ use crate::gdnsd;
 use crate::peers::{Skipped, find_program};
 use crate::pinning::Cores;
 use crate::progress::Progress;
-use crate::report::{Row, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport};
 use crate::targets::target;
 use geodns::{GeoDatabase, Steering};
 use hickory_proto::rr::RecordType;
@@ -36,7 +36,7 @@ use kit::{Process, Topology};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The steered name every query asks for.
@@ -238,12 +238,9 @@ impl DnsMeasurement {
 /// The scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct DnsReport {
-    /// Always `dns`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: DnsOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<DnsOptions>,
     /// Which cores ran what.
     pub cores: String,
     /// The simulated clients.
@@ -352,10 +349,7 @@ pub(crate) async fn serve_health(
         for addr in region.edge_http_addrs(&topology.edge) {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|source| BenchError::Io {
-                    action: "answer the edges' health checks",
-                    source,
-                })?;
+                .map_err(BenchError::io("answer the edges' health checks"))?;
             let app = axum::Router::new().fallback(|| async { "ok\n" });
             tasks.push(tokio::spawn(async move {
                 let _ = axum::serve(listener, app).await;
@@ -378,10 +372,7 @@ pub(crate) async fn wait_steering(
     let started = Instant::now();
     let socket = tokio::net::UdpSocket::bind(from)
         .await
-        .map_err(|source| BenchError::Io {
-            action: "bind a UDP socket",
-            source,
-        })?;
+        .map_err(BenchError::io("bind a UDP socket"))?;
     let mut last = String::from("no reply");
     loop {
         let mut all = true;
@@ -757,9 +748,7 @@ pub fn summarize(
         ));
     }
     DnsReport {
-        scenario: "dns",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("dns", meridian, options),
         cores,
         clients,
         measurements,
@@ -776,10 +765,10 @@ impl ScenarioReport for DnsReport {
             "dns: steered A queries with ECS from {} countries, {} sockets × {} in flight, \
              median of {} rounds of {:.1} s; {}",
             self.clients.len(),
-            self.options.sockets,
-            self.options.outstanding,
-            self.options.rounds,
-            self.options.duration_ms as f64 / 1000.0,
+            self.run.options.sockets,
+            self.run.options.outstanding,
+            self.run.options.rounds,
+            self.run.options.duration_ms as f64 / 1000.0,
             self.cores
         )
     }

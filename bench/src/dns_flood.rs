@@ -30,14 +30,14 @@ use crate::BenchError;
 use crate::cpu;
 use crate::dns::{self, Client};
 use crate::pinning::Cores;
-use crate::report::{Row, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::LatencySummary;
 use crate::targets::target;
 use kit::{RateLimit, Topology};
 use serde::Serialize;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How many inputs the flood's pool holds; it is sent round and round.
@@ -129,12 +129,9 @@ impl Probes {
 /// The scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct DnsFloodReport {
-    /// Always `dns-flood`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: DnsFloodOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<DnsFloodOptions>,
     /// The flood's seed.
     pub seed: u64,
     /// Where the server and the load ran.
@@ -229,9 +226,7 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
         reason: e.to_string(),
     })??;
     let mut report = DnsFloodReport {
-        scenario: "dns-flood",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("dns-flood", meridian, options),
         seed,
         cores: cores.describe(),
         flood_sent: flooded.sent,
@@ -297,10 +292,7 @@ fn flood(
             Ok(socket)
         })
         .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|source| BenchError::Io {
-            action: "set up the flood's sockets",
-            source,
-        })?;
+        .map_err(BenchError::io("set up the flood's sockets"))?;
     let cpu_before = cpu::process_tree_time(server_pid);
     let started = Instant::now();
     let mut buffer = vec![0u8; 65_536];
@@ -387,10 +379,7 @@ async fn probe_udp(
 ) -> Result<Probes, BenchError> {
     let socket = tokio::net::UdpSocket::bind((from, 0))
         .await
-        .map_err(|source| BenchError::Io {
-            action: "bind the UDP probe's socket",
-            source,
-        })?;
+        .map_err(BenchError::io("bind the UDP probe's socket"))?;
     let mut probes = Probes::default();
     let mut latencies = Vec::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
@@ -461,12 +450,13 @@ async fn probe_tcp(
 impl ScenarioReport for DnsFloodReport {
     fn title(&self) -> String {
         let limit = self
+            .run
             .options
             .rate_limit
             .map_or_else(String::new, |r| format!(", rate limit {r}/s per network"));
         format!(
             "dns-flood: {:.1} s of hostile datagrams from {} sockets, seed {}{limit}; {}",
-            self.flood_seconds, self.options.sockets, self.seed, self.cores
+            self.flood_seconds, self.run.options.sockets, self.seed, self.cores
         )
     }
 
@@ -542,9 +532,11 @@ mod tests {
             ..Probes::default()
         };
         let mut report = DnsFloodReport {
-            scenario: "dns-flood",
-            meridian: PathBuf::from("meridian"),
-            options: DnsFloodOptions::smoke(),
+            run: Run::new(
+                "dns-flood",
+                Path::new("meridian"),
+                &DnsFloodOptions::smoke(),
+            ),
             seed: 1,
             cores: String::new(),
             flood_sent: 1,

@@ -28,12 +28,12 @@ use crate::peers::{HttpPeer, Skipped};
 use crate::pinning::Cores;
 use crate::process::{self, fetches, sized_path};
 use crate::progress::Progress;
-use crate::report::{Row, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport};
 use crate::targets::target;
 use kit::{Process, ScriptedOrigin};
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The `Host` every request carries.
@@ -238,12 +238,9 @@ pub struct Comparison {
 /// The scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpReport {
-    /// Always `http`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: HttpOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<HttpOptions>,
     /// The load generator and its settings.
     pub load_generator: String,
     /// Which cores ran what.
@@ -638,9 +635,7 @@ pub fn summarize(
         ));
     }
     HttpReport {
-        scenario: "http",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("http", meridian, options),
         load_generator,
         cores,
         measurements,
@@ -655,9 +650,9 @@ impl ScenarioReport for HttpReport {
     fn title(&self) -> String {
         format!(
             "http: cache hits, {} connections, median of {} rounds of {:.1} s; load: {}; {}",
-            self.options.connections,
-            self.options.rounds,
-            self.options.duration_ms as f64 / 1000.0,
+            self.run.options.connections,
+            self.run.options.rounds,
+            self.run.options.duration_ms as f64 / 1000.0,
             self.load_generator,
             self.cores
         )
@@ -665,7 +660,7 @@ impl ScenarioReport for HttpReport {
 
     fn rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
-        for &size in &self.options.sizes {
+        for &size in &self.run.options.sizes {
             for m in self.measurements.iter().filter(|m| m.size == size) {
                 let label = format!("{} {}", size_label(size), m.server.name());
                 if m.server == Server::Meridian {

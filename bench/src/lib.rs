@@ -107,6 +107,14 @@ pub enum BenchError {
     Json(#[from] serde_json::Error),
 }
 
+impl BenchError {
+    /// The error of an OS operation, for `map_err`: `action` says what
+    /// was being done.
+    pub fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> BenchError {
+        move |source| BenchError::Io { action, source }
+    }
+}
+
 /// The `meridian` binary a bench run uses: `explicit` if given, else the
 /// `meridian` executable next to the running bench executable (so
 /// `target/release/bench` uses `target/release/meridian`). Fails with a

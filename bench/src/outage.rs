@@ -28,7 +28,7 @@
 //! The pure part, [`summarize`], turns the samples into the report.
 
 use crate::BenchError;
-use crate::report::{Row, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::{LatencySummary, millis};
 use crate::targets::target;
 use hickory_proto::rr::RecordType;
@@ -36,7 +36,7 @@ use kit::{Topology, Up};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -212,12 +212,9 @@ pub struct PhaseReport {
 /// The drill's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutageReport {
-    /// Always `outage`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: OutageOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<OutageOptions>,
     /// Each phase's requests.
     pub phases: Vec<PhaseReport>,
     /// From `meridian outage` until GeoDNS answered GB with another region.
@@ -679,9 +676,7 @@ pub fn summarize(meridian: &Path, options: &OutageOptions, measured: &Measured) 
         }
     }
     OutageReport {
-        scenario: "outage",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("outage", meridian, options),
         phases,
         steered_away_ms: away.map(millis),
         steered_back_ms: back.map(millis),
@@ -713,8 +708,12 @@ impl ScenarioReport for OutageReport {
         format!(
             "outage: {OUTAGE_REGION} killed, restored, then only its origin killed, under load \
              from GB, US and SG on 127.{}.x.y{}",
-            self.options.block,
-            if self.options.smoke { " (smoke)" } else { "" }
+            self.run.options.block,
+            if self.run.options.smoke {
+                " (smoke)"
+            } else {
+                ""
+            }
         )
     }
 

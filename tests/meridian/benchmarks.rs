@@ -57,12 +57,12 @@ async fn bench_coalesce_measures_origin_fetches() {
 async fn bench_connections_holds_idle_clients() {
     let (options, report) = smoke!(connections::ConnectionsOptions, 211);
     assert_eq!(
-        report.held, options.connections,
+        report.measured.held, options.connections,
         "{:?}",
-        report.error_samples
+        report.measured.error_samples
     );
-    assert!(report.new_client_ms.is_some());
-    assert!(report.loaded_rss > 0);
+    assert!(report.measured.new_client_ms.is_some());
+    assert!(report.measured.loaded_rss > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
