@@ -50,6 +50,16 @@ impl TestOrigin {
         self.send(reqwest::Method::GET, path, &[]).await
     }
 
+    /// HEAD `path`.
+    async fn head(&self, path: &str) -> reqwest::Response {
+        self.send(reqwest::Method::HEAD, path, &[]).await
+    }
+
+    /// POST a small body to `path`.
+    async fn post(&self, path: &str) -> reqwest::Response {
+        self.send(reqwest::Method::POST, path, &[]).await
+    }
+
     /// GET `path` with the field `name: value`.
     async fn get_with(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
         self.send(reqwest::Method::GET, path, &[(name, value)])
@@ -357,9 +367,7 @@ async fn range_requests() {
 #[tokio::test]
 async fn head_has_headers_and_no_body() {
     let origin = TestOrigin::demo("eu-west").await;
-    let response = origin
-        .send(reqwest::Method::HEAD, "/assets/1m.bin", &[])
-        .await;
+    let response = origin.head("/assets/1m.bin").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, CONTENT_LENGTH), "1048576");
     assert!(!header(&response, ETAG).is_empty());
@@ -433,9 +441,7 @@ async fn unknown_paths_are_404_and_not_cacheable() {
 #[tokio::test]
 async fn unsafe_methods_on_static_files_are_405() {
     let origin = TestOrigin::demo("eu-west").await;
-    let response = origin
-        .send(reqwest::Method::POST, "/assets/1k.bin", &[])
-        .await;
+    let response = origin.post("/assets/1k.bin").await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(header(&response, CACHE_CONTROL), "");
 }
