@@ -307,41 +307,35 @@ impl ScenarioReport for ConnectionsReport {
     }
 
     fn rows(&self) -> Vec<Row> {
+        let measured = &self.measured;
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
         vec![
             Row::info("open files (soft / hard)", self.open_files.describe()),
             Row::checked(
                 "connections answered and held",
-                format!("{} ({} failed)", self.measured.held, self.measured.failed),
+                format!("{} ({} failed)", measured.held, measured.failed),
                 format!("{}", self.run.options.connections),
-                self.measured.held >= self.run.options.connections,
+                measured.held >= self.run.options.connections,
             ),
-            Row::info(
-                "time to open them",
-                format!("{:.0} ms", self.measured.ramp_ms),
-            ),
+            Row::info("time to open them", format!("{:.0} ms", measured.ramp_ms)),
             Row::info(
                 "edge resident memory idle / holding",
-                format!(
-                    "{} / {}",
-                    mib(self.measured.idle_rss),
-                    mib(self.measured.loaded_rss)
-                ),
+                format!("{} / {}", mib(measured.idle_rss), mib(measured.loaded_rss)),
             ),
             Row::checked(
                 "resident memory per connection",
                 format!("{:.1} KiB", self.bytes_per_connection() as f64 / 1024.0),
                 format!("≤ {} KiB", TARGET_BYTES_PER_CONNECTION / 1024),
-                self.measured.loaded_rss > 0
+                measured.loaded_rss > 0
                     && self.bytes_per_connection() <= TARGET_BYTES_PER_CONNECTION,
             ),
             Row::checked(
                 "a new client meanwhile",
-                self.measured
+                measured
                     .new_client_ms
                     .map_or("not served".to_owned(), |ms| format!("{ms:.1} ms")),
                 "served",
-                self.measured.new_client_ms.is_some(),
+                measured.new_client_ms.is_some(),
             ),
         ]
     }
