@@ -3,9 +3,9 @@
 //! that the region asks its origin once per object (peer fill). Blocks
 //! 127.20 to 127.23.
 
-use crate::harness::{Edge, GeoDns, Topology, bin, dns, eventually, metric};
-use bench::kit::roles::http_get;
-use bench::kit::{Received, ScriptedOrigin, ok};
+use crate::harness::{
+    Edge, GeoDns, Received, ScriptedOrigin, Topology, bin, dns, eventually, metric, ok, raw,
+};
 use hickory_proto::rr::RecordType;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -30,9 +30,14 @@ fn client_via(edge: SocketAddr) -> reqwest::Client {
         .unwrap()
 }
 
+/// The body of `GET path` from an edge's admin listener.
+fn admin_get(admin: SocketAddr, path: &str) -> String {
+    raw::get(admin, path, &admin.to_string()).unwrap().text()
+}
+
 /// The edge's counter `name` (with its labels), from its admin listener.
 fn counter(admin: SocketAddr, name: &str) -> u64 {
-    let text = http_get(admin, "/metrics").unwrap();
+    let text = admin_get(admin, "/metrics");
     metric(&text, name).unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
@@ -82,11 +87,10 @@ async fn a_region_fetches_an_object_from_its_origin_once_however_many_edges_ask(
     });
     // Each publishes the other as its peer, up.
     for (admin, other) in admins.iter().zip(edges.iter().rev()) {
-        let status: serde_json::Value = {
-            let text = tokio::task::block_in_place(|| http_get(*admin, "/status")).unwrap();
-            let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-            serde_json::from_str(body).unwrap()
-        };
+        let status: serde_json::Value = serde_json::from_str(&tokio::task::block_in_place(|| {
+            admin_get(*admin, "/status")
+        }))
+        .unwrap();
         assert_eq!(
             status["peers"],
             serde_json::json!([{ "addr": other.to_string(), "up": true }]),

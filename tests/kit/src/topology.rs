@@ -222,18 +222,6 @@ impl Topology {
         self.health(Duration::from_secs(300), Duration::from_secs(1))
     }
 
-    /// `health.down_after`.
-    pub fn health_down_after(mut self, probes: u32) -> Self {
-        self.set(&["health"], "down_after", probes.into());
-        self
-    }
-
-    /// `zone.steered_ttl_seconds`.
-    pub fn steered_ttl(mut self, seconds: u32) -> Self {
-        self.set(&["zone"], "steered_ttl_seconds", seconds.into());
-        self
-    }
-
     /// A `[[zone.records]]` entry.
     pub fn zone_record(mut self, name: &str, record_type: &str, value: &str) -> Self {
         let mut record = Table::new();
@@ -344,18 +332,6 @@ impl Topology {
         self
     }
 
-    /// `geodns.admin_token`.
-    pub fn geodns_admin_token(mut self, token: &str) -> Self {
-        self.set(&["geodns"], "admin_token", token.into());
-        self
-    }
-
-    /// `geodns.geo_database`: a `.mmdb` file.
-    pub fn geo_database(mut self, path: &Path) -> Self {
-        self.set(&["geodns"], "geo_database", path_value(path));
-        self
-    }
-
     /// `[geodns.rate_limit]`.
     pub fn rate_limit(mut self, limit: RateLimit) -> Self {
         let mut table = Table::new();
@@ -423,67 +399,6 @@ impl Topology {
     pub fn https_origin(self, region: u8) -> Self {
         let url = format!("https://{}", self.origin(region));
         self.origin_url(region, &url)
-    }
-
-    /// `edge.origin_ca_file`.
-    pub fn origin_ca_file(mut self, path: &Path) -> Self {
-        self.set(&["edge"], "origin_ca_file", path_value(path));
-        self
-    }
-
-    /// `edge.origin_suspect_ms`.
-    pub fn origin_suspect(mut self, time: Duration) -> Self {
-        self.set(&["edge"], "origin_suspect_ms", millis(time));
-        self
-    }
-
-    /// `edge.origin_read_timeout_ms`.
-    pub fn origin_read_timeout(mut self, time: Duration) -> Self {
-        self.set(&["edge"], "origin_read_timeout_ms", millis(time));
-        self
-    }
-
-    /// `edge.origin_total_timeout_ms`.
-    pub fn origin_total_timeout(mut self, time: Duration) -> Self {
-        self.set(&["edge"], "origin_total_timeout_ms", millis(time));
-        self
-    }
-
-    /// `edge.client_header_timeout_ms`.
-    pub fn client_header_timeout(mut self, time: Duration) -> Self {
-        self.set(&["edge"], "client_header_timeout_ms", millis(time));
-        self
-    }
-
-    /// `edge.client_io_timeout_ms`.
-    pub fn client_io_timeout(mut self, time: Duration) -> Self {
-        self.set(&["edge"], "client_io_timeout_ms", millis(time));
-        self
-    }
-
-    /// `edge.honor_client_no_cache`.
-    pub fn honor_client_no_cache(mut self, honor: bool) -> Self {
-        self.set(&["edge"], "honor_client_no_cache", honor.into());
-        self
-    }
-
-    /// `edge.plain_hit_fast_path`.
-    pub fn plain_hit_fast_path(mut self, on: bool) -> Self {
-        self.set(&["edge"], "plain_hit_fast_path", on.into());
-        self
-    }
-
-    /// `edge.cache_max_variants`.
-    pub fn cache_max_variants(mut self, variants: u32) -> Self {
-        self.set(&["edge"], "cache_max_variants", variants.into());
-        self
-    }
-
-    /// `edge.cache_max_bytes`.
-    pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
-        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
-        self.set(&["edge"], "cache_max_bytes", bytes.into());
-        self
     }
 
     /// The first `[[edge.certificates]]` read from files instead of the
@@ -603,6 +518,39 @@ impl Topology {
             None => panic!("the topology has no region {region}"),
         }
     }
+}
+
+/// Typed setters of one key each: the setter and its value, the table and
+/// key it sets (which is also its documentation), and the value as TOML.
+macro_rules! setters {
+    ($($name:ident($value:ident: $type:ty) => $table:literal . $key:literal = $toml:expr;)+) => {
+        impl Topology {
+            $(
+                #[doc = concat!("`", $table, ".", $key, "`.")]
+                pub fn $name(mut self, $value: $type) -> Self {
+                    self.set(&[$table], $key, $toml);
+                    self
+                }
+            )+
+        }
+    };
+}
+
+setters! {
+    health_down_after(probes: u32) => "health"."down_after" = probes.into();
+    steered_ttl(seconds: u32) => "zone"."steered_ttl_seconds" = seconds.into();
+    geodns_admin_token(token: &str) => "geodns"."admin_token" = token.into();
+    geo_database(path: &Path) => "geodns"."geo_database" = path_value(path);
+    origin_ca_file(path: &Path) => "edge"."origin_ca_file" = path_value(path);
+    origin_suspect(time: Duration) => "edge"."origin_suspect_ms" = millis(time);
+    origin_read_timeout(time: Duration) => "edge"."origin_read_timeout_ms" = millis(time);
+    origin_total_timeout(time: Duration) => "edge"."origin_total_timeout_ms" = millis(time);
+    client_header_timeout(time: Duration) => "edge"."client_header_timeout_ms" = millis(time);
+    client_io_timeout(time: Duration) => "edge"."client_io_timeout_ms" = millis(time);
+    honor_client_no_cache(honor: bool) => "edge"."honor_client_no_cache" = honor.into();
+    plain_hit_fast_path(on: bool) => "edge"."plain_hit_fast_path" = on.into();
+    cache_max_variants(variants: u32) => "edge"."cache_max_variants" = variants.into();
+    cache_max_bytes(bytes: u64) => "edge"."cache_max_bytes" = i64::try_from(bytes).unwrap_or(i64::MAX).into();
 }
 
 /// Rewrites every `127.0.` address inside `value` onto `127.block.`.
