@@ -2,8 +2,9 @@
 //! it: what `meridian status` and `meridian route` show, server by server,
 //! with who sees what.
 //!
-//! A leaf: it uses nothing else of the binary.
+//! Nearly a leaf: of the binary it uses only [`crate::address`].
 
+use crate::address::reachable;
 use geodns::health::RegionStatus;
 use geodns::vantage::http::{MAX_REPORT_BYTES, read_bounded};
 use std::net::SocketAddr;
@@ -59,17 +60,6 @@ pub async fn ask_all(http: &reqwest::Client, config: &config::Config) -> Vec<Ser
         }
     });
     futures::future::join_all(asks).await
-}
-
-/// A wildcard admin address is asked on loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(v4) if v4.ip().is_unspecified() => ([127, 0, 0, 1], v4.port()).into(),
-        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
-            (std::net::Ipv6Addr::LOCALHOST, v6.port()).into()
-        }
-        other => other,
-    }
 }
 
 /// One server's `/health`, with `geodns.admin_token` when there is one;

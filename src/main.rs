@@ -6,6 +6,7 @@
 //! `status` talk to a running `up` (the `ops` module), and `config`
 //! validates or prints configurations. The work itself lives in the library crates.
 
+mod address;
 mod cli;
 mod dns_views;
 mod ops;

@@ -305,23 +305,23 @@ mod tests {
         DevCertSpec::from_config(&config::Config::demo())
     }
 
+    /// Every edge address of the demo, in config order.
+    fn demo_edge_addresses() -> Vec<IpAddr> {
+        let addresses = ["127.0.1.1", "127.0.1.3", "127.0.2.1", "127.0.2.3"];
+        addresses
+            .into_iter()
+            .chain(["127.0.3.1", "127.0.3.3"])
+            .map(|ip| ip.parse().unwrap())
+            .collect()
+    }
+
     /// What the demo's edge certificate must cover, exactly.
     fn assert_covers_the_demo(chain_pem: &str) {
         let chain = ders(chain_pem);
         let (_, leaf) = X509Certificate::from_der(&chain[0]).unwrap();
         let (names, ips) = sans(&leaf);
         assert_eq!(names, ["cdn.meridian.test", "*.meridian.test"]);
-        let expected: Vec<IpAddr> = [
-            "127.0.1.1",
-            "127.0.1.3",
-            "127.0.2.1",
-            "127.0.2.3",
-            "127.0.3.1",
-            "127.0.3.3",
-        ]
-        .iter()
-        .map(|ip| ip.parse().unwrap())
-        .collect();
+        let expected = demo_edge_addresses();
         assert_eq!(ips, expected);
     }
 
@@ -362,17 +362,7 @@ mod tests {
     fn the_demo_spec_covers_the_zone_and_every_edge() {
         let spec = demo_spec();
         assert_eq!(spec.names, ["cdn.meridian.test", "*.meridian.test"]);
-        let expected: Vec<IpAddr> = [
-            "127.0.1.1",
-            "127.0.1.3",
-            "127.0.2.1",
-            "127.0.2.3",
-            "127.0.3.1",
-            "127.0.3.3",
-        ]
-        .iter()
-        .map(|ip| ip.parse().unwrap())
-        .collect();
+        let expected = demo_edge_addresses();
         assert_eq!(spec.ip_addresses, expected);
         assert_eq!(spec.valid_days, DEFAULT_VALID_DAYS);
     }
@@ -412,18 +402,8 @@ mod tests {
                 "static.example.net"
             ]
         );
-        let expected: Vec<IpAddr> = [
-            "127.0.1.1",
-            "127.0.1.3",
-            "127.0.2.1",
-            "127.0.2.3",
-            "127.0.3.1",
-            "127.0.3.3",
-            "::1",
-        ]
-        .iter()
-        .map(|ip| ip.parse().unwrap())
-        .collect();
+        let mut expected = demo_edge_addresses();
+        expected.push(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
         assert_eq!(spec.ip_addresses, expected);
 
         let certs = generate(&spec).unwrap();

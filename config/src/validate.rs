@@ -950,11 +950,7 @@ mod tests {
         lowered(&text)
     }
 
-    fn record(name: &str, record_type: &str, value: &str) -> String {
-        format!(
-            "[[zone.records]]\nname = \"{name}\"\ntype = \"{record_type}\"\nvalue = \"{value}\"\n"
-        )
-    }
+    use kit::zone_records as records;
 
     fn error_key(result: Result<Config, ConfigError>) -> (String, String) {
         match result {
@@ -965,17 +961,10 @@ mod tests {
 
     #[test]
     fn static_records_are_lowered() {
-        let config = with_records(
-            &[
-                record("www.meridian.test.", "CNAME", "cdn.meridian.test."),
-                record("meridian.test.", "MX", "10 Mail.Meridian.Test"),
-                record("mail.meridian.test.", "a", "127.0.9.1"),
-                record("mail.meridian.test.", "AAAA", "2001:db8::9"),
-                record("meridian.test.", "TXT", "v=spf1 -all"),
-                record("cdn.meridian.test.", "TXT", "steered names may carry text"),
-            ]
-            .concat(),
-        )
+        let config = with_records(&records(
+            "www CNAME cdn.meridian.test. | @ MX 10 Mail.Meridian.Test | mail a 127.0.9.1 \
+             | mail AAAA 2001:db8::9 | @ TXT v=spf1 -all | cdn TXT steered names may carry text",
+        ))
         .unwrap();
         let records = &config.zone.records;
         assert_eq!(records.len(), 6);
@@ -1000,102 +989,31 @@ mod tests {
 
     #[test]
     fn static_record_errors_name_the_key() {
-        let cases: &[(String, &str, &str)] = &[
-            (
-                record("www.example.com.", "A", "192.0.2.1"),
-                "zone.records[0].name",
-                "not inside the zone",
-            ),
-            (
-                record("www.meridian.test.", "SRV", "x"),
-                "zone.records[0].type",
-                "A, AAAA, CNAME, MX, TXT",
-            ),
-            (
-                record("www.meridian.test.", "A", "2001:db8::1"),
-                "zone.records[0].value",
-                "IPv4",
-            ),
-            (
-                record("www.meridian.test.", "AAAA", "192.0.2.1"),
-                "zone.records[0].value",
-                "IPv6",
-            ),
-            (
-                record("www.meridian.test.", "MX", "mail.meridian.test."),
-                "zone.records[0].value",
-                "PREFERENCE",
-            ),
-            (
-                record("www.meridian.test.", "MX", "99999 mail.meridian.test."),
-                "zone.records[0].value",
-                "0 to 65535",
-            ),
-            (
-                record("www.meridian.test.", "CNAME", "a..b"),
-                "zone.records[0].value",
-                "empty label",
-            ),
-            (
-                record("meridian.test.", "CNAME", "cdn.meridian.test."),
-                "zone.records[0].type",
-                "apex",
-            ),
-            (
-                record("cdn.meridian.test.", "CNAME", "www.example.com."),
-                "zone.records[0].type",
-                "steered",
-            ),
-            (
-                record("ns1.meridian.test.", "CNAME", "www.example.com."),
-                "zone.records[0].type",
-                "nameserver",
-            ),
-            (
-                record("cdn.meridian.test.", "A", "192.0.2.1"),
-                "zone.records[0].name",
-                "edge addresses",
-            ),
-            (
-                record("ns1.meridian.test.", "A", "192.0.2.1"),
-                "zone.records[0].name",
-                "zone.nameservers[0].addresses",
-            ),
-            (
-                record("www.meridian.test.", "CNAME", "cdn.meridian.test.")
-                    + &record("www.meridian.test.", "TXT", "x"),
-                "zone.records[1].type",
-                "only record",
-            ),
-            (
-                record("www.meridian.test.", "TXT", "x")
-                    + &record("www.meridian.test.", "CNAME", "cdn.meridian.test."),
-                "zone.records[1].type",
-                "only record",
-            ),
-            (
-                record("www.meridian.test.", "A", "192.0.2.1")
-                    + &record("www.meridian.test.", "A", "192.0.2.1"),
-                "zone.records[1].value",
-                "repeats zone.records[0]",
-            ),
-            (
-                record("a.meridian.test.", "CNAME", "b.meridian.test.")
-                    + &record("b.meridian.test.", "CNAME", "a.meridian.test."),
-                "zone.records[0].value",
-                "loop",
-            ),
-            (
-                record("meridian.test.", "MX", "10 mx.meridian.test.")
-                    + &record("mx.meridian.test.", "CNAME", "cdn.meridian.test."),
-                "zone.records[0].value",
-                "alias",
-            ),
+        // One case a line: the records, the key the error names, a word of its reason.
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, &str)] = &[
+            ("www.example.com. A 192.0.2.1", "zone.records[0].name", "not inside the zone"),
+            ("www SRV x", "zone.records[0].type", "A, AAAA, CNAME, MX, TXT"),
+            ("www A 2001:db8::1", "zone.records[0].value", "IPv4"),
+            ("www AAAA 192.0.2.1", "zone.records[0].value", "IPv6"),
+            ("www MX mail.meridian.test.", "zone.records[0].value", "PREFERENCE"),
+            ("www MX 99999 mail.meridian.test.", "zone.records[0].value", "0 to 65535"),
+            ("www CNAME a..b", "zone.records[0].value", "empty label"),
+            ("@ CNAME cdn.meridian.test.", "zone.records[0].type", "apex"),
+            ("cdn CNAME www.example.com.", "zone.records[0].type", "steered"),
+            ("ns1 CNAME www.example.com.", "zone.records[0].type", "nameserver"),
+            ("cdn A 192.0.2.1", "zone.records[0].name", "edge addresses"),
+            ("ns1 A 192.0.2.1", "zone.records[0].name", "zone.nameservers[0].addresses"),
+            ("www CNAME cdn.meridian.test. | www TXT x", "zone.records[1].type", "only record"),
+            ("www TXT x | www CNAME cdn.meridian.test.", "zone.records[1].type", "only record"),
+            ("www A 192.0.2.1 | www A 192.0.2.1", "zone.records[1].value", "repeats zone.records[0]"),
+            ("a CNAME b.meridian.test. | b CNAME a.meridian.test.", "zone.records[0].value", "loop"),
+            ("@ MX 10 mx.meridian.test. | mx CNAME cdn.meridian.test.", "zone.records[0].value", "alias"),
         ];
-        for (extra, key, reason) in cases {
-            let (k, r) = error_key(with_records(extra));
-            assert_eq!(&k, key, "{extra}: {r}");
-            assert!(r.contains(reason), "{extra}: {r}");
+        for (spec, key, reason) in cases {
+            let (k, r) = error_key(with_records(&records(spec)));
+            assert_eq!(&k, key, "{spec}: {r}");
+            assert!(r.contains(reason), "{spec}: {r}");
         }
         let (k, r) = error_key(with_records(
             "[[zone.records]]\nname = \"w.meridian.test\"\ntype = \"A\"\nvalue = \"192.0.2.1\"\n\
@@ -1103,11 +1021,10 @@ mod tests {
         ));
         assert_eq!(k, "zone.records[1].ttl_seconds");
         assert!(r.contains("one TTL"), "{r}");
-        let (k, _) = error_key(with_records(&record(
-            "t.meridian.test.",
-            "TXT",
-            &"x".repeat(5000),
-        )));
+        let (k, _) = error_key(with_records(&records(&format!(
+            "t TXT {}",
+            "x".repeat(5000)
+        ))));
         assert_eq!(k, "zone.records[0].value");
     }
 

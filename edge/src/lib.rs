@@ -496,14 +496,14 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         &settings.peers,
         &settings.origin_policy,
     ));
-    let proxy = EdgeProxy::new(
-        settings.clone(),
-        origins.clone(),
-        peers.clone(),
-        metrics.clone(),
+    let proxy = EdgeProxy {
+        settings: settings.clone(),
+        origins: origins.clone(),
+        peers: peers.clone(),
+        metrics: metrics.clone(),
         storage,
         cache_lock,
-    );
+    };
     let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
     // An HTTP/2 connection with no request in flight is as idle as a
     // kept-alive HTTP/1 one, and gets the same limit.

@@ -339,24 +339,22 @@ impl EdgeMetrics {
 
     /// Prometheus text.
     pub fn render(&self, storage: &MemoryStorage) -> String {
-        self.objects
-            .set(i64::try_from(storage.object_count()).unwrap_or(i64::MAX));
-        self.bytes
-            .set(i64::try_from(storage.used_bytes()).unwrap_or(i64::MAX));
-        self.evictions
-            .set(i64::try_from(storage.evictions()).unwrap_or(i64::MAX));
-        self.variant_evictions
-            .set(i64::try_from(storage.variant_evictions()).unwrap_or(i64::MAX));
-        self.abandoned_fills
-            .set(i64::try_from(storage.abandoned_fills()).unwrap_or(i64::MAX));
+        let count = u64::try_from(storage.object_count()).unwrap_or(u64::MAX);
+        for (gauge, value) in [
+            (&self.objects, count),
+            (&self.bytes, storage.used_bytes()),
+            (&self.evictions, storage.evictions()),
+            (&self.variant_evictions, storage.variant_evictions()),
+            (&self.abandoned_fills, storage.abandoned_fills()),
+        ] {
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
         // Encoding only fails on a metric with an invalid name, which
         // registering it already refused.
+        let families = self.registry.gather();
         TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "cannot encode metrics");
-                String::new()
-            })
+            .encode_to_string(&families)
+            .unwrap_or_default()
     }
 }
 

@@ -11,12 +11,16 @@
 //! ([`origins::after_failure`]) decides every move from one hop to the
 //! next.
 
+mod request_ctx;
+
 use crate::EdgeSettings;
 use crate::admission;
 use crate::cache_status::{self, CacheOutcome, ForwardReason};
 use crate::cacheability::{self, RequestDirectives, StoredUse};
 use crate::connection;
 use crate::forwarding;
+use request_ctx::Hop;
+pub use request_ctx::RequestCtx;
 
 use crate::forwarding::LoopMark;
 use crate::hit;
@@ -59,36 +63,17 @@ pub const ORIGIN_REGION_HEADER: &str = "x-meridian-origin";
 const MAX_ORIGIN_HEAD_BYTES: usize = 64 * 1024;
 
 /// The edge application: one per process, shared by every request.
+/// It fills from `peers` and forwards to `origins`, caching in `storage`.
 pub struct EdgeProxy {
-    settings: Arc<EdgeSettings>,
-    origins: Arc<OriginSet>,
-    peers: Arc<Peers>,
-    metrics: Arc<EdgeMetrics>,
-    storage: &'static MemoryStorage,
-    cache_lock: &'static CacheKeyLockImpl,
+    pub(crate) settings: Arc<EdgeSettings>,
+    pub(crate) origins: Arc<OriginSet>,
+    pub(crate) peers: Arc<Peers>,
+    pub(crate) metrics: Arc<EdgeMetrics>,
+    pub(crate) storage: &'static MemoryStorage,
+    pub(crate) cache_lock: &'static CacheKeyLockImpl,
 }
 
 impl EdgeProxy {
-    /// The proxy for `settings`, filling from `peers` and forwarding to
-    /// `origins`, caching in `storage`.
-    pub fn new(
-        settings: Arc<EdgeSettings>,
-        origins: Arc<OriginSet>,
-        peers: Arc<Peers>,
-        metrics: Arc<EdgeMetrics>,
-        storage: &'static MemoryStorage,
-        cache_lock: &'static CacheKeyLockImpl,
-    ) -> Self {
-        EdgeProxy {
-            settings,
-            origins,
-            peers,
-            metrics,
-            storage,
-            cache_lock,
-        }
-    }
-
     /// What the retry policy needs to know about a request whose try
     /// failed.
     fn attempt(&self, session: &Session, ctx: &RequestCtx) -> Attempt {
@@ -308,63 +293,6 @@ fn scheme(session: &Session) -> &'static str {
         .digest()
         .is_some_and(|d| d.ssl_digest.is_some());
     if tls { "https" } else { "http" }
-}
-
-/// Per-request state.
-#[derive(Default)]
-pub struct RequestCtx {
-    /// The normalized host the request is for, once known.
-    host: Option<String>,
-    /// `http` or `https`: how the client reached the edge.
-    scheme: &'static str,
-    /// Origins this request tried, in order.
-    tried: Vec<usize>,
-    /// Where the current try goes.
-    hop: Option<Hop>,
-    /// Whether the current hop's response head arrived.
-    hop_answered: bool,
-    /// This request is a peer fill from another edge of the region: it is
-    /// served from the cache or the origins, never sent to a peer.
-    peer_fill: bool,
-    /// The peers to fill this request from, best first (decided at the
-    /// first hop; empty for a request not filled from peers).
-    fill_plan: Option<Vec<usize>>,
-    /// How many of `fill_plan` were tried.
-    peers_tried: usize,
-    /// What the cache did, for the metrics.
-    outcome: Option<CacheOutcome>,
-    /// The client's `Cache-Control` directives.
-    directives: RequestDirectives,
-    /// The request's directives refused a fresh stored response.
-    request_forced: bool,
-    /// The origin's 304, while a stored response is being revalidated.
-    not_modified: Option<ResponseHeader>,
-    /// When the current origin was chosen.
-    origin_started: Option<Instant>,
-    /// When this request's time with origins runs out (set on the first try).
-    origin_deadline: Option<Instant>,
-    /// When the request's head arrived.
-    arrived: Option<SystemTime>,
-    /// The edge answered `Expect: 100-continue` itself.
-    continue_sent: bool,
-}
-
-/// Where one try of a request goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hop {
-    /// Peer `n` of [`Peers`], for a peer fill.
-    Peer(usize),
-    /// Origin `n` of [`OriginSet`].
-    Origin(usize),
-}
-
-impl RequestCtx {
-    /// Whether peers are left to try before the origins.
-    fn peers_left(&self) -> bool {
-        self.fill_plan
-            .as_ref()
-            .is_some_and(|plan| self.peers_tried < plan.len())
-    }
 }
 
 /// The scheme a peer fill was asked with, from its `X-Forwarded-Proto`

@@ -256,12 +256,10 @@ impl DnsMetrics {
             .set(i64::try_from(health.vantage_points()).unwrap_or(i64::MAX));
         // Encoding only fails on a metric with an invalid name, which
         // registering it already refused.
+        let families = self.registry.gather();
         TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "cannot encode metrics");
-                String::new()
-            })
+            .encode_to_string(&families)
+            .unwrap_or_default()
     }
 }
 

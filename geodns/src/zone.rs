@@ -675,27 +675,16 @@ mod tests {
         );
     }
 
-    fn record(name: &str, record_type: &str, value: &str) -> String {
-        format!(
-            "[[zone.records]]\nname = \"{name}\"\ntype = \"{record_type}\"\nvalue = \"{value}\"\n"
-        )
-    }
+    use kit::zone_records as records;
 
     #[test]
     fn static_records_answer_by_type() {
-        let zone = with_records(
-            &[
-                record("mail.meridian.test.", "A", "192.0.2.25"),
-                record("mail.meridian.test.", "A", "192.0.2.26"),
-                record("mail.meridian.test.", "AAAA", "2001:db8::25"),
-                record("meridian.test.", "MX", "10 mail.meridian.test."),
-                record("meridian.test.", "MX", "20 mx.example.net."),
-                record("meridian.test.", "TXT", &"v".repeat(300)),
-                record("cdn.meridian.test.", "TXT", "steered and described"),
-                record("a.deep.meridian.test.", "TXT", "x"),
-            ]
-            .concat(),
-        );
+        let zone = with_records(&records(&format!(
+            "mail A 192.0.2.25 | mail A 192.0.2.26 | mail AAAA 2001:db8::25 \
+             | @ MX 10 mail.meridian.test. | @ MX 20 mx.example.net. | @ TXT {} \
+             | cdn TXT steered and described | a.deep TXT x",
+            "v".repeat(300)
+        )));
         let a = outcome(&zone, "mail.meridian.test.", RecordType::A);
         assert_eq!(answers(&a).len(), 2);
         assert_eq!(
@@ -748,17 +737,14 @@ mod tests {
 
     #[test]
     fn cnames_are_followed_inside_the_zone() {
-        let zone = with_records(
-            &[
-                record("www.meridian.test.", "CNAME", "cdn.meridian.test."),
-                record("alias.meridian.test.", "CNAME", "www.meridian.test."),
-                record("mail.meridian.test.", "A", "192.0.2.25"),
-                record("smtp.meridian.test.", "CNAME", "mail.meridian.test."),
-                record("gone.meridian.test.", "CNAME", "nothing.meridian.test."),
-                record("out.meridian.test.", "CNAME", "www.example.com."),
-            ]
-            .concat(),
-        );
+        let zone = with_records(&records(
+            "www CNAME cdn.meridian.test. \
+             | alias CNAME www.meridian.test. \
+             | mail A 192.0.2.25 \
+             | smtp CNAME mail.meridian.test. \
+             | gone CNAME nothing.meridian.test. \
+             | out CNAME www.example.com.",
+        ));
         // To a steered name: the CNAME, then the client's edges.
         let lookup = zone.lookup(&lower("www.meridian.test."), RecordType::A);
         assert_eq!(lookup.chain.len(), 1);

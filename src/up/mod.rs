@@ -21,6 +21,7 @@ pub mod control;
 mod probe;
 mod restart;
 
+use crate::address::reachable;
 use crate::cli::ConfigArg;
 use crate::roles::shutdown_signal;
 use anyhow::{Context, anyhow};
@@ -219,17 +220,6 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
         });
     }
     roles
-}
-
-/// A wildcard listen address is probed on loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(v4) if v4.ip().is_unspecified() => ([127, 0, 0, 1], v4.port()).into(),
-        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
-            (std::net::Ipv6Addr::LOCALHOST, v6.port()).into()
-        }
-        other => other,
-    }
 }
 
 async fn supervise(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {

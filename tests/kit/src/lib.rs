@@ -53,4 +53,4 @@ pub use error::{KitError, eventually, tcp_listening};
 pub use origin::{Received, RecordingOrigin, Reply, ScriptedOrigin, ok};
 pub use process::{Process, Ran};
 pub use roles::{Edge, GeoDns, Up};
-pub use topology::{RateLimit, Topology};
+pub use topology::{RateLimit, Topology, zone_records};

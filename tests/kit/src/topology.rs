@@ -553,6 +553,26 @@ setters! {
     cache_max_bytes(bytes: u64) => "edge"."cache_max_bytes" = i64::try_from(bytes).unwrap_or(i64::MAX).into();
 }
 
+/// `[[zone.records]]` tables (TOML text) from `NAME TYPE VALUE` entries
+/// separated by `|` (the value may hold spaces): a NAME with a final dot
+/// is absolute, one without is inside the demo's zone, and `@` is its
+/// apex. For tests that add records to the demo's `[zone]`.
+pub fn zone_records(spec: &str) -> String {
+    spec.split('|')
+        .map(|entry| {
+            let mut parts = entry.trim().splitn(3, ' ');
+            let mut next = || parts.next().unwrap_or_default();
+            let (name, record_type, value) = (next(), next(), next());
+            let name = match name {
+                "@" => "meridian.test.".to_owned(),
+                absolute if absolute.ends_with('.') => absolute.to_owned(),
+                relative => format!("{relative}.meridian.test."),
+            };
+            format!("[[zone.records]]\nname = \"{name}\"\ntype = \"{record_type}\"\nvalue = \"{value}\"\n")
+        })
+        .collect()
+}
+
 /// Rewrites every `127.0.` address inside `value` onto `127.block.`.
 fn move_to_block(value: &mut Value, block: u8) {
     match value {
