@@ -570,7 +570,7 @@ pub(crate) mod tests {
             Some(1232),
             &ecs_option(1, 24, 0, &[81, 2, 69]),
         );
-        for bytes in crate::hostile_input::variants(&[good], 80) {
+        for bytes in crate::testing::hostile_variants(&[good], 80) {
             let _ = QueryShape::read(&bytes);
         }
     }

@@ -481,6 +481,7 @@ async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::eventually;
 
     fn report(vantage: &str, edges: &[(&str, bool)]) -> Report {
         Report {
@@ -851,15 +852,6 @@ mod tests {
         }
     }
 
-    /// Polls `done` every 20 ms until it holds; fails after 30 s.
-    async fn eventually(what: &str, done: impl Fn() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !done() {
-            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     #[tokio::test]
     async fn probes_mark_a_dead_edge_down_and_a_live_one_up() {
         let live_addr = live_edge().await;
@@ -890,45 +882,39 @@ mod tests {
         checks.await.unwrap();
     }
 
+    /// Runs `view`'s probes from `from` until `done` holds.
+    async fn probe_from_until(
+        view: &Arc<HealthView>,
+        from: &str,
+        what: &str,
+        done: impl Fn() -> bool,
+    ) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let checks = tokio::spawn(run_checks(
+            view.clone(),
+            fast_settings(),
+            "/health".into(),
+            Some(from.parse().unwrap()),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        eventually(what, done).await;
+        let _ = stop.send(());
+        checks.await.unwrap();
+    }
+
     #[tokio::test]
     async fn probes_leave_from_probe_from() {
         let live_addr = live_edge().await;
         // 192.0.2.1 (TEST-NET-1) is on no interface of this machine, so
         // nothing can leave from it: the live edge is seen down.
         let view = view_of(&[live_addr]);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let checks = tokio::spawn(run_checks(
-            view.clone(),
-            fast_settings(),
-            "/health".into(),
-            Some("192.0.2.1".parse().unwrap()),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        eventually("the probes fail from an address this host lacks", || {
-            !view.edge_probed_up(0, 0)
-        })
-        .await;
-        let _ = stop.send(());
-        checks.await.unwrap();
+        let what = "the probes fail from an address this host lacks";
+        probe_from_until(&view, "192.0.2.1", what, || !view.edge_probed_up(0, 0)).await;
         // From an address it has, the same edge is seen up.
         view.set_probed(0, 0, false);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let checks = tokio::spawn(run_checks(
-            view.clone(),
-            fast_settings(),
-            "/health".into(),
-            Some("127.0.0.1".parse().unwrap()),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        eventually("the probes succeed from 127.0.0.1", || {
-            view.edge_probed_up(0, 0)
-        })
-        .await;
-        let _ = stop.send(());
-        checks.await.unwrap();
+        let what = "the probes succeed from 127.0.0.1";
+        probe_from_until(&view, "127.0.0.1", what, || view.edge_probed_up(0, 0)).await;
     }
 }

@@ -31,8 +31,6 @@ pub mod explain;
 pub mod geo;
 pub mod handler;
 pub mod health;
-#[cfg(test)]
-mod hostile_input;
 pub mod metrics;
 pub mod rate_limit;
 pub mod reload;
@@ -40,6 +38,8 @@ pub mod responder;
 pub mod snapshot;
 pub mod steering;
 pub mod table;
+#[cfg(test)]
+mod testing;
 pub mod udp;
 pub mod vantage;
 pub mod wire;

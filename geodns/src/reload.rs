@@ -325,6 +325,7 @@ impl Reloader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::eventually;
     use std::net::IpAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -376,36 +377,30 @@ mod tests {
                 .contains("meridian_dns_reloads_total 1")
         );
 
-        // Broken: refused, and nothing changes.
-        std::fs::write(
-            &path,
-            changed.replace("latitude = 53.35", "latitude = 153.35"),
-        )
-        .unwrap();
-        let error = reloader.reload().await.unwrap_err();
-        assert!(error.to_string().contains("region[1].latitude"), "{error}");
-        assert_eq!(at(&live, "81.2.69.1"), [2, 1, 0]);
-        // A database that is not one: refused too.
-        let bad_db = dir.join("bad.mmdb");
-        std::fs::write(&bad_db, b"not a database").unwrap();
-        std::fs::write(
-            &path,
-            changed.replace("geo_database = \"embedded\"", "geo_database = \"bad.mmdb\""),
-        )
-        .unwrap();
-        let error = reloader.reload().await.unwrap_err();
-        assert!(error.to_string().contains("bad.mmdb"), "{error}");
-        assert_eq!(at(&live, "81.2.69.1"), [2, 1, 0]);
-        // A config in which this process's server is gone: refused too.
-        std::fs::write(&path, changed.replace("name = \"ns1\"", "name = \"ns3\"")).unwrap();
-        let error = reloader.reload().await.unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("no GeoDNS server named \"ns1\" (it has ns3, ns2)"),
-            "{error}"
-        );
-        assert_eq!(at(&live, "81.2.69.1"), [2, 1, 0]);
+        // Broken three ways (a bad value, a database that is not one, a
+        // config in which this process's server is gone): each refused,
+        // and nothing changes.
+        std::fs::write(dir.join("bad.mmdb"), b"not a database").unwrap();
+        let ns1_gone = "no GeoDNS server named \"ns1\" (it has ns3, ns2)";
+        for (from, to, says) in [
+            (
+                "latitude = 53.35",
+                "latitude = 153.35",
+                "region[1].latitude",
+            ),
+            (
+                "geo_database = \"embedded\"",
+                "geo_database = \"bad.mmdb\"",
+                "bad.mmdb",
+            ),
+            ("name = \"ns1\"", "name = \"ns3\"", ns1_gone),
+        ] {
+            assert!(changed.contains(from), "the demo no longer says {from}");
+            std::fs::write(&path, changed.replace(from, to)).unwrap();
+            let error = reloader.reload().await.unwrap_err();
+            assert!(error.to_string().contains(says), "{error}");
+            assert_eq!(at(&live, "81.2.69.1"), [2, 1, 0]);
+        }
         let text = metrics.render(&live.load().health);
         assert!(
             text.contains("meridian_dns_reload_failures_total 3"),
@@ -430,15 +425,6 @@ mod tests {
             .find(|l| l.starts_with("meridian_dns_reload_failures_total "))
             .unwrap_or_default()
             .to_owned()
-    }
-
-    /// Polls `done` until it holds; fails the test after 30 s.
-    async fn eventually(what: &str, done: impl Fn() -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !done() {
-            assert!(std::time::Instant::now() < deadline, "never: {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     #[tokio::test]

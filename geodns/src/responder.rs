@@ -535,7 +535,7 @@ mod tests {
         fn arbitrary_bytes_never_panic_truncation() {
             let mut seeds: Vec<Vec<u8>> = replies().into_iter().map(|(_, r)| r).collect();
             seeds.push(vec![0; 12]);
-            for mut bytes in crate::hostile_input::variants(&seeds, 100) {
+            for mut bytes in crate::testing::hostile_variants(&seeds, 100) {
                 let len = bytes.len();
                 if truncate(&mut bytes).is_some() {
                     assert!(bytes.len() <= len, "truncation never grows a reply");
