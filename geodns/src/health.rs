@@ -608,87 +608,22 @@ mod tests {
         const PEER: &str = "edge 127.0.2.3:9080";
         // (case, quorum, own probes see it up, reports heard now, kept in answers)
         type Case<'a> = (&'a str, Quorum, bool, &'a [(&'a str, bool)], bool);
+        #[rustfmt::skip]
         let table: [Case; 11] = [
-            (
-                "all well",
-                Quorum::Majority,
-                true,
-                &[(NS2, true), (PEER, true)],
-                true,
-            ),
-            (
-                "the edge crashes",
-                Quorum::Majority,
-                false,
-                &[(NS2, false), (PEER, false)],
-                false,
-            ),
-            (
-                "the edge crashes, no edge reports",
-                Quorum::Majority,
-                false,
-                &[(NS2, false)],
-                false,
-            ),
+            ("all well", Quorum::Majority, true, &[(NS2, true), (PEER, true)], true),
+            ("the edge crashes", Quorum::Majority, false, &[(NS2, false), (PEER, false)], false),
+            ("the edge crashes, no edge reports", Quorum::Majority, false, &[(NS2, false)], false),
             // Its edges are cut off too: their reports stop (not heard).
-            (
-                "the region is partitioned from everyone",
-                Quorum::Majority,
-                false,
-                &[(NS2, false)],
-                false,
-            ),
-            (
-                "ns1 is partitioned from the region",
-                Quorum::Majority,
-                false,
-                &[(NS2, true)],
-                true,
-            ),
-            (
-                "ns1 is partitioned from the region, an edge reports",
-                Quorum::Majority,
-                false,
-                &[(NS2, true), (PEER, true)],
-                true,
-            ),
-            (
-                "ns2 is partitioned from the region",
-                Quorum::Majority,
-                true,
-                &[(NS2, false)],
-                true,
-            ),
-            (
-                "ns1 is alone and sees the region down",
-                Quorum::Majority,
-                false,
-                &[],
-                false,
-            ),
-            (
-                "ns1 is partitioned from the region and ns2, an edge reports",
-                Quorum::Majority,
-                false,
-                &[(PEER, true)],
-                true,
-            ),
+            ("the region is partitioned from everyone", Quorum::Majority, false, &[(NS2, false)], false),
+            ("ns1 is partitioned from the region", Quorum::Majority, false, &[(NS2, true)], true),
+            ("ns1 is partitioned from the region, an edge reports", Quorum::Majority, false, &[(NS2, true), (PEER, true)], true),
+            ("ns2 is partitioned from the region", Quorum::Majority, true, &[(NS2, false)], true),
+            ("ns1 is alone and sees the region down", Quorum::Majority, false, &[], false),
+            ("ns1 is partitioned from the region and ns2, an edge reports", Quorum::Majority, false, &[(PEER, true)], true),
             // Why not "any": one cut-off nameserver steers the world away.
-            (
-                "quorum 1: ns1 is partitioned from the region",
-                Quorum::AtLeast(1),
-                false,
-                &[(NS2, true)],
-                false,
-            ),
+            ("quorum 1: ns1 is partitioned from the region", Quorum::AtLeast(1), false, &[(NS2, true)], false),
             // Why not "all": one stale view keeps a crashed edge in.
-            (
-                "quorum 3: the edge crashes, one report is stale",
-                Quorum::AtLeast(3),
-                false,
-                &[(NS2, false), (PEER, true)],
-                true,
-            ),
+            ("quorum 3: the edge crashes, one report is stale", Quorum::AtLeast(3), false, &[(NS2, false), (PEER, true)], true),
         ];
         let now = Instant::now();
         for (case, quorum, own, reports, kept) in table {

@@ -125,6 +125,14 @@ fn pair(block: u8) -> (Topology, Vec<FakeEdge>) {
     (topology, edges)
 }
 
+/// [`pair`], with both servers started.
+fn running_pair(block: u8) -> (Topology, Vec<FakeEdge>, GeoDns, GeoDns) {
+    let (topology, edges) = pair(block);
+    let ns1 = GeoDns::start_server(bin(), &topology, 0).unwrap();
+    let ns2 = GeoDns::start_server(bin(), &topology, 1).unwrap();
+    (topology, edges, ns1, ns2)
+}
+
 /// The addresses a server answers `cdn.meridian.test A` with for `subnet`,
 /// and the ECS scope of its reply.
 fn steered(server: SocketAddr, subnet: &str) -> (Vec<IpAddr>, Option<u8>) {
@@ -174,9 +182,7 @@ fn hears(server: &GeoDns, edge: SocketAddr, vantage: &str) -> bool {
 #[test]
 fn both_nameservers_answer_alike_and_either_serves_alone() {
     let b = 30;
-    let (topology, _edges) = pair(b);
-    let ns1 = GeoDns::start_server(bin(), &topology, 0).unwrap();
-    let ns2 = GeoDns::start_server(bin(), &topology, 1).unwrap();
+    let (topology, _edges, ns1, ns2) = running_pair(b);
     assert_eq!(ns1.dns(), SocketAddr::new(ip(b, 0, 1), 5353));
     assert_eq!(ns2.dns(), SocketAddr::new(ip(b, 0, 2), 5353));
     // Each hears the other.
@@ -236,9 +242,7 @@ fn both_nameservers_answer_alike_and_either_serves_alone() {
 #[test]
 fn a_nameserver_cut_off_from_a_region_does_not_steer_away_from_it() {
     let b = 31;
-    let (topology, edges) = pair(b);
-    let ns1 = GeoDns::start_server(bin(), &topology, 0).unwrap();
-    let ns2 = GeoDns::start_server(bin(), &topology, 1).unwrap();
+    let (topology, edges, ns1, ns2) = running_pair(b);
     let (eu, us) = (topology.edge(2), topology.edge(1));
     assert!(eventually(WITHIN, || hears(&ns1, eu, "geodns ns2")
         && hears(&ns2, eu, "geodns ns1")));

@@ -159,10 +159,7 @@ impl Topology {
 
     /// Region `region`'s first edge address on the HTTP port.
     pub fn edge(&self, region: u8) -> SocketAddr {
-        *self
-            .edges(region)
-            .first()
-            .expect("a validated region has an edge address")
+        first(self.edges(region), "edge")
     }
 
     /// Every edge of region `region` on the HTTP port, in config order
@@ -175,19 +172,15 @@ impl Topology {
     /// Region `region`'s first edge address on the HTTPS port.
     pub fn edge_https(&self, region: u8) -> SocketAddr {
         let config = self.validated();
-        let addrs = self.region(region).edge_https_addrs(&config.edge);
-        match addrs.first() {
-            Some(addr) => *addr,
-            None => panic!("the topology serves no HTTPS"),
-        }
+        first(
+            self.region(region).edge_https_addrs(&config.edge),
+            "HTTPS listener",
+        )
     }
 
     /// Region `region`'s first edge's admin listener.
     pub fn edge_admin(&self, region: u8) -> SocketAddr {
-        *self
-            .edge_admins(region)
-            .first()
-            .expect("a validated region has an edge address")
+        first(self.edge_admins(region), "edge admin listener")
     }
 
     /// The admin listeners of region `region`'s edges, in config order.
@@ -588,6 +581,14 @@ fn move_to_block(value: &mut Value, block: u8) {
         Value::Array(items) => items.iter_mut().for_each(|v| move_to_block(v, block)),
         Value::Table(table) => table.iter_mut().for_each(|(_, v)| move_to_block(v, block)),
         _ => {}
+    }
+}
+
+/// The first of a region's `what`s (a validated region has an edge).
+fn first(addresses: Vec<SocketAddr>, what: &str) -> SocketAddr {
+    match addresses.first() {
+        Some(addr) => *addr,
+        None => panic!("the region has no {what}"),
     }
 }
 
