@@ -1028,13 +1028,14 @@ mod tests {
         assert_eq!(k, "zone.records[0].value");
     }
 
+    /// The demo with a `[section]` of `body` before its `[health]`.
+    fn with_section(section: &str, body: &str) -> Result<Config, ConfigError> {
+        let table = format!("[{section}]\n{body}\n\n[health]");
+        lowered(&crate::DEMO_TOML.replacen("[health]", &table, 1))
+    }
+
     fn with_overrides(body: &str) -> Result<Config, ConfigError> {
-        let text = crate::DEMO_TOML.replacen(
-            "[health]",
-            &format!("[geodns.overrides]\n{body}\n\n[health]"),
-            1,
-        );
-        lowered(&text)
+        with_section("geodns.overrides", body)
     }
 
     #[test]
@@ -1123,12 +1124,7 @@ mod tests {
     }
 
     fn with_rate_limit(body: &str) -> Result<Config, ConfigError> {
-        let text = crate::DEMO_TOML.replacen(
-            "[health]",
-            &format!("[geodns.rate_limit]\n{body}\n\n[health]"),
-            1,
-        );
-        lowered(&text)
+        with_section("geodns.rate_limit", body)
     }
 
     #[test]

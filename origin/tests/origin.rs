@@ -413,10 +413,13 @@ async fn whoami_reports_region_origin_and_forwarded_client() {
 #[tokio::test]
 async fn whoami_ignores_a_forwarded_for_that_is_not_an_address() {
     let origin = TestOrigin::demo("us-east").await;
-    let response = origin
-        .get_with("/api/whoami", "x-forwarded-for", "unknown")
-        .await;
-    let who = json(response).await;
+    let forwarded = ("x-forwarded-for", "unknown");
+    let who = json(
+        origin
+            .get_with("/api/whoami", forwarded.0, forwarded.1)
+            .await,
+    )
+    .await;
     assert_eq!(who["client"], "127.0.0.1");
     assert_eq!(who["forwarded_for"], "unknown");
     assert_eq!(who["region"], "us-east");
