@@ -8,7 +8,7 @@
 use clap::{Args, Parser, Subcommand};
 use config::Config;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 /// A self-hostable, multi-region edge CDN with GeoDNS steering.
@@ -47,9 +47,11 @@ pub enum Command {
     /// origin per region, each a supervised child process. Prints the
     /// endpoints; Ctrl-C stops everything.
     Up(ConfigArg),
-    /// Run the authoritative GeoDNS server (UDP and TCP).
-    Geodns(ConfigArg),
-    /// Run one region's caching edge; or, with --listen and --origin, one
+    /// Run one authoritative GeoDNS server of the config (UDP and TCP):
+    /// the only one, or the one --server names.
+    Geodns(GeodnsArgs),
+    /// Run one of a region's caching edges (the one at --address, which a
+    /// region of several edges needs); or, with --listen and --origin, one
     /// edge in front of any HTTP origin without a config file.
     Edge(EdgeArgs),
     /// Run one region's origin server (the demo site and /api/whoami).
@@ -149,6 +151,10 @@ pub struct EdgeArgs {
         conflicts_with = "listen"
     )]
     pub region: Option<String>,
+    /// Which of the region's edges this is: one of its `edge_addresses`
+    /// (not needed when it has only one).
+    #[arg(long, short, requires = "region", value_name = "IP")]
+    pub address: Option<IpAddr>,
     #[command(flatten)]
     pub config: ConfigArg,
     /// Ad-hoc mode: listen here (e.g. 127.0.0.1:8090), with no config file
@@ -165,6 +171,31 @@ pub struct EdgeArgs {
     /// and HEAD (repeatable; like `edge.forward_request_headers`).
     #[arg(long = "forward-header", requires = "listen", value_name = "NAME")]
     pub forward_headers: Vec<String>,
+}
+
+/// `meridian geodns`
+#[derive(Debug, Args)]
+pub struct GeodnsArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Which of the config's `[[geodns.servers]]` to run, by name (`ns1`);
+    /// needed when the config has several.
+    #[arg(long, value_name = "NAME", conflicts_with = "listen")]
+    pub server: Option<String>,
+    /// Which of the config's GeoDNS servers to run, by its listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl GeodnsArgs {
+    /// The server these flags choose.
+    pub fn choice(&self) -> config::ServerChoice {
+        match (&self.server, self.listen) {
+            (Some(name), _) => config::ServerChoice::Named(name.clone()),
+            (None, Some(addr)) => config::ServerChoice::Listening(addr),
+            (None, None) => config::ServerChoice::Only,
+        }
+    }
 }
 
 /// `meridian route`
@@ -211,47 +242,35 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Whether `meridian` with `args` (space-separated) parses.
+    fn parses(args: &str) -> bool {
+        Cli::try_parse_from(std::iter::once("meridian").chain(args.split(' '))).is_ok()
+    }
+
     #[test]
     fn edge_needs_a_region_or_ad_hoc_flags() {
-        assert!(Cli::try_parse_from(["meridian", "edge"]).is_err());
-        assert!(Cli::try_parse_from(["meridian", "edge", "--region", "eu-west"]).is_ok());
-        assert!(Cli::try_parse_from(["meridian", "edge", "--listen", "127.0.0.1:8090"]).is_err());
+        assert!(!parses("edge"));
+        assert!(parses("edge --region eu-west"));
+        assert!(parses("edge --region eu-west --address 127.0.2.3"));
         assert!(
-            Cli::try_parse_from([
-                "meridian",
-                "edge",
-                "-r",
-                "eu-west",
-                "--cache-max-bytes",
-                "1"
-            ])
-            .is_err(),
+            !parses("edge --address 127.0.2.3"),
+            "an address names an edge of a region"
+        );
+        assert!(
+            !parses("edge -r eu-west -a eu"),
+            "an address is an IP address"
+        );
+        assert!(!parses("edge --listen 127.0.0.1:8090"));
+        assert!(
+            !parses("edge -r eu-west --cache-max-bytes 1"),
             "the cache budget of a configured edge comes from its config"
         );
-        assert!(
-            Cli::try_parse_from([
-                "meridian",
-                "edge",
-                "--listen",
-                "127.0.0.1:8090",
-                "--origin",
-                "http://127.0.0.1:8000"
-            ])
-            .is_ok()
-        );
-        assert!(
-            Cli::try_parse_from([
-                "meridian",
-                "edge",
-                "--region",
-                "eu-west",
-                "--listen",
-                "127.0.0.1:8090",
-                "--origin",
-                "x"
-            ])
-            .is_err()
-        );
+        assert!(parses(
+            "edge --listen 127.0.0.1:8090 --origin http://127.0.0.1:8000"
+        ));
+        assert!(!parses(
+            "edge --region eu-west --listen 127.0.0.1:8090 --origin x"
+        ));
     }
 
     #[test]
@@ -278,6 +297,39 @@ mod tests {
         assert!(Cli::try_parse_from(["meridian", "purge", "http://cdn.meridian.test/x"]).is_ok());
         assert!(Cli::try_parse_from(["meridian", "purge", "--tag", "t"]).is_ok());
         assert!(Cli::try_parse_from(["meridian", "purge", "--all", "--soft"]).is_ok());
+    }
+
+    #[test]
+    fn geodns_chooses_its_server_by_name_or_address() {
+        let choice = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Some(Command::Geodns(args))) => Ok(args.choice()),
+            other => Err(format!("{other:?}")),
+        };
+        assert_eq!(
+            choice(&["meridian", "geodns"]),
+            Ok(config::ServerChoice::Only)
+        );
+        assert_eq!(
+            choice(&["meridian", "geodns", "--server", "ns2"]),
+            Ok(config::ServerChoice::Named("ns2".into()))
+        );
+        assert_eq!(
+            choice(&["meridian", "geodns", "--listen", "127.0.0.2:5353"]),
+            Ok(config::ServerChoice::Listening(
+                "127.0.0.2:5353".parse().unwrap()
+            ))
+        );
+        assert!(
+            choice(&[
+                "meridian",
+                "geodns",
+                "--server",
+                "ns1",
+                "--listen",
+                "127.0.0.1:5353"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

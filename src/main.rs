@@ -6,7 +6,9 @@
 //! `status` talk to a running `up` (the `ops` module), and `config`
 //! validates or prints configurations. The work itself lives in the library crates.
 
+mod address;
 mod cli;
+mod dns_views;
 mod ops;
 mod roles;
 mod route;
@@ -46,7 +48,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(config) => up::run(&config),
-        Command::Geodns(config) => roles::geodns(&config),
+        Command::Geodns(args) => roles::geodns(&args),
         Command::Edge(args) => roles::edge(&args),
         Command::Origin(args) => roles::origin(&args),
         Command::Outage(args) => ops::outage(&args),

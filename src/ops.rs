@@ -3,7 +3,7 @@
 
 use crate::cli::{OutageArgs, OutageScope, PurgeArgs, RestoreArgs, StatusArgs};
 use crate::up::ProcessState;
-use crate::up::control::{Acted, Status};
+use crate::up::control::{Acted, RegionStatus, Status};
 use anyhow::{Context, anyhow};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -112,10 +112,15 @@ pub fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
         soft: args.soft,
     };
     let body = serde_json::to_vec(&request)?;
+    // Every edge of every region: each keeps its own cache.
     let edges: Vec<(String, SocketAddr)> = config
         .regions
         .iter()
-        .map(|r| (r.name.clone(), r.edge_admin_addr(&config.edge)))
+        .flat_map(|r| {
+            r.edge_admin_addrs(&config.edge)
+                .into_iter()
+                .map(|admin| (r.name.clone(), admin))
+        })
         .collect();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -180,10 +185,57 @@ fn state(state: ProcessState) -> &'static str {
     }
 }
 
-/// The status tables: every process, then every region.
+/// "up", "down" or "unknown", for a view that may be missing.
+fn seen(view: Option<bool>) -> &'static str {
+    match view {
+        Some(true) => "up",
+        Some(false) => "down",
+        None => "unknown",
+    }
+}
+
+/// How the GeoDNS servers that answered see a region: `split` when they
+/// disagree (the who-sees-what lines below say which sees what).
+fn dns_seen(view: Option<bool>, any_answered: bool) -> &'static str {
+    match (view, any_answered) {
+        (None, true) => "split",
+        (view, _) => seen(view),
+    }
+}
+
+/// How a checker sees a target: up, suspect (a request failed on it
+/// lately) or down.
+fn health(up: bool, suspect: bool) -> &'static str {
+    match (up, suspect) {
+        (true, false) => "up",
+        (true, true) => "suspect",
+        (false, _) => "down",
+    }
+}
+
+/// A region's edge processes counted by state: `2 running`, or
+/// `1 running, 1 killed`.
+fn edge_states(region: &RegionStatus) -> String {
+    let order = [
+        ProcessState::Running,
+        ProcessState::Restarting,
+        ProcessState::Killed,
+        ProcessState::Failed,
+    ];
+    order
+        .iter()
+        .filter_map(|wanted| {
+            let count = region.edges.iter().filter(|e| e.state == *wanted).count();
+            (count > 0).then(|| format!("{count} {}", state(*wanted)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The status tables: every process, every region, then every edge.
 fn render(status: &Status) -> String {
     let mut out = format!(
-        "{:<24} {:<11} {:<8} {}\n",
+        "{:<30} {:<11} {:<8} {}\n",
         "PROCESS", "STATE", "PID", "RESTARTS"
     );
     for process in &status.processes {
@@ -191,7 +243,7 @@ fn render(status: &Status) -> String {
             .pid
             .map_or_else(|| "-".to_owned(), |pid| pid.to_string());
         out.push_str(&format!(
-            "{:<24} {:<11} {:<8} {}\n",
+            "{:<30} {:<11} {:<8} {}\n",
             process.process,
             state(process.state),
             pid,
@@ -200,47 +252,75 @@ fn render(status: &Status) -> String {
     }
     out.push('\n');
     out.push_str(&format!(
-        "{:<16} {:<10} {:<10} {:<14} {:<10} {}\n",
-        "REGION", "EDGE", "ORIGIN", "DNS SEES EDGE", "HIT RATIO", "EDGE SEES ORIGINS"
+        "{:<16} {:<22} {:<10} {}\n",
+        "REGION", "EDGES", "ORIGIN", "DNS SEES REGION"
     ));
     for region in &status.regions {
-        let view = match region.dns_view_up {
-            Some(true) => "up",
-            Some(false) => "down",
-            None => "unknown",
-        };
-        let ratio = region
-            .cache_hit_ratio
-            .map_or_else(|| "-".to_owned(), |r| format!("{:.0}%", r * 100.0));
-        let origins = region.edge_origins.as_ref().map_or_else(
-            || "-".to_owned(),
-            |origins| {
-                origins
-                    .iter()
-                    .map(|o| {
-                        let health = match (o.up, o.suspect) {
-                            (true, false) => "up",
-                            (true, true) => "suspect",
-                            (false, _) => "down",
-                        };
-                        format!("{} {health}", o.region)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        );
         out.push_str(&format!(
-            "{:<16} {:<10} {:<10} {:<14} {:<10} {}\n",
+            "{:<16} {:<22} {:<10} {}\n",
             region.region,
-            state(region.edge),
+            edge_states(region),
             state(region.origin),
-            view,
-            ratio,
-            origins
+            dns_seen(region.dns_view_up, status.dns_view_available),
         ));
     }
-    if !status.dns_view_available {
-        out.push_str("(GeoDNS's admin listener did not answer, so its view is unknown)\n");
+    out.push('\n');
+    out.push_str(&format!(
+        "{:<16} {:<16} {:<10} {:<9} {:<9} {:<24} {}\n",
+        "EDGE", "REGION", "STATE", "DNS SEES", "HIT RATIO", "SEES PEERS", "SEES ORIGINS"
+    ));
+    for region in &status.regions {
+        for edge in &region.edges {
+            let ratio = edge
+                .cache_hit_ratio
+                .map_or_else(|| "-".to_owned(), |r| format!("{:.0}%", r * 100.0));
+            let peers = edge.peers.as_ref().map_or_else(
+                || "-".to_owned(),
+                |peers| match peers.as_slice() {
+                    [] => "none".to_owned(),
+                    peers => peers
+                        .iter()
+                        .map(|p| format!("{} {}", p.addr.ip(), seen(Some(p.up))))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                },
+            );
+            let origins = edge.origins.as_ref().map_or_else(
+                || "-".to_owned(),
+                |origins| {
+                    origins
+                        .iter()
+                        .map(|o| format!("{} {}", o.region, health(o.up, o.suspect)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            );
+            out.push_str(&format!(
+                "{:<16} {:<16} {:<10} {:<9} {:<9} {:<24} {}\n",
+                edge.address.to_string(),
+                region.region,
+                state(edge.state),
+                seen(edge.dns_view_up),
+                ratio,
+                peers,
+                origins
+            ));
+        }
+    }
+    if status.dns_view_available {
+        out.push_str(
+            "\nWHO SEES WHAT (each GeoDNS server: answered or steered away, its own probes, the other vantage points it counts)\n",
+        );
+        for region in &status.regions {
+            out.push_str(&format!("  {}:\n", region.region));
+            out.push_str(&crate::dns_views::who_sees_what(
+                &status.geodns,
+                &region.region,
+                "    ",
+            ));
+        }
+    } else {
+        out.push_str("(no GeoDNS server's admin listener answered, so their view is unknown)\n");
     }
     for process in &status.processes {
         if process.state == ProcessState::Failed {
@@ -257,7 +337,9 @@ fn render(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::up::control::{OriginView, ProcessStatus, RegionStatus};
+    use crate::dns_views::ServerView;
+    use crate::up::control::{EdgeStatus, OriginView, ProcessStatus, RegionStatus};
+    use config::report::SeenEdge;
 
     #[test]
     fn the_table_shows_processes_and_both_health_views() {
@@ -269,67 +351,152 @@ mod tests {
             last_exit: (state == ProcessState::Failed)
                 .then(|| "exit status: 1; last error: error: cannot listen".into()),
         };
+        let eu_edge = |up, probed_up, seen_by| {
+            vec![geodns::health::RegionStatus {
+                region: "eu-west".into(),
+                up,
+                edges: vec![geodns::health::EdgeStatus {
+                    addr: "127.0.2.1:8080".parse().unwrap(),
+                    up,
+                    probed_up,
+                    seen_by,
+                }],
+            }]
+        };
         let status = Status {
-            geodns: ProcessState::Running,
+            geodns: vec![
+                ServerView {
+                    server: "ns1".into(),
+                    admin: "127.0.0.1:9153".parse().unwrap(),
+                    regions: Some(eu_edge(false, false, Vec::new())),
+                },
+                ServerView {
+                    server: "ns2".into(),
+                    admin: "127.0.0.2:9153".parse().unwrap(),
+                    regions: None,
+                },
+            ],
             dns_view_available: true,
             processes: vec![
                 process("origin us-east", ProcessState::Running, Some(41), 0),
                 process("origin eu-west", ProcessState::Failed, None, 5),
-                process("edge us-east", ProcessState::Running, Some(43), 2),
-                process("edge eu-west", ProcessState::Killed, None, 0),
-                process("geodns", ProcessState::Running, Some(45), 0),
+                process("edge us-east 127.0.1.1", ProcessState::Running, Some(43), 2),
+                process("edge us-east 127.0.1.3", ProcessState::Running, Some(44), 0),
+                process("edge eu-west 127.0.2.1", ProcessState::Killed, None, 0),
+                process("edge eu-west 127.0.2.3", ProcessState::Killed, None, 0),
+                process("geodns ns1", ProcessState::Running, Some(45), 0),
+                process("geodns ns2", ProcessState::Killed, None, 0),
             ],
             regions: vec![
                 RegionStatus {
                     region: "us-east".into(),
                     edge: ProcessState::Running,
+                    edges: vec![
+                        EdgeStatus {
+                            address: "127.0.1.1".parse().unwrap(),
+                            state: ProcessState::Running,
+                            dns_view_up: Some(true),
+                            origins: Some(vec![
+                                OriginView {
+                                    region: "us-east".into(),
+                                    up: true,
+                                    suspect: false,
+                                },
+                                OriginView {
+                                    region: "eu-west".into(),
+                                    up: false,
+                                    suspect: true,
+                                },
+                            ]),
+                            peers: Some(vec![SeenEdge {
+                                addr: "127.0.1.3:8080".parse().unwrap(),
+                                up: true,
+                            }]),
+                            cache_hit_ratio: Some(0.5),
+                        },
+                        EdgeStatus {
+                            address: "127.0.1.3".parse().unwrap(),
+                            state: ProcessState::Running,
+                            dns_view_up: Some(false),
+                            origins: None,
+                            peers: None,
+                            cache_hit_ratio: None,
+                        },
+                    ],
                     origin: ProcessState::Running,
                     dns_view_up: Some(true),
-                    edge_origins: Some(vec![
-                        OriginView {
-                            region: "us-east".into(),
-                            up: true,
-                            suspect: false,
-                        },
-                        OriginView {
-                            region: "eu-west".into(),
-                            up: false,
-                            suspect: true,
-                        },
-                    ]),
-                    cache_hit_ratio: Some(0.5),
+                    dns_views: Vec::new(),
                 },
                 RegionStatus {
                     region: "eu-west".into(),
                     edge: ProcessState::Killed,
+                    edges: ["127.0.2.1", "127.0.2.3"]
+                        .map(|address| EdgeStatus {
+                            address: address.parse().unwrap(),
+                            state: ProcessState::Killed,
+                            dns_view_up: Some(false),
+                            origins: None,
+                            peers: None,
+                            cache_hit_ratio: None,
+                        })
+                        .into(),
                     origin: ProcessState::Killed,
                     dns_view_up: Some(false),
-                    edge_origins: None,
-                    cache_hit_ratio: None,
+                    dns_views: Vec::new(),
                 },
             ],
         };
         let table = render(&status);
-        let eu = table.lines().find(|l| l.starts_with("eu-west")).unwrap();
-        assert!(eu.contains("killed") && eu.contains("down"), "{table}");
-        let us = table.lines().find(|l| l.starts_with("us-east")).unwrap();
-        assert!(us.contains("running") && us.contains("50%"), "{table}");
-        assert!(us.contains("us-east up, eu-west down"), "{table}");
         let words = |prefix: &str| -> Vec<String> {
             let line = table.lines().find(|l| l.starts_with(prefix)).unwrap();
             line.split_whitespace().map(str::to_owned).collect()
         };
+        // Regions: their edges counted by state.
         assert_eq!(
-            words("edge us-east"),
-            ["edge", "us-east", "running", "43", "2"]
+            words("eu-west"),
+            ["eu-west", "2", "killed", "killed", "down"]
         );
         assert_eq!(
-            words("edge eu-west"),
-            ["edge", "eu-west", "killed", "-", "0"]
+            words("us-east"),
+            ["us-east", "2", "running", "running", "up"]
+        );
+        // Every edge on a line of its own.
+        let edge = table.lines().find(|l| l.starts_with("127.0.1.1")).unwrap();
+        assert!(edge.contains("running") && edge.contains("50%"), "{table}");
+        assert!(edge.contains("127.0.1.3 up"), "its peer: {table}");
+        assert!(edge.contains("us-east up, eu-west down"), "{table}");
+        assert_eq!(
+            words("127.0.1.3"),
+            ["127.0.1.3", "us-east", "running", "down", "-", "-", "-"]
+        );
+        assert_eq!(
+            words("127.0.2.3"),
+            ["127.0.2.3", "eu-west", "killed", "down", "-", "-", "-"]
+        );
+        assert_eq!(
+            words("edge us-east 127.0.1.1"),
+            ["edge", "us-east", "127.0.1.1", "running", "43", "2"]
+        );
+        assert_eq!(
+            words("edge eu-west 127.0.2.1"),
+            ["edge", "eu-west", "127.0.2.1", "killed", "-", "0"]
         );
         assert_eq!(
             words("origin eu-west"),
             ["origin", "eu-west", "failed", "-", "5"]
+        );
+        // Who sees what, server by server.
+        let lines: Vec<&str> = table.lines().collect();
+        let at = lines.iter().position(|l| l.trim() == "eu-west:").unwrap();
+        let ns1: Vec<&str> = lines[at + 1].split_whitespace().collect();
+        assert_eq!(
+            ns1[..5],
+            ["ns1", "127.0.2.1:8080", "steered", "away", "own"],
+            "{table}"
+        );
+        assert!(
+            lines[at + 2].contains("ns2") && lines[at + 2].contains("did not answer"),
+            "{table}"
         );
         assert!(
             table.contains(

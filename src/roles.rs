@@ -2,7 +2,7 @@
 //! deployed on a real host. Each loads and validates the config before it
 //! binds anything, then hands over to its library crate.
 
-use crate::cli::{ConfigArg, EdgeArgs, RegionArgs};
+use crate::cli::{EdgeArgs, GeodnsArgs, RegionArgs};
 use anyhow::Context;
 
 /// Raises this process's open-file limit to the hard limit, so a busy
@@ -60,18 +60,26 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// `meridian geodns`
-pub fn geodns(arg: &ConfigArg) -> anyhow::Result<()> {
-    let config = arg.load()?;
+/// `meridian geodns [--server NAME | --listen ADDR]`
+pub fn geodns(args: &GeodnsArgs) -> anyhow::Result<()> {
+    let config = args.config.load()?;
+    let server = config
+        .geodns
+        .choose(&args.choice())
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", config.source))?
+        .name
+        .clone();
     raise_open_file_limit("geodns");
-    runtime()?.block_on(geodns::run(&config, shutdown_signal()))?;
+    runtime()?.block_on(geodns::run(&config, &server, shutdown_signal()))?;
     Ok(())
 }
 
 /// `meridian edge`
 pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
     let settings = match (&args.region, args.listen, &args.origin) {
-        (Some(region), _, _) => edge::EdgeSettings::from_config(&args.config.load()?, region)?,
+        (Some(region), _, _) => {
+            edge::EdgeSettings::from_config(&args.config.load()?, region, args.address)?
+        }
         (None, Some(listen), Some(origin)) => {
             let mut settings = edge::EdgeSettings::ad_hoc(listen, origin)?;
             if let Some(bytes) = args.cache_max_bytes {

@@ -1,27 +1,17 @@
 //! `meridian route IP`: where GeoDNS would send a client, and why.
 //!
 //! Offline, from the config and its geo database (the same table GeoDNS
-//! builds, see `geodns::explain`), plus each region's health as the running
-//! GeoDNS sees it, when one answers on the config's admin address.
+//! builds, see `geodns::explain`), plus each region's health as every running
+//! GeoDNS server sees it (who sees what), when they answer on their admin
+//! addresses.
 
 use crate::cli::RouteArgs;
+use crate::dns_views::ServerView;
 use anyhow::Context;
 use geodns::explain::{Explainer, Explanation};
 use geodns::steering::Rule;
-use serde::Deserialize;
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
-
-/// How long to wait for the running GeoDNS's `/health`.
-const HEALTH_TIMEOUT: Duration = Duration::from_millis(800);
-
-/// One region's health as GeoDNS's `/health` reports it.
-#[derive(Deserialize)]
-struct RegionHealth {
-    region: String,
-    up: bool,
-}
+use std::net::IpAddr;
 
 /// `meridian route IP [--config F]`
 pub fn route(args: &RouteArgs) -> anyhow::Result<()> {
@@ -34,52 +24,45 @@ pub fn route(args: &RouteArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
     let explainer = Explainer::new(&config)?;
     let explanation = explainer.explain(ip);
-    let admin = config.geodns.admin_listen;
-    let health = health_of(admin, config.geodns.admin_token.as_deref());
+    let views = views_of(&config);
     print!(
         "{}",
-        report(
-            &explanation,
-            explainer.database(),
-            &config,
-            admin,
-            health.as_deref()
-        )
+        report(&explanation, explainer.database(), &config, &views)
     );
     Ok(())
 }
 
-/// The running GeoDNS's view of every region, if it answers; with
-/// `geodns.admin_token` when the config has one.
-fn health_of(admin: SocketAddr, token: Option<&str>) -> Option<Vec<RegionHealth>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// Every GeoDNS server's view of every region, as far as they answer.
+fn views_of(config: &config::Config) -> Vec<ServerView> {
+    let unknown = || {
+        config
+            .geodns
+            .servers
+            .iter()
+            .map(|s| ServerView {
+                server: s.name.clone(),
+                admin: s.admin_listen,
+                regions: None,
+            })
+            .collect()
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .ok()?;
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(HEALTH_TIMEOUT)
-            .build()
-            .ok()?;
-        let mut request = client.get(format!("http://{admin}/health"));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        serde_json::from_slice(&response.bytes().await.ok()?).ok()
-    })
+    else {
+        return unknown();
+    };
+    let Ok(client) = reqwest::Client::builder().no_proxy().build() else {
+        return unknown();
+    };
+    runtime.block_on(crate::dns_views::ask_all(&client, config))
 }
 
 fn report(
     e: &Explanation,
     database: &str,
     config: &config::Config,
-    admin: SocketAddr,
-    health: Option<&[RegionHealth]>,
+    views: &[ServerView],
 ) -> String {
     let mut out = String::new();
     let location = e.location.as_ref();
@@ -131,18 +114,27 @@ fn report(
         "/0 (an ECS option with this address is ignored)".to_owned()
     };
     let _ = writeln!(out, "ECS scope     {scope}");
-    match health {
-        Some(_) => {
-            let _ = writeln!(out, "regions       (health as GeoDNS on {admin} sees it)");
-        }
-        None => {
+    // The order's health as the first server that answers sees it; every
+    // server's view, edge by edge, follows the answer.
+    let first = views.iter().find(|v| v.regions.is_some());
+    match first {
+        Some(view) => {
             let _ = writeln!(
                 out,
-                "regions       (health unknown: no GeoDNS answers on {admin})"
+                "regions       (health as GeoDNS {} on {} sees it)",
+                view.server, view.admin
+            );
+        }
+        None => {
+            let admins: Vec<String> = views.iter().map(|v| v.admin.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "regions       (health unknown: no GeoDNS answers on {})",
+                admins.join(", ")
             );
         }
     }
-    let up_of = |name: &str| health.and_then(|h| h.iter().find(|r| r.region == name).map(|r| r.up));
+    let up_of = |name: &str| first.and_then(|v| v.region_up(name));
     for (rank, region) in e.regions.iter().enumerate() {
         let km = region
             .km
@@ -195,6 +187,20 @@ fn report(
                 out,
                 "answer        {name} → SERVFAIL (every region is down and health.fail_open is false)"
             );
+        }
+    }
+    if first.is_some() {
+        let _ = writeln!(
+            out,
+            "who sees what (each GeoDNS server: answered or steered away, its own probes, the other vantage points it counts)"
+        );
+        for region in &e.regions {
+            let _ = writeln!(out, "  {}:", region.name);
+            out.push_str(&crate::dns_views::who_sees_what(
+                views,
+                &region.name,
+                "    ",
+            ));
         }
     }
     out

@@ -20,13 +20,13 @@
 
 use crate::BenchError;
 use crate::limits::{self, OpenFileLimit};
-use crate::process::{self, error_chain};
-use crate::report::{Row, ScenarioReport};
+use crate::process::{self, EdgeOnOrigin, error_chain};
+use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::{LatencySummary, millis};
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Barrier;
@@ -126,12 +126,9 @@ pub struct Measured {
 /// The scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct CoalesceReport {
-    /// Always `coalesce`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: CoalesceOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<CoalesceOptions>,
     /// The object's path.
     pub path: String,
     /// The bench process's open-file limit.
@@ -185,20 +182,20 @@ pub async fn run(meridian: &Path, options: &CoalesceOptions) -> Result<CoalesceR
         );
     }
 
-    let origin = process::object_origin(
-        process::addr(options.block, 0, 8000),
-        options.body_bytes,
-        Duration::from_millis(options.origin_delay_ms),
-        OBJECT_CACHE_CONTROL,
-    )?;
-    let listen = process::addr(options.block, 1, 8080);
-    let args = process::edge_args(listen, origin.addr, None);
-    let mut edge = process::spawn(meridian, &args)?;
-    process::wait_healthy(
-        &mut edge,
-        listen,
+    let objects = process::Objects {
+        default_bytes: options.body_bytes,
+        delay: Duration::from_millis(options.origin_delay_ms),
+        cache_control: OBJECT_CACHE_CONTROL,
+    };
+    let origin = objects.serve(options.block)?;
+    let ready_timeout = Duration::from_millis(options.ready_timeout_ms);
+    let EdgeOnOrigin { edge, listen } = EdgeOnOrigin::start(
+        meridian,
+        options.block,
+        &origin,
+        None,
         HEALTH_PATH,
-        Duration::from_millis(options.ready_timeout_ms),
+        ready_timeout,
     )
     .await?;
 
@@ -398,9 +395,7 @@ pub fn summarize(
     }
 
     CoalesceReport {
-        scenario: "coalesce",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("coalesce", meridian, options),
         path,
         open_files,
         requests_sent,
@@ -450,9 +445,13 @@ impl ScenarioReport for CoalesceReport {
             "coalesce: {} concurrent GETs of one cold {} object through one edge, \
              origin delay {} ms{}",
             self.requests_sent,
-            size_label(self.options.body_bytes),
-            self.options.origin_delay_ms,
-            if self.options.smoke { " (smoke)" } else { "" }
+            size_label(self.run.options.body_bytes),
+            self.run.options.origin_delay_ms,
+            if self.run.options.smoke {
+                " (smoke)"
+            } else {
+                ""
+            }
         )
     }
 
@@ -460,7 +459,7 @@ impl ScenarioReport for CoalesceReport {
         let all = self.requests_sent;
         let all_200 = self.responses_by_status.get("200") == Some(&all);
         let mut rows = vec![
-            Row::info("meridian", self.meridian.display().to_string()),
+            Row::info("meridian", self.run.meridian.display().to_string()),
             Row::info("object", format!("{} ({OBJECT_CACHE_CONTROL})", self.path)),
             Row::info("open files (soft / hard)", self.open_files.describe()),
             Row::info("requests sent", all.to_string()),
@@ -502,7 +501,7 @@ impl ScenarioReport for CoalesceReport {
                 format!(
                     "{} (origin delay {} ms)",
                     ms_label(self.dispatch_spread_ms),
-                    self.options.origin_delay_ms
+                    self.run.options.origin_delay_ms
                 ),
             ),
             Row::info("wall time", ms_label(self.wall_time_ms)),

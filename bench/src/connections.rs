@@ -11,13 +11,13 @@
 use crate::BenchError;
 use crate::limits::{self, OpenFileLimit};
 use crate::memory::resident_bytes;
-use crate::process::{self, sized_path};
+use crate::process::{EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
-use crate::report::{Row, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport};
 use futures::StreamExt;
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -71,28 +71,14 @@ impl ConnectionsOptions {
 /// The scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionsReport {
-    /// Always `connections`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: ConnectionsOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<ConnectionsOptions>,
     /// The bench process's open-file limit.
     pub open_files: OpenFileLimit,
-    /// Connections that got a whole 200 response and stayed open.
-    pub held: usize,
-    /// Connections that failed (to open, or to get their response).
-    pub failed: usize,
-    /// The first few errors.
-    pub error_samples: Vec<String>,
-    /// How long opening all of them took, in ms.
-    pub ramp_ms: f64,
-    /// The edge's resident memory before, in bytes.
-    pub idle_rss: u64,
-    /// The edge's resident memory while holding them, in bytes.
-    pub loaded_rss: u64,
-    /// How long a new client's request took while they were held, in ms.
-    pub new_client_ms: Option<f64>,
+    /// What the run measured.
+    #[serde(flatten)]
+    pub measured: Measured,
     /// The targets missed.
     pub failures: Vec<String>,
     /// Whether every target was met.
@@ -102,7 +88,10 @@ pub struct ConnectionsReport {
 impl ConnectionsReport {
     /// Resident memory per held connection, in bytes.
     pub fn bytes_per_connection(&self) -> u64 {
-        self.loaded_rss.saturating_sub(self.idle_rss) / self.held.max(1) as u64
+        self.measured
+            .loaded_rss
+            .saturating_sub(self.measured.idle_rss)
+            / self.measured.held.max(1) as u64
     }
 }
 
@@ -161,23 +150,11 @@ pub async fn run(
     options: &ConnectionsOptions,
 ) -> Result<ConnectionsReport, BenchError> {
     let open_files = limits::raise_open_file_limit();
-    let origin = process::object_origin(
-        process::addr(options.block, 0, 8000),
-        1,
-        Duration::ZERO,
-        "public, max-age=3600",
-    )?;
-    let listen = process::addr(options.block, 1, 8080);
-    let args = process::edge_args(listen, origin.addr, None);
-    let mut edge = process::spawn(meridian, &args)?;
+    let origin = Objects::CACHEABLE.serve(options.block)?;
     let path = sized_path(1024);
-    process::wait_healthy(
-        &mut edge,
-        listen,
-        &path,
-        Duration::from_millis(options.ready_timeout_ms),
-    )
-    .await?;
+    let ready_timeout = Duration::from_millis(options.ready_timeout_ms);
+    let EdgeOnOrigin { edge, listen } =
+        EdgeOnOrigin::start(meridian, options.block, &origin, None, &path, ready_timeout).await?;
     let idle_rss = resident_bytes(edge.pid()).unwrap_or(0);
 
     let planned = Duration::from_millis(options.connections as u64 / 5 + options.hold_ms);
@@ -261,21 +238,21 @@ async fn new_client(addr: SocketAddr, path: &str) -> Option<f64> {
 }
 
 /// What one run measured.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Measured {
-    /// Connections answered and open.
+    /// Connections that got a whole 200 response and stayed open.
     pub held: usize,
-    /// Connections that failed.
+    /// Connections that failed (to open, or to get their response).
     pub failed: usize,
     /// The first few errors.
     pub error_samples: Vec<String>,
-    /// Time to open them all, ms.
+    /// How long opening all of them took, in ms.
     pub ramp_ms: f64,
-    /// Resident memory before, bytes.
+    /// The edge's resident memory before, in bytes.
     pub idle_rss: u64,
-    /// Resident memory while holding them, bytes.
+    /// The edge's resident memory while holding them, in bytes.
     pub loaded_rss: u64,
-    /// A new client's request time, ms.
+    /// How long a new client's request took while they were held, in ms.
     pub new_client_ms: Option<f64>,
 }
 
@@ -287,27 +264,22 @@ pub fn summarize(
     measured: Measured,
 ) -> ConnectionsReport {
     let mut report = ConnectionsReport {
-        scenario: "connections",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("connections", meridian, options),
         open_files,
-        held: measured.held,
-        failed: measured.failed,
-        error_samples: measured.error_samples,
-        ramp_ms: measured.ramp_ms,
-        idle_rss: measured.idle_rss,
-        loaded_rss: measured.loaded_rss,
-        new_client_ms: measured.new_client_ms,
+        measured,
         failures: Vec::new(),
         passed: false,
     };
-    if report.held < options.connections {
+    if report.measured.held < options.connections {
         report.failures.push(format!(
             "only {} of {} connections were answered and held ({} failed: {:?})",
-            report.held, options.connections, report.failed, report.error_samples
+            report.measured.held,
+            options.connections,
+            report.measured.failed,
+            report.measured.error_samples
         ));
     }
-    if report.loaded_rss == 0 {
+    if report.measured.loaded_rss == 0 {
         report
             .failures
             .push("the edge's resident memory could not be read".to_owned());
@@ -317,7 +289,7 @@ pub fn summarize(
             report.bytes_per_connection()
         ));
     }
-    if report.new_client_ms.is_none() {
+    if report.measured.new_client_ms.is_none() {
         report
             .failures
             .push("a new client was not served while the connections were held".to_owned());
@@ -330,37 +302,40 @@ impl ScenarioReport for ConnectionsReport {
     fn title(&self) -> String {
         format!(
             "connections: {} idle keep-alive clients on one edge",
-            self.options.connections
+            self.run.options.connections
         )
     }
 
     fn rows(&self) -> Vec<Row> {
+        let measured = &self.measured;
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
         vec![
             Row::info("open files (soft / hard)", self.open_files.describe()),
             Row::checked(
                 "connections answered and held",
-                format!("{} ({} failed)", self.held, self.failed),
-                format!("{}", self.options.connections),
-                self.held >= self.options.connections,
+                format!("{} ({} failed)", measured.held, measured.failed),
+                format!("{}", self.run.options.connections),
+                measured.held >= self.run.options.connections,
             ),
-            Row::info("time to open them", format!("{:.0} ms", self.ramp_ms)),
+            Row::info("time to open them", format!("{:.0} ms", measured.ramp_ms)),
             Row::info(
                 "edge resident memory idle / holding",
-                format!("{} / {}", mib(self.idle_rss), mib(self.loaded_rss)),
+                format!("{} / {}", mib(measured.idle_rss), mib(measured.loaded_rss)),
             ),
             Row::checked(
                 "resident memory per connection",
                 format!("{:.1} KiB", self.bytes_per_connection() as f64 / 1024.0),
                 format!("≤ {} KiB", TARGET_BYTES_PER_CONNECTION / 1024),
-                self.loaded_rss > 0 && self.bytes_per_connection() <= TARGET_BYTES_PER_CONNECTION,
+                measured.loaded_rss > 0
+                    && self.bytes_per_connection() <= TARGET_BYTES_PER_CONNECTION,
             ),
             Row::checked(
                 "a new client meanwhile",
-                self.new_client_ms
+                measured
+                    .new_client_ms
                     .map_or("not served".to_owned(), |ms| format!("{ms:.1} ms")),
                 "served",
-                self.new_client_ms.is_some(),
+                measured.new_client_ms.is_some(),
             ),
         ]
     }

@@ -5,7 +5,7 @@
 //! real binary:
 //!
 //! 1. the demo topology is moved onto a loopback block of its own
-//!    ([`crate::kit::Topology`], `--block`, so a running demo is left
+//!    ([`kit::Topology`], `--block`, so a running demo is left
 //!    alone), and the bench answers the edges' health checks itself, so
 //!    every region is up;
 //! 2. `meridian geodns` runs pinned to one core with one UDP thread; with
@@ -25,18 +25,18 @@ use crate::BenchError;
 use crate::cpu;
 use crate::dnsload::{self, DnsLoadResult, DnsLoadSpec, PreparedQuery};
 use crate::gdnsd;
-use crate::kit::{self, Process, Topology};
 use crate::peers::{Skipped, find_program};
 use crate::pinning::Cores;
 use crate::progress::Progress;
-use crate::report::{Row, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport};
 use crate::targets::target;
 use geodns::{GeoDatabase, Steering};
 use hickory_proto::rr::RecordType;
+use kit::{Process, Topology};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The steered name every query asks for.
@@ -238,12 +238,9 @@ impl DnsMeasurement {
 /// The scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct DnsReport {
-    /// Always `dns`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: DnsOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<DnsOptions>,
     /// Which cores ran what.
     pub cores: String,
     /// The simulated clients.
@@ -261,12 +258,19 @@ pub struct DnsReport {
 }
 
 /// The demo topology on block `block`, validated: GeoDNS on
-/// 127.B.0.1:5353 (gdnsd, when compared, on 127.B.0.2:5353), the edges on
-/// 127.B.1-3.1.
+/// 127.B.0.1:5353 (gdnsd, when compared, on 127.B.0.2:5353), one edge per
+/// region on 127.B.1-3.1 (as gdnsd answers each region with one address,
+/// so both servers send the same answer, and every client gets one).
 pub fn topology(block: u8) -> Result<(Topology, config::Config), BenchError> {
-    let topology = Topology::demo(block);
+    // One GeoDNS, measured alone (gdnsd takes the demo's second address).
+    let topology = single_edges(Topology::demo(block).single_geodns());
     let config = topology.config()?;
     Ok((topology, config))
+}
+
+/// `topology` with only the first edge of each of its three regions.
+pub fn single_edges(topology: Topology) -> Topology {
+    (1..=3).fold(topology, Topology::single_edge)
 }
 
 /// Where gdnsd answers next to GeoDNS on `block`.
@@ -352,10 +356,7 @@ pub(crate) async fn serve_health(
         for addr in region.edge_http_addrs(&topology.edge) {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|source| BenchError::Io {
-                    action: "answer the edges' health checks",
-                    source,
-                })?;
+                .map_err(BenchError::io("answer the edges' health checks"))?;
             let app = axum::Router::new().fallback(|| async { "ok\n" });
             tasks.push(tokio::spawn(async move {
                 let _ = axum::serve(listener, app).await;
@@ -378,10 +379,7 @@ pub(crate) async fn wait_steering(
     let started = Instant::now();
     let socket = tokio::net::UdpSocket::bind(from)
         .await
-        .map_err(|source| BenchError::Io {
-            action: "bind a UDP socket",
-            source,
-        })?;
+        .map_err(BenchError::io("bind a UDP socket"))?;
     let mut last = String::from("no reply");
     loop {
         let mut all = true;
@@ -529,7 +527,7 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
     };
 
     let mut running = Vec::new();
-    let meridian_listen = config.geodns.listen;
+    let meridian_listen = topology.dns();
     let timeout = Duration::from_millis(options.ready_timeout_ms);
     let launch = GeoDnsLaunch {
         meridian,
@@ -757,9 +755,7 @@ pub fn summarize(
         ));
     }
     DnsReport {
-        scenario: "dns",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("dns", meridian, options),
         cores,
         clients,
         measurements,
@@ -776,10 +772,10 @@ impl ScenarioReport for DnsReport {
             "dns: steered A queries with ECS from {} countries, {} sockets × {} in flight, \
              median of {} rounds of {:.1} s; {}",
             self.clients.len(),
-            self.options.sockets,
-            self.options.outstanding,
-            self.options.rounds,
-            self.options.duration_ms as f64 / 1000.0,
+            self.run.options.sockets,
+            self.run.options.outstanding,
+            self.run.options.rounds,
+            self.run.options.duration_ms as f64 / 1000.0,
             self.cores
         )
     }
@@ -911,33 +907,29 @@ mod tests {
         }]
     }
 
-    #[test]
-    fn the_ratio_is_per_cpu_second_and_answers_must_agree() {
-        let report = summarize(
+    /// The report on Meridian answering GB with `answer` at `per_cpu`
+    /// answers per CPU-second, against gdnsd's 100,000 with the right one.
+    fn against_gdnsd(per_cpu: f64, answer: &str) -> DnsReport {
+        summarize(
             Path::new("meridian"),
             &DnsOptions::full(),
             "pinned".into(),
             gb(),
             vec![
-                measured(DnsServer::Meridian, 150_000.0, "127.0.218.1"),
+                measured(DnsServer::Meridian, per_cpu, answer),
                 measured(DnsServer::Gdnsd, 100_000.0, "127.0.218.1"),
             ],
             Vec::new(),
-        );
+        )
+    }
+
+    #[test]
+    fn the_ratio_is_per_cpu_second_and_answers_must_agree() {
+        let report = against_gdnsd(150_000.0, "127.0.218.1");
         assert!((report.ratio.unwrap() - 1.5).abs() < 1e-9);
         assert!(report.passed, "{:?}", report.failures);
 
-        let report = summarize(
-            Path::new("meridian"),
-            &DnsOptions::full(),
-            "pinned".into(),
-            gb(),
-            vec![
-                measured(DnsServer::Meridian, 90_000.0, "127.0.217.1"),
-                measured(DnsServer::Gdnsd, 100_000.0, "127.0.218.1"),
-            ],
-            Vec::new(),
-        );
+        let report = against_gdnsd(90_000.0, "127.0.217.1");
         assert!(!report.passed);
         assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
         let rows = report.rows();

@@ -29,15 +29,15 @@
 use crate::BenchError;
 use crate::cpu;
 use crate::dns::{self, Client};
-use crate::kit::{RateLimit, Topology};
 use crate::pinning::Cores;
-use crate::report::{Row, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::LatencySummary;
 use crate::targets::target;
+use kit::{RateLimit, Topology};
 use serde::Serialize;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How many inputs the flood's pool holds; it is sent round and round.
@@ -129,12 +129,9 @@ impl Probes {
 /// The scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct DnsFloodReport {
-    /// Always `dns-flood`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: DnsFloodOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<DnsFloodOptions>,
     /// The flood's seed.
     pub seed: u64,
     /// Where the server and the load ran.
@@ -168,9 +165,9 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
             reason: "need a country, a duration and 1 to 64 sockets".to_owned(),
         });
     }
-    let seed = options.seed.unwrap_or_else(clock_seed);
+    let seed = options.seed.unwrap_or_else(kit::mutation::clock_seed);
     let cores = Cores::choose();
-    let mut topology = Topology::demo(options.block);
+    let mut topology = dns::single_edges(Topology::demo(options.block).single_geodns());
     if let Some(rate) = options.rate_limit {
         topology = topology.rate_limit(RateLimit {
             responses_per_second: rate,
@@ -183,7 +180,7 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let clients = dns::clients(&options.countries, &db, &config)?;
     let health = dns::serve_health(&config).await?;
     let probe_host = Ipv4Addr::new(127, options.block, 200, 1);
-    let server = config.geodns.listen;
+    let server = topology.dns();
     let launch = dns::GeoDnsLaunch {
         meridian,
         topology: &topology,
@@ -199,7 +196,7 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let sources: Vec<SocketAddr> = (0..options.sockets)
         .map(|i| SocketAddr::from(([127, options.block, 100, 1 + i as u8], 0)))
         .collect();
-    let pool = crate::kit::mutation::inputs(seed, POOL_SIZE);
+    let pool = kit::mutation::inputs(seed, POOL_SIZE);
     let (rate, pid) = (options.rate, process.pid());
     let drops_before = udp_drops(server);
     let flooding = tokio::task::spawn_blocking(move || {
@@ -229,9 +226,7 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
         reason: e.to_string(),
     })??;
     let mut report = DnsFloodReport {
-        scenario: "dns-flood",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("dns-flood", meridian, options),
         seed,
         cores: cores.describe(),
         flood_sent: flooded.sent,
@@ -297,10 +292,7 @@ fn flood(
             Ok(socket)
         })
         .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|source| BenchError::Io {
-            action: "set up the flood's sockets",
-            source,
-        })?;
+        .map_err(BenchError::io("set up the flood's sockets"))?;
     let cpu_before = cpu::process_tree_time(server_pid);
     let started = Instant::now();
     let mut buffer = vec![0u8; 65_536];
@@ -373,7 +365,7 @@ fn parse_udp_drops(table: &str, local: SocketAddr) -> Option<u64> {
 
 /// Whether `reply` gives `client` its edge.
 fn right(reply: &hickory_proto::op::Message, client: &Client) -> bool {
-    crate::kit::dns::steered(reply).is_ok_and(|(ip, _)| ip == client.expected)
+    kit::dns::steered(reply).is_ok_and(|(ip, _)| ip == client.expected)
 }
 
 /// A UDP probe every `interval_ms` until `deadline`, the clients in turn,
@@ -387,10 +379,7 @@ async fn probe_udp(
 ) -> Result<Probes, BenchError> {
     let socket = tokio::net::UdpSocket::bind((from, 0))
         .await
-        .map_err(|source| BenchError::Io {
-            action: "bind the UDP probe's socket",
-            source,
-        })?;
+        .map_err(BenchError::io("bind the UDP probe's socket"))?;
     let mut probes = Probes::default();
     let mut latencies = Vec::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
@@ -398,14 +387,14 @@ async fn probe_udp(
     while Instant::now() < deadline {
         ticks.tick().await;
         let client = &clients[(probes.sent % clients.len() as u64) as usize];
-        let query = crate::kit::dns::ecs(
+        let query = kit::dns::ecs(
             "cdn.meridian.test.",
             hickory_proto::rr::RecordType::A,
             &client.subnet,
         );
         probes.sent += 1;
         let started = Instant::now();
-        match crate::kit::dns::ask(&socket, server, &query, Duration::from_secs(1)).await {
+        match kit::dns::ask(&socket, server, &query, Duration::from_secs(1)).await {
             Ok(reply) if right(&reply, client) => {
                 probes.answered += 1;
                 latencies.push(started.elapsed());
@@ -432,18 +421,18 @@ async fn probe_tcp(
     while Instant::now() < deadline {
         ticks.tick().await;
         let client = &clients[(probes.sent % clients.len() as u64) as usize];
-        let query = crate::kit::dns::ecs(
+        let query = kit::dns::ecs(
             "cdn.meridian.test.",
             hickory_proto::rr::RecordType::A,
             &client.subnet,
         );
-        let bytes = crate::kit::dns::bytes(&query).map_err(|reason| BenchError::InvalidOption {
+        let bytes = kit::dns::bytes(&query).map_err(|reason| BenchError::InvalidOption {
             name: "a probe",
             reason,
         })?;
         probes.sent += 1;
         let started = Instant::now();
-        let exchange = crate::kit::dns::ask_tcp(IpAddr::V4(from), server, &bytes);
+        let exchange = kit::dns::ask_tcp(IpAddr::V4(from), server, &bytes);
         if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(1), exchange).await {
             match hickory_proto::op::Message::from_vec(&reply) {
                 Ok(reply) if right(&reply, client) => {
@@ -458,23 +447,16 @@ async fn probe_tcp(
     Ok(probes)
 }
 
-/// A seed nobody chose: the clock's nanoseconds and the process id.
-fn clock_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
-}
-
 impl ScenarioReport for DnsFloodReport {
     fn title(&self) -> String {
         let limit = self
+            .run
             .options
             .rate_limit
             .map_or_else(String::new, |r| format!(", rate limit {r}/s per network"));
         format!(
             "dns-flood: {:.1} s of hostile datagrams from {} sockets, seed {}{limit}; {}",
-            self.flood_seconds, self.options.sockets, self.seed, self.cores
+            self.flood_seconds, self.run.options.sockets, self.seed, self.cores
         )
     }
 
@@ -550,9 +532,11 @@ mod tests {
             ..Probes::default()
         };
         let mut report = DnsFloodReport {
-            scenario: "dns-flood",
-            meridian: PathBuf::from("meridian"),
-            options: DnsFloodOptions::smoke(),
+            run: Run::new(
+                "dns-flood",
+                Path::new("meridian"),
+                &DnsFloodOptions::smoke(),
+            ),
             seed: 1,
             cores: String::new(),
             flood_sent: 1,

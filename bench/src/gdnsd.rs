@@ -4,9 +4,9 @@
 //! answer, and its start on the server core.
 
 use crate::BenchError;
-use crate::kit::Process;
 use crate::pinning::Cores;
 use geodns::{GeoDatabase, Steering};
+use kit::Process;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -140,10 +140,7 @@ pub(crate) fn start(
     let written = std::fs::write(&db_path, geodns::geo::EMBEDDED_DATABASE)
         .and_then(|()| std::fs::create_dir_all(&zones))
         .and_then(|()| std::fs::write(zones.join("meridian.test"), zone));
-    written.map_err(|source| BenchError::Io {
-        action: "write gdnsd's files",
-        source,
-    })?;
+    written.map_err(BenchError::io("write gdnsd's files"))?;
     let conf = gdnsd_config(
         launch.topology,
         launch.db,
@@ -151,10 +148,8 @@ pub(crate) fn start(
         workdir.path(),
         launch.listen,
     )?;
-    std::fs::write(workdir.path().join("config"), conf).map_err(|source| BenchError::Io {
-        action: "write gdnsd's config",
-        source,
-    })?;
+    std::fs::write(workdir.path().join("config"), conf)
+        .map_err(BenchError::io("write gdnsd's config"))?;
     let (program, args) = cores.server_command(
         launch.gdnsd,
         &[

@@ -23,17 +23,17 @@
 
 use crate::BenchError;
 use crate::cpu::{self, CpuTime};
-use crate::kit::{Process, ScriptedOrigin};
 use crate::loadgen::{LoadChoice, LoadGenerator, LoadResult, LoadSpec};
 use crate::peers::{HttpPeer, Skipped};
 use crate::pinning::Cores;
 use crate::process::{self, fetches, sized_path};
 use crate::progress::Progress;
-use crate::report::{Row, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport};
 use crate::targets::target;
+use kit::{Process, ScriptedOrigin};
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The `Host` every request carries.
@@ -238,12 +238,9 @@ pub struct Comparison {
 /// The scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpReport {
-    /// Always `http`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: HttpOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<HttpOptions>,
     /// The load generator and its settings.
     pub load_generator: String,
     /// Which cores ran what.
@@ -299,12 +296,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
         reason: e.to_string(),
     })?;
     let cores = Cores::choose();
-    let origin = process::object_origin(
-        process::addr(options.block, 0, 8000),
-        1,
-        Duration::ZERO,
-        "public, max-age=3600",
-    )?;
+    let origin = process::Objects::CACHEABLE.serve(options.block)?;
 
     let mut servers = vec![Server::Meridian];
     let mut skipped = Vec::new();
@@ -643,9 +635,7 @@ pub fn summarize(
         ));
     }
     HttpReport {
-        scenario: "http",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("http", meridian, options),
         load_generator,
         cores,
         measurements,
@@ -660,9 +650,9 @@ impl ScenarioReport for HttpReport {
     fn title(&self) -> String {
         format!(
             "http: cache hits, {} connections, median of {} rounds of {:.1} s; load: {}; {}",
-            self.options.connections,
-            self.options.rounds,
-            self.options.duration_ms as f64 / 1000.0,
+            self.run.options.connections,
+            self.run.options.rounds,
+            self.run.options.duration_ms as f64 / 1000.0,
             self.load_generator,
             self.cores
         )
@@ -670,7 +660,7 @@ impl ScenarioReport for HttpReport {
 
     fn rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
-        for &size in &self.options.sizes {
+        for &size in &self.run.options.sizes {
             for m in self.measurements.iter().filter(|m| m.size == size) {
                 let label = format!("{} {}", size_label(size), m.server.name());
                 if m.server == Server::Meridian {

@@ -1,7 +1,8 @@
-//! Meridian's test kit and benchmark harness.
+//! Meridian's benchmark harness.
 //!
-//! [`kit`] is what the end-to-end tests, the scenarios and the GeoDNS
-//! fuzz test share to run Meridian and talk to it.
+//! Servers are started and talked to with the test kit (the `kit` crate,
+//! `tests/kit/`), which the end-to-end tests and the GeoDNS fuzz test
+//! share.
 //!
 //! Every claim in the product brief's performance table is measured here,
 //! against the real `meridian` binary started as a child process, never
@@ -40,7 +41,6 @@ pub mod dns_flood;
 pub mod dnsload;
 pub mod gdnsd;
 pub mod http;
-pub mod kit;
 pub mod limits;
 pub mod loadgen;
 pub mod memory;
@@ -74,7 +74,7 @@ pub enum BenchError {
     CurrentExe(#[source] std::io::Error),
     /// A server could not be started, or did not get ready.
     #[error(transparent)]
-    Kit(#[from] crate::kit::KitError),
+    Kit(#[from] kit::KitError),
     /// A scenario option cannot be used.
     #[error("invalid {name}: {reason}")]
     InvalidOption {
@@ -105,6 +105,14 @@ pub enum BenchError {
     /// The results could not be encoded.
     #[error("cannot encode the results as JSON: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl BenchError {
+    /// The error of an OS operation, for `map_err`: `action` says what
+    /// was being done.
+    pub fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> BenchError {
+        move |source| BenchError::Io { action, source }
+    }
 }
 
 /// The `meridian` binary a bench run uses: `explicit` if given, else the

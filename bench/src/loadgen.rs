@@ -363,11 +363,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_builtin_generator_measures_a_real_server() {
-        let origin = crate::kit::ScriptedOrigin::start("127.0.0.1:0", |r| {
+        let origin = kit::ScriptedOrigin::start("127.0.0.1:0", |r| {
             if r.path == "/nope" {
-                crate::kit::Reply::Respond(404, vec![], vec![])
+                kit::Reply::Respond(404, vec![], vec![])
             } else {
-                crate::kit::ok(&[("cache-control", "public, max-age=60")], "x")
+                kit::ok(&[("cache-control", "public, max-age=60")], "x")
             }
         })
         .unwrap();

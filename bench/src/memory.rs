@@ -21,12 +21,12 @@
 
 use crate::BenchError;
 use crate::http::size_label;
-use crate::process::{self, sized_path};
+use crate::process::{self, EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
-use crate::report::{Row, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport};
 use futures::StreamExt;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The target: cache memory over its budget.
@@ -122,12 +122,9 @@ impl MemoryRun {
 /// The scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct MemoryReport {
-    /// Always `memory`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: MemoryOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<MemoryOptions>,
     /// One run per size.
     pub runs: Vec<MemoryRun>,
     /// The targets missed.
@@ -191,19 +188,13 @@ async fn one_size(
     size: usize,
     objects: u64,
 ) -> Result<MemoryRun, BenchError> {
-    let origin = process::object_origin(
-        process::addr(options.block, 0, 8000),
-        1,
-        Duration::ZERO,
-        "public, max-age=3600",
-    )?;
-    let listen = process::addr(options.block, 1, 8080);
-    let args = process::edge_args(listen, origin.addr, Some(options.budget_bytes));
-    let mut edge = process::spawn(meridian, &args)?;
+    let origin = Objects::CACHEABLE.serve(options.block)?;
     let path = sized_path(size);
-    process::wait_healthy(
-        &mut edge,
-        listen,
+    let EdgeOnOrigin { edge, listen } = EdgeOnOrigin::start(
+        meridian,
+        options.block,
+        &origin,
+        Some(options.budget_bytes),
         &format!("{path}?warm"),
         Duration::from_millis(options.ready_timeout_ms),
     )
@@ -286,9 +277,7 @@ pub fn summarize(meridian: &Path, options: &MemoryOptions, runs: Vec<MemoryRun>)
         }
     }
     MemoryReport {
-        scenario: "memory",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("memory", meridian, options),
         runs,
         passed: failures.is_empty(),
         failures,
@@ -303,13 +292,13 @@ impl ScenarioReport for MemoryReport {
     fn title(&self) -> String {
         format!(
             "memory: a {} cache filled {}× over with distinct objects",
-            mib(self.options.budget_bytes),
-            self.options.fill_factor
+            mib(self.run.options.budget_bytes),
+            self.run.options.fill_factor
         )
     }
 
     fn rows(&self) -> Vec<Row> {
-        let budget = self.options.budget_bytes;
+        let budget = self.run.options.budget_bytes;
         let mut rows = Vec::new();
         for run in &self.runs {
             let label = size_label(run.size);
@@ -335,7 +324,7 @@ impl ScenarioReport for MemoryReport {
                 format!("{label}: whole process / budget"),
                 format!("{:.2}×", run.process_ratio(budget)),
             ));
-            let allowed = run.allowed_hits(self.options.fill_factor);
+            let allowed = run.allowed_hits(self.run.options.fill_factor);
             rows.push(Row::checked(
                 format!("{label}: sampled objects still cached"),
                 format!("{} of {}", run.sampled_hits, run.sampled),

@@ -28,15 +28,15 @@
 //! The pure part, [`summarize`], turns the samples into the report.
 
 use crate::BenchError;
-use crate::kit::{self, Topology, Up};
-use crate::report::{Row, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::{LatencySummary, millis};
 use crate::targets::target;
 use hickory_proto::rr::RecordType;
+use kit::{Topology, Up};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -212,12 +212,9 @@ pub struct PhaseReport {
 /// The drill's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutageReport {
-    /// Always `outage`.
-    pub scenario: &'static str,
-    /// The binary measured.
-    pub meridian: PathBuf,
-    /// The options it ran with.
-    pub options: OutageOptions,
+    /// What ran.
+    #[serde(flatten)]
+    pub run: Run<OutageOptions>,
     /// Each phase's requests.
     pub phases: Vec<PhaseReport>,
     /// From `meridian outage` until GeoDNS answered GB with another region.
@@ -275,7 +272,7 @@ impl Shared {
 
     fn region_of(&self, ip: IpAddr) -> String {
         (1..=3)
-            .find(|&r| self.topology.edge(r).ip() == ip)
+            .find(|&r| self.topology.edges(r).iter().any(|e| e.ip() == ip))
             .map_or_else(|| ip.to_string(), |r| self.topology.region_name(r))
     }
 }
@@ -374,7 +371,7 @@ async fn run_phases(
                 reason: format!(
                     "`meridian {}` failed: {}",
                     command.join(" "),
-                    String::from_utf8_lossy(&output.stderr).trim()
+                    output.stderr.trim()
                 ),
             });
         }
@@ -679,9 +676,7 @@ pub fn summarize(meridian: &Path, options: &OutageOptions, measured: &Measured) 
         }
     }
     OutageReport {
-        scenario: "outage",
-        meridian: meridian.to_path_buf(),
-        options: options.clone(),
+        run: Run::new("outage", meridian, options),
         phases,
         steered_away_ms: away.map(millis),
         steered_back_ms: back.map(millis),
@@ -713,8 +708,12 @@ impl ScenarioReport for OutageReport {
         format!(
             "outage: {OUTAGE_REGION} killed, restored, then only its origin killed, under load \
              from GB, US and SG on 127.{}.x.y{}",
-            self.options.block,
-            if self.options.smoke { " (smoke)" } else { "" }
+            self.run.options.block,
+            if self.run.options.smoke {
+                " (smoke)"
+            } else {
+                ""
+            }
         )
     }
 
@@ -794,15 +793,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn steering_is_timed_from_the_kill_and_from_the_recovery() {
-        let measured = Measured {
+    /// A run whose phases start 10 s apart and end at 45 s, with nothing
+    /// recorded.
+    fn ten_second_phases() -> Measured {
+        Measured {
             phases: Phase::ALL
                 .iter()
                 .copied()
                 .zip([0.0, 10.0, 20.0, 30.0, 40.0].map(s))
                 .collect(),
             end: s(45.0),
+            ..Measured::default()
+        }
+    }
+
+    #[test]
+    fn steering_is_timed_from_the_kill_and_from_the_recovery() {
+        let measured = Measured {
             region_restored: s(21.0),
             requests: vec![
                 request(1.0, "eu-west", "eu-west"),
@@ -829,6 +836,7 @@ mod tests {
                     value: true,
                 },
             ],
+            ..ten_second_phases()
         };
         let report = summarize(Path::new("meridian"), &OutageOptions::smoke(), &measured);
         let near = |got: Option<f64>, want: f64| got.is_some_and(|g| (g - want).abs() < 1.0);
@@ -843,14 +851,8 @@ mod tests {
     #[test]
     fn a_slow_or_missing_steer_misses_its_target() {
         let measured = Measured {
-            phases: Phase::ALL
-                .iter()
-                .copied()
-                .zip([0.0, 10.0, 20.0, 30.0, 40.0].map(s))
-                .collect(),
-            end: s(45.0),
             gb_answers: vec![answer(13.0, "us-east")],
-            ..Measured::default()
+            ..ten_second_phases()
         };
         let report = summarize(Path::new("meridian"), &OutageOptions::smoke(), &measured);
         assert_eq!(report.failures.len(), 2, "{:?}", report.failures);

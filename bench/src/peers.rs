@@ -134,10 +134,8 @@ impl HttpPeer {
         match self {
             HttpPeer::Nginx => {
                 let cache_dir = workdir.join("cache");
-                std::fs::create_dir_all(&cache_dir).map_err(|source| BenchError::Io {
-                    action: "create a cache directory for a peer",
-                    source,
-                })?;
+                std::fs::create_dir_all(&cache_dir)
+                    .map_err(BenchError::io("create a cache directory for a peer"))?;
                 let conf = nginx_conf(&NginxSettings {
                     workdir,
                     cache_dir: &cache_dir,
@@ -252,10 +250,7 @@ fn varnish_args(
 }
 
 fn write(path: &Path, text: &str) -> Result<(), BenchError> {
-    std::fs::write(path, text).map_err(|source| BenchError::Io {
-        action: "write a peer's configuration",
-        source,
-    })
+    std::fs::write(path, text).map_err(BenchError::io("write a peer's configuration"))
 }
 
 /// A scratch directory for a server, removed on drop: on tmpfs
@@ -270,10 +265,7 @@ pub fn workdir() -> Result<tempfile::TempDir, BenchError> {
     tempfile::Builder::new()
         .prefix("meridian-bench-")
         .tempdir_in(base)
-        .map_err(|source| BenchError::Io {
-            action: "create a scratch directory",
-            source,
-        })
+        .map_err(BenchError::io("create a scratch directory"))
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! Starting the servers a scenario measures, on the test kit's process
-//! harness ([`crate::kit::process`]): a peer (nginx, Varnish, gdnsd) is
+//! harness ([`kit::process`]): a peer (nginx, Varnish, gdnsd) is
 //! ready when it answers its health check over HTTP, `meridian` when it
 //! logs that it listens.
 
 use crate::BenchError;
-use crate::kit::{KitError, Process};
+use kit::{KitError, Process};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -118,7 +118,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The largest `/sized/N` object an [`object_origin`] serves.
+/// The largest `/sized/N` object an [`Objects`] origin serves.
 pub const MAX_SIZED_BYTES: usize = 64 * 1024 * 1024;
 
 /// The path of an object of `bytes` bytes.
@@ -134,33 +134,80 @@ pub fn object_body(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The origin the edge scenarios measure against, on the kit's scripted
-/// origin (which counts what reaches it): `/sized/N` is N bytes, any other
-/// path `default_bytes`, each after `delay` and with `cache_control`.
-pub fn object_origin(
-    addr: SocketAddr,
-    default_bytes: usize,
-    delay: Duration,
-    cache_control: &'static str,
-) -> Result<crate::kit::ScriptedOrigin, BenchError> {
-    let origin = crate::kit::ScriptedOrigin::start(&addr.to_string(), move |request| {
-        let size = request
-            .path
-            .split('?')
-            .next()
-            .and_then(|path| path.strip_prefix("/sized/"))
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n <= MAX_SIZED_BYTES)
-            .unwrap_or(default_bytes);
-        std::thread::sleep(delay);
-        let headers = vec![("cache-control", cache_control.to_owned())];
-        crate::kit::Reply::Respond(200, headers, object_body(size))
-    })?;
-    Ok(origin)
+/// What the origin the edge scenarios measure against serves, on the
+/// kit's scripted origin (which counts what reaches it): `/sized/N` is N
+/// bytes, any other path `default_bytes`, each after `delay` and with
+/// `cache_control`.
+#[derive(Debug, Clone, Copy)]
+pub struct Objects {
+    /// The size of an object not under `/sized/`.
+    pub default_bytes: usize,
+    /// How long the origin waits before each answer.
+    pub delay: Duration,
+    /// Every answer's `Cache-Control`.
+    pub cache_control: &'static str,
+}
+
+impl Objects {
+    /// One-byte objects by default, answered at once and fresh for an
+    /// hour: what scenarios that measure the edge's hits ask for.
+    pub const CACHEABLE: Objects = Objects {
+        default_bytes: 1,
+        delay: Duration::ZERO,
+        cache_control: "public, max-age=3600",
+    };
+
+    /// Serves them on block `block`'s origin address (127.B.0.1:8000).
+    pub fn serve(self, block: u8) -> Result<kit::ScriptedOrigin, BenchError> {
+        let addr = addr(block, 0, 8000);
+        let origin = kit::ScriptedOrigin::start(&addr.to_string(), move |request| {
+            let size = request
+                .path
+                .split('?')
+                .next()
+                .and_then(|path| path.strip_prefix("/sized/"))
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n <= MAX_SIZED_BYTES)
+                .unwrap_or(self.default_bytes);
+            std::thread::sleep(self.delay);
+            let headers = vec![("cache-control", self.cache_control.to_owned())];
+            kit::Reply::Respond(200, headers, object_body(size))
+        })?;
+        Ok(origin)
+    }
+}
+
+/// An ad-hoc edge in front of one origin, the way the single-edge
+/// scenarios run it.
+pub struct EdgeOnOrigin {
+    /// The edge.
+    pub edge: Process,
+    /// Where it listens: block B's edge address, 127.B.1.1:8080.
+    pub listen: SocketAddr,
+}
+
+impl EdgeOnOrigin {
+    /// Starts `meridian edge` on block `block` in front of `origin`, with
+    /// a cache budget if given, and waits (up to `ready_timeout`) until
+    /// `GET ready_path` through it answers 200.
+    pub async fn start(
+        meridian: &Path,
+        block: u8,
+        origin: &kit::ScriptedOrigin,
+        cache_bytes: Option<u64>,
+        ready_path: &str,
+        ready_timeout: Duration,
+    ) -> Result<EdgeOnOrigin, BenchError> {
+        let listen = addr(block, 1, 8080);
+        let args = edge_args(listen, origin.addr, cache_bytes);
+        let mut edge = spawn(meridian, &args)?;
+        wait_healthy(&mut edge, listen, ready_path, ready_timeout).await?;
+        Ok(EdgeOnOrigin { edge, listen })
+    }
 }
 
 /// The GETs of `path` (whatever their query) that reached `origin`.
-pub fn fetches(origin: &crate::kit::ScriptedOrigin, path: &str) -> u64 {
+pub fn fetches(origin: &kit::ScriptedOrigin, path: &str) -> u64 {
     let requests = origin.received();
     let of_path = requests
         .iter()

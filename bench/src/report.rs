@@ -9,7 +9,7 @@
 use crate::BenchError;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Whether a row's value met its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,30 @@ impl Row {
             value: value.into(),
             target: target.into(),
             verdict: if met { Verdict::Pass } else { Verdict::Fail },
+        }
+    }
+}
+
+/// What every scenario's report begins with, in its JSON as in its
+/// struct (flattened into it): which scenario ran, against which binary,
+/// with which options.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run<O> {
+    /// The scenario's name, as the command line spells it.
+    pub scenario: &'static str,
+    /// The binary measured.
+    pub meridian: PathBuf,
+    /// The options it ran with.
+    pub options: O,
+}
+
+impl<O: Clone> Run<O> {
+    /// `scenario` run against `meridian` with `options`.
+    pub fn new(scenario: &'static str, meridian: &Path, options: &O) -> Run<O> {
+        Run {
+            scenario,
+            meridian: meridian.to_path_buf(),
+            options: options.clone(),
         }
     }
 }

@@ -305,16 +305,23 @@ mod tests {
         DevCertSpec::from_config(&config::Config::demo())
     }
 
+    /// Every edge address of the demo, in config order.
+    fn demo_edge_addresses() -> Vec<IpAddr> {
+        let addresses = ["127.0.1.1", "127.0.1.3", "127.0.2.1", "127.0.2.3"];
+        addresses
+            .into_iter()
+            .chain(["127.0.3.1", "127.0.3.3"])
+            .map(|ip| ip.parse().unwrap())
+            .collect()
+    }
+
     /// What the demo's edge certificate must cover, exactly.
     fn assert_covers_the_demo(chain_pem: &str) {
         let chain = ders(chain_pem);
         let (_, leaf) = X509Certificate::from_der(&chain[0]).unwrap();
         let (names, ips) = sans(&leaf);
         assert_eq!(names, ["cdn.meridian.test", "*.meridian.test"]);
-        let expected: Vec<IpAddr> = ["127.0.1.1", "127.0.2.1", "127.0.3.1"]
-            .iter()
-            .map(|ip| ip.parse().unwrap())
-            .collect();
+        let expected = demo_edge_addresses();
         assert_eq!(ips, expected);
     }
 
@@ -355,29 +362,33 @@ mod tests {
     fn the_demo_spec_covers_the_zone_and_every_edge() {
         let spec = demo_spec();
         assert_eq!(spec.names, ["cdn.meridian.test", "*.meridian.test"]);
-        let expected: Vec<IpAddr> = ["127.0.1.1", "127.0.2.1", "127.0.3.1"]
-            .iter()
-            .map(|ip| ip.parse().unwrap())
-            .collect();
+        let expected = demo_edge_addresses();
         assert_eq!(spec.ip_addresses, expected);
         assert_eq!(spec.valid_days, DEFAULT_VALID_DAYS);
     }
 
     #[test]
     fn a_spec_takes_every_name_and_address_of_its_topology_once() {
-        let toml = config::DEMO_TOML
-            .replace(
-                r#"steered_names = ["cdn.meridian.test."]"#,
-                r#"steered_names = ["cdn.meridian.test.", "video.meridian.test."]"#,
-            )
-            .replace(
-                r#"hostnames = ["cdn.meridian.test"]"#,
-                r#"hostnames = ["cdn.meridian.test", "static.example.net"]"#,
-            )
-            .replace(
-                r#"edge_addresses = ["127.0.3.1"]"#,
-                r#"edge_addresses = ["127.0.3.1", "::1"]"#,
-            );
+        let edit = |text: &str, from: &str, to: &str| {
+            assert!(text.contains(from), "the demo no longer says {from}");
+            text.replace(from, to)
+        };
+        let toml = config::DEMO_TOML;
+        let toml = edit(
+            toml,
+            r#"steered_names = ["cdn.meridian.test."]"#,
+            r#"steered_names = ["cdn.meridian.test.", "video.meridian.test."]"#,
+        );
+        let toml = edit(
+            &toml,
+            r#"hostnames = ["cdn.meridian.test"]"#,
+            r#"hostnames = ["cdn.meridian.test", "static.example.net"]"#,
+        );
+        let toml = edit(
+            &toml,
+            r#"edge_addresses = ["127.0.3.1", "127.0.3.3"]"#,
+            r#"edge_addresses = ["127.0.3.1", "127.0.3.3", "::1"]"#,
+        );
         let config = config::Config::from_toml(&toml, config::ConfigSource::Embedded).unwrap();
         let spec = DevCertSpec::from_config(&config);
         // Steered names first (the first is the CN), without trailing dots,
@@ -391,10 +402,8 @@ mod tests {
                 "static.example.net"
             ]
         );
-        let expected: Vec<IpAddr> = ["127.0.1.1", "127.0.2.1", "127.0.3.1", "::1"]
-            .iter()
-            .map(|ip| ip.parse().unwrap())
-            .collect();
+        let mut expected = demo_edge_addresses();
+        expected.push(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
         assert_eq!(spec.ip_addresses, expected);
 
         let certs = generate(&spec).unwrap();
@@ -614,7 +623,7 @@ mod tests {
     #[test]
     fn the_committed_development_certificate_covers_the_demo_for_a_while_yet() {
         assert_covers_the_demo(DEV_EDGE_CHAIN_PEM);
-        for name in ["cdn.meridian.test", "127.0.1.1", "127.0.2.1", "127.0.3.1"] {
+        for name in ["cdn.meridian.test", "127.0.1.1", "127.0.2.3", "127.0.3.1"] {
             verify(DEV_EDGE_CHAIN_PEM, DEV_CA_PEM, name).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         // The committed key is the committed certificate's.

@@ -91,7 +91,9 @@ fn with_no_arguments_it_writes_the_demo_certificates_to_certs_dev() {
         stdout(&output)
     );
     assert!(
-        stdout(&output).contains("IP addresses: 127.0.1.1, 127.0.2.1, 127.0.3.1"),
+        stdout(&output).contains(
+            "IP addresses: 127.0.1.1, 127.0.1.3, 127.0.2.1, 127.0.2.3, 127.0.3.1, 127.0.3.3"
+        ),
         "{}",
         stdout(&output)
     );
@@ -99,7 +101,14 @@ fn with_no_arguments_it_writes_the_demo_certificates_to_certs_dev() {
         leaf_sans(&out),
         (
             vec!["cdn.meridian.test".to_owned(), "*.meridian.test".to_owned()],
-            ips(&["127.0.1.1", "127.0.2.1", "127.0.3.1"])
+            ips(&[
+                "127.0.1.1",
+                "127.0.1.3",
+                "127.0.2.1",
+                "127.0.2.3",
+                "127.0.3.1",
+                "127.0.3.3"
+            ])
         )
     );
 }
@@ -107,15 +116,20 @@ fn with_no_arguments_it_writes_the_demo_certificates_to_certs_dev() {
 #[test]
 fn a_config_file_gives_a_certificate_for_its_topology() {
     let scratch = Scratch::new("config");
-    let toml = config::DEMO_TOML
-        .replace(
-            r#"steered_names = ["cdn.meridian.test."]"#,
-            r#"steered_names = ["cdn.meridian.test.", "img.meridian.test."]"#,
-        )
-        .replace(
-            r#"edge_addresses = ["127.0.2.1"]"#,
-            r#"edge_addresses = ["127.0.2.1", "127.0.2.11"]"#,
-        );
+    let edit = |text: &str, from: &str, to: &str| {
+        assert!(text.contains(from), "the demo no longer says {from}");
+        text.replace(from, to)
+    };
+    let toml = edit(
+        config::DEMO_TOML,
+        r#"steered_names = ["cdn.meridian.test."]"#,
+        r#"steered_names = ["cdn.meridian.test.", "img.meridian.test."]"#,
+    );
+    let toml = edit(
+        &toml,
+        r#"edge_addresses = ["127.0.2.1", "127.0.2.3"]"#,
+        r#"edge_addresses = ["127.0.2.1", "127.0.2.3", "127.0.2.11"]"#,
+    );
     std::fs::write(scratch.0.join("mine.toml"), toml).unwrap();
     let output = meridian_certs(&scratch.0, &["--config", "mine.toml", "--out", "tls"]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -126,7 +140,15 @@ fn a_config_file_gives_a_certificate_for_its_topology() {
     );
     assert_eq!(
         addresses,
-        ips(&["127.0.1.1", "127.0.2.1", "127.0.2.11", "127.0.3.1"])
+        ips(&[
+            "127.0.1.1",
+            "127.0.1.3",
+            "127.0.2.1",
+            "127.0.2.3",
+            "127.0.2.11",
+            "127.0.3.1",
+            "127.0.3.3"
+        ])
     );
 }
 

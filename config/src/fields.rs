@@ -239,6 +239,72 @@ impl TryFrom<String> for RegionName {
     }
 }
 
+/// A GeoDNS server's name (`ns1`): the same rules as a region's, so it
+/// reads well in process labels and `--server NAME`.
+pub type ServerName = RegionName;
+
+/// How many vantage points must see an edge down before GeoDNS steers
+/// away from it (`health.quorum`): `"majority"` or a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuorumField {
+    /// More than half of the vantage points that report.
+    Majority,
+    /// At least this many, 1 to 100.
+    AtLeast(u32),
+}
+
+/// The largest number `health.quorum` may name: more vantage points than
+/// any deployment has, while a typo of a few digits is refused.
+const MAX_QUORUM: u64 = 100;
+
+impl<'de> Deserialize<'de> for QuorumField {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = QuorumField;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "\"majority\" or a number of vantage points from 1 to {MAX_QUORUM}"
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<QuorumField, E> {
+                match value {
+                    "majority" => Ok(QuorumField::Majority),
+                    other => Err(E::custom(format!(
+                        "must be \"majority\" or a number of vantage points from 1 to {MAX_QUORUM}, got {other:?}"
+                    ))),
+                }
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<QuorumField, E> {
+                match u64::try_from(value) {
+                    Ok(count) => self.visit_u64(count),
+                    Err(_) => Err(E::custom(format!(
+                        "must be \"majority\" or a number of vantage points from 1 to {MAX_QUORUM}, got {value}"
+                    ))),
+                }
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<QuorumField, E> {
+                match u32::try_from(value) {
+                    Ok(count) if (1..=MAX_QUORUM).contains(&value) => {
+                        Ok(QuorumField::AtLeast(count))
+                    }
+                    _ => Err(E::custom(format!(
+                        "must be \"majority\" or a number of vantage points from 1 to {MAX_QUORUM}, got {value}"
+                    ))),
+                }
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// Degrees north, in `[-90, 90]`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(try_from = "f64")]

@@ -6,8 +6,8 @@
 
 use crate::OriginUrl;
 use crate::fields::{
-    AdminToken, DnsName, ForwardedField, HostPattern, Latitude, Longitude, Port, RegionName,
-    TimeoutMs, Ttl, UrlPath, Within,
+    AdminToken, DnsName, ForwardedField, HostPattern, Latitude, Longitude, Port, QuorumField,
+    RegionName, ServerName, TimeoutMs, Ttl, UrlPath, Within,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -93,28 +93,56 @@ pub(crate) struct NameserverFile {
     pub addresses: Vec<IpAddr>,
 }
 
-/// `[geodns]`
+/// `[geodns]`: settings every GeoDNS server shares, and either one
+/// server (`listen`, `admin_listen`, `probe_from`) or several
+/// (`[[geodns.servers]]`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GeoDnsFile {
-    /// Address for both UDP and TCP.
-    pub listen: SocketAddr,
+    /// The one server's address for both UDP and TCP.
+    pub listen: Option<SocketAddr>,
+    /// The GeoDNS servers of the zone, each run by its own
+    /// `meridian geodns --server NAME`; instead of `listen`.
+    #[serde(default)]
+    pub servers: Vec<GeoDnsServerFile>,
+    /// The one server's source address for its edge probes.
+    pub probe_from: Option<IpAddr>,
     /// `"embedded"` or a path to a GeoIP2/GeoLite2 Country or City `.mmdb`.
     #[serde(default = "default_geo_database")]
     pub geo_database: String,
     /// Region order for clients the database cannot place.
     pub default_order: Vec<String>,
-    /// HTTP listener for `/healthz`, `/health` and `/metrics`.
-    #[serde(default = "default_geodns_admin")]
-    pub admin_listen: SocketAddr,
-    /// Bearer token every admin route then needs; required when
-    /// `admin_listen` is not a loopback address.
+    /// The one server's HTTP listener for `/healthz`, `/health` and
+    /// `/metrics` (127.0.0.1:9153 when absent).
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token every admin route of every server then needs; required
+    /// when an `admin_listen` is not a loopback address.
     pub admin_token: Option<AdminToken>,
     /// Explicit region orders that take precedence over distance.
     #[serde(default)]
     pub overrides: OverridesFile,
     /// Response-rate limiting of UDP replies; off when absent.
     pub rate_limit: Option<RateLimitFile>,
+    /// The most edge addresses one steered answer holds. At most 64: a
+    /// UDP answer of 1232 bytes holds about 70 A records, fewer AAAA.
+    #[serde(default = "default_max_answers")]
+    pub max_answers: Within<1, 64>,
+}
+
+/// `[[geodns.servers]]`: one GeoDNS server of the zone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GeoDnsServerFile {
+    /// Its name (`ns1`): `meridian geodns --server NAME` runs it, and the
+    /// other vantage points report as `geodns NAME`.
+    pub name: ServerName,
+    /// Address for both UDP and TCP.
+    pub listen: SocketAddr,
+    /// HTTP listener for `/healthz`, `/health` and `/metrics`, where the
+    /// other GeoDNS servers also poll its view of the edges.
+    pub admin_listen: SocketAddr,
+    /// Source address of its edge probes (the system's choice when absent).
+    pub probe_from: Option<IpAddr>,
 }
 
 /// Replies a rate limit allows one network (per second, or at once): at
@@ -201,6 +229,14 @@ pub(crate) struct HealthFile {
     /// When every region is down: answer the nearest anyway (`true`), or SERVFAIL.
     #[serde(default = "default_true")]
     pub fail_open: bool,
+    /// How many of the vantage points that report (this GeoDNS's probes,
+    /// the other GeoDNS servers', the edges') must see an edge down
+    /// before it is steered away from: `"majority"` or a number.
+    #[serde(default = "default_quorum")]
+    pub quorum: QuorumField,
+    /// A vantage point not heard from for this long stops counting;
+    /// four probe intervals when absent.
+    pub silent_after_ms: Option<TimeoutMs>,
 }
 
 impl Default for HealthFile {
@@ -211,6 +247,8 @@ impl Default for HealthFile {
             down_after: default_health_threshold(),
             up_after: default_health_threshold(),
             fail_open: true,
+            quorum: default_quorum(),
+            silent_after_ms: None,
         }
     }
 }
@@ -439,8 +477,17 @@ fn default_rate_limit_ipv6_prefix() -> Within<16, 128> {
     Within::new_unchecked(56)
 }
 
-fn default_geodns_admin() -> SocketAddr {
+fn default_max_answers() -> Within<1, 64> {
+    Within::new_unchecked(8)
+}
+
+/// The one GeoDNS server's admin listener when `geodns.admin_listen` is absent.
+pub(crate) fn default_geodns_admin() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9153))
+}
+
+fn default_quorum() -> QuorumField {
+    QuorumField::Majority
 }
 
 fn default_control_listen() -> SocketAddr {

@@ -14,6 +14,7 @@ mod error;
 pub mod fields;
 mod file;
 mod hysteresis;
+pub mod report;
 mod validate;
 
 use std::fmt;
@@ -177,25 +178,108 @@ pub struct Nameserver {
     pub addresses: Vec<IpAddr>,
 }
 
-/// The GeoDNS server.
+/// The GeoDNS servers of the zone and what they share.
 #[derive(Debug, Clone)]
 pub struct GeoDns {
-    /// UDP and TCP listen address.
-    pub listen: SocketAddr,
+    /// Every server, in file order; at least one. A config with
+    /// `geodns.listen` has one, named [`SINGLE_SERVER_NAME`].
+    pub servers: Vec<GeoDnsServer>,
     /// The geolocation database.
     pub geo_database: GeoDatabase,
     /// Indices into [`Config::regions`] for clients that cannot be placed;
     /// every region appears exactly once.
     pub default_order: Vec<usize>,
-    /// HTTP listener for health and metrics.
-    pub admin_listen: SocketAddr,
-    /// The token every admin route needs (`Authorization: Bearer`);
-    /// always set when `admin_listen` is not a loopback address.
+    /// The token every admin route of every server needs
+    /// (`Authorization: Bearer`); always set when an `admin_listen` is not
+    /// a loopback address.
     pub admin_token: Option<String>,
     /// Explicit region orders that take precedence over distance.
     pub overrides: Overrides,
     /// Response-rate limiting of UDP replies; `None`: no limiting at all.
     pub rate_limit: Option<RateLimit>,
+    /// The most edge addresses one steered answer holds (at least 1): a
+    /// region with more healthy edges is answered with this many of
+    /// them, taken in turn.
+    pub max_answers: usize,
+}
+
+/// The name of the one server of a config that gives `geodns.listen`
+/// rather than `[[geodns.servers]]`.
+pub const SINGLE_SERVER_NAME: &str = "geodns";
+
+/// One GeoDNS server: a `meridian geodns` process answering for the zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoDnsServer {
+    /// Its name (`ns1`), unique in the config.
+    pub name: String,
+    /// UDP and TCP listen address.
+    pub listen: SocketAddr,
+    /// HTTP listener for health and metrics; where the other servers poll
+    /// its view of the edges. Unique, and a specific address when there
+    /// are several servers.
+    pub admin_listen: SocketAddr,
+    /// Source address of its edge probes; the system's choice when `None`.
+    pub probe_from: Option<IpAddr>,
+}
+
+/// Which server of the config a `meridian geodns` process is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerChoice {
+    /// The only one; an error when the config has several.
+    Only,
+    /// The one with this name.
+    Named(String),
+    /// The one listening on this address.
+    Listening(SocketAddr),
+}
+
+impl GeoDns {
+    /// The server called `name`.
+    pub fn server(&self, name: &str) -> Option<&GeoDnsServer> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// The server `choice` names, or a sentence saying why there is none
+    /// (listing the servers there are).
+    pub fn choose(&self, choice: &ServerChoice) -> Result<&GeoDnsServer, String> {
+        let listed = || {
+            self.servers
+                .iter()
+                .map(|s| format!("{} on {}", s.name, s.listen))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match choice {
+            ServerChoice::Only => match self.servers.as_slice() {
+                [only] => Ok(only),
+                _ => Err(format!(
+                    "the config has {} GeoDNS servers ({}): choose one with --server NAME or --listen ADDR",
+                    self.servers.len(),
+                    listed()
+                )),
+            },
+            ServerChoice::Named(name) => self.server(name).ok_or_else(|| {
+                format!(
+                    "no GeoDNS server named {name:?}; the config has {}",
+                    listed()
+                )
+            }),
+            ServerChoice::Listening(addr) => {
+                let mut found = self.servers.iter().filter(|s| s.listen == *addr);
+                match (found.next(), found.next()) {
+                    (Some(server), None) => Ok(server),
+                    (Some(_), Some(_)) => Err(format!(
+                        "several GeoDNS servers listen on {addr} ({}): choose one with --server NAME",
+                        listed()
+                    )),
+                    (None, _) => Err(format!(
+                        "no GeoDNS server listens on {addr}; the config has {}",
+                        listed()
+                    )),
+                }
+            }
+        }
+    }
 }
 
 /// `[geodns.rate_limit]`: response-rate limiting of UDP replies, against
@@ -275,6 +359,44 @@ pub struct Health {
     pub up_after: u32,
     /// With every region down, answer the nearest anyway instead of SERVFAIL.
     pub fail_open: bool,
+    /// How many of the vantage points that report must see an edge down.
+    pub quorum: Quorum,
+    /// A vantage point not heard from for this long stops counting
+    /// (longer than `interval`).
+    pub silent_after: Duration,
+}
+
+/// `health.quorum`: how many vantage points must see an edge down before
+/// GeoDNS steers away from it.
+///
+/// A GeoDNS counts its own probes and the views of the other vantage
+/// points that reported recently (the other GeoDNS servers, the edges).
+/// The rule is pure and lives here, next to the setting, like
+/// [`Hysteresis`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    /// More than half of those that report: a tie keeps the edge up, so
+    /// one nameserver cut off from a region cannot steer its clients away.
+    Majority,
+    /// At least this many (at least 1); when fewer report at all, all of
+    /// those that report.
+    AtLeast(u32),
+}
+
+impl Quorum {
+    /// Whether `down` of the `reporting` vantage points seeing an edge
+    /// down is enough to take it out of answers. With one vantage point
+    /// (a GeoDNS alone) its own view decides, whatever the rule.
+    pub fn is_down(self, down: usize, reporting: usize) -> bool {
+        let needed = match self {
+            Quorum::Majority => reporting / 2 + 1,
+            Quorum::AtLeast(count) => {
+                usize::try_from(count).map_or(reporting, |count| count.min(reporting))
+            }
+        };
+        // Nobody reporting is no evidence of anything.
+        reporting > 0 && down >= needed.max(1)
+    }
 }
 
 impl Default for Health {
@@ -299,7 +421,7 @@ pub struct Edge {
     pub cache_max_object_bytes: usize,
     /// Port of each edge's admin listener.
     pub admin_port: u16,
-    /// Address of the admin listener when set; else see [`Region::edge_admin_addr`].
+    /// Address of the admin listener when set; else see [`Edge::admin_addr`].
     pub admin_address: Option<IpAddr>,
     /// How edges reach, time out on, retry and health-check origins.
     pub origins: OriginPolicy,
@@ -408,6 +530,19 @@ impl Default for OriginPolicy {
 }
 
 impl Edge {
+    /// Where the edge at `address` serves its admin API:
+    /// `edge.admin_address` if set, else `address` itself if it is a
+    /// loopback address (as in the demo, where every edge has its own),
+    /// else 127.0.0.1. Never a public address unless asked.
+    pub fn admin_addr(&self, address: IpAddr) -> SocketAddr {
+        let ip = self.admin_address.unwrap_or(if address.is_loopback() {
+            address
+        } else {
+            IpAddr::from([127, 0, 0, 1])
+        });
+        SocketAddr::new(ip, self.admin_port)
+    }
+
     /// An `[edge]` that sets only its required keys (the plain-HTTP port
     /// 8080, `localhost`, a 256 MiB cache of objects up to 16 MiB): every
     /// other setting at its default. What an ad-hoc edge starts from.
@@ -465,18 +600,13 @@ impl Region {
         )
     }
 
-    /// Where this region's edge serves its admin API: `edge.admin_address`
-    /// if set, else the first edge address if it is a loopback address (as
-    /// in the demo), else 127.0.0.1. Never a public address unless asked.
-    pub fn edge_admin_addr(&self, edge: &Edge) -> SocketAddr {
-        let ip = edge.admin_address.unwrap_or_else(|| {
-            self.edge_addresses
-                .iter()
-                .copied()
-                .find(IpAddr::is_loopback)
-                .unwrap_or(IpAddr::from([127, 0, 0, 1]))
-        });
-        SocketAddr::new(ip, edge.admin_port)
+    /// The admin listeners of this region's edges, one per edge address
+    /// (see [`Edge::admin_addr`]).
+    pub fn edge_admin_addrs(&self, edge: &Edge) -> Vec<SocketAddr> {
+        self.edge_addresses
+            .iter()
+            .map(|ip| edge.admin_addr(*ip))
+            .collect()
     }
 
     /// The data-plane HTTP listeners of this region's edges.
@@ -591,6 +721,53 @@ impl Config {
         })
     }
 
+    /// The region called `name` and which of its edges `address` asks
+    /// for: `address` must be one of the region's edge addresses; without
+    /// one, a region with a single edge address means that one, and a
+    /// region with several is an error listing them.
+    pub fn edge_of(
+        &self,
+        name: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(&Region, IpAddr), ConfigError> {
+        let region = self.region(name)?;
+        let index = self
+            .regions
+            .iter()
+            .position(|r| r.name == name)
+            .unwrap_or(0);
+        let listed = || {
+            region
+                .edge_addresses
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let key = format!("region[{index}].edge_addresses");
+        match (address, region.edge_addresses.as_slice()) {
+            (Some(address), addresses) if addresses.contains(&address) => Ok((region, address)),
+            (Some(address), _) => Err(ConfigError::new(
+                &self.source,
+                key,
+                format!(
+                    "{address} is not an edge address of {name}; its edges are {}",
+                    listed()
+                ),
+            )),
+            (None, [only]) => Ok((region, *only)),
+            (None, _) => Err(ConfigError::new(
+                &self.source,
+                key,
+                format!(
+                    "{name} has {} edges ({}): say which one this is with --address",
+                    region.edge_addresses.len(),
+                    listed()
+                ),
+            )),
+        }
+    }
+
     /// The regions ordered for an edge of `region`: itself first, then the
     /// others nearest first (ties in file order). Indices into `regions`.
     pub fn regions_nearest_to(&self, region: usize) -> Vec<usize> {
@@ -642,25 +819,48 @@ mod tests {
         let config = Config::demo();
         assert_eq!(config.zone.name, "meridian.test.");
         assert_eq!(config.zone.steered_names, ["cdn.meridian.test."]);
-        assert_eq!(config.geodns.listen, "127.0.0.1:5353".parse().unwrap());
+        let servers: Vec<(&str, SocketAddr, SocketAddr)> = config
+            .geodns
+            .servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.listen, s.admin_listen))
+            .collect();
+        assert_eq!(
+            servers,
+            [
+                (
+                    "ns1",
+                    "127.0.0.1:5353".parse().unwrap(),
+                    "127.0.0.1:9153".parse().unwrap()
+                ),
+                (
+                    "ns2",
+                    "127.0.0.2:5353".parse().unwrap(),
+                    "127.0.0.2:9153".parse().unwrap()
+                )
+            ]
+        );
+        let ns: Vec<&str> = config.zone.nameservers.iter().map(|n| &*n.name).collect();
+        assert_eq!(ns, ["ns1.meridian.test.", "ns2.meridian.test."]);
         assert_eq!(
             config.region_names(),
             ["us-east", "eu-west", "ap-southeast"]
         );
         let eu = config.region("eu-west").unwrap();
-        assert_eq!(eu.edge_addresses, ["127.0.2.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            eu.edge_addresses,
+            ["127.0.2.1", "127.0.2.3"].map(|a| a.parse::<IpAddr>().unwrap())
+        );
         assert_eq!(
             eu.edge_http_addrs(&config.edge),
-            ["127.0.2.1:8080".parse().unwrap()]
+            ["127.0.2.1:8080", "127.0.2.3:8080"].map(|a| a.parse().unwrap())
         );
+        assert_eq!(config.geodns.max_answers, 8);
         assert_eq!(eu.origin_url.to_string(), "http://127.0.2.2:8000");
         assert_eq!(eu.origin_listen, "127.0.2.2:8000".parse().unwrap());
         assert_eq!(config.geodns.default_order, [0, 1, 2]);
         assert_eq!(config.geodns.geo_database, GeoDatabase::Embedded);
-        assert_eq!(
-            config.geodns.admin_listen,
-            "127.0.0.1:9153".parse().unwrap()
-        );
+        assert_eq!(config.health.quorum, Quorum::Majority);
         assert_eq!(config.control.listen, "127.0.0.1:9000".parse().unwrap());
     }
 
@@ -689,19 +889,65 @@ mod tests {
         let config = Config::demo();
         let eu = config.region("eu-west").unwrap();
         assert_eq!(
-            eu.edge_admin_addr(&config.edge),
-            "127.0.2.1:9080".parse().unwrap()
+            eu.edge_admin_addrs(&config.edge),
+            ["127.0.2.1:9080", "127.0.2.3:9080"].map(|a| a.parse().unwrap()),
+            "each loopback edge has its own"
         );
         let public = check(&demo_with(
-            "edge_addresses = [\"127.0.2.1\"]",
+            "edge_addresses = [\"127.0.2.1\", \"127.0.2.3\"]",
             "edge_addresses = [\"203.0.113.9\"]",
         ))
         .unwrap();
         let eu = public.region("eu-west").unwrap();
         assert_eq!(
-            eu.edge_admin_addr(&public.edge),
-            "127.0.0.1:9080".parse().unwrap()
+            eu.edge_admin_addrs(&public.edge),
+            ["127.0.0.1:9080".parse().unwrap()]
         );
+        let mut set = public.edge.clone();
+        set.admin_address = Some("10.0.0.7".parse().unwrap());
+        assert_eq!(
+            set.admin_addr("203.0.113.9".parse().unwrap()),
+            "10.0.0.7:9080".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn an_edge_is_named_by_its_region_and_address() {
+        let config = Config::demo();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let (region, address) = config.edge_of("eu-west", Some(ip("127.0.2.3"))).unwrap();
+        assert_eq!(
+            (region.name.as_str(), address),
+            ("eu-west", ip("127.0.2.3"))
+        );
+        // Another region's address, or none for a region of two: refused,
+        // naming the region's edges.
+        let e = config
+            .edge_of("eu-west", Some(ip("127.0.1.1")))
+            .unwrap_err();
+        assert_eq!(e.key, "region[1].edge_addresses");
+        assert!(e.reason.contains("127.0.2.1, 127.0.2.3"), "{e}");
+        let e = config.edge_of("eu-west", None).unwrap_err();
+        assert!(e.reason.contains("--address"), "{e}");
+        assert!(e.reason.contains("127.0.2.1, 127.0.2.3"), "{e}");
+        assert!(config.edge_of("mars", None).is_err());
+        // A region of one edge needs no address.
+        let single = check(&demo_with(
+            "edge_addresses = [\"127.0.2.1\", \"127.0.2.3\"]",
+            "edge_addresses = [\"127.0.2.1\"]",
+        ))
+        .unwrap();
+        assert_eq!(single.edge_of("eu-west", None).unwrap().1, ip("127.0.2.1"));
+    }
+
+    #[test]
+    fn max_answers_has_a_default_and_bounds() {
+        let with = |value: &str| demo_with("# max_answers = 8", &format!("max_answers = {value}"));
+        assert_eq!(check(&with("2")).unwrap().geodns.max_answers, 2);
+        for bad in ["0", "65", "-1"] {
+            let e = error_of(&with(bad));
+            assert_eq!(e.key, "geodns.max_answers", "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -746,8 +992,225 @@ mod tests {
         assert_eq!(e.key, "edge.admin_token");
     }
 
+    /// The demo with its two GeoDNS servers replaced by the single form:
+    /// `[geodns] listen` and `admin_listen`, one nameserver.
+    fn single_server_demo() -> String {
+        let servers = DEMO_TOML.find("[[geodns.servers]]").unwrap();
+        let health = DEMO_TOML.find("[health]").unwrap();
+        let ns2 = DEMO_TOML
+            .find("[[zone.nameservers]]\nname = \"ns2")
+            .unwrap();
+        let after_ns2 = ns2 + DEMO_TOML[ns2..].find("\n\n").unwrap();
+        format!(
+            "{}{}{}{}",
+            &DEMO_TOML[..ns2],
+            &DEMO_TOML[after_ns2..servers],
+            "\n",
+            &DEMO_TOML[health..]
+        )
+        .replacen(
+            "[geodns]\n",
+            "[geodns]\nlisten = \"127.0.0.1:5353\"\nadmin_listen = \"127.0.0.1:9153\"\n",
+            1,
+        )
+    }
+
+    #[test]
+    fn one_geodns_server_needs_no_server_table() {
+        let config = check(&single_server_demo()).unwrap();
+        assert_eq!(
+            config.geodns.servers,
+            [GeoDnsServer {
+                name: SINGLE_SERVER_NAME.into(),
+                listen: "127.0.0.1:5353".parse().unwrap(),
+                admin_listen: "127.0.0.1:9153".parse().unwrap(),
+                probe_from: None,
+            }]
+        );
+        assert_eq!(config.zone.nameservers.len(), 1);
+        // Its admin listener has a default.
+        let default_admin = single_server_demo().replace("admin_listen = \"127.0.0.1:9153\"\n", "");
+        let config = check(&default_admin).unwrap();
+        assert_eq!(
+            config.geodns.servers[0].admin_listen,
+            "127.0.0.1:9153".parse().unwrap()
+        );
+        // The one server is the one chosen without asking.
+        assert_eq!(
+            config.geodns.choose(&ServerChoice::Only).unwrap().name,
+            "geodns"
+        );
+    }
+
+    #[test]
+    fn a_process_chooses_its_server_by_name_or_address() {
+        let demo = Config::demo();
+        let geodns = &demo.geodns;
+        let only = geodns.choose(&ServerChoice::Only).unwrap_err();
+        assert!(only.contains("2 GeoDNS servers"), "{only}");
+        assert!(
+            only.contains("ns1 on 127.0.0.1:5353, ns2 on 127.0.0.2:5353"),
+            "{only}"
+        );
+        assert!(only.contains("--server NAME"), "{only}");
+        let named = geodns.choose(&ServerChoice::Named("ns2".into())).unwrap();
+        assert_eq!(named.listen, "127.0.0.2:5353".parse().unwrap());
+        let listening = ServerChoice::Listening("127.0.0.1:5353".parse().unwrap());
+        assert_eq!(geodns.choose(&listening).unwrap().name, "ns1");
+        let unknown = geodns
+            .choose(&ServerChoice::Named("ns9".into()))
+            .unwrap_err();
+        assert!(
+            unknown.contains("no GeoDNS server named \"ns9\""),
+            "{unknown}"
+        );
+        let nowhere = ServerChoice::Listening("127.0.0.9:53".parse().unwrap());
+        assert!(
+            geodns
+                .choose(&nowhere)
+                .unwrap_err()
+                .contains("127.0.0.9:53")
+        );
+        // Two servers on one address (anycast, or a wildcard on two hosts)
+        // are told apart by name only.
+        let shared = check(&demo_with(
+            "listen = \"127.0.0.2:5353\"",
+            "listen = \"127.0.0.1:5353\"",
+        ))
+        .unwrap();
+        let ambiguous = ServerChoice::Listening("127.0.0.1:5353".parse().unwrap());
+        let e = shared.geodns.choose(&ambiguous).unwrap_err();
+        assert!(e.contains("several") && e.contains("--server"), "{e}");
+    }
+
+    #[test]
+    fn geodns_server_errors_name_the_key() {
+        let cases = [
+            (
+                demo_with(
+                    "[[geodns.servers]]\nname = \"ns1\"",
+                    "listen = \"127.0.0.1:53\"\n[[geodns.servers]]\nname = \"ns1\"",
+                ),
+                "geodns.servers",
+                "not both",
+            ),
+            (
+                demo_with("name = \"ns2\"", "name = \"ns1\""),
+                "geodns.servers[1].name",
+                "more than once (also geodns.servers[0])",
+            ),
+            (
+                demo_with("name = \"ns2\"", "name = \"NS 2\""),
+                "geodns.servers[1].name",
+                "lowercase",
+            ),
+            (
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.1:9153\"",
+                ),
+                "geodns.servers[1].admin_listen",
+                "also geodns.servers[0].admin_listen",
+            ),
+            (
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.1:5353\"",
+                ),
+                "geodns.servers[1].admin_listen",
+                "must differ from geodns.servers[0].listen",
+            ),
+            (
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.2:5353\"",
+                ),
+                "geodns.servers[1].admin_listen",
+                "must differ from geodns.servers[1].listen",
+            ),
+            (
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.2:9153\"\nprobe_from = \"0.0.0.0\"",
+                ),
+                "geodns.servers[1].probe_from",
+                "leave probe_from out",
+            ),
+            (
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.2:9153\"\nprobe_from = \"not an address\"",
+                ),
+                "geodns.servers[1].probe_from",
+                "invalid",
+            ),
+            (
+                demo_with(
+                    "admin_listen = \"127.0.0.2:9153\"",
+                    "admin_listen = \"127.0.0.2:9153\"\nport = 53",
+                ),
+                "geodns.servers[1].port",
+                "unknown field",
+            ),
+            (
+                demo_with(
+                    "[[zone.nameservers]]\nname = \"ns2.meridian.test.\"\naddresses = [\"127.0.0.2\"]\n",
+                    "",
+                ),
+                "zone.nameservers",
+                "names 1 nameserver(s) for 2 GeoDNS servers",
+            ),
+        ];
+        for (text, key, reason) in cases {
+            let e = error_of(&text);
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.reason.contains(reason), "{e}");
+        }
+        let cut = DEMO_TOML.find("[[geodns.servers]]").unwrap();
+        let end = DEMO_TOML.find("[health]").unwrap();
+        let neither = format!("{}{}", &DEMO_TOML[..cut], &DEMO_TOML[end..]);
+        let e = error_of(&neither);
+        assert_eq!(e.key, "geodns.listen", "{e}");
+        assert!(e.reason.contains("[[geodns.servers]]"), "{e}");
+        let from = check(&demo_with(
+            "admin_listen = \"127.0.0.2:9153\"",
+            "admin_listen = \"127.0.0.2:9153\"\nprobe_from = \"127.0.0.2\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            from.geodns.servers[1].probe_from,
+            Some("127.0.0.2".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn several_servers_poll_each_other_on_specific_admin_addresses() {
+        let token = "\nadmin_token = \"geodns-admin-token-1234\"";
+        let text = demo_with(
+            "admin_listen = \"127.0.0.2:9153\"",
+            "admin_listen = \"0.0.0.0:9153\"",
+        )
+        .replacen("[geodns]", &format!("[geodns]{token}"), 1);
+        let e = error_of(&text);
+        assert_eq!(e.key, "geodns.servers[1].admin_listen", "{e}");
+        assert!(e.reason.contains("wildcard"), "{e}");
+        // Alone, a server may listen on every address (with a token).
+        let single = single_server_demo()
+            .replace(
+                "admin_listen = \"127.0.0.1:9153\"",
+                "admin_listen = \"0.0.0.0:9153\"",
+            )
+            .replacen("[geodns]", &format!("[geodns]{token}"), 1);
+        assert!(check(&single).is_ok());
+    }
+
     #[test]
     fn geodns_admin_off_loopback_needs_a_token() {
+        let single = single_server_demo();
+        let demo_with = |from: &str, to: &str| {
+            assert!(single.contains(from), "{from:?}");
+            single.replacen(from, to, 1)
+        };
         let listen = "admin_listen = \"127.0.0.1:9153\"";
         for off_loopback in ["0.0.0.0:9153", "[::]:9153", "192.0.2.53:9153"] {
             let text = demo_with(listen, &format!("admin_listen = \"{off_loopback}\""));
@@ -788,7 +1251,7 @@ mod tests {
         let eu = config.region("eu-west").unwrap();
         assert_eq!(
             eu.edge_https_addrs(&config.edge),
-            ["127.0.2.1:8443".parse().unwrap()]
+            ["127.0.2.1:8443", "127.0.2.3:8443"].map(|a| a.parse().unwrap())
         );
         let e = error_of(&demo_with("https_port = 8443", "https_port = 8080"));
         assert_eq!(e.key, "edge.https_port");
@@ -883,7 +1346,7 @@ mod tests {
     #[test]
     fn shared_edge_address() {
         let e = error_of(&demo_with(
-            "edge_addresses = [\"127.0.2.1\"]",
+            "edge_addresses = [\"127.0.2.1\", \"127.0.2.3\"]",
             "edge_addresses = [\"127.0.1.1\"]",
         ));
         assert_eq!(e.key, "region[1].edge_addresses");
@@ -893,7 +1356,7 @@ mod tests {
     #[test]
     fn no_edge_addresses() {
         let e = error_of(&demo_with(
-            "edge_addresses = [\"127.0.2.1\"]",
+            "edge_addresses = [\"127.0.2.1\", \"127.0.2.3\"]",
             "edge_addresses = []",
         ));
         assert_eq!(e.key, "region[1].edge_addresses");
@@ -1088,7 +1551,68 @@ mod tests {
             "listen = \"127.0.0.1:5353\"",
             "listen = \"localhost\"",
         ));
+        assert_eq!(e.key, "geodns.servers[0].listen");
+        let e = error_of(&single_server_demo().replace("127.0.0.1:5353", "localhost"));
         assert_eq!(e.key, "geodns.listen");
+    }
+
+    #[test]
+    fn a_quorum_is_a_majority_or_a_number() {
+        let majority = Quorum::Majority;
+        // Alone, a GeoDNS decides on its own probes.
+        assert!(majority.is_down(1, 1));
+        assert!(!majority.is_down(0, 1));
+        // A tie keeps the edge: one nameserver cut off from a region does
+        // not steer its clients away.
+        assert!(!majority.is_down(1, 2));
+        assert!(majority.is_down(2, 2));
+        assert!(majority.is_down(2, 3));
+        assert!(!majority.is_down(2, 4));
+        assert!(majority.is_down(3, 4));
+        assert!(!majority.is_down(0, 0), "no one reporting is no evidence");
+        let two = Quorum::AtLeast(2);
+        assert!(two.is_down(2, 5));
+        assert!(!two.is_down(1, 5));
+        // Fewer report than the number: all of those that do.
+        assert!(two.is_down(1, 1));
+        let one = Quorum::AtLeast(1);
+        assert!(one.is_down(1, 3), "any vantage point seeing it down");
+
+        let with = |value: &str| {
+            check(&demo_with(
+                "quorum = \"majority\"",
+                &format!("quorum = {value}"),
+            ))
+        };
+        assert_eq!(with("3").unwrap().health.quorum, Quorum::AtLeast(3));
+        for bad in ["0", "101", "-1", "\"most\"", "1.5", "true"] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.key, "health.quorum", "{bad}: {e}");
+            assert!(e.reason.contains("\"majority\" or a number"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn vantage_points_fall_silent_after_a_few_intervals() {
+        assert_eq!(Config::demo().health.silent_after, Duration::from_secs(2));
+        let slower = check(&demo_with("interval_ms = 500", "interval_ms = 3000")).unwrap();
+        assert_eq!(
+            slower.health.silent_after,
+            Duration::from_secs(12),
+            "four intervals unless set"
+        );
+        let set = check(&demo_with(
+            "# silent_after_ms = 2000",
+            "silent_after_ms = 1500",
+        ))
+        .unwrap();
+        assert_eq!(set.health.silent_after, Duration::from_millis(1500));
+        let e = error_of(&demo_with(
+            "# silent_after_ms = 2000",
+            "silent_after_ms = 500",
+        ));
+        assert_eq!(e.key, "health.silent_after_ms");
+        assert!(e.reason.contains("longer than interval_ms (500)"), "{e}");
     }
 
     #[test]

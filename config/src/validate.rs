@@ -4,12 +4,13 @@
 //! what depends on the machine (is the port free, does the directory exist)
 //! is checked by the role that uses it, before it binds anything.
 
+use crate::fields::QuorumField;
 use crate::fields::{AdminToken, DnsName, ForwardedField, HostPattern};
 use crate::file::{EdgeFile, File, GeoDnsFile, HealthFile, OriginFile, RegionFile, ZoneFile};
 use crate::file::{OverridesFile, RateLimitFile, RecordFile};
 use crate::{
-    Config, ConfigError, ConfigSource, Control, Edge, GeoDatabase, GeoDns, Health, Nameserver,
-    Origin, OriginUrl, Region, Zone,
+    Config, ConfigError, ConfigSource, Control, Edge, GeoDatabase, GeoDns, GeoDnsServer, Health,
+    Nameserver, Origin, OriginUrl, Quorum, Region, Zone,
 };
 use crate::{NetOverride, Overrides, RateLimit, RecordData, StaticRecord};
 use std::collections::HashMap;
@@ -26,6 +27,11 @@ const RECORD_TYPES: &str = "A, AAAA, CNAME, MX, TXT";
 /// Longest TXT value: several 255-byte strings, well inside one message.
 const MAX_TXT_BYTES: usize = 4000;
 
+/// Probe intervals a vantage point may stay silent before it stops
+/// counting, unless `health.silent_after_ms` says otherwise: three polls
+/// may be lost (or slow) in a row.
+const SILENT_AFTER_INTERVALS: u64 = 4;
+
 /// Longest chain of in-zone CNAMEs GeoDNS follows when it answers.
 pub const MAX_CNAME_CHAIN: usize = 8;
 
@@ -35,6 +41,7 @@ pub(crate) fn lower(file: File, source: ConfigSource) -> Result<Config, ConfigEr
     let regions = check.regions(file.regions)?;
     let geodns = check.geodns(file.geodns, &regions)?;
     let health = check.health(file.health)?;
+    check.nameservers_for(&zone, &geodns)?;
     let edge = check.edge(file.edge)?;
     let origin = check.origin(file.origin);
     let control = check.control(file.control)?;
@@ -505,36 +512,145 @@ impl Checker<'_> {
             "" => return Err(self.error("geodns.geo_database", "must be \"embedded\" or a path")),
             path => GeoDatabase::File(self.path(path)),
         };
-        if geodns.admin_listen == geodns.listen {
-            return Err(self.error(
-                "geodns.admin_listen",
-                "must differ from geodns.listen (TCP is used by both)",
-            ));
-        }
         let admin_token = geodns.admin_token.map(AdminToken::into_string);
-        // The admin routes have no login of their own: off this machine,
-        // only the token keeps them private.
-        if !geodns.admin_listen.ip().is_loopback() && admin_token.is_none() {
-            return Err(self.error(
-                "geodns.admin_listen",
-                format!(
-                    "{} is not a loopback address, so set geodns.admin_token: \
-                     every admin route then needs it as `Authorization: Bearer`",
-                    geodns.admin_listen
-                ),
-            ));
-        }
+        let servers = self.servers(
+            geodns.listen,
+            geodns.admin_listen,
+            geodns.probe_from,
+            geodns.servers,
+            admin_token.is_some(),
+        )?;
         let overrides = self.overrides(geodns.overrides, regions)?;
         let rate_limit = geodns.rate_limit.map(|file| self.rate_limit(file));
         Ok(GeoDns {
-            listen: geodns.listen,
+            servers,
             geo_database,
             default_order,
-            admin_listen: geodns.admin_listen,
             admin_token,
             overrides,
             rate_limit,
+            max_answers: geodns.max_answers.get() as usize,
         })
+    }
+
+    /// The GeoDNS servers: the one `geodns.listen` describes, or the
+    /// `[[geodns.servers]]`, never both. Each server's keys are named the
+    /// way the file spells them.
+    fn servers(
+        &self,
+        listen: Option<SocketAddr>,
+        admin_listen: Option<SocketAddr>,
+        probe_from: Option<IpAddr>,
+        files: Vec<crate::file::GeoDnsServerFile>,
+        has_token: bool,
+    ) -> Result<Vec<GeoDnsServer>, ConfigError> {
+        let single = listen.is_some() || admin_listen.is_some() || probe_from.is_some();
+        // (server, the prefix its keys have in the file)
+        let servers: Vec<(GeoDnsServer, String)> = if !files.is_empty() {
+            if single {
+                return Err(self.error(
+                    "geodns.servers",
+                    "give either geodns.listen (one server) or [[geodns.servers]] (several), not both",
+                ));
+            }
+            files
+                .into_iter()
+                .enumerate()
+                .map(|(i, file)| {
+                    let server = GeoDnsServer {
+                        name: file.name.into_string(),
+                        listen: file.listen,
+                        admin_listen: file.admin_listen,
+                        probe_from: file.probe_from,
+                    };
+                    (server, format!("geodns.servers[{i}]"))
+                })
+                .collect()
+        } else if let Some(listen) = listen {
+            let server = GeoDnsServer {
+                name: crate::SINGLE_SERVER_NAME.to_owned(),
+                listen,
+                admin_listen: admin_listen.unwrap_or_else(crate::file::default_geodns_admin),
+                probe_from,
+            };
+            vec![(server, "geodns".to_owned())]
+        } else {
+            return Err(self.error(
+                "geodns.listen",
+                "missing: give geodns.listen for one GeoDNS server, or a [[geodns.servers]] table for each of several",
+            ));
+        };
+        let several = servers.len() > 1;
+        for (i, (server, key)) in servers.iter().enumerate() {
+            let earlier = &servers[..i];
+            if let Some((_, other)) = earlier.iter().find(|(s, _)| s.name == server.name) {
+                return Err(self.error(
+                    format!("{key}.name"),
+                    format!("{:?} is used more than once (also {other})", server.name),
+                ));
+            }
+            let admin = server.admin_listen;
+            if let Some((_, other)) = servers.iter().find(|(s, _)| s.listen == admin) {
+                return Err(self.error(
+                    format!("{key}.admin_listen"),
+                    format!("must differ from {other}.listen (TCP is used by both)"),
+                ));
+            }
+            if let Some((_, other)) = earlier.iter().find(|(s, _)| s.admin_listen == admin) {
+                return Err(self.error(
+                    format!("{key}.admin_listen"),
+                    format!("{admin} is also {other}.admin_listen"),
+                ));
+            }
+            // The admin routes have no login of their own: off this
+            // machine, only the token keeps them private.
+            if !admin.ip().is_loopback() && !has_token {
+                return Err(self.error(
+                    format!("{key}.admin_listen"),
+                    format!(
+                        "{admin} is not a loopback address, so set geodns.admin_token: \
+                         every admin route then needs it as `Authorization: Bearer`"
+                    ),
+                ));
+            }
+            if several && admin.ip().is_unspecified() {
+                return Err(self.error(
+                    format!("{key}.admin_listen"),
+                    format!(
+                        "{admin} is a wildcard address, but the other GeoDNS servers poll this \
+                         one's view of the edges there: give the address they reach it on"
+                    ),
+                ));
+            }
+            if let Some(from) = server.probe_from
+                && (from.is_unspecified() || from.is_multicast())
+            {
+                return Err(self.error(
+                    format!("{key}.probe_from"),
+                    format!(
+                        "{from} cannot be a source address; leave probe_from out to let the system choose"
+                    ),
+                ));
+            }
+        }
+        Ok(servers.into_iter().map(|(server, _)| server).collect())
+    }
+
+    /// Resolvers ask only the nameservers a zone names, so a GeoDNS server
+    /// without an NS record would never be asked: the zone needs at least
+    /// one per server.
+    fn nameservers_for(&self, zone: &Zone, geodns: &GeoDns) -> Result<(), ConfigError> {
+        let (records, servers) = (zone.nameservers.len(), geodns.servers.len());
+        if records < servers {
+            return Err(self.error(
+                "zone.nameservers",
+                format!(
+                    "names {records} nameserver(s) for {servers} GeoDNS servers: resolvers only \
+                     ask the nameservers the zone names, so give each server an NS record"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// `[geodns.rate_limit]`: the burst defaults to the rate.
@@ -560,12 +676,33 @@ impl Checker<'_> {
                 ),
             ));
         }
+        // Other vantage points are polled once per interval: one that may
+        // fall silent within an interval would stop counting between polls.
+        let silent_after_ms = match health.silent_after_ms {
+            Some(ms) if ms.get() <= interval_ms => {
+                return Err(self.error(
+                    "health.silent_after_ms",
+                    format!(
+                        "must be longer than interval_ms ({interval_ms}), got {}: \
+                         other vantage points are heard from once per interval",
+                        ms.get()
+                    ),
+                ));
+            }
+            Some(ms) => ms.get(),
+            None => interval_ms.saturating_mul(SILENT_AFTER_INTERVALS),
+        };
         Ok(Health {
             interval: Duration::from_millis(interval_ms),
             timeout: Duration::from_millis(health.timeout_ms),
             down_after: health.down_after.get_u32(),
             up_after: health.up_after.get_u32(),
             fail_open: health.fail_open,
+            quorum: match health.quorum {
+                QuorumField::Majority => Quorum::Majority,
+                QuorumField::AtLeast(count) => Quorum::AtLeast(count),
+            },
+            silent_after: Duration::from_millis(silent_after_ms),
         })
     }
 
@@ -813,11 +950,7 @@ mod tests {
         lowered(&text)
     }
 
-    fn record(name: &str, record_type: &str, value: &str) -> String {
-        format!(
-            "[[zone.records]]\nname = \"{name}\"\ntype = \"{record_type}\"\nvalue = \"{value}\"\n"
-        )
-    }
+    use kit::zone_records as records;
 
     fn error_key(result: Result<Config, ConfigError>) -> (String, String) {
         match result {
@@ -828,17 +961,10 @@ mod tests {
 
     #[test]
     fn static_records_are_lowered() {
-        let config = with_records(
-            &[
-                record("www.meridian.test.", "CNAME", "cdn.meridian.test."),
-                record("meridian.test.", "MX", "10 Mail.Meridian.Test"),
-                record("mail.meridian.test.", "a", "127.0.9.1"),
-                record("mail.meridian.test.", "AAAA", "2001:db8::9"),
-                record("meridian.test.", "TXT", "v=spf1 -all"),
-                record("cdn.meridian.test.", "TXT", "steered names may carry text"),
-            ]
-            .concat(),
-        )
+        let config = with_records(&records(
+            "www CNAME cdn.meridian.test. | @ MX 10 Mail.Meridian.Test | mail a 127.0.9.1 \
+             | mail AAAA 2001:db8::9 | @ TXT v=spf1 -all | cdn TXT steered names may carry text",
+        ))
         .unwrap();
         let records = &config.zone.records;
         assert_eq!(records.len(), 6);
@@ -863,102 +989,31 @@ mod tests {
 
     #[test]
     fn static_record_errors_name_the_key() {
-        let cases: &[(String, &str, &str)] = &[
-            (
-                record("www.example.com.", "A", "192.0.2.1"),
-                "zone.records[0].name",
-                "not inside the zone",
-            ),
-            (
-                record("www.meridian.test.", "SRV", "x"),
-                "zone.records[0].type",
-                "A, AAAA, CNAME, MX, TXT",
-            ),
-            (
-                record("www.meridian.test.", "A", "2001:db8::1"),
-                "zone.records[0].value",
-                "IPv4",
-            ),
-            (
-                record("www.meridian.test.", "AAAA", "192.0.2.1"),
-                "zone.records[0].value",
-                "IPv6",
-            ),
-            (
-                record("www.meridian.test.", "MX", "mail.meridian.test."),
-                "zone.records[0].value",
-                "PREFERENCE",
-            ),
-            (
-                record("www.meridian.test.", "MX", "99999 mail.meridian.test."),
-                "zone.records[0].value",
-                "0 to 65535",
-            ),
-            (
-                record("www.meridian.test.", "CNAME", "a..b"),
-                "zone.records[0].value",
-                "empty label",
-            ),
-            (
-                record("meridian.test.", "CNAME", "cdn.meridian.test."),
-                "zone.records[0].type",
-                "apex",
-            ),
-            (
-                record("cdn.meridian.test.", "CNAME", "www.example.com."),
-                "zone.records[0].type",
-                "steered",
-            ),
-            (
-                record("ns1.meridian.test.", "CNAME", "www.example.com."),
-                "zone.records[0].type",
-                "nameserver",
-            ),
-            (
-                record("cdn.meridian.test.", "A", "192.0.2.1"),
-                "zone.records[0].name",
-                "edge addresses",
-            ),
-            (
-                record("ns1.meridian.test.", "A", "192.0.2.1"),
-                "zone.records[0].name",
-                "zone.nameservers[0].addresses",
-            ),
-            (
-                record("www.meridian.test.", "CNAME", "cdn.meridian.test.")
-                    + &record("www.meridian.test.", "TXT", "x"),
-                "zone.records[1].type",
-                "only record",
-            ),
-            (
-                record("www.meridian.test.", "TXT", "x")
-                    + &record("www.meridian.test.", "CNAME", "cdn.meridian.test."),
-                "zone.records[1].type",
-                "only record",
-            ),
-            (
-                record("www.meridian.test.", "A", "192.0.2.1")
-                    + &record("www.meridian.test.", "A", "192.0.2.1"),
-                "zone.records[1].value",
-                "repeats zone.records[0]",
-            ),
-            (
-                record("a.meridian.test.", "CNAME", "b.meridian.test.")
-                    + &record("b.meridian.test.", "CNAME", "a.meridian.test."),
-                "zone.records[0].value",
-                "loop",
-            ),
-            (
-                record("meridian.test.", "MX", "10 mx.meridian.test.")
-                    + &record("mx.meridian.test.", "CNAME", "cdn.meridian.test."),
-                "zone.records[0].value",
-                "alias",
-            ),
+        // One case a line: the records, the key the error names, a word of its reason.
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, &str)] = &[
+            ("www.example.com. A 192.0.2.1", "zone.records[0].name", "not inside the zone"),
+            ("www SRV x", "zone.records[0].type", "A, AAAA, CNAME, MX, TXT"),
+            ("www A 2001:db8::1", "zone.records[0].value", "IPv4"),
+            ("www AAAA 192.0.2.1", "zone.records[0].value", "IPv6"),
+            ("www MX mail.meridian.test.", "zone.records[0].value", "PREFERENCE"),
+            ("www MX 99999 mail.meridian.test.", "zone.records[0].value", "0 to 65535"),
+            ("www CNAME a..b", "zone.records[0].value", "empty label"),
+            ("@ CNAME cdn.meridian.test.", "zone.records[0].type", "apex"),
+            ("cdn CNAME www.example.com.", "zone.records[0].type", "steered"),
+            ("ns1 CNAME www.example.com.", "zone.records[0].type", "nameserver"),
+            ("cdn A 192.0.2.1", "zone.records[0].name", "edge addresses"),
+            ("ns1 A 192.0.2.1", "zone.records[0].name", "zone.nameservers[0].addresses"),
+            ("www CNAME cdn.meridian.test. | www TXT x", "zone.records[1].type", "only record"),
+            ("www TXT x | www CNAME cdn.meridian.test.", "zone.records[1].type", "only record"),
+            ("www A 192.0.2.1 | www A 192.0.2.1", "zone.records[1].value", "repeats zone.records[0]"),
+            ("a CNAME b.meridian.test. | b CNAME a.meridian.test.", "zone.records[0].value", "loop"),
+            ("@ MX 10 mx.meridian.test. | mx CNAME cdn.meridian.test.", "zone.records[0].value", "alias"),
         ];
-        for (extra, key, reason) in cases {
-            let (k, r) = error_key(with_records(extra));
-            assert_eq!(&k, key, "{extra}: {r}");
-            assert!(r.contains(reason), "{extra}: {r}");
+        for (spec, key, reason) in cases {
+            let (k, r) = error_key(with_records(&records(spec)));
+            assert_eq!(&k, key, "{spec}: {r}");
+            assert!(r.contains(reason), "{spec}: {r}");
         }
         let (k, r) = error_key(with_records(
             "[[zone.records]]\nname = \"w.meridian.test\"\ntype = \"A\"\nvalue = \"192.0.2.1\"\n\
@@ -966,21 +1021,21 @@ mod tests {
         ));
         assert_eq!(k, "zone.records[1].ttl_seconds");
         assert!(r.contains("one TTL"), "{r}");
-        let (k, _) = error_key(with_records(&record(
-            "t.meridian.test.",
-            "TXT",
-            &"x".repeat(5000),
-        )));
+        let (k, _) = error_key(with_records(&records(&format!(
+            "t TXT {}",
+            "x".repeat(5000)
+        ))));
         assert_eq!(k, "zone.records[0].value");
     }
 
+    /// The demo with a `[section]` of `body` before its `[health]`.
+    fn with_section(section: &str, body: &str) -> Result<Config, ConfigError> {
+        let table = format!("[{section}]\n{body}\n\n[health]");
+        lowered(&crate::DEMO_TOML.replacen("[health]", &table, 1))
+    }
+
     fn with_overrides(body: &str) -> Result<Config, ConfigError> {
-        let text = crate::DEMO_TOML.replacen(
-            "[health]",
-            &format!("[geodns.overrides]\n{body}\n\n[health]"),
-            1,
-        );
-        lowered(&text)
+        with_section("geodns.overrides", body)
     }
 
     #[test]
@@ -1069,12 +1124,7 @@ mod tests {
     }
 
     fn with_rate_limit(body: &str) -> Result<Config, ConfigError> {
-        let text = crate::DEMO_TOML.replacen(
-            "[health]",
-            &format!("[geodns.rate_limit]\n{body}\n\n[health]"),
-            1,
-        );
-        lowered(&text)
+        with_section("geodns.rate_limit", body)
     }
 
     #[test]
@@ -1234,6 +1284,7 @@ mod tests {
             "# value = ",
             "# ttl_seconds = 300",
             "# admin_token = ",
+            "# max_answers = ",
             "# [geodns.overrides]",
             "# nets = ",
             "# countries = ",
@@ -1244,6 +1295,8 @@ mod tests {
             "# slip = ",
             "# ipv4_prefix_length = ",
             "# ipv6_prefix_length = ",
+            "# probe_from = ",
+            "# silent_after_ms = ",
         ];
         let text: String = crate::DEMO_TOML
             .lines()
@@ -1261,10 +1314,12 @@ mod tests {
         assert_eq!(overrides.countries.len(), 1);
         assert_eq!(overrides.continents.len(), 1);
         assert!(config.geodns.admin_token.is_some());
+        assert_eq!(config.geodns.max_answers, 8);
         let rate_limit = config.geodns.rate_limit.unwrap();
         assert_eq!(
             (rate_limit.responses_per_second, rate_limit.burst),
             (50, 100)
         );
+        assert!(config.geodns.servers[0].probe_from.is_some());
     }
 }

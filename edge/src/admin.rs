@@ -3,8 +3,10 @@
 //!
 //! It listens apart from the data plane (loopback by default), so nothing
 //! here is reachable by the clients the edge serves. `/status` is what
-//! `meridian status` shows for this edge: its view of every origin and its
-//! cache hit ratio. `/purge` needs the configured bearer token.
+//! `meridian status` shows for this edge: its view of every origin, of the
+//! other edges of its region (`peers`, [`config::report::SeenEdge`], which
+//! GeoDNS may count as another vantage point), and its cache hit ratio.
+//! `/purge` needs the configured bearer token.
 //!
 //! Every route is behind `config::admin_access` (the rule all admin
 //! listeners share): a request must be addressed to this listener (its
@@ -16,6 +18,7 @@ use crate::host;
 use crate::key;
 use crate::metrics::{CacheSummary, EdgeMetrics};
 use crate::origins::{OriginSet, OriginStatus};
+use crate::peers::Peers;
 use crate::storage::MemoryStorage;
 use axum::Router;
 use axum::extract::State;
@@ -35,6 +38,8 @@ pub struct AdminState {
     pub region: String,
     /// Its origins.
     pub origins: Arc<OriginSet>,
+    /// The other edges of its region.
+    pub peers: Arc<Peers>,
     /// Its counters.
     pub metrics: Arc<EdgeMetrics>,
     /// Its cache.
@@ -50,6 +55,9 @@ pub struct EdgeStatus {
     pub region: String,
     /// Its origins in preference order, with their health.
     pub origins: Vec<OriginStatus>,
+    /// The other edges of its region as its health checks see them (the
+    /// field is named by [`config::report::EDGE_PEERS_FIELD`]).
+    pub peers: Vec<config::report::SeenEdge>,
     /// Its cache.
     pub cache: CacheSummary,
 }
@@ -94,6 +102,7 @@ async fn status(State(state): State<AdminState>) -> impl IntoResponse {
     axum::Json(EdgeStatus {
         region: state.region.clone(),
         origins: state.origins.snapshot(),
+        peers: state.peers.seen(),
         cache: state.metrics.summary(state.storage),
     })
 }

@@ -4,7 +4,7 @@
 //! small request bodies read whole before any origin hears of the request.
 
 use crate::cache_status::CacheOutcome;
-use crate::{EdgeSettings, forwarding, framing, host};
+use crate::{EdgeSettings, framing, host};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -27,13 +27,16 @@ pub struct LocalAnswer {
 }
 
 /// The answer the edge gives a request itself, if it does not serve it:
-/// broken framing, its own health checks, methods it refuses, loops,
-/// hosts it does not serve, and targets that name another scheme than
-/// the connection's.
+/// broken framing, its own health checks, methods it refuses, loops
+/// (`looped`: its `CDN-Loop` lists this CDN, and it is no peer fill this
+/// edge accepts, see [`crate::peers`]), hosts it does not serve, and
+/// targets that name another scheme than `scheme`, the one it is served
+/// for.
 pub fn local_answer(
     settings: &EdgeSettings,
     session: &Session,
     scheme: &str,
+    looped: bool,
 ) -> Option<LocalAnswer> {
     let raw_head = session
         .as_downstream()
@@ -70,7 +73,7 @@ pub fn local_answer(
     if method == "TRACE" || method == "TRACK" {
         return answer(405, "method not allowed\n", "method-refused");
     }
-    if forwarding::has_looped(&req.headers, &settings.cdn_id) {
+    if looped {
         return answer(508, "loop detected\n", "loop");
     }
     let allowed = match (host::request_host(req), &settings.hostnames) {

@@ -163,16 +163,52 @@ pub fn unforwarded_request_fields(
     fields
 }
 
-/// Whether the request already went through this CDN: its `CDN-Loop`
-/// (RFC 8586) lists `cdn_id`.
-pub fn has_looped(headers: &HeaderMap, cdn_id: &str) -> bool {
-    headers
+/// What a request's `CDN-Loop` (RFC 8586) says about this CDN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopMark {
+    /// It does not list this CDN.
+    None,
+    /// It lists this CDN once, as a peer fill (`<cdn id>; fill=peer`):
+    /// another edge of the region asking the object's owner, which is
+    /// not a loop when it comes from a peer (see [`crate::peers`]).
+    PeerFill,
+    /// It went through this CDN already: a loop.
+    Looped,
+}
+
+/// The `fill` parameter of a peer fill's `CDN-Loop` entry.
+const PEER_FILL_PARAMETER: &str = "fill=peer";
+
+/// The `CDN-Loop` entry an edge adds to a peer-fill request.
+pub fn peer_fill_mark(cdn_id: &str) -> String {
+    format!("{cdn_id}; {PEER_FILL_PARAMETER}")
+}
+
+/// What `headers`' `CDN-Loop` says about the CDN `cdn_id`.
+pub fn loop_mark(headers: &HeaderMap, cdn_id: &str) -> LoopMark {
+    let ours: Vec<&str> = headers
         .get_all("cdn-loop")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|info| info.split(';').next())
-        .any(|id| id.trim().eq_ignore_ascii_case(cdn_id))
+        .filter(|info| {
+            info.split(';')
+                .next()
+                .is_some_and(|id| id.trim().eq_ignore_ascii_case(cdn_id))
+        })
+        .collect();
+    match ours.as_slice() {
+        [] => LoopMark::None,
+        [only]
+            if only
+                .split(';')
+                .skip(1)
+                .any(|p| p.trim().eq_ignore_ascii_case(PEER_FILL_PARAMETER)) =>
+        {
+            LoopMark::PeerFill
+        }
+        _ => LoopMark::Looped,
+    }
 }
 
 #[cfg(test)]
@@ -255,10 +291,42 @@ mod tests {
     #[test]
     fn loops_are_found_by_this_cdns_id_only() {
         let map = headers(&[("cdn-loop", "other-cdn, meridian.test; v=1")]);
-        assert!(has_looped(&map, "meridian.test"));
-        assert!(has_looped(&map, "MERIDIAN.TEST"));
-        assert!(!has_looped(&map, "meridian"));
-        assert!(!has_looped(&HeaderMap::new(), "meridian.test"));
+        assert_eq!(loop_mark(&map, "meridian.test"), LoopMark::Looped);
+        assert_eq!(loop_mark(&map, "MERIDIAN.TEST"), LoopMark::Looped);
+        assert_eq!(loop_mark(&map, "meridian"), LoopMark::None);
+        assert_eq!(
+            loop_mark(&HeaderMap::new(), "meridian.test"),
+            LoopMark::None
+        );
+    }
+
+    #[test]
+    fn a_peer_fill_is_this_cdns_only_entry_marked_fill_peer() {
+        let id = "meridian.test";
+        let mark = peer_fill_mark(id);
+        assert_eq!(mark, "meridian.test; fill=peer");
+        for fill in [
+            mark.clone(),
+            format!("other-cdn, {mark}"),
+            "Meridian.Test ; FILL=peer".to_owned(),
+        ] {
+            let map = headers(&[("cdn-loop", fill.as_str())]);
+            assert_eq!(loop_mark(&map, id), LoopMark::PeerFill, "{fill}");
+        }
+        // Twice through this CDN, or marked otherwise: a loop. (A peer
+        // fill that the owner forwarded to an origin that points back at
+        // the CDN arrives with both entries.)
+        for looped in [
+            format!("{mark}, meridian.test"),
+            format!("{mark}, {mark}"),
+            "meridian.test; fill=origin".to_owned(),
+            "meridian.test; v=1, other; fill=peer".to_owned(),
+        ] {
+            let map = headers(&[("cdn-loop", looped.as_str())]);
+            assert_eq!(loop_mark(&map, id), LoopMark::Looped, "{looped}");
+        }
+        let two_fields = headers(&[("cdn-loop", mark.as_str()), ("cdn-loop", "meridian.test")]);
+        assert_eq!(loop_mark(&two_fields, id), LoopMark::Looped);
     }
 
     #[test]

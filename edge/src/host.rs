@@ -113,22 +113,18 @@ mod tests {
 
     #[test]
     fn normalizes_case_port_and_trailing_dot() {
-        assert_eq!(
-            request_host(&with_host("CDN.Meridian.Test.:8080")).as_deref(),
-            Some("cdn.meridian.test")
-        );
-        assert_eq!(
-            request_host(&with_host("cdn.meridian.test")).as_deref(),
-            Some("cdn.meridian.test")
-        );
-        assert_eq!(
-            request_host(&with_host("127.0.2.1:8080")).as_deref(),
-            Some("127.0.2.1")
-        );
-        assert_eq!(
-            request_host(&with_host("[::1]:8080")).as_deref(),
-            Some("[::1]")
-        );
+        for (host, normalized) in [
+            ("CDN.Meridian.Test.:8080", "cdn.meridian.test"),
+            ("cdn.meridian.test", "cdn.meridian.test"),
+            ("127.0.2.1:8080", "127.0.2.1"),
+            ("[::1]:8080", "[::1]"),
+        ] {
+            assert_eq!(
+                request_host(&with_host(host)).as_deref(),
+                Some(normalized),
+                "{host}"
+            );
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! The edge: a caching reverse proxy, one per region, on Pingora.
+//! The edge: a caching reverse proxy, one per edge address of a region, on
+//! Pingora.
 //!
-//! An edge listens on its region's edge addresses, answers what it has in
-//! its in-memory cache ([`storage::MemoryStorage`]) and forwards the rest to
-//! its region's origin. Whether a response is stored follows RFC 9111
+//! An edge listens on one of its region's edge addresses, answers what it
+//! has in its in-memory cache ([`storage::MemoryStorage`]) and forwards the
+//! rest: to the region's edge that owns the object, when that is another
+//! ([`peers`]: one origin fetch per region per object), else to its
+//! region's origin. Whether a response is stored follows RFC 9111
 //! ([`cacheability`]); every response says what the cache did in a
 //! `Cache-Status` header ([`cache_status`]). The edge never consults GeoDNS:
 //! clients reach it because GeoDNS sent them, and it serves whoever arrives.
@@ -22,6 +25,7 @@ mod host;
 mod key;
 mod metrics;
 mod origins;
+pub mod peers;
 mod proxy;
 mod ranges;
 mod slow_clients;
@@ -35,7 +39,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +56,11 @@ const CACHE_LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct EdgeSettings {
     /// The region it serves (`ad-hoc` in ad-hoc mode), for logs.
     pub name: String,
+    /// Its own HTTP address as the other edges of its region know it.
+    pub peer_address: SocketAddr,
+    /// The HTTP addresses of the other edges of its region, which it
+    /// fills misses from (see [`peers`]); empty for an ad-hoc edge.
+    pub peers: Vec<SocketAddr>,
     /// Where it accepts plain HTTP.
     pub listen: Vec<SocketAddr>,
     /// HTTPS, if enabled.
@@ -162,19 +171,25 @@ fn resolve_origin(origin: &str) -> Result<SocketAddr, EdgeError> {
         })
 }
 
-/// The HTTPS settings of `region`'s edge, if the config turns HTTPS on.
-fn https_settings(config: &config::Config, region: &config::Region) -> Option<HttpsSettings> {
-    config.edge.https_port?;
+/// The HTTPS settings of the edge at `address`, if the config turns HTTPS on.
+fn https_settings(config: &config::Config, address: IpAddr) -> Option<HttpsSettings> {
+    let port = config.edge.https_port?;
     Some(HttpsSettings {
-        listen: region.edge_https_addrs(&config.edge),
+        listen: vec![SocketAddr::new(address, port)],
         certificates: config.edge.certificates.clone(),
     })
 }
 
 impl EdgeSettings {
-    /// The edge of `region` in the topology `config`.
-    pub fn from_config(config: &config::Config, region: &str) -> Result<Self, EdgeError> {
-        let home = config.region(region)?;
+    /// The edge of `region` at `address` in the topology `config`;
+    /// without an address, the region's only edge (a region of several
+    /// is an error naming them, see [`config::Config::edge_of`]).
+    pub fn from_config(
+        config: &config::Config,
+        region: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Self, EdgeError> {
+        let (home, address) = config.edge_of(region, address)?;
         let home_index = config
             .regions
             .iter()
@@ -192,12 +207,19 @@ impl EdgeSettings {
                 })
             })
             .collect::<Result<Vec<_>, EdgeError>>()?;
+        let http = SocketAddr::new(address, config.edge.http_port);
         let place = Place {
             name: home.name.clone(),
-            listen: home.edge_http_addrs(&config.edge),
-            https: https_settings(config, home),
-            admin_listen: Some(home.edge_admin_addr(&config.edge)),
+            listen: vec![http],
+            https: https_settings(config, address),
+            admin_listen: Some(config.edge.admin_addr(address)),
             origins,
+            peer_address: http,
+            peers: home
+                .edge_http_addrs(&config.edge)
+                .into_iter()
+                .filter(|peer| *peer != http)
+                .collect(),
             hostnames: Some(config.edge.hostnames.clone()),
             cdn_id: config.zone.name.host().to_owned(),
         };
@@ -229,6 +251,8 @@ impl EdgeSettings {
                 addr: resolve_origin(&url.authority())?,
                 tls_name: url.tls.then(|| url.host.clone()),
             }],
+            peer_address: listen,
+            peers: Vec::new(),
             hostnames: None,
             cdn_id: "meridian".to_owned(),
         };
@@ -246,6 +270,8 @@ impl EdgeSettings {
     fn new(place: Place, edge: &config::Edge, health: &config::Health) -> Self {
         EdgeSettings {
             name: place.name,
+            peer_address: place.peer_address,
+            peers: place.peers,
             listen: place.listen,
             https: place.https,
             admin_listen: place.admin_listen,
@@ -281,6 +307,8 @@ struct Place {
     https: Option<HttpsSettings>,
     admin_listen: Option<SocketAddr>,
     origins: Vec<OriginTarget>,
+    peer_address: SocketAddr,
+    peers: Vec<SocketAddr>,
     hostnames: Option<Vec<String>>,
     cdn_id: String,
 }
@@ -317,9 +345,12 @@ fn check_listen_addresses(addrs: &[SocketAddr]) -> Result<(), EdgeError> {
     Ok(())
 }
 
-/// Probes the origins in the background, on Pingora's runtime.
+/// Probes the origins (or the peers) in the background, on Pingora's
+/// runtime.
 struct OriginChecks {
     origins: Arc<OriginSet>,
+    /// What they are, for the log.
+    what: &'static str,
     health: config::Health,
     path: String,
     connector: pingora::connectors::ConnectorOptions,
@@ -330,6 +361,7 @@ impl BackgroundService for OriginChecks {
     async fn start(&self, shutdown: ShutdownWatch) {
         origins::run_checks(
             self.origins.clone(),
+            self.what,
             self.health.clone(),
             self.path.clone(),
             self.connector.clone(),
@@ -421,8 +453,9 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
 
     let conf = ServerConf {
         threads: settings.threads,
-        // Pingora's retry loop: at least one pass per origin we may try.
-        max_retries: settings.origin_policy.max_tries as usize,
+        // Pingora's retry loop: at least one pass per origin we may try,
+        // after every peer a fill may ask.
+        max_retries: settings.origin_policy.max_tries as usize + settings.peers.len(),
         // No listener hand-over to a new process, so no reason to wait
         // before shutting down; in-flight requests get a few seconds.
         grace_period_seconds: Some(0),
@@ -457,13 +490,20 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         settings.origins.clone(),
         &settings.origin_policy,
     ));
-    let proxy = EdgeProxy::new(
-        settings.clone(),
-        origins.clone(),
-        metrics.clone(),
+    let peers = Arc::new(peers::Peers::new(
+        &settings.name,
+        settings.peer_address,
+        &settings.peers,
+        &settings.origin_policy,
+    ));
+    let proxy = EdgeProxy {
+        settings: settings.clone(),
+        origins: origins.clone(),
+        peers: peers.clone(),
+        metrics: metrics.clone(),
         storage,
         cache_lock,
-    );
+    };
     let mut http = pingora::proxy::http_proxy(&server.configuration, proxy);
     // An HTTP/2 connection with no request in flight is as idle as a
     // kept-alive HTTP/1 one, and gets the same limit.
@@ -504,17 +544,31 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         ));
     }
     server.add_service(service);
+    let connector = pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration);
     server.add_service(background_service(
         "origin health checks",
         OriginChecks {
             origins: origins.clone(),
+            what: "origin",
             health: settings.health.clone(),
             path: settings.origin_policy.health_path.clone(),
-            connector: pingora::connectors::ConnectorOptions::from_server_conf(
-                &server.configuration,
-            ),
+            connector: connector.clone(),
         },
     ));
+    if !peers.set().is_empty() {
+        // The other edges of the region, on their data-plane health path,
+        // as GeoDNS probes them.
+        server.add_service(background_service(
+            "peer health checks",
+            OriginChecks {
+                origins: peers.set().clone(),
+                what: "peer edge",
+                health: settings.health.clone(),
+                path: settings.health_path.clone(),
+                connector,
+            },
+        ));
+    }
     if let Some(listener) = admin_listener {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(region = %settings.name, "listening for HTTP on {addr} (admin)");
@@ -526,6 +580,7 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
                 state: admin::AdminState {
                     region: settings.name.clone(),
                     origins: origins.clone(),
+                    peers: peers.clone(),
                     metrics,
                     storage,
                     token: settings.admin_token.as_deref().map(Arc::from),

@@ -37,6 +37,78 @@ pub struct EdgeMetrics {
     objects: IntGauge,
     bytes: IntGauge,
     zero_copy_bytes: IntCounter,
+    /// By [`PeerFillSent`], in its order.
+    peer_fills_sent: Vec<IntCounter>,
+    /// By [`PeerFillReceived`], in its order.
+    peer_fills_received: Vec<IntCounter>,
+}
+
+/// How a peer fill this edge sent (see [`crate::peers`]) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerFillSent {
+    /// The peer answered (not with a 5xx).
+    Filled,
+    /// The peer answered with a 5xx.
+    ServerError,
+    /// No answer: the connection or the request failed before the
+    /// response's head.
+    Failed,
+    /// The peer's response broke off after its head.
+    Broken,
+}
+
+impl PeerFillSent {
+    const ALL: [PeerFillSent; 4] = [
+        PeerFillSent::Filled,
+        PeerFillSent::ServerError,
+        PeerFillSent::Failed,
+        PeerFillSent::Broken,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            PeerFillSent::Filled => "filled",
+            PeerFillSent::ServerError => "server-error",
+            PeerFillSent::Failed => "failed",
+            PeerFillSent::Broken => "broken",
+        }
+    }
+}
+
+/// How a peer fill this edge received (as an object's owner) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerFillReceived {
+    /// Served from this edge's cache.
+    Hit,
+    /// Fetched from an origin (once for every edge that asked together).
+    Fetched,
+    /// Answered with a 5xx, or not at all.
+    Failed,
+    /// Answered by this edge itself (an unknown host, say).
+    Local,
+    /// Marked as a peer fill, from an address that is no peer's: refused
+    /// as a loop.
+    Refused,
+}
+
+impl PeerFillReceived {
+    const ALL: [PeerFillReceived; 5] = [
+        PeerFillReceived::Hit,
+        PeerFillReceived::Fetched,
+        PeerFillReceived::Failed,
+        PeerFillReceived::Local,
+        PeerFillReceived::Refused,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            PeerFillReceived::Hit => "hit",
+            PeerFillReceived::Fetched => "fetched",
+            PeerFillReceived::Failed => "failed",
+            PeerFillReceived::Local => "local",
+            PeerFillReceived::Refused => "refused",
+        }
+    }
 }
 
 /// The cache summary `meridian status` shows.
@@ -124,7 +196,27 @@ impl EdgeMetrics {
             ]),
         )?;
         registry.register(Box::new(origin_latency.clone()))?;
+        let peer_fills_sent = register_int_counter_vec_with_registry!(
+            "meridian_edge_peer_fills_sent_total",
+            "Misses this edge filled from the object's owner among its region's edges, by outcome",
+            &["outcome"],
+            registry
+        )?;
+        let peer_fills_received = register_int_counter_vec_with_registry!(
+            "meridian_edge_peer_fills_received_total",
+            "Fills other edges of the region asked of this edge as an object's owner, by outcome",
+            &["outcome"],
+            registry
+        )?;
         Ok(EdgeMetrics {
+            peer_fills_sent: PeerFillSent::ALL
+                .iter()
+                .map(|o| peer_fills_sent.with_label_values(&[o.label()]))
+                .collect(),
+            peer_fills_received: PeerFillReceived::ALL
+                .iter()
+                .map(|o| peer_fills_received.with_label_values(&[o.label()]))
+                .collect(),
             hits: requests.with_label_values(&["hit"]),
             stale_hits: requests.with_label_values(&["stale-served"]),
             misses: requests.with_label_values(&["miss"]),
@@ -197,6 +289,20 @@ impl EdgeMetrics {
         self.origin_latency.observe(elapsed.as_secs_f64());
     }
 
+    /// Counts a peer fill sent, by how it ended.
+    pub fn peer_fill_sent(&self, outcome: PeerFillSent) {
+        if let Some(i) = PeerFillSent::ALL.iter().position(|o| *o == outcome) {
+            self.peer_fills_sent[i].inc();
+        }
+    }
+
+    /// Counts a peer fill received, by how it ended.
+    pub fn peer_fill_received(&self, outcome: PeerFillReceived) {
+        if let Some(i) = PeerFillReceived::ALL.iter().position(|o| *o == outcome) {
+            self.peer_fills_received[i].inc();
+        }
+    }
+
     /// Counts a request moved to another origin.
     pub fn origin_retry(&self) {
         self.origin_retries.inc();
@@ -233,24 +339,22 @@ impl EdgeMetrics {
 
     /// Prometheus text.
     pub fn render(&self, storage: &MemoryStorage) -> String {
-        self.objects
-            .set(i64::try_from(storage.object_count()).unwrap_or(i64::MAX));
-        self.bytes
-            .set(i64::try_from(storage.used_bytes()).unwrap_or(i64::MAX));
-        self.evictions
-            .set(i64::try_from(storage.evictions()).unwrap_or(i64::MAX));
-        self.variant_evictions
-            .set(i64::try_from(storage.variant_evictions()).unwrap_or(i64::MAX));
-        self.abandoned_fills
-            .set(i64::try_from(storage.abandoned_fills()).unwrap_or(i64::MAX));
+        let count = u64::try_from(storage.object_count()).unwrap_or(u64::MAX);
+        for (gauge, value) in [
+            (&self.objects, count),
+            (&self.bytes, storage.used_bytes()),
+            (&self.evictions, storage.evictions()),
+            (&self.variant_evictions, storage.variant_evictions()),
+            (&self.abandoned_fills, storage.abandoned_fills()),
+        ] {
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
         // Encoding only fails on a metric with an invalid name, which
         // registering it already refused.
+        let families = self.registry.gather();
         TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "cannot encode metrics");
-                String::new()
-            })
+            .encode_to_string(&families)
+            .unwrap_or_default()
     }
 }
 
@@ -312,5 +416,25 @@ mod tests {
             text.contains("meridian_edge_coalesced_waits_total 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn peer_fills_are_counted_by_outcome() {
+        let metrics = EdgeMetrics::new().unwrap();
+        let storage = MemoryStorage::new(1 << 20, 1 << 16);
+        metrics.peer_fill_sent(PeerFillSent::Filled);
+        metrics.peer_fill_sent(PeerFillSent::Filled);
+        metrics.peer_fill_sent(PeerFillSent::Failed);
+        metrics.peer_fill_received(PeerFillReceived::Refused);
+        let text = metrics.render(&storage);
+        for line in [
+            r#"meridian_edge_peer_fills_sent_total{outcome="filled"} 2"#,
+            r#"meridian_edge_peer_fills_sent_total{outcome="failed"} 1"#,
+            r#"meridian_edge_peer_fills_sent_total{outcome="broken"} 0"#,
+            r#"meridian_edge_peer_fills_received_total{outcome="refused"} 1"#,
+            r#"meridian_edge_peer_fills_received_total{outcome="fetched"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -214,15 +214,18 @@ impl OriginSet {
         self.origins.is_empty()
     }
 
-    /// The next origin for a request that already tried `tried`.
-    pub fn next(&self, tried: &[usize]) -> Option<usize> {
+    /// Which origins are healthy: up by the active checks, and not suspect.
+    pub fn healthy(&self) -> Vec<bool> {
         let now = self.now_ms();
-        let healthy: Vec<bool> = self
-            .origins
+        self.origins
             .iter()
             .map(|o| o.up.load(Ordering::Relaxed) && !self.is_suspect(o, now))
-            .collect();
-        pick(&healthy, tried)
+            .collect()
+    }
+
+    /// The next origin for a request that already tried `tried`.
+    pub fn next(&self, tried: &[usize]) -> Option<usize> {
+        pick(&self.healthy(), tried)
     }
 
     /// The connection settings of origin `index`.
@@ -286,9 +289,11 @@ fn health_check(
 }
 
 /// Probes every origin of `set` on `health_path` until `shutdown` flips.
-/// `connector` is how the edge connects to origins (its CA bundle).
+/// `connector` is how the edge connects to origins (its CA bundle). `what`
+/// names them in the log (the edge's peers are probed the same way).
 pub async fn run_checks(
     set: Arc<OriginSet>,
+    what: &'static str,
     settings: config::Health,
     health_path: String,
     connector: ConnectorOptions,
@@ -306,7 +311,7 @@ pub async fn run_checks(
     let checks = match checks {
         Ok(checks) => checks,
         Err(error) => {
-            tracing::error!(%error, "cannot build the origin health checks; origins are assumed up");
+            tracing::error!(%error, what, "cannot build the health checks; all are assumed up");
             return;
         }
     };
@@ -335,10 +340,10 @@ pub async fn run_checks(
                 origin.up.store(up, Ordering::Relaxed);
                 match result {
                     Ok(()) => {
-                        tracing::info!(origin = %origin.target.addr, region = %origin.target.region, "origin is up")
+                        tracing::info!(addr = %origin.target.addr, region = %origin.target.region, "{what} is up")
                     }
                     Err(reason) => {
-                        tracing::warn!(origin = %origin.target.addr, region = %origin.target.region, %reason, "origin is down")
+                        tracing::warn!(addr = %origin.target.addr, region = %origin.target.region, %reason, "{what} is down")
                     }
                 }
             }
@@ -468,11 +473,12 @@ mod tests {
             timeout: Duration::from_millis(200),
             down_after: 2,
             up_after: 2,
-            fail_open: true,
+            ..config::Health::default()
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let checks = tokio::spawn(run_checks(
             set.clone(),
+            "origin",
             settings,
             "/healthz".into(),
             ConnectorOptions::new(0),

@@ -4,6 +4,14 @@
 //! ([`crate::cacheability`], [`crate::cache_status`], [`crate::host`]) what to
 //! do, and applies the answer. Requests the edge answers itself (health
 //! checks, unknown hosts) never reach the cache or the origin.
+//!
+//! Upstream is a sequence of *hops*: a cacheable miss first asks the
+//! region's edges that outrank this one for the object ([`crate::peers`]),
+//! then the origins in preference order; one retry policy
+//! ([`origins::after_failure`]) decides every move from one hop to the
+//! next.
+
+mod request_ctx;
 
 use crate::EdgeSettings;
 use crate::admission;
@@ -11,12 +19,16 @@ use crate::cache_status::{self, CacheOutcome, ForwardReason};
 use crate::cacheability::{self, RequestDirectives, StoredUse};
 use crate::connection;
 use crate::forwarding;
+use request_ctx::Hop;
+pub use request_ctx::RequestCtx;
 
+use crate::forwarding::LoopMark;
 use crate::hit;
 use crate::host;
 use crate::key;
-use crate::metrics::EdgeMetrics;
+use crate::metrics::{EdgeMetrics, PeerFillReceived, PeerFillSent};
 use crate::origins::{self, Attempt, OriginSet, Stage};
+use crate::peers::{self, Peers};
 use crate::ranges::{self, RangeRequest};
 use crate::slow_clients;
 use crate::storage::{self, MemoryStorage};
@@ -51,32 +63,17 @@ pub const ORIGIN_REGION_HEADER: &str = "x-meridian-origin";
 const MAX_ORIGIN_HEAD_BYTES: usize = 64 * 1024;
 
 /// The edge application: one per process, shared by every request.
+/// It fills from `peers` and forwards to `origins`, caching in `storage`.
 pub struct EdgeProxy {
-    settings: Arc<EdgeSettings>,
-    origins: Arc<OriginSet>,
-    metrics: Arc<EdgeMetrics>,
-    storage: &'static MemoryStorage,
-    cache_lock: &'static CacheKeyLockImpl,
+    pub(crate) settings: Arc<EdgeSettings>,
+    pub(crate) origins: Arc<OriginSet>,
+    pub(crate) peers: Arc<Peers>,
+    pub(crate) metrics: Arc<EdgeMetrics>,
+    pub(crate) storage: &'static MemoryStorage,
+    pub(crate) cache_lock: &'static CacheKeyLockImpl,
 }
 
 impl EdgeProxy {
-    /// The proxy for `settings`, forwarding to `origins`, caching in `storage`.
-    pub fn new(
-        settings: Arc<EdgeSettings>,
-        origins: Arc<OriginSet>,
-        metrics: Arc<EdgeMetrics>,
-        storage: &'static MemoryStorage,
-        cache_lock: &'static CacheKeyLockImpl,
-    ) -> Self {
-        EdgeProxy {
-            settings,
-            origins,
-            metrics,
-            storage,
-            cache_lock,
-        }
-    }
-
     /// What the retry policy needs to know about a request whose try
     /// failed.
     fn attempt(&self, session: &Session, ctx: &RequestCtx) -> Attempt {
@@ -84,21 +81,70 @@ impl EdgeProxy {
             idempotent: session.req_header().method.is_idempotent(),
             body_replayable: !session.as_ref().retry_buffer_truncated(),
             response_started: final_response_started(session),
-            another_origin: ctx.tried.len() < self.settings.origin_policy.max_tries as usize
-                && self.origins.next(&ctx.tried).is_some(),
+            another_origin: ctx.peers_left()
+                || (ctx.tried.len() < self.settings.origin_policy.max_tries as usize
+                    && self.origins.next(&ctx.tried).is_some()),
         }
     }
 
     /// Applies the retry policy ([`origins::after_failure`]) to a failed
-    /// try: marks the origin if it says so, and returns whether to retry.
+    /// try: marks the origin or peer if it says so, and returns whether to
+    /// retry.
     fn judge_failure(&self, stage: Stage, session: &Session, ctx: &RequestCtx) -> bool {
         let verdict = origins::after_failure(stage, self.attempt(session, ctx));
-        if verdict.mark_failed
-            && let Some(origin) = ctx.current_origin()
-        {
-            self.origins.mark_failed(origin);
+        match ctx.hop {
+            Some(Hop::Peer(peer)) => {
+                let outcome = match stage {
+                    Stage::Connect => Some(PeerFillSent::Failed),
+                    Stage::ServerError => Some(PeerFillSent::ServerError),
+                    // Counted when it arrived.
+                    Stage::ServerErrorReturned => None,
+                    Stage::Exchange { .. } if ctx.hop_answered => Some(PeerFillSent::Broken),
+                    Stage::Exchange { .. } => Some(PeerFillSent::Failed),
+                };
+                if let Some(outcome) = outcome {
+                    self.metrics.peer_fill_sent(outcome);
+                }
+                if verdict.mark_failed {
+                    self.peers.mark_failed(peer);
+                }
+            }
+            Some(Hop::Origin(origin)) if verdict.mark_failed => self.origins.mark_failed(origin),
+            _ => {}
         }
         verdict.retry
+    }
+
+    /// The next peer to fill this request from, if it is one to fill from
+    /// a peer: a cacheable request, not itself a peer fill (those are never
+    /// sent on), whose object another edge of the region outranks this
+    /// one for. The order is decided at the first hop.
+    fn next_peer(&self, session: &Session, ctx: &mut RequestCtx) -> Option<(usize, HttpPeer)> {
+        let peer_fill = ctx.peer_fill;
+        let plan = ctx
+            .fill_plan
+            .get_or_insert_with(|| match session.cache.maybe_cache_key() {
+                Some(key) if session.cache.enabled() && !peer_fill => {
+                    self.peers.fill_order(&peers::key_hash(key))
+                }
+                _ => Vec::new(),
+            });
+        let index = *plan.get(ctx.peers_tried)?;
+        ctx.peers_tried += 1;
+        Some((index, self.peers.peer(index)?))
+    }
+
+    /// Whether `session` comes from another edge of the region asking as a
+    /// peer fill (see [`peers`]), and what its `CDN-Loop` says.
+    fn peer_fill(&self, session: &Session) -> (LoopMark, bool) {
+        let mark = forwarding::loop_mark(&session.req_header().headers, &self.settings.cdn_id);
+        let from_peer = || {
+            session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .is_some_and(|a| self.peers.is_peer(a.ip()))
+        };
+        (mark, mark == LoopMark::PeerFill && from_peer())
     }
 }
 
@@ -249,36 +295,14 @@ fn scheme(session: &Session) -> &'static str {
     if tls { "https" } else { "http" }
 }
 
-/// Per-request state.
-#[derive(Default)]
-pub struct RequestCtx {
-    /// The normalized host the request is for, once known.
-    host: Option<String>,
-    /// `http` or `https`: how the client reached the edge.
-    scheme: &'static str,
-    /// Origins this request tried, in order; the last is the current one.
-    tried: Vec<usize>,
-    /// What the cache did, for the metrics.
-    outcome: Option<CacheOutcome>,
-    /// The client's `Cache-Control` directives.
-    directives: RequestDirectives,
-    /// The request's directives refused a fresh stored response.
-    request_forced: bool,
-    /// The origin's 304, while a stored response is being revalidated.
-    not_modified: Option<ResponseHeader>,
-    /// When the current origin was chosen.
-    origin_started: Option<Instant>,
-    /// When this request's time with origins runs out (set on the first try).
-    origin_deadline: Option<Instant>,
-    /// When the request's head arrived.
-    arrived: Option<SystemTime>,
-    /// The edge answered `Expect: 100-continue` itself.
-    continue_sent: bool,
-}
-
-impl RequestCtx {
-    fn current_origin(&self) -> Option<usize> {
-        self.tried.last().copied()
+/// The scheme a peer fill was asked with, from its `X-Forwarded-Proto`
+/// (the filling edge sets it): the owner keys the object as the asking
+/// edge does, though the fill itself comes over plain HTTP.
+fn forwarded_scheme(req: &pingora::http::RequestHeader) -> Option<&'static str> {
+    match req.headers.get("x-forwarded-proto")?.as_bytes() {
+        b"http" => Some("http"),
+        b"https" => Some("https"),
+        _ => None,
     }
 }
 
@@ -320,7 +344,23 @@ impl ProxyHttp for EdgeProxy {
     /// (421 Misdirected Request) so the edge is never an open proxy.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.scheme = scheme(session);
-        if let Some(answer) = admission::local_answer(&self.settings, session, ctx.scheme) {
+        let (mark, peer_fill) = self.peer_fill(session);
+        ctx.peer_fill = peer_fill;
+        if peer_fill && let Some(asked) = forwarded_scheme(session.req_header()) {
+            ctx.scheme = asked;
+        }
+        let looped = match mark {
+            LoopMark::None => false,
+            LoopMark::PeerFill if peer_fill => false,
+            LoopMark::PeerFill => {
+                // Marked as a fill, from an address that is no peer's: a
+                // forgery, refused as the loop it claims to be part of.
+                self.metrics.peer_fill_received(PeerFillReceived::Refused);
+                true
+            }
+            LoopMark::Looped => true,
+        };
+        if let Some(answer) = admission::local_answer(&self.settings, session, ctx.scheme, looped) {
             if answer.close {
                 // The rest of this connection's bytes cannot be trusted.
                 session.set_keepalive(None);
@@ -509,17 +549,15 @@ impl ProxyHttp for EdgeProxy {
         error.is_none_or(|e| *e.esource() == ErrorSource::Upstream)
     }
 
-    /// Picks the origin for this attempt: the region's own first, then the
-    /// nearest others, healthy ones before suspect ones, none twice.
+    /// Picks where this attempt goes: for a cacheable miss, first the
+    /// region's edges that outrank this one for the object (peer fill),
+    /// then the origins: the region's own first, then the nearest others,
+    /// healthy ones before suspect ones, none twice.
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let exhausted = || Error::explain(ErrorType::ConnectNoRoute, "no origin left to try");
-        if ctx.tried.len() >= self.settings.origin_policy.max_tries as usize {
-            return Err(exhausted());
-        }
         let now = Instant::now();
         let policy = &self.settings.origin_policy;
         let deadline = *ctx
@@ -529,14 +567,26 @@ impl ProxyHttp for EdgeProxy {
         if remaining.is_zero() {
             return Err(total_timeout_error());
         }
-        let next = self.origins.next(&ctx.tried).ok_or_else(exhausted)?;
-        let peer = self.origins.peer(next).ok_or_else(exhausted)?;
-        if !ctx.tried.is_empty() {
-            self.metrics.origin_retry();
-        }
-        ctx.tried.push(next);
+        let (hop, mut peer) = match self.next_peer(session, ctx) {
+            Some((index, peer)) => (Hop::Peer(index), peer),
+            None => {
+                let exhausted =
+                    || Error::explain(ErrorType::ConnectNoRoute, "no origin left to try");
+                if ctx.tried.len() >= policy.max_tries as usize {
+                    return Err(exhausted());
+                }
+                let next = self.origins.next(&ctx.tried).ok_or_else(exhausted)?;
+                let peer = self.origins.peer(next).ok_or_else(exhausted)?;
+                if !ctx.tried.is_empty() {
+                    self.metrics.origin_retry();
+                }
+                ctx.tried.push(next);
+                (Hop::Origin(next), peer.clone())
+            }
+        };
+        ctx.hop = Some(hop);
+        ctx.hop_answered = false;
         ctx.origin_started = Some(now);
-        let mut peer = peer.clone();
         // No single step may outlast what is left of the total.
         let options = &mut peer.options;
         options.connection_timeout = Some(policy.connect_timeout.min(remaining));
@@ -593,14 +643,16 @@ impl ProxyHttp for EdgeProxy {
             };
             upstream_request.insert_header("x-forwarded-for", forwarded)?;
         }
-        upstream_request.insert_header("x-forwarded-proto", scheme(session))?;
+        // The scheme the client asked with (for a peer fill, the one the
+        // asking edge was asked with).
+        upstream_request.insert_header("x-forwarded-proto", ctx.scheme)?;
+        let entry = match ctx.hop {
+            Some(Hop::Peer(_)) => forwarding::peer_fill_mark(&self.settings.cdn_id),
+            _ => self.settings.cdn_id.clone(),
+        };
         let loop_mark = match upstream_request.headers.get("cdn-loop") {
-            Some(earlier) => format!(
-                "{}, {}",
-                String::from_utf8_lossy(earlier.as_bytes()),
-                self.settings.cdn_id
-            ),
-            None => self.settings.cdn_id.clone(),
+            Some(earlier) => format!("{}, {entry}", String::from_utf8_lossy(earlier.as_bytes())),
+            None => entry,
         };
         upstream_request.insert_header("cdn-loop", loop_mark)?;
         // An absolute-form target (`GET http://host/p`) goes on in origin
@@ -621,18 +673,22 @@ impl ProxyHttp for EdgeProxy {
     }
 
     /// Names the origin's region on the response (stored with it, so hits
-    /// say where the object came from), and moves an idempotent request
-    /// that got a 5xx on to the next origin while one is left.
+    /// say where the object came from; a peer's response names it already),
+    /// and moves an idempotent request that got a 5xx on to the next hop
+    /// while one is left.
     async fn upstream_response_filter(
         &self,
         session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(origin) = ctx.current_origin() else {
+        let Some(hop) = ctx.hop else {
             return Ok(());
         };
-        if let Some(started) = ctx.origin_started.take() {
+        ctx.hop_answered = true;
+        if let Some(started) = ctx.origin_started.take()
+            && let Hop::Origin(_) = hop
+        {
             self.metrics.origin_latency(started.elapsed());
         }
         let head_bytes: usize = response
@@ -669,8 +725,20 @@ impl ProxyHttp for EdgeProxy {
             e.set_retry(true);
             return Err(e.into_up());
         }
-        if let Some(target) = self.origins.target(origin) {
-            response.insert_header(ORIGIN_REGION_HEADER, target.region.as_str())?;
+        match hop {
+            Hop::Origin(origin) => {
+                if let Some(target) = self.origins.target(origin) {
+                    response.insert_header(ORIGIN_REGION_HEADER, target.region.as_str())?;
+                }
+            }
+            Hop::Peer(_) => {
+                // What the owner's cache did is not what this one did: this
+                // edge's own `Cache-Status` replaces it.
+                response.remove_header("cache-status");
+                if !response.status.is_server_error() {
+                    self.metrics.peer_fill_sent(PeerFillSent::Filled);
+                }
+            }
         }
         Ok(())
     }
@@ -780,6 +848,15 @@ impl ProxyHttp for EdgeProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.metrics.request(ctx.outcome.as_ref(), status);
+        if ctx.peer_fill {
+            let outcome = match (status, &ctx.outcome, ctx.hop) {
+                (0 | 500.., _, _) => PeerFillReceived::Failed,
+                (_, _, Some(_)) => PeerFillReceived::Fetched,
+                (_, Some(CacheOutcome::Hit { .. }), None) => PeerFillReceived::Hit,
+                (_, _, None) => PeerFillReceived::Local,
+            };
+            self.metrics.peer_fill_received(outcome);
+        }
         if session.cache.enabled() && session.cache.lock_duration().is_some() {
             self.metrics.coalesced_wait();
         }

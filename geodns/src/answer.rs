@@ -10,6 +10,18 @@
 //! the edges of the first region in the client's order that is up, with
 //! the ECS scope that answer depended on. No I/O: the health view is read
 //! with atomic loads.
+//!
+//! A steered answer holds the region's edges that are up, at most
+//! `geodns.max_answers` of them, turned by the query's ID: its turn,
+//! `id % turns`, picks which of the edges up comes first (turn `t` of
+//! `turns` starts at `t * up / turns`, so the starts spread over every
+//! edge even in a region larger than `turns`), the others follow in
+//! config order, wrapping around. Resolvers choose IDs at random (RFC
+//! 5452), so successive queries put each edge first in turn, and clients,
+//! which mostly take the first address, spread over the region. The
+//! answer stays a pure function of the query: the UDP answer cache keys
+//! it by the turn (see [`crate::answer_cache`]), and its byte-for-byte
+//! comparison with the full path still compares like with like.
 
 use crate::geo::is_public;
 use crate::snapshot::Snapshot;
@@ -134,14 +146,30 @@ pub struct Reply<'s> {
     pub region: Option<usize>,
 }
 
+/// Which of `count` addresses a steered answer holds, in order, for a
+/// query whose ID is `id`: at most `max`, starting where the query's turn
+/// (`id % turns`) falls among the addresses, and wrapping around.
+pub fn taken_in_turn(
+    count: usize,
+    id: u16,
+    turns: usize,
+    max: usize,
+) -> impl Iterator<Item = usize> {
+    let turns = turns.max(1);
+    let start = usize::from(id) % turns * count / turns;
+    (0..count.min(max)).map(move |k| (start + k) % count)
+}
+
 /// The reply to one question about `qname`/`qtype` in class `qclass`, for
-/// the client `placed`.
+/// the client `placed`, asked in a query whose ID is `id` (which of a
+/// region's edges come first, see the module's documentation).
 pub fn answer<'s>(
     snapshot: &'s Snapshot,
     qname: &LowerName,
     qtype: RecordType,
     qclass: DNSClass,
     placed: &Placed<'s>,
+    id: u16,
 ) -> Reply<'s> {
     let client = &placed.client;
     let mut reply = Reply {
@@ -189,13 +217,16 @@ pub fn answer<'s>(
                     let records = zone.steered_records(name, choice.region, record_type);
                     // Only the edges that are up; all of them when failing
                     // open with everything down.
+                    let up: Vec<&Record> = records
+                        .iter()
+                        .filter(|r| choice.fail_open || health.edge_up(choice.region, r.edge))
+                        .map(|r| &r.record)
+                        .collect();
                     let before = reply.answers.len();
-                    reply.answers.extend(
-                        records
-                            .iter()
-                            .filter(|r| choice.fail_open || health.edge_up(choice.region, r.edge))
-                            .map(|r| &r.record),
-                    );
+                    let max = snapshot.config.geodns.max_answers;
+                    reply
+                        .answers
+                        .extend(taken_in_turn(up.len(), id, zone.turns(), max).map(|i| up[i]));
                     if reply.answers.len() == before {
                         // The region has no address of this family: NODATA.
                         reply.authority = zone.negative_soa();
@@ -233,7 +264,7 @@ mod tests {
     fn build() -> Snapshot {
         let text = config::DEMO_TOML
                 .replace(
-                    "edge_addresses = [\"127.0.3.1\"]",
+                    "edge_addresses = [\"127.0.3.1\", \"127.0.3.3\"]",
                     "edge_addresses = [\"127.0.3.1\", \"127.0.3.3\", \"::3:1\"]",
                 )
                 .replacen(
@@ -263,11 +294,12 @@ mod tests {
             qtype,
             DNSClass::IN,
             &Placed::undecided(*client),
+            0,
         );
         // The decision looked up beforehand gives the same reply.
         let decided = Placed::decided(&snapshot.table, *client);
         assert_eq!(
-            answer(snapshot, &name, qtype, DNSClass::IN, &decided),
+            answer(snapshot, &name, qtype, DNSClass::IN, &decided, 0),
             lazily
         );
         lazily
@@ -309,8 +341,8 @@ mod tests {
             decision: Some(snapshot.table.decide(gb.ip)),
         };
         let name = LowerName::from_str("cdn.meridian.test.").unwrap();
-        let reply = answer(snapshot, &name, RecordType::A, DNSClass::IN, &handed);
-        assert_eq!(addresses(&reply), ["127.0.2.1"], "gb's region");
+        let reply = answer(snapshot, &name, RecordType::A, DNSClass::IN, &handed, 0);
+        assert_eq!(addresses(&reply), ["127.0.2.1", "127.0.2.3"], "gb's region");
         assert_eq!(reply.scope, snapshot.table.decide(gb.ip).scope);
         let own = answer(
             snapshot,
@@ -318,8 +350,13 @@ mod tests {
             RecordType::A,
             DNSClass::IN,
             &Placed::undecided(handed.client),
+            0,
         );
-        assert_eq!(addresses(&own), ["127.0.1.1"], "the client's own region");
+        assert_eq!(
+            addresses(&own),
+            ["127.0.1.1", "127.0.1.3"],
+            "the client's own region"
+        );
     }
 
     #[test]
@@ -365,7 +402,7 @@ mod tests {
             RecordType::A,
             &ecs("81.2.69.0/24"),
         );
-        assert_eq!(addresses(&gb), ["127.0.2.1"]);
+        assert_eq!(addresses(&gb), ["127.0.2.1", "127.0.2.3"]);
         assert_eq!(gb.region, Some(1));
         assert!((1..=29).contains(&gb.scope), "{}", gb.scope);
         assert!(gb.authoritative);
@@ -375,14 +412,14 @@ mod tests {
             RecordType::A,
             &ecs("8.8.8.0/24"),
         );
-        assert_eq!(addresses(&us), ["127.0.1.1"]);
+        assert_eq!(addresses(&us), ["127.0.1.1", "127.0.1.3"]);
         let v6 = ask(
             snapshot,
             "cdn.meridian.test.",
             RecordType::A,
             &ecs("2001:4860:4860::/48"),
         );
-        assert_eq!(addresses(&v6), ["127.0.1.1"]);
+        assert_eq!(addresses(&v6), ["127.0.1.1", "127.0.1.3"]);
         assert!(v6.scope > 0 && v6.scope <= 48 + 16, "{}", v6.scope);
         // Every address of the region, in config order.
         let sg = ask(
@@ -442,7 +479,7 @@ mod tests {
                 RecordType::A,
                 &private
             )),
-            ["127.0.1.1"]
+            ["127.0.1.1", "127.0.1.3"]
         );
     }
 
@@ -465,6 +502,7 @@ mod tests {
             RecordType::SOA,
             DNSClass::CH,
             &Placed::undecided(client),
+            0,
         );
         assert_eq!(chaos.rcode, ResponseCode::Refused);
     }
@@ -479,7 +517,7 @@ mod tests {
             &ecs("81.2.69.0/24"),
         );
         assert_eq!(reply.answers[0].record_type(), RecordType::CNAME);
-        assert_eq!(addresses(&reply), ["127.0.2.1"]);
+        assert_eq!(addresses(&reply), ["127.0.2.1", "127.0.2.3"]);
         assert!(reply.scope > 0);
         let elsewhere = ask(
             snapshot,
@@ -502,8 +540,12 @@ mod tests {
         let partial = addresses(&ask(snapshot, "cdn.meridian.test.", RecordType::A, &sg));
         assert_eq!(partial, ["127.0.3.3"]);
         health.set_edge(1, 0, false);
+        let one_left = ask(snapshot, "cdn.meridian.test.", RecordType::A, &gb);
+        assert_eq!(addresses(&one_left), ["127.0.2.3"]);
+        assert_eq!(one_left.region, Some(1));
+        health.set_edge(1, 1, false);
         let moved = ask(snapshot, "cdn.meridian.test.", RecordType::A, &gb);
-        assert_eq!(addresses(&moved), ["127.0.1.1"]);
+        assert_eq!(addresses(&moved), ["127.0.1.1", "127.0.1.3"]);
         assert_eq!(moved.region, Some(0));
         // Everything down: fail open to the nearest, with all its edges.
         for region in 0..3 {
@@ -512,6 +554,76 @@ mod tests {
             }
         }
         let open = ask(snapshot, "cdn.meridian.test.", RecordType::A, &gb);
-        assert_eq!(addresses(&open), ["127.0.2.1"]);
+        assert_eq!(addresses(&open), ["127.0.2.1", "127.0.2.3"]);
+    }
+
+    #[test]
+    fn addresses_are_taken_in_turn_at_most_max() {
+        let taken = |count, id, turns, max| -> Vec<usize> {
+            taken_in_turn(count, id, turns, max).collect()
+        };
+        // Six turns over three addresses: each first in two of them.
+        assert_eq!(taken(3, 0, 6, 8), [0, 1, 2]);
+        assert_eq!(taken(3, 1, 6, 8), [0, 1, 2]);
+        assert_eq!(taken(3, 2, 6, 8), [1, 2, 0]);
+        assert_eq!(taken(3, 5, 6, 8), [2, 0, 1]);
+        assert_eq!(taken(3, 9, 6, 2), [1, 2], "id 9 is turn 3");
+        assert_eq!(taken(1, 9, 6, 8), [0]);
+        assert!(taken(0, 3, 6, 8).is_empty());
+        let firsts = |count: usize, turns: usize| -> Vec<usize> {
+            (0..turns as u16)
+                .map(|id| taken(count, id, turns, 1)[0])
+                .collect()
+        };
+        // Fewer up than the turns were made for: still every one first
+        // in some turn.
+        assert_eq!(firsts(4, 6), [0, 0, 1, 2, 2, 3]);
+        // More addresses than turns: the starts spread over all of them,
+        // so answers of `max` addresses cover the whole region.
+        assert_eq!(firsts(80, 4), [0, 20, 40, 60]);
+        let covered: std::collections::BTreeSet<usize> = (0..4u16)
+            .flat_map(|id| taken_in_turn(80, id, 4, 20))
+            .collect();
+        assert_eq!(covered.len(), 80);
+    }
+
+    /// eu-west with three edges and `max_answers = 2`: each edge comes
+    /// first in turn, answers hold two, and an edge that is down leaves
+    /// the turns to the others.
+    #[test]
+    fn a_steered_answer_takes_the_edges_up_in_turn() {
+        let text = config::DEMO_TOML
+            .replace(
+                "edge_addresses = [\"127.0.2.1\", \"127.0.2.3\"]",
+                "edge_addresses = [\"127.0.2.1\", \"127.0.2.3\", \"127.0.2.5\"]",
+            )
+            .replace("# max_answers = 8", "max_answers = 2");
+        let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
+        let snapshot = Snapshot::load(config, &DnsMetrics::new().unwrap()).unwrap();
+        assert_eq!(snapshot.zone.turns(), 6);
+        let name = LowerName::from_str("cdn.meridian.test.").unwrap();
+        let gb = Placed::decided(&snapshot.table, ecs("81.2.69.0/24"));
+        let asked = |id: u16| {
+            addresses(&answer(
+                &snapshot,
+                &name,
+                RecordType::A,
+                DNSClass::IN,
+                &gb,
+                id,
+            ))
+        };
+        assert_eq!(asked(0), ["127.0.2.1", "127.0.2.3"]);
+        assert_eq!(asked(2), ["127.0.2.3", "127.0.2.5"]);
+        assert_eq!(asked(4), ["127.0.2.5", "127.0.2.1"]);
+        assert_eq!(asked(1), asked(0));
+        assert_eq!(asked(6 * 1000 + 2), asked(2), "only the turn counts");
+        snapshot.health.set_edge(1, 1, false);
+        assert_eq!(asked(0), ["127.0.2.1", "127.0.2.5"]);
+        assert_eq!(asked(3), ["127.0.2.5", "127.0.2.1"]);
+        // A region of two is answered whole, in both orders.
+        let us = Placed::decided(&snapshot.table, ecs("8.8.8.0/24"));
+        let reply = answer(&snapshot, &name, RecordType::A, DNSClass::IN, &us, 3);
+        assert_eq!(addresses(&reply), ["127.0.1.3", "127.0.1.1"]);
     }
 }

@@ -29,7 +29,9 @@
 //! what was not remembered, and hands it to [`AnswerCache::remember`].
 //!
 //! The key is everything the reply depends on: the snapshot (config, zone,
-//! table) by its id, the edges' health by its generation, the header flags,
+//! table) by its id, the edges' health by its generation, the query ID's
+//! turn (`id % turns`: which of a region's edges a steered answer puts
+//! first, see [`crate::answer`]), the header flags,
 //! the question's exact bytes (replies echo the question's letter case),
 //! the OPT record's size, flags and version, the ECS option's family and
 //! prefix, whether the ECS address was usable, and the table's decision for
@@ -48,9 +50,9 @@ use std::hash::{BuildHasher, RandomState};
 /// How many replies one worker remembers before starting over.
 const CAPACITY: usize = 8192;
 
-/// The largest key: 34 bytes of fixed fields and a question of at most a
+/// The largest key: 36 bytes of fixed fields and a question of at most a
 /// 255-byte name plus type and class.
-const MAX_KEY: usize = 34 + wire::MAX_NAME + 4;
+const MAX_KEY: usize = 36 + wire::MAX_NAME + 4;
 
 /// A query of the common shape, as slices of the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,7 +243,7 @@ impl AnswerCache {
             self.entries.clear();
             self.era = (snapshot.id, generation);
         }
-        let Some(key) = key_of(shape, snapshot.id, generation, placed) else {
+        let Some(key) = key_of(shape, snapshot, generation, placed) else {
             return Recall::Miss(Miss {
                 key: None,
                 generation,
@@ -300,18 +302,24 @@ impl AnswerCache {
     }
 }
 
-/// Everything the reply to `shape` from the client `placed` depends on,
-/// as bytes; `None` if the client's decision was not looked up.
+/// Everything the reply to `shape` from the client `placed`, answered
+/// from `snapshot` under the health `generation`, depends on, as bytes;
+/// `None` if the client's decision was not looked up.
 fn key_of(
     shape: &QueryShape<'_>,
-    snapshot_id: u64,
+    snapshot: &Snapshot,
     generation: u64,
     placed: &Placed<'_>,
 ) -> Option<Key> {
     let decision = placed.decision()?;
     let mut key = Key::new();
-    key.push(&snapshot_id.to_be_bytes())?;
+    key.push(&snapshot.id.to_be_bytes())?;
     key.push(&generation.to_be_bytes())?;
+    // A steered answer depends on the ID only through its turn; the ID
+    // itself is patched in.
+    let turns = snapshot.zone.turns().max(1);
+    let turn = u16::try_from(usize::from(u16::from_be_bytes(shape.id)) % turns).ok()?;
+    key.push(&turn.to_be_bytes())?;
     key.push(&shape.flags)?;
     match shape.opt {
         None => key.push(&[0])?,
@@ -562,7 +570,7 @@ pub(crate) mod tests {
             Some(1232),
             &ecs_option(1, 24, 0, &[81, 2, 69]),
         );
-        for bytes in crate::hostile_input::variants(&[good], 80) {
+        for bytes in crate::testing::hostile_variants(&[good], 80) {
             let _ = QueryShape::read(&bytes);
         }
     }

@@ -26,4 +26,39 @@ pub enum GeoDnsError {
     /// The server stopped with an error.
     #[error("DNS server failed: {0}")]
     Server(String),
+    /// The config (on start, or on a reload) has no server of this
+    /// process's name.
+    #[error("the config has no GeoDNS server named {name:?} (it has {known})")]
+    NoSuchServer {
+        /// The process's server.
+        name: String,
+        /// The config's servers, by name.
+        known: String,
+    },
+}
+
+impl GeoDnsError {
+    /// The error for a config without server `name`.
+    pub fn no_such_server(config: &config::Config, name: &str) -> Self {
+        let known: Vec<&str> = config
+            .geodns
+            .servers
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        GeoDnsError::NoSuchServer {
+            name: name.to_owned(),
+            known: known.join(", "),
+        }
+    }
+}
+
+/// The index in `config.geodns.servers` of the server called `name`.
+pub fn server_index(config: &config::Config, name: &str) -> Result<usize, GeoDnsError> {
+    config
+        .geodns
+        .servers
+        .iter()
+        .position(|s| s.name == name)
+        .ok_or_else(|| GeoDnsError::no_such_server(config, name))
 }

@@ -235,6 +235,7 @@ fn prepare<'s>(
         query.query_type(),
         query.query_class(),
         &placed,
+        request.metadata.id,
     );
     let client = &placed.client;
     metadata.authoritative = reply.authoritative;
@@ -499,6 +500,8 @@ mod tests {
         let handler = GeoDnsHandler::new(live.clone(), metrics);
         let snapshot = live.load();
         let mut message = Message::query();
+        // ID 0: the region's first edge comes first.
+        message.metadata.id = 0;
         message.add_query(Query::query(
             Name::from_ascii("cdn.meridian.test.").unwrap(),
             RecordType::A,

@@ -31,8 +31,6 @@ pub mod explain;
 pub mod geo;
 pub mod handler;
 pub mod health;
-#[cfg(test)]
-mod hostile_input;
 pub mod metrics;
 pub mod rate_limit;
 pub mod reload;
@@ -40,7 +38,10 @@ pub mod responder;
 pub mod snapshot;
 pub mod steering;
 pub mod table;
+#[cfg(test)]
+mod testing;
 pub mod udp;
+pub mod vantage;
 pub mod wire;
 pub mod zone;
 
@@ -65,19 +66,30 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Responses buffered per TCP connection before the writer waits.
 const TCP_RESPONSE_BUFFER: usize = 32;
 
-/// Binds `config.geodns.listen` for UDP and TCP, starts health-checking
-/// every edge, reloads on SIGHUP, and serves until `shutdown` resolves.
-/// Everything is loaded and checked before anything is bound.
+/// Runs GeoDNS server `server` (a name from `config.geodns.servers`):
+/// binds its listen address for UDP and TCP, starts health-checking every
+/// edge and hearing from the other vantage points, reloads on SIGHUP, and
+/// serves until `shutdown` resolves. Everything is loaded and checked
+/// before anything is bound.
 pub async fn run(
     config: &config::Config,
+    server: &str,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GeoDnsError> {
+    let me = error::server_index(config, server)?;
     let metrics = Arc::new(DnsMetrics::new().map_err(|e| GeoDnsError::Server(e.to_string()))?);
     // From here on SIGHUP means "reload", no longer "terminate".
     let hangups = reload::Hangups::listen().map_err(|e| GeoDnsError::Server(e.to_string()))?;
     let snapshot = Snapshot::load(config.clone(), &metrics)?;
     let live = Arc::new(Live::from_pointee(snapshot));
-    let addr = config.geodns.listen;
+    let this = &config.geodns.servers[me];
+    tracing::info!(
+        server = %this.name,
+        servers = config.geodns.servers.len(),
+        "GeoDNS server {} of the config",
+        this.name
+    );
+    let addr = this.listen;
     let udp = std::net::UdpSocket::bind(addr).map_err(|source| GeoDnsError::Bind {
         protocol: "UDP",
         addr,
@@ -90,7 +102,7 @@ pub async fn run(
             addr,
             source,
         })?;
-    let admin_addr = config.geodns.admin_listen;
+    let admin_addr = this.admin_listen;
     let admin = tokio::net::TcpListener::bind(admin_addr)
         .await
         .map_err(|source| GeoDnsError::Bind {
@@ -123,6 +135,7 @@ pub async fn run(
     let upkeep = tokio::spawn(reload::upkeep(
         live.clone(),
         metrics.clone(),
+        this.name.clone(),
         hangups,
         async {
             let _ = upkeep_stopped.await;

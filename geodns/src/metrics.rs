@@ -8,7 +8,7 @@
 use crate::health::HealthView;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Query types counted by name; everything else is `other`.
 const QUERY_TYPES: [(RecordType, &str); 6] = [
@@ -55,6 +55,8 @@ pub struct DnsMetrics {
     /// Steered answers, by region name.
     steered: IntCounterVec,
     edge_up: IntGaugeVec,
+    edge_probed_up: IntGaugeVec,
+    vantage_points: IntGauge,
     reloads: IntCounter,
     reload_failures: IntCounter,
     /// UDP replies over the rate limit, by what happened to them.
@@ -115,11 +117,24 @@ impl DnsMetrics {
         let edge_up = IntGaugeVec::new(
             Opts::new(
                 "meridian_dns_edge_up",
-                "1 when GeoDNS's health checks consider the edge up",
+                "1 when GeoDNS answers with the edge: a quorum of the vantage points that report does not see it down",
             ),
             &["region", "edge"],
         )?;
         registry.register(Box::new(edge_up.clone()))?;
+        let edge_probed_up = IntGaugeVec::new(
+            Opts::new(
+                "meridian_dns_edge_probed_up",
+                "1 when this GeoDNS's own probes see the edge up",
+            ),
+            &["region", "edge"],
+        )?;
+        registry.register(Box::new(edge_probed_up.clone()))?;
+        let vantage_points = IntGauge::new(
+            "meridian_dns_vantage_points",
+            "Other vantage points (GeoDNS servers, edges) whose reports count now",
+        )?;
+        registry.register(Box::new(vantage_points.clone()))?;
         let reloads = IntCounter::new(
             "meridian_dns_reloads_total",
             "Configuration and geo database reloads that took effect",
@@ -144,6 +159,8 @@ impl DnsMetrics {
             ecs_queries,
             steered: steered_vec,
             edge_up,
+            edge_probed_up,
+            vantage_points,
             reloads,
             reload_failures,
             rate_limit_dropped: rate_limited_vec.with_label_values(&["dropped"]),
@@ -223,21 +240,26 @@ impl DnsMetrics {
     pub fn render(&self, health: &HealthView) -> String {
         // Edges a reload removed must not linger.
         self.edge_up.reset();
+        self.edge_probed_up.reset();
         for region in health.snapshot() {
             for edge in &region.edges {
+                let labels = [region.region.as_str(), &edge.addr.to_string()];
                 self.edge_up
-                    .with_label_values(&[region.region.as_str(), &edge.addr.to_string()])
+                    .with_label_values(&labels)
                     .set(i64::from(edge.up));
+                self.edge_probed_up
+                    .with_label_values(&labels)
+                    .set(i64::from(edge.probed_up));
             }
         }
+        self.vantage_points
+            .set(i64::try_from(health.vantage_points()).unwrap_or(i64::MAX));
         // Encoding only fails on a metric with an invalid name, which
         // registering it already refused.
+        let families = self.registry.gather();
         TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "cannot encode metrics");
-                String::new()
-            })
+            .encode_to_string(&families)
+            .unwrap_or_default()
     }
 }
 

@@ -23,11 +23,12 @@
 //! down calls the running load off and waits only for it to notice, which
 //! it does within about a millisecond of work.
 
-use crate::error::GeoDnsError;
+use crate::error::{GeoDnsError, server_index};
 use crate::geo::{LOAD_TIME_LIMIT, LoadLimit};
 use crate::health::Checks;
 use crate::metrics::DnsMetrics;
 use crate::snapshot::{Live, Snapshot};
+use crate::vantage::http::HttpPolling;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,10 +107,14 @@ impl Hangups {
 pub async fn upkeep(
     live: Arc<Live>,
     metrics: Arc<DnsMetrics>,
+    server: String,
     hangups: Hangups,
     shutdown: impl Future<Output = ()>,
 ) {
-    keep_up(Reloader::start(live, metrics), hangups, shutdown).await;
+    match Reloader::start(live, metrics, server) {
+        Ok(reloader) => keep_up(reloader, hangups, shutdown).await,
+        Err(error) => tracing::error!(%error, "cannot check the edges' health"),
+    }
 }
 
 /// [`upkeep`] with a given reloader.
@@ -176,6 +181,9 @@ struct Loading {
 pub struct Reloader {
     live: Arc<Live>,
     metrics: Arc<DnsMetrics>,
+    /// Which of the config's GeoDNS servers this process is; a reload to a
+    /// config without it is refused.
+    server: String,
     checks: Option<Checks>,
     /// How long one load may take.
     time_limit: Duration,
@@ -195,18 +203,31 @@ fn load_from(
     Snapshot::load_within(config, metrics, limit)
 }
 
+/// Starts the health checks of `snapshot` as server `me` of its config.
+fn checks(snapshot: &Snapshot, me: usize) -> Checks {
+    let config = &snapshot.config;
+    let transport = HttpPolling::from_config(config, me, config.health.timeout);
+    Checks::start(snapshot.health.clone(), config, me, transport)
+}
+
 impl Reloader {
-    /// Starts health-checking the edges of the snapshot `live` holds.
-    pub fn start(live: Arc<Live>, metrics: Arc<DnsMetrics>) -> Self {
+    /// Starts health-checking the edges of the snapshot `live` holds, as
+    /// its config's GeoDNS server `server`.
+    pub fn start(
+        live: Arc<Live>,
+        metrics: Arc<DnsMetrics>,
+        server: String,
+    ) -> Result<Self, GeoDnsError> {
         let current = live.load_full();
-        let checks = Checks::start(current.health.clone(), &current.config);
-        Reloader {
+        let me = server_index(&current.config, &server)?;
+        Ok(Reloader {
+            checks: Some(checks(&current, me)),
             live,
             metrics,
-            checks: Some(checks),
+            server,
             time_limit: LOAD_TIME_LIMIT,
             load: Arc::new(load_from),
-        }
+        })
     }
 
     /// Reloads the config from where the live one came from. On failure
@@ -237,6 +258,7 @@ impl Reloader {
         let new = match loaded
             .map_err(|e| GeoDnsError::Server(format!("the reload task failed: {e}")))
             .and_then(|loaded| loaded)
+            .and_then(|new| server_index(&new.config, &self.server).map(|me| (me, new)))
         {
             Ok(new) => new,
             Err(error) => {
@@ -248,22 +270,27 @@ impl Reloader {
                 return Err(error);
             }
         };
+        let (me, new) = new;
         let old = self.live.load_full();
+        let (was, now) = (
+            old.config.geodns.server(&self.server),
+            new.config.geodns.server(&self.server),
+        );
         for (key, was, now) in [
+            ("listen", was.map(|s| s.listen), now.map(|s| s.listen)),
             (
-                "geodns.listen",
-                old.config.geodns.listen,
-                new.config.geodns.listen,
-            ),
-            (
-                "geodns.admin_listen",
-                old.config.geodns.admin_listen,
-                new.config.geodns.admin_listen,
+                "admin_listen",
+                was.map(|s| s.admin_listen),
+                now.map(|s| s.admin_listen),
             ),
         ] {
+            let (Some(was), Some(now)) = (was, now) else {
+                continue;
+            };
             if was != now {
                 tracing::warn!(
-                    "{key} changed from {was} to {now}: that takes a restart; everything else is reloaded"
+                    "the {key} address of GeoDNS server {} changed from {was} to {now}: that takes a restart; everything else is reloaded",
+                    self.server
                 );
             }
         }
@@ -277,11 +304,11 @@ impl Reloader {
             checks.stop().await;
         }
         new.health.carry_over(&old.health);
-        let health = new.health.clone();
+        let new = Arc::new(new);
         let regions = new.config.region_names().join(", ");
         let config = new.config.clone();
-        self.live.store(Arc::new(new));
-        self.checks = Some(Checks::start(health, &config));
+        self.live.store(new.clone());
+        self.checks = Some(checks(&new, me));
         self.metrics.reloaded();
         tracing::info!(source = %config.source, %regions, "configuration reloaded");
         Ok(())
@@ -298,6 +325,7 @@ impl Reloader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::eventually;
     use std::net::IpAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -323,8 +351,12 @@ mod tests {
         let live = Arc::new(Live::from_pointee(
             Snapshot::load(config, &metrics).unwrap(),
         ));
-        let mut reloader = Reloader::start(live.clone(), metrics.clone());
-        live.load().health.set_edge(0, 0, false);
+        let mut reloader = Reloader::start(live.clone(), metrics.clone(), "ns1".into()).unwrap();
+        live.load().health.set_probed(0, 0, false);
+        assert!(
+            !live.load().health.edge_up(0, 0),
+            "alone, its probes decide"
+        );
         assert_eq!(at(&live, "81.2.69.1"), [1, 0, 2]);
 
         // GB now goes to ap-southeast first; eu-west's edge moves.
@@ -345,29 +377,33 @@ mod tests {
                 .contains("meridian_dns_reloads_total 1")
         );
 
-        // Broken: refused, and nothing changes.
-        std::fs::write(
-            &path,
-            changed.replace("latitude = 53.35", "latitude = 153.35"),
-        )
-        .unwrap();
-        let error = reloader.reload().await.unwrap_err();
-        assert!(error.to_string().contains("region[1].latitude"), "{error}");
-        assert_eq!(at(&live, "81.2.69.1"), [2, 1, 0]);
-        // A database that is not one: refused too.
-        let bad_db = dir.join("bad.mmdb");
-        std::fs::write(&bad_db, b"not a database").unwrap();
-        std::fs::write(
-            &path,
-            changed.replace("geo_database = \"embedded\"", "geo_database = \"bad.mmdb\""),
-        )
-        .unwrap();
-        let error = reloader.reload().await.unwrap_err();
-        assert!(error.to_string().contains("bad.mmdb"), "{error}");
-        assert_eq!(at(&live, "81.2.69.1"), [2, 1, 0]);
+        // Broken three ways (a bad value, a database that is not one, a
+        // config in which this process's server is gone): each refused,
+        // and nothing changes.
+        std::fs::write(dir.join("bad.mmdb"), b"not a database").unwrap();
+        let ns1_gone = "no GeoDNS server named \"ns1\" (it has ns3, ns2)";
+        for (from, to, says) in [
+            (
+                "latitude = 53.35",
+                "latitude = 153.35",
+                "region[1].latitude",
+            ),
+            (
+                "geo_database = \"embedded\"",
+                "geo_database = \"bad.mmdb\"",
+                "bad.mmdb",
+            ),
+            ("name = \"ns1\"", "name = \"ns3\"", ns1_gone),
+        ] {
+            assert!(changed.contains(from), "the demo no longer says {from}");
+            std::fs::write(&path, changed.replace(from, to)).unwrap();
+            let error = reloader.reload().await.unwrap_err();
+            assert!(error.to_string().contains(says), "{error}");
+            assert_eq!(at(&live, "81.2.69.1"), [2, 1, 0]);
+        }
         let text = metrics.render(&live.load().health);
         assert!(
-            text.contains("meridian_dns_reload_failures_total 2"),
+            text.contains("meridian_dns_reload_failures_total 3"),
             "{text}"
         );
         reloader.stop().await;
@@ -391,20 +427,11 @@ mod tests {
             .to_owned()
     }
 
-    /// Polls `done` until it holds; fails the test after 30 s.
-    async fn eventually(what: &str, done: impl Fn() -> bool) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !done() {
-            assert!(std::time::Instant::now() < deadline, "never: {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
     #[tokio::test]
     async fn a_reload_out_of_time_is_refused_and_counted() {
         let (live, metrics) = demo_live();
         let before = live.load().id;
-        let mut reloader = Reloader::start(live.clone(), metrics.clone());
+        let mut reloader = Reloader::start(live.clone(), metrics.clone(), "ns1".into()).unwrap();
         reloader.time_limit = Duration::ZERO;
         let error = reloader.reload().await.unwrap_err();
         assert!(
@@ -458,7 +485,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn signals_are_handled_while_a_load_runs() {
         let (live, metrics) = demo_live();
-        let mut reloader = Reloader::start(live.clone(), metrics.clone());
+        let mut reloader = Reloader::start(live.clone(), metrics.clone(), "ns1".into()).unwrap();
         let load = blocking(&mut reloader);
         let (hang_up, hangups) = Hangups::sent_by_test();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -208,7 +208,7 @@ mod tests {
 
         fn handler() -> (GeoDnsHandler, Arc<Live>) {
             serving(&config::DEMO_TOML.replace(
-                "edge_addresses = [\"127.0.3.1\"]",
+                "edge_addresses = [\"127.0.3.1\", \"127.0.3.3\"]",
                 "edge_addresses = [\"127.0.3.1\", \"127.0.3.3\", \"::3:1\"]",
             ))
         }
@@ -240,9 +240,10 @@ mod tests {
             message.to_vec().unwrap()
         }
 
-        /// Every variant, asked with many IDs and ECS addresses, gets from
-        /// the cache exactly the bytes the full path gives; and after a
-        /// health change, the new answer.
+        /// Every variant, asked with many IDs (of every turn: which edge
+        /// a steered answer puts first) and ECS addresses, gets from the
+        /// cache exactly the bytes the full path gives; and after a health
+        /// change, the new answer.
         #[test]
         fn remembered_replies_are_byte_for_byte_what_hickory_builds() {
             let (handler, live) = handler();
@@ -304,8 +305,8 @@ mod tests {
                             continue;
                         }
                         for (i, subnet) in subnets.iter().enumerate() {
-                            for source in sources {
-                                let id = (round * 1000 + set * 100 + i * 10) as u16 + 7;
+                            for (turn, source) in sources.into_iter().enumerate() {
+                                let id = (round * 1000 + set * 100 + i * 10 + turn) as u16 + 7;
                                 let bytes = datagram(variant, id, with_ecs.then_some(*subnet));
                                 let snapshot = live.load();
                                 let served =
@@ -534,7 +535,7 @@ mod tests {
         fn arbitrary_bytes_never_panic_truncation() {
             let mut seeds: Vec<Vec<u8>> = replies().into_iter().map(|(_, r)| r).collect();
             seeds.push(vec![0; 12]);
-            for mut bytes in crate::hostile_input::variants(&seeds, 100) {
+            for mut bytes in crate::testing::hostile_variants(&seeds, 100) {
                 let len = bytes.len();
                 if truncate(&mut bytes).is_some() {
                     assert!(bytes.len() <= len, "truncation never grows a reply");

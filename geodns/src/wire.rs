@@ -291,7 +291,7 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic_the_walkers() {
-        for input in crate::hostile_input::variants(&[message()], 80) {
+        for input in crate::testing::hostile_variants(&[message()], 80) {
             let _ = opt_record(&input);
             let _ = questions_end(&input, u16::MAX);
             for at in 0..input.len() {

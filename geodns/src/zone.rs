@@ -47,7 +47,15 @@ pub struct Zone {
     steered: HashMap<LowerName, usize>,
     /// `[name][region]` → that region's edge records for that name.
     steered_records: Vec<Vec<RegionRecords>>,
+    /// How many ways a steered answer is turned (see [`Zone::turns`]).
+    turns: usize,
 }
+
+/// The most ways a steered answer is turned: 60 is divisible by every
+/// number of edges up to 6 (and by 10, 12, 15, 20, 30), so their turns
+/// come round equally often; regions of other sizes take turns almost as
+/// evenly.
+const MAX_TURNS: usize = 60;
 
 /// The static records at one name.
 #[derive(Debug, Default)]
@@ -341,6 +349,25 @@ impl Zone {
             steered_records.push(per_region);
         }
 
+        // The least common multiple of every region's number of edges
+        // of each family, so that each region's edges each come first
+        // equally often.
+        let turns = config
+            .regions
+            .iter()
+            .flat_map(|region| {
+                let v4 = region
+                    .edge_addresses
+                    .iter()
+                    .filter(|ip| ip.is_ipv4())
+                    .count();
+                [v4, region.edge_addresses.len() - v4]
+            })
+            .filter(|&count| count > 0)
+            .fold(1, |turns, count| {
+                let lcm = turns / gcd(turns, count) * count;
+                if lcm > MAX_TURNS { turns } else { lcm }
+            });
         Zone {
             apex: apex_lower,
             soa,
@@ -351,7 +378,15 @@ impl Zone {
             existing,
             steered,
             steered_records,
+            turns,
         }
+    }
+
+    /// How many different turns steered answers take: a steered answer
+    /// depends on its query's ID only through `id % turns` (see
+    /// [`crate::answer`]), which is what the UDP answer cache keys it by.
+    pub fn turns(&self) -> usize {
+        self.turns
     }
 
     /// The zone apex.
@@ -467,6 +502,10 @@ impl Zone {
     }
 }
 
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 fn answer(set: &RrSet) -> Outcome<'_> {
     Outcome::Answer {
         answers: &set.records,
@@ -518,9 +557,10 @@ mod tests {
                 answers,
                 additionals,
             } => {
-                assert_eq!(answers.len(), 1);
-                assert_eq!(additionals.len(), 1);
-                assert_eq!(additionals[0].name.to_ascii(), "ns1.meridian.test.");
+                // One NS per GeoDNS server of the demo, each with its glue.
+                assert_eq!(answers.len(), 2);
+                let glue: Vec<String> = additionals.iter().map(|r| r.name.to_ascii()).collect();
+                assert_eq!(glue, ["ns1.meridian.test.", "ns2.meridian.test."]);
             }
             other => panic!("{other:?}"),
         }
@@ -560,14 +600,40 @@ mod tests {
         ));
         assert_eq!(outcome(&zone, cdn, RecordType::TXT), Outcome::NoData);
         let eu = zone.steered_records(0, 1, RecordType::A);
-        assert_eq!(eu.len(), 1);
+        assert_eq!(eu.len(), 2);
         assert_eq!(
             &eu[0].record.data,
             &RData::A(A("127.0.2.1".parse().unwrap()))
         );
         assert_eq!(eu[0].record.ttl, 30);
-        assert_eq!(eu[0].edge, 0);
+        assert_eq!((eu[0].edge, eu[1].edge), (0, 1));
         assert!(zone.steered_records(0, 1, RecordType::AAAA).is_empty());
+    }
+
+    #[test]
+    fn every_region_size_divides_the_turns() {
+        assert_eq!(demo().turns(), 2, "two edges in every region");
+        let sized = |sizes: &[usize]| {
+            let mut text = config::DEMO_TOML.to_owned();
+            for (region, size) in sizes.iter().enumerate() {
+                let r = region + 1;
+                let demo = format!("edge_addresses = [\"127.0.{r}.1\", \"127.0.{r}.3\"]");
+                let addresses: Vec<String> = (0..*size)
+                    .map(|i| format!("\"127.0.{r}.{}\"", 10 + i))
+                    .collect();
+                text = text.replace(
+                    &demo,
+                    &format!("edge_addresses = [{}]", addresses.join(", ")),
+                );
+            }
+            let config = config::Config::from_toml(&text, config::ConfigSource::Embedded).unwrap();
+            Zone::from_config(&config).turns()
+        };
+        assert_eq!(sized(&[1, 1, 1]), 1);
+        assert_eq!(sized(&[2, 3, 4]), 12);
+        assert_eq!(sized(&[5, 4, 3]), 60);
+        // Past 60, a size that would take it further is left out.
+        assert_eq!(sized(&[5, 4, 7]), 20);
     }
 
     #[test]
@@ -609,27 +675,16 @@ mod tests {
         );
     }
 
-    fn record(name: &str, record_type: &str, value: &str) -> String {
-        format!(
-            "[[zone.records]]\nname = \"{name}\"\ntype = \"{record_type}\"\nvalue = \"{value}\"\n"
-        )
-    }
+    use kit::zone_records as records;
 
     #[test]
     fn static_records_answer_by_type() {
-        let zone = with_records(
-            &[
-                record("mail.meridian.test.", "A", "192.0.2.25"),
-                record("mail.meridian.test.", "A", "192.0.2.26"),
-                record("mail.meridian.test.", "AAAA", "2001:db8::25"),
-                record("meridian.test.", "MX", "10 mail.meridian.test."),
-                record("meridian.test.", "MX", "20 mx.example.net."),
-                record("meridian.test.", "TXT", &"v".repeat(300)),
-                record("cdn.meridian.test.", "TXT", "steered and described"),
-                record("a.deep.meridian.test.", "TXT", "x"),
-            ]
-            .concat(),
-        );
+        let zone = with_records(&records(&format!(
+            "mail A 192.0.2.25 | mail A 192.0.2.26 | mail AAAA 2001:db8::25 \
+             | @ MX 10 mail.meridian.test. | @ MX 20 mx.example.net. | @ TXT {} \
+             | cdn TXT steered and described | a.deep TXT x",
+            "v".repeat(300)
+        )));
         let a = outcome(&zone, "mail.meridian.test.", RecordType::A);
         assert_eq!(answers(&a).len(), 2);
         assert_eq!(
@@ -682,17 +737,14 @@ mod tests {
 
     #[test]
     fn cnames_are_followed_inside_the_zone() {
-        let zone = with_records(
-            &[
-                record("www.meridian.test.", "CNAME", "cdn.meridian.test."),
-                record("alias.meridian.test.", "CNAME", "www.meridian.test."),
-                record("mail.meridian.test.", "A", "192.0.2.25"),
-                record("smtp.meridian.test.", "CNAME", "mail.meridian.test."),
-                record("gone.meridian.test.", "CNAME", "nothing.meridian.test."),
-                record("out.meridian.test.", "CNAME", "www.example.com."),
-            ]
-            .concat(),
-        );
+        let zone = with_records(&records(
+            "www CNAME cdn.meridian.test. \
+             | alias CNAME www.meridian.test. \
+             | mail A 192.0.2.25 \
+             | smtp CNAME mail.meridian.test. \
+             | gone CNAME nothing.meridian.test. \
+             | out CNAME www.example.com.",
+        ));
         // To a steered name: the CNAME, then the client's edges.
         let lookup = zone.lookup(&lower("www.meridian.test."), RecordType::A);
         assert_eq!(lookup.chain.len(), 1);

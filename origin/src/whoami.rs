@@ -102,22 +102,18 @@ mod tests {
 
     #[test]
     fn left_most_forwarded_address_wins() {
-        assert_eq!(
-            client_address(Some("203.0.113.7, 10.0.0.1"), peer()),
-            ip("203.0.113.7")
-        );
-        assert_eq!(
-            client_address(Some(" 2001:db8::1 ,10.0.0.1"), peer()),
-            ip("2001:db8::1")
-        );
-        assert_eq!(
-            client_address(Some("203.0.113.7:4711"), peer()),
-            ip("203.0.113.7")
-        );
-        assert_eq!(
-            client_address(Some("[2001:db8::1]:443"), peer()),
-            ip("2001:db8::1")
-        );
+        for (forwarded, client) in [
+            ("203.0.113.7, 10.0.0.1", "203.0.113.7"),
+            (" 2001:db8::1 ,10.0.0.1", "2001:db8::1"),
+            ("203.0.113.7:4711", "203.0.113.7"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+        ] {
+            assert_eq!(
+                client_address(Some(forwarded), peer()),
+                ip(client),
+                "{forwarded}"
+            );
+        }
     }
 
     #[test]

@@ -7,11 +7,10 @@
 use origin::{OriginError, OriginSettings};
 use reqwest::StatusCode;
 use reqwest::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, LAST_MODIFIED, RANGE,
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED,
 };
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -48,7 +47,41 @@ impl TestOrigin {
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
-        client().get(self.url(path)).send().await.unwrap()
+        self.send(reqwest::Method::GET, path, &[]).await
+    }
+
+    /// HEAD `path`.
+    async fn head(&self, path: &str) -> reqwest::Response {
+        self.send(reqwest::Method::HEAD, path, &[]).await
+    }
+
+    /// POST a small body to `path`.
+    async fn post(&self, path: &str) -> reqwest::Response {
+        self.send(reqwest::Method::POST, path, &[]).await
+    }
+
+    /// GET `path` with the field `name: value`.
+    async fn get_with(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path, &[(name, value)])
+            .await
+    }
+
+    /// `method` on `path` with these fields (and a body for a POST).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let post = method == reqwest::Method::POST;
+        let mut request = client().request(method, self.url(path));
+        if post {
+            request = request.body("x");
+        }
+        for (name, value) in fields {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
     }
 
     /// Stops the server and returns what `serve` returned.
@@ -90,6 +123,12 @@ fn header(response: &reqwest::Response, name: impl reqwest::header::AsHeaderName
         .unwrap_or("")
 }
 
+/// What an answer is judged by first: its status and its `Cache-Control`
+/// (empty when it has none).
+fn status_and_caching(response: &reqwest::Response) -> (StatusCode, &str) {
+    (response.status(), header(response, CACHE_CONTROL))
+}
+
 async fn json(response: reqwest::Response) -> serde_json::Value {
     serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
 }
@@ -117,31 +156,9 @@ async fn raw_get(addr: SocketAddr, target: &str) -> (u16, String) {
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "meridian-origin-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn tempdir(name: &str) -> tempfile::TempDir {
+    let prefix = format!("meridian-origin-{name}-");
+    tempfile::Builder::new().prefix(&prefix).tempdir().unwrap()
 }
 
 const TRAVERSALS: [&str; 6] = [
@@ -261,32 +278,32 @@ async fn index_names_the_region_and_is_identical_on_every_start() {
     assert_eq!(first.get("/index.html").await.text().await.unwrap(), a);
 }
 
+/// Asserts that `response` is a 200 with the whole body, of `len` bytes:
+/// what a validator that does not match gets.
+async fn assert_whole(response: reqwest::Response, len: usize) {
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().len(), len);
+}
+
 #[tokio::test]
 async fn if_none_match_gets_304() {
     let origin = TestOrigin::demo("eu-west").await;
     let first = origin.get("/assets/100k.bin").await;
     let etag = header(&first, ETAG).to_owned();
 
-    let response = client()
-        .get(origin.url("/assets/100k.bin"))
-        .header(IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/assets/100k.bin", "if-none-match", &etag)
+        .await;
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header(&response, ETAG), etag);
     assert_eq!(header(&response, CACHE_CONTROL), "public, max-age=3600");
     assert!(response.bytes().await.unwrap().is_empty());
 
     // A different tag is a miss: the full body comes back.
-    let response = client()
-        .get(origin.url("/assets/100k.bin"))
-        .header(IF_NONE_MATCH, "\"something-else\"")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.bytes().await.unwrap().len(), 102_400);
+    let response = origin
+        .get_with("/assets/100k.bin", "if-none-match", "\"something-else\"")
+        .await;
+    assert_whole(response, 102_400).await;
 }
 
 #[tokio::test]
@@ -294,12 +311,7 @@ async fn if_none_match_validates_against_another_regions_etag() {
     let eu = TestOrigin::demo("eu-west").await;
     let us = TestOrigin::demo("us-east").await;
     let etag = header(&eu.get("/assets/1m.bin").await, ETAG).to_owned();
-    let response = client()
-        .get(us.url("/assets/1m.bin"))
-        .header(IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
+    let response = us.get_with("/assets/1m.bin", "if-none-match", &etag).await;
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
 }
 
@@ -308,23 +320,20 @@ async fn if_modified_since_gets_304() {
     let origin = TestOrigin::demo("eu-west").await;
     let last_modified = header(&origin.get("/assets/1k.bin").await, LAST_MODIFIED).to_owned();
 
-    let response = client()
-        .get(origin.url("/assets/1k.bin"))
-        .header(IF_MODIFIED_SINCE, &last_modified)
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/assets/1k.bin", "if-modified-since", &last_modified)
+        .await;
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header(&response, LAST_MODIFIED), last_modified);
 
-    let response = client()
-        .get(origin.url("/assets/1k.bin"))
-        .header(IF_MODIFIED_SINCE, "Sun, 01 Jan 2017 00:00:00 GMT")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.bytes().await.unwrap().len(), 1024);
+    let response = origin
+        .get_with(
+            "/assets/1k.bin",
+            "if-modified-since",
+            "Sun, 01 Jan 2017 00:00:00 GMT",
+        )
+        .await;
+    assert_whole(response, 1024).await;
 }
 
 #[tokio::test]
@@ -332,10 +341,7 @@ async fn range_requests() {
     let origin = TestOrigin::demo("eu-west").await;
     let full = origin.get("/assets/1k.bin").await.bytes().await.unwrap();
 
-    let ranged = |range: &'static str| {
-        let url = origin.url("/assets/1k.bin");
-        async move { client().get(url).header(RANGE, range).send().await.unwrap() }
-    };
+    let ranged = |range: &'static str| origin.get_with("/assets/1k.bin", "range", range);
 
     let response = ranged("bytes=0-99").await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
@@ -367,11 +373,7 @@ async fn range_requests() {
 #[tokio::test]
 async fn head_has_headers_and_no_body() {
     let origin = TestOrigin::demo("eu-west").await;
-    let response = client()
-        .head(origin.url("/assets/1m.bin"))
-        .send()
-        .await
-        .unwrap();
+    let response = origin.head("/assets/1m.bin").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(&response, CONTENT_LENGTH), "1048576");
     assert!(!header(&response, ETAG).is_empty());
@@ -382,14 +384,10 @@ async fn head_has_headers_and_no_body() {
 #[tokio::test]
 async fn whoami_reports_region_origin_and_forwarded_client() {
     let origin = TestOrigin::demo("eu-west").await;
-    let response = client()
-        .get(origin.url("/api/whoami"))
-        .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(header(&response, CACHE_CONTROL), "no-store");
+    let response = origin
+        .get_with("/api/whoami", "x-forwarded-for", "203.0.113.7, 10.0.0.1")
+        .await;
+    assert_eq!(status_and_caching(&response), (StatusCode::OK, "no-store"));
     assert_eq!(header(&response, CONTENT_TYPE), "application/json");
     assert_eq!(header(&response, "x-meridian-origin-region"), "eu-west");
     let who: serde_json::Value = json(response).await;
@@ -415,13 +413,13 @@ async fn whoami_reports_region_origin_and_forwarded_client() {
 #[tokio::test]
 async fn whoami_ignores_a_forwarded_for_that_is_not_an_address() {
     let origin = TestOrigin::demo("us-east").await;
-    let response = client()
-        .get(origin.url("/api/whoami"))
-        .header("x-forwarded-for", "unknown")
-        .send()
-        .await
-        .unwrap();
-    let who = json(response).await;
+    let forwarded = ("x-forwarded-for", "unknown");
+    let who = json(
+        origin
+            .get_with("/api/whoami", forwarded.0, forwarded.1)
+            .await,
+    )
+    .await;
     assert_eq!(who["client"], "127.0.0.1");
     assert_eq!(who["forwarded_for"], "unknown");
     assert_eq!(who["region"], "us-east");
@@ -431,8 +429,7 @@ async fn whoami_ignores_a_forwarded_for_that_is_not_an_address() {
 async fn healthz() {
     let origin = TestOrigin::demo("eu-west").await;
     let response = origin.get("/healthz").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(header(&response, CACHE_CONTROL), "no-store");
+    assert_eq!(status_and_caching(&response), (StatusCode::OK, "no-store"));
     assert_eq!(header(&response, "x-meridian-origin-region"), "eu-west");
     assert_eq!(response.text().await.unwrap(), "ok");
 }
@@ -442,8 +439,11 @@ async fn unknown_paths_are_404_and_not_cacheable() {
     let origin = TestOrigin::demo("eu-west").await;
     for path in ["/nope", "/assets/nope.bin", "/api/nope", "/assets/1k.bin/x"] {
         let response = origin.get(path).await;
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(header(&response, CACHE_CONTROL), "", "{path}");
+        assert_eq!(
+            status_and_caching(&response),
+            (StatusCode::NOT_FOUND, ""),
+            "{path}"
+        );
         assert_eq!(header(&response, "x-meridian-origin-region"), "eu-west");
     }
 }
@@ -451,14 +451,11 @@ async fn unknown_paths_are_404_and_not_cacheable() {
 #[tokio::test]
 async fn unsafe_methods_on_static_files_are_405() {
     let origin = TestOrigin::demo("eu-west").await;
-    let response = client()
-        .post(origin.url("/assets/1k.bin"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(header(&response, CACHE_CONTROL), "");
+    let response = origin.post("/assets/1k.bin").await;
+    assert_eq!(
+        status_and_caching(&response),
+        (StatusCode::METHOD_NOT_ALLOWED, "")
+    );
 }
 
 #[tokio::test]
@@ -476,38 +473,34 @@ async fn traversal_does_not_escape_the_demo_site() {
 
 #[tokio::test]
 async fn serves_a_real_directory() {
-    let dir = TempDir::new("root");
+    let dir = tempdir("root");
     std::fs::write(dir.path().join("index.html"), "<p>from disk</p>").unwrap();
     std::fs::create_dir(dir.path().join("assets")).unwrap();
     std::fs::write(dir.path().join("assets/hello.txt"), "hello from disk\n").unwrap();
     // A secret next to the root, which a traversal would try to reach.
-    let outside = TempDir::new("outside");
+    let outside = tempdir("outside");
     std::fs::write(outside.path().join("secret.txt"), "root:x:0:0").unwrap();
     let outside_name = outside.path().file_name().unwrap().to_str().unwrap();
 
     let origin = TestOrigin::start(settings("eu-west", Some(dir.path().to_path_buf()))).await;
     let response = origin.get("/assets/hello.txt").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(header(&response, CACHE_CONTROL), "public, max-age=3600");
+    assert_eq!(
+        status_and_caching(&response),
+        (StatusCode::OK, "public, max-age=3600")
+    );
     let etag = header(&response, ETAG).to_owned();
     assert!(!etag.is_empty());
     assert!(!header(&response, LAST_MODIFIED).is_empty());
     assert_eq!(response.text().await.unwrap(), "hello from disk\n");
 
-    let response = client()
-        .get(origin.url("/assets/hello.txt"))
-        .header(IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/assets/hello.txt", "if-none-match", &etag)
+        .await;
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
 
-    let response = client()
-        .get(origin.url("/assets/hello.txt"))
-        .header(RANGE, "bytes=-5")
-        .send()
-        .await
-        .unwrap();
+    let response = origin
+        .get_with("/assets/hello.txt", "range", "bytes=-5")
+        .await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(response.text().await.unwrap(), "disk\n");
 
@@ -538,7 +531,7 @@ async fn serves_a_real_directory() {
 
 #[tokio::test]
 async fn a_missing_root_is_an_error_naming_it() {
-    let dir = TempDir::new("missing");
+    let dir = tempdir("missing");
     let missing = dir.path().join("does-not-exist");
     let err = origin::router(&settings("eu-west", Some(missing.clone()))).unwrap_err();
     assert!(matches!(err, OriginError::RootUnreadable { .. }), "{err:?}");
@@ -557,7 +550,7 @@ async fn a_missing_root_is_an_error_naming_it() {
 
 #[tokio::test]
 async fn a_root_that_is_a_file_is_an_error_naming_it() {
-    let dir = TempDir::new("file-root");
+    let dir = tempdir("file-root");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let err = origin::router(&settings("eu-west", Some(file.clone()))).unwrap_err();

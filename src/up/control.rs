@@ -4,7 +4,7 @@
 //! region's processes (SIGKILL: a failure, not a shutdown);
 //! `POST /regions/{region}/restore` starts them again and returns once they
 //! answer; `GET /status` reports every process (state, pid, restarts) and
-//! GeoDNS's view of every edge. It listens on loopback only (the config
+//! every GeoDNS server's view of every edge, with who sees what. It listens on loopback only (the config
 //! refuses anything else), and, like every admin listener, sits behind
 //! `config::admin_access`: a request must name this listener in `Host`
 //! (421 otherwise, against DNS rebinding), come from no other origin, and
@@ -15,20 +15,21 @@
 
 use super::{Component, ProcessState, Supervisor};
 use crate::cli::OutageScope;
+use crate::dns_views::ServerView;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use config::admin_access::{self, AdminAccess};
+use config::report::SeenEdge;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Mutex;
 
-/// How long `status` waits for GeoDNS's admin listener.
-const VIEW_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long `status` waits for an edge's admin listener.
+const VIEW_TIMEOUT: std::time::Duration = crate::dns_views::VIEW_TIMEOUT;
 
 /// The processes of a region an outage of `scope` takes down.
 fn components(scope: OutageScope) -> &'static [Component] {
@@ -55,11 +56,12 @@ pub struct Acted {
 /// `GET /status`: the whole topology.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
-    /// The GeoDNS process.
-    pub geodns: ProcessState,
-    /// Whether GeoDNS's admin listener answered (its view is below).
+    /// Every GeoDNS server's view of the edges, with who sees what.
+    pub geodns: Vec<ServerView>,
+    /// Whether any GeoDNS server's admin listener answered.
     pub dns_view_available: bool,
-    /// Every process, in the order they are started: origins, edges, GeoDNS.
+    /// Every process, in the order they are started: origins, edges,
+    /// GeoDNS servers.
     pub processes: Vec<ProcessStatus>,
     /// Every region, in config order.
     pub regions: Vec<RegionStatus>,
@@ -85,17 +87,48 @@ pub struct ProcessStatus {
 pub struct RegionStatus {
     /// The region's name.
     pub region: String,
-    /// Its edge process.
+    /// Its edge processes taken together: `running` when every one runs,
+    /// else the state of the first that does not.
     pub edge: ProcessState,
+    /// Each of its edges, in config order.
+    pub edges: Vec<EdgeStatus>,
     /// Its origin process.
     pub origin: ProcessState,
-    /// Whether GeoDNS's health checks consider its edges up (`None`: unknown).
+    /// Whether the GeoDNS servers that answered answer with its edges;
+    /// `None` when none answered or they disagree (see `dns_views`).
     pub dns_view_up: Option<bool>,
-    /// The edge's view of the origins, in its preference order (`None`:
-    /// its admin listener did not answer).
-    pub edge_origins: Option<Vec<OriginView>>,
-    /// The edge's cache hit ratio so far.
+    /// Each GeoDNS server's decision, in config order (`up: None`: it did
+    /// not answer).
+    pub dns_views: Vec<DnsRegionView>,
+}
+
+/// One edge in [`Status`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EdgeStatus {
+    /// Its address (one of the region's `edge_addresses`).
+    pub address: IpAddr,
+    /// Its process.
+    pub state: ProcessState,
+    /// Whether the GeoDNS servers that answered answer with it; `None`
+    /// when none answered or they disagree.
+    pub dns_view_up: Option<bool>,
+    /// Its view of the origins, in its preference order (`None`: its
+    /// admin listener did not answer).
+    pub origins: Option<Vec<OriginView>>,
+    /// Its view of the other edges of its region, which it fills from
+    /// (`None`: its admin listener did not answer).
+    pub peers: Option<Vec<SeenEdge>>,
+    /// Its cache hit ratio so far.
     pub cache_hit_ratio: Option<f64>,
+}
+
+/// Whether one GeoDNS server answers with a region's edges.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DnsRegionView {
+    /// The server (`ns1`).
+    pub server: String,
+    /// Its decision; `None` when it did not answer.
+    pub up: Option<bool>,
 }
 
 /// One origin as an edge sees it.
@@ -113,6 +146,8 @@ pub struct OriginView {
 #[derive(Deserialize)]
 struct EdgeView {
     origins: Vec<OriginView>,
+    #[serde(default)]
+    peers: Vec<SeenEdge>,
     cache: CacheView,
 }
 
@@ -191,10 +226,10 @@ async fn restore(
 }
 
 async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
-    let (mut report, admin, admin_token, edge_admins, http) = {
+    let (mut report, config, edge_admins, http) = {
         let supervisor = supervisor.lock().await;
-        // Every region has an edge and an origin, and there is one GeoDNS
-        // (`roles` makes them); a missing one would be reported failed.
+        // Every region has its edges and an origin (`roles` makes them); a
+        // missing one would be reported failed.
         let state_of = |region: Option<usize>, component: Component| {
             supervisor
                 .roles
@@ -202,7 +237,13 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
                 .position(|r| r.region == region && r.component == component)
                 .map_or(ProcessState::Failed, |i| supervisor.processes[i].state)
         };
-        let geodns = state_of(None, Component::GeoDns);
+        let edge_state = |region: usize, address: IpAddr| {
+            supervisor
+                .roles
+                .iter()
+                .position(|r| r.region == Some(region) && r.address == Some(address))
+                .map_or(ProcessState::Failed, |i| supervisor.processes[i].state)
+        };
         let processes = supervisor
             .roles
             .iter()
@@ -220,95 +261,102 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
             .regions
             .iter()
             .enumerate()
-            .map(|(i, region)| RegionStatus {
-                region: region.name.clone(),
-                edge: state_of(Some(i), Component::Edge),
-                origin: state_of(Some(i), Component::Origin),
-                dns_view_up: None,
-                edge_origins: None,
-                cache_hit_ratio: None,
+            .map(|(i, region)| {
+                let edges: Vec<EdgeStatus> = region
+                    .edge_addresses
+                    .iter()
+                    .map(|&address| EdgeStatus {
+                        address,
+                        state: edge_state(i, address),
+                        dns_view_up: None,
+                        origins: None,
+                        peers: None,
+                        cache_hit_ratio: None,
+                    })
+                    .collect();
+                RegionStatus {
+                    region: region.name.clone(),
+                    edge: edges
+                        .iter()
+                        .map(|e| e.state)
+                        .find(|s| *s != ProcessState::Running)
+                        .unwrap_or(ProcessState::Running),
+                    edges,
+                    origin: state_of(Some(i), Component::Origin),
+                    dns_view_up: None,
+                    dns_views: Vec::new(),
+                }
             })
             .collect();
         let report = Status {
-            geodns,
+            geodns: Vec::new(),
             dns_view_available: false,
             processes,
             regions,
         };
-        let edge_admins: Vec<std::net::SocketAddr> = supervisor
+        // Region by region, edge by edge: the order of `regions[].edges`.
+        let edge_admins: Vec<SocketAddr> = supervisor
             .config
             .regions
             .iter()
-            .map(|r| r.edge_admin_addr(&supervisor.config.edge))
+            .flat_map(|r| r.edge_admin_addrs(&supervisor.config.edge))
             .collect();
         (
             report,
-            supervisor.config.geodns.admin_listen,
-            supervisor.config.geodns.admin_token.clone(),
+            supervisor.config.clone(),
             edge_admins,
             supervisor.http.clone(),
         )
     };
-    // Asked without holding the lock: GeoDNS may be slow or gone.
-    if let Ok(view) = dns_view(&http, admin, admin_token.as_deref()).await {
-        report.dns_view_available = true;
-        for region in &mut report.regions {
-            region.dns_view_up = view
-                .iter()
-                .find(|v| v.region == region.region)
-                .map(|v| v.up);
+    // Asked without holding the lock: a server may be slow or gone.
+    let (views, edge_views) = tokio::join!(
+        crate::dns_views::ask_all(&http, &config),
+        futures::future::join_all(edge_admins.iter().map(|addr| edge_view(&http, *addr)))
+    );
+    report.dns_view_available = views.iter().any(|v| v.regions.is_some());
+    for region in &mut report.regions {
+        region.dns_views = views
+            .iter()
+            .map(|view| DnsRegionView {
+                server: view.server.clone(),
+                up: view.region_up(&region.region),
+            })
+            .collect();
+        region.dns_view_up = agreed(region.dns_views.iter().filter_map(|v| v.up));
+        for edge in &mut region.edges {
+            edge.dns_view_up = agreed(
+                views
+                    .iter()
+                    .filter_map(|view| view.edge_up(&region.region, edge.address)),
+            );
         }
     }
-    let views =
-        futures::future::join_all(edge_admins.iter().map(|addr| edge_view(&http, *addr))).await;
-    for (region, view) in report.regions.iter_mut().zip(views) {
+    report.geodns = views;
+    let edges = report.regions.iter_mut().flat_map(|r| r.edges.iter_mut());
+    for (edge, view) in edges.zip(edge_views) {
         if let Ok(view) = view {
-            region.edge_origins = Some(view.origins);
-            region.cache_hit_ratio = Some(view.cache.hit_ratio);
+            edge.origins = Some(view.origins);
+            edge.peers = Some(view.peers);
+            edge.cache_hit_ratio = Some(view.cache.hit_ratio);
         }
     }
     axum::Json(report)
 }
 
-async fn edge_view(
-    http: &reqwest::Client,
-    admin: std::net::SocketAddr,
-) -> Result<EdgeView, String> {
+/// The one value all of `values` have; `None` when there are none or they
+/// differ.
+fn agreed(mut values: impl Iterator<Item = bool>) -> Option<bool> {
+    let first = values.next()?;
+    values.all(|v| v == first).then_some(first)
+}
+
+async fn edge_view(http: &reqwest::Client, admin: SocketAddr) -> Result<EdgeView, String> {
     let response = http
         .get(format!("http://{admin}/status"))
         .timeout(VIEW_TIMEOUT)
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
-}
-
-/// GeoDNS's `/health` entries, as far as `status` needs them.
-#[derive(Deserialize)]
-struct DnsRegionView {
-    region: String,
-    up: bool,
-}
-
-/// GeoDNS's `/health`, with `geodns.admin_token` when there is one.
-async fn dns_view(
-    http: &reqwest::Client,
-    admin: std::net::SocketAddr,
-    token: Option<&str>,
-) -> Result<Vec<DnsRegionView>, String> {
-    let mut request = http.get(format!("http://{admin}/health"));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .timeout(VIEW_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("GeoDNS's /health answered {}", response.status()));
-    }
     let body = response.bytes().await.map_err(|e| e.to_string())?;
     serde_json::from_slice(&body).map_err(|e| e.to_string())
 }

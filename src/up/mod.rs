@@ -1,7 +1,7 @@
 //! `meridian up`: the whole topology on one machine, supervised.
 //!
-//! Starts every role as a child process of this same binary (an origin and
-//! an edge per region, and GeoDNS), waits until each answers on its data
+//! Starts every role as a child process of this same binary (an origin per
+//! region, an edge per edge address, and each GeoDNS server), waits until each answers on its data
 //! plane, prints one line per endpoint, and on Ctrl-C or SIGTERM stops them
 //! all and exits only when they are gone. If a child fails at start, the
 //! others are stopped and the error names the role, its address and the
@@ -25,6 +25,7 @@ mod probe;
 mod relocate;
 mod restart;
 
+use crate::address::reachable;
 use crate::cli::ConfigArg;
 use crate::roles::shutdown_signal;
 use anyhow::{Context, anyhow};
@@ -33,7 +34,7 @@ use config::Config;
 use probe::Probe;
 use restart::{AfterCrash, Crashes, POLICY};
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,7 @@ pub enum Component {
     Origin,
     /// A region's edge.
     Edge,
-    /// The GeoDNS server.
+    /// A GeoDNS server.
     GeoDns,
 }
 
@@ -68,8 +69,10 @@ pub enum Component {
 struct Role {
     label: String,
     component: Component,
-    /// Index of its region in the config; `None` for GeoDNS.
+    /// Index of its region in the config; `None` for a GeoDNS server.
     region: Option<usize>,
+    /// An edge's address (one of its region's `edge_addresses`).
+    address: Option<IpAddr>,
     args: Vec<OsString>,
     /// Where users reach it, for the endpoint line and error messages.
     endpoint: String,
@@ -157,6 +160,7 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
             label: format!("origin {}", region.name),
             component: Component::Origin,
             region: Some(index),
+            address: None,
             args: with_config(vec![
                 "origin".into(),
                 "--region".into(),
@@ -168,59 +172,58 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
             }],
         });
     }
+    // One edge process per edge address, as on real hosts.
     for (index, region) in config.regions.iter().enumerate() {
-        let addrs = region.edge_http_addrs(&config.edge);
+        for &address in &region.edge_addresses {
+            let http = SocketAddr::new(address, config.edge.http_port);
+            let https = config
+                .edge
+                .https_port
+                .map(|port| format!(" https://{}", SocketAddr::new(address, port)));
+            roles.push(Role {
+                label: format!("edge {} {address}", region.name),
+                component: Component::Edge,
+                region: Some(index),
+                address: Some(address),
+                args: with_config(vec![
+                    "edge".into(),
+                    "--region".into(),
+                    region.name.clone().into(),
+                    "--address".into(),
+                    address.to_string().into(),
+                ]),
+                endpoint: format!("http://{http}{}", https.unwrap_or_default()),
+                probes: vec![Probe::Http {
+                    url: format!("http://{http}{}", config.edge.health_path),
+                }],
+            });
+        }
+    }
+    // One process per GeoDNS server: each probes the edges itself and
+    // serves the zone alone if the other is gone.
+    let several = config.geodns.servers.len() > 1;
+    for server in &config.geodns.servers {
+        let mut args: Vec<OsString> = vec!["geodns".into()];
+        if several {
+            args.extend(["--server".into(), server.name.clone().into()]);
+        }
         roles.push(Role {
-            label: format!("edge {}", region.name),
-            component: Component::Edge,
-            region: Some(index),
-            args: with_config(vec![
-                "edge".into(),
-                "--region".into(),
-                region.name.clone().into(),
-            ]),
-            endpoint: addrs
-                .iter()
-                .map(|a| format!("http://{a}"))
-                .chain(
-                    region
-                        .edge_https_addrs(&config.edge)
-                        .iter()
-                        .map(|a| format!("https://{a}")),
-                )
-                .collect::<Vec<_>>()
-                .join(" "),
-            probes: addrs
-                .iter()
-                .map(|addr| Probe::Http {
-                    url: format!("http://{addr}{}", config.edge.health_path),
-                })
-                .collect(),
+            label: match several {
+                true => format!("geodns {}", server.name),
+                false => "geodns".to_owned(),
+            },
+            component: Component::GeoDns,
+            region: None,
+            address: None,
+            args: with_config(args),
+            endpoint: format!("dns://{} (UDP and TCP)", server.listen),
+            probes: vec![Probe::Dns {
+                server: reachable(server.listen),
+                zone: config.zone.name.to_string(),
+            }],
         });
     }
-    roles.push(Role {
-        label: "geodns".to_owned(),
-        component: Component::GeoDns,
-        region: None,
-        args: with_config(vec!["geodns".into()]),
-        endpoint: format!("dns://{} (UDP and TCP)", config.geodns.listen),
-        probes: vec![Probe::Dns {
-            server: reachable(config.geodns.listen),
-            zone: config.zone.name.to_string(),
-        }],
-    });
     roles
-}
-
-/// A wildcard listen address is probed on loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(v4) if v4.ip().is_unspecified() => ([127, 0, 0, 1], v4.port()).into(),
-        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
-            (std::net::Ipv6Addr::LOCALHOST, v6.port()).into()
-        }
-        other => other,
-    }
 }
 
 async fn supervise(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -453,21 +456,23 @@ impl Supervisor {
         let config = &self.config;
         println!("meridian is up ({}):", config.source);
         for role in &self.roles {
-            println!("  {:<24} {}", role.label, role.endpoint);
+            println!("  {:<30} {}", role.label, role.endpoint);
         }
-        println!("  {:<24} http://{}", "control API", config.control.listen);
+        println!("  {:<30} http://{}", "control API", config.control.listen);
         if let (Some(name), Some(region)) =
             (config.zone.steered_names.first(), config.regions.first())
         {
             let host = name.trim_end_matches('.');
-            let dns = config.geodns.listen;
             let edge = region.edge_http_addrs(&config.edge)[0];
             println!("try:");
-            println!(
-                "  dig @{} -p {} {host} A +subnet=81.2.69.0/24 +short",
-                dns.ip(),
-                dns.port()
-            );
+            for server in &config.geodns.servers {
+                let dns = reachable(server.listen);
+                println!(
+                    "  dig @{} -p {} {host} A +subnet=81.2.69.0/24 +short",
+                    dns.ip(),
+                    dns.port()
+                );
+            }
             println!(
                 "  curl -i --resolve {host}:{}:{} http://{host}:{}/assets/1k.bin -o /dev/null",
                 edge.port(),

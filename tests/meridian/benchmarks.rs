@@ -6,29 +6,37 @@
 //! tests check.
 
 use crate::harness::bin;
-use bench::coalesce::{self, CoalesceOptions};
-use bench::connections::{self, ConnectionsOptions};
-use bench::dns::{self, DnsOptions};
-use bench::dns_flood::{self, DnsFloodOptions};
-use bench::http::{self, HttpOptions, Server};
+use bench::coalesce::CoalesceOptions;
+use bench::http::Server;
 use bench::loadgen::LoadChoice;
-use bench::memory::{self, MemoryOptions};
-use bench::outage::{self, OutageOptions, Phase};
+use bench::outage::{OutageOptions, Phase};
 use bench::report::{ScenarioReport, render_table};
+use bench::{coalesce, connections, dns, dns_flood, http, memory, outage};
 use std::path::Path;
 
 fn show(report: &impl ScenarioReport) {
     println!("{}", render_table(&report.title(), &report.rows()));
 }
 
+/// Smoke-runs `module`'s scenario on block `block` (with these fields of
+/// its options changed too) and shows its table: its options and report.
+/// A macro because the scenarios share a shape, not a trait.
+macro_rules! smoke {
+    ($module:ident :: $options:ident, $block:expr $(, $field:ident: $value:expr)*) => {{
+        let options = $module::$options {
+            block: $block,
+            $($field: $value,)*
+            ..$module::$options::smoke()
+        };
+        let report = $module::run(bin(), &options).await.unwrap();
+        show(&report);
+        (options, report)
+    }};
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_coalesce_measures_origin_fetches() {
-    let options = CoalesceOptions {
-        block: 210,
-        ..CoalesceOptions::smoke()
-    };
-    let report = coalesce::run(bin(), &options).await.unwrap();
-    show(&report);
+    let (options, report) = smoke!(coalesce::CoalesceOptions, 210);
     assert_eq!(report.requests_sent, options.requests);
     assert_eq!(
         report.bodies_intact, options.requests,
@@ -47,29 +55,19 @@ async fn bench_coalesce_measures_origin_fetches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_connections_holds_idle_clients() {
-    let options = ConnectionsOptions {
-        block: 211,
-        ..ConnectionsOptions::smoke()
-    };
-    let report = connections::run(bin(), &options).await.unwrap();
-    show(&report);
+    let (options, report) = smoke!(connections::ConnectionsOptions, 211);
     assert_eq!(
-        report.held, options.connections,
+        report.measured.held, options.connections,
         "{:?}",
-        report.error_samples
+        report.measured.error_samples
     );
-    assert!(report.new_client_ms.is_some());
-    assert!(report.loaded_rss > 0);
+    assert!(report.measured.new_client_ms.is_some());
+    assert!(report.measured.loaded_rss > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_dns_measures_steered_answers() {
-    let options = DnsOptions {
-        block: 212,
-        ..DnsOptions::smoke()
-    };
-    let report = dns::run(bin(), &options).await.unwrap();
-    show(&report);
+    let (options, report) = smoke!(dns::DnsOptions, 212);
     let [meridian] = report.measurements.as_slice() else {
         panic!("one server measured: {:?}", report.measurements)
     };
@@ -80,12 +78,7 @@ async fn bench_dns_measures_steered_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_dns_flood_measures_probes_under_a_flood() {
-    let options = DnsFloodOptions {
-        block: 213,
-        ..DnsFloodOptions::smoke()
-    };
-    let report = dns_flood::run(bin(), &options).await.unwrap();
-    show(&report);
+    let (_, report) = smoke!(dns_flood::DnsFloodOptions, 213);
     assert!(report.flood_sent > 0, "{report:?}");
     assert!(
         report.flood_replies > 0,
@@ -105,13 +98,7 @@ async fn bench_dns_flood_measures_probes_under_a_flood() {
 }
 
 async fn http_smoke(block: u8, load: LoadChoice) -> http::HttpReport {
-    let options = HttpOptions {
-        load,
-        block,
-        ..HttpOptions::smoke()
-    };
-    let report = http::run(bin(), &options).await.unwrap();
-    show(&report);
+    let (options, report) = smoke!(http::HttpOptions, block, load: load);
     assert_eq!(report.measurements.len(), options.sizes.len());
     for m in &report.measurements {
         assert_eq!(m.server, Server::Meridian);
@@ -146,12 +133,7 @@ async fn bench_http_measures_hits_with_wrk_when_installed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_memory_fills_a_small_cache() {
-    let options = MemoryOptions {
-        block: 216,
-        ..MemoryOptions::smoke()
-    };
-    let report = memory::run(bin(), &options).await.unwrap();
-    show(&report);
+    let (options, report) = smoke!(memory::MemoryOptions, 216);
     assert_eq!(report.runs.len(), options.sizes.len());
     for run in &report.runs {
         assert_eq!(run.failed, 0, "{run:?}");
@@ -161,12 +143,7 @@ async fn bench_memory_fills_a_small_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_outage_times_steering_through_every_phase() {
-    let options = OutageOptions {
-        block: 217,
-        ..OutageOptions::smoke()
-    };
-    let report = outage::run(bin(), &options).await.unwrap();
-    show(&report);
+    let (_, report) = smoke!(outage::OutageOptions, 217);
     let ran: Vec<Phase> = report.phases.iter().map(|p| p.phase).collect();
     assert_eq!(ran, Phase::ALL);
     assert!(

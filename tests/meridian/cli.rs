@@ -1,26 +1,15 @@
 //! Configuration commands, and bad configs refused before anything starts.
 
-use crate::harness::{Topology, meridian, tcp_listening, tempdir, write};
+use crate::harness::{RunToEnd, Topology, meridian, tcp_listening, tempdir, write};
 
 #[test]
 fn config_default_prints_a_config_that_checks() {
-    let output = meridian().args(["config", "default"]).output().unwrap();
-    assert!(output.status.success());
-    let text = String::from_utf8(output.stdout).unwrap();
+    let text = meridian().args(["config", "default"]).ran().succeeds();
     assert!(text.contains("cdn.meridian.test."));
     let dir = tempdir();
     let path = write(&dir, "default.toml", &text);
-    let check = meridian()
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    assert!(String::from_utf8_lossy(&check.stdout).contains("ok (3 regions"));
+    let checked = meridian().args(["config", "check"]).arg(&path).ran();
+    assert!(checked.succeeds().contains("ok (3 regions"));
 }
 
 #[test]
@@ -55,16 +44,11 @@ fn shipped_examples_check() {
             copy
         })
         .collect();
-    let check = meridian()
+    meridian()
         .args(["config", "check"])
         .args(&copies)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+        .ran()
+        .succeeds();
 }
 
 #[test]
@@ -75,14 +59,11 @@ fn a_bad_value_is_refused_with_file_key_and_reason_and_nothing_starts() {
         .latitude(2, 153.35)
         .write_unchecked(dir.path(), "bad.toml")
         .unwrap();
-
-    let check = meridian()
+    let stderr = meridian()
         .args(["config", "check"])
         .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!check.status.success());
-    let stderr = String::from_utf8_lossy(&check.stderr);
+        .ran()
+        .fails();
     let expected = format!(
         "{}: region[1].latitude: must be between -90 and 90",
         path.display()
@@ -90,19 +71,17 @@ fn a_bad_value_is_refused_with_file_key_and_reason_and_nothing_starts() {
     assert!(stderr.contains(&expected), "{stderr}");
 
     for args in [
-        vec!["up"],
-        vec!["geodns"],
-        vec!["edge", "--region", "eu-west"],
-        vec!["origin", "--region", "eu-west"],
+        &["up"][..],
+        &["geodns"],
+        &["edge", "--region", "eu-west"],
+        &["origin", "--region", "eu-west"],
     ] {
-        let output = meridian()
-            .args(&args)
+        let stderr = meridian()
+            .args(args)
             .arg("--config")
             .arg(&path)
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{args:?} accepted a bad config");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+            .ran()
+            .fails();
         assert!(stderr.contains("region[1].latitude"), "{args:?}: {stderr}");
     }
     for addr in [
@@ -115,65 +94,46 @@ fn a_bad_value_is_refused_with_file_key_and_reason_and_nothing_starts() {
 }
 
 #[test]
-fn an_unknown_key_is_refused() {
+fn bad_invocations_say_what_is_wrong() {
     let dir = tempdir();
-    let path = Topology::demo(44)
+    let typo = Topology::demo(44)
         .rename("edge.http_port", "htp_port")
         .write_unchecked(dir.path(), "typo.toml")
         .unwrap();
-    let output = meridian()
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("edge.htp_port: unknown field"), "{stderr}");
-}
-
-#[test]
-fn an_unknown_region_lists_the_known_ones() {
-    let output = meridian()
-        .args(["origin", "--region", "mars"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("us-east, eu-west, ap-southeast"),
-        "{stderr}"
-    );
-}
-
-#[test]
-fn a_missing_config_file_is_named() {
-    let output = meridian()
-        .args(["config", "check", "/nonexistent/meridian.toml"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("/nonexistent/meridian.toml: cannot read the file"),
-        "{stderr}"
-    );
+    let typo = typo.to_str().unwrap();
+    for (args, says) in [
+        // An unknown key is refused.
+        (
+            &["config", "check", typo][..],
+            "edge.htp_port: unknown field",
+        ),
+        // An unknown region lists the known ones.
+        (
+            &["origin", "--region", "mars"],
+            "us-east, eu-west, ap-southeast",
+        ),
+        // A missing config file is named.
+        (
+            &["config", "check", "/nonexistent/meridian.toml"],
+            "/nonexistent/meridian.toml: cannot read the file",
+        ),
+    ] {
+        let stderr = meridian().args(args).ran().fails();
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
 fn every_command_has_help() {
     for args in [
-        vec!["--help"],
-        vec!["up", "--help"],
-        vec!["geodns", "--help"],
-        vec!["edge", "--help"],
-        vec!["origin", "--help"],
-        vec!["config", "check", "--help"],
+        &["--help"][..],
+        &["up", "--help"],
+        &["geodns", "--help"],
+        &["edge", "--help"],
+        &["origin", "--help"],
+        &["config", "check", "--help"],
     ] {
-        let output = meridian().args(&args).output().unwrap();
-        assert!(output.status.success(), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&output.stdout).contains("Usage"),
-            "{args:?}"
-        );
+        let stdout = meridian().args(args).ran().succeeds();
+        assert!(stdout.contains("Usage"), "{args:?}");
     }
 }

@@ -2,12 +2,9 @@
 //! and Pingora's cache — give the same answer: the same requests through an
 //! edge with the fast path and one without, compared field by field.
 
-use crate::harness::{Topology, edge, get_text};
-use bench::kit::origin::{Received, Reply, ScriptedOrigin};
+use crate::harness::{Received, Reply, ScriptedOrigin, Topology, edge, metric, raw};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
 /// What both origins answer: a spread of what gets stored.
 fn script(r: &Received) -> Reply {
@@ -60,29 +57,13 @@ struct Answer {
 }
 
 fn exchange(edge: SocketAddr, method: &str, path: &str) -> Answer {
-    let mut stream = TcpStream::connect(edge).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines.next().unwrap_or_default().to_owned();
+    let request = raw::request(method, path, "cdn.meridian.test", &[], "");
+    let response = raw::exchange(edge, request.as_bytes(), raw::QUIET).unwrap();
+    assert!(response.closed, "the whole response: {response:?}");
     let mut fields = BTreeMap::new();
     let mut ttl = None;
-    for line in lines {
-        let (name, value) = line.split_once(':').unwrap();
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+    for (name, value) in response.fields() {
+        let value = value.to_owned();
         match name.as_str() {
             // When the answer was made, and how old the object was then.
             "date" | "age" => {}
@@ -99,24 +80,20 @@ fn exchange(edge: SocketAddr, method: &str, path: &str) -> Answer {
         }
     }
     Answer {
-        status,
+        status: response.status_line().to_owned(),
         fields,
         ttl,
-        body: raw[split + 4..].to_vec(),
+        body: response.body,
     }
 }
 
 fn fast_path_hits(block: u8) -> u64 {
-    let metrics = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    let admin = SocketAddr::from(([127, block, 2, 1], 9080));
+    let metrics = raw::get(admin, "/metrics", &admin.to_string())
         .unwrap()
-        .block_on(get_text(&format!("http://127.{block}.2.1:9080/metrics")));
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("meridian_edge_fast_path_hits_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no fast-path counter in {metrics}"))
+        .text();
+    let name = "meridian_edge_fast_path_hits_total";
+    metric(&metrics, name).unwrap_or_else(|| panic!("no fast-path counter in {metrics}"))
 }
 
 #[test]

@@ -1,43 +1,34 @@
 //! Hostile HTTP input against an edge, each test named after the attack.
 //! Raw TCP, because HTTP client libraries refuse to send these.
 
-use crate::harness::{Edge, Topology, client_via, edge};
-use bench::kit::{RecordingOrigin, Reply, ScriptedOrigin, ok};
+use crate::harness::{Cdn, Setup, Topology, edge, ok, raw};
+use kit::{RecordingOrigin, Reply, ScriptedOrigin};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// Sends raw bytes, returns everything the edge answered until it closed
-/// the connection (or went quiet).
+/// the connection (or went quiet for 3 s), and whether it closed it.
 fn exchange(edge: SocketAddr, raw: &[u8]) -> (String, bool) {
-    let mut stream = TcpStream::connect(edge).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    stream.write_all(raw).unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 8192];
-    let closed = loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(_) => break false,
-        }
-    };
-    (String::from_utf8_lossy(&answer).into_owned(), closed)
+    let response = raw::exchange(edge, raw, Duration::from_secs(3)).unwrap();
+    (response.whole(), response.closed)
+}
+
+/// A GET of `target` for `cdn.meridian.test`, with the `fields` besides;
+/// its status line and its whole answer.
+fn get(edge: SocketAddr, target: &str, fields: &[&str]) -> String {
+    let request = raw::request("GET", target, "cdn.meridian.test", fields, "");
+    exchange(edge, request.as_bytes()).0
 }
 
 fn status_line(answer: &str) -> &str {
     answer.lines().next().unwrap_or_default()
 }
 
-struct Target {
-    origin: ScriptedOrigin,
-    edge: Edge,
-}
-
-fn target(block: u8) -> Target {
-    let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |r| {
+/// eu-west's edge of the demo on `block`, in front of an origin whose
+/// cacheable page names the path and any `X-Forwarded-Host`.
+fn target(block: u8) -> Setup {
+    Setup::eu_west(&Topology::demo(block), |r| {
         let forwarded_host = r
             .headers
             .get("x-forwarded-host")
@@ -48,9 +39,6 @@ fn target(block: u8) -> Target {
             &format!("page for host [{forwarded_host}] at {}", r.path),
         )
     })
-    .unwrap();
-    let edge = edge(&Topology::demo(block), 2);
-    Target { origin, edge }
 }
 
 fn smuggle(block: u8, name: &str, raw: &str, expected: &str) {
@@ -280,11 +268,8 @@ fn request_smuggling_transfer_encoding_not_chunked() {
 #[test]
 fn oversized_request_header() {
     let t = target(96);
-    let raw = format!(
-        "GET / HTTP/1.1\r\nHost: cdn.meridian.test\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(70_000)
-    );
-    let (answer, _) = exchange(t.edge.addr, raw.as_bytes());
+    let big = format!("X-Big: {}", "a".repeat(70_000));
+    let answer = get(t.edge.addr, "/", &[&big]);
     assert!(
         status_line(&answer).contains("431"),
         "{}",
@@ -292,11 +277,8 @@ fn oversized_request_header() {
     );
     assert!(t.origin.received().is_empty());
     // Still serving.
-    let (answer, _) = exchange(
-        t.edge.addr,
-        b"GET /_meridian/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    assert!(status_line(&answer).contains("200"));
+    let health = raw::get(t.edge.addr, "/_meridian/health", "x").unwrap();
+    assert_eq!(health.status(), 200);
 }
 
 #[test]
@@ -384,32 +366,22 @@ async fn cache_poisoning_through_unkeyed_headers() {
         )
     })
     .unwrap();
-    let edge = tokio::task::block_in_place(|| edge(&Topology::demo(98), 2));
-    let client = client_via(edge.addr);
+    let edge = edge(&Topology::demo(98), 2);
+    let cdn = Cdn::via(edge.addr);
     for (i, name) in UNKEYED_FIELDS.iter().enumerate() {
-        let url = format!("http://cdn.meridian.test:8080/page{i}");
-        let poisoned = client
-            .get(&url)
-            .header(*name, "evil.example")
-            .send()
-            .await
-            .unwrap();
+        let path = format!("/page{i}");
+        let poisoned = cdn.get_with(&path, &[(*name, "evil.example")]).await;
         let expected = format!("page at /page{i} shaped by []");
-        assert_eq!(poisoned.text().await.unwrap(), expected, "{name}");
-        let victim = client.get(&url).send().await.unwrap();
-        assert_eq!(victim.text().await.unwrap(), expected, "{name}");
+        assert_eq!(poisoned.text(), expected, "{name}");
+        assert_eq!(cdn.get(&path).await.text(), expected, "{name}");
     }
     // A POST is never stored: it keeps unknown fields, but not one that
     // impersonates a proxy.
-    let post = client
-        .post("http://cdn.meridian.test:8080/form")
-        .header("x-forwarded-host", "evil.example")
-        .header("x-made-up-yesterday", "1")
-        .send()
-        .await
-        .unwrap();
+    let post = cdn.request(reqwest::Method::POST, "/form");
+    let post = post.header("x-forwarded-host", "evil.example");
+    let post = cdn.send(post.header("x-made-up-yesterday", "1")).await;
     assert_eq!(
-        post.text().await.unwrap(),
+        post.text(),
         "page at /form shaped by [x-made-up-yesterday=1]"
     );
     let received = origin.received();
@@ -428,18 +400,12 @@ async fn cache_poisoning_through_unkeyed_headers() {
 #[test]
 fn an_absolute_target_of_another_scheme_is_refused() {
     let t = target(197);
-    let (answer, _) = exchange(
-        t.edge.addr,
-        b"GET https://cdn.meridian.test/p HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
-    );
+    let answer = get(t.edge.addr, "https://cdn.meridian.test/p", &[]);
     assert!(status_line(&answer).contains("400"), "{answer}");
     assert!(answer.contains("detail=scheme-mismatch"), "{answer}");
     // The connection's own scheme is fine, and reaches the origin in
     // origin form.
-    let (answer, _) = exchange(
-        t.edge.addr,
-        b"GET http://cdn.meridian.test/p HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
-    );
+    let answer = get(t.edge.addr, "http://cdn.meridian.test/p", &[]);
     assert!(status_line(&answer).contains("200"), "{answer}");
     let received = t.origin.received();
     assert_eq!(received.len(), 1, "{received:?}");
@@ -463,17 +429,11 @@ fn trace_is_refused_and_never_forwarded() {
 #[test]
 fn a_request_that_already_went_through_this_cdn_is_a_loop() {
     let t = target(199);
-    let (answer, _) = exchange(
-        t.edge.addr,
-        b"GET /a HTTP/1.1\r\nHost: cdn.meridian.test\r\nCDN-Loop: other-cdn, meridian.test\r\nConnection: close\r\n\r\n",
-    );
+    let answer = get(t.edge.addr, "/a", &["CDN-Loop: other-cdn, meridian.test"]);
     assert!(status_line(&answer).contains("508"), "{answer}");
     assert!(t.origin.received().is_empty());
     // Another CDN's mark is just passed on, with ours after it.
-    let (answer, _) = exchange(
-        t.edge.addr,
-        b"GET /b HTTP/1.1\r\nHost: cdn.meridian.test\r\nCDN-Loop: other-cdn\r\nConnection: close\r\n\r\n",
-    );
+    let answer = get(t.edge.addr, "/b", &["CDN-Loop: other-cdn"]);
     assert!(status_line(&answer).contains("200"), "{answer}");
     assert_eq!(
         t.origin.received()[0].headers["cdn-loop"],
@@ -499,28 +459,19 @@ fn an_origin_head_too_large_is_a_502_that_names_no_software() {
     })
     .unwrap();
     let edge = edge(&Topology::demo(block), 2);
-    let (answer, _) = exchange(
-        edge.addr,
-        b"GET /huge HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
-    );
+    let answer = get(edge.addr, "/huge", &[]);
     assert!(status_line(&answer).contains("502"), "{answer}");
     assert!(!answer.to_ascii_lowercase().contains("pingora"), "{answer}");
     assert!(!answer.contains("vvvv"), "the origin's head leaked");
     // Still serving, and the next origin head is fine.
-    let (answer, _) = exchange(
-        edge.addr,
-        b"GET /ok HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
-    );
+    let answer = get(edge.addr, "/ok", &[]);
     assert!(status_line(&answer).contains("200"), "{answer}");
     assert!(origin.count("GET", "/huge") >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cache_key_confusion_through_path_encoding() {
-    let t = tokio::task::block_in_place(|| target(99));
-    let raw = |path: &str| {
-        format!("GET {path} HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n")
-    };
+    let t = target(99);
     let body_of = |answer: &str| {
         answer
             .split("\r\n\r\n")
@@ -529,13 +480,13 @@ async fn cache_key_confusion_through_path_encoding() {
             .to_owned()
     };
     // Equivalent spellings share one entry...
-    let first = exchange(t.edge.addr, raw("/a%62c").as_bytes()).0;
-    let second = exchange(t.edge.addr, raw("/abc").as_bytes()).0;
+    let first = get(t.edge.addr, "/a%62c", &[]);
+    let second = get(t.edge.addr, "/abc", &[]);
     assert!(second.contains("cache-status: meridian; hit"), "{second}");
     assert_eq!(body_of(&first), body_of(&second));
     // ...and different resources never do.
     for path in ["/a%2Fb", "/a/b", "/a//b", "/x/../a", "/A%62C"] {
-        let answer = exchange(t.edge.addr, raw(path).as_bytes()).0;
+        let answer = get(t.edge.addr, path, &[]);
         assert!(
             !answer.contains("meridian; hit"),
             "{path} was served another path's entry: {answer}"
@@ -575,16 +526,11 @@ fn closed_within(stream: &mut TcpStream, within: Duration, drip: Option<&[u8]>) 
 
 /// The demo on `block` with short client deadlines: 1 s for a request
 /// head, 1 s per stalled body read or response write.
-fn slow_client_target(block: u8) -> Target {
-    let origin = ScriptedOrigin::start(&format!("127.{block}.2.2:8000"), |r| {
-        ok(&[], &format!("{} bytes", r.body.len()))
-    })
-    .unwrap();
+fn slow_client_target(block: u8) -> Setup {
     let topology = Topology::demo(block)
         .client_header_timeout(Duration::from_secs(1))
         .client_io_timeout(Duration::from_secs(1));
-    let edge = edge(&topology, 2);
-    Target { origin, edge }
+    Setup::eu_west(&topology, |r| ok(&[], &format!("{} bytes", r.body.len())))
 }
 
 #[test]
@@ -610,10 +556,7 @@ fn slowloris_trickling_headers_is_cut_off() {
     // Nothing of the trickled request reached the origin; prompt clients
     // are served as before.
     assert_eq!(t.origin.count("GET", "/a"), 1);
-    let (answer, _) = exchange(
-        t.edge.addr,
-        b"GET /b HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n",
-    );
+    let answer = get(t.edge.addr, "/b", &[]);
     assert!(status_line(&answer).contains("200"), "{answer}");
 }
 

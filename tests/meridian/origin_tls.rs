@@ -2,7 +2,8 @@
 //! certificates against `edge.origin_ca_file`.
 
 use crate::harness::{
-    Edge, Topology, bin, client_via, edge, meridian, tcp_listening, tempdir, write,
+    Cdn, Edge, RunToEnd, Topology, bin, blocking, edge, get_text, meridian, tcp_listening, tempdir,
+    write,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,9 +22,16 @@ struct HttpsOrigin {
 }
 
 impl HttpsOrigin {
+    /// Serves on `ip`:8000 with certificates issued for `ip`; those
+    /// certificates too, for their CA.
+    fn start(ip: &str) -> (HttpsOrigin, certs::DevCerts) {
+        let certs = issue_for(ip);
+        (HttpsOrigin::serve(&format!("{ip}:8000"), &certs), certs)
+    }
+
     /// Serves on `addr` with `certs`' edge chain and key (whatever names
     /// they were issued for).
-    fn start(addr: &str, certs: &certs::DevCerts) -> HttpsOrigin {
+    fn serve(addr: &str, certs: &certs::DevCerts) -> HttpsOrigin {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let chain =
             rustls::pki_types::pem::PemObject::pem_slice_iter(certs.edge_chain_pem.as_bytes())
@@ -138,11 +146,9 @@ fn with_https_origin(block: u8, ca_file: &std::path::Path) -> Topology {
 /// until it equals `expected` or 5 s pass.
 async fn wait_for_origin_health(block: u8, expected: bool) -> bool {
     let url = format!("http://127.{block}.2.1:9080/status");
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let body = client.get(&url).send().await.unwrap().text().await.unwrap();
-        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let status: serde_json::Value = serde_json::from_str(&get_text(&url).await).unwrap();
         let up = status["origins"]
             .as_array()
             .unwrap()
@@ -160,23 +166,16 @@ async fn wait_for_origin_health(block: u8, expected: bool) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_https_origin_is_verified_and_cached_from() {
     let b = 119;
-    let ip = format!("127.{b}.2.2");
-    let certs = issue_for(&ip);
-    let origin = HttpsOrigin::start(&format!("{ip}:8000"), &certs);
+    let (origin, certs) = HttpsOrigin::start(&format!("127.{b}.2.2"));
     let dir = tempdir();
     let ca_file = write(&dir, "origin-ca.pem", &certs.ca_cert_pem);
-    let topology = with_https_origin(b, &ca_file);
-    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
-    let client = client_via(edge.addr);
+    let edge = edge(&with_https_origin(b, &ca_file), 2);
+    let cdn = Cdn::via(edge.addr);
     for _ in 0..2 {
-        let response = client
-            .get("http://cdn.meridian.test:8080/secure.txt")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["x-meridian-origin"], "eu-west");
-        assert_eq!(response.text().await.unwrap(), "/secure.txt over TLS\n");
+        let answer = cdn.get("/secure.txt").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-meridian-origin"), "eu-west");
+        assert_eq!(answer.text(), "/secure.txt over TLS\n");
     }
     // The second was a hit; the origin saw the client's host name.
     assert_eq!(origin.requests(), 1);
@@ -192,27 +191,15 @@ async fn an_https_origin_is_verified_and_cached_from() {
 async fn an_https_origin_signed_by_another_ca_is_refused() {
     let b = 120;
     let ip = format!("127.{b}.2.2");
-    let origin = HttpsOrigin::start(&format!("{ip}:8000"), &issue_for(&ip));
+    let (origin, _) = HttpsOrigin::start(&ip);
     // The bundle holds a different CA than the one that signed the origin.
     let stranger = issue_for(&ip);
     let dir = tempdir();
     let ca_file = write(&dir, "origin-ca.pem", &stranger.ca_cert_pem);
-    let topology = with_https_origin(b, &ca_file);
-    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
-    let response = client_via(edge.addr)
-        .get("http://cdn.meridian.test:8080/secure.txt")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 502);
-    assert!(
-        response.headers()["cache-status"]
-            .to_str()
-            .unwrap()
-            .contains("detail="),
-        "{:?}",
-        response.headers()
-    );
+    let edge = edge(&with_https_origin(b, &ca_file), 2);
+    let answer = Cdn::via(edge.addr).get("/secure.txt").await;
+    assert_eq!(answer.status, 502);
+    assert!(answer.cache_status().contains("detail="), "{answer:?}");
     assert_eq!(
         origin.requests(),
         0,
@@ -236,13 +223,16 @@ fn a_bad_origin_ca_file_is_refused_at_start_with_its_path() {
     ] {
         let ca_file = write(&dir, "origin-ca.pem", &contents);
         let config = with_https_origin(b, &ca_file).write(dir.path()).unwrap();
-        let output = meridian()
-            .args(["edge", "--region", "eu-west", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "started with {contents:?}");
+        let address = format!("127.{b}.2.1");
+        let edge = [
+            "edge",
+            "--region",
+            "eu-west",
+            "--address",
+            &address,
+            "--config",
+        ];
+        let stderr = meridian().args(edge).arg(&config).ran().fails();
         assert!(
             stderr.contains(&ca_file.display().to_string()) && stderr.contains(reason),
             "{stderr}"
@@ -260,19 +250,16 @@ fn the_demo_origins_do_not_pretend_to_serve_https() {
     let dir = tempdir();
     let ca_file = write(&dir, "origin-ca.pem", &issue_for("127.0.0.1").ca_cert_pem);
     let config = with_https_origin(b, &ca_file).write(dir.path()).unwrap();
-    let check = meridian()
+    meridian()
         .args(["config", "check"])
         .arg(&config)
-        .output()
-        .unwrap();
-    assert!(check.status.success(), "{check:?}");
+        .ran()
+        .succeeds();
     for args in [
         &["origin", "--region", "eu-west", "--config"][..],
         &["up", "--config"][..],
     ] {
-        let output = meridian().args(args).arg(&config).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{args:?} started");
+        let stderr = meridian().args(args).arg(&config).ran().fails();
         assert!(
             stderr.contains("https://127.122.2.2:8000") && stderr.contains("plain HTTP"),
             "{stderr}"
@@ -285,8 +272,7 @@ fn the_demo_origins_do_not_pretend_to_serve_https() {
 async fn an_ad_hoc_edge_verifies_an_https_origin_against_the_system_roots() {
     let b = 125;
     let ip = format!("127.{b}.0.2");
-    let certs = issue_for(&ip);
-    let origin = HttpsOrigin::start(&format!("{ip}:8000"), &certs);
+    let (origin, certs) = HttpsOrigin::start(&ip);
     let dir = tempdir();
     // "The system's roots", as OpenSSL and rustls read them: this test's
     // CA stands in for the machine's bundle.
@@ -301,19 +287,17 @@ async fn an_ad_hoc_edge_verifies_an_https_origin_against_the_system_roots() {
             .env_remove("SSL_CERT_DIR");
         Edge::ad_hoc_command(command, listen).unwrap()
     };
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let url = format!("http://{listen}/ad-hoc.txt");
+    let cdn = Cdn::at(listen);
     {
-        let _edge = tokio::task::block_in_place(|| start(&roots));
-        let response = client.get(&url).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.text().await.unwrap(), "/ad-hoc.txt over TLS\n");
+        let _edge = blocking(|| start(&roots));
+        let answer = cdn.get("/ad-hoc.txt").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.text(), "/ad-hoc.txt over TLS\n");
         assert_eq!(origin.requests(), 1);
     }
     // With roots that do not include the origin's CA, nothing reaches it.
     let stranger = write(&dir, "stranger.pem", &issue_for(&ip).ca_cert_pem);
-    let _edge = tokio::task::block_in_place(|| start(&stranger));
-    let response = client.get(&url).send().await.unwrap();
-    assert_eq!(response.status(), 502);
+    let _edge = blocking(|| start(&stranger));
+    assert_eq!(cdn.get("/ad-hoc.txt").await.status, 502);
     assert_eq!(origin.requests(), 1);
 }

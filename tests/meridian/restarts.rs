@@ -3,27 +3,19 @@
 //! killed stays down; a child that dies at every start is given up on and
 //! reported, until `restore`. Blocks 127.175 to 127.177.
 
-use crate::harness::{Up, eventually as within, tcp_listening, up};
+use crate::harness::{Up, eventually as within, raw, tcp_listening, up};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Generous: a debug build on a loaded machine starts slowly.
 const PATIENCE: Duration = Duration::from_secs(90);
 
-/// `process` (e.g. `edge eu-west`) in `up`'s status.
+/// `process` (e.g. `edge eu-west 127.175.2.1`) in `up`'s status.
 fn process(up: &Up, name: &str) -> Value {
-    let status = up.status_json().unwrap();
-    status["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["process"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {name} in {status}"))
+    up.process_status(name).unwrap()
 }
 
 /// Polls `condition` until it holds or [`PATIENCE`] passes; false then.
@@ -38,30 +30,23 @@ fn sigkill(pid: &Value) {
 
 /// Whether the edge at `addr` answers its health check.
 fn edge_answers(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let request =
-        "GET /_meridian/health HTTP/1.1\r\nHost: cdn.meridian.test\r\nConnection: close\r\n\r\n";
-    let mut answer = String::new();
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_to_string(&mut answer).is_ok()
-        && answer.starts_with("HTTP/1.1 200")
+    let health = raw::get(addr, "/_meridian/health", "cdn.meridian.test");
+    health.is_ok_and(|response| response.status() == 200)
 }
 
 #[test]
 fn a_killed_edge_is_restarted_and_counted() {
     let up = up(175);
     let edge = up.edge(2);
-    let before = process(&up, "edge eu-west");
+    let label = format!("edge eu-west {}", edge.ip());
+    let before = process(&up, &label);
     assert_eq!(before["state"], "running", "{before}");
     assert_eq!(before["restarts"], 0, "{before}");
     sigkill(&before["pid"]);
 
     let mut after = Value::Null;
     let restarted = eventually(|| {
-        after = process(&up, "edge eu-west");
+        after = process(&up, &label);
         after["state"] == "running" && after["restarts"] == 1 && after["pid"] != before["pid"]
     });
     assert!(restarted, "not restarted: {after}");
@@ -72,25 +57,29 @@ fn a_killed_edge_is_restarted_and_counted() {
     let last = after["last_exit"].as_str().unwrap_or_default();
     assert!(last.contains("SIGKILL"), "{after}");
     // The table says so too; the others were never restarted.
-    let table = up.command(&["status"]).unwrap();
-    let table = String::from_utf8_lossy(&table.stdout);
+    let table = up.command(&["status"]).unwrap().succeeds();
     let line: Vec<&str> = table
         .lines()
-        .find(|l| l.starts_with("edge eu-west"))
+        .find(|l| l.starts_with(&label))
         .unwrap_or_default()
         .split_whitespace()
         .collect();
     let pid = after["pid"].to_string();
-    assert_eq!(line, ["edge", "eu-west", "running", &pid, "1"], "{table}");
+    let address = edge.ip().to_string();
+    assert_eq!(
+        line,
+        ["edge", "eu-west", &address, "running", &pid, "1"],
+        "{table}"
+    );
     let status = up.status_json().unwrap();
     for p in status["processes"].as_array().unwrap() {
-        if p["process"] != "edge eu-west" {
+        if p["process"] != label.as_str() {
             assert_eq!(p["restarts"], 0, "{p}");
         }
     }
     let log = up.process.lines().join("\n");
     assert!(
-        log.contains("edge eu-west") && log.contains("died unexpectedly"),
+        log.contains(&label) && log.contains("died unexpectedly"),
         "{log}"
     );
 }
@@ -98,14 +87,8 @@ fn a_killed_edge_is_restarted_and_counted() {
 #[test]
 fn what_an_outage_killed_stays_down_while_crashes_are_restarted() {
     let up = up(176);
-    let outage = up
-        .command(&["outage", "eu-west", "--component", "edge"])
-        .unwrap();
-    assert!(
-        outage.status.success(),
-        "{}",
-        String::from_utf8_lossy(&outage.stderr)
-    );
+    let outage = up.command(&["outage", "eu-west", "--component", "edge"]);
+    outage.unwrap().succeeds();
     // A crash after the outage: once it has been restarted, the
     // supervisor has had every chance to restart the outage's edge too,
     // whose delay would have started earlier.
@@ -119,22 +102,22 @@ fn what_an_outage_killed_stays_down_while_crashes_are_restarted() {
         }),
         "the crashed origin was not restarted: {after}"
     );
-    let edge = process(&up, "edge eu-west");
-    assert_eq!(edge["state"], "killed", "{edge}");
-    assert_eq!(edge["restarts"], 0, "{edge}");
-    assert_eq!(edge["pid"], Value::Null, "{edge}");
-    assert!(!tcp_listening(up.edge(2)), "the outage's edge is back");
+    // The outage of the component `edge` took every edge of the region.
+    for addr in up.edges(2) {
+        let edge = process(&up, &format!("edge eu-west {}", addr.ip()));
+        assert_eq!(edge["state"], "killed", "{edge}");
+        assert_eq!(edge["restarts"], 0, "{edge}");
+        assert_eq!(edge["pid"], Value::Null, "{edge}");
+        assert!(!tcp_listening(addr), "the outage's edge {addr} is back");
+    }
 
-    let restore = up.command(&["restore", "eu-west"]).unwrap();
-    assert!(
-        restore.status.success(),
-        "{}",
-        String::from_utf8_lossy(&restore.stderr)
-    );
-    assert!(edge_answers(up.edge(2)));
-    let edge = process(&up, "edge eu-west");
-    assert_eq!(edge["state"], "running", "{edge}");
-    assert_eq!(edge["restarts"], 0, "a restore is not a restart: {edge}");
+    up.command(&["restore", "eu-west"]).unwrap().succeeds();
+    for addr in up.edges(2) {
+        assert!(edge_answers(addr));
+        let edge = process(&up, &format!("edge eu-west {}", addr.ip()));
+        assert_eq!(edge["state"], "running", "{edge}");
+        assert_eq!(edge["restarts"], 0, "a restore is not a restart: {edge}");
+    }
 }
 
 #[test]
@@ -143,14 +126,11 @@ fn a_crash_loop_is_given_up_on_and_restore_revives_it() {
     let origin: SocketAddr = "127.177.2.2:8000".parse().unwrap();
     // Take eu-west's origin down, then hold its address, so that every
     // start of it from now on dies at once.
-    let outage = up
-        .command(&["outage", "eu-west", "--component", "origin"])
-        .unwrap();
-    assert!(outage.status.success());
+    let outage = up.command(&["outage", "eu-west", "--component", "origin"]);
+    outage.unwrap().succeeds();
     let squatter = std::net::TcpListener::bind(origin).unwrap();
-    let restore = up.command(&["restore", "eu-west"]).unwrap();
-    assert!(!restore.status.success(), "restored onto a taken address");
-    let stderr = String::from_utf8_lossy(&restore.stderr);
+    // Restored onto a taken address: it fails.
+    let stderr = up.command(&["restore", "eu-west"]).unwrap().fails();
     assert!(
         stderr.contains("origin eu-west") && stderr.contains("127.177.2.2:8000"),
         "{stderr}"
@@ -182,22 +162,20 @@ fn a_crash_loop_is_given_up_on_and_restore_revives_it() {
         log.contains("crash loop") && log.contains("origin eu-west") && log.contains("giving up"),
         "{log}"
     );
-    let table = String::from_utf8_lossy(&up.command(&["status"]).unwrap().stdout).into_owned();
+    let table = up.command(&["status"]).unwrap().stdout;
     assert!(
         table.contains("origin eu-west crashed in a loop and was given up on"),
         "{table}"
     );
     // The edge fails over meanwhile; the others are untouched.
-    assert_eq!(process(&up, "edge eu-west")["state"], "running");
+    for addr in up.edges(2) {
+        let edge = process(&up, &format!("edge eu-west {}", addr.ip()));
+        assert_eq!(edge["state"], "running", "{edge}");
+    }
 
     // With its address free again, restore brings it back.
     drop(squatter);
-    let restore = up.command(&["restore", "eu-west"]).unwrap();
-    assert!(
-        restore.status.success(),
-        "{}",
-        String::from_utf8_lossy(&restore.stderr)
-    );
+    up.command(&["restore", "eu-west"]).unwrap().succeeds();
     assert!(tcp_listening(origin));
     let revived = process(&up, "origin eu-west");
     assert_eq!(revived["state"], "running", "{revived}");

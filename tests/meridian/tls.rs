@@ -1,7 +1,9 @@
 //! HTTPS at the edges: a rustls client that trusts only the development CA.
 
-use crate::harness::{Topology, edge, eventually, meridian, tcp_listening, tempdir};
-use bench::kit::{ScriptedOrigin, ok};
+use crate::harness::{
+    Cdn, Edge, RunToEnd, ScriptedOrigin, Topology, blocking, edge, eventually, meridian, ok,
+    tcp_listening, tempdir,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -12,28 +14,32 @@ fn install_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A TLS connection to `addr` for `name`, trusting `ca_pem` and offering
+/// `alpn`, reads on it giving up after `read_timeout` (the handshake
+/// happens on first use).
+fn connect(
+    addr: SocketAddr,
+    name: &str,
+    ca_pem: &str,
+    alpn: &[&[u8]],
+    read_timeout: Duration,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let connection = rustls::ClientConnection::new(client_config(ca_pem, alpn), name).unwrap();
+    let socket = TcpStream::connect(addr).unwrap();
+    socket.set_read_timeout(Some(read_timeout)).unwrap();
+    rustls::StreamOwned::new(connection, socket)
+}
+
 /// A raw rustls handshake: the leaf certificate the server sent, or the error.
 fn handshake(addr: SocketAddr, name: &str, ca_pem: &str) -> Result<Vec<u8>, String> {
-    install_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(ca.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
-    let mut connection = rustls::ClientConnection::new(Arc::new(config), server_name).unwrap();
-    let mut socket = TcpStream::connect(addr).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    while connection.is_handshaking() {
-        connection
-            .complete_io(&mut socket)
+    let mut tls = connect(addr, name, ca_pem, &[], Duration::from_secs(3));
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
             .map_err(|e| e.to_string())?;
     }
-    Ok(connection.peer_certificates().unwrap()[0].as_ref().to_vec())
+    Ok(tls.conn.peer_certificates().unwrap()[0].as_ref().to_vec())
 }
 
 /// An open HTTPS connection (HTTP/1.1) that can send several requests.
@@ -54,14 +60,9 @@ fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 
 impl KeepAlive {
     pub(crate) fn open(addr: SocketAddr, ca_pem: &str) -> KeepAlive {
-        let name = rustls::pki_types::ServerName::try_from("cdn.meridian.test").unwrap();
-        let config = client_config(ca_pem, &[b"http/1.1"]);
-        let connection = rustls::ClientConnection::new(config, name).unwrap();
-        let socket = TcpStream::connect(addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(3)))
-            .unwrap();
-        KeepAlive(rustls::StreamOwned::new(connection, socket))
+        let alpn: &[&[u8]] = &[b"http/1.1"];
+        let read_timeout = Duration::from_secs(3);
+        KeepAlive(connect(addr, NAME, ca_pem, alpn, read_timeout))
     }
 
     /// GETs `path` and returns the response head and body (the response
@@ -102,15 +103,21 @@ impl KeepAlive {
 
 /// The protocol ALPN settles on when the client offers `offered`.
 fn negotiated(addr: SocketAddr, offered: &[&[u8]]) -> Option<Vec<u8>> {
-    let name = rustls::pki_types::ServerName::try_from("cdn.meridian.test").unwrap();
-    let config = client_config(certs::DEV_CA_PEM, offered);
-    let mut connection = rustls::ClientConnection::new(config, name).unwrap();
-    let mut socket = TcpStream::connect(addr).unwrap();
-    while connection.is_handshaking() {
-        connection.complete_io(&mut socket).unwrap();
+    let mut tls = connect(
+        addr,
+        NAME,
+        certs::DEV_CA_PEM,
+        offered,
+        Duration::from_secs(3),
+    );
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
     }
-    connection.alpn_protocol().map(<[u8]>::to_vec)
+    tls.conn.alpn_protocol().map(<[u8]>::to_vec)
 }
+
+/// The name the development certificate is for.
+const NAME: &str = "cdn.meridian.test";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_offers_http2_and_caches_like_http() {
@@ -125,18 +132,15 @@ async fn https_offers_http2_and_caches_like_http() {
         )
     })
     .unwrap();
-    let topology = Topology::demo(b);
-    let edge = tokio::task::block_in_place(|| edge(&topology, 2));
-    let tls_addr = topology.edge_https(2);
-    tokio::task::block_in_place(|| wait_for(tls_addr));
-    let (h2, h1) = tokio::task::block_in_place(|| {
+    let (edge, tls_addr) = blocking(|| https_edge(&Topology::demo(b)));
+    let (h2, h1) = blocking(|| {
         let both: &[&[u8]] = &[b"h2", b"http/1.1"];
         let only_h1: &[&[u8]] = &[b"http/1.1"];
         (negotiated(tls_addr, both), negotiated(tls_addr, only_h1))
     });
     assert_eq!(h2.as_deref(), Some(&b"h2"[..]), "h2 negotiated by ALPN");
     assert_eq!(h1.as_deref(), Some(&b"http/1.1"[..]));
-    let (first, second) = tokio::task::block_in_place(|| {
+    let (first, second) = blocking(|| {
         let mut connection = KeepAlive::open(tls_addr, certs::DEV_CA_PEM);
         (connection.get("/asset"), connection.get("/asset"))
     });
@@ -162,28 +166,14 @@ async fn https_offers_http2_and_caches_like_http() {
     // Origins hear that the client used HTTPS.
     assert_eq!(origin.received()[0].headers["x-forwarded-proto"], "https");
     // Plain HTTP keeps working beside it, with its own cache entry.
-    let plain = crate::harness::client_via(edge.addr);
-    let response = plain
-        .get("http://cdn.meridian.test:8080/asset")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        !response.headers()["cache-status"]
-            .to_str()
-            .unwrap()
-            .starts_with("meridian; hit")
-    );
+    let plain = Cdn::via(edge.addr).get("/asset").await;
+    assert_eq!(plain.status, 200);
+    assert!(!plain.is_hit(), "{plain:?}");
 }
 
 #[test]
 fn the_wrong_name_or_an_untrusted_ca_fails_verification() {
-    let b = 111;
-    let topology = Topology::demo(b);
-    let _edge = edge(&topology, 2);
-    let tls_addr = topology.edge_https(2);
-    wait_for(tls_addr);
+    let (_edge, tls_addr) = https_edge(&Topology::demo(111));
     handshake(tls_addr, "cdn.meridian.test", certs::DEV_CA_PEM).unwrap();
     handshake(tls_addr, "anything.meridian.test", certs::DEV_CA_PEM).unwrap();
     let wrong_name = handshake(tls_addr, "evil.example", certs::DEV_CA_PEM);
@@ -191,12 +181,7 @@ fn the_wrong_name_or_an_untrusted_ca_fails_verification() {
         wrong_name.is_err(),
         "a certificate for another name was accepted"
     );
-    let other_ca = certs::generate(&certs::DevCertSpec {
-        names: vec!["cdn.meridian.test".into()],
-        ip_addresses: vec![],
-        valid_days: 30,
-    })
-    .unwrap();
+    let other_ca = generate(30);
     let untrusted = handshake(tls_addr, "cdn.meridian.test", &other_ca.ca_cert_pem);
     assert!(untrusted.is_err(), "verified without the development CA");
 }
@@ -219,11 +204,7 @@ fn tls11_client_hello() -> Vec<u8> {
 
 #[test]
 fn tls_1_1_is_refused() {
-    let b = 112;
-    let topology = Topology::demo(b);
-    let _edge = edge(&topology, 2);
-    let tls_addr = topology.edge_https(2);
-    wait_for(tls_addr);
+    let (_edge, tls_addr) = https_edge(&Topology::demo(112));
     let mut socket = TcpStream::connect(tls_addr).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(3)))
@@ -242,14 +223,19 @@ fn tls_1_1_is_refused() {
     handshake(tls_addr, "cdn.meridian.test", certs::DEV_CA_PEM).unwrap();
 }
 
-/// A CA and a certificate for cdn.meridian.test it signs, written to `dir`.
-fn issue(dir: &std::path::Path, valid_days: u32) -> certs::DevCerts {
-    let generated = certs::generate(&certs::DevCertSpec {
-        names: vec!["cdn.meridian.test".into()],
+/// A CA and a certificate for cdn.meridian.test it signs.
+fn generate(valid_days: u32) -> certs::DevCerts {
+    let spec = certs::DevCertSpec {
+        names: vec![NAME.into()],
         ip_addresses: vec![],
         valid_days,
-    })
-    .unwrap();
+    };
+    certs::generate(&spec).unwrap()
+}
+
+/// [`generate`], written to `dir`.
+fn issue(dir: &std::path::Path, valid_days: u32) -> certs::DevCerts {
+    let generated = generate(valid_days);
     std::fs::write(dir.join("chain.pem"), &generated.edge_chain_pem).unwrap();
     std::fs::write(dir.join("key.pem"), &generated.edge_key_pem).unwrap();
     generated
@@ -264,10 +250,7 @@ fn certificates_reload_on_sighup_without_dropping_connections() {
     let b = 113;
     let dir = tempdir();
     let first = issue(dir.path(), 30);
-    let topology = with_files(b, dir.path());
-    let edge = edge(&topology, 2);
-    let tls_addr = topology.edge_https(2);
-    wait_for(tls_addr);
+    let (edge, tls_addr) = https_edge(&with_files(b, dir.path()));
     let before = handshake(tls_addr, "cdn.meridian.test", &first.ca_cert_pem).unwrap();
     // A connection opened before the reload...
     let mut established = KeepAlive::open(tls_addr, &first.ca_cert_pem);
@@ -307,13 +290,15 @@ fn a_bad_certificate_is_refused_at_start_with_its_path() {
     std::fs::write(dir.path().join("chain.pem"), "garbage").unwrap();
     std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
     let config = with_files(b, dir.path()).write(dir.path()).unwrap();
-    let output = meridian()
-        .args(["edge", "--region", "eu-west", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let edge = [
+        "edge",
+        "--region",
+        "eu-west",
+        "--address",
+        &format!("127.{b}.2.1"),
+        "--config",
+    ];
+    let stderr = meridian().args(edge).arg(&config).ran().fails();
     assert!(
         stderr.contains(&dir.path().join("chain.pem").display().to_string()),
         "{stderr}"
@@ -323,26 +308,19 @@ fn a_bad_certificate_is_refused_at_start_with_its_path() {
         "bound anyway"
     );
     // Expired.
-    let expired = certs::generate(&certs::DevCertSpec {
-        names: vec!["cdn.meridian.test".into()],
-        ip_addresses: vec![],
-        valid_days: 0,
-    })
-    .unwrap();
-    std::fs::write(dir.path().join("chain.pem"), &expired.edge_chain_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &expired.edge_key_pem).unwrap();
+    issue(dir.path(), 0);
     std::thread::sleep(Duration::from_millis(1100));
-    let output = meridian()
-        .args(["edge", "--region", "eu-west", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success(),
-        "an expired certificate was accepted"
-    );
+    let stderr = meridian().args(edge).arg(&config).ran().fails();
     assert!(stderr.contains("expired"), "{stderr}");
+}
+
+/// Region 2's edge of `topology`, once its HTTPS listener accepts; and
+/// that listener's address.
+fn https_edge(topology: &Topology) -> (Edge, SocketAddr) {
+    let edge = edge(topology, 2);
+    let tls_addr = topology.edge_https(2);
+    wait_for(tls_addr);
+    (edge, tls_addr)
 }
 
 /// Waits until `addr` accepts connections (an edge logs its HTTPS
@@ -356,22 +334,10 @@ pub(crate) fn wait_for(addr: SocketAddr) {
 
 #[test]
 fn an_idle_http2_connection_is_closed_like_an_idle_http1_one() {
-    let b = 126;
-    let topology = Topology::demo(b).client_header_timeout(Duration::from_secs(1));
-    let _edge = edge(&topology, 2);
-    let tls_addr = topology.edge_https(2);
-    wait_for(tls_addr);
-    let name = rustls::pki_types::ServerName::try_from("cdn.meridian.test").unwrap();
-    let connection =
-        rustls::ClientConnection::new(client_config(certs::DEV_CA_PEM, &[b"h2"]), name).unwrap();
-    let socket = TcpStream::connect(tls_addr).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut tls = rustls::StreamOwned::new(connection, socket);
+    let topology = Topology::demo(126).client_header_timeout(Duration::from_secs(1));
+    let (_edge, tls_addr) = https_edge(&topology);
     // The client preface and an empty SETTINGS frame, then nothing.
-    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .unwrap();
+    let Http2(mut tls) = Http2::open(tls_addr);
     assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
     let started = Instant::now();
     let mut buf = [0u8; 4096];
@@ -401,15 +367,9 @@ pub(crate) struct Http2(rustls::StreamOwned<rustls::ClientConnection, TcpStream>
 
 impl Http2 {
     pub(crate) fn open(addr: SocketAddr) -> Http2 {
-        let name = rustls::pki_types::ServerName::try_from("cdn.meridian.test").unwrap();
-        let connection =
-            rustls::ClientConnection::new(client_config(certs::DEV_CA_PEM, &[b"h2"]), name)
-                .unwrap();
-        let socket = TcpStream::connect(addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut stream = rustls::StreamOwned::new(connection, socket);
+        let h2: &[&[u8]] = &[b"h2"];
+        let read_timeout = Duration::from_millis(200);
+        let mut stream = connect(addr, NAME, certs::DEV_CA_PEM, h2, read_timeout);
         // The client preface and an empty SETTINGS frame.
         stream
             .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")

@@ -1,7 +1,8 @@
 //! `meridian up`: the whole topology from one command, and the three journeys.
 
 use crate::harness::{
-    Topology, Up, dns, eventually, get_text, meridian, tcp_listening, tempdir, up,
+    Cdn, RunToEnd, Topology, Up, blocking, dns, eventually, get_text, meridian, tcp_listening,
+    tempdir, up,
 };
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -19,29 +20,31 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn http_via(edge: std::net::SocketAddr) -> reqwest::Client {
-    // Like `curl --resolve cdn.meridian.test:8080:EDGE`.
-    reqwest::Client::builder()
-        .no_proxy()
-        .resolve("cdn.meridian.test", edge)
-        .build()
-        .unwrap()
+/// The line of `table` that starts with `first`.
+fn line_of<'t>(table: &'t str, first: &str) -> &'t str {
+    let line = table.lines().find(|l| l.starts_with(first));
+    line.unwrap_or_else(|| panic!("no {first} in\n{table}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_topology_steers_caches_and_stops_cleanly() {
-    let mut up = tokio::task::block_in_place(|| up(41));
+    let mut up = up(41);
     let b = up.topology.block();
     let stdout = up.process.lines();
 
-    // One line per endpoint.
-    for label in [
-        "geodns",
-        "edge us-east",
-        "edge eu-west",
-        "edge ap-southeast",
-        "origin eu-west",
-    ] {
+    // One line per endpoint: both nameservers, two edges per region.
+    let labels = [
+        "geodns ns1".to_owned(),
+        "geodns ns2".to_owned(),
+        "origin eu-west".to_owned(),
+        format!("edge us-east 127.{b}.1.1"),
+        format!("edge us-east 127.{b}.1.3"),
+        format!("edge eu-west 127.{b}.2.1"),
+        format!("edge eu-west 127.{b}.2.3"),
+        format!("edge ap-southeast 127.{b}.3.1"),
+        format!("edge ap-southeast 127.{b}.3.3"),
+    ];
+    for label in &labels {
         assert!(
             stdout.iter().any(|l| l.contains(label)),
             "no endpoint line for {label}: {stdout:?}"
@@ -59,18 +62,42 @@ async fn the_topology_steers_caches_and_stops_cleanly() {
         assert_eq!(answer.message.metadata.response_code, ResponseCode::NoError);
         assert!(answer.message.metadata.authoritative, "AA set");
         assert!(!answer.message.metadata.recursion_available, "RA clear");
+        // Every edge of the region, in one order or the other.
+        let mut addresses = answer.addresses();
+        addresses.sort();
         assert_eq!(
-            answer.addresses(),
-            [ip(&format!("127.{b}.{region}.1"))],
+            addresses,
+            [
+                ip(&format!("127.{b}.{region}.1")),
+                ip(&format!("127.{b}.{region}.3"))
+            ],
             "{subnet}"
         );
         let scope = answer.scope().expect("the ECS option is echoed");
         assert!((1..=24).contains(&scope), "scope {scope} for {subnet}");
         assert!(answer.message.answers[0].ttl <= 60);
+        // The second nameserver, its own process, answers the same.
+        let ns2 = ask(
+            up.topology.dns_of(1),
+            "cdn.meridian.test.",
+            RecordType::A,
+            Some(subnet),
+        );
+        let mut ns2_addresses = ns2.addresses();
+        ns2_addresses.sort();
+        assert_eq!(
+            (ns2_addresses, ns2.scope()),
+            (addresses, Some(scope)),
+            "{subnet} from ns2"
+        );
     }
     // Without ECS the source address (loopback) cannot be placed: default order.
     let answer = ask(up.dns(), "cdn.meridian.test.", RecordType::A, None);
-    assert_eq!(answer.addresses(), [ip(&format!("127.{b}.1.1"))]);
+    assert!(
+        answer.addresses().contains(&ip(&format!("127.{b}.1.1"))),
+        "{:?}",
+        answer.addresses()
+    );
     // The apex is authoritative; other names are refused.
     let soa = ask(up.dns(), "meridian.test.", RecordType::SOA, None);
     assert_eq!(soa.message.answers.len(), 1);
@@ -81,41 +108,26 @@ async fn the_topology_steers_caches_and_stops_cleanly() {
     );
 
     // Edge: a miss, then a hit, of the same 1024 bytes.
-    let eu = http_via(up.edge(2));
-    let url = "http://cdn.meridian.test:8080/assets/1k.bin";
-    let first = eu.get(url).send().await.unwrap();
-    assert_eq!(first.status(), 200);
-    let status = first.headers()["cache-status"].to_str().unwrap().to_owned();
+    let eu = Cdn::via(up.edge(2));
+    let first = eu.get("/assets/1k.bin").await;
+    assert_eq!(first.status, 200);
+    let status = first.cache_status();
     assert!(
         status.contains("fwd=miss") && status.contains("stored"),
         "{status}"
     );
-    let first_body = first.bytes().await.unwrap();
-    assert_eq!(first_body.len(), 1024);
-    let second = eu.get(url).send().await.unwrap();
-    let status = second.headers()["cache-status"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(status.starts_with("meridian; hit"), "{status}");
-    assert!(second.headers().contains_key("age"));
-    assert_eq!(second.bytes().await.unwrap(), first_body);
+    assert_eq!(first.body.len(), 1024);
+    let second = eu.get("/assets/1k.bin").await;
+    assert!(second.is_hit(), "{}", second.cache_status());
+    assert!(second.headers.contains_key("age"));
+    assert_eq!(second.body, first.body);
 
     // Dynamic: names the region, never a hit.
     for _ in 0..2 {
-        let whoami = eu
-            .get("http://cdn.meridian.test:8080/api/whoami")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(whoami.status(), 200);
-        let status = whoami.headers()["cache-status"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert!(!status.contains("hit"), "{status}");
-        let json: serde_json::Value =
-            serde_json::from_slice(&whoami.bytes().await.unwrap()).unwrap();
+        let whoami = eu.get("/api/whoami").await;
+        assert_eq!(whoami.status, 200);
+        assert!(!whoami.cache_status().contains("hit"), "{whoami:?}");
+        let json = whoami.json();
         assert_eq!(json["region"], "eu-west");
         assert_eq!(json["client"], "127.0.0.1");
     }
@@ -137,25 +149,19 @@ async fn the_topology_steers_caches_and_stops_cleanly() {
     );
 
     // An unknown Host is refused by the edge.
-    let other = reqwest::Client::builder().no_proxy().build().unwrap();
-    let refused = other
-        .get(format!("http://{}/assets/1k.bin", up.edge(2)))
-        .header("host", "evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 421);
+    let evil = [("host", "evil.example")];
+    let refused = Cdn::at(up.edge(2)).get_with("/assets/1k.bin", &evil).await;
+    assert_eq!(refused.status, 421);
 
     // SIGINT stops everything and frees every port.
     up.process.signal(nix::sys::signal::Signal::SIGINT);
-    let status = tokio::task::block_in_place(|| up.process.exit_within(Duration::from_secs(60)))
+    let status = blocking(|| up.process.exit_within(Duration::from_secs(60)))
         .expect("up exits after SIGINT");
     assert!(status.success(), "clean exit, got {status}");
     for region in 1..=3 {
-        assert!(
-            !tcp_listening(up.edge(region)),
-            "edge {region} still listening"
-        );
+        for edge in up.edges(region) {
+            assert!(!tcp_listening(edge), "edge {edge} still listening");
+        }
         let origin = format!("127.{b}.{region}.2:8000").parse().unwrap();
         assert!(!tcp_listening(origin), "origin {region} still listening");
     }
@@ -172,13 +178,11 @@ fn a_child_that_cannot_bind_stops_the_whole_start() {
     let dir = tempdir();
     let config = Topology::demo(block).write(dir.path()).unwrap();
     let started = Instant::now();
-    let output = meridian()
+    let stderr = meridian()
         .args(["up", "--config"])
         .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        .ran()
+        .fails();
     let error = stderr
         .lines()
         .find(|l| l.starts_with("error:"))
@@ -198,90 +202,76 @@ fn a_child_that_cannot_bind_stops_the_whole_start() {
     }
 }
 
-/// Polls GeoDNS until GB clients get `expected`, or `within` passes.
-/// How long it takes is the bench's `outage` measurement; here it only
-/// has to happen.
-fn steered_within(up: &Up, expected: IpAddr, within: Duration) -> bool {
+/// The addresses of GeoDNS server `server`'s steered answer for
+/// `subnet`, sorted (their order turns from query to query).
+fn steered(up: &Up, server: usize, subnet: &str) -> Vec<IpAddr> {
+    let answer = ask(
+        up.topology.dns_of(server),
+        "cdn.meridian.test.",
+        RecordType::A,
+        Some(subnet),
+    );
+    let mut addresses = answer.addresses();
+    addresses.sort();
+    addresses
+}
+
+/// Polls both GeoDNS servers until GB clients get the edges of region
+/// `region` from each, or `within` passes. How long it takes is the
+/// bench's `outage` measurement; here it only has to happen.
+fn steered_within(up: &Up, region: u8, within: Duration) -> bool {
+    let expected: Vec<IpAddr> = up.edges(region).iter().map(|a| a.ip()).collect();
     eventually(within, || {
-        let answer = ask(
-            up.dns(),
-            "cdn.meridian.test.",
-            RecordType::A,
-            Some("81.2.69.0/24"),
-        );
-        answer.addresses() == [expected]
+        (0..up.topology.geodns_servers())
+            .all(|server| steered(up, server, "81.2.69.0/24") == expected)
     })
 }
 
 #[test]
 fn an_outage_steers_away_and_a_restore_steers_back() {
     let up = up(45);
-    let b = up.topology.block();
-    let eu_edge = ip(&format!("127.{b}.2.1"));
-    let us_edge = ip(&format!("127.{b}.1.1"));
-    assert!(steered_within(&up, eu_edge, Duration::from_secs(30)));
+    assert!(steered_within(&up, 2, Duration::from_secs(30)));
 
-    let outage = up.command(&["outage", "eu-west"]).unwrap();
-    assert!(
-        outage.status.success(),
-        "{}",
-        String::from_utf8_lossy(&outage.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&outage.stdout);
+    let stdout = up.command(&["outage", "eu-west"]).unwrap().succeeds();
     assert!(
         stdout.contains("edge eu-west") && stdout.contains("origin eu-west"),
         "{stdout}"
     );
     assert!(
-        steered_within(&up, us_edge, Duration::from_secs(60)),
+        steered_within(&up, 1, Duration::from_secs(60)),
         "GB clients were not steered to us-east"
     );
-    assert!(!tcp_listening(up.edge(2)), "the eu-west edge still answers");
+    for edge in up.edges(2) {
+        assert!(
+            !tcp_listening(edge),
+            "the eu-west edge {edge} still answers"
+        );
+    }
     // US clients are unaffected.
-    let us = ask(
-        up.dns(),
-        "cdn.meridian.test.",
-        RecordType::A,
-        Some("8.8.8.0/24"),
-    );
-    assert_eq!(us.addresses(), [us_edge]);
+    let us_edges: Vec<IpAddr> = up.edges(1).iter().map(|a| a.ip()).collect();
+    assert_eq!(steered(&up, 0, "8.8.8.0/24"), us_edges);
 
-    let status = up.command(&["status"]).unwrap();
-    assert!(status.status.success());
-    let table = String::from_utf8_lossy(&status.stdout);
-    let eu = table
-        .lines()
-        .find(|l| l.starts_with("eu-west"))
-        .unwrap_or_default();
+    let table = up.command(&["status"]).unwrap().succeeds();
+    let eu = line_of(&table, "eu-west");
     assert!(eu.contains("killed") && eu.contains("down"), "{table}");
     let json = up.status_json().unwrap();
     assert_eq!(json["regions"][1]["edge"], "killed");
     assert_eq!(json["regions"][0]["dns_view_up"], true);
 
-    let restore = up.command(&["restore", "eu-west"]).unwrap();
+    up.command(&["restore", "eu-west"]).unwrap().succeeds();
     assert!(
-        restore.status.success(),
-        "{}",
-        String::from_utf8_lossy(&restore.stderr)
-    );
-    assert!(
-        steered_within(&up, eu_edge, Duration::from_secs(60)),
+        steered_within(&up, 2, Duration::from_secs(60)),
         "GB clients did not come back to eu-west"
     );
-    let table = String::from_utf8_lossy(&up.command(&["status"]).unwrap().stdout).into_owned();
-    let eu = table
-        .lines()
-        .find(|l| l.starts_with("eu-west"))
-        .unwrap_or_default();
+    let table = up.command(&["status"]).unwrap().succeeds();
+    let eu = line_of(&table, "eu-west");
     assert!(eu.contains("running") && !eu.contains("down"), "{table}");
 }
 
 #[test]
 fn control_errors_say_what_to_do() {
     let up = up(46);
-    let unknown = up.command(&["outage", "mars"]).unwrap();
-    assert!(!unknown.status.success());
-    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    let stderr = up.command(&["outage", "mars"]).unwrap().fails();
     assert!(
         stderr.contains("known regions: us-east, eu-west, ap-southeast"),
         "{stderr}"
@@ -291,13 +281,11 @@ fn control_errors_say_what_to_do() {
     // With no `up` running on that config's control address:
     let dir = tempdir();
     let config = Topology::demo(47).write(dir.path()).unwrap();
-    let output = meridian()
+    let stderr = meridian()
         .args(["status", "--config"])
         .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        .ran()
+        .fails();
     assert!(
         stderr.contains("no `meridian up` is running") && stderr.contains("meridian up"),
         "{stderr}"

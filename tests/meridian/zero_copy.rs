@@ -2,15 +2,12 @@
 //! client gets are exactly the origin's, ranges included, for fast and slow
 //! readers, and a body purged mid-send still arrives unchanged.
 
-use crate::harness::{Topology, client_via, edge, get_text};
-use bench::kit::{Reply, ScriptedOrigin};
+use crate::harness::{Cdn, Received, Reply, Setup, Topology, blocking, get_text, metric, raw};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-const TOKEN: &str = "meridian-demo-purge-token";
 
 /// `len` bytes that differ per `version`, so a mix-up shows.
 fn body(len: usize, version: usize) -> Vec<u8> {
@@ -34,21 +31,19 @@ fn cacheable(body: Vec<u8>) -> Reply {
     Reply::Respond(200, vec![("cache-control", "max-age=600".to_owned())], body)
 }
 
-/// The edge's `meridian_edge_zero_copy_bytes_total`.
-async fn zero_copy_bytes(admin: SocketAddr) -> u64 {
-    let text = get_text(&format!("http://{admin}/metrics")).await;
-    text.lines()
-        .find_map(|line| line.strip_prefix("meridian_edge_zero_copy_bytes_total "))
-        .unwrap_or_else(|| panic!("no zero-copy counter in\n{text}"))
-        .parse()
-        .unwrap()
+/// eu-west's edge of the demo on `block` in front of `script`, and the
+/// edge's admin listener.
+fn setup(block: u8, script: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> (Setup, Cdn) {
+    let topology = Topology::demo(block);
+    let admin = Cdn::at(topology.edge_admin(2));
+    (Setup::eu_west(&topology, script), admin)
 }
 
-fn cache_status(response: &reqwest::Response) -> String {
-    response.headers()["cache-status"]
-        .to_str()
-        .unwrap()
-        .to_owned()
+/// The edge's `meridian_edge_zero_copy_bytes_total`.
+async fn zero_copy_bytes(admin: &Cdn) -> u64 {
+    let text = get_text(&admin.url("/metrics")).await;
+    let name = "meridian_edge_zero_copy_bytes_total";
+    metric(&text, name).unwrap_or_else(|| panic!("no zero-copy counter in\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -56,75 +51,65 @@ async fn large_hits_are_sent_from_sealed_pages_byte_for_byte() {
     let b = 127;
     let large = body(1024 * 1024 + 123, 1);
     let served = large.clone();
-    let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), move |r| {
+    let (s, admin) = setup(b, move |r| {
         if r.path == "/small" {
             cacheable(body(1024, 2))
         } else {
             cacheable(served.clone())
         }
-    })
-    .unwrap();
-    let edge = tokio::task::block_in_place(|| edge(&Topology::demo(b), 2));
-    let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
-    let client = client_via(edge.addr);
-    let url = |path: &str| format!("http://cdn.meridian.test:8080{path}");
+    });
 
     // The miss streams the fill as it arrives: copied, not from pages.
-    let miss = client.get(url("/large")).send().await.unwrap();
-    assert!(cache_status(&miss).contains("fwd=miss"), "{miss:?}");
-    assert_eq!(miss.bytes().await.unwrap(), large);
-    assert_eq!(zero_copy_bytes(admin).await, 0);
+    let miss = s.get("/large").await;
+    assert!(
+        miss.cache_status().contains("fwd=miss"),
+        "{}",
+        miss.cache_status()
+    );
+    assert!(miss.body == large);
+    assert_eq!(zero_copy_bytes(&admin).await, 0);
 
     // The hit: every byte, every one of them sent from the sealed pages.
-    let hit = client.get(url("/large")).send().await.unwrap();
-    assert!(cache_status(&hit).contains("hit"), "{hit:?}");
-    assert_eq!(hit.bytes().await.unwrap(), large);
-    let after_hit = zero_copy_bytes(admin).await;
+    let hit = s.get("/large").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert!(hit.body == large);
+    let after_hit = zero_copy_bytes(&admin).await;
     assert_eq!(after_hit, large.len() as u64);
 
     // A range of it: the right slice, from the right offset of the file.
-    let range = client
-        .get(url("/large"))
-        .header("range", "bytes=100000-699999")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(range.status(), 206);
-    assert_eq!(range.bytes().await.unwrap(), large[100_000..700_000]);
-    assert_eq!(zero_copy_bytes(admin).await, after_hit + 600_000);
+    let range = s
+        .get_with("/large", &[("range", "bytes=100000-699999")])
+        .await;
+    assert_eq!(range.status, 206);
+    assert!(range.body == large[100_000..700_000]);
+    assert_eq!(zero_copy_bytes(&admin).await, after_hit + 600_000);
 
     // Several ranges: Pingora assembles the multipart body (a copy), which
     // must still hold the right parts in order.
-    let multi = client
-        .get(url("/large"))
-        .header("range", "bytes=0-49999,500000-599999")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(multi.status(), 206);
-    let multi = multi.bytes().await.unwrap();
-    let first = find(&multi, &large[..50_000]).expect("first part");
-    let second = find(&multi, &large[500_000..600_000]).expect("second part");
+    let ranges = [("range", "bytes=0-49999,500000-599999")];
+    let multi = s.get_with("/large", &ranges).await;
+    assert_eq!(multi.status, 206);
+    let first = find(&multi.body, &large[..50_000]).expect("first part");
+    let second = find(&multi.body, &large[500_000..600_000]).expect("second part");
     assert!(first < second);
-    let after_ranges = zero_copy_bytes(admin).await;
+    let after_ranges = zero_copy_bytes(&admin).await;
 
     // Small objects stay on the heap and are copied with their head.
     for _ in 0..2 {
-        let small = client.get(url("/small")).send().await.unwrap();
-        assert_eq!(small.bytes().await.unwrap(), body(1024, 2));
+        assert!(s.get("/small").await.body == body(1024, 2));
     }
     // HEAD sends no body at all.
-    let head = client.head(url("/large")).send().await.unwrap();
-    assert_eq!(
-        head.headers()["content-length"],
-        large.len().to_string().as_str()
-    );
-    assert_eq!(zero_copy_bytes(admin).await, after_ranges);
+    let head = s
+        .cdn
+        .send(s.cdn.request(reqwest::Method::HEAD, "/large"))
+        .await;
+    assert_eq!(head.header("content-length"), large.len().to_string());
+    assert_eq!(zero_copy_bytes(&admin).await, after_ranges);
 
     // Over TLS (its own cache entry: the scheme is part of the key) the
     // stored pages are read and encrypted as usual, never sent raw.
     let tls_addr: SocketAddr = format!("127.{b}.2.1:8443").parse().unwrap();
-    let (head, secure) = tokio::task::block_in_place(|| {
+    let (head, secure) = blocking(|| {
         crate::tls::wait_for(tls_addr);
         let mut connection = crate::tls::KeepAlive::open(tls_addr, certs::DEV_CA_PEM);
         let _miss = connection.get("/large");
@@ -132,85 +117,62 @@ async fn large_hits_are_sent_from_sealed_pages_byte_for_byte() {
     });
     assert!(head.contains("cache-status: meridian; hit"), "{head}");
     assert!(secure == large, "TLS hit differs from the origin's body");
-    assert_eq!(zero_copy_bytes(admin).await, after_ranges);
+    assert_eq!(zero_copy_bytes(&admin).await, after_ranges);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_reader_gets_every_byte_even_when_the_body_is_purged_and_replaced() {
-    let b = 128;
     // Larger than what the kernel buffers on loopback, so the edge finds
     // the socket full and must wait for the reader.
     const LEN: usize = 12 * 1024 * 1024;
     let version = Arc::new(AtomicUsize::new(1));
     let served = version.clone();
-    let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), move |_| {
+    let (s, admin) = setup(128, move |_| {
         cacheable(body(LEN, served.load(Ordering::SeqCst)))
-    })
-    .unwrap();
-    let edge = tokio::task::block_in_place(|| edge(&Topology::demo(b), 2));
-    let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
-    let client = client_via(edge.addr);
-    let url = "http://cdn.meridian.test:8080/big";
+    });
     let original = body(LEN, 1);
-    assert_eq!(
-        client.get(url).send().await.unwrap().bytes().await.unwrap(),
-        original
-    );
+    assert!(s.get("/big").await.body == original);
 
     // A raw client asks for the stored body and then reads nothing for a
     // while: the edge fills the socket and waits.
-    let mut slow = TcpStream::connect(edge.addr).unwrap();
+    let mut slow = TcpStream::connect(s.edge.addr).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    slow.write_all(
-        b"GET /big HTTP/1.1\r\nHost: cdn.meridian.test:8080\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
+    let request = raw::request("GET", "/big", "cdn.meridian.test:8080", &[], "");
+    slow.write_all(request.as_bytes()).unwrap();
     let mut first = vec![0; 64 * 1024];
     slow.read_exact(&mut first).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Meanwhile the object is purged and stored again with other bytes.
     version.store(2, Ordering::SeqCst);
-    let purged = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .post(format!("http://{admin}/purge"))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(r#"{"urls": ["http://cdn.meridian.test/big"]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(purged.status(), 200);
+    let urls = r#"{"urls": ["http://cdn.meridian.test/big"]}"#;
+    let purged = crate::purge::purge(&admin, urls, Some(crate::purge::TOKEN)).await;
+    assert_eq!(purged.status, 200);
     for _ in 0..2 {
-        let replaced = client.get(url).send().await.unwrap();
-        assert_eq!(replaced.bytes().await.unwrap(), body(LEN, 2));
+        assert!(s.get("/big").await.body == body(LEN, 2));
     }
 
     // The slow client still gets exactly the body it asked for.
     let mut rest = Vec::new();
-    tokio::task::block_in_place(|| slow.read_to_end(&mut rest)).unwrap();
+    blocking(|| slow.read_to_end(&mut rest)).unwrap();
     first.extend_from_slice(&rest);
-    let head_end = first.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8_lossy(&first[..head_end]).to_lowercase();
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert!(head.contains("cache-status: meridian; hit"), "{head}");
+    let slow = raw::Response::parse(&first, true);
+    assert_eq!(slow.status(), 200, "{}", slow.head);
     assert!(
-        first[head_end..] == original[..],
-        "the slow reader got other bytes"
+        slow.field("cache-status")
+            .is_some_and(|c| c.starts_with("meridian; hit"))
     );
+    assert!(slow.body == original, "the slow reader got other bytes");
     // Both hits went out from pages, every byte, the slow one included.
-    assert_eq!(zero_copy_bytes(admin).await, 2 * LEN as u64);
+    assert_eq!(zero_copy_bytes(&admin).await, 2 * LEN as u64);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_stored_from_a_chunked_response_is_sent_from_pages_too() {
-    let b = 129;
     let large = body(200 * 1024 + 7, 3);
     let served = large.clone();
-    let _origin = ScriptedOrigin::start(&format!("127.{b}.2.2:8000"), move |_| {
+    let (s, admin) = setup(129, move |_| {
         // No Content-Length: the body arrives in chunks of 64 KiB.
         let mut raw = b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
         for chunk in served.chunks(64 * 1024) {
@@ -220,15 +182,10 @@ async fn a_body_stored_from_a_chunked_response_is_sent_from_pages_too() {
         }
         raw.extend_from_slice(b"0\r\n\r\n");
         Reply::Raw(raw)
-    }).unwrap();
-    let edge = tokio::task::block_in_place(|| edge(&Topology::demo(b), 2));
-    let admin: SocketAddr = format!("127.{b}.2.1:9080").parse().unwrap();
-    let client = client_via(edge.addr);
-    let url = "http://cdn.meridian.test:8080/chunked";
-    let miss = client.get(url).send().await.unwrap();
-    assert_eq!(miss.bytes().await.unwrap(), large);
-    let hit = client.get(url).send().await.unwrap();
-    assert!(cache_status(&hit).contains("hit"), "{hit:?}");
-    assert_eq!(hit.bytes().await.unwrap(), large);
-    assert_eq!(zero_copy_bytes(admin).await, large.len() as u64);
+    });
+    assert!(s.get("/chunked").await.body == large);
+    let hit = s.get("/chunked").await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    assert!(hit.body == large);
+    assert_eq!(zero_copy_bytes(&admin).await, large.len() as u64);
 }

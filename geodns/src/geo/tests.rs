@@ -2,6 +2,9 @@
 //! bounds every load keeps, and the tree walk against maxminddb's own.
 
 use super::*;
+// Databases whose search tree shares subtrees: the test kit's builder,
+// which the end-to-end tests feed to the binary too.
+use kit::mmdb::shared_subtrees;
 
 fn embedded() -> GeoDatabase {
     GeoDatabase::embedded().expect("the vendored database loads")
@@ -211,68 +214,6 @@ fn the_walk_visits_what_maxminddb_iterates() {
     // The embedded database is a real one: hundreds of thousands of
     // networks, each visited once.
     assert!(walked(&databases[0].1, false).len() > 300_000);
-}
-
-/// MaxMind DB bytes whose search tree is `depth` nodes in a chain: both
-/// records of each node point at the next one, and both of the last
-/// one's at a GB record. Every reader takes it (the tree is well
-/// formed, only shared), and it holds 2^depth networks in a few hundred
-/// bytes: the shape of a file built to hang whatever walks it.
-pub(crate) fn shared_subtrees(ip_version: u16, depth: u32) -> Vec<u8> {
-    fn string(text: &str) -> Vec<u8> {
-        let mut bytes = vec![0x40 | text.len() as u8];
-        bytes.extend_from_slice(text.as_bytes());
-        bytes
-    }
-    fn map(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
-        let mut bytes = vec![0xe0 | entries.len() as u8];
-        for (key, value) in entries {
-            bytes.extend(string(key));
-            bytes.extend_from_slice(value);
-        }
-        bytes
-    }
-    let uint16 = |v: u16| {
-        let mut bytes = vec![0xa2];
-        bytes.extend_from_slice(&v.to_be_bytes());
-        bytes
-    };
-    let data_pointer = depth + 16;
-    let mut file = Vec::new();
-    for node in 0..depth {
-        let next = if node + 1 == depth {
-            data_pointer
-        } else {
-            node + 1
-        };
-        for _ in 0..2 {
-            file.extend_from_slice(&next.to_be_bytes()[1..]);
-        }
-    }
-    file.extend_from_slice(&[0; 16]);
-    file.extend(map(&[
-        ("country", map(&[("iso_code", string("GB"))])),
-        ("continent", map(&[("code", string("EU"))])),
-    ]));
-    file.extend_from_slice(b"\xab\xcd\xefMaxMind.com");
-    let mut node_count = vec![0xc4];
-    node_count.extend_from_slice(&depth.to_be_bytes());
-    // uint64 is an extended type: size 8, then type 9 - 7.
-    let mut build_epoch = vec![0x08, 0x02];
-    build_epoch.extend_from_slice(&1_700_000_000u64.to_be_bytes());
-    file.extend(map(&[
-        ("binary_format_major_version", uint16(2)),
-        ("binary_format_minor_version", uint16(0)),
-        ("build_epoch", build_epoch),
-        ("database_type", string("Crafted-Shared-Subtrees")),
-        ("description", vec![0xe0]),
-        ("ip_version", uint16(ip_version)),
-        // An empty array: extended type 11 - 7.
-        ("languages", vec![0x00, 0x04]),
-        ("node_count", node_count),
-        ("record_size", uint16(24)),
-    ]));
-    file
 }
 
 /// Runs `load` on a thread and gives its result, or fails the test if

@@ -33,14 +33,19 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn dropped(why: &str) -> Outcome {
+    /// No reply, labelled `label`; `shape` tells it from other outcomes.
+    pub fn no_reply(label: String, shape: Vec<u16>) -> Outcome {
         Outcome {
-            label: format!("dropped: {why}"),
+            label,
             truncated: false,
             remembered: false,
             answered: false,
-            shape: vec![],
+            shape,
         }
+    }
+
+    fn dropped(why: &str) -> Outcome {
+        Outcome::no_reply(format!("dropped: {why}"), vec![])
     }
 }
 

@@ -17,7 +17,7 @@
 //!   and are not driven here.
 //!
 //! Inputs start from the test kit's corpus of valid queries
-//! (`bench::kit::mutation::corpus`, shared with the end-to-end hostile
+//! (`kit::mutation::corpus`, shared with the end-to-end hostile
 //! input test and the flood benchmark) and are mutated by its mutators;
 //! every outcome is checked ([`check`]); an input whose outcome looks like
 //! none before joins the pool.
@@ -34,17 +34,17 @@
 mod check;
 mod found;
 
-use bench::kit::mutation::{self, Made, Rng, corpus};
 use check::{Outcome, Parsed};
 use geodns::responder::{Responder, Served};
 use geodns::{DnsMetrics, GeoDnsHandler, Live, Snapshot};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::{BufDnsStreamHandle, Protocol};
 use hickory_server::server::{RequestHandler, ResponseHandle};
+use kit::mutation::{self, Made, Rng, corpus};
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,19 +61,6 @@ const HEALTH_EVERY: u64 = 5000;
 
 /// How many recent answered inputs may be sent again.
 const RECENT: usize = 64;
-
-/// Where queries come from: loopback and private (placed by the default
-/// order), and addresses in each region's part of the world, of both
-/// families.
-const SOURCES: [&str; 7] = [
-    "127.0.0.1:5000",
-    "81.2.69.142:5353",
-    "8.8.8.8:40000",
-    "203.116.1.1:1024",
-    "10.1.2.3:53",
-    "[2001:4860:4860::8888]:53000",
-    "[::1]:5353",
-];
 
 #[test]
 fn udp_request_path() {
@@ -110,6 +97,26 @@ fn inputs_found_before_pass() {
                     panic!("{what}, from {source} (answer {round}): {why}");
                 }
             }
+        }
+    }
+}
+
+/// The kit's mutators aim at names with a reader of their own (the kit
+/// cannot depend on GeoDNS, whose tests use it): it must end every name,
+/// at every offset of every kind of input, where GeoDNS's reader does.
+#[test]
+fn the_mutators_find_names_where_geodns_does() {
+    let mut rng = Rng::seed_from_u64(0x6e61_6d65_7300_0001);
+    let pool = corpus::seeds();
+    let mutated = (0..20_000).map(|_| mutation::next(&mut rng, &pool).0);
+    for input in pool.iter().cloned().chain(mutated) {
+        for at in 0..=input.len() {
+            assert_eq!(
+                mutation::wire::name_end(&input, at),
+                geodns::wire::name_end(&input, at),
+                "the name at {at} of {}",
+                hex(&input)
+            );
         }
     }
 }
@@ -246,7 +253,7 @@ impl Settings {
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .unwrap_or_else(|| panic!("MERIDIAN_FUZZ_SECONDS={v:?} is not a number of seconds"))
         });
-        let seed = var("MERIDIAN_FUZZ_SEED").map_or_else(clock_seed, |v| {
+        let seed = var("MERIDIAN_FUZZ_SEED").map_or_else(mutation::clock_seed, |v| {
             v.trim()
                 .parse()
                 .unwrap_or_else(|_| panic!("MERIDIAN_FUZZ_SEED={v:?} is not a u64"))
@@ -267,20 +274,20 @@ impl Settings {
     }
 }
 
-/// [`SOURCES`], parsed.
-fn sources() -> Vec<SocketAddr> {
-    SOURCES
-        .iter()
-        .map(|s| s.parse().expect("a socket address"))
-        .collect()
-}
-
-/// A seed nobody chose: the clock's nanoseconds and the process id.
-fn clock_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
+/// Where queries come from: loopback and private (placed by the default
+/// order), and addresses in each region's part of the world, of both
+/// families.
+fn sources() -> [SocketAddr; 7] {
+    let google_dns = Ipv6Addr::new(0x2001, 0x4860, 0x4860, 0, 0, 0, 0, 0x8888);
+    [
+        SocketAddr::from(([127, 0, 0, 1], 5000)),
+        SocketAddr::from(([81, 2, 69, 142], 5353)),
+        SocketAddr::from(([8, 8, 8, 8], 40000)),
+        SocketAddr::from(([203, 116, 1, 1], 1024)),
+        SocketAddr::from(([10, 1, 2, 3], 53)),
+        SocketAddr::from((google_dns, 53000)),
+        SocketAddr::from((Ipv6Addr::LOCALHOST, 5353)),
+    ]
 }
 
 /// Runs `target` on inputs until the time or the input count runs out;
@@ -442,13 +449,7 @@ fn guarded(
 
 /// An outcome that is no reply, for the given reason.
 fn dropped(why: &str) -> Outcome {
-    Outcome {
-        label: format!("not handled: {why}"),
-        truncated: false,
-        remembered: false,
-        answered: false,
-        shape: vec![0],
-    }
+    Outcome::no_reply(format!("not handled: {why}"), vec![0])
 }
 
 /// `why`, with the reply it is about.

@@ -5,12 +5,12 @@
 //! panicking, its output is replayed.
 
 use super::error::KitError;
-use super::process::Process;
+use super::http;
+use super::process::{Process, Ran};
 use super::topology::Topology;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -25,6 +25,33 @@ fn temp_dir() -> Result<TempDir, KitError> {
         .map_err(KitError::io("create a temporary directory"))
 }
 
+/// The config file a role runs with, in a scratch directory of its own
+/// that lives as long as the role.
+struct ConfigFile {
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+/// Writes `topology` to a scratch directory and starts `binary ARGS
+/// --config FILE` as `name`, with `RUST_LOG=log` if given.
+fn launch(
+    binary: &Path,
+    topology: &Topology,
+    args: &[&str],
+    log: Option<&str>,
+    name: String,
+) -> Result<(Process, ConfigFile), KitError> {
+    let dir = temp_dir()?;
+    let path = topology.write(dir.path())?;
+    let mut command = Command::new(binary);
+    command.args(args).arg("--config").arg(&path);
+    if let Some(log) = log {
+        command.env("RUST_LOG", log);
+    }
+    let process = Process::spawn(command, name)?;
+    Ok((process, ConfigFile { path, _dir: dir }))
+}
+
 /// A running `meridian up`.
 pub struct Up {
     /// The process.
@@ -32,23 +59,15 @@ pub struct Up {
     /// The topology it runs.
     pub topology: Topology,
     binary: PathBuf,
-    config: PathBuf,
-    _dir: TempDir,
+    config: ConfigFile,
 }
 
 impl Up {
     /// Starts `binary up` on `topology` and waits until its control API
     /// listens (`up` serves it once every role answers).
     pub fn start(binary: &Path, topology: &Topology) -> Result<Up, KitError> {
-        let dir = temp_dir()?;
-        let config = topology.write(dir.path())?;
-        let mut command = Command::new(binary);
-        command
-            .args(["up", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info");
-        let mut process =
-            Process::spawn(command, format!("meridian up on 127.{}", topology.block()))?;
+        let name = format!("meridian up on 127.{}", topology.block());
+        let (mut process, config) = launch(binary, topology, &["up"], Some("info"), name)?;
         let control = topology.control();
         process.wait_listening("HTTP", READY, |l| {
             l.addr == control && l.line.contains("(control API)")
@@ -58,7 +77,6 @@ impl Up {
             topology: topology.clone(),
             binary: binary.to_path_buf(),
             config,
-            _dir: dir,
         })
     }
 
@@ -67,38 +85,47 @@ impl Up {
         self.topology.dns()
     }
 
-    /// Region `region`'s edge.
+    /// Region `region`'s first edge.
     pub fn edge(&self, region: u8) -> SocketAddr {
         self.topology.edge(region)
     }
 
+    /// Every edge of region `region`, in config order.
+    pub fn edges(&self, region: u8) -> Vec<SocketAddr> {
+        self.topology.edges(region)
+    }
+
     /// The config file it runs with.
     pub fn config_path(&self) -> &Path {
-        &self.config
+        &self.config.path
     }
 
     /// Runs `meridian ARGS --config <its config>` to the end.
-    pub fn command(&self, args: &[&str]) -> Result<Output, KitError> {
-        Command::new(&self.binary)
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .map_err(|source| KitError::Spawn {
-                binary: self.binary.clone(),
-                source,
-            })
+    pub fn command(&self, args: &[&str]) -> Result<Ran, KitError> {
+        let mut command = Command::new(&self.binary);
+        Ran::run(command.args(args).arg("--config").arg(&self.config.path))
     }
 
     /// `meridian status --json`, parsed.
     pub fn status_json(&self) -> Result<serde_json::Value, KitError> {
-        let output = self.command(&["status", "--json"])?;
-        serde_json::from_slice(&output.stdout).map_err(|e| {
+        let ran = self.command(&["status", "--json"])?;
+        serde_json::from_str(&ran.stdout).map_err(|e| {
             KitError::Config(format!(
                 "`meridian status --json` printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&output.stderr)
+                ran.stderr
             ))
         })
+    }
+
+    /// The entry of `process` (`edge eu-west`, say) in `meridian status
+    /// --json`: its state, pid, restarts and last exit.
+    pub fn process_status(&self, process: &str) -> Result<serde_json::Value, KitError> {
+        let status = self.status_json()?;
+        let processes = status["processes"].as_array();
+        let found = processes.and_then(|all| all.iter().find(|p| p["process"] == process));
+        found
+            .cloned()
+            .ok_or_else(|| KitError::Config(format!("no {process} in {status}")))
     }
 }
 
@@ -108,22 +135,32 @@ pub struct Edge {
     pub process: Process,
     /// Its data-plane address (HTTP).
     pub addr: SocketAddr,
-    config: Option<PathBuf>,
-    _dir: TempDir,
+    config: Option<ConfigFile>,
 }
 
 impl Edge {
-    /// Starts `binary edge --region <region's name>` on `topology`.
+    /// Starts region `region`'s first edge on `topology`.
     pub fn start(binary: &Path, topology: &Topology, region: u8) -> Result<Edge, KitError> {
-        let dir = temp_dir()?;
-        let config = topology.write(dir.path())?;
+        Edge::start_nth(binary, topology, region, 0)
+    }
+
+    /// Starts `binary edge --region <region's name> --address <its
+    /// edge number nth's address>` (0-based, in config order) on `topology`.
+    pub fn start_nth(
+        binary: &Path,
+        topology: &Topology,
+        region: u8,
+        nth: usize,
+    ) -> Result<Edge, KitError> {
         let name = topology.region_name(region);
-        let mut command = Command::new(binary);
-        command
-            .args(["edge", "--region", &name, "--config"])
-            .arg(&config);
-        let process = Process::spawn(command, format!("edge {name} on 127.{}", topology.block()))?;
-        Edge::ready(process, topology.edge(region), Some(config), dir)
+        let Some(addr) = topology.edges(region).get(nth).copied() else {
+            return Err(KitError::Config(format!("region {name} has no edge {nth}")));
+        };
+        let address = addr.ip().to_string();
+        let args = ["edge", "--region", &name, "--address", &address];
+        let label = format!("edge {name} {address}");
+        let (process, config) = launch(binary, topology, &args, None, label)?;
+        Edge::ready(process, addr, Some(config))
     }
 
     /// `binary edge --listen LISTEN --origin ORIGIN FLAGS...`: one edge in
@@ -145,7 +182,7 @@ impl Edge {
     /// which must make it listen on `listen`.
     pub fn ad_hoc_command(command: Command, listen: SocketAddr) -> Result<Edge, KitError> {
         let process = Process::spawn(command, format!("ad-hoc edge on {listen}"))?;
-        Edge::ready(process, listen, None, temp_dir()?)
+        Edge::ready(process, listen, None)
     }
 
     /// [`Edge::ad_hoc`] on block `block`: 127.B.0.1:8080 in front of
@@ -163,8 +200,7 @@ impl Edge {
     fn ready(
         mut process: Process,
         addr: SocketAddr,
-        config: Option<PathBuf>,
-        dir: TempDir,
+        config: Option<ConfigFile>,
     ) -> Result<Edge, KitError> {
         process.wait_listening("HTTP", READY, |l| l.addr == addr)?;
         // Pingora logs its listeners before it binds them.
@@ -173,13 +209,12 @@ impl Edge {
             process,
             addr,
             config,
-            _dir: dir,
         })
     }
 
     /// The config file it runs with (none for an ad-hoc edge).
     pub fn config_path(&self) -> Option<&Path> {
-        self.config.as_deref()
+        self.config.as_ref().map(|c| c.path.as_path())
     }
 
     /// Sends `signal` to it.
@@ -194,31 +229,53 @@ pub struct GeoDns {
     pub process: Process,
     dns: SocketAddr,
     admin: SocketAddr,
-    config: PathBuf,
-    _dir: TempDir,
+    config: ConfigFile,
 }
 
 impl GeoDns {
-    /// Starts `binary geodns` on `topology` and waits until it listens for
-    /// UDP and TCP.
+    /// Starts `binary geodns` on `topology` (its first server, named with
+    /// `--server` when it has several) and waits until it listens for UDP
+    /// and TCP.
     pub fn start(binary: &Path, topology: &Topology) -> Result<GeoDns, KitError> {
-        let dir = temp_dir()?;
-        let config = topology.write(dir.path())?;
-        let mut command = Command::new(binary);
-        command
-            .args(["geodns", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info,hickory_server=warn");
-        let dns = topology.dns();
-        let mut process = Process::spawn(command, format!("geodns on {dns}"))?;
+        let flags = match topology.geodns_servers() {
+            1 => Vec::new(),
+            _ => vec!["--server".to_owned(), topology.geodns_name(0)],
+        };
+        GeoDns::start_with(binary, topology, 0, &flags)
+    }
+
+    /// Starts `binary geodns --server NAME` for GeoDNS server `server`
+    /// (0-based) of `topology`.
+    pub fn start_server(
+        binary: &Path,
+        topology: &Topology,
+        server: usize,
+    ) -> Result<GeoDns, KitError> {
+        let flags = ["--server".to_owned(), topology.geodns_name(server)];
+        GeoDns::start_with(binary, topology, server, &flags)
+    }
+
+    /// Starts `binary geodns FLAGS` on `topology`, which must make it run
+    /// server `server` (0-based).
+    fn start_with(
+        binary: &Path,
+        topology: &Topology,
+        server: usize,
+        flags: &[String],
+    ) -> Result<GeoDns, KitError> {
+        let dns = topology.dns_of(server);
+        let mut args = vec!["geodns"];
+        args.extend(flags.iter().map(String::as_str));
+        let log = Some("info,hickory_server=warn");
+        let (mut process, config) =
+            launch(binary, topology, &args, log, format!("geodns on {dns}"))?;
         process.wait_listening("UDP", READY, |l| l.addr == dns)?;
         process.wait_listening("TCP", READY, |l| l.addr == dns)?;
         Ok(GeoDns {
             process,
             dns,
-            admin: topology.geodns_admin(),
+            admin: topology.geodns_admin_of(server),
             config,
-            _dir: dir,
         })
     }
 
@@ -234,14 +291,15 @@ impl GeoDns {
 
     /// The config file it runs with.
     pub fn config_path(&self) -> &Path {
-        &self.config
+        &self.config.path
     }
 
     /// Writes `topology` as its config file, for a reload (not validated:
     /// a reload of a bad file is something to test).
     pub fn rewrite(&self, topology: &Topology) -> Result<(), KitError> {
-        std::fs::write(&self.config, topology.toml())
-            .map_err(KitError::io(format!("write {}", self.config.display())))
+        let path = &self.config.path;
+        std::fs::write(path, topology.toml())
+            .map_err(KitError::io(format!("write {}", path.display())))
     }
 
     /// SIGHUP: reload.
@@ -256,7 +314,20 @@ impl GeoDns {
 
     /// `GET /metrics` from its admin listener, with the Host it requires.
     pub fn metrics(&self) -> Result<String, KitError> {
-        http_get(self.admin, "/metrics")
+        let response = http::get(self.admin, "/metrics", &self.admin.to_string())?;
+        Ok(response.text())
+    }
+
+    /// Its `/health` (every edge: in the answers or not, what its own
+    /// probes see, and who else sees what), parsed.
+    pub fn health(&self) -> Result<serde_json::Value, KitError> {
+        let response = http::get(self.admin, "/health", &self.admin.to_string())?;
+        serde_json::from_str(&response.text()).map_err(|e| {
+            KitError::Config(format!(
+                "GeoDNS's /health is not JSON ({e}): {}",
+                response.whole()
+            ))
+        })
     }
 }
 
@@ -265,25 +336,6 @@ impl GeoDns {
 pub fn metric(text: &str, name: &str) -> Option<u64> {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-}
-
-/// A plain `GET path` to `addr` with `Host: addr` (what admin listeners
-/// require), on a connection of its own; the whole answer, head included.
-pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, KitError> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(KitError::io(format!("connect to {addr}")))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(KitError::io("set a read timeout"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(KitError::io(format!("write to {addr}")))?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(KitError::io(format!("read from {addr}")))?;
-    Ok(answer)
 }
 
 /// `127.block.a.b`.

@@ -44,8 +44,8 @@ pub struct RateLimit {
 impl Topology {
     /// The demo topology with every `127.0.x.y` address (bare, with a port,
     /// or in an `http://` URL) moved to `127.block.x.y`: GeoDNS on
-    /// 127.B.0.1:5353 (admin :9153, control API :9000), region N's edge on
-    /// 127.B.N.1:8080 and its origin on 127.B.N.2:8000.
+    /// 127.B.0.1:5353 (admin :9153, control API :9000), region N's edges on
+    /// 127.B.N.1:8080 and 127.B.N.3:8080 and its origin on 127.B.N.2:8000.
     pub fn demo(block: u8) -> Topology {
         // The demo config is compiled in, and the config crate's own tests
         // parse and validate it: failing here is a broken build.
@@ -110,14 +110,41 @@ impl Topology {
         }
     }
 
-    /// GeoDNS's UDP and TCP address.
+    /// The first GeoDNS server's UDP and TCP address.
     pub fn dns(&self) -> SocketAddr {
-        self.validated().geodns.listen
+        self.dns_of(0)
     }
 
-    /// GeoDNS's admin listener.
+    /// The first GeoDNS server's admin listener.
     pub fn geodns_admin(&self) -> SocketAddr {
-        self.validated().geodns.admin_listen
+        self.geodns_admin_of(0)
+    }
+
+    fn server(&self, server: usize) -> config::GeoDnsServer {
+        match self.validated().geodns.servers.get(server) {
+            Some(found) => found.clone(),
+            None => panic!("the topology has no GeoDNS server {server}"),
+        }
+    }
+
+    /// GeoDNS server `server`'s (0-based) UDP and TCP address.
+    pub fn dns_of(&self, server: usize) -> SocketAddr {
+        self.server(server).listen
+    }
+
+    /// GeoDNS server `server`'s (0-based) admin listener.
+    pub fn geodns_admin_of(&self, server: usize) -> SocketAddr {
+        self.server(server).admin_listen
+    }
+
+    /// GeoDNS server `server`'s (0-based) name, for `--server`.
+    pub fn geodns_name(&self, server: usize) -> String {
+        self.server(server).name
+    }
+
+    /// How many GeoDNS servers the topology has.
+    pub fn geodns_servers(&self) -> usize {
+        self.validated().geodns.servers.len()
     }
 
     /// The control API of `meridian up`.
@@ -132,27 +159,34 @@ impl Topology {
 
     /// Region `region`'s first edge address on the HTTP port.
     pub fn edge(&self, region: u8) -> SocketAddr {
+        first(self.edges(region), "edge")
+    }
+
+    /// Every edge of region `region` on the HTTP port, in config order
+    /// (the demo's `127.B.N.1` and `127.B.N.3`).
+    pub fn edges(&self, region: u8) -> Vec<SocketAddr> {
         let config = self.validated();
-        let addrs = self.region(region).edge_http_addrs(&config.edge);
-        *addrs
-            .first()
-            .expect("a validated region has an edge address")
+        self.region(region).edge_http_addrs(&config.edge)
     }
 
     /// Region `region`'s first edge address on the HTTPS port.
     pub fn edge_https(&self, region: u8) -> SocketAddr {
         let config = self.validated();
-        let addrs = self.region(region).edge_https_addrs(&config.edge);
-        match addrs.first() {
-            Some(addr) => *addr,
-            None => panic!("the topology serves no HTTPS"),
-        }
+        first(
+            self.region(region).edge_https_addrs(&config.edge),
+            "HTTPS listener",
+        )
     }
 
-    /// Region `region`'s edge admin listener.
+    /// Region `region`'s first edge's admin listener.
     pub fn edge_admin(&self, region: u8) -> SocketAddr {
+        first(self.edge_admins(region), "edge admin listener")
+    }
+
+    /// The admin listeners of region `region`'s edges, in config order.
+    pub fn edge_admins(&self, region: u8) -> Vec<SocketAddr> {
         let config = self.validated();
-        self.region(region).edge_admin_addr(&config.edge)
+        self.region(region).edge_admin_addrs(&config.edge)
     }
 
     /// Where region `region`'s origin listens.
@@ -181,18 +215,6 @@ impl Topology {
         self.health(Duration::from_secs(300), Duration::from_secs(1))
     }
 
-    /// `health.down_after`.
-    pub fn health_down_after(mut self, probes: u32) -> Self {
-        self.set(&["health"], "down_after", probes.into());
-        self
-    }
-
-    /// `zone.steered_ttl_seconds`.
-    pub fn steered_ttl(mut self, seconds: u32) -> Self {
-        self.set(&["zone"], "steered_ttl_seconds", seconds.into());
-        self
-    }
-
     /// A `[[zone.records]]` entry.
     pub fn zone_record(mut self, name: &str, record_type: &str, value: &str) -> Self {
         let mut record = Table::new();
@@ -214,45 +236,92 @@ impl Topology {
         self
     }
 
-    /// GeoDNS's listen address, with its admin listener and the control
-    /// API on the same IP, and the nameserver's glue following it.
-    pub fn geodns_on(mut self, ip: IpAddr) -> Self {
-        let admin_port = self.geodns_admin().port();
-        let control_port = self.control().port();
-        let port = self.dns().port();
-        self.set(
+    /// One GeoDNS server instead of the demo's pair: the first, in the
+    /// `[geodns] listen` form, with the zone's first nameserver only.
+    pub fn single_geodns(mut self) -> Self {
+        let Some(Value::Array(servers)) = self.table(&["geodns"]).remove("servers") else {
+            return self;
+        };
+        let Some(Value::Table(first)) = servers.into_iter().next() else {
+            panic!("the topology has an empty [[geodns.servers]]");
+        };
+        for key in ["listen", "admin_listen", "probe_from"] {
+            if let Some(value) = first.get(key) {
+                self.set(&["geodns"], key, value.clone());
+            }
+        }
+        self.array(&["zone"], "nameservers").truncate(1);
+        self
+    }
+
+    /// One GeoDNS server ([`Topology::single_geodns`]) listening on `ip`,
+    /// with its admin listener and the control API on the same IP, and the
+    /// nameserver's glue following it.
+    pub fn geodns_on(self, ip: IpAddr) -> Self {
+        let mut this = self.single_geodns();
+        let admin_port = this.geodns_admin().port();
+        let control_port = this.control().port();
+        let port = this.dns().port();
+        this.set(
             &["geodns"],
             "listen",
             SocketAddr::new(ip, port).to_string().into(),
         );
-        self.set(
+        this.set(
             &["geodns"],
             "admin_listen",
             SocketAddr::new(ip, admin_port).to_string().into(),
         );
-        self.set(
+        this.set(
             &["control"],
             "listen",
             SocketAddr::new(ip, control_port).to_string().into(),
         );
-        self.nameserver_addresses(&[ip])
+        this.nameserver_addresses(&[ip])
     }
 
-    /// `geodns.admin_listen`.
+    /// `geodns.max_answers`: the most edges one steered answer holds.
+    pub fn max_answers(mut self, answers: u32) -> Self {
+        self.set(&["geodns"], "max_answers", answers.into());
+        self
+    }
+
+    /// The first GeoDNS server's admin listener.
     pub fn geodns_admin_listen(mut self, addr: SocketAddr) -> Self {
-        self.set(&["geodns"], "admin_listen", addr.to_string().into());
+        self.server_table(0)
+            .insert("admin_listen".into(), addr.to_string().into());
         self
     }
 
-    /// `geodns.admin_token`.
-    pub fn geodns_admin_token(mut self, token: &str) -> Self {
-        self.set(&["geodns"], "admin_token", token.into());
+    /// GeoDNS server `server`'s (0-based) `probe_from`: the source address
+    /// of its edge probes.
+    pub fn probe_from(mut self, server: usize, ip: IpAddr) -> Self {
+        self.server_table(server)
+            .insert("probe_from".into(), ip.to_string().into());
         self
     }
 
-    /// `geodns.geo_database`: a `.mmdb` file.
-    pub fn geo_database(mut self, path: &Path) -> Self {
-        self.set(&["geodns"], "geo_database", path_value(path));
+    /// `health.quorum = "majority"`.
+    pub fn quorum_majority(mut self) -> Self {
+        self.set(&["health"], "quorum", "majority".into());
+        self
+    }
+
+    /// `health.quorum = count`.
+    pub fn quorum(mut self, count: u32) -> Self {
+        self.set(&["health"], "quorum", count.into());
+        self
+    }
+
+    /// `health.silent_after_ms`.
+    pub fn silent_after(mut self, time: Duration) -> Self {
+        self.set(&["health"], "silent_after_ms", millis(time));
+        self
+    }
+
+    /// `health.fail_open`.
+    pub fn fail_open(mut self, open: bool) -> Self {
+        self.set(&["health"], "fail_open", open.into());
         self
     }
 
@@ -298,6 +367,13 @@ impl Topology {
         self
     }
 
+    /// Region `region` with only its first edge address: a region of one
+    /// edge, which fills every miss from its origin.
+    pub fn single_edge(self, region: u8) -> Self {
+        let first = self.edge(region).ip();
+        self.edge_addresses(region, &[first])
+    }
+
     /// Region `region`'s latitude.
     pub fn latitude(mut self, region: u8, degrees: f64) -> Self {
         self.region_table(region)
@@ -316,67 +392,6 @@ impl Topology {
     pub fn https_origin(self, region: u8) -> Self {
         let url = format!("https://{}", self.origin(region));
         self.origin_url(region, &url)
-    }
-
-    /// `edge.origin_ca_file`.
-    pub fn origin_ca_file(mut self, path: &Path) -> Self {
-        self.set(&["edge"], "origin_ca_file", path_value(path));
-        self
-    }
-
-    /// `edge.origin_suspect_ms`.
-    pub fn origin_suspect(mut self, time: Duration) -> Self {
-        self.set(&["edge"], "origin_suspect_ms", millis(time));
-        self
-    }
-
-    /// `edge.origin_read_timeout_ms`.
-    pub fn origin_read_timeout(mut self, time: Duration) -> Self {
-        self.set(&["edge"], "origin_read_timeout_ms", millis(time));
-        self
-    }
-
-    /// `edge.origin_total_timeout_ms`.
-    pub fn origin_total_timeout(mut self, time: Duration) -> Self {
-        self.set(&["edge"], "origin_total_timeout_ms", millis(time));
-        self
-    }
-
-    /// `edge.client_header_timeout_ms`.
-    pub fn client_header_timeout(mut self, time: Duration) -> Self {
-        self.set(&["edge"], "client_header_timeout_ms", millis(time));
-        self
-    }
-
-    /// `edge.client_io_timeout_ms`.
-    pub fn client_io_timeout(mut self, time: Duration) -> Self {
-        self.set(&["edge"], "client_io_timeout_ms", millis(time));
-        self
-    }
-
-    /// `edge.honor_client_no_cache`.
-    pub fn honor_client_no_cache(mut self, honor: bool) -> Self {
-        self.set(&["edge"], "honor_client_no_cache", honor.into());
-        self
-    }
-
-    /// `edge.plain_hit_fast_path`.
-    pub fn plain_hit_fast_path(mut self, on: bool) -> Self {
-        self.set(&["edge"], "plain_hit_fast_path", on.into());
-        self
-    }
-
-    /// `edge.cache_max_variants`.
-    pub fn cache_max_variants(mut self, variants: u32) -> Self {
-        self.set(&["edge"], "cache_max_variants", variants.into());
-        self
-    }
-
-    /// `edge.cache_max_bytes`.
-    pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
-        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
-        self.set(&["edge"], "cache_max_bytes", bytes.into());
-        self
     }
 
     /// The first `[[edge.certificates]]` read from files instead of the
@@ -465,6 +480,27 @@ impl Topology {
         self.array(path, key).push(Value::Table(item));
     }
 
+    /// The table of GeoDNS server `server`: one of `[[geodns.servers]]`,
+    /// or `[geodns]` itself for the one server of the single form.
+    fn server_table(&mut self, server: usize) -> &mut Table {
+        let listed = matches!(
+            self.table(&["geodns"]).get("servers"),
+            Some(Value::Array(_))
+        );
+        if !listed {
+            assert_eq!(server, 0, "the topology has one GeoDNS server");
+            return self.table(&["geodns"]);
+        }
+        match self
+            .array(&["geodns"], "servers")
+            .get_mut(server)
+            .and_then(Value::as_table_mut)
+        {
+            Some(table) => table,
+            None => panic!("the topology has no GeoDNS server {server}"),
+        }
+    }
+
     fn region_table(&mut self, region: u8) -> &mut Table {
         let regions = self.array(&[], "region");
         match regions
@@ -475,6 +511,59 @@ impl Topology {
             None => panic!("the topology has no region {region}"),
         }
     }
+}
+
+/// Typed setters of one key each: the setter and its value, the table and
+/// key it sets (which is also its documentation), and the value as TOML.
+macro_rules! setters {
+    ($($name:ident($value:ident: $type:ty) => $table:literal . $key:literal = $toml:expr;)+) => {
+        impl Topology {
+            $(
+                #[doc = concat!("`", $table, ".", $key, "`.")]
+                pub fn $name(mut self, $value: $type) -> Self {
+                    self.set(&[$table], $key, $toml);
+                    self
+                }
+            )+
+        }
+    };
+}
+
+setters! {
+    health_down_after(probes: u32) => "health"."down_after" = probes.into();
+    steered_ttl(seconds: u32) => "zone"."steered_ttl_seconds" = seconds.into();
+    geodns_admin_token(token: &str) => "geodns"."admin_token" = token.into();
+    geo_database(path: &Path) => "geodns"."geo_database" = path_value(path);
+    origin_ca_file(path: &Path) => "edge"."origin_ca_file" = path_value(path);
+    origin_suspect(time: Duration) => "edge"."origin_suspect_ms" = millis(time);
+    origin_read_timeout(time: Duration) => "edge"."origin_read_timeout_ms" = millis(time);
+    origin_total_timeout(time: Duration) => "edge"."origin_total_timeout_ms" = millis(time);
+    client_header_timeout(time: Duration) => "edge"."client_header_timeout_ms" = millis(time);
+    client_io_timeout(time: Duration) => "edge"."client_io_timeout_ms" = millis(time);
+    honor_client_no_cache(honor: bool) => "edge"."honor_client_no_cache" = honor.into();
+    plain_hit_fast_path(on: bool) => "edge"."plain_hit_fast_path" = on.into();
+    cache_max_variants(variants: u32) => "edge"."cache_max_variants" = variants.into();
+    cache_max_bytes(bytes: u64) => "edge"."cache_max_bytes" = i64::try_from(bytes).unwrap_or(i64::MAX).into();
+}
+
+/// `[[zone.records]]` tables (TOML text) from `NAME TYPE VALUE` entries
+/// separated by `|` (the value may hold spaces): a NAME with a final dot
+/// is absolute, one without is inside the demo's zone, and `@` is its
+/// apex. For tests that add records to the demo's `[zone]`.
+pub fn zone_records(spec: &str) -> String {
+    spec.split('|')
+        .map(|entry| {
+            let mut parts = entry.trim().splitn(3, ' ');
+            let mut next = || parts.next().unwrap_or_default();
+            let (name, record_type, value) = (next(), next(), next());
+            let name = match name {
+                "@" => "meridian.test.".to_owned(),
+                absolute if absolute.ends_with('.') => absolute.to_owned(),
+                relative => format!("{relative}.meridian.test."),
+            };
+            format!("[[zone.records]]\nname = \"{name}\"\ntype = \"{record_type}\"\nvalue = \"{value}\"\n")
+        })
+        .collect()
 }
 
 /// Rewrites every `127.0.` address inside `value` onto `127.block.`.
@@ -492,6 +581,14 @@ fn move_to_block(value: &mut Value, block: u8) {
         Value::Array(items) => items.iter_mut().for_each(|v| move_to_block(v, block)),
         Value::Table(table) => table.iter_mut().for_each(|(_, v)| move_to_block(v, block)),
         _ => {}
+    }
+}
+
+/// The first of a region's `what`s (a validated region has an edge).
+fn first(addresses: Vec<SocketAddr>, what: &str) -> SocketAddr {
+    match addresses.first() {
+        Some(addr) => *addr,
+        None => panic!("the region has no {what}"),
     }
 }
 
@@ -525,9 +622,23 @@ mod tests {
     fn the_demo_moves_onto_its_block_whole() {
         let topology = Topology::demo(77);
         assert_eq!(topology.dns(), "127.77.0.1:5353".parse().unwrap());
+        assert_eq!(topology.dns_of(1), "127.77.0.2:5353".parse().unwrap());
+        assert_eq!(
+            topology.geodns_admin_of(1),
+            "127.77.0.2:9153".parse().unwrap()
+        );
+        assert_eq!(topology.geodns_name(1), "ns2");
         assert_eq!(topology.control(), "127.77.0.1:9000".parse().unwrap());
         assert_eq!(topology.edge(2), "127.77.2.1:8080".parse().unwrap());
         assert_eq!(topology.edge_admin(2), "127.77.2.1:9080".parse().unwrap());
+        assert_eq!(
+            topology.edges(2),
+            ["127.77.2.1:8080", "127.77.2.3:8080"].map(|a| a.parse().unwrap())
+        );
+        assert_eq!(
+            topology.edge_admins(2)[1],
+            "127.77.2.3:9080".parse().unwrap()
+        );
         assert_eq!(topology.origin(3), "127.77.3.2:8000".parse().unwrap());
         assert_eq!(topology.region_name(3), "ap-southeast");
         // Nothing is left on the demo's addresses.
@@ -559,6 +670,40 @@ mod tests {
         assert_eq!(
             config.regions[0].edge_addresses,
             ["127.61.1.1".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn the_pair_of_nameservers_becomes_one() {
+        let pair = Topology::demo(77)
+            .probe_from(1, "127.77.0.9".parse().unwrap())
+            .quorum(2)
+            .silent_after(Duration::from_secs(3))
+            .fail_open(false);
+        let config = pair.config().unwrap();
+        assert_eq!(config.geodns.servers.len(), 2);
+        assert_eq!(
+            config.geodns.servers[1].probe_from,
+            Some("127.77.0.9".parse().unwrap())
+        );
+        assert_eq!(config.health.quorum, config::Quorum::AtLeast(2));
+        assert_eq!(config.health.silent_after, Duration::from_secs(3));
+        assert!(!config.health.fail_open);
+        let single = pair.clone().single_geodns().config().unwrap();
+        assert_eq!(single.geodns.servers.len(), 1);
+        assert_eq!(single.geodns.servers[0].name, config::SINGLE_SERVER_NAME);
+        assert_eq!(single.geodns.servers[0].listen, pair.dns());
+        assert_eq!(single.zone.nameservers.len(), 1);
+        let moved = Topology::demo(77)
+            .geodns_on("127.78.0.1".parse().unwrap())
+            .geodns_admin_listen("127.78.0.1:9999".parse().unwrap())
+            .probe_from(0, "127.78.0.2".parse().unwrap());
+        assert_eq!(moved.dns(), "127.78.0.1:5353".parse().unwrap());
+        assert_eq!(moved.geodns_admin(), "127.78.0.1:9999".parse().unwrap());
+        assert_eq!(moved.geodns_servers(), 1);
+        assert_eq!(
+            moved.config().unwrap().geodns.servers[0].probe_from,
+            Some("127.78.0.2".parse().unwrap())
         );
     }
 

@@ -63,8 +63,6 @@ pub fn ok(headers: &[(&'static str, &str)], body: &str) -> Reply {
     )
 }
 
-type Script = dyn Fn(&Received) -> Reply + Send + Sync;
-
 /// A running scripted origin; stops accepting when dropped.
 pub struct ScriptedOrigin {
     /// Where it listens.
@@ -87,18 +85,8 @@ impl ScriptedOrigin {
             .local_addr()
             .map_err(KitError::io("read a listener's address"))?;
         let received = Arc::new(Mutex::new(Vec::new()));
-        let script: Arc<Script> = Arc::new(script);
-        let accept = listener
-            .try_clone()
-            .map_err(KitError::io("clone a listener"))?;
         let log = received.clone();
-        let accepting = std::thread::spawn(move || {
-            for stream in accept.incoming() {
-                let Ok(stream) = stream else { return };
-                let (script, log) = (script.clone(), log.clone());
-                std::thread::spawn(move || serve(stream, &*script, &log));
-            }
-        });
+        let accepting = accept(&listener, move |stream| serve(stream, &script, &log))?;
         Ok(ScriptedOrigin {
             addr,
             received,
@@ -127,6 +115,25 @@ impl Drop for ScriptedOrigin {
     }
 }
 
+/// Accepts connections on a clone of `listener` until [`stop_accepting`],
+/// each handed to `handle` on a thread of its own.
+fn accept(
+    listener: &TcpListener,
+    handle: impl Fn(TcpStream) + Send + Sync + 'static,
+) -> Result<std::thread::JoinHandle<()>, KitError> {
+    let accept = listener
+        .try_clone()
+        .map_err(KitError::io("clone a listener"))?;
+    let handle = Arc::new(handle);
+    Ok(std::thread::spawn(move || {
+        for stream in accept.incoming() {
+            let Ok(stream) = stream else { return };
+            let handle = handle.clone();
+            std::thread::spawn(move || handle(stream));
+        }
+    }))
+}
+
 /// Ends an accept loop on `listener` (a clone of the one it accepts on)
 /// and waits for it, so that the address is free again when this returns:
 /// the listener is made non-blocking and sent one connection, after which
@@ -141,7 +148,7 @@ fn stop_accepting(listener: &TcpListener, accepting: Option<std::thread::JoinHan
     }
 }
 
-fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
+fn serve(stream: TcpStream, script: &impl Fn(&Received) -> Reply, log: &Mutex<Vec<Received>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let Ok(reading) = stream.try_clone() else {
         return;
@@ -203,12 +210,7 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
                 promised,
                 sent,
             } => {
-                let mut head = format!("HTTP/1.1 200 Scripted\r\ncontent-length: {promised}\r\n");
-                for (name, value) in headers {
-                    head.push_str(&format!("{name}: {value}\r\n"));
-                }
-                head.push_str("\r\n");
-                let _ = writer.write_all(head.as_bytes());
+                let _ = writer.write_all(head(200, promised, headers).as_bytes());
                 let _ = writer.write_all(&sent);
                 let _ = writer.flush();
                 return;
@@ -218,12 +220,10 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
                 length,
                 every,
             } => {
-                let mut head = format!("HTTP/1.1 200 Scripted\r\ncontent-length: {length}\r\n");
-                for (name, value) in headers {
-                    head.push_str(&format!("{name}: {value}\r\n"));
-                }
-                head.push_str("\r\n");
-                if writer.write_all(head.as_bytes()).is_err() {
+                if writer
+                    .write_all(head(200, length, headers).as_bytes())
+                    .is_err()
+                {
                     return;
                 }
                 for _ in 0..length {
@@ -237,15 +237,10 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
                     }
                 }
             }
-            Reply::Respond(status, extra, body) => {
-                let mut head = format!(
-                    "HTTP/1.1 {status} Scripted\r\ncontent-length: {}\r\n",
-                    body.len()
-                );
-                for (name, value) in extra {
-                    head.push_str(&format!("{name}: {value}\r\n"));
-                }
-                head.push_str("\r\n");
+            Reply::Respond(status, headers, body) => {
+                let head = head(status, body.len(), headers);
+                // A 304 and any answer to a HEAD carry no body (but the
+                // length of the one a GET would get).
                 let body: &[u8] = if status == 304 || request.method == "HEAD" {
                     &[]
                 } else {
@@ -257,6 +252,16 @@ fn serve(stream: TcpStream, script: &Script, log: &Mutex<Vec<Received>>) {
             }
         }
     }
+}
+
+/// A response head: `status`, a `Content-Length` of `length`, `headers`.
+fn head(status: u16, length: usize, headers: Vec<(&'static str, String)>) -> String {
+    let mut head = format!("HTTP/1.1 {status} Scripted\r\ncontent-length: {length}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
 }
 
 /// The bytes of one connection, as they arrive.
@@ -278,37 +283,12 @@ impl RecordingOrigin {
         let listener =
             TcpListener::bind(addr).map_err(KitError::io(format!("listen on {addr}")))?;
         let connections: Arc<Mutex<Vec<Recording>>> = Arc::default();
-        let accept = listener
-            .try_clone()
-            .map_err(KitError::io("clone a listener"))?;
         let log = connections.clone();
-        let accepting = std::thread::spawn(move || {
-            for stream in accept.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let bytes: Recording = Arc::default();
-                lock(&log).push(bytes.clone());
-                std::thread::spawn(move || {
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
-                    let mut buf = [0u8; 8192];
-                    loop {
-                        match stream.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => {
-                                let mut seen = lock(&bytes);
-                                seen.extend_from_slice(&buf[..n]);
-                                if seen.starts_with(b"GET /healthz ") && seen.ends_with(b"\r\n\r\n")
-                                {
-                                    seen.clear();
-                                    let _ = stream.write_all(
-                                        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n",
-                                    );
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        let accepting = accept(&listener, move |stream| {
+            let bytes: Recording = Arc::default();
+            lock(&log).push(bytes.clone());
+            record(stream, &bytes);
+        })?;
         Ok(RecordingOrigin {
             connections,
             listener,
@@ -323,6 +303,26 @@ impl RecordingOrigin {
             .map(|bytes| lock(bytes).clone())
             .filter(|bytes| !bytes.is_empty())
             .collect()
+    }
+}
+
+/// Keeps what arrives on `stream` in `bytes` until the peer closes it,
+/// answering health checks.
+fn record(mut stream: TcpStream, bytes: &Mutex<Vec<u8>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut seen = lock(bytes);
+                seen.extend_from_slice(&buf[..n]);
+                if seen.starts_with(b"GET /healthz ") && seen.ends_with(b"\r\n\r\n") {
+                    seen.clear();
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n");
+                }
+            }
+        }
     }
 }
 

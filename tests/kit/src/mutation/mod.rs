@@ -24,3 +24,12 @@ pub fn inputs(seed: u64, count: usize) -> Vec<Vec<u8>> {
     let pool = corpus::seeds();
     (0..count).map(|_| next(&mut rng, &pool).0).collect()
 }
+
+/// A seed nobody chose, for a run that was not given one: the clock's
+/// nanoseconds and the process id. Runs print it, so that it replays.
+pub fn clock_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}

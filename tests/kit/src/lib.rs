@@ -1,5 +1,9 @@
 //! The test kit: what the end-to-end tests (`tests/meridian/`), the bench
-//! scenarios and the GeoDNS fuzz test share to run and talk to Meridian.
+//! scenarios (`bench/`) and the GeoDNS fuzz test (`geodns/tests/fuzz/`)
+//! share to run and talk to Meridian. It is a crate of its own, next to
+//! the tests, because it is shared infrastructure rather than a benchmark;
+//! it depends on the config crate (to validate topologies) and on no
+//! server crate, so that the servers' own tests can use it.
 //!
 //! Before it there were three process harnesses, five ways of moving the
 //! demo to other addresses (mostly `.replace()` on config text, which
@@ -17,10 +21,16 @@
 //!   validated by the config crate before any process sees it;
 //! - [`dns`]: one DNS client on hickory-proto, blocking for tests and
 //!   async for the bench;
+//! - [`http`]: raw HTTP/1.1 exchanges, for what client libraries will not
+//!   send or do not show;
 //! - [`origin`]: an origin whose every answer a test scripts (and which
 //!   counts what it got), and one that records raw bytes;
+//! - [`mmdb`]: geo databases built byte by byte, shaped to hang what
+//!   walks them;
 //! - [`mutation`]: the seed corpus and mutators of DNS messages, used by
-//!   the fuzz test, the hostile-input test and the flood benchmark.
+//!   the fuzz test, the hostile-input test and the flood benchmark;
+//! - [`tree`]: a process and its descendants, from `/proc`, for killing
+//!   a server whole and for measuring its CPU time.
 //!
 //! Temporary directories are `tempfile`'s.
 //!
@@ -30,14 +40,17 @@
 
 pub mod dns;
 mod error;
+pub mod http;
+pub mod mmdb;
 pub mod mutation;
 pub mod origin;
 pub mod process;
 pub mod roles;
 pub mod topology;
+pub mod tree;
 
 pub use error::{KitError, eventually, tcp_listening};
 pub use origin::{Received, RecordingOrigin, Reply, ScriptedOrigin, ok};
-pub use process::Process;
+pub use process::{Process, Ran};
 pub use roles::{Edge, GeoDns, Up};
-pub use topology::{RateLimit, Topology};
+pub use topology::{RateLimit, Topology, zone_records};

@@ -1,8 +1,13 @@
-//! Hostile datagrams for the tests of code that reads wire bytes before
+//! What GeoDNS's unit tests share.
+//!
+//! Hostile datagrams, for the tests of code that reads wire bytes before
 //! hickory does (the answer cache's query shape, the rate limiter's
 //! truncation): every prefix of each well-formed seed, each seed with one
 //! byte replaced by a value that means something in DNS framing (a length,
-//! a compression pointer, the OPT type), and random bytes.
+//! a compression pointer, the OPT type), and random bytes. And a poll for
+//! async tests that wait on background work.
+
+use std::time::Duration;
 
 /// Values that mean something at some offset of a DNS message.
 const TELLING_BYTES: [u8; 8] = [0, 1, 0x29, 0x3f, 0x40, 0x80, 0xc0, 0xff];
@@ -12,7 +17,10 @@ const RANDOM: usize = 20_000;
 
 /// The hostile variants of `seeds`, then random datagrams up to `max_len`
 /// bytes (from a fixed seed, so a failure is reproducible).
-pub(crate) fn variants(seeds: &[Vec<u8>], max_len: u64) -> impl Iterator<Item = Vec<u8>> + '_ {
+pub(crate) fn hostile_variants(
+    seeds: &[Vec<u8>],
+    max_len: u64,
+) -> impl Iterator<Item = Vec<u8>> + '_ {
     let prefixes = seeds
         .iter()
         .flat_map(|seed| (0..=seed.len()).map(|len| seed[..len].to_vec()));
@@ -39,4 +47,15 @@ pub(crate) fn variants(seeds: &[Vec<u8>], max_len: u64) -> impl Iterator<Item = 
         )
     });
     prefixes.chain(changed).chain(random)
+}
+
+/// Polls `done` every 5 ms until it holds; fails the test after 30 s.
+/// Async, so that the runtime's other tasks (probes, reloads) run between
+/// polls.
+pub(crate) async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

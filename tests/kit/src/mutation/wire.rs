@@ -3,12 +3,19 @@
 //! section counts, record lengths, EDNS options) instead of only at random
 //! bytes. It never fails: it stops where the message stops making sense.
 //!
-//! Labels, names and the constants are read with GeoDNS's own wire
-//! reading (`geodns::wire`); what is added here is the recording of every
-//! place found, which only the mutators need.
+//! GeoDNS has a wire reader of its own (`geodns::wire`), but the kit
+//! cannot use it: GeoDNS's fuzz test runs on the kit, so the kit depending
+//! on GeoDNS would make a dependency cycle. What is read here is little (a
+//! label's first byte, 16-bit fields) and every read is bounds-checked.
 
-use geodns::wire::{self, Label};
-pub use geodns::wire::{HEADER, OPT, name_end, u16_at};
+/// The header's size: where the question section starts.
+pub const HEADER: usize = 12;
+
+/// RR type OPT (RFC 6891 §6.1.1).
+pub const OPT: u16 = 41;
+
+/// EDNS option code of Client Subnet (RFC 7871 §6).
+const CLIENT_SUBNET: u16 = 8;
 
 /// Where the parts of a message are.
 #[derive(Debug, Default)]
@@ -57,6 +64,13 @@ pub struct SubnetAt {
     pub address_len: usize,
 }
 
+/// The big-endian u16 at `at`, if the message is that long.
+pub fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    bytes
+        .get(at..at.saturating_add(2))
+        .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+}
+
 /// Writes a big-endian u16 at `at`, if it fits.
 pub fn set_u16(bytes: &mut [u8], at: usize, value: u16) {
     if let Some(pair) = bytes.get_mut(at..at.saturating_add(2)) {
@@ -98,20 +112,30 @@ pub fn scan(bytes: &[u8]) -> Layout {
     layout
 }
 
-/// Walks the name at `at`; returns where it ends (after the root label or
-/// a compression pointer).
+/// Where the name at `at` ends (past its root label or the compression
+/// pointer that ends it), or `None` where it stops making sense.
+pub fn name_end(bytes: &[u8], at: usize) -> Option<usize> {
+    name(bytes, at, &mut Layout::default())
+}
+
+/// Walks the name at `at`, recording its labels; returns where it ends.
 fn name(bytes: &[u8], mut at: usize, layout: &mut Layout) -> Option<usize> {
     layout.names.push(at);
     loop {
-        bytes.get(at)?;
+        let first = *bytes.get(at)?;
         layout.labels.push(at);
-        match wire::label(bytes, at)? {
-            Label::Root => return Some(at + 1),
-            Label::Pointer(_) => return Some(at + 2),
-            Label::Plain(length) => {
-                at += 1 + usize::from(length);
+        // A label's first byte says what it is (RFC 1035 §4.1.4, RFC 6891
+        // §5): the root, a label of that many bytes, or a two-byte
+        // compression pointer. The extended label types (first bits 01
+        // and 10) end the walk.
+        match first {
+            0 => return Some(at + 1),
+            1..=63 => {
+                at += 1 + usize::from(first);
                 layout.boundaries.push(at);
             }
+            0xc0..=0xff => return bytes.get(at + 1).map(|_| at + 2),
+            _ => return None,
         }
     }
 }
@@ -152,7 +176,7 @@ fn options(bytes: &[u8], mut at: usize, end: usize, layout: &mut Layout) {
         if next > end {
             return;
         }
-        if code == wire::ECS && length >= 4 {
+        if code == CLIENT_SUBNET && length >= 4 {
             layout.subnets.push(SubnetAt {
                 family: data,
                 address: data + 4,

@@ -65,6 +65,14 @@ pub fn addresses(message: &Message) -> Vec<IpAddr> {
         .collect()
 }
 
+/// [`addresses`] sorted: a steered answer turns its region's edges from
+/// query to query, so tests compare which addresses it holds.
+pub fn sorted_addresses(message: &Message) -> Vec<IpAddr> {
+    let mut sorted = addresses(message);
+    sorted.sort();
+    sorted
+}
+
 /// The Client Subnet option of `message`'s OPT record.
 pub fn subnet_of(message: &Message) -> Option<ClientSubnet> {
     match message.edns.as_ref()?.option(EdnsCode::Subnet) {

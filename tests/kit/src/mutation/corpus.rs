@@ -2,7 +2,7 @@
 //! real clients send (and a few they should not), for the mutators to
 //! start from.
 
-use crate::kit::topology::Topology;
+use crate::topology::Topology;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};

@@ -143,20 +143,10 @@ impl Process {
                 if let Some(line) = lock(&self.output.0).lines.iter().find(|l| wanted(l)) {
                     return Ok(line.clone());
                 }
-                return Err(KitError::Exited {
-                    name: self.name.clone(),
-                    status,
-                    waiting_for: waiting_for.to_owned(),
-                    log: self.log_excerpt(),
-                });
+                return Err(self.exited(status, waiting_for));
             }
             if Instant::now() >= deadline {
-                return Err(KitError::NotReady {
-                    name: self.name.clone(),
-                    waiting_for: waiting_for.to_owned(),
-                    waited: within,
-                    log: self.log_excerpt(),
-                });
+                return Err(self.not_ready(waiting_for, within));
             }
         }
     }
@@ -180,27 +170,55 @@ impl Process {
     /// Waits until a TCP connection to `addr` is accepted (a listener may
     /// log its address before its socket is bound).
     pub fn wait_accepting(&mut self, addr: SocketAddr, within: Duration) -> Result<(), KitError> {
+        self.poll(&format!("connections on {addr}"), within, || {
+            tcp_listening(addr)
+                .then_some(())
+                .ok_or_else(|| "refused".to_owned())
+        })
+    }
+
+    /// Calls `ready` every 50 ms until it succeeds; fails if the process
+    /// exits first or `within` passes, saying what `ready` last said.
+    pub fn poll(
+        &mut self,
+        waiting_for: &str,
+        within: Duration,
+        mut ready: impl FnMut() -> Result<(), String>,
+    ) -> Result<(), KitError> {
         let deadline = Instant::now() + within;
-        while !tcp_listening(addr) {
+        loop {
+            let last = match ready() {
+                Ok(()) => return Ok(()),
+                Err(last) => last,
+            };
             if let Some(status) = self.exit_status() {
-                return Err(KitError::Exited {
-                    name: self.name.clone(),
-                    status,
-                    waiting_for: format!("connections on {addr}"),
-                    log: self.log_excerpt(),
-                });
+                return Err(self.exited(status, waiting_for));
             }
             if Instant::now() >= deadline {
-                return Err(KitError::NotReady {
-                    name: self.name.clone(),
-                    waiting_for: format!("connections on {addr}"),
-                    waited: within,
-                    log: self.log_excerpt(),
-                });
+                return Err(self.not_ready(&format!("{waiting_for} (last: {last})"), within));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(())
+    }
+
+    /// The error for it having exited with `status` while `waiting_for`.
+    pub fn exited(&self, status: ExitStatus, waiting_for: &str) -> KitError {
+        KitError::Exited {
+            name: self.name.clone(),
+            status,
+            waiting_for: waiting_for.to_owned(),
+            log: self.log_excerpt(),
+        }
+    }
+
+    /// The error for `waiting_for` not having happened within `waited`.
+    pub fn not_ready(&self, waiting_for: &str, waited: Duration) -> KitError {
+        KitError::NotReady {
+            name: self.name.clone(),
+            waiting_for: waiting_for.to_owned(),
+            waited,
+            log: self.log_excerpt(),
+        }
     }
 
     /// How it exited, if it has.
@@ -240,7 +258,7 @@ impl Process {
         // The descendants first: once the parent is gone they are orphans
         // and harder to find (nginx's workers outlive their master).
         if self.exit_status().is_none() {
-            for pid in crate::cpu::descendants(self.child.id()) {
+            for pid in crate::tree::descendants(self.child.id()) {
                 if let Ok(pid) = i32::try_from(pid) {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
@@ -294,6 +312,61 @@ impl Drop for Process {
             // What it printed as it died is worth waiting a moment for.
             self.wait_for_pipes(Duration::from_secs(2));
             self.replay();
+        }
+    }
+}
+
+/// A command that ran to its end: how it exited and what it printed.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Runs `command` to its end, its output captured.
+    pub fn run(command: &mut Command) -> Result<Ran, KitError> {
+        let output = command.output().map_err(|source| KitError::Spawn {
+            binary: PathBuf::from(command.get_program()),
+            source,
+        })?;
+        Ok(Ran::from(output))
+    }
+
+    /// Whether it exited with success.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Its standard output, once a test has checked that it succeeded.
+    ///
+    /// # Panics
+    /// If it failed, with what it said.
+    pub fn succeeds(self) -> String {
+        assert!(self.success(), "{} failed:\n{}", self.status, self.stderr);
+        self.stdout
+    }
+
+    /// Its standard error, once a test has checked that it failed.
+    ///
+    /// # Panics
+    /// If it succeeded, with what it printed.
+    pub fn fails(self) -> String {
+        assert!(!self.success(), "it succeeded:\n{}", self.stdout);
+        self.stderr
+    }
+}
+
+impl From<std::process::Output> for Ran {
+    fn from(output: std::process::Output) -> Ran {
+        Ran {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     }
 }
