@@ -34,6 +34,63 @@ use std::process::Command;
 /// Where each `up --hosts` records what it made, one file per process id.
 pub const RECORDS: &str = "/run/meridian/hosts";
 
+/// `up --hosts`: the network, and the config moved onto it, in a file the
+/// children read. Dropped, it removes both.
+pub struct OnHosts {
+    /// The network of namespaces.
+    pub network: Network,
+    /// The moved config's file.
+    pub config_path: PathBuf,
+}
+
+impl OnHosts {
+    /// Moves the config at `original` (the embedded demo when `None`)
+    /// onto `subnet` and makes its network. The moved file is written
+    /// beside the original, so that paths in it (a geo database,
+    /// certificates) mean what they meant, or to the system's temporary
+    /// directory for the demo.
+    pub fn prepare(
+        original: Option<&Path>,
+        subnet: [u8; 2],
+    ) -> anyhow::Result<(OnHosts, config::Config)> {
+        let (text, dir) = match original {
+            Some(path) => (
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ),
+            None => (config::DEMO_TOML.to_owned(), std::env::temp_dir()),
+        };
+        let moved = super::relocate::for_hosts(&text, subnet)?;
+        let config_path = dir.join(format!(".meridian-hosts-{}.toml", std::process::id()));
+        std::fs::write(&config_path, moved)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        let prepared = config::Config::load(&config_path)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| Ok((NetworkSpec::of(&config, subnet)?, config)))
+            .and_then(|(spec, config)| Ok((Network::create(spec)?, config)));
+        match prepared {
+            Ok((network, config)) => Ok((
+                OnHosts {
+                    network,
+                    config_path,
+                },
+                config,
+            )),
+            Err(error) => {
+                let _ = std::fs::remove_file(&config_path);
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Drop for OnHosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config_path);
+    }
+}
+
 /// One host to make: a namespace, and the addresses it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSpec {
@@ -63,6 +120,76 @@ impl NetworkSpec {
     pub fn root_address(&self) -> Ipv4Addr {
         Ipv4Addr::new(self.subnet[0], self.subnet[1], 255, 254)
     }
+}
+
+impl NetworkSpec {
+    /// The hosts of `config` (already moved into `subnet`): each GeoDNS
+    /// server on the core, each edge and each origin on its region's
+    /// bridge. Every address must be an IPv4 address in `subnet`.
+    pub fn of(config: &config::Config, subnet: [u8; 2]) -> anyhow::Result<NetworkSpec> {
+        let mut hosts = Vec::new();
+        for server in &config.geodns.servers {
+            let mut addresses = vec![server.listen.ip(), server.admin_listen.ip()];
+            addresses.extend(server.probe_from);
+            hosts.push(host(&server.name, None, &addresses, subnet)?);
+        }
+        for (index, region) in config.regions.iter().enumerate() {
+            for (nth, address) in region.edge_addresses.iter().enumerate() {
+                let name = edge_host(&region.name, nth);
+                hosts.push(host(&name, Some(index), &[*address], subnet)?);
+            }
+            let name = origin_host(&region.name);
+            hosts.push(host(
+                &name,
+                Some(index),
+                &[region.origin_listen.ip()],
+                subnet,
+            )?);
+        }
+        Ok(NetworkSpec {
+            subnet,
+            regions: config.regions.iter().map(|r| r.name.clone()).collect(),
+            hosts,
+        })
+    }
+}
+
+/// The host of a region's `nth` (0-based) edge.
+pub fn edge_host(region: &str, nth: usize) -> String {
+    format!("{region}-edge-{}", nth + 1)
+}
+
+/// The host of a region's origin.
+pub fn origin_host(region: &str) -> String {
+    format!("{region}-origin")
+}
+
+/// Host `name`, holding `addresses` (each once), which must be in `subnet`.
+fn host(
+    name: &str,
+    region: Option<usize>,
+    addresses: &[std::net::IpAddr],
+    subnet: [u8; 2],
+) -> anyhow::Result<HostSpec> {
+    let mut held: Vec<Ipv4Addr> = Vec::new();
+    for address in addresses {
+        let v4 = match address {
+            std::net::IpAddr::V4(v4) if v4.octets()[..2] == subnet => *v4,
+            other => bail!(
+                "{name} has {other}, which is not in {}.{}.0.0/16: `up --hosts` runs a topology on loopback addresses",
+                subnet[0],
+                subnet[1]
+            ),
+        };
+        if !held.contains(&v4) {
+            held.push(v4);
+        }
+    }
+    Ok(HostSpec {
+        name: name.to_owned(),
+        region,
+        addresses: held,
+    })
 }
 
 /// What one `up` made, by name: exactly what is deleted when it stops, or
@@ -111,11 +238,6 @@ impl Network {
         };
         network.build()?;
         Ok(network)
-    }
-
-    /// The spec it was made from.
-    pub fn spec(&self) -> &NetworkSpec {
-        &self.spec
     }
 
     /// What runs `exe args` inside host `host`'s namespace.
@@ -403,7 +525,6 @@ mod tests {
             eprintln!("skipped: making network namespaces needs root and iproute2");
             return;
         }
-        let records = tempfile::tempdir().unwrap();
         let spec = NetworkSpec {
             subnet: [198, 19],
             regions: vec!["us-east".into(), "eu-west".into()],
@@ -430,7 +551,9 @@ mod tests {
                 },
             ],
         };
-        let network = Network::create_in(spec, records.path()).unwrap();
+        // The real records: if this test is killed, the next `up --hosts`
+        // (or this test) removes what it left.
+        let network = Network::create(spec).unwrap();
         let edge: SocketAddr = "198.19.2.1:7000".parse().unwrap();
         let ns1 = network.namespace("ns1");
         let origin = network.namespace("eu-west-origin");
@@ -459,7 +582,7 @@ mod tests {
         network.set_cut("ns1", 1, false).unwrap();
         assert!(reaches(Some(&ns1), edge));
 
-        let record = records.path().join(format!("{}.json", std::process::id()));
+        let record = Path::new(RECORDS).join(format!("{}.json", std::process::id()));
         assert!(record.exists());
         drop(network);
         assert!(!record.exists());

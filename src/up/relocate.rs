@@ -8,6 +8,11 @@
 //! It works on the file's TOML values rather than on [`config::Config`]
 //! because the result is a file for the children to load, and the config
 //! crate validates it again when they (and `up`) load it.
+//!
+//! Off loopback, the admin listeners need what any deployment on a
+//! network needs ([`for_hosts`]): each edge's on its own address (so the
+//! GeoDNS servers hear what it sees of its peers), and a GeoDNS admin
+//! token (made up for this run when the config has none).
 
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
@@ -16,6 +21,40 @@ use toml::{Table, Value};
 
 /// Sections left as they are.
 const STAY: &[&str] = &["control"];
+
+/// `text` (a config file) moved onto the hosts of `up --hosts`: its
+/// loopback addresses in `subnet`, the admin listeners set up for a
+/// network.
+pub fn for_hosts(text: &str, subnet: [u8; 2]) -> anyhow::Result<String> {
+    let mut table: Table = relocate(text, subnet)?
+        .parse()
+        .context("the relocated config is not valid TOML")?;
+    section(&mut table, "edge")?.insert("admin_on_edge_address".into(), Value::Boolean(true));
+    let geodns = section(&mut table, "geodns")?;
+    if !geodns.contains_key("admin_token") {
+        geodns.insert("admin_token".into(), Value::String(random_token()?));
+    }
+    toml::to_string(&table).context("cannot write the relocated config")
+}
+
+/// The table `[name]` of `table`.
+fn section<'t>(table: &'t mut Table, name: &str) -> anyhow::Result<&'t mut Table> {
+    table
+        .get_mut(name)
+        .and_then(Value::as_table_mut)
+        .with_context(|| format!("the config has no [{name}] section"))
+}
+
+/// 32 hex digits from the system's random source, for a token that lives
+/// as long as this `up`.
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for an admin token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 /// `text` (a config file) with its loopback addresses in `subnet`.
 pub fn relocate(text: &str, subnet: [u8; 2]) -> anyhow::Result<String> {
@@ -29,7 +68,7 @@ pub fn relocate(text: &str, subnet: [u8; 2]) -> anyhow::Result<String> {
             moved.value(value)?;
         }
     }
-    Ok(toml::to_string(&table).context("cannot write the relocated config")?)
+    toml::to_string(&table).context("cannot write the relocated config")
 }
 
 /// The addresses moved so far, by new address: two old addresses may not
@@ -161,15 +200,22 @@ mod tests {
 
     #[test]
     fn the_demo_stays_valid() {
-        let moved = relocate(config::DEMO_TOML, [198, 18]).unwrap();
+        let moved = for_hosts(config::DEMO_TOML, [198, 18]).unwrap();
         let config = config::Config::from_toml(
             &moved,
             config::ConfigSource::File("<relocated demo>".into()),
         )
         .unwrap();
+        let eu = &config.regions[1];
+        assert_eq!(eu.edge_addresses[0], IpAddr::from([198, 18, 2, 1]));
         assert_eq!(
-            config.regions[1].edge_addresses[0],
-            IpAddr::from([198, 18, 2, 1])
+            eu.edge_admin_addrs(&config.edge)[1],
+            "198.18.2.3:9080".parse().unwrap(),
+            "each edge's admin listener on its own address"
         );
+        let token = config.geodns.admin_token.as_deref().unwrap();
+        assert_eq!(token.len(), 32);
+        let again = for_hosts(config::DEMO_TOML, [198, 18]).unwrap();
+        assert!(!again.contains(token), "a token per run");
     }
 }
