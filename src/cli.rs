@@ -24,7 +24,7 @@ pub struct Cli {
 }
 
 /// The configuration file every role reads.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArg {
     /// The topology config (TOML). Without it, the embedded demo topology
     /// is used (`meridian config default` prints it).
@@ -43,10 +43,10 @@ impl ConfigArg {
 /// Meridian's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the whole topology on this machine: GeoDNS, and an edge and an
-    /// origin per region, each a supervised child process. Prints the
-    /// endpoints; Ctrl-C stops everything.
-    Up(ConfigArg),
+    /// Run the whole topology on this machine: the GeoDNS servers, and the
+    /// edges and the origin of every region, each a supervised child
+    /// process. Prints the endpoints; Ctrl-C stops everything.
+    Up(UpArgs),
     /// Run one authoritative GeoDNS server of the config (UDP and TCP):
     /// the only one, or the one --server names.
     Geodns(GeodnsArgs),
@@ -101,8 +101,17 @@ pub struct OutageArgs {
     /// The region to take down.
     pub region: String,
     /// Which of its processes: the edge, the origin, or both.
-    #[arg(long, value_enum, default_value_t = OutageScope::All)]
+    #[arg(long, value_enum, default_value_t = OutageScope::All, conflicts_with = "partition")]
     pub component: OutageScope,
+    /// Cut the region's network link instead of killing its processes
+    /// (`meridian up --hosts` only): it keeps serving, but no one outside
+    /// reaches it. `restore` heals the link.
+    #[arg(long)]
+    pub partition: bool,
+    /// With --partition: cut only the link between this GeoDNS server
+    /// (e.g. ns1) and the region.
+    #[arg(long, requires = "partition", value_name = "SERVER")]
+    pub from: Option<String>,
     #[command(flatten)]
     pub config: ConfigArg,
 }
@@ -119,6 +128,38 @@ pub enum OutageScope {
     Edge,
     /// Only the origin: the edge must fail over to another region's origin.
     Origin,
+}
+
+/// `meridian up`
+#[derive(Debug, Default, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Each GeoDNS server, each edge and each origin on a host of its own:
+    /// a network namespace with its own addresses (Linux, as root), so
+    /// `meridian outage --partition` can cut links. The topology's
+    /// loopback addresses move into --hosts-subnet (127.0.2.1 → 198.18.2.1).
+    #[arg(long)]
+    pub hosts: bool,
+    /// The /16 the hosts' addresses are in (198.18.0.0/15 is set aside
+    /// for tests of networks, RFC 2544).
+    #[arg(long, requires = "hosts", value_name = "A.B.0.0/16", default_value = "198.18.0.0/16", value_parser = parse_subnet)]
+    pub hosts_subnet: [u8; 2],
+}
+
+/// `A.B.0.0/16` as its first two octets.
+fn parse_subnet(text: &str) -> Result<[u8; 2], String> {
+    let network: ipnet::Ipv4Net = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not an IPv4 network: {e}"))?;
+    let [a, b, c, d] = network.addr().octets();
+    if network.prefix_len() != 16 || c != 0 || d != 0 {
+        return Err(format!("{text:?} is not a /16 (like 198.18.0.0/16)"));
+    }
+    if a == 127 {
+        return Err("the hosts need addresses off loopback".to_owned());
+    }
+    Ok([a, b])
 }
 
 /// `meridian restore`

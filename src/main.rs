@@ -15,7 +15,7 @@ mod route;
 mod up;
 
 use clap::Parser;
-use cli::{Cli, Command, ConfigArg, ConfigCommand};
+use cli::{Cli, Command, ConfigCommand, UpArgs};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -33,9 +33,7 @@ const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn,pingora_core=warn,pin
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let command = cli
-        .command
-        .unwrap_or(Command::Up(ConfigArg { config: None }));
+    let command = cli.command.unwrap_or(Command::Up(UpArgs::default()));
     match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -47,7 +45,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Up(config) => up::run(&config),
+        Command::Up(args) => up::run(&args),
         Command::Geodns(args) => roles::geodns(&args),
         Command::Edge(args) => roles::edge(&args),
         Command::Origin(args) => roles::origin(&args),

@@ -56,9 +56,23 @@ pub fn outage(args: &OutageArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
     let component = serde_json::to_value(args.component)?;
     let component = component.as_str().unwrap_or("all");
-    let path = format!("/regions/{}/outage?component={component}", args.region);
+    let mut path = format!("/regions/{}/outage?component={component}", args.region);
+    if args.partition {
+        path.push_str("&partition=true");
+        if let Some(server) = &args.from {
+            path.push_str(&format!("&from={server}"));
+        }
+    }
     let body = runtime()?.block_on(call(config.control.listen, reqwest::Method::POST, &path))?;
     let acted: Acted = serde_json::from_slice(&body)?;
+    if args.partition {
+        println!("cut: {}", acted.processes.join(", "));
+        println!(
+            "`meridian restore {}` heals it; watch with `meridian status`",
+            args.region
+        );
+        return Ok(());
+    }
     println!("killed (SIGKILL): {}", acted.processes.join(", "));
     match args.component {
         OutageScope::Origin => {
@@ -78,7 +92,7 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
     if acted.processes.is_empty() {
         println!("{} was already running", args.region);
     } else {
-        println!("restarted and answering: {}", acted.processes.join(", "));
+        println!("restored and answering: {}", acted.processes.join(", "));
     }
     Ok(())
 }

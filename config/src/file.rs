@@ -273,6 +273,11 @@ pub(crate) struct EdgeFile {
     pub admin_port: Port,
     /// Address of the admin listener; loopback unless set.
     pub admin_address: Option<IpAddr>,
+    /// Each edge serves its admin listener on its own edge address (on a
+    /// private network where edges are hosts of their own, so that the
+    /// GeoDNS servers can hear what each sees of its peers).
+    #[serde(default)]
+    pub admin_on_edge_address: bool,
     /// Path on origins that the edges' active health checks probe.
     #[serde(default = "default_origin_health_path")]
     pub origin_health_path: UrlPath,

@@ -423,6 +423,8 @@ pub struct Edge {
     pub admin_port: u16,
     /// Address of the admin listener when set; else see [`Edge::admin_addr`].
     pub admin_address: Option<IpAddr>,
+    /// Each edge's admin listener is on its own edge address.
+    pub admin_on_edge_address: bool,
     /// How edges reach, time out on, retry and health-check origins.
     pub origins: OriginPolicy,
     /// How long edges wait on slow clients.
@@ -532,10 +534,12 @@ impl Default for OriginPolicy {
 impl Edge {
     /// Where the edge at `address` serves its admin API:
     /// `edge.admin_address` if set, else `address` itself if it is a
-    /// loopback address (as in the demo, where every edge has its own),
-    /// else 127.0.0.1. Never a public address unless asked.
+    /// loopback address (as in the demo, where every edge has its own) or
+    /// `edge.admin_on_edge_address` asks for it, else 127.0.0.1. Never a
+    /// public address unless asked.
     pub fn admin_addr(&self, address: IpAddr) -> SocketAddr {
-        let ip = self.admin_address.unwrap_or(if address.is_loopback() {
+        let own = address.is_loopback() || self.admin_on_edge_address;
+        let ip = self.admin_address.unwrap_or(if own {
             address
         } else {
             IpAddr::from([127, 0, 0, 1])
@@ -909,6 +913,20 @@ mod tests {
             set.admin_addr("203.0.113.9".parse().unwrap()),
             "10.0.0.7:9080".parse().unwrap()
         );
+        let own = check(&demo_with(
+            "admin_port = 9080",
+            "admin_port = 9080\nadmin_on_edge_address = true",
+        ))
+        .unwrap();
+        assert_eq!(
+            own.edge.admin_addr("198.18.2.3".parse().unwrap()),
+            "198.18.2.3:9080".parse().unwrap()
+        );
+        let both = error_of(&demo_with(
+            "admin_port = 9080",
+            "admin_port = 9080\nadmin_on_edge_address = true\nadmin_address = \"10.0.0.7\"",
+        ));
+        assert_eq!(both.key, "edge.admin_on_edge_address");
     }
 
     #[test]

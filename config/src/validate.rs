@@ -741,6 +741,12 @@ impl Checker<'_> {
         }
         let http_port = edge.http_port.get_u32() as u16;
         let admin_port = edge.admin_port.get_u32() as u16;
+        if edge.admin_on_edge_address && edge.admin_address.is_some() {
+            return Err(self.error(
+                "edge.admin_on_edge_address",
+                "give admin_address or admin_on_edge_address, not both",
+            ));
+        }
         if admin_port == http_port {
             return Err(self.error(
                 "edge.admin_port",
@@ -827,6 +833,7 @@ impl Checker<'_> {
             )?,
             admin_port,
             admin_address: edge.admin_address,
+            admin_on_edge_address: edge.admin_on_edge_address,
             origins,
             client_timeouts: crate::ClientTimeouts {
                 header: millis(edge.client_header_timeout_ms),

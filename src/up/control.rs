@@ -44,6 +44,11 @@ fn components(scope: OutageScope) -> &'static [Component] {
 struct OutageQuery {
     #[serde(default)]
     component: OutageScope,
+    /// Cut the region's link instead of killing its processes.
+    #[serde(default)]
+    partition: bool,
+    /// With `partition`: cut only the link from this GeoDNS server.
+    from: Option<String>,
 }
 
 /// The answer to an outage or restore: which processes it acted on.
@@ -156,6 +161,9 @@ struct CacheView {
     hit_ratio: f64,
 }
 
+/// Why the supervisor refused a request: a status code and a sentence.
+pub struct Refused(pub StatusCode, pub String);
+
 /// An error answer: a status code and a sentence.
 struct Failure(StatusCode, String);
 
@@ -184,6 +192,15 @@ async fn outage(
     Query(query): Query<OutageQuery>,
 ) -> Result<axum::Json<Acted>, Failure> {
     let mut supervisor = supervisor.lock().await;
+    if query.partition {
+        let cut = supervisor
+            .partition(&region, query.from.as_deref(), true)
+            .map_err(|Refused(code, e)| Failure(code, e))?;
+        tracing::warn!(%region, %cut, "simulated partition");
+        return Ok(axum::Json(Acted {
+            processes: vec![cut],
+        }));
+    }
     let roles = supervisor
         .region_roles(&region, components(query.component))
         .map_err(|e| Failure(StatusCode::NOT_FOUND, e))?;
@@ -204,6 +221,9 @@ async fn restore(
     let roles = supervisor
         .region_roles(&region, &[Component::Origin, Component::Edge])
         .map_err(|e| Failure(StatusCode::NOT_FOUND, e))?;
+    let healed = supervisor
+        .heal(&region)
+        .map_err(|Refused(code, e)| Failure(code, e))?;
     let stopped: Vec<usize> = roles
         .into_iter()
         .filter(|&i| supervisor.processes[i].state != ProcessState::Running)
@@ -217,9 +237,9 @@ async fn restore(
         .wait_until_ready(&stopped)
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-    let processes: Vec<String> = stopped
-        .iter()
-        .map(|&i| supervisor.roles[i].label.clone())
+    let processes: Vec<String> = healed
+        .into_iter()
+        .chain(stopped.iter().map(|&i| supervisor.roles[i].label.clone()))
         .collect();
     tracing::info!(%region, ?processes, "restored");
     Ok(axum::Json(Acted { processes }))

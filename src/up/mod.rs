@@ -18,11 +18,13 @@
 
 mod child;
 pub mod control;
+mod hosts;
 mod probe;
+mod relocate;
 mod restart;
 
 use crate::address::reachable;
-use crate::cli::ConfigArg;
+use crate::cli::UpArgs;
 use crate::roles::shutdown_signal;
 use anyhow::{Context, anyhow};
 use child::Child;
@@ -69,6 +71,8 @@ struct Role {
     region: Option<usize>,
     /// An edge's address (one of its region's `edge_addresses`).
     address: Option<IpAddr>,
+    /// Its host under `up --hosts` (see [`hosts`]).
+    host: String,
     args: Vec<OsString>,
     /// Where users reach it, for the endpoint line and error messages.
     endpoint: String,
@@ -112,11 +116,17 @@ pub struct Supervisor {
     /// One per role, in the same order.
     processes: Vec<Process>,
     http: reqwest::Client,
+    /// The network and the moved config of `up --hosts`; removed when the
+    /// supervisor is dropped, after its children are stopped.
+    hosts: Option<hosts::OnHosts>,
+    /// The links cut by `outage --partition`, until `restore` heals them:
+    /// (region, the GeoDNS server it is cut off from; `None`: everyone).
+    cuts: Vec<(String, Option<String>)>,
 }
 
 /// `meridian up`
-pub fn run(arg: &ConfigArg) -> anyhow::Result<()> {
-    let config = arg.load()?;
+pub fn run(args: &UpArgs) -> anyhow::Result<()> {
+    let config = args.config.load()?;
     if let Some(region) = config.regions.iter().find(|r| r.origin_url.tls) {
         anyhow::bail!(
             "{}'s origin_url is {}, but `meridian up` runs the demo origins, \
@@ -126,19 +136,29 @@ pub fn run(arg: &ConfigArg) -> anyhow::Result<()> {
             region.origin_url
         );
     }
-    let config_path = arg
+    let config_path = args
+        .config
         .config
         .as_deref()
         .map(std::path::absolute)
         .transpose()
         .context("cannot resolve the config path")?;
+    let (config, config_path, hosts) = match args.hosts {
+        false => (config, config_path, None),
+        true => {
+            let (hosts, moved) =
+                hosts::OnHosts::prepare(config_path.as_deref(), args.hosts_subnet)?;
+            let path = hosts.config_path.clone();
+            (moved, Some(path), Some(hosts))
+        }
+    };
     // One thread: children are spawned from it, which keeps their
     // parent-death signal tied to a thread that lives as long as `up`.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(supervise(config, config_path))
+    runtime.block_on(supervise(config, config_path, hosts))
 }
 
 fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
@@ -157,6 +177,7 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
             component: Component::Origin,
             region: Some(index),
             address: None,
+            host: hosts::origin_host(&region.name),
             args: with_config(vec![
                 "origin".into(),
                 "--region".into(),
@@ -170,7 +191,7 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
     }
     // One edge process per edge address, as on real hosts.
     for (index, region) in config.regions.iter().enumerate() {
-        for &address in &region.edge_addresses {
+        for (nth, &address) in region.edge_addresses.iter().enumerate() {
             let http = SocketAddr::new(address, config.edge.http_port);
             let https = config
                 .edge
@@ -181,6 +202,7 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
                 component: Component::Edge,
                 region: Some(index),
                 address: Some(address),
+                host: hosts::edge_host(&region.name, nth),
                 args: with_config(vec![
                     "edge".into(),
                     "--region".into(),
@@ -211,6 +233,7 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
             component: Component::GeoDns,
             region: None,
             address: None,
+            host: server.name.clone(),
             args: with_config(args),
             endpoint: format!("dns://{} (UDP and TCP)", server.listen),
             probes: vec![Probe::Dns {
@@ -222,7 +245,11 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
     roles
 }
 
-async fn supervise(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn supervise(
+    config: Config,
+    config_path: Option<PathBuf>,
+    hosts: Option<hosts::OnHosts>,
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the meridian binary")?;
     // Bound first: if another `up` holds the control port, say so before
     // starting anything.
@@ -254,6 +281,8 @@ async fn supervise(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
             })
             .collect(),
         http,
+        hosts,
+        cuts: Vec::new(),
     };
     let mut shutdown = std::pin::pin!(shutdown_signal());
 
@@ -314,7 +343,13 @@ impl Supervisor {
     /// Starts role `index`'s process.
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
         let role = &self.roles[index];
-        let child = Child::spawn(&role.label, &self.exe, &role.args)?;
+        let child = match &self.hosts {
+            Some(hosts) => {
+                let (exe, args) = hosts.network.command_in(&role.host, &self.exe, &role.args);
+                Child::spawn(&role.label, &exe, &args)?
+            }
+            None => Child::spawn(&role.label, &self.exe, &role.args)?,
+        };
         let process = &mut self.processes[index];
         process.child = Some(child);
         process.state = ProcessState::Running;
@@ -526,6 +561,75 @@ impl Supervisor {
         }
         process.state = ProcessState::Killed;
         process.restart_at = None;
+    }
+
+    /// Cuts region `name` off from everyone, or (`from`) from that GeoDNS
+    /// server only; with `cut` false, heals that. Says what it did.
+    fn partition(
+        &mut self,
+        name: &str,
+        from: Option<&str>,
+        cut: bool,
+    ) -> Result<String, control::Refused> {
+        use axum::http::StatusCode;
+        let Some(hosts) = &self.hosts else {
+            return Err(control::Refused(
+                StatusCode::CONFLICT,
+                "partitions cut network links, which `meridian up --hosts` makes; this `up` runs on loopback: use `meridian outage REGION` (a crash) instead".to_owned(),
+            ));
+        };
+        let region = self
+            .config
+            .regions
+            .iter()
+            .position(|r| r.name == name)
+            .ok_or_else(|| {
+                control::Refused(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no region named {name:?}; known regions: {}",
+                        self.config.region_names().join(", ")
+                    ),
+                )
+            })?;
+        let failed = |e: anyhow::Error| {
+            control::Refused(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+        };
+        let what = match from {
+            None => {
+                hosts.network.set_partitioned(region, cut).map_err(failed)?;
+                format!("the network link of {name}")
+            }
+            Some(server) => {
+                if !self.config.geodns.servers.iter().any(|s| s.name == server) {
+                    return Err(control::Refused(
+                        StatusCode::NOT_FOUND,
+                        format!("no GeoDNS server named {server:?}"),
+                    ));
+                }
+                hosts.network.set_cut(server, region, cut).map_err(failed)?;
+                format!("the link between {server} and {name}")
+            }
+        };
+        let key = (name.to_owned(), from.map(str::to_owned));
+        self.cuts.retain(|c| *c != key);
+        if cut {
+            self.cuts.push(key);
+        }
+        Ok(what)
+    }
+
+    /// Heals the links of region `name` that `partition` cut; says which.
+    fn heal(&mut self, name: &str) -> Result<Vec<String>, control::Refused> {
+        let cut: Vec<Option<String>> = self
+            .cuts
+            .iter()
+            .filter(|(region, _)| region == name)
+            .map(|(_, from)| from.clone())
+            .collect();
+        cut.into_iter()
+            .map(|from| self.partition(name, from.as_deref(), false))
+            .collect()
     }
 
     /// Starts role `index` again for `restore`, whatever stopped it, with

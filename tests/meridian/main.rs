@@ -17,6 +17,7 @@ mod geo_database;
 mod harness;
 mod hit_paths;
 mod hostile;
+mod hosts;
 mod nameservers;
 mod origin_tls;
 mod purge;

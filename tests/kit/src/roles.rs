@@ -66,8 +66,14 @@ impl Up {
     /// Starts `binary up` on `topology` and waits until its control API
     /// listens (`up` serves it once every role answers).
     pub fn start(binary: &Path, topology: &Topology) -> Result<Up, KitError> {
+        Up::start_with(binary, topology, &[])
+    }
+
+    /// [`Up::start`] with `flags` after `up` (`--hosts`, say).
+    pub fn start_with(binary: &Path, topology: &Topology, flags: &[&str]) -> Result<Up, KitError> {
         let name = format!("meridian up on 127.{}", topology.block());
-        let (mut process, config) = launch(binary, topology, &["up"], Some("info"), name)?;
+        let args: Vec<&str> = ["up"].iter().chain(flags).copied().collect();
+        let (mut process, config) = launch(binary, topology, &args, Some("info"), name)?;
         let control = topology.control();
         process.wait_listening("HTTP", READY, |l| {
             l.addr == control && l.line.contains("(control API)")
