@@ -341,6 +341,31 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<()>) {
     while stop.changed().await.is_ok() {}
 }
 
+/// Exchanges views over `transport` once every `interval` until
+/// `shutdown`, handing what was heard to `view`.
+async fn exchange(
+    view: Arc<HealthView>,
+    mut transport: impl crate::vantage::Transport,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = ticks.tick() => {}
+        }
+        let own = view.own_view();
+        let reports = tokio::select! {
+            _ = &mut shutdown => return,
+            reports = transport.exchange(&own) => reports,
+        };
+        view.receive(reports, tokio::time::Instant::now().into_std());
+    }
+}
+
 impl Checks {
     /// Starts probing every edge of `view` as `config` says, as GeoDNS
     /// server `me` (an index into `config.geodns.servers`), and exchanging
@@ -360,7 +385,7 @@ impl Checks {
             probe_from,
             stopped(receiver.clone()),
         ));
-        let exchange = tokio::spawn(crate::vantage::exchange(
+        let exchange = tokio::spawn(exchange(
             view,
             transport,
             config.health.interval,

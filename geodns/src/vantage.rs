@@ -15,7 +15,9 @@
 //! vantage point silent for longer than `health.silent_after_ms` is
 //! forgotten and stops counting, so a GeoDNS that hears from no one
 //! decides on its own probes, as a single GeoDNS always did. The decision
-//! itself ([`config::Quorum`]) is made by [`crate::health::HealthView`].
+//! itself ([`config::Quorum`]) is made by `crate::health::HealthView`,
+//! which holds a board and runs the exchange: this module knows nothing of
+//! it.
 //!
 //! How views travel is behind [`Transport`]: today [`http::HttpPolling`]
 //! polls every vantage point's admin listener; a message bus can carry the
@@ -23,12 +25,10 @@
 
 pub mod http;
 
-use crate::health::HealthView;
 use config::report::SeenEdge;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one vantage point says it sees, as heard once.
@@ -108,31 +108,6 @@ impl Board {
     /// Whether no vantage point counts.
     pub fn is_empty(&self) -> bool {
         self.heard.is_empty()
-    }
-}
-
-/// Exchanges views over `transport` once every `interval` until
-/// `shutdown`, handing what was heard to `view`.
-pub async fn exchange(
-    view: Arc<HealthView>,
-    mut transport: impl Transport,
-    interval: Duration,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = ticks.tick() => {}
-        }
-        let own = view.own_view();
-        let reports = tokio::select! {
-            _ = &mut shutdown => return,
-            reports = transport.exchange(&own) => reports,
-        };
-        view.receive(reports, tokio::time::Instant::now().into_std());
     }
 }
 
