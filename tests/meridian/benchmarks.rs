@@ -7,9 +7,9 @@
 
 use crate::harness::bin;
 use bench::coalesce::CoalesceOptions;
+use bench::drill::DrillOptions;
 use bench::http::Server;
 use bench::loadgen::LoadChoice;
-use bench::outage::{OutageOptions, Phase};
 use bench::report::{ScenarioReport, render_table};
 use bench::{coalesce, connections, dns, dns_flood, http, memory, outage};
 use std::path::Path;
@@ -143,22 +143,27 @@ async fn bench_memory_fills_a_small_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_outage_times_steering_through_every_phase() {
-    let (_, report) = smoke!(outage::OutageOptions, 217);
-    let ran: Vec<Phase> = report.phases.iter().map(|p| p.phase).collect();
-    assert_eq!(ran, Phase::ALL);
+    let options = DrillOptions {
+        block: 217,
+        ..DrillOptions::smoke()
+    };
+    let report = outage::run(bin(), &options).await.unwrap();
+    show(&report);
+    let ran: Vec<&str> = report.phases.iter().map(|p| p.phase).collect();
+    assert_eq!(ran, outage::PHASES);
     assert!(
         report.phases.iter().all(|p| p.requests > 0),
         "{:?}",
         report.phases
     );
-    assert!(report.steered_away_ms.is_some(), "{report:?}");
-    assert!(report.steered_back_ms.is_some(), "{report:?}");
+    assert!(report.value("steer_away").is_some(), "{report:?}");
+    assert!(report.value("steer_back").is_some(), "{report:?}");
 }
 
 #[tokio::test]
 async fn bench_a_missing_binary_is_a_clear_error() {
     let missing = Path::new("/nonexistent/meridian");
-    let error = outage::run(missing, &OutageOptions::smoke())
+    let error = outage::run(missing, &DrillOptions::smoke())
         .await
         .err()
         .unwrap();
