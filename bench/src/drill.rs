@@ -661,56 +661,51 @@ pub fn phase_reports(measured: &Measured) -> Vec<PhaseReport> {
 }
 
 /// One measure of a drill, a row of its table: held against the target
-/// of its scenario named `metric`, or information.
+/// of its scenario named `metric` (and labelled with what the target
+/// says), or information with a label of its own.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Measure {
     /// Its key; for a checked measure, its target's.
     pub metric: &'static str,
-    /// What it is, for people.
-    pub label: &'static str,
+    /// What it is, for information; `None` for a checked measure.
+    pub label: Option<&'static str>,
     /// The value, in seconds or a count; `None` when never seen.
     pub value: Option<f64>,
     /// The value as shown.
     pub shown: String,
-    /// Whether it is held against its target.
-    pub checked: bool,
 }
 
 impl Measure {
     /// A time, checked against its target.
-    pub fn time(metric: &'static str, label: &'static str, time: Option<Duration>) -> Measure {
+    pub fn time(metric: &'static str, time: Option<Duration>) -> Measure {
         let shown = time.map_or("not seen".to_owned(), |t| {
             format!("{:.2} s", t.as_secs_f64())
         });
         let value = time.map(|t| t.as_secs_f64());
         Measure {
             metric,
-            label,
+            label: None,
             value,
             shown,
-            checked: true,
         }
     }
 
     /// A count, checked against its target.
-    pub fn count(metric: &'static str, label: &'static str, count: Option<usize>) -> Measure {
+    pub fn count(metric: &'static str, count: Option<usize>) -> Measure {
         let shown = count.map_or("not measured".to_owned(), |n| n.to_string());
         let value = count.map(|n| n as f64);
         Measure {
             metric,
-            label,
+            label: None,
             value,
             shown,
-            checked: true,
         }
     }
 
-    /// Information: not checked.
-    pub fn info(self) -> Measure {
-        Measure {
-            checked: false,
-            ..self
-        }
+    /// This measure as information, labelled `label`: not checked.
+    pub fn info(self, label: &'static str) -> Measure {
+        let label = Some(label);
+        Measure { label, ..self }
     }
 }
 
@@ -791,12 +786,12 @@ impl ScenarioReport for DrillReport {
             )
         };
         let measure = |m: &Measure| {
-            if !m.checked {
-                return Row::info(m.label, m.shown.clone());
+            if let Some(label) = m.label {
+                return Row::info(label, m.shown.clone());
             }
             let goal = target(self.run.scenario, m.metric);
             let met = m.value.is_some_and(|v| goal.met(v));
-            Row::checked(m.label, m.shown.clone(), goal.describe(), met)
+            Row::checked(goal.what, m.shown.clone(), goal.describe(), met)
         };
         let phases = self.phases.iter().map(phase);
         phases.chain(self.measures.iter().map(measure)).collect()

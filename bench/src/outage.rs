@@ -117,17 +117,13 @@ pub fn summarize(meridian: &Path, options: &DrillOptions, measured: &Measured) -
     }
     let failed_over = Measure {
         shown: counts(&failed_over_to),
-        ..Measure::count("failed_over_to", "GB failed over to, origin down", None).info()
+        ..Measure::count("failed_over_to", None).info("GB failed over to, origin down")
     };
+    let home = Measure::time("clients_home", clients_home);
     let measures = vec![
-        Measure::time("steer_away", "GB steered away, after the kill", away),
-        Measure::time("steer_back", "GB steered back, after the recovery", back),
-        Measure::time(
-            "clients_home",
-            "every GB client back, after the recovery",
-            clients_home,
-        )
-        .info(),
+        Measure::time("steer_away", away),
+        Measure::time("steer_back", back),
+        home.info("every GB client back, after the recovery"),
         failed_over,
     ];
     let title = format!(

@@ -229,44 +229,16 @@ pub fn summarize(
                 + if server == 0 { 0 } else { lookups.count() }
         })
     };
+    let ns1_unanswered = Measure::count("ns1_unanswered", unanswered(0));
     let measures = vec![
-        Measure::time(
-            "dead_edge_listed",
-            "the dead eu-west edge in DNS answers, after the kill",
-            listed,
-        ),
-        Measure::count(
-            "edge_kill_failed",
-            "GB requests failed, one eu-west edge dead",
-            phase(1).map(|p| p.gb_failed),
-        ),
-        Measure::count(
-            "nameserver_cut_steered",
-            "GB answers or requests away from eu-west, ns1 cut",
-            steered,
-        ),
-        Measure::time(
-            "steer_away",
-            "GB steered to us-east, after the partition",
-            away,
-        ),
-        Measure::time("steer_back", "GB steered back, after the heal", back),
-        Measure::count(
-            "ns1_unanswered",
-            "ns1's own answers missed, ns1 dead",
-            unanswered(0),
-        )
-        .info(),
-        Measure::count(
-            "unanswered",
-            "queries left unanswered (ns2 or a client's lookup), ns1 dead",
-            unanswered(1),
-        ),
-        Measure::count(
-            "origin_fetches",
-            "origin fetches for one new object, both eu-west edges at once",
-            fill,
-        ),
+        Measure::time("dead_edge_listed", listed),
+        Measure::count("edge_kill_failed", phase(1).map(|p| p.gb_failed)),
+        Measure::count("nameserver_cut_steered", steered),
+        Measure::time("steer_away", away),
+        Measure::time("steer_back", back),
+        ns1_unanswered.info("ns1's own answers missed, while it was dead"),
+        Measure::count("unanswered", unanswered(1)),
+        Measure::count("origin_fetches", fill),
     ];
     let subnet = run
         .options
