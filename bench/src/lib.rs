@@ -26,8 +26,10 @@
 //! - [`memory`]: resident memory of a cache filled twice over, against its
 //!   byte budget.
 //! - [`outage`]: how fast GeoDNS steers around a dead region, under load.
+//! - [`partition`]: issue 15's drill on separate network hosts: an edge,
+//!   a nameserver and a region lost, under load, and a regional fill.
 //!
-//! The shared pieces: [`process`] starts servers, [`pinning`] puts them
+//! The shared pieces: [`drill`] runs both drills, [`process`] starts servers, [`pinning`] puts them
 //! on one core and the load on another, [`cpu`] reads their CPU time,
 //! [`loadgen`] and [`dnsload`] generate HTTP and DNS load, [`progress`]
 //! draws the progress bar, [`limits`] raises the open-file limit,
@@ -39,12 +41,14 @@ pub mod cpu;
 pub mod dns;
 pub mod dns_flood;
 pub mod dnsload;
+pub mod drill;
 pub mod gdnsd;
 pub mod http;
 pub mod limits;
 pub mod loadgen;
 pub mod memory;
 pub mod outage;
+pub mod partition;
 pub mod peers;
 pub mod pinning;
 pub mod process;

@@ -8,11 +8,12 @@ use bench::coalesce::{self, CoalesceOptions};
 use bench::connections::{self, ConnectionsOptions};
 use bench::dns::{self, DnsOptions};
 use bench::dns_flood::{self, DnsFloodOptions};
+use bench::drill::DrillOptions;
 use bench::http::{self, HttpOptions};
 use bench::loadgen::LoadChoice;
 use bench::memory::{self, MemoryOptions};
-use bench::outage::{self, OutageOptions};
 use bench::report;
+use bench::{outage, partition};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,10 @@ enum Scenario {
     /// its origin, under load from clients in GB, US and SG; measures how
     /// fast GeoDNS steers away and back.
     Outage(OutageArgs),
+    /// The partition drill on `up --hosts` (root): an eu-west edge killed,
+    /// ns1 cut from eu-west, eu-west cut off, ns1 killed, one object filled
+    /// through both eu-west edges; skipped, passing, without root.
+    Partition(PartitionArgs),
     /// Prints the targets table (Markdown), as bench/RESULTS.md shows it.
     Targets,
     /// Resident memory of an edge whose cache was filled twice over,
@@ -148,13 +153,13 @@ struct OutageArgs {
 }
 
 impl OutageArgs {
-    fn options(&self, smoke: bool) -> OutageOptions {
+    fn options(&self, smoke: bool) -> DrillOptions {
         let defaults = if smoke {
-            OutageOptions::smoke()
+            DrillOptions::smoke()
         } else {
-            OutageOptions::full()
+            DrillOptions::full()
         };
-        OutageOptions {
+        DrillOptions {
             phase_ms: self.phase_ms.unwrap_or(defaults.phase_ms),
             baseline_ms: self.baseline_ms.unwrap_or(defaults.baseline_ms),
             clients_per_country: self.clients.unwrap_or(defaults.clients_per_country),
@@ -162,6 +167,19 @@ impl OutageArgs {
             steered_ttl_seconds: self.steered_ttl.or(defaults.steered_ttl_seconds),
             ..defaults
         }
+    }
+}
+
+/// `bench partition`: the outage drill's options, on hosts.
+#[derive(Debug, Args)]
+struct PartitionArgs {
+    #[command(flatten)]
+    drill: OutageArgs,
+}
+
+impl PartitionArgs {
+    fn options(&self, smoke: bool) -> DrillOptions {
+        partition::on_hosts(self.drill.options(smoke))
     }
 }
 
@@ -397,6 +415,7 @@ fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
         Scenario::Dns(args) => scenario!(dns, args),
         Scenario::DnsFlood(args) => scenario!(dns_flood, args),
         Scenario::Outage(args) => scenario!(outage, args),
+        Scenario::Partition(args) => scenario!(partition, args),
         Scenario::Connections(args) => scenario!(connections, args),
         Scenario::Memory(args) => scenario!(memory, args),
         Scenario::Http(args) => scenario!(http, args),

@@ -1,17 +1,18 @@
 //! Every benchmark scenario smoke-run against the `meridian` Cargo built
-//! for these tests, for a few seconds each, on blocks 127.210-217: the
-//! harness works and each scenario measures something. Never how fast
+//! for these tests, for a few seconds each, on blocks 127.210-217 (and
+//! `partition` on 127.27, its hosts in 198.20.0.0/16): the harness works
+//! and each scenario measures something. Never how fast
 //! anything is (CI machines are noisy; speed is what the full runs in
 //! `bench/RESULTS.md` are for), and never correctness, which the other
 //! tests check.
 
 use crate::harness::bin;
 use bench::coalesce::CoalesceOptions;
+use bench::drill::DrillOptions;
 use bench::http::Server;
 use bench::loadgen::LoadChoice;
-use bench::outage::{OutageOptions, Phase};
 use bench::report::{ScenarioReport, render_table};
-use bench::{coalesce, connections, dns, dns_flood, http, memory, outage};
+use bench::{coalesce, connections, dns, dns_flood, http, memory, outage, partition};
 use std::path::Path;
 
 fn show(report: &impl ScenarioReport) {
@@ -143,22 +144,48 @@ async fn bench_memory_fills_a_small_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_outage_times_steering_through_every_phase() {
-    let (_, report) = smoke!(outage::OutageOptions, 217);
-    let ran: Vec<Phase> = report.phases.iter().map(|p| p.phase).collect();
-    assert_eq!(ran, Phase::ALL);
+    let options = DrillOptions {
+        block: 217,
+        ..DrillOptions::smoke()
+    };
+    let report = outage::run(bin(), &options).await.unwrap();
+    show(&report);
+    let ran: Vec<&str> = report.phases.iter().map(|p| p.phase).collect();
+    assert_eq!(ran, outage::PHASES);
     assert!(
         report.phases.iter().all(|p| p.requests > 0),
         "{:?}",
         report.phases
     );
-    assert!(report.steered_away_ms.is_some(), "{report:?}");
-    assert!(report.steered_back_ms.is_some(), "{report:?}");
+    assert!(report.value("steer_away").is_some(), "{report:?}");
+    assert!(report.value("steer_back").is_some(), "{report:?}");
+}
+
+/// The partition drill on `up --hosts` (block 27, 198.20.0.0/16): about
+/// 25 s; it needs root on Linux and iproute2, and says when it is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_partition_measures_every_phase_on_hosts() {
+    let options = DrillOptions {
+        block: 27,
+        ..partition::on_hosts(DrillOptions::smoke())
+    };
+    let report = partition::run(bin(), &options).await.unwrap();
+    show(&report);
+    if report.phases.is_empty() {
+        eprintln!("skipped: {}", report.title);
+        return;
+    }
+    let ran: Vec<&str> = report.phases.iter().map(|p| p.phase).collect();
+    assert_eq!(ran, partition::PHASES);
+    for measure in &report.measures {
+        assert!(measure.value.is_some(), "{measure:?} in {report:?}");
+    }
 }
 
 #[tokio::test]
 async fn bench_a_missing_binary_is_a_clear_error() {
     let missing = Path::new("/nonexistent/meridian");
-    let error = outage::run(missing, &OutageOptions::smoke())
+    let error = outage::run(missing, &DrillOptions::smoke())
         .await
         .err()
         .unwrap();
