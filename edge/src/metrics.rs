@@ -363,6 +363,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_grafana_dashboard_asks_only_for_what_an_edge_exports() {
+        let metrics = EdgeMetrics::new().unwrap();
+        let storage = MemoryStorage::new(1 << 20, 1 << 16);
+        let exported = kit::grafana::exported_metrics(&metrics.render(&storage));
+        let queried = kit::grafana::queried_metrics("meridian_edge_");
+        assert!(queried.len() > 10, "{queried:?}");
+        let unknown: Vec<_> = queried.difference(&exported).collect();
+        assert!(unknown.is_empty(), "the dashboard asks for {unknown:?}");
+    }
+
+    #[test]
     fn hits_and_misses_make_the_ratio() {
         let metrics = EdgeMetrics::new().unwrap();
         let storage = MemoryStorage::new(1 << 20, 1 << 16);

@@ -286,6 +286,12 @@ mod tests {
         metrics.rate_limit_slipped();
         health.set_edge(2, 0, false);
         let text = metrics.render(&health);
+        // The shipped Grafana dashboard asks only for what GeoDNS exports.
+        let queried = kit::grafana::queried_metrics("meridian_dns_");
+        assert!(queried.len() > 5, "{queried:?}");
+        let exported = kit::grafana::exported_metrics(&text);
+        let unknown: Vec<_> = queried.difference(&exported).collect();
+        assert!(unknown.is_empty(), "the dashboard asks for {unknown:?}");
         assert!(
             text.contains(r#"meridian_dns_queries_total{qtype="A",rcode="NOERROR"} 2"#),
             "{text}"

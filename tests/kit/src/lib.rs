@@ -40,6 +40,7 @@
 
 pub mod dns;
 mod error;
+pub mod grafana;
 pub mod http;
 pub mod mmdb;
 pub mod mutation;
