@@ -808,7 +808,20 @@ impl ProxyHttp for EdgeProxy {
                     connection::stored_date(h1.stream(), date.map(|d| d.as_bytes()));
                 }
             }
-            _ => response.insert_header("cache-status", outcome.header_value())?,
+            _ => {
+                response.insert_header("cache-status", outcome.header_value())?;
+                // A HEAD that went upstream (as a GET, for the cache) is
+                // answered once the origin's head arrives, while the body
+                // is still being stored; Pingora then closes the client's
+                // connection. Say so (`Connection: close`), so the client
+                // never sends its next request on a connection about to
+                // close under it.
+                if session.req_header().method == http::Method::HEAD
+                    && session.cache.upstream_used()
+                {
+                    session.set_keepalive(None);
+                }
+            }
         }
         ctx.outcome = Some(outcome);
         // A successful unsafe request changed the resource: what is stored
