@@ -11,6 +11,7 @@
 //! ([`origins::after_failure`]) decides every move from one hop to the
 //! next.
 
+mod log_text;
 mod request_ctx;
 
 use crate::EdgeSettings;
@@ -19,6 +20,7 @@ use crate::cache_status::{self, CacheOutcome, ForwardReason};
 use crate::cacheability::{self, RequestDirectives, StoredUse};
 use crate::connection;
 use crate::forwarding;
+use log_text::bounded;
 use request_ctx::Hop;
 pub use request_ctx::RequestCtx;
 
@@ -250,23 +252,6 @@ fn same_host_path(location: &str, host: &str) -> Option<String> {
             path.starts_with('/').then(|| path.to_owned())
         }
     }
-}
-
-/// The most of any one client- or origin-chosen text a log line quotes.
-const LOGGED_TEXT_BYTES: usize = 512;
-
-/// `text` cut to [`LOGGED_TEXT_BYTES`] (at a character boundary), saying
-/// how much was left out, so no request or response can make a log line
-/// arbitrarily long.
-fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.len() <= LOGGED_TEXT_BYTES {
-        return text.into();
-    }
-    let mut end = LOGGED_TEXT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} more bytes)", &text[..end], text.len() - end).into()
 }
 
 /// Whether the client has been sent the head of a final response (a 1xx,
@@ -985,15 +970,6 @@ impl ProxyHttp for EdgeProxy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn logged_text_is_bounded_at_a_character_boundary() {
-        assert_eq!(bounded("short"), "short");
-        let long = "é".repeat(LOGGED_TEXT_BYTES);
-        let cut = bounded(&long);
-        assert!(cut.len() < LOGGED_TEXT_BYTES + 40, "{}", cut.len());
-        assert!(cut.ends_with(&format!("({} more bytes)", long.len() - LOGGED_TEXT_BYTES)));
-    }
 
     #[test]
     fn only_known_read_only_methods_are_safe() {
