@@ -161,11 +161,9 @@ struct CacheView {
     hit_ratio: f64,
 }
 
-/// Why the supervisor refused a request: a status code and a sentence.
-pub struct Refused(pub StatusCode, pub String);
-
-/// An error answer: a status code and a sentence.
-struct Failure(StatusCode, String);
+/// An error answer: a status code and a sentence (also what the
+/// supervisor refuses a partition with).
+pub struct Failure(pub StatusCode, pub String);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -193,9 +191,7 @@ async fn outage(
 ) -> Result<axum::Json<Acted>, Failure> {
     let mut supervisor = supervisor.lock().await;
     if query.partition {
-        let cut = supervisor
-            .partition(&region, query.from.as_deref(), true)
-            .map_err(|Refused(code, e)| Failure(code, e))?;
+        let cut = supervisor.partition(&region, query.from.as_deref(), true)?;
         tracing::warn!(%region, %cut, "simulated partition");
         return Ok(axum::Json(Acted {
             processes: vec![cut],
@@ -221,9 +217,7 @@ async fn restore(
     let roles = supervisor
         .region_roles(&region, &[Component::Origin, Component::Edge])
         .map_err(|e| Failure(StatusCode::NOT_FOUND, e))?;
-    let healed = supervisor
-        .heal(&region)
-        .map_err(|Refused(code, e)| Failure(code, e))?;
+    let healed = supervisor.heal(&region)?;
     let stopped: Vec<usize> = roles
         .into_iter()
         .filter(|&i| supervisor.processes[i].state != ProcessState::Running)

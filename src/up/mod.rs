@@ -570,10 +570,10 @@ impl Supervisor {
         name: &str,
         from: Option<&str>,
         cut: bool,
-    ) -> Result<String, control::Refused> {
+    ) -> Result<String, control::Failure> {
         use axum::http::StatusCode;
         let Some(hosts) = &self.hosts else {
-            return Err(control::Refused(
+            return Err(control::Failure(
                 StatusCode::CONFLICT,
                 "partitions cut network links, which `meridian up --hosts` makes; this `up` runs on loopback: use `meridian outage REGION` (a crash) instead".to_owned(),
             ));
@@ -584,7 +584,7 @@ impl Supervisor {
             .iter()
             .position(|r| r.name == name)
             .ok_or_else(|| {
-                control::Refused(
+                control::Failure(
                     StatusCode::NOT_FOUND,
                     format!(
                         "no region named {name:?}; known regions: {}",
@@ -593,7 +593,7 @@ impl Supervisor {
                 )
             })?;
         let failed = |e: anyhow::Error| {
-            control::Refused(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+            control::Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
         };
         let what = match from {
             None => {
@@ -602,7 +602,7 @@ impl Supervisor {
             }
             Some(server) => {
                 if !self.config.geodns.servers.iter().any(|s| s.name == server) {
-                    return Err(control::Refused(
+                    return Err(control::Failure(
                         StatusCode::NOT_FOUND,
                         format!("no GeoDNS server named {server:?}"),
                     ));
@@ -620,7 +620,7 @@ impl Supervisor {
     }
 
     /// Heals the links of region `name` that `partition` cut; says which.
-    fn heal(&mut self, name: &str) -> Result<Vec<String>, control::Refused> {
+    fn heal(&mut self, name: &str) -> Result<Vec<String>, control::Failure> {
         let cut: Vec<Option<String>> = self
             .cuts
             .iter()

@@ -26,9 +26,7 @@ const STAY: &[&str] = &["control"];
 /// loopback addresses in `subnet`, the admin listeners set up for a
 /// network.
 pub fn for_hosts(text: &str, subnet: [u8; 2]) -> anyhow::Result<String> {
-    let mut table: Table = relocate(text, subnet)?
-        .parse()
-        .context("the relocated config is not valid TOML")?;
+    let mut table = relocated(text, subnet)?;
     section(&mut table, "edge")?.insert("admin_on_edge_address".into(), Value::Boolean(true));
     let geodns = section(&mut table, "geodns")?;
     if !geodns.contains_key("admin_token") {
@@ -57,7 +55,7 @@ fn random_token() -> anyhow::Result<String> {
 }
 
 /// `text` (a config file) with its loopback addresses in `subnet`.
-pub fn relocate(text: &str, subnet: [u8; 2]) -> anyhow::Result<String> {
+fn relocated(text: &str, subnet: [u8; 2]) -> anyhow::Result<Table> {
     let mut table: Table = text.parse().context("the config is not valid TOML")?;
     let mut moved = Moves {
         subnet,
@@ -68,7 +66,7 @@ pub fn relocate(text: &str, subnet: [u8; 2]) -> anyhow::Result<String> {
             moved.value(value)?;
         }
     }
-    toml::to_string(&table).context("cannot write the relocated config")
+    Ok(table)
 }
 
 /// The addresses moved so far, by new address: two old addresses may not
@@ -167,7 +165,7 @@ mod tests {
             [control]
             listen = "127.0.0.1:9000"
         "#;
-        let moved: Table = relocate(text, [198, 18]).unwrap().parse().unwrap();
+        let moved = relocated(text, [198, 18]).unwrap();
         assert_eq!(moved["geodns"]["listen"].as_str(), Some("198.18.0.1:5353"));
         let ns = &moved["zone"]["nameservers"][0]["addresses"];
         assert_eq!(ns[0].as_str(), Some("198.18.0.1"));
@@ -191,11 +189,11 @@ mod tests {
     #[test]
     fn two_addresses_never_become_one() {
         let text = "a = \"127.0.2.1\"\nb = \"127.9.2.1\"\n";
-        let error = relocate(text, [198, 18]).unwrap_err().to_string();
+        let error = relocated(text, [198, 18]).unwrap_err().to_string();
         assert!(error.contains("would both become 198.18.2.1"), "{error}");
-        let reserved = relocate("a = \"127.0.255.254\"\n", [198, 18]).unwrap_err();
+        let reserved = relocated("a = \"127.0.255.254\"\n", [198, 18]).unwrap_err();
         assert!(reserved.to_string().contains("keeps for this machine"));
-        assert!(relocate("a = \"127.0.2.1\"\nb = \"127.0.2.1:80\"\n", [198, 18]).is_ok());
+        assert!(relocated("a = \"127.0.2.1\"\nb = \"127.0.2.1:80\"\n", [198, 18]).is_ok());
     }
 
     #[test]
