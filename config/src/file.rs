@@ -32,6 +32,8 @@ pub(crate) struct File {
     /// The control API of `meridian up`.
     #[serde(default)]
     pub control: ControlFile,
+    /// The message bus of a multi-host deployment, if any.
+    pub cluster: Option<crate::cluster::ClusterFile>,
     /// The regions, in the order `meridian status` lists them.
     #[serde(default, rename = "region")]
     pub regions: Vec<RegionFile>,

@@ -9,6 +9,7 @@
 //! to fix before anything binds a socket.
 
 pub mod admin_access;
+mod cluster;
 pub mod countries;
 mod error;
 pub mod fields;
@@ -22,6 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use cluster::Cluster;
 pub use error::ConfigError;
 pub use fields::DnsName;
 pub use hysteresis::Hysteresis;
@@ -96,6 +98,8 @@ pub struct Config {
     pub origin: Origin,
     /// The control API of `meridian up`.
     pub control: Control,
+    /// The message bus of a multi-host deployment; `None`: a single host.
+    pub cluster: Option<Cluster>,
     /// The regions, in file order; at least one.
     pub regions: Vec<Region>,
 }

@@ -45,6 +45,10 @@ pub(crate) fn lower(file: File, source: ConfigSource) -> Result<Config, ConfigEr
     let edge = check.edge(file.edge)?;
     let origin = check.origin(file.origin);
     let control = check.control(file.control)?;
+    let cluster = file
+        .cluster
+        .map(|cluster| crate::cluster::lower(cluster, &source, |f| check.path(f)))
+        .transpose()?;
     Ok(Config {
         source,
         zone,
@@ -53,6 +57,7 @@ pub(crate) fn lower(file: File, source: ConfigSource) -> Result<Config, ConfigEr
         edge,
         origin,
         control,
+        cluster,
         regions,
     })
 }

@@ -29,6 +29,7 @@
 //!   walks them;
 //! - [`mutation`]: the seed corpus and mutators of DNS messages, used by
 //!   the fuzz test, the hostile-input test and the flood benchmark;
+//! - [`nats`]: a real `nats-server` with JetStream, for the cluster bus;
 //! - [`tree`]: a process and its descendants, from `/proc`, for killing
 //!   a server whole and for measuring its CPU time.
 //!
@@ -44,6 +45,7 @@ pub mod grafana;
 pub mod http;
 pub mod mmdb;
 pub mod mutation;
+pub mod nats;
 pub mod origin;
 pub mod process;
 pub mod roles;

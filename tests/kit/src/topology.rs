@@ -319,6 +319,23 @@ impl Topology {
         self
     }
 
+    /// `[cluster]`: the bus at `nats` (one `nats://` server), role state in
+    /// `state_dir`, `meridian purge` waiting `purge_timeout` (and edges
+    /// trusting their cache for a quarter of it).
+    pub fn cluster(mut self, nats: SocketAddr, state_dir: &Path, purge_timeout: Duration) -> Self {
+        let urls = Value::Array(vec![format!("nats://{nats}").into()]);
+        self.set(&["cluster"], "nats_urls", urls);
+        self.set(
+            &["cluster"],
+            "state_dir",
+            state_dir.display().to_string().into(),
+        );
+        self.set(&["cluster"], "purge_timeout_ms", millis(purge_timeout));
+        self.set(&["cluster"], "verified_for_ms", millis(purge_timeout / 4));
+        self.set(&["cluster"], "report_interval_ms", 200.into());
+        self
+    }
+
     /// `health.fail_open`.
     pub fn fail_open(mut self, open: bool) -> Self {
         self.set(&["health"], "fail_open", open.into());
