@@ -10,6 +10,7 @@ mod address;
 mod cli;
 mod dns_views;
 mod ops;
+mod purge;
 mod roles;
 mod route;
 mod up;
@@ -28,7 +29,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Per-query and per-connection logs of the libraries stay below `info`:
 /// a busy server must not spend its time writing logs.
-const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn,pingora_core=warn,pingora_proxy=warn";
+const DEFAULT_LOG_FILTER: &str =
+    "info,hickory_server=warn,pingora_core=warn,pingora_proxy=warn,async_nats=warn";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -52,7 +54,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Outage(args) => ops::outage(&args),
         Command::Restore(args) => ops::restore(&args),
         Command::Status(args) => ops::status(&args),
-        Command::Purge(args) => ops::purge(&args),
+        Command::Purge(args) => purge::purge(&args),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEMO_TOML);
             Ok(())

@@ -185,6 +185,12 @@ impl Bus {
     }
 }
 
+/// The name an edge has on the bus: in its report, its purge consumer's
+/// name and its acknowledgements.
+pub fn edge_name(region: &str, addr: std::net::SocketAddr) -> String {
+    format!("edge {region} {addr}")
+}
+
 /// A name the bus accepts as a key or a consumer name: letters, digits,
 /// `-` and `_` (everything else becomes `-`).
 pub fn bus_name(text: &str) -> String {
