@@ -40,23 +40,32 @@ pub const OBJECT_CACHE_CONTROL: &str = "public, max-age=60";
 /// How many transport error messages the report keeps.
 const ERROR_SAMPLES: usize = 5;
 
-/// The scenario's knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The scenario's knobs; the flags of `bench coalesce` change its preset
+/// ([`full`](Self::full) or [`smoke`](Self::smoke)), the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct CoalesceOptions {
-    /// How many concurrent requests for the one object.
+    /// Concurrent requests [default: 1000; 50 with --smoke].
+    #[arg(long, value_name = "N", required = false)]
     pub requests: usize,
-    /// The object's size in bytes.
+    /// The object's size in bytes [default: 102400].
+    #[arg(long = "size", value_name = "BYTES", required = false)]
     pub body_bytes: usize,
-    /// How long the origin waits before answering, in milliseconds.
+    /// How long the origin waits before answering [default: 200; 100 with
+    /// --smoke].
+    #[arg(long, value_name = "MS", required = false)]
     pub origin_delay_ms: u64,
     /// How long one request may take, in milliseconds.
+    #[arg(skip)]
     pub request_timeout_ms: u64,
     /// How long `meridian` may take to answer its health check, in ms.
+    #[arg(skip)]
     pub ready_timeout_ms: u64,
     /// The loopback block: the edge on 127.B.1.1:8080, the origin on
     /// 127.B.0.1:8000.
+    #[arg(skip)]
     pub block: u8,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 
@@ -86,12 +95,6 @@ impl CoalesceOptions {
             smoke: true,
             ..CoalesceOptions::full()
         }
-    }
-}
-
-impl Default for CoalesceOptions {
-    fn default() -> Self {
-        CoalesceOptions::full()
     }
 }
 

@@ -28,19 +28,25 @@ const TARGET_BYTES_PER_CONNECTION: u64 = crate::targets::TARGETS[6].value as u64
 /// Connections opened at once while ramping up.
 const OPENING_CONCURRENCY: usize = 256;
 
-/// The scenario's knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The scenario's knobs; the flags of `bench connections` change its preset
+/// ([`full`](Self::full) or [`smoke`](Self::smoke)), the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct ConnectionsOptions {
-    /// How many connections to hold.
+    /// Connections to hold [default: 10000; 500 with --smoke].
+    #[arg(long, value_name = "N", required = false)]
     pub connections: usize,
     /// How long to hold them before measuring, in ms.
+    #[arg(skip)]
     pub hold_ms: u64,
     /// How long the edge may take to start, in ms.
+    #[arg(skip)]
     pub ready_timeout_ms: u64,
     /// The loopback block: the edge on 127.B.1.1:8080, the origin on
     /// 127.B.0.1:8000.
+    #[arg(skip)]
     pub block: u8,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 

@@ -46,28 +46,41 @@ const STEERED_NAME: &str = "cdn.meridian.test.";
 /// few when a receive buffer overflows; more means something is wrong).
 const MAX_LOST_FRACTION: f64 = 0.001;
 
-/// The scenario's knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The scenario's knobs; the flags of `bench dns` change its preset
+/// ([`full`](Self::full) or [`smoke`](Self::smoke)), the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct DnsOptions {
-    /// Countries whose clients are simulated (ISO codes).
+    /// Countries whose clients are simulated, comma-separated ISO codes
+    /// [default: GB,US,DE,FR,JP,SG,AU,BR,IN,ZA].
+    #[arg(long, value_delimiter = ',', value_name = "CODES", display_order = 1)]
     pub countries: Vec<String>,
-    /// How long each server is loaded in each round, in ms.
+    /// Seconds of load per server and round [default: 5; 1 with --smoke].
+    #[arg(long = "duration", value_parser = crate::parse_seconds_as_ms, value_name = "SECS", required = false, display_order = 2)]
     pub duration_ms: u64,
-    /// How many rounds; the report gives each server's median.
+    /// Rounds; the report gives medians [default: 3; 1 with --smoke].
+    #[arg(long, value_name = "N", required = false, display_order = 3)]
     pub rounds: usize,
     /// Unmeasured load before the first round, in ms.
+    #[arg(skip)]
     pub warmup_ms: u64,
     /// Client sockets.
+    #[arg(skip)]
     pub sockets: usize,
-    /// Queries in flight per socket.
+    /// Queries in flight per client socket [default: 64; 16 with --smoke].
+    #[arg(long, value_name = "N", required = false, display_order = 4)]
     pub outstanding: usize,
-    /// Whether gdnsd runs too.
+    /// Also run gdnsd 3 (plugin_geoip) with the same zone, database and
+    /// steering, on the same core, and print the ratio.
+    #[arg(long, display_order = 0)]
     pub compare: bool,
     /// How long a server may take to answer correctly after starting, ms.
+    #[arg(skip)]
     pub ready_timeout_ms: u64,
     /// The loopback block the topology runs on.
+    #[arg(skip)]
     pub block: u8,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 

@@ -46,29 +46,45 @@ const POOL_SIZE: usize = 16_384;
 /// Datagrams sent on one socket before its replies are read.
 const BURST: usize = 16;
 
-/// The scenario's knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The scenario's knobs; the flags of `bench dns-flood` change its preset
+/// ([`full`](Self::full) or [`smoke`](Self::smoke)), the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct DnsFloodOptions {
-    /// How long the flood lasts, in ms.
+    /// Seconds of flood [default: 10; 2 with --smoke].
+    #[arg(long = "duration", value_parser = crate::parse_seconds_as_ms, value_name = "SECS", required = false)]
     pub duration_ms: u64,
-    /// Flood sockets, each on its own source address (1-64).
+    /// Flood sockets, each on its own source address, 1-64 [default: 8;
+    /// 4 with --smoke].
+    #[arg(long, value_name = "N", required = false)]
     pub sockets: usize,
-    /// Datagrams per second at most; `None`: as many as the core can.
+    /// Flood datagrams per second at most [default: as many as the load
+    /// core can send; 20000 with --smoke].
+    #[arg(long, value_name = "N")]
     pub rate: Option<u64>,
-    /// Countries the probes ask for (ISO codes).
+    /// Countries the probes ask for, comma-separated ISO codes [default:
+    /// GB,US,SG].
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
     pub countries: Vec<String>,
     /// Every how many ms a UDP probe is sent.
+    #[arg(skip)]
     pub probe_interval_ms: u64,
     /// Every how many ms a TCP probe is made.
+    #[arg(skip)]
     pub tcp_probe_interval_ms: u64,
-    /// The flood's seed; `None`: from the clock.
+    /// The seed of the flood's datagrams, to replay a run [default: from
+    /// the clock; printed].
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// `[geodns.rate_limit]` at this many responses per second per client
-    /// network; `None`: off.
+    /// Run GeoDNS with response-rate limiting ([geodns.rate_limit]) at
+    /// this many responses per second per client network; the flood comes
+    /// from one /24 and the probes from another [default: off].
+    #[arg(long, value_name = "RPS")]
     pub rate_limit: Option<u32>,
     /// The loopback block it runs on.
+    #[arg(skip)]
     pub block: u8,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 

@@ -45,29 +45,48 @@ pub const GB: usize = 0;
 /// How long a client waits for one nameserver before asking the next.
 const NAMESERVER_TIMEOUT: Duration = Duration::from_millis(400);
 
-/// The drills' knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The drills' knobs; the flags of `bench outage` and `bench partition`
+/// change their preset ([`full`](Self::full) or [`smoke`](Self::smoke)),
+/// the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct DrillOptions {
-    /// How long the baseline runs, in ms.
+    /// How long the baseline runs [default: 5000; 2000 with --smoke].
+    #[arg(long, value_name = "MS", required = false, display_order = 1)]
     pub baseline_ms: u64,
-    /// How long each later phase runs at least, in ms.
+    /// How long each phase runs at least [default: 10000; 3000 with
+    /// --smoke].
+    #[arg(long, value_name = "MS", required = false, display_order = 0)]
     pub phase_ms: u64,
     /// How much longer a phase may wait for what it is about, in ms.
+    #[arg(skip)]
     pub settle_timeout_ms: u64,
-    /// Simulated clients per country.
+    /// Simulated clients per country [default: 2; 1 with --smoke].
+    #[arg(
+        long = "clients",
+        value_name = "N",
+        required = false,
+        display_order = 2
+    )]
     pub clients_per_country: usize,
-    /// Requests per second each client sends.
+    /// Requests per second of each client [default: 20].
+    #[arg(long = "rate", value_name = "N", required = false, display_order = 3)]
     pub rate_per_client: u32,
     /// How often the observer asks GeoDNS, in ms.
+    #[arg(skip)]
     pub observe_interval_ms: u64,
-    /// The steered answers' TTL in seconds; `None` keeps the demo's.
+    /// TTL of steered answers in seconds [default: the demo's 30; 5 with
+    /// --smoke].
+    #[arg(long = "steered-ttl", value_name = "SECONDS", display_order = 4)]
     pub steered_ttl_seconds: Option<u32>,
     /// The loopback block the topology's config is written on.
+    #[arg(skip)]
     pub block: u8,
     /// `up --hosts` with the addresses moved to this /16 (its first two
     /// octets); `None` runs on loopback.
+    #[arg(skip)]
     pub hosts_subnet: Option<[u8; 2]>,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 

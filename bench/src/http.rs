@@ -43,34 +43,50 @@ const HOST: &str = "bench.meridian.test";
 /// applies.
 const TARGET_SIZES: [usize; 2] = [1024, 100 * 1024];
 
-/// The scenario's knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The scenario's knobs; the flags of `bench http` change its preset
+/// ([`full`](Self::full) or [`smoke`](Self::smoke)), the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct HttpOptions {
-    /// Object sizes, in bytes.
+    /// Object sizes, comma-separated (1k, 100k, 1m or bytes) [default:
+    /// 1k,100k,1m].
+    #[arg(long, value_delimiter = ',', value_parser = parse_size, value_name = "SIZES", display_order = 1)]
     pub sizes: Vec<usize>,
-    /// How long each server is loaded at each size in each round, in ms.
+    /// Seconds of load per server, size and round [default: 5; 1 with
+    /// --smoke].
+    #[arg(long = "duration", value_parser = crate::parse_seconds_as_ms, value_name = "SECS", required = false, display_order = 2)]
     pub duration_ms: u64,
-    /// How many rounds: the servers take turns, round after round, and the
-    /// report gives each one's median (a noisy machine spoils single runs).
+    /// Rounds; the servers take turns and the report gives medians
+    /// [default: 3; 1 with --smoke].
+    // Each server's median: a noisy machine spoils single runs.
+    #[arg(long, value_name = "N", required = false, display_order = 3)]
     pub rounds: usize,
     /// Load before the first round, not measured (lets every server reach
     /// its steady state: threads started, buffers grown), in ms.
+    #[arg(skip)]
     pub warmup_ms: u64,
-    /// Concurrent keep-alive connections.
+    /// Concurrent keep-alive connections [default: 32; 8 with --smoke].
+    #[arg(long, value_name = "N", required = false, display_order = 4)]
     pub connections: usize,
-    /// Whether nginx and Varnish run too.
+    /// Also run nginx (proxy_cache) and Varnish (-s malloc), tuned, on the
+    /// same core in front of the same origin, and print the ratios.
+    #[arg(long, display_order = 0)]
     pub compare: bool,
-    /// Which load generator.
+    /// The load generator: wrk when installed (auto), or the built-in one.
+    #[arg(long, value_enum, default_value_t = LoadChoice::Auto, display_order = 5)]
     pub load: LoadChoice,
     /// Every server's cache budget, in bytes.
+    #[arg(skip)]
     pub cache_bytes: u64,
     /// How long a server may take to start, in ms.
+    #[arg(skip)]
     pub ready_timeout_ms: u64,
     /// The loopback block the servers run on: the origin on
     /// 127.B.0.1:8000, Meridian on 127.B.1.1:8080, the peers on 127.B.2.1
     /// and 127.B.3.1.
+    #[arg(skip)]
     pub block: u8,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 

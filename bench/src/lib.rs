@@ -119,6 +119,11 @@ impl BenchError {
     }
 }
 
+/// Seconds from the command line (`2.5`) as milliseconds (negative: 0).
+pub fn parse_seconds_as_ms(text: &str) -> Result<u64, std::num::ParseFloatError> {
+    Ok((text.parse::<f64>()?.max(0.0) * 1000.0) as u64)
+}
+
 /// The `meridian` binary a bench run uses: `explicit` if given, else the
 /// `meridian` executable next to the running bench executable (so
 /// `target/release/bench` uses `target/release/meridian`). Fails with a

@@ -20,7 +20,7 @@
 //! overhead, large ones the bodies.
 
 use crate::BenchError;
-use crate::http::size_label;
+use crate::http::{parse_size, size_label};
 use crate::process::{self, EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
 use crate::report::{Row, Run, ScenarioReport};
@@ -35,21 +35,29 @@ const TARGET_RATIO: f64 = crate::targets::TARGETS[5].value;
 /// Requests in flight while filling.
 const CONCURRENCY: usize = 16;
 
-/// The scenario's knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The scenario's knobs; the flags of `bench memory` change its preset
+/// ([`full`](Self::full) or [`smoke`](Self::smoke)), the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct MemoryOptions {
-    /// The cache budget, in bytes.
+    /// The cache budget in bytes (1k, 64m, ...) [default: 64m; 4m with
+    /// --smoke].
+    #[arg(long = "budget", value_parser = |s: &str| parse_size(s).map(|b| b as u64), value_name = "BYTES", required = false)]
     pub budget_bytes: u64,
-    /// Object sizes; one run each.
+    /// Object sizes, comma-separated; one run each [default: 1k,100k].
+    #[arg(long, value_delimiter = ',', value_parser = parse_size, value_name = "SIZES")]
     pub sizes: Vec<usize>,
     /// How many times the budget is fetched.
+    #[arg(skip)]
     pub fill_factor: u64,
     /// How long the edge may take to start, in ms.
+    #[arg(skip)]
     pub ready_timeout_ms: u64,
     /// The loopback block: the edge on 127.B.1.1:8080, the origin on
     /// 127.B.0.1:8000.
+    #[arg(skip)]
     pub block: u8,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 
