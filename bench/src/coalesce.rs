@@ -19,6 +19,7 @@
 //! The pure part, [`summarize`], turns what was measured into the report.
 
 use crate::BenchError;
+use crate::http::size_label;
 use crate::limits::{self, OpenFileLimit};
 use crate::process::{self, EdgeOnOrigin, error_chain};
 use crate::report::{Row, Run, ScenarioReport};
@@ -170,10 +171,7 @@ pub struct CoalesceReport {
 /// Runs the scenario against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &CoalesceOptions) -> Result<CoalesceReport, BenchError> {
     if options.requests == 0 {
-        return Err(BenchError::InvalidOption {
-            name: "--requests",
-            reason: "must be at least 1".to_owned(),
-        });
+        return Err(BenchError::invalid("--requests", "must be at least 1"));
     }
     let open_files = limits::raise_open_file_limit();
     if !open_files.fits(options.requests) {
@@ -426,18 +424,6 @@ fn join_counts(counts: &BTreeMap<String, usize>) -> String {
         .join(", ")
 }
 
-/// `100 KiB`, `1 MiB`, or `1000 bytes`.
-fn size_label(bytes: usize) -> String {
-    const KIB: usize = 1024;
-    const MIB: usize = 1024 * KIB;
-    match bytes {
-        0 => "0 bytes".to_owned(),
-        b if b % MIB == 0 => format!("{} MiB", b / MIB),
-        b if b % KIB == 0 => format!("{} KiB", b / KIB),
-        b => format!("{b} bytes"),
-    }
-}
-
 fn ms_label(ms: f64) -> String {
     format!("{ms:.1} ms")
 }
@@ -553,56 +539,44 @@ mod tests {
     use super::*;
     use crate::report::{Verdict, render_table};
 
-    fn ok(body: &Bytes, cache_status: &str, ms: u64) -> RequestOutcome {
+    const OBJECT: Bytes = Bytes::from_static(b"0123456789");
+    const MISS: &str = "meridian; fwd=miss; stored; ttl=60";
+    const HIT: &str = "meridian; hit; ttl=60";
+
+    fn ok(cache_status: &str, ms: u64) -> RequestOutcome {
         RequestOutcome {
             status: Ok(200),
             error: None,
             cache_status: Some(cache_status.to_owned()),
-            body: Some(body.clone()),
+            body: Some(OBJECT),
             start_offset: Duration::from_millis(ms / 10),
             latency: Duration::from_millis(ms),
         }
     }
 
     fn report(outcomes: Vec<RequestOutcome>, origin_fetches: u64) -> CoalesceReport {
-        let object = Bytes::from_static(b"0123456789");
-        summarize(
-            Path::new("target/release/meridian"),
-            &CoalesceOptions::smoke(),
-            "/object-x".to_owned(),
-            OpenFileLimit::default(),
-            &object,
-            Measured {
-                outcomes,
-                wall_time: Duration::from_millis(250),
-                origin_fetches,
-            },
-        )
+        let measured = Measured {
+            outcomes,
+            wall_time: Duration::from_millis(250),
+            origin_fetches,
+        };
+        let (options, limit) = (CoalesceOptions::smoke(), OpenFileLimit::default());
+        let path = "/object-x".to_owned();
+        summarize(Path::new("m"), &options, path, limit, &OBJECT, measured)
     }
 
     #[test]
     fn one_fetch_and_whole_bodies_pass() {
-        let object = Bytes::from_static(b"0123456789");
-        let miss = "meridian; fwd=miss; stored; ttl=60";
-        let hit = "meridian; hit; ttl=60";
-        let report = report(
-            vec![
-                ok(&object, miss, 210),
-                ok(&object, hit, 220),
-                ok(&object, hit, 230),
-            ],
-            1,
-        );
+        let report = report(vec![ok(MISS, 210), ok(HIT, 220), ok(HIT, 230)], 1);
         assert!(report.passed, "{:?}", report.failures);
         assert_eq!(report.failed_requests, 0);
         assert_eq!(report.bodies_intact, 3);
-        assert_eq!(report.cache_status[hit], 2);
-        assert_eq!(report.cache_status[miss], 1);
-        assert!(
-            (report.latency.p50_ms - 220.0).abs() < 0.5,
-            "{:?}",
-            report.latency
+        assert_eq!(
+            (report.cache_status[HIT], report.cache_status[MISS]),
+            (2, 1)
         );
+        let p50 = report.latency.p50_ms;
+        assert!((p50 - 220.0).abs() < 0.5, "{:?}", report.latency);
         assert_eq!(report.wall_time_ms, 250.0);
         assert_eq!(report.dispatch_spread_ms, 23.0);
         assert!(report.rows().iter().all(|r| r.verdict != Verdict::Fail));
@@ -612,69 +586,70 @@ mod tests {
         let miss_at = table.find("1 × meridian; fwd=miss").unwrap();
         assert!(hit_at < miss_at, "{table}");
         assert!(table.contains("(smoke)"), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["scenario"], "coalesce");
+        assert_eq!(json["origin_fetches"], 1);
+        assert_eq!(json["passed"], true);
+        assert_eq!(json["options"]["requests"], 50);
     }
 
     #[test]
-    fn more_than_one_fetch_fails_and_names_the_cache_statuses() {
-        let object = Bytes::from_static(b"0123456789");
-        let miss = "meridian; fwd=miss; stored; ttl=60";
-        let report = report(vec![ok(&object, miss, 1), ok(&object, miss, 2)], 2);
-        assert!(!report.passed);
-        assert_eq!(report.failures.len(), 1);
+    fn more_or_fewer_than_one_fetch_fails() {
+        let two = report(vec![ok(MISS, 1), ok(MISS, 2)], 2);
+        assert!(!two.passed);
+        let [failure] = two.failures.as_slice() else {
+            panic!("{:?}", two.failures)
+        };
         assert!(
-            report.failures[0].contains("2 fetches"),
-            "{:?}",
-            report.failures
+            failure.contains("2 fetches") && failure.contains(MISS),
+            "{failure}"
         );
-        assert!(report.failures[0].contains(miss), "{:?}", report.failures);
-        let fetch_row = report
-            .rows()
-            .into_iter()
-            .find(|r| r.metric == "origin fetches for the object")
-            .unwrap();
-        assert_eq!(fetch_row.verdict, Verdict::Fail);
+        let rows = two.rows();
+        let fetch_row = rows
+            .iter()
+            .find(|r| r.metric == "origin fetches for the object");
+        assert_eq!(fetch_row.unwrap().verdict, Verdict::Fail);
+        let none = report(vec![ok(HIT, 1)], 0);
+        assert!(!none.passed);
+        assert!(none.failures[0].contains("no request"));
     }
 
     #[test]
     fn errors_and_short_bodies_are_failed_requests() {
-        let object = Bytes::from_static(b"0123456789");
         let short = RequestOutcome {
             body: Some(Bytes::from_static(b"01234")),
-            ..ok(&object, "meridian; hit", 5)
+            ..ok(HIT, 5)
         };
         let garbled = RequestOutcome {
             body: Some(Bytes::from_static(b"9876543210")),
-            ..ok(&object, "meridian; hit", 5)
+            ..ok(HIT, 5)
         };
         let timeout = RequestOutcome {
             status: Err("timeout"),
             error: Some("operation timed out".to_owned()),
             cache_status: None,
             body: None,
-            start_offset: Duration::ZERO,
-            latency: Duration::from_secs(10),
+            ..ok(HIT, 10_000)
         };
         let bad_gateway = RequestOutcome {
             status: Ok(502),
-            ..ok(&object, "meridian; fwd=uri-miss", 5)
+            ..ok("meridian; fwd=uri-miss", 5)
         };
-        let report = report(
-            vec![
-                ok(&object, "meridian; hit", 5),
-                short,
-                garbled,
-                timeout,
-                bad_gateway,
-            ],
-            1,
-        );
+        let outcomes = vec![ok(HIT, 5), short, garbled, timeout, bad_gateway];
+        let report = report(outcomes, 1);
         assert!(!report.passed);
         assert_eq!(report.failed_requests, 4);
         assert_eq!(report.bodies_right_length, 2);
         assert_eq!(report.bodies_intact, 1);
-        assert_eq!(report.responses_by_status["200"], 3);
-        assert_eq!(report.responses_by_status["error: timeout"], 1);
-        assert_eq!(report.responses_by_status["502"], 1);
+        let by_status = &report.responses_by_status;
+        assert_eq!(
+            (
+                by_status["200"],
+                by_status["error: timeout"],
+                by_status["502"]
+            ),
+            (3, 1, 1)
+        );
         assert!(!report.cache_status.contains_key("(none)"));
         assert_eq!(report.cache_status["meridian; fwd=uri-miss"], 1);
         assert_eq!(report.notes(), ["request error: operation timed out"]);
@@ -683,30 +658,7 @@ mod tests {
     }
 
     #[test]
-    fn no_fetch_at_all_fails() {
-        let object = Bytes::from_static(b"0123456789");
-        let report = report(vec![ok(&object, "meridian; hit", 1)], 0);
-        assert!(!report.passed);
-        assert!(report.failures[0].contains("no request"));
-    }
-
-    #[test]
-    fn the_report_serializes_with_its_verdict() {
-        let object = Bytes::from_static(b"0123456789");
-        let report = report(vec![ok(&object, "meridian; hit", 1)], 1);
-        let json = serde_json::to_value(&report).unwrap();
-        assert_eq!(json["scenario"], "coalesce");
-        assert_eq!(json["origin_fetches"], 1);
-        assert_eq!(json["passed"], true);
-        assert_eq!(json["options"]["requests"], 50);
-        assert_eq!(json["latency"]["p99_ms"], 1.0);
-    }
-
-    #[test]
-    fn sizes_and_tokens() {
-        assert_eq!(size_label(100 * 1024), "100 KiB");
-        assert_eq!(size_label(1024 * 1024), "1 MiB");
-        assert_eq!(size_label(1000), "1000 bytes");
+    fn tokens_are_random() {
         let (a, b) = (random_token(), random_token());
         assert_eq!(a.len(), 16);
         assert_ne!(a, b);

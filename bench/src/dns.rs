@@ -29,6 +29,7 @@ use crate::peers::{Skipped, find_program};
 use crate::pinning::Cores;
 use crate::progress::Progress;
 use crate::report::{Row, Run, ScenarioReport};
+use crate::stats::median;
 use crate::targets::target;
 use geodns::{GeoDatabase, Steering};
 use hickory_proto::rr::RecordType;
@@ -192,14 +193,6 @@ pub struct DnsMeasurement {
     pub answers: BTreeMap<String, BTreeMap<IpAddr, u64>>,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_unstable_by(f64::total_cmp);
-    values
-        .get(values.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(0.0)
-}
-
 impl DnsMeasurement {
     /// Summarizes `rounds` of `server`.
     pub fn from_rounds(server: DnsServer, rounds: Vec<DnsRound>) -> Self {
@@ -299,18 +292,19 @@ pub fn clients(
     db: &GeoDatabase,
     topology: &config::Config,
 ) -> Result<Vec<Client>, BenchError> {
-    let known = db.countries().map_err(|e| BenchError::InvalidOption {
-        name: "the geo database",
-        reason: e.to_string(),
-    })?;
+    let known = db
+        .countries()
+        .map_err(|e| BenchError::invalid("the geo database", e))?;
     let steering = Steering::from_config(topology);
     countries
         .iter()
         .map(|code| {
             let code = code.to_ascii_uppercase();
-            let sample = known.get(&code).ok_or_else(|| BenchError::InvalidOption {
-                name: "--countries",
-                reason: format!("the database places no IPv4 network in {code:?}"),
+            let sample = known.get(&code).ok_or_else(|| {
+                BenchError::invalid(
+                    "--countries",
+                    format!("the database places no IPv4 network in {code:?}"),
+                )
             })?;
             let (address, prefix) = sample.network;
             let source_prefix = prefix.max(24);
@@ -320,15 +314,12 @@ pub fn clients(
                 .regions
                 .first()
                 .and_then(|&i| topology.regions.get(i))
-                .ok_or_else(|| BenchError::InvalidOption {
-                    name: "the benchmark topology",
-                    reason: "no regions".to_owned(),
-                })?;
+                .ok_or_else(|| BenchError::invalid("the benchmark topology", "no regions"))?;
             let expected = region.edge_addresses.first().copied().ok_or_else(|| {
-                BenchError::InvalidOption {
-                    name: "the benchmark topology",
-                    reason: format!("region {} has no edge address", region.name),
-                }
+                BenchError::invalid(
+                    "the benchmark topology",
+                    format!("region {} has no edge address", region.name),
+                )
             })?;
             Ok(Client {
                 country: code,
@@ -351,10 +342,7 @@ fn network_of(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
 /// A wire-format `A` query for the steered name with `subnet` as ECS.
 pub(crate) fn ecs_query(subnet: &str) -> Result<Vec<u8>, BenchError> {
     let parsed: Result<hickory_proto::rr::rdata::opt::ClientSubnet, _> = subnet.parse();
-    let invalid = |reason: String| BenchError::InvalidOption {
-        name: "a query",
-        reason,
-    };
+    let invalid = |reason: String| BenchError::invalid("a query", reason);
     parsed.map_err(|e| invalid(format!("{subnet}: {e}")))?;
     kit::dns::bytes(&kit::dns::ecs(STEERED_NAME, RecordType::A, subnet)).map_err(invalid)
 }
@@ -413,13 +401,13 @@ pub(crate) async fn wait_steering(
             return Ok(());
         }
         if !process.alive() || started.elapsed() > timeout {
-            return Err(BenchError::InvalidOption {
-                name: "server",
-                reason: format!(
+            return Err(BenchError::invalid(
+                "server",
+                format!(
                     "{server} did not answer as expected within {timeout:?}: {last}\n{}",
                     process.log_excerpt()
                 ),
-            });
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -489,10 +477,7 @@ pub(crate) async fn start_meridian(
 /// The embedded geo database, which GeoDNS also uses: the bench reads it
 /// to choose each simulated client's subnet.
 pub(crate) fn embedded_database() -> Result<GeoDatabase, BenchError> {
-    GeoDatabase::embedded().map_err(|e| BenchError::InvalidOption {
-        name: "the geo database",
-        reason: e.to_string(),
-    })
+    GeoDatabase::embedded().map_err(|e| BenchError::invalid("the geo database", e))
 }
 
 /// A DNS server under test.
@@ -506,10 +491,10 @@ struct UnderTest {
 /// Runs the scenario against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, BenchError> {
     if options.countries.is_empty() || options.rounds == 0 || options.duration_ms == 0 {
-        return Err(BenchError::InvalidOption {
-            name: "--countries/--rounds/--duration",
-            reason: "need at least one country, one round and a duration".to_owned(),
-        });
+        return Err(BenchError::invalid(
+            "--countries/--rounds/--duration",
+            "need at least one country, one round and a duration",
+        ));
     }
     let cores = Cores::choose();
     let (topology, config) = topology(options.block)?;
@@ -658,14 +643,8 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
 async fn load(spec: DnsLoadSpec, cores: Cores) -> Result<DnsLoadResult, BenchError> {
     tokio::task::spawn_blocking(move || dnsload::run(&spec, &cores))
         .await
-        .map_err(|e| BenchError::InvalidOption {
-            name: "load generator",
-            reason: e.to_string(),
-        })?
-        .map_err(|e| BenchError::InvalidOption {
-            name: "load generator",
-            reason: e.to_string(),
-        })
+        .map_err(|e| BenchError::invalid("load generator", e))?
+        .map_err(|e| BenchError::invalid("load generator", e))
 }
 
 fn describe_numbers(

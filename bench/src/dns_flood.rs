@@ -176,10 +176,10 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
         || options.duration_ms == 0
         || !(1..=64).contains(&options.sockets)
     {
-        return Err(BenchError::InvalidOption {
-            name: "--countries/--duration/--sockets",
-            reason: "need a country, a duration and 1 to 64 sockets".to_owned(),
-        });
+        return Err(BenchError::invalid(
+            "--countries/--duration/--sockets",
+            "need a country, a duration and 1 to 64 sockets",
+        ));
     }
     let seed = options.seed.unwrap_or_else(kit::mutation::clock_seed);
     let cores = Cores::choose();
@@ -237,10 +237,7 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     for task in health {
         task.abort();
     }
-    let flooded = flooded.map_err(|e| BenchError::InvalidOption {
-        name: "the flood",
-        reason: e.to_string(),
-    })??;
+    let flooded = flooded.map_err(|e| BenchError::invalid("the flood", e))??;
     let mut report = DnsFloodReport {
         run: Run::new("dns-flood", meridian, options),
         seed,
@@ -442,10 +439,8 @@ async fn probe_tcp(
             hickory_proto::rr::RecordType::A,
             &client.subnet,
         );
-        let bytes = kit::dns::bytes(&query).map_err(|reason| BenchError::InvalidOption {
-            name: "a probe",
-            reason,
-        })?;
+        let bytes =
+            kit::dns::bytes(&query).map_err(|reason| BenchError::invalid("a probe", reason))?;
         probes.sent += 1;
         let started = Instant::now();
         let exchange = kit::dns::ask_tcp(IpAddr::V4(from), server, &bytes);

@@ -376,10 +376,7 @@ mod tests {
             duration: Duration::from_millis(300),
             timeout: Duration::from_millis(500),
         };
-        let cores = Cores {
-            server: None,
-            load: None,
-        };
+        let cores = Cores::UNPINNED;
         let result = run(&spec, &cores).unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(result.answered > 10, "{result:?}");
@@ -407,10 +404,7 @@ mod tests {
             duration: Duration::from_millis(1),
             timeout: Duration::from_millis(1),
         };
-        let cores = Cores {
-            server: None,
-            load: None,
-        };
+        let cores = Cores::UNPINNED;
         assert!(run(&spec, &cores).is_err());
         let spec = DnsLoadSpec {
             queries: vec![PreparedQuery {

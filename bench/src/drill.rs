@@ -243,10 +243,10 @@ impl Measured {
 /// Starts `meridian up` on the demo topology the options describe.
 pub fn start(meridian: &Path, options: &DrillOptions) -> Result<(PathBuf, Up), BenchError> {
     if options.clients_per_country == 0 || options.rate_per_client == 0 {
-        return Err(BenchError::InvalidOption {
-            name: "--clients/--rate",
-            reason: "need at least one client sending at least 1 request/s".to_owned(),
-        });
+        return Err(BenchError::invalid(
+            "--clients/--rate",
+            "need at least one client sending at least 1 request/s",
+        ));
     }
     let meridian = crate::locate_meridian(Some(meridian))?;
     let mut topology = Topology::demo(options.block);
@@ -403,10 +403,7 @@ async fn run_steps(
 
 /// Takes `action` on the topology `up` runs.
 fn act(up: &Up, action: &Action) -> Result<(), BenchError> {
-    let failed = |reason: String| BenchError::InvalidOption {
-        name: "the drill",
-        reason,
-    };
+    let failed = |reason: String| BenchError::invalid("the drill", reason);
     match action {
         Action::Nothing => Ok(()),
         Action::Meridian(command) => {

@@ -22,10 +22,9 @@ pub fn gdnsd_config(
     workdir: &Path,
     listen: SocketAddr,
 ) -> Result<String, BenchError> {
-    let known = db.countries().map_err(|e| BenchError::InvalidOption {
-        name: "the geo database",
-        reason: e.to_string(),
-    })?;
+    let known = db
+        .countries()
+        .map_err(|e| BenchError::invalid("the geo database", e))?;
     let steering = Steering::from_config(topology);
     let names = |order: &[usize]| {
         order

@@ -29,6 +29,7 @@ use crate::pinning::Cores;
 use crate::process::{self, fetches, sized_path};
 use crate::progress::Progress;
 use crate::report::{Row, Run, ScenarioReport};
+use crate::stats::median;
 use crate::targets::target;
 use kit::{Process, ScriptedOrigin};
 use serde::Serialize;
@@ -188,15 +189,6 @@ pub struct Measurement {
     pub origin_fetches: u64,
 }
 
-/// The median of `values` (the lower middle one for an even count).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_unstable_by(f64::total_cmp);
-    values
-        .get(values.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(0.0)
-}
-
 impl Measurement {
     /// Summarizes the rounds of `server` at `size`.
     pub fn from_rounds(server: Server, size: usize, rounds: Vec<Round>) -> Measurement {
@@ -301,16 +293,14 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 /// Runs the scenario against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, BenchError> {
     if options.sizes.is_empty() || options.connections == 0 || options.duration_ms == 0 {
-        return Err(BenchError::InvalidOption {
-            name: "--sizes/--connections/--duration",
-            reason: "need at least one size, one connection and a duration".to_owned(),
-        });
+        return Err(BenchError::invalid(
+            "--sizes/--connections/--duration",
+            "need at least one size, one connection and a duration",
+        ));
     }
     crate::limits::raise_open_file_limit();
-    let generator = LoadGenerator::choose(options.load).map_err(|e| BenchError::InvalidOption {
-        name: "--load",
-        reason: e.to_string(),
-    })?;
+    let generator =
+        LoadGenerator::choose(options.load).map_err(|e| BenchError::invalid("--load", e))?;
     let cores = Cores::choose();
     let origin = process::Objects::CACHEABLE.serve(options.block)?;
 
@@ -462,10 +452,7 @@ fn load_spec(
 }
 
 fn load_failed(error: crate::loadgen::LoadError) -> BenchError {
-    BenchError::InvalidOption {
-        name: "load generator",
-        reason: error.to_string(),
-    }
+    BenchError::invalid("load generator", error)
 }
 
 /// Starts `server` in front of `origin` on `listen`, pinned to the server
@@ -485,10 +472,9 @@ fn start_server(
             &process::edge_args(listen, origin.addr, Some(options.cache_bytes)),
         ),
         Server::Peer(peer) => {
-            let program = peer.locate().map_err(|skip| BenchError::InvalidOption {
-                name: "peer",
-                reason: skip.reason,
-            })?;
+            let program = peer
+                .locate()
+                .map_err(|skip| BenchError::invalid("peer", skip.reason))?;
             let command =
                 peer.prepare(&program, workdir, listen, origin.addr, options.cache_bytes)?;
             cores.server_command(&command.program, &command.args)
@@ -522,10 +508,10 @@ async fn warm(listen: SocketAddr, path: &str, origin: &ScriptedOrigin) -> Result
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(BenchError::InvalidOption {
-        name: "warm-up",
-        reason: format!("{url} never became a cache hit (last: {last})"),
-    })
+    Err(BenchError::invalid(
+        "warm-up",
+        format!("{url} never became a cache hit (last: {last})"),
+    ))
 }
 
 /// "65,432 req/s, p50 0.41 ms, p99 1.85 ms, p99.9 3.10 ms", then the CPU
@@ -774,8 +760,6 @@ mod tests {
         assert_eq!(m.median.errors, 1);
         assert!(!m.clean());
         assert!((m.cpu_us_per_request.unwrap() - 10.0).abs() < 1e-6);
-        assert_eq!(median(vec![3.0, 1.0, 2.0, 4.0]), 2.0);
-        assert_eq!(median(Vec::new()), 0.0);
     }
 
     #[test]

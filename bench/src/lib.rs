@@ -112,6 +112,13 @@ pub enum BenchError {
 }
 
 impl BenchError {
+    /// [`BenchError::InvalidOption`]: `name` cannot be used, `reason` says
+    /// why.
+    pub fn invalid(name: &'static str, reason: impl std::fmt::Display) -> BenchError {
+        let reason = reason.to_string();
+        BenchError::InvalidOption { name, reason }
+    }
+
     /// The error of an OS operation, for `map_err`: `action` says what
     /// was being done.
     pub fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> BenchError {

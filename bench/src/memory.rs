@@ -160,10 +160,10 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
 /// Runs the scenario against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &MemoryOptions) -> Result<MemoryReport, BenchError> {
     if options.sizes.is_empty() || options.budget_bytes == 0 || options.fill_factor == 0 {
-        return Err(BenchError::InvalidOption {
-            name: "--sizes/--budget",
-            reason: "need a size and a budget".to_owned(),
-        });
+        return Err(BenchError::invalid(
+            "--sizes/--budget",
+            "need a size and a budget",
+        ));
     }
     let total: u64 = options
         .sizes

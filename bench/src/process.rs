@@ -40,25 +40,6 @@ pub fn edge_args(listen: SocketAddr, origin: SocketAddr, cache_bytes: Option<u64
     args
 }
 
-/// Starts `meridian` (or whatever `program` wraps it, a `taskset`) as an
-/// ad-hoc edge listening on `listen`, and waits until it accepts
-/// connections.
-pub fn start_edge(
-    program: &Path,
-    args: &[String],
-    listen: SocketAddr,
-) -> Result<Process, BenchError> {
-    let mut process = spawn(program, args)?;
-    tokio::task::block_in_place(|| {
-        process.wait_listening("HTTP", READY, |l| l.addr == listen)?;
-        process.wait_accepting(listen, READY)
-    })?;
-    Ok(process)
-}
-
-/// How long a server may take to be ready.
-pub const READY: Duration = Duration::from_secs(60);
-
 /// Waits until `GET http://{addr}{path}` answers 200, for at most
 /// `timeout`; fails at once if the process exits.
 pub async fn wait_healthy(
