@@ -428,47 +428,32 @@ async fn ask(
 /// 127.0.0.1.
 const LOCAL_ANY: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
-/// How a DNS scenario starts `meridian geodns`.
-pub(crate) struct GeoDnsLaunch<'a> {
-    /// The binary.
-    pub meridian: &'a Path,
-    /// Its topology.
-    pub topology: &'a Topology,
-    /// Where that config makes it answer DNS.
-    pub listen: SocketAddr,
-    /// Where the readiness check asks from.
-    pub from: SocketAddr,
-    /// How long it may take to answer every client correctly.
-    pub timeout: Duration,
-}
-
-/// Starts `meridian geodns` as `launch` says, pinned to the server core
-/// of `cores`, and waits until it gives every one of `clients` its
-/// expected answer. Returns the process and the scratch directory holding
-/// its config, which must live as long as it does.
+/// Starts `meridian` `geodns` on `topology`, pinned to the server core of
+/// `cores`, and waits (up to `timeout`, asking from `from`) until it gives
+/// every one of `clients` its expected answer. Returns the process and the
+/// scratch directory holding its config, which must live as long as it
+/// does.
 pub(crate) async fn start_meridian(
-    launch: GeoDnsLaunch<'_>,
+    meridian: &Path,
+    topology: &Topology,
+    from: SocketAddr,
+    timeout: Duration,
     cores: &Cores,
     clients: &[Client],
 ) -> Result<(Process, tempfile::TempDir), BenchError> {
     let workdir = crate::peers::workdir()?;
-    let config_path = launch.topology.write(workdir.path())?;
-    let (program, args) = cores.server_command(
-        launch.meridian,
-        &[
-            "geodns".to_owned(),
-            "--config".to_owned(),
-            config_path.display().to_string(),
-        ],
-    );
+    let config = topology.write(workdir.path())?.display().to_string();
+    let args = ["geodns".to_owned(), "--config".to_owned(), config];
+    let (program, args) = cores.server_command(meridian, &args);
     let mut process = crate::process::spawn(Path::new(&program), &args)?;
+    let expected = |c: &Client, a| a == c.expected;
     wait_steering(
         &mut process,
-        launch.listen,
-        launch.from,
+        topology.dns(),
+        from,
         clients,
-        launch.timeout,
-        |c, a| a == c.expected,
+        timeout,
+        expected,
     )
     .await?;
     Ok((process, workdir))
@@ -512,45 +497,25 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
     let health = serve_health(&config).await?;
 
     let mut skipped = Vec::new();
-    let gdnsd = if options.compare {
-        match find_program("gdnsd") {
-            Some(path) => Some(path),
-            None => {
-                skipped.push(Skipped::not_installed("gdnsd", "gdnsd", "gdnsd"));
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let gdnsd = options.compare.then(|| find_program("gdnsd")).flatten();
+    if options.compare && gdnsd.is_none() {
+        skipped.push(Skipped::not_installed("gdnsd", "gdnsd", "gdnsd"));
+    }
 
     let mut running = Vec::new();
-    let meridian_listen = topology.dns();
     let timeout = Duration::from_millis(options.ready_timeout_ms);
-    let launch = GeoDnsLaunch {
-        meridian,
-        topology: &topology,
-        listen: meridian_listen,
-        from: LOCAL_ANY,
-        timeout,
-    };
-    let (process, workdir) = start_meridian(launch, &cores, &clients).await?;
+    let started = start_meridian(meridian, &topology, LOCAL_ANY, timeout, &cores, &clients);
+    let (process, workdir) = started.await?;
     running.push(UnderTest {
         server: DnsServer::Meridian,
-        listen: meridian_listen,
+        listen: topology.dns(),
         process,
         _workdir: workdir,
     });
 
     if let Some(gdnsd) = gdnsd {
         let listen = gdnsd_listen(options.block);
-        let launch = gdnsd::Launch {
-            gdnsd: &gdnsd,
-            topology: &config,
-            db: &db,
-            listen,
-        };
-        let (mut process, workdir) = gdnsd::start(launch, &cores)?;
+        let (mut process, workdir) = gdnsd::start(&gdnsd, &config, &db, listen, &cores)?;
         // Any answer will do here: whether gdnsd agrees is measured.
         wait_steering(
             &mut process,
@@ -701,36 +666,29 @@ pub fn summarize(
         .iter()
         .find(|m| m.server == DnsServer::Meridian);
     let theirs = measurements.iter().find(|m| m.server == DnsServer::Gdnsd);
-    if let Some(ours) = ours {
-        if !ours.clean() {
-            failures.push(format!(
-                "meridian: {} bad replies and {} lost queries (target: no bad replies, \
-                 at most {MAX_LOST_FRACTION} of queries lost)",
-                ours.bad, ours.lost
-            ));
-        }
-        for client in &clients {
-            match ours.answer_for(&client.country) {
-                Ok(address) if address == client.expected => {}
-                Ok(address) => failures.push(format!(
-                    "meridian sent {} clients to {address}, not {} ({})",
-                    client.country, client.expected, client.region
-                )),
-                Err(e) => failures.push(format!("meridian, {}: {e}", client.country)),
-            }
-        }
+    if let Some(ours) = ours.filter(|o| !o.clean()) {
+        failures.push(format!(
+            "meridian: {} bad replies and {} lost queries (target: no bad replies, \
+             at most {MAX_LOST_FRACTION} of queries lost)",
+            ours.bad, ours.lost
+        ));
     }
-    if let Some(theirs) = theirs {
-        for client in &clients {
-            match theirs.answer_for(&client.country) {
-                Ok(address) if address == client.expected => {}
-                Ok(address) => failures.push(format!(
-                    "gdnsd sent {} clients to {address}, Meridian to {}: the servers are not \
-                     configured alike, so the comparison is unfair",
-                    client.country, client.expected
-                )),
-                Err(e) => failures.push(format!("gdnsd, {}: {e}", client.country)),
-            }
+    for (m, client) in measurements
+        .iter()
+        .flat_map(|m| clients.iter().map(move |c| (m, c)))
+    {
+        let (country, expected) = (&client.country, client.expected);
+        match m.answer_for(country) {
+            Ok(address) if address == expected => {}
+            Ok(address) if m.server == DnsServer::Meridian => failures.push(format!(
+                "meridian sent {country} clients to {address}, not {expected} ({})",
+                client.region
+            )),
+            Ok(address) => failures.push(format!(
+                "gdnsd sent {country} clients to {address}, Meridian to {expected}: the \
+                 servers are not configured alike, so the comparison is unfair"
+            )),
+            Err(e) => failures.push(format!("{}, {country}: {e}", m.server.name())),
         }
     }
     let ratio = ours

@@ -197,14 +197,9 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let health = dns::serve_health(&config).await?;
     let probe_host = Ipv4Addr::new(127, options.block, 200, 1);
     let server = topology.dns();
-    let launch = dns::GeoDnsLaunch {
-        meridian,
-        topology: &topology,
-        listen: server,
-        from: SocketAddr::from((probe_host, 0)),
-        timeout: Duration::from_secs(60),
-    };
-    let (process, _workdir) = dns::start_meridian(launch, &cores, &clients).await?;
+    let (from, timeout) = (SocketAddr::from((probe_host, 0)), Duration::from_secs(60));
+    let started = dns::start_meridian(meridian, &topology, from, timeout, &cores, &clients);
+    let (process, _workdir) = started.await?;
     eprintln!("dns-flood: seed {seed} (--seed {seed} replays the same datagrams)");
 
     let duration = Duration::from_millis(options.duration_ms);
