@@ -22,7 +22,7 @@ use crate::BenchError;
 use crate::http::size_label;
 use crate::limits::{self, OpenFileLimit};
 use crate::process::{self, EdgeOnOrigin, error_chain};
-use crate::report::{Row, Run, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport, counts};
 use crate::stats::{LatencySummary, millis};
 use bytes::Bytes;
 use serde::Serialize;
@@ -202,7 +202,7 @@ pub async fn run(meridian: &Path, options: &CoalesceOptions) -> Result<CoalesceR
 
     // A path no run has used: the object is cold even if this edge were
     // not brand new.
-    let path = format!("/object-{}", random_token());
+    let path = format!("/object-{}", process::random_token());
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(options.requests)
@@ -382,7 +382,7 @@ pub fn summarize(
         failures.push(format!(
             "{failed_requests} of {requests_sent} requests did not get a 200 with the whole \
              object (responses: {}; right-length bodies: {bodies_right_length})",
-            join_counts(&responses_by_status)
+            counts(&responses_by_status)
         ));
     }
     match measured.origin_fetches {
@@ -391,7 +391,7 @@ pub fn summarize(
         n => failures.push(format!(
             "the origin saw {n} fetches for {path}, not 1: the {requests_sent} concurrent \
              misses were not coalesced into one (Cache-Status seen: {})",
-            join_counts(&cache_status)
+            counts(&cache_status)
         )),
     }
 
@@ -413,15 +413,6 @@ pub fn summarize(
         passed: failures.is_empty(),
         failures,
     }
-}
-
-/// `key: count, key: count`, in key order.
-fn join_counts(counts: &BTreeMap<String, usize>) -> String {
-    counts
-        .iter()
-        .map(|(key, count)| format!("{key}: {count}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn ms_label(ms: f64) -> String {
@@ -454,7 +445,7 @@ impl ScenarioReport for CoalesceReport {
             Row::info("requests sent", all.to_string()),
             Row::checked(
                 "responses by status",
-                join_counts(&self.responses_by_status),
+                counts(&self.responses_by_status),
                 "all 200",
                 all_200,
             ),
@@ -519,19 +510,6 @@ impl ScenarioReport for CoalesceReport {
     fn failures(&self) -> Vec<String> {
         self.failures.clone()
     }
-}
-
-/// 64 random bits in hex, from the standard library's randomly keyed
-/// hasher (no RNG dependency for one name).
-fn random_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    hasher.write_u128(now);
-    hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
 }
 
 #[cfg(test)]
@@ -655,12 +633,5 @@ mod tests {
         assert_eq!(report.notes(), ["request error: operation timed out"]);
         assert_eq!(report.error_samples, ["operation timed out"]);
         assert_eq!(report.latency.samples, 1);
-    }
-
-    #[test]
-    fn tokens_are_random() {
-        let (a, b) = (random_token(), random_token());
-        assert_eq!(a.len(), 16);
-        assert_ne!(a, b);
     }
 }

@@ -14,7 +14,7 @@ use crate::memory::resident_bytes;
 use crate::process::error_chain;
 use crate::process::{EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
-use crate::report::{Row, Run, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport, mib};
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Empty};
@@ -291,7 +291,6 @@ impl ScenarioReport for ConnectionsReport {
 
     fn rows(&self) -> Vec<Row> {
         let measured = &self.measured;
-        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
         vec![
             Row::info("open files (soft / hard)", self.open_files.describe()),
             Row::checked(

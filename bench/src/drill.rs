@@ -16,7 +16,7 @@
 //! the samples into the table, each scenario its own measures.
 
 use crate::BenchError;
-use crate::report::{Row, Run, ScenarioReport, Verdict};
+use crate::report::{Row, Run, ScenarioReport, Verdict, counts};
 use crate::stats::{LatencySummary, millis};
 use crate::targets::target;
 use hickory_proto::rr::RecordType;
@@ -769,16 +769,6 @@ impl DrillReport {
     /// The value of measure `metric`.
     pub fn value(&self, metric: &str) -> Option<f64> {
         self.measures.iter().find(|m| m.metric == metric)?.value
-    }
-}
-
-/// `a: 1, b: 2`.
-pub fn counts(counts: &BTreeMap<String, usize>) -> String {
-    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
-    if parts.is_empty() {
-        "none".to_owned()
-    } else {
-        parts.join(", ")
     }
 }
 

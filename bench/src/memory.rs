@@ -23,7 +23,7 @@ use crate::BenchError;
 use crate::http::{parse_size, size_label};
 use crate::process::{self, EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
-use crate::report::{Row, Run, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport, mib};
 use futures::StreamExt;
 use serde::Serialize;
 use std::path::Path;
@@ -290,10 +290,6 @@ pub fn summarize(meridian: &Path, options: &MemoryOptions, runs: Vec<MemoryRun>)
         passed: failures.is_empty(),
         failures,
     }
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 impl ScenarioReport for MemoryReport {

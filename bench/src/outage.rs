@@ -19,8 +19,8 @@
 
 use crate::BenchError;
 use crate::drill::{self, Action, DrillOptions, DrillReport, Measure, Measured, OUTAGE_REGION};
-use crate::drill::{Answer, GB, Step, counts, region_of};
-use crate::report::Run;
+use crate::drill::{Answer, GB, Step, region_of};
+use crate::report::{Run, counts};
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -23,7 +23,7 @@ use crate::outage::answers_home;
 use crate::report::Run;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// The phases, in order.
 pub const PHASES: [&str; 7] = [
@@ -124,11 +124,7 @@ async fn fill(edges: &[SocketAddr], options: &DrillOptions) -> Option<usize> {
         .map(|&a| options.host(a))
         .collect();
     let before = origin_fetches(&admins).await?;
-    let nonce = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    let path = format!("/assets/1k.bin?drill={nonce}");
+    let path = format!("/assets/1k.bin?drill={}", crate::process::random_token());
     let ask = |i: usize| {
         let (edge, path) = (edges[i % edges.len()], path.clone());
         tokio::spawn(async move { drill::get(edge, &path).await })
