@@ -539,7 +539,7 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
     let planned = (warmup + per_run * options.rounds as u32) * running.len() as u32;
     let mut progress = Progress::new(planned);
     for skip in &skipped {
-        progress.println(format!("{}: {}", skip.peer, skip.reason));
+        progress.println(skip.note());
     }
     let spec_for = |server: SocketAddr, duration: Duration| DnsLoadSpec {
         server,

@@ -316,7 +316,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
     let planned = (warmup + per_run * options.rounds as u32) * runs as u32;
     let mut progress = Progress::new(planned);
     for skip in &skipped {
-        progress.println(format!("{}: {}", skip.peer, skip.reason));
+        progress.println(skip.note());
     }
 
     // Every server runs at once, each pinned to the same core; only the
@@ -471,9 +471,8 @@ fn start_server(
             let program = peer
                 .locate()
                 .map_err(|skip| BenchError::invalid("peer", skip.reason))?;
-            let command =
-                peer.prepare(&program, workdir, listen, origin.addr, options.cache_bytes)?;
-            cores.server_command(&command.program, &command.args)
+            let args = peer.prepare(workdir, listen, origin.addr, options.cache_bytes)?;
+            cores.server_command(&program, &args)
         }
     };
     process::spawn(Path::new(&program), &args)
