@@ -113,9 +113,7 @@ impl MemoryRun {
     pub fn allowed_hits(&self, fill_factor: u64) -> u64 {
         (self.sampled * 11).div_ceil(10 * fill_factor.max(1))
     }
-}
 
-impl MemoryRun {
     /// The cache's memory (growth over idle) over the budget.
     pub fn cache_ratio(&self, budget: u64) -> f64 {
         self.full_rss.saturating_sub(self.idle_rss) as f64 / budget as f64
