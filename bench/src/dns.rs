@@ -22,15 +22,14 @@
 //!    country got from each server.
 
 use crate::BenchError;
-use crate::cpu;
 use crate::dnsload::{self, DnsLoadResult, DnsLoadSpec, PreparedQuery};
 use crate::gdnsd;
 use crate::peers::{Skipped, find_program};
 use crate::pinning::Cores;
-use crate::progress::Progress;
 use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::median;
 use crate::targets::target;
+use crate::turns::{Schedule, UnderTest, take_turns};
 use geodns::{GeoDatabase, Steering};
 use hickory_proto::rr::RecordType;
 use kit::{Process, Topology};
@@ -465,14 +464,6 @@ pub(crate) fn embedded_database() -> Result<GeoDatabase, BenchError> {
     GeoDatabase::embedded().map_err(|e| BenchError::invalid("the geo database", e))
 }
 
-/// A DNS server under test.
-struct UnderTest {
-    server: DnsServer,
-    listen: SocketAddr,
-    process: Process,
-    _workdir: tempfile::TempDir,
-}
-
 /// Runs the scenario against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, BenchError> {
     if options.countries.is_empty() || options.rounds == 0 || options.duration_ms == 0 {
@@ -510,7 +501,7 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
         server: DnsServer::Meridian,
         listen: topology.dns(),
         process,
-        _workdir: workdir,
+        workdir,
     });
 
     if let Some(gdnsd) = gdnsd {
@@ -530,67 +521,37 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
             server: DnsServer::Gdnsd,
             listen,
             process,
-            _workdir: workdir,
+            workdir,
         });
     }
 
-    let per_run = Duration::from_millis(options.duration_ms);
-    let warmup = Duration::from_millis(options.warmup_ms);
-    let planned = (warmup + per_run * options.rounds as u32) * running.len() as u32;
-    let mut progress = Progress::new(planned);
-    for skip in &skipped {
-        progress.println(skip.note());
-    }
-    let spec_for = |server: SocketAddr, duration: Duration| DnsLoadSpec {
-        server,
-        queries: queries.clone(),
-        sockets: options.sockets,
-        outstanding: options.outstanding,
-        duration,
-        timeout: Duration::from_secs(1),
+    let schedule = Schedule {
+        warmup: Duration::from_millis(options.warmup_ms),
+        per_run: Duration::from_millis(options.duration_ms),
+        rounds: options.rounds,
     };
-    for target in &running {
-        let spec = spec_for(target.listen, warmup);
-        let label = format!("warming {}", target.server.name());
-        progress.step(label, warmup, load(spec, cores)).await?;
-    }
-    let mut rounds: Vec<Vec<DnsRound>> = vec![Vec::new(); running.len()];
-    for round in 0..options.rounds {
-        for turn in 0..running.len() {
-            let index = (turn + round) % running.len();
-            let target = &running[index];
-            let label = format!(
-                "round {}/{}: {}",
-                round + 1,
-                options.rounds,
-                target.server.name()
-            );
-            let before = cpu::process_tree_time(target.process.pid());
-            let result = progress
-                .step(
-                    label.clone(),
-                    per_run,
-                    load(spec_for(target.listen, per_run), cores),
-                )
-                .await?;
-            let after = cpu::process_tree_time(target.process.pid());
-            let measured = DnsRound {
-                load: result,
-                cpu_seconds: before
-                    .zip(after)
-                    .map(|(b, a)| a.since(&b).total().as_secs_f64()),
-            };
-            progress.println(format!("{label}: {}", describe_round(&measured)));
-            rounds[index].push(measured);
-        }
-    }
-    let measurements: Vec<DnsMeasurement> = running
-        .iter()
-        .zip(rounds)
-        .map(|(target, rounds)| DnsMeasurement::from_rounds(target.server, rounds))
+    let turn = async |target: &UnderTest<DnsServer>, _: &(), duration| {
+        let spec = DnsLoadSpec {
+            server: target.listen,
+            queries: queries.clone(),
+            sockets: options.sockets,
+            outstanding: options.outstanding,
+            duration,
+            timeout: Duration::from_secs(1),
+        };
+        let (load, cpu) = target.cpu_during(load(spec, cores)).await;
+        let cpu_seconds = cpu.map(|cpu| cpu.total().as_secs_f64());
+        Ok(DnsRound {
+            load: load?,
+            cpu_seconds,
+        })
+    };
+    let label = |server: &DnsServer, _: &()| server.name().to_owned();
+    let turns = take_turns(&running, &[()], schedule, &skipped, label, turn).await?;
+    let measurements: Vec<DnsMeasurement> = (running.iter().zip(turns))
+        .map(|(target, turns)| DnsMeasurement::from_rounds(target.server, turns.concat()))
         .collect();
     drop(running);
-    drop(progress);
     for task in health {
         task.abort();
     }
@@ -632,14 +593,20 @@ fn describe_numbers(
     text
 }
 
-fn describe_round(r: &DnsRound) -> String {
-    describe_numbers(
-        r.load.answers_per_second,
-        r.answers_per_cpu_second(),
-        (r.load.p50_ms, r.load.p99_ms, r.load.p999_ms),
-        r.load.bad,
-        r.load.lost,
-    )
+impl std::fmt::Display for DnsRound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let load = &self.load;
+        let latency = (load.p50_ms, load.p99_ms, load.p999_ms);
+        let per_cpu = self.answers_per_cpu_second();
+        let numbers = describe_numbers(
+            load.answers_per_second,
+            per_cpu,
+            latency,
+            load.bad,
+            load.lost,
+        );
+        f.write_str(&numbers)
+    }
 }
 
 fn describe(m: &DnsMeasurement) -> String {

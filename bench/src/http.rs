@@ -22,15 +22,15 @@
 //! The pure part, [`summarize`], turns measurements into the report.
 
 use crate::BenchError;
-use crate::cpu::{self, CpuTime};
+use crate::cpu::CpuTime;
 use crate::loadgen::{LoadChoice, LoadGenerator, LoadResult, LoadSpec};
 use crate::peers::{HttpPeer, Skipped};
 use crate::pinning::Cores;
 use crate::process::{self, fetches, sized_path};
-use crate::progress::Progress;
 use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::median;
 use crate::targets::target;
+use crate::turns::{Schedule, UnderTest, take_turns};
 use kit::{Process, ScriptedOrigin};
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -310,18 +310,6 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
             }
         }
     }
-    let per_run = Duration::from_millis(options.duration_ms);
-    let warmup = Duration::from_millis(options.warmup_ms);
-    let runs = servers.len() * options.sizes.len();
-    let planned = (warmup + per_run * options.rounds as u32) * runs as u32;
-    let mut progress = Progress::new(planned);
-    for skip in &skipped {
-        progress.println(skip.note());
-    }
-
-    // Every server runs at once, each pinned to the same core; only the
-    // one under load uses it. They take turns, so a burst of noise on the
-    // machine hits one round of one server, not one server's whole result.
     let mut running = Vec::new();
     for (host, &server) in (1..).zip(&servers) {
         let workdir = crate::peers::workdir()?;
@@ -342,68 +330,42 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
             Duration::from_millis(options.ready_timeout_ms),
         )
         .await?;
+        for &size in &options.sizes {
+            warm(listen, &sized_path(size), &origin).await?;
+        }
         running.push(UnderTest {
             server,
             listen,
             process,
-            _workdir: workdir,
+            workdir,
         });
     }
 
-    for target in &running {
-        for &size in &options.sizes {
-            let path = sized_path(size);
-            warm(target.listen, &path, &origin).await?;
-            let label = format!("warming {} {}", target.server.name(), size_label(size));
-            let spec = load_spec(target.listen, path, options, warmup);
-            progress
-                .step(label, warmup, generator.run(&spec, &cores))
-                .await
-                .map_err(load_failed)?;
-        }
-    }
-
-    let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); runs];
-    for round in 0..options.rounds {
-        for (size_index, &size) in options.sizes.iter().enumerate() {
-            // Rotate who goes first, so no server always follows the same
-            // one.
-            for turn in 0..running.len() {
-                let server_index = (turn + round) % running.len();
-                let target = &running[server_index];
-                let path = sized_path(size);
-                let label = format!(
-                    "round {}/{}: {} {}",
-                    round + 1,
-                    options.rounds,
-                    target.server.name(),
-                    size_label(size)
-                );
-                let spec = load_spec(target.listen, path.clone(), options, per_run);
-                let before_fetches = fetches(&origin, &path);
-                let cpu_before = cpu::process_tree_time(target.process.pid());
-                let load = progress
-                    .step(label.clone(), per_run, generator.run(&spec, &cores))
-                    .await
-                    .map_err(load_failed)?;
-                let cpu_after = cpu::process_tree_time(target.process.pid());
-                let measured = Round {
-                    load,
-                    cpu: cpu_before.zip(cpu_after).map(|(b, a)| a.since(&b)),
-                    origin_fetches: fetches(&origin, &path) - before_fetches,
-                };
-                progress.println(format!("{label}: {}", describe_round(&measured)));
-                rounds[server_index * options.sizes.len() + size_index].push(measured);
-            }
-        }
-    }
-
+    let schedule = Schedule {
+        warmup: Duration::from_millis(options.warmup_ms),
+        per_run: Duration::from_millis(options.duration_ms),
+        rounds: options.rounds,
+    };
+    let label = |server: &Server, &size: &usize| format!("{} {}", server.name(), size_label(size));
+    let turn = async |target: &UnderTest<Server>, &size: &usize, duration| {
+        let path = sized_path(size);
+        let spec = load_spec(target.listen, path.clone(), options, duration);
+        let before = fetches(&origin, &path);
+        let (load, cpu) = target.cpu_during(generator.run(&spec, &cores)).await;
+        let origin_fetches = fetches(&origin, &path) - before;
+        let load = load.map_err(load_failed)?;
+        Ok(Round {
+            load,
+            cpu,
+            origin_fetches,
+        })
+    };
+    let sizes = &options.sizes;
+    let turns = take_turns(&running, sizes, schedule, &skipped, label, turn).await?;
     let mut measurements = Vec::new();
-    for (server_index, target) in running.iter().enumerate() {
-        for (size_index, &size) in options.sizes.iter().enumerate() {
-            let of_run =
-                std::mem::take(&mut rounds[server_index * options.sizes.len() + size_index]);
-            let measurement = Measurement::from_rounds(target.server, size, of_run);
+    for (target, at_sizes) in running.iter().zip(turns) {
+        for (&size, rounds) in sizes.iter().zip(at_sizes) {
+            let measurement = Measurement::from_rounds(target.server, size, rounds);
             if !measurement.clean() {
                 target.process.replay();
             }
@@ -412,7 +374,6 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
     }
     // Every server (and its children) is killed here.
     drop(running);
-    drop(progress);
     Ok(summarize(
         meridian,
         options,
@@ -421,14 +382,6 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
         measurements,
         skipped,
     ))
-}
-
-/// A server under test, running.
-struct UnderTest {
-    server: Server,
-    listen: SocketAddr,
-    process: Process,
-    _workdir: tempfile::TempDir,
 }
 
 /// The load of one run: `path` on `addr` for `duration`.
@@ -542,8 +495,11 @@ fn describe(m: &Measurement) -> String {
     describe_numbers(&m.median, m.cpu_us_per_request, m.origin_fetches)
 }
 
-fn describe_round(r: &Round) -> String {
-    describe_numbers(&r.load, r.cpu_us_per_request(), r.origin_fetches)
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let numbers = describe_numbers(&self.load, self.cpu_us_per_request(), self.origin_fetches);
+        f.write_str(&numbers)
+    }
 }
 
 /// 65432.1 → "65,432".

@@ -37,6 +37,7 @@ pub mod progress;
 pub mod report;
 pub mod stats;
 pub mod targets;
+pub mod turns;
 
 use std::path::{Path, PathBuf};
 
