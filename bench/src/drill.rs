@@ -155,7 +155,19 @@ pub enum Action {
 
 /// One phase: its name, what starts it, and what it waits for after its
 /// planned time, up to the settle timeout (`None`: it ends on time).
-pub type Step = (&'static str, Action, Option<fn(&Shared) -> bool>);
+pub struct Step(&'static str, Action, Option<fn(&Shared) -> bool>);
+
+impl Step {
+    /// Phase `phase`, begun by `action`, held for its planned time.
+    pub fn new(phase: &'static str, action: Action) -> Step {
+        Step(phase, action, None)
+    }
+
+    /// The same, held longer (up to the settle timeout) until `done`.
+    pub fn until(self, done: fn(&Shared) -> bool) -> Step {
+        Step(self.0, self.1, Some(done))
+    }
+}
 
 /// What one client request saw, from the start of the load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,7 +391,7 @@ async fn run_steps(
     steps: Vec<Step>,
 ) -> Result<Vec<(&'static str, Duration, Duration)>, BenchError> {
     let mut phases = Vec::new();
-    for (i, (phase, action, until)) in steps.into_iter().enumerate() {
+    for (i, Step(phase, action, until)) in steps.into_iter().enumerate() {
         let began = shared.now();
         tokio::task::block_in_place(|| act(up, &action))?;
         phases.push((phase, began, shared.now()));

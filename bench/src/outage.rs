@@ -36,27 +36,15 @@ pub const PHASES: [&str; 5] = [
 /// Runs the drill against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &DrillOptions) -> Result<DrillReport, BenchError> {
     let steps: Vec<Step> = vec![
-        (PHASES[0], Action::Nothing, None),
-        (
-            PHASES[1],
-            Action::Meridian(&["outage", OUTAGE_REGION]),
-            Some(drill::gb_away),
-        ),
-        (
-            PHASES[2],
-            Action::Meridian(&["restore", OUTAGE_REGION]),
-            Some(drill::all_home),
-        ),
-        (
+        Step::new(PHASES[0], Action::Nothing),
+        Step::new(PHASES[1], Action::Meridian(&["outage", OUTAGE_REGION])).until(drill::gb_away),
+        Step::new(PHASES[2], Action::Meridian(&["restore", OUTAGE_REGION])).until(drill::all_home),
+        Step::new(
             PHASES[3],
             Action::Meridian(&["outage", OUTAGE_REGION, "--component", "origin"]),
-            None,
         ),
-        (
-            PHASES[4],
-            Action::Meridian(&["restore", OUTAGE_REGION]),
-            Some(drill::own_origin),
-        ),
+        Step::new(PHASES[4], Action::Meridian(&["restore", OUTAGE_REGION]))
+            .until(drill::own_origin),
     ];
     let (meridian, up) = drill::start(meridian, options)?;
     let measured = drill::drive(&up, options, steps).await;

@@ -66,33 +66,23 @@ pub async fn run(meridian: &Path, options: &DrillOptions) -> Result<DrillReport,
     let (meridian, up) = drill::start(meridian, options)?;
     let dead = options.host(up.topology.edge(2)).ip();
     let steps: Vec<Step> = vec![
-        (PHASES[0], Action::Nothing, None),
-        (
+        Step::new(PHASES[0], Action::Nothing),
+        Step::new(
             PHASES[1],
             Action::Kill(format!("edge {OUTAGE_REGION} {dead}")),
-            None,
         ),
-        (
+        Step::new(
             PHASES[2],
             Action::Meridian(&["outage", OUTAGE_REGION, "--partition", "--from", "ns1"]),
-            None,
         ),
-        (
-            PHASES[3],
-            Action::Meridian(&["restore", OUTAGE_REGION]),
-            Some(drill::gb_home),
-        ),
-        (
+        Step::new(PHASES[3], Action::Meridian(&["restore", OUTAGE_REGION])).until(drill::gb_home),
+        Step::new(
             PHASES[4],
             Action::Meridian(&["outage", OUTAGE_REGION, "--partition"]),
-            Some(drill::gb_away),
-        ),
-        (
-            PHASES[5],
-            Action::Meridian(&["restore", OUTAGE_REGION]),
-            Some(drill::gb_home),
-        ),
-        (PHASES[6], Action::Kill("geodns ns1".to_owned()), None),
+        )
+        .until(drill::gb_away),
+        Step::new(PHASES[5], Action::Meridian(&["restore", OUTAGE_REGION])).until(drill::gb_home),
+        Step::new(PHASES[6], Action::Kill("geodns ns1".to_owned())),
     ];
     let measured = drill::drive(&up, options, steps).await;
     let fill = match &measured {
