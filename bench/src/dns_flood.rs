@@ -33,6 +33,8 @@ use crate::pinning::Cores;
 use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::LatencySummary;
 use crate::targets::target;
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
 use kit::{RateLimit, Topology};
 use serde::Serialize;
 use std::io::ErrorKind;
@@ -213,20 +215,9 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let flooding = tokio::task::spawn_blocking(move || {
         flood(server, &sources, pool, deadline, rate, pid, cores)
     });
-    let udp = probe_udp(
-        server,
-        probe_host,
-        &clients,
-        options.probe_interval_ms,
-        deadline,
-    );
-    let tcp = probe_tcp(
-        server,
-        probe_host,
-        &clients,
-        options.tcp_probe_interval_ms,
-        deadline,
-    );
+    let (udp_every, tcp_every) = (options.probe_interval_ms, options.tcp_probe_interval_ms);
+    let udp = probe(server, probe_host, &clients, udp_every, deadline, false);
+    let tcp = probe(server, probe_host, &clients, tcp_every, deadline, true);
     let (flooded, udp, tcp) = tokio::join!(flooding, udp, tcp);
     let drops_after = udp_drops(server);
     for task in health {
@@ -372,81 +363,65 @@ fn parse_udp_drops(table: &str, local: SocketAddr) -> Option<u64> {
 }
 
 /// Whether `reply` gives `client` its edge.
-fn right(reply: &hickory_proto::op::Message, client: &Client) -> bool {
+fn right(reply: &Message, client: &Client) -> bool {
     kit::dns::steered(reply).is_ok_and(|(ip, _)| ip == client.expected)
 }
 
-/// A UDP probe every `interval_ms` until `deadline`, the clients in turn,
-/// each waiting up to a second for its reply.
-async fn probe_udp(
+/// A probe every `interval_ms` until `deadline`, the clients in turn,
+/// over UDP from a socket of its own on `from`, or (`tcp`) over a new TCP
+/// connection from `from` each time; each waits up to a second for its
+/// reply.
+async fn probe(
     server: SocketAddr,
     from: Ipv4Addr,
     clients: &[Client],
     interval_ms: u64,
     deadline: Instant,
+    tcp: bool,
 ) -> Result<Probes, BenchError> {
-    let socket = tokio::net::UdpSocket::bind((from, 0))
-        .await
+    let socket = if tcp {
+        None
+    } else {
+        Some(tokio::net::UdpSocket::bind((from, 0)).await)
+    };
+    let socket = socket
+        .transpose()
         .map_err(BenchError::io("bind the UDP probe's socket"))?;
     let mut probes = Probes::default();
     let mut latencies = Vec::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if !tcp {
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    let wait = Duration::from_secs(1);
     while Instant::now() < deadline {
         ticks.tick().await;
         let client = &clients[(probes.sent % clients.len() as u64) as usize];
-        let query = kit::dns::ecs(
-            "cdn.meridian.test.",
-            hickory_proto::rr::RecordType::A,
-            &client.subnet,
-        );
+        let query = kit::dns::ecs("cdn.meridian.test.", RecordType::A, &client.subnet);
         probes.sent += 1;
         let started = Instant::now();
-        match kit::dns::ask(&socket, server, &query, Duration::from_secs(1)).await {
-            Ok(reply) if right(&reply, client) => {
+        // `None`: no reply; `Some(None)`: one that does not parse.
+        let reply = if let Some(socket) = &socket {
+            kit::dns::ask(socket, server, &query, wait)
+                .await
+                .ok()
+                .map(Some)
+        } else {
+            let bytes = kit::dns::bytes(&query).map_err(|e| BenchError::invalid("a probe", e))?;
+            let exchange = kit::dns::ask_tcp(IpAddr::V4(from), server, &bytes);
+            let reply = tokio::time::timeout(wait, exchange)
+                .await
+                .ok()
+                .and_then(Result::ok);
+            reply.map(|reply| Message::from_vec(&reply).ok())
+        };
+        match reply {
+            Some(Some(reply)) if right(&reply, client) => {
                 probes.answered += 1;
                 latencies.push(started.elapsed());
             }
-            Ok(_) => probes.other += 1,
-            Err(_) => {}
-        }
-    }
-    probes.latency = LatencySummary::from_samples(latencies);
-    Ok(probes)
-}
-
-/// A TCP probe on a new connection every `interval_ms` until `deadline`.
-async fn probe_tcp(
-    server: SocketAddr,
-    from: Ipv4Addr,
-    clients: &[Client],
-    interval_ms: u64,
-    deadline: Instant,
-) -> Result<Probes, BenchError> {
-    let mut probes = Probes::default();
-    let mut latencies = Vec::new();
-    let mut ticks = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
-    while Instant::now() < deadline {
-        ticks.tick().await;
-        let client = &clients[(probes.sent % clients.len() as u64) as usize];
-        let query = kit::dns::ecs(
-            "cdn.meridian.test.",
-            hickory_proto::rr::RecordType::A,
-            &client.subnet,
-        );
-        let bytes =
-            kit::dns::bytes(&query).map_err(|reason| BenchError::invalid("a probe", reason))?;
-        probes.sent += 1;
-        let started = Instant::now();
-        let exchange = kit::dns::ask_tcp(IpAddr::V4(from), server, &bytes);
-        if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(1), exchange).await {
-            match hickory_proto::op::Message::from_vec(&reply) {
-                Ok(reply) if right(&reply, client) => {
-                    probes.answered += 1;
-                    latencies.push(started.elapsed());
-                }
-                _ => probes.other += 1,
-            }
+            Some(_) => probes.other += 1,
+            None => {}
         }
     }
     probes.latency = LatencySummary::from_samples(latencies);
