@@ -349,11 +349,17 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
     let label = |server: &Server, &size: &usize| format!("{} {}", server.name(), size_label(size));
     let turn = async |target: &UnderTest<Server>, &size: &usize, duration| {
         let path = sized_path(size);
-        let spec = load_spec(target.listen, path.clone(), options, duration);
+        let spec = LoadSpec {
+            addr: target.listen,
+            path: path.clone(),
+            host: HOST.to_owned(),
+            connections: options.connections,
+            duration,
+        };
         let before = fetches(&origin, &path);
         let (load, cpu) = target.cpu_during(generator.run(&spec, &cores)).await;
         let origin_fetches = fetches(&origin, &path) - before;
-        let load = load.map_err(load_failed)?;
+        let load = load.map_err(|e| BenchError::invalid("load generator", e))?;
         Ok(Round {
             load,
             cpu,
@@ -382,26 +388,6 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
         measurements,
         skipped,
     ))
-}
-
-/// The load of one run: `path` on `addr` for `duration`.
-fn load_spec(
-    addr: SocketAddr,
-    path: String,
-    options: &HttpOptions,
-    duration: Duration,
-) -> LoadSpec {
-    LoadSpec {
-        addr,
-        path,
-        host: HOST.to_owned(),
-        connections: options.connections,
-        duration,
-    }
-}
-
-fn load_failed(error: crate::loadgen::LoadError) -> BenchError {
-    BenchError::invalid("load generator", error)
 }
 
 /// Starts `server` in front of `origin` on `listen`, pinned to the server
