@@ -343,24 +343,21 @@ mod tests {
             new_client_ms: Some(1.0),
         };
         let options = ConnectionsOptions::full();
-        let report = summarize(
-            Path::new("m"),
-            &options,
-            OpenFileLimit::default(),
-            measured.clone(),
-        );
+        let judge =
+            |m: &Measured| summarize(Path::new("m"), &options, Default::default(), m.clone());
+        let report = judge(&measured);
         assert!(report.passed, "{:?}", report.failures);
         assert_eq!(report.bytes_per_connection(), 30 * 1024);
         let fat = Measured {
             loaded_rss: (20 << 20) + 10_000 * 100 * 1024,
             ..measured.clone()
         };
-        assert!(!summarize(Path::new("m"), &options, OpenFileLimit::default(), fat).passed);
+        assert!(!judge(&fat).passed);
         let dropped = Measured {
             held: 9_990,
             failed: 10,
             ..measured
         };
-        assert!(!summarize(Path::new("m"), &options, OpenFileLimit::default(), dropped).passed);
+        assert!(!judge(&dropped).passed);
     }
 }

@@ -370,17 +370,13 @@ mod tests {
             sampled: 200,
             sampled_hits: hits,
         };
-        let report = summarize(Path::new("m"), &options, vec![run(125, 100)]);
+        let judge = |run: MemoryRun| summarize(Path::new("m"), &options, vec![run]);
+        let report = judge(run(125, 100));
         assert!(report.passed, "{:?}", report.failures);
         assert!((report.runs[0].cache_ratio(100 << 20) - 1.05).abs() < 1e-9);
-        let report = summarize(Path::new("m"), &options, vec![run(135, 100)]);
-        assert!(!report.passed);
+        assert!(!judge(run(135, 100)).passed);
         assert_eq!(run(125, 0).allowed_hits(2), 110);
-        let report = summarize(Path::new("m"), &options, vec![run(125, 111)]);
-        assert!(
-            report.failures[0].contains("still cached"),
-            "{:?}",
-            report.failures
-        );
+        let failures = judge(run(125, 111)).failures;
+        assert!(failures[0].contains("still cached"), "{failures:?}");
     }
 }
