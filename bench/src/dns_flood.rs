@@ -204,12 +204,13 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let (process, _workdir) = started.await?;
     eprintln!("dns-flood: seed {seed} (--seed {seed} replays the same datagrams)");
 
-    let duration = Duration::from_millis(options.duration_ms);
-    let deadline = Instant::now() + duration;
     let sources: Vec<SocketAddr> = (0..options.sockets)
         .map(|i| SocketAddr::from(([127, options.block, 100, 1 + i as u8], 0)))
         .collect();
     let pool = kit::mutation::inputs(seed, POOL_SIZE);
+    // The flood's time starts once its datagrams exist: making them takes
+    // a debug build on a busy machine seconds, once the whole window.
+    let deadline = Instant::now() + Duration::from_millis(options.duration_ms);
     let (rate, pid) = (options.rate, process.pid());
     let drops_before = udp_drops(server);
     let flooding = tokio::task::spawn_blocking(move || {
