@@ -144,7 +144,7 @@ pub struct UpArgs {
     /// Run a local NATS server with JetStream (`nats-server`) as one more
     /// child and every role on it: purges on the bus's stream, config
     /// revisions in its bucket (see `[cluster]`).
-    #[arg(long, conflicts_with = "hosts")]
+    #[arg(long)]
     pub cluster: bool,
     /// The /16 the hosts' addresses are in (198.18.0.0/15 is set aside
     /// for tests of networks, RFC 2544).

@@ -21,29 +21,30 @@ pub fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
         soft: args.soft,
     };
     edge::purging::check(&request).map_err(|reason| anyhow!(reason))?;
-    match cluster_of(&config)? {
-        Some(bus) => runtime()?.block_on(on_the_bus(&bus, &request)),
+    let config = running_config(config)?;
+    match &config.cluster {
+        Some(bus) => runtime()?.block_on(on_the_bus(bus, &request)),
         None => over_http(&config, &request),
     }
 }
 
-/// The bus the config names; or, for a config without one, the bus of a
-/// `meridian up --cluster` running it (which the control API names).
-pub fn cluster_of(config: &config::Config) -> anyhow::Result<Option<config::Cluster>> {
-    if let Some(bus) = &config.cluster {
-        return Ok(Some(bus.clone()));
-    }
+/// The config the roles of a running `meridian up` run, if one answers on
+/// the control API of `config` (`up --cluster` adds the bus, `up --hosts`
+/// moves every address); else `config` itself.
+pub fn running_config(config: config::Config) -> anyhow::Result<config::Config> {
     let asked = runtime()?.block_on(crate::ops::call(
         config.control.listen,
         reqwest::Method::GET,
-        "/cluster",
+        "/config",
     ));
     let Ok(body) = asked else {
-        // No `up`, or one without a bus: a single host.
-        return Ok(None);
+        return Ok(config);
     };
-    let answer: crate::up::control::ClusterConfig = serde_json::from_slice(&body)?;
-    Ok(config::Config::load(&answer.config)?.cluster)
+    let answer: crate::up::control::RunningConfig = serde_json::from_slice(&body)?;
+    match answer.config {
+        Some(path) => Ok(config::Config::load(&path)?),
+        None => Ok(config),
+    }
 }
 
 /// Publishes the purge and waits for every live edge (the bus's reports)

@@ -3,8 +3,8 @@
 //!
 //! A config with a `[cluster]` section keeps it, and the server listens at
 //! its first `nats_urls` address; one without gets
-//! `nats_urls = ["nats://127.0.0.1:4222"]` (NATS's own port on the demo's
-//! loopback range). The server's streams and the roles' state live in a
+//! `nats_urls = ["nats://127.0.0.4:4222"]`. Under `up --hosts` it runs on a
+//! host of its own on the core bridge, so partitions cut it off too. The server's streams and the roles' state live in a
 //! temporary directory that `up` removes when it stops.
 
 use anyhow::Context;
@@ -13,8 +13,13 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Where the demo's bus listens.
-pub const DEMO_NATS: &str = "127.0.0.1:4222";
+/// Where the demo's bus listens: NATS's own port, on the demo's loopback
+/// range beside the nameservers (moved onto a host of its own by
+/// `up --hosts`, like every address of the topology).
+pub const DEMO_NATS: &str = "127.0.0.4:4222";
+
+/// Its host under `up --hosts`.
+pub const HOST: &str = "bus";
 
 /// The bus `up` runs: its address, its program's arguments, and the config
 /// the roles get.
@@ -28,7 +33,7 @@ pub struct LocalBus {
     /// Its path.
     pub config_path: PathBuf,
     /// Everything it stores; removed on drop.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// The program, found on the PATH.
@@ -84,31 +89,59 @@ impl LocalBus {
         std::fs::write(&config_path, &text)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
         let config = Config::load(&config_path)?;
-        let args = [
-            "--jetstream",
-            "--addr",
-            &listen.ip().to_string(),
-            "--port",
-            &listen.port().to_string(),
-            "--store_dir",
-            &dir.path().join("nats").display().to_string(),
-            "--server_name",
-            "meridian-up",
-        ]
-        .map(OsString::from)
-        .to_vec();
+        let args = server_args(listen, dir.path());
         Ok(LocalBus {
             listen,
             args,
             config,
             config_path,
-            _dir: dir,
+            dir,
         })
     }
 }
 
+impl LocalBus {
+    /// The bus moved with the topology it serves (`up --hosts`): it
+    /// listens where `config`'s first `nats_urls` now says.
+    pub fn moved_with(
+        &mut self,
+        config: &Config,
+        config_path: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        let first = config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.nats_urls.first())
+            .map(String::as_str)
+            .unwrap_or_default();
+        self.listen = listen_address(first)?;
+        self.args = server_args(self.listen, self.dir.path());
+        self.config = config.clone();
+        self.config_path = config_path.to_path_buf();
+        Ok(())
+    }
+}
+
+/// `nats-server`'s arguments: JetStream on, listening on `listen`, storing
+/// under `dir`.
+fn server_args(listen: SocketAddr, dir: &std::path::Path) -> Vec<OsString> {
+    [
+        "--jetstream",
+        "--addr",
+        &listen.ip().to_string(),
+        "--port",
+        &listen.port().to_string(),
+        "--store_dir",
+        &dir.join("nats").display().to_string(),
+        "--server_name",
+        "meridian-up",
+    ]
+    .map(OsString::from)
+    .to_vec()
+}
+
 /// The address a `nats://host:port` URL names, for a local server.
-fn listen_address(url: &str) -> anyhow::Result<SocketAddr> {
+pub fn listen_address(url: &str) -> anyhow::Result<SocketAddr> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     authority.trim_end_matches('/').parse().with_context(|| {
@@ -128,8 +161,8 @@ mod tests {
             "127.9.0.4:4222".parse().unwrap()
         );
         assert_eq!(
-            super::listen_address("nats://u:p@127.0.0.1:4222").unwrap(),
-            "127.0.0.1:4222".parse().unwrap()
+            super::listen_address(&format!("nats://u:p@{}", super::DEMO_NATS)).unwrap(),
+            super::DEMO_NATS.parse().unwrap()
         );
         assert!(super::listen_address("nats://nats.example:4222").is_err());
     }

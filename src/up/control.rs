@@ -178,34 +178,30 @@ type Shared = Arc<Mutex<Supervisor>>;
 pub fn router(supervisor: Shared, listen: SocketAddr) -> Router {
     let routes = Router::new()
         .route("/status", get(status))
-        .route("/cluster", get(cluster))
+        .route("/config", get(running_config))
         .route("/regions/{region}/outage", post(outage))
         .route("/regions/{region}/restore", post(restore))
         .with_state(supervisor);
     admin_access::guard(routes, AdminAccess::new(listen))
 }
 
-/// `GET /cluster`: the config the roles of `up --cluster` run (with its
-/// `[cluster]`), so that `meridian purge` and `status` find the bus of a
-/// running `up` without being told.
-async fn cluster(State(supervisor): State<Shared>) -> Result<axum::Json<ClusterConfig>, Failure> {
+/// `GET /config`: the config file the roles run, which `up --cluster` and
+/// `up --hosts` make from the one they were given; commands such as
+/// `meridian purge` use it to reach the bus or the moved edges.
+async fn running_config(State(supervisor): State<Shared>) -> axum::Json<RunningConfig> {
     let supervisor = supervisor.lock().await;
-    match supervisor.bus_config() {
-        Some(config) => Ok(axum::Json(ClusterConfig {
-            config: config.to_path_buf(),
-        })),
-        None => Err(Failure(
-            StatusCode::NOT_FOUND,
-            "this `meridian up` runs no cluster bus (start it with --cluster)".to_owned(),
-        )),
-    }
+    axum::Json(RunningConfig {
+        config: supervisor
+            .running_config()
+            .map(std::path::Path::to_path_buf),
+    })
 }
 
-/// `GET /cluster`'s answer.
+/// `GET /config`'s answer.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct ClusterConfig {
-    /// The config file the roles run.
-    pub config: std::path::PathBuf,
+pub struct RunningConfig {
+    /// The config file the roles run; `None`: the embedded demo.
+    pub config: Option<std::path::PathBuf>,
 }
 
 async fn outage(

@@ -52,6 +52,7 @@ impl OnHosts {
     pub fn prepare(
         original: Option<&Path>,
         subnet: [u8; 2],
+        bus: bool,
     ) -> anyhow::Result<(OnHosts, config::Config)> {
         let (text, dir) = match original {
             Some(path) => (
@@ -67,7 +68,7 @@ impl OnHosts {
             .with_context(|| format!("cannot write {}", config_path.display()))?;
         let prepared = config::Config::load(&config_path)
             .map_err(anyhow::Error::from)
-            .and_then(|config| Ok((NetworkSpec::of(&config, subnet)?, config)))
+            .and_then(|config| Ok((NetworkSpec::of(&config, subnet, bus)?, config)))
             .and_then(|(spec, config)| Ok((Network::create(spec)?, config)));
         match prepared {
             Ok((network, config)) => Ok((
@@ -125,9 +126,20 @@ impl NetworkSpec {
 impl NetworkSpec {
     /// The hosts of `config` (already moved into `subnet`): each GeoDNS
     /// server on the core, each edge and each origin on its region's
-    /// bridge. Every address must be an IPv4 address in `subnet`.
-    pub fn of(config: &config::Config, subnet: [u8; 2]) -> anyhow::Result<NetworkSpec> {
+    /// bridge, and with `bus` (`up --cluster`) the NATS server on the core
+    /// at its first `nats_urls` address. Every address must be an IPv4
+    /// address in `subnet`.
+    pub fn of(config: &config::Config, subnet: [u8; 2], bus: bool) -> anyhow::Result<NetworkSpec> {
         let mut hosts = Vec::new();
+        if bus && let Some(cluster) = &config.cluster {
+            let first = cluster
+                .nats_urls
+                .first()
+                .map(String::as_str)
+                .unwrap_or_default();
+            let listen = super::bus::listen_address(first)?;
+            hosts.push(host(super::bus::HOST, None, &[listen.ip()], subnet)?);
+        }
         for server in &config.geodns.servers {
             let mut addresses = vec![server.listen.ip(), server.admin_listen.ip()];
             addresses.extend(server.probe_from);

@@ -116,6 +116,8 @@ struct Process {
 /// The running topology: its roles and their processes.
 pub struct Supervisor {
     config: Config,
+    /// The file the roles run (see [`Supervisor::running_config`]).
+    config_path: Option<PathBuf>,
     exe: PathBuf,
     roles: Vec<Role>,
     /// One per role, in the same order.
@@ -124,8 +126,9 @@ pub struct Supervisor {
     /// The network and the moved config of `up --hosts`; removed when the
     /// supervisor is dropped, after its children are stopped.
     hosts: Option<hosts::OnHosts>,
-    /// The bus of `up --cluster` (its directory is removed on drop).
-    bus: Option<bus::LocalBus>,
+    /// The bus of `up --cluster`, kept for its directory (the server's
+    /// streams, the roles' state), which is removed when `up` stops.
+    _bus: Option<bus::LocalBus>,
     /// The links cut by `outage --partition`, until `restore` heals them:
     /// (region, the GeoDNS server it is cut off from; `None`: everyone).
     cuts: Vec<(String, Option<String>)>,
@@ -150,7 +153,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         .map(std::path::absolute)
         .transpose()
         .context("cannot resolve the config path")?;
-    let bus = match args.cluster {
+    let mut bus = match args.cluster {
         true => Some(bus::LocalBus::prepare(&config, config_path.as_deref())?),
         false => None,
     };
@@ -162,8 +165,11 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         false => (config, config_path, None),
         true => {
             let (hosts, moved) =
-                hosts::OnHosts::prepare(config_path.as_deref(), args.hosts_subnet)?;
+                hosts::OnHosts::prepare(config_path.as_deref(), args.hosts_subnet, bus.is_some())?;
             let path = hosts.config_path.clone();
+            if let Some(bus) = &mut bus {
+                bus.moved_with(&moved, &path)?;
+            }
             (moved, Some(path), Some(hosts))
         }
     };
@@ -192,7 +198,7 @@ fn roles(config: &Config, config_path: Option<&Path>, bus: Option<&bus::LocalBus
             component: Component::Bus,
             region: None,
             address: None,
-            host: "bus".to_owned(),
+            host: bus::HOST.to_owned(),
             program: Some(bus::PROGRAM),
             args: bus.args.clone(),
             endpoint: format!("nats://{} (cluster bus)", bus.listen),
@@ -301,6 +307,7 @@ async fn supervise(
     let count = roles.len();
     let mut supervisor = Supervisor {
         config,
+        config_path,
         exe,
         roles,
         processes: (0..count)
@@ -315,7 +322,7 @@ async fn supervise(
             .collect(),
         http,
         hosts,
-        bus,
+        _bus: bus,
         cuts: Vec::new(),
     };
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -374,9 +381,10 @@ async fn supervise(
 }
 
 impl Supervisor {
-    /// The config file the roles run on the bus, under `up --cluster`.
-    fn bus_config(&self) -> Option<&Path> {
-        self.bus.as_ref().map(|bus| bus.config_path.as_path())
+    /// The config file the roles run (`None`: the embedded demo): the
+    /// one `up` was given, or the one it made for `--cluster` or `--hosts`.
+    fn running_config(&self) -> Option<&Path> {
+        self.config_path.as_deref()
     }
 
     /// Starts role `index`'s process.

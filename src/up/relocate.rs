@@ -1,7 +1,7 @@
 //! Moving a topology off loopback for `up --hosts`: every IPv4 loopback
 //! address the config gives (`127.A.B.C`) becomes `S1.S2.B.C` in the hosts'
 //! subnet, wherever it appears — a bare address, `address:port` or the host
-//! of a URL — so the demo's `127.0.2.1` edge is `198.18.2.1` on its own
+//! of a URL (`http`, `https`, and the cluster bus's `nats`, `tls`) — so the demo's `127.0.2.1` edge is `198.18.2.1` on its own
 //! host. The control API stays where it is: it is `up`'s own listener, in
 //! this namespace.
 //!
@@ -109,7 +109,7 @@ impl Moves {
                 .ip(*addr.ip())?
                 .map(|ip| format!("{ip}:{}", addr.port())));
         }
-        for scheme in ["http://", "https://"] {
+        for scheme in ["http://", "https://", "nats://", "tls://"] {
             let Some(rest) = text.strip_prefix(scheme) else {
                 continue;
             };
@@ -164,8 +164,13 @@ mod tests {
             name = "eu-west"
             [control]
             listen = "127.0.0.1:9000"
+            [cluster]
+            nats_urls = ["nats://127.0.0.4:4222", "tls://127.0.1.4:4443"]
         "#;
         let moved = relocated(text, [198, 18]).unwrap();
+        let urls = &moved["cluster"]["nats_urls"];
+        assert_eq!(urls[0].as_str(), Some("nats://198.18.0.4:4222"));
+        assert_eq!(urls[1].as_str(), Some("tls://198.18.1.4:4443"));
         assert_eq!(moved["geodns"]["listen"].as_str(), Some("198.18.0.1:5353"));
         let ns = &moved["zone"]["nameservers"][0]["addresses"];
         assert_eq!(ns[0].as_str(), Some("198.18.0.1"));

@@ -148,3 +148,63 @@ fn a_partition_needs_hosts() {
     let status = up.status_json().unwrap();
     assert_eq!(status["regions"][1]["origin"], "running", "{status}");
 }
+
+/// `up --hosts --cluster`: the bus on a host of its own (on the core), a
+/// region cut off from it by a partition catches up on the purge sent
+/// meanwhile as soon as the link heals; until it has, no hit it serves
+/// is presented as verified. Block 164, moved onto 198.21.0.0/16.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_region_cut_off_from_the_bus_catches_up_on_purges_when_healed() {
+    if !namespaces_available() || !kit::nats::NatsServer::installed() {
+        eprintln!("skipped: needs root, iproute2's `ip` and nats-server");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let topology = crate::harness::Topology::demo(164).cluster(
+        SocketAddr::from(([127, 164, 0, 4], 4222)),
+        state.path(),
+        Duration::from_secs(2),
+    );
+    let flags = ["--hosts", "--hosts-subnet", "198.21.0.0/16", "--cluster"];
+    let up = blocking(|| Up::start_with(bin(), &topology, &flags).unwrap());
+    let edge = SocketAddr::from(([198, 21, 2, 1], 8080));
+    let cdn = crate::harness::Cdn::via(edge);
+    let path = "/assets/1k.bin";
+    cdn.get(path).await;
+    assert!(cdn.get(path).await.is_hit());
+
+    blocking(|| {
+        up.command(&["outage", "eu-west", "--partition"])
+            .unwrap()
+            .succeeds()
+    });
+    let url = "http://cdn.meridian.test:8080/assets/1k.bin";
+    let stdout = blocking(|| up.command(&["purge", url]).unwrap().succeeds());
+    // The bus is on the core: the other regions applied it at once.
+    assert!(stdout.contains("edge us-east 198.21.1.1:8080"), "{stdout}");
+    let cut_off = stdout.lines().find(|l| l.contains("198.21.2.1:8080"));
+    assert!(
+        !cut_off.is_some_and(|l| l.contains("applied in")),
+        "{stdout}"
+    );
+    blocking(|| up.command(&["restore", "eu-west"]).unwrap().succeeds());
+
+    let mut caught_up = false;
+    for _ in 0..200 {
+        let answer = cdn.get(path).await;
+        let status = answer.cache_status().to_owned();
+        assert!(
+            !answer.is_hit() || status.contains("detail=unverified"),
+            "the purged object served as verified: {status}"
+        );
+        if answer.status == 200 && !answer.is_hit() {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        caught_up,
+        "eu-west never applied the purge sent while it was cut off"
+    );
+}
