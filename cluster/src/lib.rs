@@ -23,6 +23,7 @@ pub mod purge;
 pub mod reports;
 
 use async_nats::jetstream;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -183,6 +184,12 @@ impl Bus {
             .await
             .map_err(|e| BusError::jetstream("flush", e))
     }
+}
+
+/// An edge's name on the bus (its role report, its purge consumer):
+/// unique in the deployment, as its region and HTTP address are.
+pub fn edge_name(region: &str, addr: SocketAddr) -> String {
+    format!("edge {region} {addr}")
 }
 
 /// A name the bus accepts as a key or a consumer name: letters, digits,
