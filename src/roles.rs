@@ -72,12 +72,13 @@ pub fn geodns(args: &GeodnsArgs) -> anyhow::Result<()> {
         .map_err(|reason| anyhow::anyhow!("{}: {reason}", own.source))?
         .name
         .clone();
-    let member = Member::of(
-        &own,
-        args.config.config.as_deref(),
-        "geodns",
-        format!("geodns {server}"),
-    );
+    // A config of one GeoDNS server names it `geodns`: "geodns geodns"
+    // would say nothing more.
+    let name = match server.as_str() {
+        config::SINGLE_SERVER_NAME => server.clone(),
+        _ => format!("geodns {server}"),
+    };
+    let member = Member::of(&own, args.config.config.as_deref(), "geodns", name);
     let config = match &member {
         Some(member) => member.starting_config(own, |c| check_geodns(c, &server)),
         None => own,

@@ -428,26 +428,22 @@ impl BackgroundService for AdminListener {
     }
 }
 
-/// What [`run`] checks before it binds anything, on its own: a cluster
-/// member checks a new config revision with it before it restarts into
-/// that revision (an edge that cannot start from its applied revision
-/// would not serve at all).
+/// What [`run`] checks of the files the settings name, before it binds
+/// anything: a cluster member checks a new config revision with it before
+/// it restarts into that revision (an edge that cannot start from its
+/// applied revision would not serve at all). The listen addresses are not
+/// checked: the running edge holds them.
 pub fn check(settings: &EdgeSettings) -> Result<(), EdgeError> {
-    prepare(settings).map(|_| ())
+    load_files(settings).map(|_| ())
 }
 
-/// Checks the listen addresses and loads the certificates and the origin
-/// CA bundle: a bad one names its file and the reason, and the edge does
-/// not start.
-fn prepare(settings: &EdgeSettings) -> Result<Option<Arc<tls::CertResolver>>, EdgeError> {
-    check_listen_addresses(&settings.listen)?;
+/// Loads the certificates and checks the origin CA bundle: a bad one names
+/// its file and the reason, and the edge does not start.
+fn load_files(settings: &EdgeSettings) -> Result<Option<Arc<tls::CertResolver>>, EdgeError> {
     let resolver = match &settings.https {
-        Some(https) => {
-            check_listen_addresses(&https.listen)?;
-            Some(Arc::new(tls::CertResolver::new(
-                https.certificates.clone(),
-            )?))
-        }
+        Some(https) => Some(Arc::new(tls::CertResolver::new(
+            https.certificates.clone(),
+        )?)),
         None => None,
     };
     if let Some(path) = &settings.origin_policy.ca_file {
@@ -459,7 +455,11 @@ fn prepare(settings: &EdgeSettings) -> Result<Option<Arc<tls::CertResolver>>, Ed
 /// Runs the edge until SIGINT (fast) or SIGTERM (graceful), then exits the
 /// process. Returns only if it cannot start.
 pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
-    let resolver = prepare(&settings)?;
+    check_listen_addresses(&settings.listen)?;
+    if let Some(https) = &settings.https {
+        check_listen_addresses(&https.listen)?;
+    }
+    let resolver = load_files(&settings)?;
     if let Some(resolver) = &resolver {
         let expiry = resolver.current().earliest_expiry();
         tracing::info!(expires = %httpdate::fmt_http_date(expiry), "TLS certificates loaded");
