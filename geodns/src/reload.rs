@@ -448,6 +448,57 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_loads_its_source_and_a_sighup_then_reloads_that_source() {
+        let dir = std::env::temp_dir().join(format!("geodns-request-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = config::DEMO_TOML.replace("interval_ms = 500", "interval_ms = 300000");
+        let own = dir.join("own.toml");
+        std::fs::write(&own, &base).unwrap();
+        // What a member would have written to its applied file.
+        let applied = dir.join("applied.toml");
+        let gb_to = |region: &str| {
+            base.replacen(
+                "[health]",
+                &format!("[geodns.overrides]\ncountries = {{ GB = [\"{region}\"] }}\n\n[health]"),
+                1,
+            )
+        };
+        std::fs::write(&applied, gb_to("ap-southeast")).unwrap();
+        let metrics = Arc::new(DnsMetrics::new().unwrap());
+        let config = config::Config::load(&own).unwrap();
+        let live = Arc::new(Live::from_pointee(
+            Snapshot::load(config, &metrics).unwrap(),
+        ));
+        let reloader = Reloader::start(live.clone(), metrics.clone(), "ns1".into()).unwrap();
+        let (request, requests) = tokio::sync::mpsc::channel(1);
+        let (hang_up, hangups) = Hangups::sent_by_test();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let upkeep = tokio::spawn(keep_up(reloader, hangups.with_requests(requests), async {
+            let _ = stopped.await;
+        }));
+
+        let requested = config::ConfigSource::File(applied.clone());
+        request.send(requested.clone()).await.unwrap();
+        eventually("the requested source is loaded", || {
+            live.load().config.source == requested
+        })
+        .await;
+        assert_eq!(at(&live, "81.2.69.1"), [2, 1, 0]);
+
+        // A SIGHUP reloads the live config's source: the applied file,
+        // not the file the process started with.
+        std::fs::write(&applied, gb_to("us-east")).unwrap();
+        hang_up.send(()).await.unwrap();
+        eventually("the SIGHUP reloads the applied file", || {
+            at(&live, "81.2.69.1") == [0, 1, 2]
+        })
+        .await;
+        stop.send(()).unwrap();
+        upkeep.await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// The demo, live, with health checks that never probe during a test.
     fn demo_live() -> (Arc<Live>, Arc<DnsMetrics>) {
         let text = config::DEMO_TOML.replace("interval_ms = 500", "interval_ms = 300000");
