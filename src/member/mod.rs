@@ -165,7 +165,11 @@ impl Member {
         match self.take(&offered, follower) {
             Ok(()) => {
                 tracing::info!("running cluster config revision {number}");
-                self.report.send_modify(|r| r.revision = Some(number));
+                // A refusal of an older revision is history now.
+                self.report.send_modify(|r| {
+                    r.revision = Some(number);
+                    r.refused = None;
+                });
                 Some(number)
             }
             Err(error) => {

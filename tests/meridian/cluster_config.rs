@@ -264,6 +264,16 @@ fn every_role_follows_a_published_revision_and_refuses_a_bad_one() {
         geodns.process.log_excerpt()
     );
 
+    // The next good revision is taken, and the refusal is history.
+    let fixed = topology(236, &nats, &state, "192.0.2.3")
+        .raw("edge.cache_max_bytes", 33_554_432)
+        .raw("origin.asset_max_age_seconds", 1234);
+    let four = publish(&dir, "four.toml", &fixed);
+    wait_reports(&own, &names, "revision four", |r, refused| {
+        r == Some(four) && refused.is_none()
+    });
+    assert!(eventually(FOLLOWS, || probe(&geodns) == ip_of("192.0.2.3")));
+
     // Status without the bus says so, and still works.
     let mut nats = nats;
     nats.stop();
