@@ -383,6 +383,13 @@ mod tests {
     }
 
     #[test]
+    fn config_publish_takes_one_file() {
+        assert!(parses("config publish meridian.toml"));
+        assert!(!parses("config publish"));
+        assert!(!parses("config publish a.toml b.toml"));
+    }
+
+    #[test]
     fn no_command_means_up() {
         assert!(Cli::try_parse_from(["meridian"]).unwrap().command.is_none());
     }
