@@ -141,6 +141,11 @@ pub struct UpArgs {
     /// loopback addresses move into --hosts-subnet (127.0.2.1 → 198.18.2.1).
     #[arg(long)]
     pub hosts: bool,
+    /// Run a local NATS server with JetStream (`nats-server`) as one more
+    /// child and every role on it: purges on the bus's stream, config
+    /// revisions in its bucket (see `[cluster]`).
+    #[arg(long, conflicts_with = "hosts")]
+    pub cluster: bool,
     /// The /16 the hosts' addresses are in (198.18.0.0/15 is set aside
     /// for tests of networks, RFC 2544).
     #[arg(long, requires = "hosts", value_name = "A.B.0.0/16", default_value = "198.18.0.0/16", value_parser = parse_subnet)]

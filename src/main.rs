@@ -13,6 +13,7 @@ mod config_files;
 mod dns_views;
 mod member;
 mod ops;
+mod purge;
 mod roles;
 mod route;
 mod up;
@@ -31,7 +32,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Per-query and per-connection logs of the libraries stay below `info`:
 /// a busy server must not spend its time writing logs.
-const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn,pingora_core=warn,pingora_proxy=warn";
+const DEFAULT_LOG_FILTER: &str =
+    "info,hickory_server=warn,pingora_core=warn,pingora_proxy=warn,async_nats=warn";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,7 +57,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Outage(args) => ops::outage(&args),
         Command::Restore(args) => ops::restore(&args),
         Command::Status(args) => ops::status(&args),
-        Command::Purge(args) => ops::purge(&args),
+        Command::Purge(args) => purge::purge(&args),
         Command::Config(ConfigCommand::Default) => {
             print!("{}", config::DEMO_TOML);
             Ok(())

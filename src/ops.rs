@@ -1,7 +1,7 @@
 //! `meridian outage`, `restore` and `status`: clients of the control API of
 //! a running `meridian up` (see `up::control`).
 
-use crate::cli::{OutageArgs, OutageScope, PurgeArgs, RestoreArgs, StatusArgs};
+use crate::cli::{OutageArgs, OutageScope, RestoreArgs, StatusArgs};
 use crate::up::ProcessState;
 use crate::up::control::{Acted, RegionStatus, Status};
 use anyhow::{Context, anyhow};
@@ -11,7 +11,7 @@ use std::time::Duration;
 /// Restores wait for the processes to answer; give them time.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -20,7 +20,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Sends one request to the control API and returns its body, turning
 /// "nothing listens" and error answers into sentences.
-async fn call(
+pub(crate) async fn call(
     control: SocketAddr,
     method: reqwest::Method,
     path: &str,
@@ -138,86 +138,6 @@ fn print_status(body: &[u8], json: bool) -> anyhow::Result<()> {
     let status: Status = serde_json::from_slice(body)?;
     print!("{}", render(&status));
     Ok(())
-}
-
-/// `meridian purge`: the same purge on every edge, one line per edge.
-pub fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
-    let config = args.config.load()?;
-    let token = config.edge.admin_token.clone().ok_or_else(|| {
-        anyhow!(
-            "{}: edge.admin_token is not set, so the edges accept no purges",
-            config.source
-        )
-    })?;
-    let request = edge::admin::PurgeRequest {
-        urls: args.urls.clone(),
-        tags: args.tag.clone(),
-        all: args.all,
-        soft: args.soft,
-    };
-    let body = serde_json::to_vec(&request)?;
-    // Every edge of every region: each keeps its own cache.
-    let edges: Vec<(String, SocketAddr)> = config
-        .regions
-        .iter()
-        .flat_map(|r| {
-            r.edge_admin_addrs(&config.edge)
-                .into_iter()
-                .map(|admin| (r.name.clone(), admin))
-        })
-        .collect();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let outcomes = runtime()?.block_on(futures::future::join_all(
-        edges
-            .iter()
-            .map(|(_, addr)| purge_one(&client, *addr, &token, body.clone())),
-    ));
-    let mut failed = 0;
-    for ((region, addr), outcome) in edges.iter().zip(outcomes) {
-        let line = match outcome {
-            Ok(purged) => format!("purged {purged}"),
-            Err(reason) => {
-                failed += 1;
-                reason
-            }
-        };
-        println!("{region:<16} {addr:<22} {line}");
-    }
-    match failed {
-        0 => Ok(()),
-        n => Err(anyhow!("{n} of {} edges did not purge", edges.len())),
-    }
-}
-
-/// One edge's purge: how many objects it purged, or why it did not.
-async fn purge_one(
-    client: &reqwest::Client,
-    addr: SocketAddr,
-    token: &str,
-    body: Vec<u8>,
-) -> Result<usize, String> {
-    let response = client
-        .post(format!("http://{addr}/purge"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("unreachable: {e}"))?;
-    let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!(
-            "refused ({status}): {}",
-            String::from_utf8_lossy(&bytes).trim()
-        ));
-    }
-    serde_json::from_slice::<edge::admin::PurgeResult>(&bytes)
-        .map(|r| r.purged)
-        .map_err(|e| format!("unexpected answer: {e}"))
 }
 
 fn state(state: ProcessState) -> &'static str {

@@ -175,12 +175,16 @@ fn configured_edge(args: &EdgeArgs, region: &str) -> anyhow::Result<edge::EdgeSe
     let own = args.config.load()?;
     let own_settings = edge::EdgeSettings::from_config(&own, region, args.address)?;
     let name = cluster::edge_name(region, own_settings.peer_address);
-    let Some(member) = Member::of(&own, args.config.config.as_deref(), "edge", name) else {
+    let Some(mut member) = Member::of(&own, args.config.config.as_deref(), "edge", name) else {
         return Ok(own_settings);
     };
     let settings_of = |config: &config::Config| edge_settings(config, region, args.address);
     let config = member.starting_config(own, |c| settings_of(c).map(|_| ()));
     let settings = settings_of(&config)?;
+    // The edge's purge feed reports it on the bus, `verified` included.
+    if let Some(link) = &settings.cluster {
+        member.report_through(link.report.clone());
+    }
     let follower = EdgeFollower {
         region: region.to_owned(),
         address: args.address,

@@ -19,9 +19,10 @@
 //! The pure part, [`summarize`], turns what was measured into the report.
 
 use crate::BenchError;
+use crate::http::size_label;
 use crate::limits::{self, OpenFileLimit};
 use crate::process::{self, EdgeOnOrigin, error_chain};
-use crate::report::{Row, Run, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport, counts};
 use crate::stats::{LatencySummary, millis};
 use bytes::Bytes;
 use serde::Serialize;
@@ -40,23 +41,32 @@ pub const OBJECT_CACHE_CONTROL: &str = "public, max-age=60";
 /// How many transport error messages the report keeps.
 const ERROR_SAMPLES: usize = 5;
 
-/// The scenario's knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The scenario's knobs; the flags of `bench coalesce` change its preset
+/// ([`full`](Self::full) or [`smoke`](Self::smoke)), the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct CoalesceOptions {
-    /// How many concurrent requests for the one object.
+    /// Concurrent requests [default: 1000; 50 with --smoke].
+    #[arg(long, value_name = "N", required = false)]
     pub requests: usize,
-    /// The object's size in bytes.
+    /// The object's size in bytes [default: 102400].
+    #[arg(long = "size", value_name = "BYTES", required = false)]
     pub body_bytes: usize,
-    /// How long the origin waits before answering, in milliseconds.
+    /// How long the origin waits before answering [default: 200; 100 with
+    /// --smoke].
+    #[arg(long, value_name = "MS", required = false)]
     pub origin_delay_ms: u64,
     /// How long one request may take, in milliseconds.
+    #[arg(skip)]
     pub request_timeout_ms: u64,
     /// How long `meridian` may take to answer its health check, in ms.
+    #[arg(skip)]
     pub ready_timeout_ms: u64,
     /// The loopback block: the edge on 127.B.1.1:8080, the origin on
     /// 127.B.0.1:8000.
+    #[arg(skip)]
     pub block: u8,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 
@@ -86,12 +96,6 @@ impl CoalesceOptions {
             smoke: true,
             ..CoalesceOptions::full()
         }
-    }
-}
-
-impl Default for CoalesceOptions {
-    fn default() -> Self {
-        CoalesceOptions::full()
     }
 }
 
@@ -167,10 +171,7 @@ pub struct CoalesceReport {
 /// Runs the scenario against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &CoalesceOptions) -> Result<CoalesceReport, BenchError> {
     if options.requests == 0 {
-        return Err(BenchError::InvalidOption {
-            name: "--requests",
-            reason: "must be at least 1".to_owned(),
-        });
+        return Err(BenchError::invalid("--requests", "must be at least 1"));
     }
     let open_files = limits::raise_open_file_limit();
     if !open_files.fits(options.requests) {
@@ -201,7 +202,7 @@ pub async fn run(meridian: &Path, options: &CoalesceOptions) -> Result<CoalesceR
 
     // A path no run has used: the object is cold even if this edge were
     // not brand new.
-    let path = format!("/object-{}", random_token());
+    let path = format!("/object-{}", process::random_token());
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(options.requests)
@@ -381,7 +382,7 @@ pub fn summarize(
         failures.push(format!(
             "{failed_requests} of {requests_sent} requests did not get a 200 with the whole \
              object (responses: {}; right-length bodies: {bodies_right_length})",
-            join_counts(&responses_by_status)
+            counts(&responses_by_status)
         ));
     }
     match measured.origin_fetches {
@@ -390,7 +391,7 @@ pub fn summarize(
         n => failures.push(format!(
             "the origin saw {n} fetches for {path}, not 1: the {requests_sent} concurrent \
              misses were not coalesced into one (Cache-Status seen: {})",
-            join_counts(&cache_status)
+            counts(&cache_status)
         )),
     }
 
@@ -411,27 +412,6 @@ pub fn summarize(
         latency: LatencySummary::from_samples(latencies),
         passed: failures.is_empty(),
         failures,
-    }
-}
-
-/// `key: count, key: count`, in key order.
-fn join_counts(counts: &BTreeMap<String, usize>) -> String {
-    counts
-        .iter()
-        .map(|(key, count)| format!("{key}: {count}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `100 KiB`, `1 MiB`, or `1000 bytes`.
-fn size_label(bytes: usize) -> String {
-    const KIB: usize = 1024;
-    const MIB: usize = 1024 * KIB;
-    match bytes {
-        0 => "0 bytes".to_owned(),
-        b if b % MIB == 0 => format!("{} MiB", b / MIB),
-        b if b % KIB == 0 => format!("{} KiB", b / KIB),
-        b => format!("{b} bytes"),
     }
 }
 
@@ -465,7 +445,7 @@ impl ScenarioReport for CoalesceReport {
             Row::info("requests sent", all.to_string()),
             Row::checked(
                 "responses by status",
-                join_counts(&self.responses_by_status),
+                counts(&self.responses_by_status),
                 "all 200",
                 all_200,
             ),
@@ -532,74 +512,49 @@ impl ScenarioReport for CoalesceReport {
     }
 }
 
-/// 64 random bits in hex, from the standard library's randomly keyed
-/// hasher (no RNG dependency for one name).
-fn random_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    hasher.write_u128(now);
-    hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::{Verdict, render_table};
 
-    fn ok(body: &Bytes, cache_status: &str, ms: u64) -> RequestOutcome {
+    const OBJECT: Bytes = Bytes::from_static(b"0123456789");
+    const MISS: &str = "meridian; fwd=miss; stored; ttl=60";
+    const HIT: &str = "meridian; hit; ttl=60";
+
+    fn ok(cache_status: &str, ms: u64) -> RequestOutcome {
         RequestOutcome {
             status: Ok(200),
             error: None,
             cache_status: Some(cache_status.to_owned()),
-            body: Some(body.clone()),
+            body: Some(OBJECT),
             start_offset: Duration::from_millis(ms / 10),
             latency: Duration::from_millis(ms),
         }
     }
 
     fn report(outcomes: Vec<RequestOutcome>, origin_fetches: u64) -> CoalesceReport {
-        let object = Bytes::from_static(b"0123456789");
-        summarize(
-            Path::new("target/release/meridian"),
-            &CoalesceOptions::smoke(),
-            "/object-x".to_owned(),
-            OpenFileLimit::default(),
-            &object,
-            Measured {
-                outcomes,
-                wall_time: Duration::from_millis(250),
-                origin_fetches,
-            },
-        )
+        let measured = Measured {
+            outcomes,
+            wall_time: Duration::from_millis(250),
+            origin_fetches,
+        };
+        let (options, limit) = (CoalesceOptions::smoke(), OpenFileLimit::default());
+        let path = "/object-x".to_owned();
+        summarize(Path::new("m"), &options, path, limit, &OBJECT, measured)
     }
 
     #[test]
     fn one_fetch_and_whole_bodies_pass() {
-        let object = Bytes::from_static(b"0123456789");
-        let miss = "meridian; fwd=miss; stored; ttl=60";
-        let hit = "meridian; hit; ttl=60";
-        let report = report(
-            vec![
-                ok(&object, miss, 210),
-                ok(&object, hit, 220),
-                ok(&object, hit, 230),
-            ],
-            1,
-        );
+        let report = report(vec![ok(MISS, 210), ok(HIT, 220), ok(HIT, 230)], 1);
         assert!(report.passed, "{:?}", report.failures);
         assert_eq!(report.failed_requests, 0);
         assert_eq!(report.bodies_intact, 3);
-        assert_eq!(report.cache_status[hit], 2);
-        assert_eq!(report.cache_status[miss], 1);
-        assert!(
-            (report.latency.p50_ms - 220.0).abs() < 0.5,
-            "{:?}",
-            report.latency
+        assert_eq!(
+            (report.cache_status[HIT], report.cache_status[MISS]),
+            (2, 1)
         );
+        let p50 = report.latency.p50_ms;
+        assert!((p50 - 220.0).abs() < 0.5, "{:?}", report.latency);
         assert_eq!(report.wall_time_ms, 250.0);
         assert_eq!(report.dispatch_spread_ms, 23.0);
         assert!(report.rows().iter().all(|r| r.verdict != Verdict::Fail));
@@ -609,103 +564,74 @@ mod tests {
         let miss_at = table.find("1 × meridian; fwd=miss").unwrap();
         assert!(hit_at < miss_at, "{table}");
         assert!(table.contains("(smoke)"), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["scenario"], "coalesce");
+        assert_eq!(json["origin_fetches"], 1);
+        assert_eq!(json["passed"], true);
+        assert_eq!(json["options"]["requests"], 50);
     }
 
     #[test]
-    fn more_than_one_fetch_fails_and_names_the_cache_statuses() {
-        let object = Bytes::from_static(b"0123456789");
-        let miss = "meridian; fwd=miss; stored; ttl=60";
-        let report = report(vec![ok(&object, miss, 1), ok(&object, miss, 2)], 2);
-        assert!(!report.passed);
-        assert_eq!(report.failures.len(), 1);
+    fn more_or_fewer_than_one_fetch_fails() {
+        let two = report(vec![ok(MISS, 1), ok(MISS, 2)], 2);
+        assert!(!two.passed);
+        let [failure] = two.failures.as_slice() else {
+            panic!("{:?}", two.failures)
+        };
         assert!(
-            report.failures[0].contains("2 fetches"),
-            "{:?}",
-            report.failures
+            failure.contains("2 fetches") && failure.contains(MISS),
+            "{failure}"
         );
-        assert!(report.failures[0].contains(miss), "{:?}", report.failures);
-        let fetch_row = report
-            .rows()
-            .into_iter()
-            .find(|r| r.metric == "origin fetches for the object")
-            .unwrap();
-        assert_eq!(fetch_row.verdict, Verdict::Fail);
+        let rows = two.rows();
+        let fetch_row = rows
+            .iter()
+            .find(|r| r.metric == "origin fetches for the object");
+        assert_eq!(fetch_row.unwrap().verdict, Verdict::Fail);
+        let none = report(vec![ok(HIT, 1)], 0);
+        assert!(!none.passed);
+        assert!(none.failures[0].contains("no request"));
     }
 
     #[test]
     fn errors_and_short_bodies_are_failed_requests() {
-        let object = Bytes::from_static(b"0123456789");
         let short = RequestOutcome {
             body: Some(Bytes::from_static(b"01234")),
-            ..ok(&object, "meridian; hit", 5)
+            ..ok(HIT, 5)
         };
         let garbled = RequestOutcome {
             body: Some(Bytes::from_static(b"9876543210")),
-            ..ok(&object, "meridian; hit", 5)
+            ..ok(HIT, 5)
         };
         let timeout = RequestOutcome {
             status: Err("timeout"),
             error: Some("operation timed out".to_owned()),
             cache_status: None,
             body: None,
-            start_offset: Duration::ZERO,
-            latency: Duration::from_secs(10),
+            ..ok(HIT, 10_000)
         };
         let bad_gateway = RequestOutcome {
             status: Ok(502),
-            ..ok(&object, "meridian; fwd=uri-miss", 5)
+            ..ok("meridian; fwd=uri-miss", 5)
         };
-        let report = report(
-            vec![
-                ok(&object, "meridian; hit", 5),
-                short,
-                garbled,
-                timeout,
-                bad_gateway,
-            ],
-            1,
-        );
+        let outcomes = vec![ok(HIT, 5), short, garbled, timeout, bad_gateway];
+        let report = report(outcomes, 1);
         assert!(!report.passed);
         assert_eq!(report.failed_requests, 4);
         assert_eq!(report.bodies_right_length, 2);
         assert_eq!(report.bodies_intact, 1);
-        assert_eq!(report.responses_by_status["200"], 3);
-        assert_eq!(report.responses_by_status["error: timeout"], 1);
-        assert_eq!(report.responses_by_status["502"], 1);
+        let by_status = &report.responses_by_status;
+        assert_eq!(
+            (
+                by_status["200"],
+                by_status["error: timeout"],
+                by_status["502"]
+            ),
+            (3, 1, 1)
+        );
         assert!(!report.cache_status.contains_key("(none)"));
         assert_eq!(report.cache_status["meridian; fwd=uri-miss"], 1);
         assert_eq!(report.notes(), ["request error: operation timed out"]);
         assert_eq!(report.error_samples, ["operation timed out"]);
         assert_eq!(report.latency.samples, 1);
-    }
-
-    #[test]
-    fn no_fetch_at_all_fails() {
-        let object = Bytes::from_static(b"0123456789");
-        let report = report(vec![ok(&object, "meridian; hit", 1)], 0);
-        assert!(!report.passed);
-        assert!(report.failures[0].contains("no request"));
-    }
-
-    #[test]
-    fn the_report_serializes_with_its_verdict() {
-        let object = Bytes::from_static(b"0123456789");
-        let report = report(vec![ok(&object, "meridian; hit", 1)], 1);
-        let json = serde_json::to_value(&report).unwrap();
-        assert_eq!(json["scenario"], "coalesce");
-        assert_eq!(json["origin_fetches"], 1);
-        assert_eq!(json["passed"], true);
-        assert_eq!(json["options"]["requests"], 50);
-        assert_eq!(json["latency"]["p99_ms"], 1.0);
-    }
-
-    #[test]
-    fn sizes_and_tokens() {
-        assert_eq!(size_label(100 * 1024), "100 KiB");
-        assert_eq!(size_label(1024 * 1024), "1 MiB");
-        assert_eq!(size_label(1000), "1000 bytes");
-        let (a, b) = (random_token(), random_token());
-        assert_eq!(a.len(), 16);
-        assert_ne!(a, b);
     }
 }

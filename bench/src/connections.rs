@@ -11,15 +11,19 @@
 use crate::BenchError;
 use crate::limits::{self, OpenFileLimit};
 use crate::memory::resident_bytes;
+use crate::process::error_chain;
 use crate::process::{EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
-use crate::report::{Row, Run, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport, mib};
+use bytes::Bytes;
 use futures::StreamExt;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{SendRequest, handshake};
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The most resident memory one idle keep-alive connection may cost.
@@ -28,19 +32,25 @@ const TARGET_BYTES_PER_CONNECTION: u64 = crate::targets::TARGETS[6].value as u64
 /// Connections opened at once while ramping up.
 const OPENING_CONCURRENCY: usize = 256;
 
-/// The scenario's knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The scenario's knobs; the flags of `bench connections` change its preset
+/// ([`full`](Self::full) or [`smoke`](Self::smoke)), the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct ConnectionsOptions {
-    /// How many connections to hold.
+    /// Connections to hold [default: 10000; 500 with --smoke].
+    #[arg(long, value_name = "N", required = false)]
     pub connections: usize,
     /// How long to hold them before measuring, in ms.
+    #[arg(skip)]
     pub hold_ms: u64,
     /// How long the edge may take to start, in ms.
+    #[arg(skip)]
     pub ready_timeout_ms: u64,
     /// The loopback block: the edge on 127.B.1.1:8080, the origin on
     /// 127.B.0.1:8000.
+    #[arg(skip)]
     pub block: u8,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 
@@ -95,53 +105,29 @@ impl ConnectionsReport {
     }
 }
 
-/// One GET on `stream`, read to the end of its body (`Content-Length`);
-/// the connection stays open.
-async fn request(stream: &mut TcpStream, path: &str) -> Result<(), String> {
-    let head = format!("GET {path} HTTP/1.1\r\nHost: bench.meridian.test\r\n\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut received = Vec::with_capacity(4096);
-    let mut buffer = [0u8; 4096];
-    loop {
-        let n = stream
-            .read(&mut buffer)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("closed before the response ended".to_owned());
-        }
-        received.extend_from_slice(&buffer[..n]);
-        if let Some(end) = response_end(&received)? {
-            if !received.starts_with(b"HTTP/1.1 200") {
-                let line = String::from_utf8_lossy(&received[..received.len().min(40)]);
-                return Err(format!("answered {line:?}"));
-            }
-            if received.len() >= end {
-                return Ok(());
-            }
-        }
-    }
-}
+/// A connection held open: it closes when this is dropped.
+type Held = SendRequest<Empty<Bytes>>;
 
-/// Where a response in `received` ends, once its head is complete.
-fn response_end(received: &[u8]) -> Result<Option<usize>, String> {
-    let Some(head_end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
-    };
-    let head = String::from_utf8_lossy(&received[..head_end]);
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())
-                .flatten()
-        })
-        .ok_or("no Content-Length")?;
-    Ok(Some(head_end + 4 + length))
+/// One GET of `path` on the new connection `stream`, its body read whole;
+/// the connection stays open as long as what this returns.
+async fn get(stream: TcpStream, path: &str) -> Result<Held, String> {
+    let (mut sender, connection) = handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| error_chain(&e))?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, "bench.meridian.test")
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await;
+    let response = response.map_err(|e| error_chain(&e))?;
+    let status = response.status();
+    let body = response.into_body().collect().await;
+    body.map_err(|e| error_chain(&e))?;
+    if status != hyper::StatusCode::OK {
+        return Err(format!("answered {status}"));
+    }
+    Ok(sender)
 }
 
 /// Runs the scenario against the `meridian` binary at `meridian`.
@@ -160,7 +146,7 @@ pub async fn run(
     let planned = Duration::from_millis(options.connections as u64 / 5 + options.hold_ms);
     let mut progress = Progress::new(planned);
     let started = Instant::now();
-    let opened: Vec<Result<TcpStream, String>> = progress
+    let opened: Vec<Result<Held, String>> = progress
         .step(
             format!("opening {} connections", options.connections),
             Duration::from_millis(options.connections as u64 / 5),
@@ -210,16 +196,15 @@ pub async fn run(
 }
 
 /// Opens `count` connections, each with one request answered.
-async fn open_all(addr: SocketAddr, path: &str, count: usize) -> Vec<Result<TcpStream, String>> {
+async fn open_all(addr: SocketAddr, path: &str, count: usize) -> Vec<Result<Held, String>> {
     futures::stream::iter(0..count)
         .map(|_| async move {
-            let mut stream = TcpStream::connect(addr)
+            let stream = TcpStream::connect(addr)
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
-            tokio::time::timeout(Duration::from_secs(30), request(&mut stream, path))
+            tokio::time::timeout(Duration::from_secs(30), get(stream, path))
                 .await
-                .map_err(|_| "no response within 30 s".to_owned())??;
-            Ok(stream)
+                .map_err(|_| "no response within 30 s".to_owned())?
         })
         .buffer_unordered(OPENING_CONCURRENCY)
         .collect()
@@ -229,11 +214,9 @@ async fn open_all(addr: SocketAddr, path: &str, count: usize) -> Vec<Result<TcpS
 /// How long a fresh client's request takes, in ms.
 async fn new_client(addr: SocketAddr, path: &str) -> Option<f64> {
     let started = Instant::now();
-    let mut stream = TcpStream::connect(addr).await.ok()?;
-    tokio::time::timeout(Duration::from_secs(10), request(&mut stream, path))
-        .await
-        .ok()?
-        .ok()?;
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let held = tokio::time::timeout(Duration::from_secs(10), get(stream, path)).await;
+    held.ok()?.ok()?;
     Some(started.elapsed().as_secs_f64() * 1000.0)
 }
 
@@ -308,7 +291,6 @@ impl ScenarioReport for ConnectionsReport {
 
     fn rows(&self) -> Vec<Row> {
         let measured = &self.measured;
-        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
         vec![
             Row::info("open files (soft / hard)", self.open_files.describe()),
             Row::checked(
@@ -350,16 +332,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_response_ends_after_its_content_length() {
-        assert_eq!(response_end(b"HTTP/1.1 200 OK\r\n"), Ok(None));
-        assert_eq!(
-            response_end(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"),
-            Ok(Some(38 + 5))
-        );
-        assert!(response_end(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
-    }
-
-    #[test]
     fn every_connection_must_be_held_within_the_memory_bound() {
         let measured = Measured {
             held: 10_000,
@@ -371,24 +343,21 @@ mod tests {
             new_client_ms: Some(1.0),
         };
         let options = ConnectionsOptions::full();
-        let report = summarize(
-            Path::new("m"),
-            &options,
-            OpenFileLimit::default(),
-            measured.clone(),
-        );
+        let judge =
+            |m: &Measured| summarize(Path::new("m"), &options, Default::default(), m.clone());
+        let report = judge(&measured);
         assert!(report.passed, "{:?}", report.failures);
         assert_eq!(report.bytes_per_connection(), 30 * 1024);
         let fat = Measured {
             loaded_rss: (20 << 20) + 10_000 * 100 * 1024,
             ..measured.clone()
         };
-        assert!(!summarize(Path::new("m"), &options, OpenFileLimit::default(), fat).passed);
+        assert!(!judge(&fat).passed);
         let dropped = Measured {
             held: 9_990,
             failed: 10,
             ..measured
         };
-        assert!(!summarize(Path::new("m"), &options, OpenFileLimit::default(), dropped).passed);
+        assert!(!judge(&dropped).passed);
     }
 }

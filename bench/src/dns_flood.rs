@@ -33,6 +33,8 @@ use crate::pinning::Cores;
 use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::LatencySummary;
 use crate::targets::target;
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
 use kit::{RateLimit, Topology};
 use serde::Serialize;
 use std::io::ErrorKind;
@@ -46,29 +48,45 @@ const POOL_SIZE: usize = 16_384;
 /// Datagrams sent on one socket before its replies are read.
 const BURST: usize = 16;
 
-/// The scenario's knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The scenario's knobs; the flags of `bench dns-flood` change its preset
+/// ([`full`](Self::full) or [`smoke`](Self::smoke)), the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct DnsFloodOptions {
-    /// How long the flood lasts, in ms.
+    /// Seconds of flood [default: 10; 2 with --smoke].
+    #[arg(long = "duration", value_parser = crate::parse_seconds_as_ms, value_name = "SECS", required = false)]
     pub duration_ms: u64,
-    /// Flood sockets, each on its own source address (1-64).
+    /// Flood sockets, each on its own source address, 1-64 [default: 8;
+    /// 4 with --smoke].
+    #[arg(long, value_name = "N", required = false)]
     pub sockets: usize,
-    /// Datagrams per second at most; `None`: as many as the core can.
+    /// Flood datagrams per second at most [default: as many as the load
+    /// core can send; 20000 with --smoke].
+    #[arg(long, value_name = "N")]
     pub rate: Option<u64>,
-    /// Countries the probes ask for (ISO codes).
+    /// Countries the probes ask for, comma-separated ISO codes [default:
+    /// GB,US,SG].
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
     pub countries: Vec<String>,
     /// Every how many ms a UDP probe is sent.
+    #[arg(skip)]
     pub probe_interval_ms: u64,
     /// Every how many ms a TCP probe is made.
+    #[arg(skip)]
     pub tcp_probe_interval_ms: u64,
-    /// The flood's seed; `None`: from the clock.
+    /// The seed of the flood's datagrams, to replay a run [default: from
+    /// the clock; printed].
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// `[geodns.rate_limit]` at this many responses per second per client
-    /// network; `None`: off.
+    /// Run GeoDNS with response-rate limiting ([geodns.rate_limit]) at
+    /// this many responses per second per client network; the flood comes
+    /// from one /24 and the probes from another [default: off].
+    #[arg(long, value_name = "RPS")]
     pub rate_limit: Option<u32>,
     /// The loopback block it runs on.
+    #[arg(skip)]
     pub block: u8,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 
@@ -160,10 +178,10 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
         || options.duration_ms == 0
         || !(1..=64).contains(&options.sockets)
     {
-        return Err(BenchError::InvalidOption {
-            name: "--countries/--duration/--sockets",
-            reason: "need a country, a duration and 1 to 64 sockets".to_owned(),
-        });
+        return Err(BenchError::invalid(
+            "--countries/--duration/--sockets",
+            "need a country, a duration and 1 to 64 sockets",
+        ));
     }
     let seed = options.seed.unwrap_or_else(kit::mutation::clock_seed);
     let cores = Cores::choose();
@@ -181,50 +199,32 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
     let health = dns::serve_health(&config).await?;
     let probe_host = Ipv4Addr::new(127, options.block, 200, 1);
     let server = topology.dns();
-    let launch = dns::GeoDnsLaunch {
-        meridian,
-        topology: &topology,
-        listen: server,
-        from: SocketAddr::from((probe_host, 0)),
-        timeout: Duration::from_secs(60),
-    };
-    let (process, _workdir) = dns::start_meridian(launch, &cores, &clients).await?;
+    let (from, timeout) = (SocketAddr::from((probe_host, 0)), Duration::from_secs(60));
+    let started = dns::start_meridian(meridian, &topology, from, timeout, &cores, &clients);
+    let (process, _workdir) = started.await?;
     eprintln!("dns-flood: seed {seed} (--seed {seed} replays the same datagrams)");
 
-    let duration = Duration::from_millis(options.duration_ms);
-    let deadline = Instant::now() + duration;
     let sources: Vec<SocketAddr> = (0..options.sockets)
         .map(|i| SocketAddr::from(([127, options.block, 100, 1 + i as u8], 0)))
         .collect();
     let pool = kit::mutation::inputs(seed, POOL_SIZE);
+    // The flood's time starts once its datagrams exist: making them takes
+    // a debug build on a busy machine seconds, once the whole window.
+    let deadline = Instant::now() + Duration::from_millis(options.duration_ms);
     let (rate, pid) = (options.rate, process.pid());
     let drops_before = udp_drops(server);
     let flooding = tokio::task::spawn_blocking(move || {
         flood(server, &sources, pool, deadline, rate, pid, cores)
     });
-    let udp = probe_udp(
-        server,
-        probe_host,
-        &clients,
-        options.probe_interval_ms,
-        deadline,
-    );
-    let tcp = probe_tcp(
-        server,
-        probe_host,
-        &clients,
-        options.tcp_probe_interval_ms,
-        deadline,
-    );
+    let (udp_every, tcp_every) = (options.probe_interval_ms, options.tcp_probe_interval_ms);
+    let udp = probe(server, probe_host, &clients, udp_every, deadline, false);
+    let tcp = probe(server, probe_host, &clients, tcp_every, deadline, true);
     let (flooded, udp, tcp) = tokio::join!(flooding, udp, tcp);
     let drops_after = udp_drops(server);
     for task in health {
         task.abort();
     }
-    let flooded = flooded.map_err(|e| BenchError::InvalidOption {
-        name: "the flood",
-        reason: e.to_string(),
-    })??;
+    let flooded = flooded.map_err(|e| BenchError::invalid("the flood", e))??;
     let mut report = DnsFloodReport {
         run: Run::new("dns-flood", meridian, options),
         seed,
@@ -364,83 +364,65 @@ fn parse_udp_drops(table: &str, local: SocketAddr) -> Option<u64> {
 }
 
 /// Whether `reply` gives `client` its edge.
-fn right(reply: &hickory_proto::op::Message, client: &Client) -> bool {
+fn right(reply: &Message, client: &Client) -> bool {
     kit::dns::steered(reply).is_ok_and(|(ip, _)| ip == client.expected)
 }
 
-/// A UDP probe every `interval_ms` until `deadline`, the clients in turn,
-/// each waiting up to a second for its reply.
-async fn probe_udp(
+/// A probe every `interval_ms` until `deadline`, the clients in turn,
+/// over UDP from a socket of its own on `from`, or (`tcp`) over a new TCP
+/// connection from `from` each time; each waits up to a second for its
+/// reply.
+async fn probe(
     server: SocketAddr,
     from: Ipv4Addr,
     clients: &[Client],
     interval_ms: u64,
     deadline: Instant,
+    tcp: bool,
 ) -> Result<Probes, BenchError> {
-    let socket = tokio::net::UdpSocket::bind((from, 0))
-        .await
+    let socket = if tcp {
+        None
+    } else {
+        Some(tokio::net::UdpSocket::bind((from, 0)).await)
+    };
+    let socket = socket
+        .transpose()
         .map_err(BenchError::io("bind the UDP probe's socket"))?;
     let mut probes = Probes::default();
     let mut latencies = Vec::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if !tcp {
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    let wait = Duration::from_secs(1);
     while Instant::now() < deadline {
         ticks.tick().await;
         let client = &clients[(probes.sent % clients.len() as u64) as usize];
-        let query = kit::dns::ecs(
-            "cdn.meridian.test.",
-            hickory_proto::rr::RecordType::A,
-            &client.subnet,
-        );
+        let query = kit::dns::ecs("cdn.meridian.test.", RecordType::A, &client.subnet);
         probes.sent += 1;
         let started = Instant::now();
-        match kit::dns::ask(&socket, server, &query, Duration::from_secs(1)).await {
-            Ok(reply) if right(&reply, client) => {
+        // `None`: no reply; `Some(None)`: one that does not parse.
+        let reply = if let Some(socket) = &socket {
+            kit::dns::ask(socket, server, &query, wait)
+                .await
+                .ok()
+                .map(Some)
+        } else {
+            let bytes = kit::dns::bytes(&query).map_err(|e| BenchError::invalid("a probe", e))?;
+            let exchange = kit::dns::ask_tcp(IpAddr::V4(from), server, &bytes);
+            let reply = tokio::time::timeout(wait, exchange)
+                .await
+                .ok()
+                .and_then(Result::ok);
+            reply.map(|reply| Message::from_vec(&reply).ok())
+        };
+        match reply {
+            Some(Some(reply)) if right(&reply, client) => {
                 probes.answered += 1;
                 latencies.push(started.elapsed());
             }
-            Ok(_) => probes.other += 1,
-            Err(_) => {}
-        }
-    }
-    probes.latency = LatencySummary::from_samples(latencies);
-    Ok(probes)
-}
-
-/// A TCP probe on a new connection every `interval_ms` until `deadline`.
-async fn probe_tcp(
-    server: SocketAddr,
-    from: Ipv4Addr,
-    clients: &[Client],
-    interval_ms: u64,
-    deadline: Instant,
-) -> Result<Probes, BenchError> {
-    let mut probes = Probes::default();
-    let mut latencies = Vec::new();
-    let mut ticks = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
-    while Instant::now() < deadline {
-        ticks.tick().await;
-        let client = &clients[(probes.sent % clients.len() as u64) as usize];
-        let query = kit::dns::ecs(
-            "cdn.meridian.test.",
-            hickory_proto::rr::RecordType::A,
-            &client.subnet,
-        );
-        let bytes = kit::dns::bytes(&query).map_err(|reason| BenchError::InvalidOption {
-            name: "a probe",
-            reason,
-        })?;
-        probes.sent += 1;
-        let started = Instant::now();
-        let exchange = kit::dns::ask_tcp(IpAddr::V4(from), server, &bytes);
-        if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(1), exchange).await {
-            match hickory_proto::op::Message::from_vec(&reply) {
-                Ok(reply) if right(&reply, client) => {
-                    probes.answered += 1;
-                    latencies.push(started.elapsed());
-                }
-                _ => probes.other += 1,
-            }
+            Some(_) => probes.other += 1,
+            None => {}
         }
     }
     probes.latency = LatencySummary::from_samples(latencies);

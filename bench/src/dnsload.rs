@@ -311,19 +311,27 @@ pub fn run(spec: &DnsLoadSpec, cores: &Cores) -> Result<DnsLoadResult, DnsLoadEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::{MessageType, Query, ResponseCode};
+    use hickory_proto::op::{Query, ResponseCode};
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::{Name, Record, RecordType};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    fn query_packet(name: &str) -> Vec<u8> {
+    /// An `A` query for `label.`, labelled `label`.
+    fn query(label: &str) -> PreparedQuery {
         let mut message = Message::query();
-        message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-        message.to_vec().unwrap()
+        let name = Name::from_ascii(format!("{label}.")).unwrap();
+        message.add_query(Query::query(name, RecordType::A));
+        let packet = message.to_vec().unwrap();
+        PreparedQuery {
+            label: label.to_owned(),
+            packet,
+        }
     }
 
     /// A tiny UDP server answering `good.` with 192.0.2.1 and anything
     /// else with NXDOMAIN, until `stop` is set.
-    fn tiny_server(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> SocketAddr {
+    fn tiny_server(stop: Arc<AtomicBool>) -> SocketAddr {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
@@ -331,7 +339,7 @@ mod tests {
         let addr = socket.local_addr().unwrap();
         std::thread::spawn(move || {
             let mut buffer = [0u8; 512];
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 let Ok((len, from)) = socket.recv_from(&mut buffer) else {
                     continue;
                 };
@@ -339,16 +347,12 @@ mod tests {
                 let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
                 let query = request.queries[0].clone();
                 if query.name().to_ascii() == "good." {
-                    reply.add_answer(Record::from_rdata(
-                        query.name().clone(),
-                        30,
-                        RData::A(A::new(192, 0, 2, 1)),
-                    ));
+                    let a = RData::A(A::new(192, 0, 2, 1));
+                    reply.add_answer(Record::from_rdata(query.name().clone(), 30, a));
                 } else {
                     reply.metadata.response_code = ResponseCode::NXDomain;
                 }
                 reply.add_query(query);
-                assert_eq!(reply.metadata.message_type, MessageType::Response);
                 let _ = socket.send_to(&reply.to_vec().unwrap(), from);
             }
         });
@@ -357,42 +361,25 @@ mod tests {
 
     #[test]
     fn it_counts_good_and_bad_replies_and_samples_answers() {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let server = tiny_server(stop.clone());
+        let stop = Arc::new(AtomicBool::new(false));
         let spec = DnsLoadSpec {
-            server,
-            queries: vec![
-                PreparedQuery {
-                    label: "good".into(),
-                    packet: query_packet("good."),
-                },
-                PreparedQuery {
-                    label: "bad".into(),
-                    packet: query_packet("bad."),
-                },
-            ],
+            server: tiny_server(stop.clone()),
+            queries: vec![query("good"), query("bad")],
             sockets: 2,
             outstanding: 4,
             duration: Duration::from_millis(300),
             timeout: Duration::from_millis(500),
         };
-        let cores = Cores {
-            server: None,
-            load: None,
-        };
-        let result = run(&spec, &cores).unwrap();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let result = run(&spec, &Cores::UNPINNED).unwrap();
+        stop.store(true, Ordering::Relaxed);
         assert!(result.answered > 10, "{result:?}");
         // Queries alternate, so about half the replies are NXDOMAIN.
         let ratio = result.bad as f64 / result.answered as f64;
         assert!((0.5..2.0).contains(&ratio), "{result:?}");
         assert_eq!(result.lost, 0);
         assert!(result.sent >= result.answered + result.bad);
-        let good = &result.answers["good"];
-        assert_eq!(
-            good.keys().collect::<Vec<_>>(),
-            [&IpAddr::from([192, 0, 2, 1])]
-        );
+        let good: Vec<_> = result.answers["good"].keys().collect();
+        assert_eq!(good, [&IpAddr::from([192, 0, 2, 1])]);
         assert!(!result.answers.contains_key("bad"));
         assert!(result.p50_ms <= result.p99_ms);
     }
@@ -407,20 +394,14 @@ mod tests {
             duration: Duration::from_millis(1),
             timeout: Duration::from_millis(1),
         };
-        let cores = Cores {
-            server: None,
-            load: None,
-        };
-        assert!(run(&spec, &cores).is_err());
-        let spec = DnsLoadSpec {
-            queries: vec![PreparedQuery {
-                label: "x".into(),
-                packet: query_packet("x."),
-            }],
-            sockets: 1000,
-            outstanding: 1000,
+        assert!(run(&spec, &Cores::UNPINNED).is_err());
+        let (queries, sockets, outstanding) = (vec![query("x")], 1000, 1000);
+        let too_many = DnsLoadSpec {
+            queries,
+            sockets,
+            outstanding,
             ..spec
         };
-        assert!(run(&spec, &cores).is_err());
+        assert!(run(&too_many, &Cores::UNPINNED).is_err());
     }
 }

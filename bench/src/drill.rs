@@ -16,7 +16,7 @@
 //! the samples into the table, each scenario its own measures.
 
 use crate::BenchError;
-use crate::report::{Row, Run, ScenarioReport, Verdict};
+use crate::report::{Row, Run, ScenarioReport, Verdict, counts};
 use crate::stats::{LatencySummary, millis};
 use crate::targets::target;
 use hickory_proto::rr::RecordType;
@@ -45,29 +45,48 @@ pub const GB: usize = 0;
 /// How long a client waits for one nameserver before asking the next.
 const NAMESERVER_TIMEOUT: Duration = Duration::from_millis(400);
 
-/// The drills' knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The drills' knobs; the flags of `bench outage` and `bench partition`
+/// change their preset ([`full`](Self::full) or [`smoke`](Self::smoke)),
+/// the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct DrillOptions {
-    /// How long the baseline runs, in ms.
+    /// How long the baseline runs [default: 5000; 2000 with --smoke].
+    #[arg(long, value_name = "MS", required = false, display_order = 1)]
     pub baseline_ms: u64,
-    /// How long each later phase runs at least, in ms.
+    /// How long each phase runs at least [default: 10000; 3000 with
+    /// --smoke].
+    #[arg(long, value_name = "MS", required = false, display_order = 0)]
     pub phase_ms: u64,
     /// How much longer a phase may wait for what it is about, in ms.
+    #[arg(skip)]
     pub settle_timeout_ms: u64,
-    /// Simulated clients per country.
+    /// Simulated clients per country [default: 2; 1 with --smoke].
+    #[arg(
+        long = "clients",
+        value_name = "N",
+        required = false,
+        display_order = 2
+    )]
     pub clients_per_country: usize,
-    /// Requests per second each client sends.
+    /// Requests per second of each client [default: 20].
+    #[arg(long = "rate", value_name = "N", required = false, display_order = 3)]
     pub rate_per_client: u32,
     /// How often the observer asks GeoDNS, in ms.
+    #[arg(skip)]
     pub observe_interval_ms: u64,
-    /// The steered answers' TTL in seconds; `None` keeps the demo's.
+    /// TTL of steered answers in seconds [default: the demo's 30; 5 with
+    /// --smoke].
+    #[arg(long = "steered-ttl", value_name = "SECONDS", display_order = 4)]
     pub steered_ttl_seconds: Option<u32>,
     /// The loopback block the topology's config is written on.
+    #[arg(skip)]
     pub block: u8,
     /// `up --hosts` with the addresses moved to this /16 (its first two
     /// octets); `None` runs on loopback.
+    #[arg(skip)]
     pub hosts_subnet: Option<[u8; 2]>,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 
@@ -136,7 +155,19 @@ pub enum Action {
 
 /// One phase: its name, what starts it, and what it waits for after its
 /// planned time, up to the settle timeout (`None`: it ends on time).
-pub type Step = (&'static str, Action, Option<fn(&Shared) -> bool>);
+pub struct Step(&'static str, Action, Option<fn(&Shared) -> bool>);
+
+impl Step {
+    /// Phase `phase`, begun by `action`, held for its planned time.
+    pub fn new(phase: &'static str, action: Action) -> Step {
+        Step(phase, action, None)
+    }
+
+    /// The same, held longer (up to the settle timeout) until `done`.
+    pub fn until(self, done: fn(&Shared) -> bool) -> Step {
+        Step(self.0, self.1, Some(done))
+    }
+}
 
 /// What one client request saw, from the start of the load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,10 +255,10 @@ impl Measured {
 /// Starts `meridian up` on the demo topology the options describe.
 pub fn start(meridian: &Path, options: &DrillOptions) -> Result<(PathBuf, Up), BenchError> {
     if options.clients_per_country == 0 || options.rate_per_client == 0 {
-        return Err(BenchError::InvalidOption {
-            name: "--clients/--rate",
-            reason: "need at least one client sending at least 1 request/s".to_owned(),
-        });
+        return Err(BenchError::invalid(
+            "--clients/--rate",
+            "need at least one client sending at least 1 request/s",
+        ));
     }
     let meridian = crate::locate_meridian(Some(meridian))?;
     let mut topology = Topology::demo(options.block);
@@ -360,7 +391,7 @@ async fn run_steps(
     steps: Vec<Step>,
 ) -> Result<Vec<(&'static str, Duration, Duration)>, BenchError> {
     let mut phases = Vec::new();
-    for (i, (phase, action, until)) in steps.into_iter().enumerate() {
+    for (i, Step(phase, action, until)) in steps.into_iter().enumerate() {
         let began = shared.now();
         tokio::task::block_in_place(|| act(up, &action))?;
         phases.push((phase, began, shared.now()));
@@ -384,10 +415,7 @@ async fn run_steps(
 
 /// Takes `action` on the topology `up` runs.
 fn act(up: &Up, action: &Action) -> Result<(), BenchError> {
-    let failed = |reason: String| BenchError::InvalidOption {
-        name: "the drill",
-        reason,
-    };
+    let failed = |reason: String| BenchError::invalid("the drill", reason);
     match action {
         Action::Nothing => Ok(()),
         Action::Meridian(command) => {
@@ -753,16 +781,6 @@ impl DrillReport {
     /// The value of measure `metric`.
     pub fn value(&self, metric: &str) -> Option<f64> {
         self.measures.iter().find(|m| m.metric == metric)?.value
-    }
-}
-
-/// `a: 1, b: 2`.
-pub fn counts(counts: &BTreeMap<String, usize>) -> String {
-    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
-    if parts.is_empty() {
-        "none".to_owned()
-    } else {
-        parts.join(", ")
     }
 }
 

@@ -22,10 +22,9 @@ pub fn gdnsd_config(
     workdir: &Path,
     listen: SocketAddr,
 ) -> Result<String, BenchError> {
-    let known = db.countries().map_err(|e| BenchError::InvalidOption {
-        name: "the geo database",
-        reason: e.to_string(),
-    })?;
+    let known = db
+        .countries()
+        .map_err(|e| BenchError::invalid("the geo database", e))?;
     let steering = Steering::from_config(topology);
     let names = |order: &[usize]| {
         order
@@ -113,51 +112,35 @@ fn gdnsd_zone(topology: &config::Config, ns: IpAddr) -> String {
     )
 }
 
-/// How a DNS scenario starts gdnsd.
-pub(crate) struct Launch<'a> {
-    /// The `gdnsd` executable.
-    pub gdnsd: &'a Path,
-    /// The topology whose steering gdnsd's map is exported from.
-    pub topology: &'a config::Config,
-    /// The geo database, which gdnsd is given as a file.
-    pub db: &'a GeoDatabase,
-    /// Where gdnsd answers DNS, UDP and TCP.
-    pub listen: SocketAddr,
-}
-
-/// Starts gdnsd as `launch` says, with the same zone, database and
-/// steering as Meridian ([`gdnsd_config`]), pinned to the server core of
-/// `cores`. Returns the process and the scratch directory holding its
-/// files, which must live as long as it does.
+/// Starts `gdnsd` answering on `listen` (UDP and TCP) with the same zone,
+/// database (`db`, given as a file) and steering as Meridian on `topology`
+/// ([`gdnsd_config`]), pinned to the server core of `cores`. Returns the
+/// process and the scratch directory holding its files, which must live
+/// as long as it does.
 pub(crate) fn start(
-    launch: Launch<'_>,
+    gdnsd: &Path,
+    topology: &config::Config,
+    db: &GeoDatabase,
+    listen: SocketAddr,
     cores: &Cores,
 ) -> Result<(Process, tempfile::TempDir), BenchError> {
     let workdir = crate::peers::workdir()?;
     let db_path = workdir.path().join("GeoIP2-Country-iptoasn.mmdb");
     let zones = workdir.path().join("zones");
-    let zone = gdnsd_zone(launch.topology, launch.listen.ip());
+    let zone = gdnsd_zone(topology, listen.ip());
     let written = std::fs::write(&db_path, geodns::geo::EMBEDDED_DATABASE)
         .and_then(|()| std::fs::create_dir_all(&zones))
         .and_then(|()| std::fs::write(zones.join("meridian.test"), zone));
     written.map_err(BenchError::io("write gdnsd's files"))?;
-    let conf = gdnsd_config(
-        launch.topology,
-        launch.db,
-        &db_path,
-        workdir.path(),
-        launch.listen,
-    )?;
+    let conf = gdnsd_config(topology, db, &db_path, workdir.path(), listen)?;
     std::fs::write(workdir.path().join("config"), conf)
         .map_err(BenchError::io("write gdnsd's config"))?;
-    let (program, args) = cores.server_command(
-        launch.gdnsd,
-        &[
-            "-c".to_owned(),
-            workdir.path().display().to_string(),
-            "start".to_owned(),
-        ],
-    );
+    let args = [
+        "-c".to_owned(),
+        workdir.path().display().to_string(),
+        "start".to_owned(),
+    ];
+    let (program, args) = cores.server_command(gdnsd, &args);
     let process = crate::process::spawn(Path::new(&program), &args)?;
     Ok((process, workdir))
 }

@@ -12,28 +12,9 @@
 //! judging it by the one table of [`targets`]. Scenarios measure; whether
 //! answers are right is what the tests in `tests/` check.
 //!
-//! Scenarios:
-//! - [`http`]: cache hits per second, latency and CPU per request through
-//!   one edge on one core; with `--compare`, nginx and Varnish ([`peers`]).
-//! - [`dns`]: steered answers with ECS per server CPU-second; with
-//!   `--compare`, gdnsd ([`gdnsd`]).
-//! - [`dns_flood`]: the share of probes GeoDNS still answers while flooded
-//!   from one core.
-//! - [`coalesce`]: origin fetches for N concurrent requests for one cold
-//!   object through one edge.
-//! - [`connections`]: 10,000 idle keep-alive clients on one edge, with
-//!   bounded memory.
-//! - [`memory`]: resident memory of a cache filled twice over, against its
-//!   byte budget.
-//! - [`outage`]: how fast GeoDNS steers around a dead region, under load.
-//! - [`partition`]: issue 15's drill on separate network hosts: an edge,
-//!   a nameserver and a region lost, under load, and a regional fill.
-//!
-//! The shared pieces: [`drill`] runs both drills, [`process`] starts servers, [`pinning`] puts them
-//! on one core and the load on another, [`cpu`] reads their CPU time,
-//! [`loadgen`] and [`dnsload`] generate HTTP and DNS load, [`progress`]
-//! draws the progress bar, [`limits`] raises the open-file limit,
-//! [`stats`] computes percentiles, [`report`] prints the tables.
+//! One module per scenario ([`http`], [`dns`], [`dns_flood`],
+//! [`coalesce`], [`connections`], [`memory`], [`outage`], [`partition`]);
+//! the others are the pieces they share, each described in its module.
 
 pub mod coalesce;
 pub mod connections;
@@ -56,6 +37,7 @@ pub mod progress;
 pub mod report;
 pub mod stats;
 pub mod targets;
+pub mod turns;
 
 use std::path::{Path, PathBuf};
 
@@ -112,11 +94,23 @@ pub enum BenchError {
 }
 
 impl BenchError {
+    /// [`BenchError::InvalidOption`]: `name` cannot be used, `reason` says
+    /// why.
+    pub fn invalid(name: &'static str, reason: impl std::fmt::Display) -> BenchError {
+        let reason = reason.to_string();
+        BenchError::InvalidOption { name, reason }
+    }
+
     /// The error of an OS operation, for `map_err`: `action` says what
     /// was being done.
     pub fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> BenchError {
         move |source| BenchError::Io { action, source }
     }
+}
+
+/// Seconds from the command line (`2.5`) as milliseconds (negative: 0).
+pub fn parse_seconds_as_ms(text: &str) -> Result<u64, std::num::ParseFloatError> {
+    Ok((text.parse::<f64>()?.max(0.0) * 1000.0) as u64)
 }
 
 /// The `meridian` binary a bench run uses: `explicit` if given, else the
@@ -134,18 +128,5 @@ pub fn locate_meridian(explicit: Option<&Path>) -> Result<PathBuf, BenchError> {
         Ok(path)
     } else {
         Err(BenchError::MissingMeridian { path })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_binary_says_how_to_build_it() {
-        let err = locate_meridian(Some(Path::new("/nonexistent/meridian"))).unwrap_err();
-        let message = err.to_string();
-        assert!(message.contains("/nonexistent/meridian"), "{message}");
-        assert!(message.contains("cargo build --release"), "{message}");
     }
 }

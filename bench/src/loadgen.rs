@@ -378,10 +378,7 @@ mod tests {
             connections: 4,
             duration: Duration::from_millis(300),
         };
-        let cores = Cores {
-            server: None,
-            load: None,
-        };
+        let cores = Cores::UNPINNED;
         let result = LoadGenerator::Builtin.run(&spec, &cores).await.unwrap();
         assert!(result.requests > 10, "{result:?}");
         assert_eq!(result.errors, 0);

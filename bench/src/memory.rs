@@ -20,10 +20,10 @@
 //! overhead, large ones the bodies.
 
 use crate::BenchError;
-use crate::http::size_label;
+use crate::http::{parse_size, size_label};
 use crate::process::{self, EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
-use crate::report::{Row, Run, ScenarioReport};
+use crate::report::{Row, Run, ScenarioReport, mib};
 use futures::StreamExt;
 use serde::Serialize;
 use std::path::Path;
@@ -35,21 +35,29 @@ const TARGET_RATIO: f64 = crate::targets::TARGETS[5].value;
 /// Requests in flight while filling.
 const CONCURRENCY: usize = 16;
 
-/// The scenario's knobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The scenario's knobs; the flags of `bench memory` change its preset
+/// ([`full`](Self::full) or [`smoke`](Self::smoke)), the others are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, clap::Args)]
 pub struct MemoryOptions {
-    /// The cache budget, in bytes.
+    /// The cache budget in bytes (1k, 64m, ...) [default: 64m; 4m with
+    /// --smoke].
+    #[arg(long = "budget", value_parser = |s: &str| parse_size(s).map(|b| b as u64), value_name = "BYTES", required = false)]
     pub budget_bytes: u64,
-    /// Object sizes; one run each.
+    /// Object sizes, comma-separated; one run each [default: 1k,100k].
+    #[arg(long, value_delimiter = ',', value_parser = parse_size, value_name = "SIZES")]
     pub sizes: Vec<usize>,
     /// How many times the budget is fetched.
+    #[arg(skip)]
     pub fill_factor: u64,
     /// How long the edge may take to start, in ms.
+    #[arg(skip)]
     pub ready_timeout_ms: u64,
     /// The loopback block: the edge on 127.B.1.1:8080, the origin on
     /// 127.B.0.1:8000.
+    #[arg(skip)]
     pub block: u8,
     /// Whether these are the small CI settings.
+    #[arg(skip)]
     pub smoke: bool,
 }
 
@@ -105,9 +113,7 @@ impl MemoryRun {
     pub fn allowed_hits(&self, fill_factor: u64) -> u64 {
         (self.sampled * 11).div_ceil(10 * fill_factor.max(1))
     }
-}
 
-impl MemoryRun {
     /// The cache's memory (growth over idle) over the budget.
     pub fn cache_ratio(&self, budget: u64) -> f64 {
         self.full_rss.saturating_sub(self.idle_rss) as f64 / budget as f64
@@ -152,10 +158,10 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
 /// Runs the scenario against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &MemoryOptions) -> Result<MemoryReport, BenchError> {
     if options.sizes.is_empty() || options.budget_bytes == 0 || options.fill_factor == 0 {
-        return Err(BenchError::InvalidOption {
-            name: "--sizes/--budget",
-            reason: "need a size and a budget".to_owned(),
-        });
+        return Err(BenchError::invalid(
+            "--sizes/--budget",
+            "need a size and a budget",
+        ));
     }
     let total: u64 = options
         .sizes
@@ -284,10 +290,6 @@ pub fn summarize(meridian: &Path, options: &MemoryOptions, runs: Vec<MemoryRun>)
     }
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
 impl ScenarioReport for MemoryReport {
     fn title(&self) -> String {
         format!(
@@ -368,17 +370,13 @@ mod tests {
             sampled: 200,
             sampled_hits: hits,
         };
-        let report = summarize(Path::new("m"), &options, vec![run(125, 100)]);
+        let judge = |run: MemoryRun| summarize(Path::new("m"), &options, vec![run]);
+        let report = judge(run(125, 100));
         assert!(report.passed, "{:?}", report.failures);
         assert!((report.runs[0].cache_ratio(100 << 20) - 1.05).abs() < 1e-9);
-        let report = summarize(Path::new("m"), &options, vec![run(135, 100)]);
-        assert!(!report.passed);
+        assert!(!judge(run(135, 100)).passed);
         assert_eq!(run(125, 0).allowed_hits(2), 110);
-        let report = summarize(Path::new("m"), &options, vec![run(125, 111)]);
-        assert!(
-            report.failures[0].contains("still cached"),
-            "{:?}",
-            report.failures
-        );
+        let failures = judge(run(125, 111)).failures;
+        assert!(failures[0].contains("still cached"), "{failures:?}");
     }
 }

@@ -19,8 +19,8 @@
 
 use crate::BenchError;
 use crate::drill::{self, Action, DrillOptions, DrillReport, Measure, Measured, OUTAGE_REGION};
-use crate::drill::{Answer, GB, Step, counts, region_of};
-use crate::report::Run;
+use crate::drill::{Answer, GB, Step, region_of};
+use crate::report::{Run, counts};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -36,27 +36,15 @@ pub const PHASES: [&str; 5] = [
 /// Runs the drill against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &DrillOptions) -> Result<DrillReport, BenchError> {
     let steps: Vec<Step> = vec![
-        (PHASES[0], Action::Nothing, None),
-        (
-            PHASES[1],
-            Action::Meridian(&["outage", OUTAGE_REGION]),
-            Some(drill::gb_away),
-        ),
-        (
-            PHASES[2],
-            Action::Meridian(&["restore", OUTAGE_REGION]),
-            Some(drill::all_home),
-        ),
-        (
+        Step::new(PHASES[0], Action::Nothing),
+        Step::new(PHASES[1], Action::Meridian(&["outage", OUTAGE_REGION])).until(drill::gb_away),
+        Step::new(PHASES[2], Action::Meridian(&["restore", OUTAGE_REGION])).until(drill::all_home),
+        Step::new(
             PHASES[3],
             Action::Meridian(&["outage", OUTAGE_REGION, "--component", "origin"]),
-            None,
         ),
-        (
-            PHASES[4],
-            Action::Meridian(&["restore", OUTAGE_REGION]),
-            Some(drill::own_origin),
-        ),
+        Step::new(PHASES[4], Action::Meridian(&["restore", OUTAGE_REGION]))
+            .until(drill::own_origin),
     ];
     let (meridian, up) = drill::start(meridian, options)?;
     let measured = drill::drive(&up, options, steps).await;
@@ -199,16 +187,9 @@ mod tests {
                 answer(20.5, "us-east"),
                 answer(21.3, "eu-west"),
             ],
-            edge_up: vec![
-                Sample {
-                    at: s(10.1),
-                    value: false,
-                },
-                Sample {
-                    at: s(20.5),
-                    value: true,
-                },
-            ],
+            edge_up: [(10.1, false), (20.5, true)]
+                .map(|(at, value)| Sample { at: s(at), value })
+                .to_vec(),
             ..ten_second_phases()
         };
         let report = summarize(Path::new("meridian"), &DrillOptions::smoke(), &measured);
@@ -228,16 +209,12 @@ mod tests {
             ..ten_second_phases()
         };
         let report = summarize(Path::new("meridian"), &DrillOptions::smoke(), &measured);
-        assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
+        let [slow, missing] = report.failures.as_slice() else {
+            panic!("{:?}", report.failures)
+        };
         assert!(
-            report.failures[0].contains("3.00 s"),
-            "{:?}",
-            report.failures
-        );
-        assert!(
-            report.failures[1].contains("not seen"),
-            "{:?}",
-            report.failures
+            slow.contains("3.00 s") && missing.contains("not seen"),
+            "{slow}; {missing}"
         );
     }
 }

@@ -23,7 +23,7 @@ use crate::outage::answers_home;
 use crate::report::Run;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// The phases, in order.
 pub const PHASES: [&str; 7] = [
@@ -66,33 +66,23 @@ pub async fn run(meridian: &Path, options: &DrillOptions) -> Result<DrillReport,
     let (meridian, up) = drill::start(meridian, options)?;
     let dead = options.host(up.topology.edge(2)).ip();
     let steps: Vec<Step> = vec![
-        (PHASES[0], Action::Nothing, None),
-        (
+        Step::new(PHASES[0], Action::Nothing),
+        Step::new(
             PHASES[1],
             Action::Kill(format!("edge {OUTAGE_REGION} {dead}")),
-            None,
         ),
-        (
+        Step::new(
             PHASES[2],
             Action::Meridian(&["outage", OUTAGE_REGION, "--partition", "--from", "ns1"]),
-            None,
         ),
-        (
-            PHASES[3],
-            Action::Meridian(&["restore", OUTAGE_REGION]),
-            Some(drill::gb_home),
-        ),
-        (
+        Step::new(PHASES[3], Action::Meridian(&["restore", OUTAGE_REGION])).until(drill::gb_home),
+        Step::new(
             PHASES[4],
             Action::Meridian(&["outage", OUTAGE_REGION, "--partition"]),
-            Some(drill::gb_away),
-        ),
-        (
-            PHASES[5],
-            Action::Meridian(&["restore", OUTAGE_REGION]),
-            Some(drill::gb_home),
-        ),
-        (PHASES[6], Action::Kill("geodns ns1".to_owned()), None),
+        )
+        .until(drill::gb_away),
+        Step::new(PHASES[5], Action::Meridian(&["restore", OUTAGE_REGION])).until(drill::gb_home),
+        Step::new(PHASES[6], Action::Kill("geodns ns1".to_owned())),
     ];
     let measured = drill::drive(&up, options, steps).await;
     let fill = match &measured {
@@ -124,11 +114,7 @@ async fn fill(edges: &[SocketAddr], options: &DrillOptions) -> Option<usize> {
         .map(|&a| options.host(a))
         .collect();
     let before = origin_fetches(&admins).await?;
-    let nonce = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    let path = format!("/assets/1k.bin?drill={nonce}");
+    let path = format!("/assets/1k.bin?drill={}", crate::process::random_token());
     let ask = |i: usize| {
         let (edge, path) = (edges[i % edges.len()], path.clone());
         tokio::spawn(async move { drill::get(edge, &path).await })

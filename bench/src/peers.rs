@@ -79,90 +79,61 @@ pub enum HttpPeer {
     Varnish,
 }
 
-/// How to start a peer: the program and its arguments (before pinning).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerCommand {
-    /// The executable.
-    pub program: PathBuf,
-    /// Its arguments.
-    pub args: Vec<String>,
-}
-
 impl HttpPeer {
     /// Both peers, in the order they run.
     pub const ALL: [HttpPeer; 2] = [HttpPeer::Nginx, HttpPeer::Varnish];
 
+    /// Its name in reports, its program, and the Debian package that
+    /// provides it.
+    fn names(self) -> [&'static str; 3] {
+        match self {
+            HttpPeer::Nginx => ["nginx", "nginx", "nginx-light"],
+            HttpPeer::Varnish => ["varnish", "varnishd", "varnish"],
+        }
+    }
+
     /// Its name in reports.
     pub fn name(self) -> &'static str {
-        match self {
-            HttpPeer::Nginx => "nginx",
-            HttpPeer::Varnish => "varnish",
-        }
-    }
-
-    fn program(self) -> &'static str {
-        match self {
-            HttpPeer::Nginx => "nginx",
-            HttpPeer::Varnish => "varnishd",
-        }
-    }
-
-    fn package(self) -> &'static str {
-        match self {
-            HttpPeer::Nginx => "nginx-light",
-            HttpPeer::Varnish => "varnish",
-        }
+        self.names()[0]
     }
 
     /// Its executable, or why it is skipped.
     pub fn locate(self) -> Result<PathBuf, Skipped> {
-        find_program(self.program())
-            .ok_or_else(|| Skipped::not_installed(self.name(), self.program(), self.package()))
+        let [name, program, package] = self.names();
+        find_program(program).ok_or_else(|| Skipped::not_installed(name, program, package))
     }
 
     /// Writes the peer's configuration under `workdir` (which must exist)
-    /// and returns the command that runs it in the foreground, listening on
-    /// `listen`, caching up to `cache_bytes` from the origin at `origin`.
+    /// and returns the arguments that run it in the foreground, listening
+    /// on `listen`, caching up to `cache_bytes` from the origin at `origin`.
     pub fn prepare(
         self,
-        program: &Path,
         workdir: &Path,
         listen: SocketAddr,
         origin: SocketAddr,
         cache_bytes: u64,
-    ) -> Result<PeerCommand, BenchError> {
-        match self {
-            HttpPeer::Nginx => {
-                let cache_dir = workdir.join("cache");
-                std::fs::create_dir_all(&cache_dir)
-                    .map_err(BenchError::io("create a cache directory for a peer"))?;
-                let conf = nginx_conf(&NginxSettings {
-                    workdir,
-                    cache_dir: &cache_dir,
-                    listen,
-                    origin,
-                    cache_bytes,
-                    as_root: nix::unistd::geteuid().is_root(),
-                });
-                let conf_path = workdir.join("nginx.conf");
-                write(&conf_path, &conf)?;
-                Ok(PeerCommand {
-                    program: program.to_path_buf(),
-                    args: vec![
-                        "-p".to_owned(),
-                        format!("{}/", workdir.display()),
-                        "-c".to_owned(),
-                        conf_path.display().to_string(),
-                        "-e".to_owned(),
-                        workdir.join("error.log").display().to_string(),
-                    ],
-                })
-            }
-            HttpPeer::Varnish => Ok(PeerCommand {
-                program: program.to_path_buf(),
-                args: varnish_args(workdir, listen, origin, cache_bytes),
-            }),
+    ) -> Result<Vec<String>, BenchError> {
+        if self == HttpPeer::Varnish {
+            return Ok(varnish_args(workdir, listen, origin, cache_bytes));
         }
+        let cache_dir = workdir.join("cache");
+        std::fs::create_dir_all(&cache_dir)
+            .map_err(BenchError::io("create a cache directory for a peer"))?;
+        let conf = nginx_conf(&NginxSettings {
+            workdir,
+            cache_dir: &cache_dir,
+            listen,
+            origin,
+            cache_bytes,
+            as_root: nix::unistd::geteuid().is_root(),
+        });
+        let conf_path = workdir.join("nginx.conf");
+        write(&conf_path, &conf)?;
+        let [workdir, conf, errors] = [workdir, &conf_path, &workdir.join("error.log")]
+            .map(|path| path.display().to_string());
+        Ok(["-p", &format!("{workdir}/"), "-c", &conf, "-e", &errors]
+            .map(str::to_owned)
+            .to_vec())
     }
 }
 
@@ -303,23 +274,25 @@ mod tests {
     }
 
     #[test]
-    fn varnish_gets_malloc_storage_and_one_pool() {
-        let args = varnish_args(
-            Path::new("/tmp/w"),
+    fn each_peer_is_prepared_to_run_in_the_foreground() {
+        let scratch = workdir().unwrap();
+        let dir = scratch.path().display();
+        let (listen, origin) = (
             "127.0.0.1:8082".parse().unwrap(),
             "127.0.0.1:9000".parse().unwrap(),
-            1000,
         );
-        let joined = args.join(" ");
-        assert!(joined.starts_with("-F -n /tmp/w/varnish "), "{joined}");
-        assert!(
-            joined.contains("-a 127.0.0.1:8082 -b 127.0.0.1:9000"),
-            "{joined}"
+        let prepare = |peer: HttpPeer| peer.prepare(scratch.path(), listen, origin, 1000).unwrap();
+        let nginx = prepare(HttpPeer::Nginx).join(" ");
+        assert_eq!(
+            nginx,
+            format!("-p {dir}/ -c {dir}/nginx.conf -e {dir}/error.log")
         );
-        assert!(
-            joined.contains("-s malloc,1000 -p thread_pools=1"),
-            "{joined}"
-        );
+        let conf = std::fs::read_to_string(scratch.path().join("nginx.conf")).unwrap();
+        assert!(conf.contains("listen 127.0.0.1:8082;"), "{conf}");
+        assert!(scratch.path().join("cache").is_dir());
+        let varnish = prepare(HttpPeer::Varnish).join(" ");
+        let expected = "-a 127.0.0.1:8082 -b 127.0.0.1:9000 -s malloc,1000 -p thread_pools=1";
+        assert_eq!(varnish, format!("-F -n {dir}/varnish {expected}"));
     }
 
     #[test]

@@ -22,6 +22,12 @@ pub struct Cores {
 }
 
 impl Cores {
+    /// Nothing pinned: servers and load share whatever cores there are.
+    pub const UNPINNED: Cores = Cores {
+        server: None,
+        load: None,
+    };
+
     /// The first two cores this process may run on: servers on the first,
     /// load on the second. Nothing is pinned when there is only one, or
     /// when `taskset` is missing. Decided once per process, at the first
@@ -34,10 +40,7 @@ impl Cores {
     fn from_allowed_cores() -> Cores {
         let allowed = allowed_cores();
         if allowed.len() < 2 || !taskset_installed() {
-            return Cores {
-                server: None,
-                load: None,
-            };
+            return Cores::UNPINNED;
         }
         Cores {
             server: allowed.first().copied(),
@@ -125,10 +128,7 @@ mod tests {
 
     #[test]
     fn an_unpinned_command_runs_as_is() {
-        let cores = Cores {
-            server: None,
-            load: None,
-        };
+        let cores = Cores::UNPINNED;
         let (program, args) = cores.server_command(Path::new("nginx"), &["-t".into()]);
         assert_eq!(program, "nginx");
         assert_eq!(args, ["-t"]);

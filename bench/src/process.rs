@@ -4,7 +4,7 @@
 //! logs that it listens.
 
 use crate::BenchError;
-use kit::{KitError, Process};
+use kit::Process;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -40,25 +40,6 @@ pub fn edge_args(listen: SocketAddr, origin: SocketAddr, cache_bytes: Option<u64
     args
 }
 
-/// Starts `meridian` (or whatever `program` wraps it, a `taskset`) as an
-/// ad-hoc edge listening on `listen`, and waits until it accepts
-/// connections.
-pub fn start_edge(
-    program: &Path,
-    args: &[String],
-    listen: SocketAddr,
-) -> Result<Process, BenchError> {
-    let mut process = spawn(program, args)?;
-    tokio::task::block_in_place(|| {
-        process.wait_listening("HTTP", READY, |l| l.addr == listen)?;
-        process.wait_accepting(listen, READY)
-    })?;
-    Ok(process)
-}
-
-/// How long a server may take to be ready.
-pub const READY: Duration = Duration::from_secs(60);
-
 /// Waits until `GET http://{addr}{path}` answers 200, for at most
 /// `timeout`; fails at once if the process exits.
 pub async fn wait_healthy(
@@ -76,13 +57,7 @@ pub async fn wait_healthy(
     let url = format!("http://{addr}{path}");
     loop {
         if let Some(status) = process.exit_status() {
-            return Err(KitError::Exited {
-                name: process.binary().display().to_string(),
-                status,
-                waiting_for: format!("200 from {url}"),
-                log: process.log_excerpt(),
-            }
-            .into());
+            return Err(process.exited(status, &format!("200 from {url}")).into());
         }
         let last = match client.get(&url).send().await {
             Ok(response) if response.status() == reqwest::StatusCode::OK => return Ok(()),
@@ -90,13 +65,8 @@ pub async fn wait_healthy(
             Err(error) => error_chain(&error),
         };
         if started.elapsed() >= timeout {
-            return Err(KitError::NotReady {
-                name: process.binary().display().to_string(),
-                waiting_for: format!("200 from {url} (last: {last})"),
-                waited: timeout,
-                log: process.log_excerpt(),
-            }
-            .into());
+            let waiting_for = format!("200 from {url} (last: {last})");
+            return Err(process.not_ready(&waiting_for, timeout).into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -206,6 +176,19 @@ impl EdgeOnOrigin {
     }
 }
 
+/// 64 random bits in hex, from the standard library's randomly keyed
+/// hasher (no RNG dependency for one name).
+pub fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(now);
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
 /// The GETs of `path` (whatever their query) that reached `origin`.
 pub fn fetches(origin: &kit::ScriptedOrigin, path: &str) -> u64 {
     let requests = origin.received();
@@ -213,4 +196,14 @@ pub fn fetches(origin: &kit::ScriptedOrigin, path: &str) -> u64 {
         .iter()
         .filter(|r| r.method == "GET" && r.path.split('?').next() == Some(path));
     of_path.count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_random() {
+        let (a, b) = (super::random_token(), super::random_token());
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+    }
 }

@@ -8,6 +8,7 @@
 
 use crate::BenchError;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -109,6 +110,21 @@ pub trait ScenarioReport: Serialize {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// `a: 1, b: 2`, in key order; `none` when there are none.
+pub fn counts(counts: &BTreeMap<String, usize>) -> String {
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// `12.5 MiB`.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// Renders `rows` as an aligned four-column table (metric, value, target,

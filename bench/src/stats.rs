@@ -14,6 +14,14 @@ pub fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// The median of `values`: the lower middle one for an even count; 0
+/// for none. (Of a few rounds' numbers, where a histogram is overkill.)
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
+    let middle = values.len().saturating_sub(1) / 2;
+    values.get(middle).copied().unwrap_or(0.0)
+}
+
 /// Recorded latencies, in microseconds.
 #[derive(Debug, Clone)]
 pub struct Latencies(Histogram<u64>);
@@ -128,6 +136,13 @@ mod tests {
             let got = latencies.ms_at(p);
             assert!((got - expected).abs() <= expected * 0.001, "p{p}: {got}");
         }
+    }
+
+    #[test]
+    fn a_median_is_the_lower_middle_value() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0, 4.0]), 2.0);
+        assert_eq!(median(vec![5.0]), 5.0);
+        assert_eq!(median(Vec::new()), 0.0);
     }
 
     #[test]

@@ -18,13 +18,18 @@
 use crate::purge::{Applied, Purge};
 use crate::{Bus, BusError};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::stream::Stream;
 use futures::StreamExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// The most purges taken from the stream in one request.
 const BATCH: usize = 256;
+
+/// How long a purge handed to the edge may go unacknowledged before the
+/// server hands it over again.
+const ACK_WAIT: Duration = Duration::from_secs(2);
 
 /// How long to wait before trying the bus again after a failed request.
 const RETRY: Duration = Duration::from_millis(250);
@@ -39,8 +44,9 @@ pub struct Verified {
     epoch: Instant,
     /// Nanoseconds after `epoch` until which the cache is trusted; 0 never.
     until: AtomicU64,
-    /// Whether the last request to the stream succeeded.
-    reachable: AtomicBool,
+    /// Nanoseconds after `epoch` since the stream stopped answering; 0
+    /// while it answers. Starts unreachable: nothing was read yet.
+    unreachable_since: AtomicU64,
     lease: Duration,
     renewed: Notify,
 }
@@ -51,7 +57,7 @@ impl Verified {
         Verified {
             epoch: Instant::now(),
             until: AtomicU64::new(0),
-            reachable: AtomicBool::new(false),
+            unreachable_since: AtomicU64::new(1),
             lease,
             renewed: Notify::new(),
         }
@@ -66,13 +72,19 @@ impl Verified {
         self.nanos(Instant::now()) < self.until.load(Ordering::Acquire)
     }
 
-    /// Whether the stream answered the last request: when it did not, a
-    /// request has nothing to wait for.
+    /// Whether the stream answered the last request.
     pub fn bus_reachable(&self) -> bool {
-        self.reachable.load(Ordering::Acquire)
+        self.unreachable_since.load(Ordering::Acquire) == 0
     }
 
     /// Waits at most `limit` for the lease to hold; whether it does.
+    ///
+    /// It does not wait when the stream has been unreachable for longer
+    /// than `limit` (an edge serves without the bus, unverified, rather
+    /// than making every request wait), but it does when the stream was
+    /// lost only just now: an edge resumed after a long pause finds its
+    /// connection dead and its lease lapsed at once, and must catch up
+    /// before it serves from its cache.
     pub async fn wait(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -80,7 +92,11 @@ impl Verified {
             if self.holds() {
                 return true;
             }
-            if !self.bus_reachable() || tokio::time::timeout_at(deadline, renewed).await.is_err() {
+            let since = self.unreachable_since.load(Ordering::Acquire);
+            let long_gone = since != 0
+                && self.nanos(Instant::now()).saturating_sub(since)
+                    > u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+            if long_gone || tokio::time::timeout_at(deadline, renewed).await.is_err() {
                 return self.holds();
             }
         }
@@ -94,9 +110,17 @@ impl Verified {
     }
 
     fn set_reachable(&self, reachable: bool) {
-        if self.reachable.swap(reachable, Ordering::AcqRel) != reachable {
-            // Waiters re-check: with the bus gone there is nothing to wait for.
-            self.renewed.notify_waiters();
+        if reachable {
+            self.unreachable_since.store(0, Ordering::Release);
+        } else {
+            // Keep the first moment it was lost (never 0: that means reachable).
+            let now = self.nanos(Instant::now()).max(1);
+            let _ = self.unreachable_since.compare_exchange(
+                0,
+                now,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
     }
 }
@@ -111,9 +135,8 @@ pub enum Applying {
 }
 
 /// Reads the purge stream as the edge `edge` for as long as the process
-/// lives: `apply` each purge in order (`apply_all` when purges were missed,
-/// which empties the cache), acknowledge it, announce it, and keep
-/// `verified` up to date.
+/// lives: `apply` each purge in order (everything, when purges were
+/// missed), acknowledge it, announce it; and keep `verified` up to date.
 pub async fn follow(
     bus: Bus,
     edge: String,
@@ -121,9 +144,10 @@ pub async fn follow(
     apply: impl Fn(&Purge) -> Applying,
 ) -> ! {
     let mut last_sequence: Option<u64> = None;
+    let applied = Notify::new();
     loop {
-        let consumer = match consumer(&bus, &edge, last_sequence).await {
-            Ok(consumer) => consumer,
+        let opened = match consumer(&bus, &edge, last_sequence).await {
+            Ok(opened) => opened,
             Err(error) => {
                 verified.set_reachable(false);
                 tracing::warn!(%error, "purge stream unavailable; the cache stays unverified until it is back");
@@ -131,36 +155,31 @@ pub async fn follow(
                 continue;
             }
         };
-        // Read until a request fails, then open the consumer again.
-        loop {
-            match read_once(&bus, &consumer, &edge, &mut last_sequence, &apply).await {
-                Ok(Some(as_of)) => {
-                    verified.set_reachable(true);
-                    verified.confirm(as_of);
-                }
-                Ok(None) => verified.set_reachable(true),
-                Err(error) => {
-                    verified.set_reachable(false);
-                    tracing::warn!(%error, "reading the purge stream failed; retrying");
-                    tokio::time::sleep(RETRY).await;
-                    break;
-                }
+        // Both run until one fails; then the consumer is opened again.
+        tokio::select! {
+            error = read(&bus, &opened, &edge, &mut last_sequence, &apply, &applied) => {
+                tracing::warn!(%error, "reading the purge stream failed; retrying");
+            }
+            error = prove(&bus, &opened.1, verified, &applied) => {
+                tracing::warn!(%error, "the purge stream did not answer; retrying");
             }
         }
+        verified.set_reachable(false);
+        tokio::time::sleep(RETRY).await;
     }
 }
 
-/// This edge's durable consumer: where it left off, or (for an edge the
-/// server has never seen) the purges published from now on, as its cache
-/// holds nothing older.
+/// This edge's durable consumer and the stream: where it left off, or (for
+/// an edge the server has never seen) the purges published from now on,
+/// as its cache holds nothing older.
 async fn consumer(
     bus: &Bus,
     edge: &str,
     last_sequence: Option<u64>,
-) -> Result<PullConsumer, BusError> {
+) -> Result<(Stream, PullConsumer), BusError> {
     let stream = crate::buckets::purge_stream(bus).await?;
     let name = crate::bus_name(edge);
-    stream
+    let consumer = stream
         .get_or_create_consumer(
             &name,
             pull::Config {
@@ -173,47 +192,58 @@ async fn consumer(
                     None => DeliverPolicy::New,
                 },
                 ack_policy: AckPolicy::Explicit,
+                // A purge handed to this edge and lost with a broken
+                // connection comes again soon (applying one twice is
+                // harmless); until it has, the edge is not verified.
+                ack_wait: ACK_WAIT,
                 inactive_threshold: FORGOTTEN_AFTER,
                 ..Default::default()
             },
         )
         .await
-        .map_err(|e| BusError::jetstream("cannot open this edge's purge consumer", e))
+        .map_err(|e| BusError::jetstream("cannot open this edge's purge consumer", e))?;
+    Ok((stream, consumer))
 }
 
-/// One pull: applies what arrives until the pull ends. `Some(asked)` when
-/// the stream had nothing more for this edge (every purge published before
-/// `asked` is applied), `None` when there may be more.
-async fn read_once(
+/// Applies, acknowledges and announces every purge as it arrives; returns
+/// only with an error.
+async fn read(
     bus: &Bus,
-    consumer: &PullConsumer,
+    (stream, consumer): &(Stream, PullConsumer),
     edge: &str,
     last_sequence: &mut Option<u64>,
     apply: &impl Fn(&Purge) -> Applying,
-) -> Result<Option<Instant>, BusError> {
-    // A pull long-polls: a purge published meanwhile arrives at once. It
-    // ends well within a lease, so a caught-up edge renews its lease
-    // before it lapses.
-    let poll = (bus.settings().verified_for / 4).max(Duration::from_millis(20));
-    let asked = Instant::now();
-    let mut messages = consumer
-        .batch()
-        .max_messages(BATCH)
-        .expires(poll)
+    applied: &Notify,
+) -> BusError {
+    // One long-lived pull subscription: what the server has handed over
+    // stays in it across pulls, so nothing delivered is dropped. Each pull
+    // lasts a lease (a purge published meanwhile arrives at once), with
+    // heartbeats that tell a silent server from an idle one.
+    let expires = bus.settings().verified_for.max(Duration::from_millis(100));
+    let mut messages = match consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .expires(expires)
+        .heartbeat(expires / 4)
         .messages()
         .await
-        .map_err(|e| BusError::jetstream("pull", e))?;
-    let (mut received, mut more) = (0, false);
+    {
+        Ok(messages) => messages,
+        Err(e) => return BusError::jetstream("pull", e),
+    };
     while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| BusError::jetstream("pull", e))?;
-        let info = message
-            .info()
-            .map_err(|e| BusError::jetstream("a purge without stream metadata", e))?;
-        let (sequence, pending) = (info.stream_sequence, info.pending);
-        received += 1;
-        more = pending > 0;
+        let message = match message {
+            Ok(message) => message,
+            Err(e) => return BusError::jetstream("pull", e),
+        };
+        let Ok(info) = message.info() else {
+            tracing::warn!("a purge without stream metadata; skipped");
+            continue;
+        };
+        let sequence = info.stream_sequence;
         if let Some(last) = *last_sequence
             && sequence > last + 1
+            && missed(stream, last).await
         {
             // The stream dropped purges this edge never read (it was away
             // longer than the stream keeps them): nothing in the cache is
@@ -244,23 +274,76 @@ async fn read_once(
                 }
             }
         };
-        *last_sequence = Some(sequence);
-        message
-            .ack()
-            .await
-            .map_err(|e| BusError::jetstream("acknowledge", e))?;
-        let applied = Applied {
+        *last_sequence = Some(last_sequence.map_or(sequence, |last| last.max(sequence)));
+        if let Err(e) = message.ack().await {
+            return BusError::jetstream("acknowledge", e);
+        }
+        let announcement = Applied {
             edge: edge.to_owned(),
             sequence,
             purged,
         };
-        bus.client()
-            .publish(
-                crate::APPLIED_SUBJECT,
-                serde_json::to_vec(&applied).expect("serializes").into(),
-            )
+        let body = serde_json::to_vec(&announcement).expect("an announcement serializes");
+        if let Err(e) = bus
+            .client()
+            .publish(crate::APPLIED_SUBJECT, body.into())
             .await
-            .map_err(|e| BusError::jetstream("announce", e))?;
+        {
+            return BusError::jetstream("announce", e);
+        }
+        applied.notify_one();
     }
-    Ok((received < BATCH && !more).then_some(asked))
+    BusError::jetstream("pull", "the subscription ended")
+}
+
+/// Whether purges after `last` are gone from the stream (rather than
+/// handed over out of order, as a redelivery is).
+async fn missed(stream: &Stream, last: u64) -> bool {
+    match stream.get_info().await {
+        Ok(info) => info.state.first_sequence > last + 1,
+        // Unknown: emptying the cache is the safe answer.
+        Err(_) => true,
+    }
+}
+
+/// Renews `verified` for as long as the server keeps proving the edge has
+/// applied everything (see [`caught_up`]): every poll interval, and at once
+/// after a purge is applied. Returns only with an error.
+async fn prove(
+    bus: &Bus,
+    consumer: &PullConsumer,
+    verified: &Verified,
+    applied: &Notify,
+) -> BusError {
+    let poll = (bus.settings().verified_for / 4).max(Duration::from_millis(20));
+    loop {
+        match caught_up(consumer, bus.settings().verified_for).await {
+            Ok(Some(as_of)) => {
+                verified.set_reachable(true);
+                verified.confirm(as_of);
+            }
+            Ok(None) => verified.set_reachable(true),
+            Err(error) => return error,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(poll) => {}
+            () = applied.notified() => {}
+        }
+    }
+}
+
+/// Asks the server whether this edge's consumer has anything left:
+/// `Some(asked)` when nothing is pending or unacknowledged, so every purge
+/// published before `asked` has been applied (an edge acknowledges a purge
+/// only once it is applied).
+///
+/// Receiving nothing is no such proof: a pull also ends empty when the
+/// server stalls and the client's own timer runs out.
+async fn caught_up(consumer: &PullConsumer, within: Duration) -> Result<Option<Instant>, BusError> {
+    let asked = Instant::now();
+    let info = tokio::time::timeout(within, consumer.get_info())
+        .await
+        .map_err(|_| BusError::jetstream("consumer info", "no answer in time"))?
+        .map_err(|e| BusError::jetstream("consumer info", e))?;
+    Ok((info.num_pending == 0 && info.num_ack_pending == 0).then_some(asked))
 }

@@ -23,7 +23,6 @@ pub mod purge;
 pub mod reports;
 
 use async_nats::jetstream;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,9 +185,9 @@ impl Bus {
     }
 }
 
-/// An edge's name on the bus (its role report, its purge consumer):
-/// unique in the deployment, as its region and HTTP address are.
-pub fn edge_name(region: &str, addr: SocketAddr) -> String {
+/// The name an edge has on the bus: in its report, its purge consumer's
+/// name and its acknowledgements.
+pub fn edge_name(region: &str, addr: std::net::SocketAddr) -> String {
     format!("edge {region} {addr}")
 }
 

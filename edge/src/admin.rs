@@ -14,19 +14,18 @@
 //! can send cross-origin unasked; so a browser on this machine cannot be
 //! made to purge, nor to read `/status` after rebinding a name to it.
 
-use crate::host;
-use crate::key;
 use crate::metrics::{CacheSummary, EdgeMetrics};
 use crate::origins::{OriginSet, OriginStatus};
 use crate::peers::Peers;
+use crate::purging;
 use crate::storage::MemoryStorage;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use cluster::purge::Purge;
 use config::admin_access::{self, AdminAccess};
-use pingora::cache::key::CacheHashKey;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +45,9 @@ pub struct AdminState {
     pub storage: &'static MemoryStorage,
     /// The token purges need; `None`: purging is disabled.
     pub token: Option<Arc<str>>,
+    /// Whether its cache is verified against the cluster's purges; `None`
+    /// for a single host.
+    pub verified: Option<Arc<cluster::feed::Verified>>,
 }
 
 /// `GET /status`.
@@ -60,24 +62,6 @@ pub struct EdgeStatus {
     pub peers: Vec<config::report::SeenEdge>,
     /// Its cache.
     pub cache: CacheSummary,
-}
-
-/// `POST /purge`: what to remove.
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PurgeRequest {
-    /// Absolute URLs, e.g. `http://cdn.meridian.test/assets/1k.bin`.
-    #[serde(default)]
-    pub urls: Vec<String>,
-    /// Tags from `Surrogate-Key` / `Cache-Tag`.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Everything.
-    #[serde(default)]
-    pub all: bool,
-    /// Mark stale (revalidate on next use) instead of removing.
-    #[serde(default)]
-    pub soft: bool,
 }
 
 /// `POST /purge`'s answer.
@@ -113,7 +97,9 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(state.storage),
+        state
+            .metrics
+            .render(state.storage, state.verified.as_deref().map(|v| v.holds())),
     )
 }
 
@@ -138,65 +124,13 @@ async fn purge(
             "a valid Authorization: Bearer token is required",
         );
     }
-    let request: PurgeRequest = match serde_json::from_slice(&body) {
+    let request: Purge = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("bad purge request: {e}")),
     };
-    let mut keys = Vec::new();
-    for url in &request.urls {
-        match url_keys(url) {
-            Some(both) => keys.extend(both),
-            None => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    &format!("not an absolute http(s) URL: {url:?}"),
-                );
-            }
-        }
-    }
-    let storage = state.storage;
-    let mut purged = 0;
-    if request.all {
-        purged += storage.purge_all();
-    }
-    for key in keys {
-        purged += usize::from(storage.purge_key(&key.primary_bin(), request.soft));
-    }
-    for tag in &request.tags {
-        purged += storage.purge_tag(tag, request.soft);
-    }
-    state.metrics.purged(purged);
-    tracing::info!(region = %state.region, purged, urls = request.urls.len(), tags = request.tags.len(), all = request.all, soft = request.soft, "purge");
+    let purged = match purging::apply(state.storage, &state.metrics, &request) {
+        Ok(purged) => purged,
+        Err(reason) => return refuse(StatusCode::BAD_REQUEST, &reason),
+    };
     axum::Json(PurgeResult { purged }).into_response()
-}
-
-/// The cache keys of an absolute URL: the same resource is stored once per
-/// scheme (a request over HTTPS has its own entry), and purging a URL means
-/// the resource, so both go.
-fn url_keys(url: &str) -> Option<[pingora::cache::CacheKey; 2]> {
-    let uri: http::Uri = url.parse().ok()?;
-    uri.scheme_str()
-        .filter(|s| matches!(*s, "http" | "https"))?;
-    let host = host::normalize(uri.authority()?.as_str())?;
-    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    Some([
-        key::cache_key("http", &host, path),
-        key::cache_key("https", &host, path),
-    ])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_keys_match_request_keys_for_both_schemes() {
-        let [http, https] = url_keys("http://CDN.Meridian.Test:8080/assets/1k.bin?x=1").unwrap();
-        let from_request = key::cache_key("http", "cdn.meridian.test", "/assets/1k.bin?x=1");
-        assert_eq!(http.primary_bin(), from_request.primary_bin());
-        let from_tls = key::cache_key("https", "cdn.meridian.test", "/assets/1k.bin?x=1");
-        assert_eq!(https.primary_bin(), from_tls.primary_bin());
-        assert!(url_keys("/relative").is_none());
-        assert!(url_keys("ftp://host/x").is_none());
-    }
 }

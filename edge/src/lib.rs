@@ -27,6 +27,7 @@ mod metrics;
 mod origins;
 pub mod peers;
 mod proxy;
+pub mod purging;
 mod ranges;
 mod slow_clients;
 mod storage;
@@ -103,6 +104,8 @@ pub struct EdgeSettings {
     pub cdn_id: String,
     /// Worker threads.
     pub threads: usize,
+    /// Its part in a cluster (purges from the bus); `None` on a single host.
+    pub cluster: Option<purging::ClusterLink>,
 }
 
 /// An edge's HTTPS listeners and their certificates.
@@ -225,7 +228,12 @@ impl EdgeSettings {
             hostnames: Some(config.edge.hostnames.clone()),
             cdn_id: config.zone.name.host().to_owned(),
         };
-        Ok(Self::new(place, &config.edge, &config.health))
+        let mut settings = Self::new(place, &config.edge, &config.health);
+        settings.cluster = config
+            .cluster
+            .as_ref()
+            .map(|bus| purging::ClusterLink::new(bus, &home.name, http));
+        Ok(settings)
     }
 
     /// One edge in front of one origin, accepting any Host (like
@@ -297,6 +305,7 @@ impl EdgeSettings {
             cdn_id: place.cdn_id,
             plain_hit_fast_path: edge.plain_hit_fast_path,
             threads: default_threads(),
+            cluster: None,
         }
     }
 }
@@ -382,6 +391,23 @@ struct CertificateWatch {
 impl BackgroundService for CertificateWatch {
     async fn start(&self, shutdown: ShutdownWatch) {
         tls::watch(self.resolver.clone(), shutdown).await;
+    }
+}
+
+/// Reads the cluster's purge stream (see [`purging::follow`]).
+struct PurgeFeed {
+    link: purging::ClusterLink,
+    storage: &'static storage::MemoryStorage,
+    metrics: Arc<metrics::EdgeMetrics>,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for PurgeFeed {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            () = purging::follow(self.link.clone(), self.storage, self.metrics.clone()) => {}
+            _ = shutdown.changed() => {}
+        }
     }
 }
 
@@ -588,6 +614,16 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
             },
         ));
     }
+    if let Some(link) = &settings.cluster {
+        server.add_service(background_service(
+            "purge stream",
+            PurgeFeed {
+                link: link.clone(),
+                storage,
+                metrics: metrics.clone(),
+            },
+        ));
+    }
     if let Some(listener) = admin_listener {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(region = %settings.name, "listening for HTTP on {addr} (admin)");
@@ -603,6 +639,7 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
                     metrics,
                     storage,
                     token: settings.admin_token.as_deref().map(Arc::from),
+                    verified: settings.cluster.as_ref().map(|c| c.verified.clone()),
                 },
             },
         ));

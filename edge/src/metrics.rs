@@ -34,6 +34,9 @@ pub struct EdgeMetrics {
     responses: Vec<IntCounter>,
     origin_retries: IntCounter,
     purged: IntCounter,
+    catch_up_waits: IntCounter,
+    unverified_hits: IntCounter,
+    verified: IntGauge,
     objects: IntGauge,
     bytes: IntGauge,
     zero_copy_bytes: IntCounter,
@@ -157,6 +160,18 @@ impl EdgeMetrics {
             "meridian_edge_purged_objects_total",
             "Objects removed or marked stale by purges",
         )?;
+        let catch_up_waits = counter(
+            "meridian_edge_purge_catch_up_waits_total",
+            "Requests that waited for the edge to read the cluster's purge stream before using its cache",
+        )?;
+        let unverified_hits = counter(
+            "meridian_edge_unverified_hits_total",
+            "Hits served while the cache was not verified against the cluster's purges (the bus unreachable)",
+        )?;
+        let verified = gauge(
+            "meridian_edge_cache_verified",
+            "1 when the cache holds no object purged on the cluster bus (always, on a single host), 0 when that is not known",
+        )?;
         let coalesced = counter(
             "meridian_edge_coalesced_waits_total",
             "Requests that waited for another request's origin fetch instead of making their own",
@@ -237,6 +252,9 @@ impl EdgeMetrics {
                 .collect(),
             origin_retries,
             purged,
+            catch_up_waits,
+            unverified_hits,
+            verified,
             objects,
             bytes,
             zero_copy_bytes,
@@ -277,6 +295,16 @@ impl EdgeMetrics {
     /// Counts a request that waited on another's fetch of the same object.
     pub fn coalesced_wait(&self) {
         self.coalesced.inc();
+    }
+
+    /// Counts a request that waited for the purge stream.
+    pub fn catch_up_wait(&self) {
+        self.catch_up_waits.inc();
+    }
+
+    /// Counts a hit served from an unverified cache.
+    pub fn unverified_hit(&self) {
+        self.unverified_hits.inc();
     }
 
     /// Counts a plain hit answered by the fast path.
@@ -338,7 +366,8 @@ impl EdgeMetrics {
     }
 
     /// Prometheus text.
-    pub fn render(&self, storage: &MemoryStorage) -> String {
+    pub fn render(&self, storage: &MemoryStorage, verified: Option<bool>) -> String {
+        self.verified.set(i64::from(verified.unwrap_or(true)));
         let count = u64::try_from(storage.object_count()).unwrap_or(u64::MAX);
         for (gauge, value) in [
             (&self.objects, count),
@@ -366,7 +395,7 @@ mod tests {
     fn the_grafana_dashboard_asks_only_for_what_an_edge_exports() {
         let metrics = EdgeMetrics::new().unwrap();
         let storage = MemoryStorage::new(1 << 20, 1 << 16);
-        let exported = kit::grafana::exported_metrics(&metrics.render(&storage));
+        let exported = kit::grafana::exported_metrics(&metrics.render(&storage, None));
         let queried = kit::grafana::queried_metrics("meridian_edge_");
         assert!(queried.len() > 10, "{queried:?}");
         let unknown: Vec<_> = queried.difference(&exported).collect();
@@ -401,7 +430,7 @@ mod tests {
         let summary = metrics.summary(&storage);
         assert_eq!((summary.hits, summary.misses), (3, 1));
         assert!((summary.hit_ratio - 0.75).abs() < 1e-9);
-        let text = metrics.render(&storage);
+        let text = metrics.render(&storage, None);
         assert!(
             text.contains(r#"meridian_edge_requests_total{cache="hit"} 3"#),
             "{text}"
@@ -418,7 +447,7 @@ mod tests {
         assert!(text.contains("meridian_edge_cache_evictions 0"), "{text}");
         metrics.origin_latency(Duration::from_millis(3));
         metrics.coalesced_wait();
-        let text = metrics.render(&storage);
+        let text = metrics.render(&storage, None);
         assert!(
             text.contains("meridian_edge_origin_response_seconds_count 1"),
             "{text}"
@@ -437,7 +466,7 @@ mod tests {
         metrics.peer_fill_sent(PeerFillSent::Filled);
         metrics.peer_fill_sent(PeerFillSent::Failed);
         metrics.peer_fill_received(PeerFillReceived::Refused);
-        let text = metrics.render(&storage);
+        let text = metrics.render(&storage, None);
         for line in [
             r#"meridian_edge_peer_fills_sent_total{outcome="filled"} 2"#,
             r#"meridian_edge_peer_fills_sent_total{outcome="failed"} 1"#,

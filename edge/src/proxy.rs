@@ -360,6 +360,20 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         ctx.host = host::request_host(req);
         ctx.directives = self.settings.cache_policy.request_directives(req);
+        if let Some(link) = &self.settings.cluster
+            && cacheability::request_is_cacheable(req)
+            && !link.verified.holds()
+        {
+            // The cache may hold what the cluster purged while this edge
+            // was not reading the purge stream: read it first (see
+            // `cluster::feed`), or say the hit is unverified.
+            self.metrics.catch_up_wait();
+            ctx.unverified = !link.verified.wait(link.bus.verified_for).await;
+        }
+        if ctx.unverified {
+            // The full path marks what it serves from the cache.
+            return Ok(false);
+        }
         self.serve_plain_hit(session, ctx).await
     }
 
@@ -788,6 +802,11 @@ impl ProxyHttp for EdgeProxy {
             // finished as the fast path finishes it.
             Some(meta) if session.cache.enabled() && !session.cache.upstream_used() => {
                 hit::finish_head(response, meta.age(), &outcome)?;
+                if ctx.unverified {
+                    self.metrics.unverified_hit();
+                    let marked = format!("{}; detail=unverified", outcome.header_value());
+                    response.insert_header("cache-status", marked)?;
+                }
                 if let Some(h1) = session.as_downstream().as_http1() {
                     let date = response.headers.get(http::header::DATE);
                     connection::stored_date(h1.stream(), date.map(|d| d.as_bytes()));

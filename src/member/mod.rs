@@ -25,6 +25,7 @@ use cluster::{Bus, Connect, config_store};
 use config::Config;
 use futures::StreamExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -49,9 +50,11 @@ pub struct Member {
     applied_file: PathBuf,
     /// The directory relative paths of a revision are resolved against.
     relative_to: PathBuf,
-    /// What it reports; the edge's purge feed sets `verified` through
-    /// [`Member::reports`].
-    report: watch::Sender<RoleReport>,
+    /// What it reports.
+    report: Arc<watch::Sender<RoleReport>>,
+    /// Whether it puts its report on the bus itself (not when the role
+    /// does, see [`Member::report_through`]).
+    reports_itself: bool,
 }
 
 impl Member {
@@ -67,8 +70,22 @@ impl Member {
             bus,
             applied_file,
             relative_to,
-            report,
+            report: Arc::new(report),
+            reports_itself: true,
         })
+    }
+
+    /// Keeps the revision in `report` from now on, which the role puts on
+    /// the bus itself: the edge's purge feed does (its report also says
+    /// whether its cache is verified).
+    pub fn report_through(&mut self, report: Arc<watch::Sender<RoleReport>>) {
+        let now = self.report.borrow().clone();
+        report.send_modify(|r| {
+            r.revision = now.revision;
+            r.refused = now.refused;
+        });
+        self.report = report;
+        self.reports_itself = false;
     }
 
     /// The config to start from: the applied revision when there is one
@@ -108,16 +125,6 @@ impl Member {
         }
     }
 
-    /// A handle on what this member reports: the edge's purge feed sets
-    /// `verified` through it.
-    #[expect(
-        dead_code,
-        reason = "the edge's purge feed (on main, being written) is its user"
-    )]
-    pub fn reports(&self) -> watch::Sender<RoleReport> {
-        self.report.clone()
-    }
-
     /// Follows the cluster's config revisions for as long as the process
     /// lives, `running` being the config the role started with. The role
     /// serves all along, with or without the bus.
@@ -130,10 +137,12 @@ impl Member {
                 return;
             }
         };
-        tokio::spawn(cluster::reports::keep_reporting(
-            bus.clone(),
-            self.report.subscribe(),
-        ));
+        if self.reports_itself {
+            tokio::spawn(cluster::reports::keep_reporting(
+                bus.clone(),
+                self.report.subscribe(),
+            ));
+        }
         let mut running = revision_of(running);
         loop {
             match config_store::watch(&bus).await {

@@ -178,10 +178,34 @@ type Shared = Arc<Mutex<Supervisor>>;
 pub fn router(supervisor: Shared, listen: SocketAddr) -> Router {
     let routes = Router::new()
         .route("/status", get(status))
+        .route("/cluster", get(cluster))
         .route("/regions/{region}/outage", post(outage))
         .route("/regions/{region}/restore", post(restore))
         .with_state(supervisor);
     admin_access::guard(routes, AdminAccess::new(listen))
+}
+
+/// `GET /cluster`: the config the roles of `up --cluster` run (with its
+/// `[cluster]`), so that `meridian purge` and `status` find the bus of a
+/// running `up` without being told.
+async fn cluster(State(supervisor): State<Shared>) -> Result<axum::Json<ClusterConfig>, Failure> {
+    let supervisor = supervisor.lock().await;
+    match supervisor.bus_config() {
+        Some(config) => Ok(axum::Json(ClusterConfig {
+            config: config.to_path_buf(),
+        })),
+        None => Err(Failure(
+            StatusCode::NOT_FOUND,
+            "this `meridian up` runs no cluster bus (start it with --cluster)".to_owned(),
+        )),
+    }
+}
+
+/// `GET /cluster`'s answer.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ClusterConfig {
+    /// The config file the roles run.
+    pub config: std::path::PathBuf,
 }
 
 async fn outage(

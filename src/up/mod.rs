@@ -16,6 +16,7 @@
 //! a crash loop ([`restart`]); what `meridian outage` killed stays down
 //! until `meridian restore`, and nothing is restarted once `up` is stopping.
 
+mod bus;
 mod child;
 pub mod control;
 mod hosts;
@@ -61,6 +62,8 @@ pub enum Component {
     Edge,
     /// A GeoDNS server.
     GeoDns,
+    /// The cluster bus (`up --cluster`).
+    Bus,
 }
 
 /// One role to run: how to start it, where it listens, how to probe it.
@@ -73,6 +76,8 @@ struct Role {
     address: Option<IpAddr>,
     /// Its host under `up --hosts` (see [`hosts`]).
     host: String,
+    /// What it runs: `None` is `meridian` itself.
+    program: Option<&'static str>,
     args: Vec<OsString>,
     /// Where users reach it, for the endpoint line and error messages.
     endpoint: String,
@@ -119,6 +124,8 @@ pub struct Supervisor {
     /// The network and the moved config of `up --hosts`; removed when the
     /// supervisor is dropped, after its children are stopped.
     hosts: Option<hosts::OnHosts>,
+    /// The bus of `up --cluster` (its directory is removed on drop).
+    bus: Option<bus::LocalBus>,
     /// The links cut by `outage --partition`, until `restore` heals them:
     /// (region, the GeoDNS server it is cut off from; `None`: everyone).
     cuts: Vec<(String, Option<String>)>,
@@ -143,6 +150,14 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         .map(std::path::absolute)
         .transpose()
         .context("cannot resolve the config path")?;
+    let bus = match args.cluster {
+        true => Some(bus::LocalBus::prepare(&config, config_path.as_deref())?),
+        false => None,
+    };
+    let (config, config_path) = match &bus {
+        Some(bus) => (bus.config.clone(), Some(bus.config_path.clone())),
+        None => (config, config_path),
+    };
     let (config, config_path, hosts) = match args.hosts {
         false => (config, config_path, None),
         true => {
@@ -158,10 +173,10 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(supervise(config, config_path, hosts))
+    runtime.block_on(supervise(config, config_path, hosts, bus))
 }
 
-fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
+fn roles(config: &Config, config_path: Option<&Path>, bus: Option<&bus::LocalBus>) -> Vec<Role> {
     let with_config = |mut args: Vec<OsString>| {
         if let Some(path) = config_path {
             args.push("--config".into());
@@ -170,6 +185,20 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
         args
     };
     let mut roles = Vec::new();
+    // The bus first: the roles connect to it as they start.
+    if let Some(bus) = bus {
+        roles.push(Role {
+            label: "nats".to_owned(),
+            component: Component::Bus,
+            region: None,
+            address: None,
+            host: "bus".to_owned(),
+            program: Some(bus::PROGRAM),
+            args: bus.args.clone(),
+            endpoint: format!("nats://{} (cluster bus)", bus.listen),
+            probes: vec![Probe::Tcp { addr: bus.listen }],
+        });
+    }
     for (index, region) in config.regions.iter().enumerate() {
         let probe_addr = reachable(region.origin_listen);
         roles.push(Role {
@@ -178,6 +207,7 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
             region: Some(index),
             address: None,
             host: hosts::origin_host(&region.name),
+            program: None,
             args: with_config(vec![
                 "origin".into(),
                 "--region".into(),
@@ -203,6 +233,7 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
                 region: Some(index),
                 address: Some(address),
                 host: hosts::edge_host(&region.name, nth),
+                program: None,
                 args: with_config(vec![
                     "edge".into(),
                     "--region".into(),
@@ -234,6 +265,7 @@ fn roles(config: &Config, config_path: Option<&Path>) -> Vec<Role> {
             region: None,
             address: None,
             host: server.name.clone(),
+            program: None,
             args: with_config(args),
             endpoint: format!("dns://{} (UDP and TCP)", server.listen),
             probes: vec![Probe::Dns {
@@ -249,6 +281,7 @@ async fn supervise(
     config: Config,
     config_path: Option<PathBuf>,
     hosts: Option<hosts::OnHosts>,
+    bus: Option<bus::LocalBus>,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the meridian binary")?;
     // Bound first: if another `up` holds the control port, say so before
@@ -264,7 +297,7 @@ async fn supervise(
         .no_proxy()
         .build()
         .context("cannot build the HTTP client")?;
-    let roles = roles(&config, config_path.as_deref());
+    let roles = roles(&config, config_path.as_deref(), bus.as_ref());
     let count = roles.len();
     let mut supervisor = Supervisor {
         config,
@@ -282,6 +315,7 @@ async fn supervise(
             .collect(),
         http,
         hosts,
+        bus,
         cuts: Vec::new(),
     };
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -340,15 +374,21 @@ async fn supervise(
 }
 
 impl Supervisor {
+    /// The config file the roles run on the bus, under `up --cluster`.
+    fn bus_config(&self) -> Option<&Path> {
+        self.bus.as_ref().map(|bus| bus.config_path.as_path())
+    }
+
     /// Starts role `index`'s process.
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
         let role = &self.roles[index];
+        let program = role.program.map_or_else(|| self.exe.clone(), PathBuf::from);
         let child = match &self.hosts {
             Some(hosts) => {
-                let (exe, args) = hosts.network.command_in(&role.host, &self.exe, &role.args);
+                let (exe, args) = hosts.network.command_in(&role.host, &program, &role.args);
                 Child::spawn(&role.label, &exe, &args)?
             }
-            None => Child::spawn(&role.label, &self.exe, &role.args)?,
+            None => Child::spawn(&role.label, &program, &role.args)?,
         };
         let process = &mut self.processes[index];
         process.child = Some(child);

@@ -19,6 +19,11 @@ pub enum Probe {
         /// e.g. `http://127.0.2.1:8080/_meridian/health`.
         url: String,
     },
+    /// A TCP connection is accepted (the cluster bus).
+    Tcp {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// An SOA query for `zone` over UDP gets an authoritative NOERROR.
     Dns {
         /// The server.
@@ -46,6 +51,13 @@ impl Probe {
                 }
             }
             Probe::Dns { server, zone } => dns_soa(*server, zone).await,
+            Probe::Tcp { addr } => {
+                tokio::time::timeout(ATTEMPT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| format!("{addr} did not accept in time"))?
+                    .map(drop)
+                    .map_err(|e| format!("{addr}: {e}"))
+            }
         }
     }
 }

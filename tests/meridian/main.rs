@@ -10,6 +10,7 @@ mod admin_access;
 mod benchmarks;
 mod cache;
 mod cli;
+mod cluster;
 mod cluster_config;
 mod dns;
 mod failover;

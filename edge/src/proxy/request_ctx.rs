@@ -42,6 +42,9 @@ pub struct RequestCtx {
     pub(super) arrived: Option<SystemTime>,
     /// The edge answered `Expect: 100-continue` itself.
     pub(super) continue_sent: bool,
+    /// The cache could not be verified against the cluster's purges (the
+    /// bus unreachable): a hit says so in `Cache-Status`.
+    pub(super) unverified: bool,
 }
 
 /// Where one try of a request goes.
