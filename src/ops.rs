@@ -51,6 +51,25 @@ pub(crate) async fn call(
     Ok(body)
 }
 
+/// The bus the config names; or, for a config without one, the bus of a
+/// `meridian up --cluster` running it (which the control API names).
+pub fn cluster_of(config: &config::Config) -> anyhow::Result<Option<config::Cluster>> {
+    if let Some(bus) = &config.cluster {
+        return Ok(Some(bus.clone()));
+    }
+    let asked = runtime()?.block_on(call(
+        config.control.listen,
+        reqwest::Method::GET,
+        "/cluster",
+    ));
+    let Ok(body) = asked else {
+        // No `up`, or one without a bus: a single host.
+        return Ok(None);
+    };
+    let answer: crate::up::control::ClusterConfig = serde_json::from_slice(&body)?;
+    Ok(config::Config::load(&answer.config)?.cluster)
+}
+
 /// `meridian outage REGION [--component ...]`
 pub fn outage(args: &OutageArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
@@ -99,7 +118,8 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
 
 /// `meridian status`
 ///
-/// With `[cluster]`, it also shows every role alive on the bus and the
+/// With a cluster bus (the config's `[cluster]`, or that of the running
+/// `up --cluster`), it also shows every role alive on the bus and the
 /// config revision it runs; either part may be missing (a cluster has no
 /// `meridian up` on most hosts; the bus may be down) and status still
 /// shows the other.
@@ -107,10 +127,10 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
     let runtime = runtime()?;
     let body = runtime.block_on(call(config.control.listen, reqwest::Method::GET, "/status"));
-    let Some(cluster) = &config.cluster else {
+    let Some(cluster) = cluster_of(&config)? else {
         return print_status(&body?, args.json);
     };
-    let roles = runtime.block_on(crate::cluster_status::roles(cluster));
+    let roles = runtime.block_on(crate::cluster_status::roles(&cluster));
     if args.json {
         let mut out = match &body {
             Ok(body) => serde_json::from_slice(body)?,

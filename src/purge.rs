@@ -21,29 +21,10 @@ pub fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
         soft: args.soft,
     };
     edge::purging::check(&request).map_err(|reason| anyhow!(reason))?;
-    match cluster_of(&config)? {
+    match crate::ops::cluster_of(&config)? {
         Some(bus) => runtime()?.block_on(on_the_bus(&bus, &request)),
         None => over_http(&config, &request),
     }
-}
-
-/// The bus the config names; or, for a config without one, the bus of a
-/// `meridian up --cluster` running it (which the control API names).
-pub fn cluster_of(config: &config::Config) -> anyhow::Result<Option<config::Cluster>> {
-    if let Some(bus) = &config.cluster {
-        return Ok(Some(bus.clone()));
-    }
-    let asked = runtime()?.block_on(crate::ops::call(
-        config.control.listen,
-        reqwest::Method::GET,
-        "/cluster",
-    ));
-    let Ok(body) = asked else {
-        // No `up`, or one without a bus: a single host.
-        return Ok(None);
-    };
-    let answer: crate::up::control::ClusterConfig = serde_json::from_slice(&body)?;
-    Ok(config::Config::load(&answer.config)?.cluster)
 }
 
 /// Publishes the purge and waits for every live edge (the bus's reports)

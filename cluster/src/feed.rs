@@ -254,24 +254,11 @@ async fn read(
                 ..Purge::default()
             });
         }
-        let purged = match serde_json::from_slice::<Purge>(&message.payload) {
-            Ok(purge) => match apply(&purge) {
-                Applying::Purged(n) => n,
-                Applying::Refused(reason) => {
-                    tracing::warn!(sequence, %reason, "purge not applicable as written");
-                    0
-                }
-            },
-            Err(error) => {
-                // An order this edge cannot read may have named anything.
-                tracing::error!(sequence, %error, "unreadable purge; emptying the cache");
-                match apply(&Purge {
-                    all: true,
-                    ..Purge::default()
-                }) {
-                    Applying::Purged(n) => n,
-                    Applying::Refused(_) => 0,
-                }
+        let purged = match apply(&order(sequence, &message.payload)) {
+            Applying::Purged(n) => n,
+            Applying::Refused(reason) => {
+                tracing::warn!(sequence, %reason, "purge not applicable as written");
+                0
             }
         };
         *last_sequence = Some(last_sequence.map_or(sequence, |last| last.max(sequence)));
@@ -294,6 +281,18 @@ async fn read(
         applied.notify_one();
     }
     BusError::jetstream("pull", "the subscription ended")
+}
+
+/// The purge a message orders. One this edge cannot read may have named
+/// anything, so it empties the cache.
+fn order(sequence: u64, payload: &[u8]) -> Purge {
+    serde_json::from_slice(payload).unwrap_or_else(|error| {
+        tracing::error!(sequence, %error, "unreadable purge; emptying the cache");
+        Purge {
+            all: true,
+            ..Purge::default()
+        }
+    })
 }
 
 /// Whether purges after `last` are gone from the stream (rather than
@@ -346,4 +345,69 @@ async fn caught_up(consumer: &PullConsumer, within: Duration) -> Result<Option<I
         .map_err(|_| BusError::jetstream("consumer info", "no answer in time"))?
         .map_err(|e| BusError::jetstream("consumer info", e))?;
     Ok((info.num_pending == 0 && info.num_ack_pending == 0).then_some(asked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_purge_empties_the_cache() {
+        let by_url = order(1, br#"{"urls": ["http://cdn.example/a"], "soft": true}"#);
+        assert_eq!(by_url.urls, ["http://cdn.example/a"]);
+        assert!(by_url.soft && !by_url.all);
+        for garbage in [
+            &b"not json"[..],
+            br#"{"urls": "x"}"#,
+            br#"{"everything": true}"#,
+            b"",
+        ] {
+            let purge = order(2, garbage);
+            assert!(
+                purge.all && !purge.soft,
+                "{:?}",
+                String::from_utf8_lossy(garbage)
+            );
+        }
+    }
+
+    #[test]
+    fn the_cache_is_verified_for_a_lease_after_each_confirmation() {
+        let verified = Verified::new(Duration::from_secs(1));
+        assert!(!verified.holds(), "nothing was read yet");
+        verified.set_reachable(true);
+        verified.confirm(Instant::now());
+        assert!(verified.holds());
+        // An older confirmation never shortens the lease.
+        verified.confirm(Instant::now() - Duration::from_millis(900));
+        assert!(verified.holds());
+        std::thread::sleep(Duration::from_millis(1050));
+        assert!(!verified.holds(), "the lease lapsed");
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_the_next_confirmation_but_not_for_a_bus_long_gone() {
+        let verified = std::sync::Arc::new(Verified::new(Duration::from_secs(5)));
+        verified.set_reachable(true);
+        let confirming = verified.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            confirming.confirm(Instant::now());
+        });
+        assert!(
+            verified.wait(Duration::from_secs(5)).await,
+            "woken by the confirmation"
+        );
+
+        let lapsed = Verified::new(Duration::from_millis(10));
+        lapsed.set_reachable(false);
+        // Lost just now: it waits out the limit, hoping to catch up.
+        let started = Instant::now();
+        assert!(!lapsed.wait(Duration::from_millis(100)).await);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // Lost for longer than the limit: no wait at all.
+        let started = Instant::now();
+        assert!(!lapsed.wait(Duration::from_millis(50)).await);
+        assert!(started.elapsed() < Duration::from_millis(50));
+    }
 }

@@ -181,6 +181,68 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::check_nats_url;
+    use crate::{Config, ConfigSource, DEMO_TOML};
+
+    fn with_cluster(section: &str) -> Result<Config, String> {
+        let text = format!("{DEMO_TOML}\n[cluster]\n{section}\n");
+        Config::from_toml(&text, ConfigSource::File("/etc/meridian/m.toml".into()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_cluster_section_is_read_with_its_defaults() {
+        let config = with_cluster(r#"nats_urls = ["nats://10.0.0.5:4222"]"#).unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.nats_urls, ["nats://10.0.0.5:4222"]);
+        assert_eq!(cluster.purge_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(cluster.verified_for, std::time::Duration::from_secs(1));
+        assert_eq!(cluster.state_dir, std::path::Path::new("/var/lib/meridian"));
+        let relative = with_cluster(
+            "nats_urls = [\"tls://n:4443\"]\nca_file = \"ca.pem\"\nstate_dir = \"state\"",
+        )
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!(
+            relative.ca_file.unwrap(),
+            std::path::Path::new("/etc/meridian/ca.pem")
+        );
+        assert_eq!(
+            relative.state_dir,
+            std::path::Path::new("/etc/meridian/state")
+        );
+        assert!(
+            Config::from_toml(DEMO_TOML, ConfigSource::Embedded)
+                .unwrap()
+                .cluster
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_cluster_sections_name_the_key() {
+        for (section, key) in [
+            ("nats_urls = []", "cluster.nats_urls"),
+            ("nats_urls = [\"http://x:1\"]", "cluster.nats_urls[0]"),
+            (
+                "nats_urls = [\"n:4222\"]\npurge_timeout_ms = 1000\nverified_for_ms = 1000",
+                "cluster.verified_for_ms",
+            ),
+            (
+                "nats_urls = [\"n:4222\"]\nclient_cert_file = \"c.pem\"",
+                "cluster.client_key_file",
+            ),
+            (
+                "nats_urls = [\"n:4222\"]\nreport_interval_ms = 5",
+                "cluster.report_interval_ms",
+            ),
+            ("nats_urls = [\"n:4222\"]\nbus = 1", "cluster"),
+        ] {
+            let error = with_cluster(section).unwrap_err();
+            assert!(error.contains(key), "{section}: {error}");
+            assert!(error.contains("/etc/meridian/m.toml"), "{error}");
+        }
+    }
 
     #[test]
     fn nats_urls_need_a_known_scheme_a_host_and_a_port() {
