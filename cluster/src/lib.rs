@@ -13,12 +13,15 @@
 //! - [`purge`]: a purge order, publishing one and waiting for the edges.
 //! - [`feed`]: an edge's side: applying every purge in order, and whether
 //!   its cache can be trusted now ([`feed::Verified`]).
+//! - [`health`]: what each vantage point sees of the edges (GeoDNS's
+//!   health quorum over the bus).
 //! - [`reports`]: what each role says about itself, and who is alive.
 //! - [`config_store`]: the config revisions.
 
 mod buckets;
 pub mod config_store;
 pub mod feed;
+pub mod health;
 pub mod purge;
 pub mod reports;
 

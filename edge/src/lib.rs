@@ -394,18 +394,26 @@ impl BackgroundService for CertificateWatch {
     }
 }
 
-/// Reads the cluster's purge stream (see [`purging::follow`]).
+/// The edge's part in a cluster (see [`purging::follow`]).
 struct PurgeFeed {
     link: purging::ClusterLink,
     storage: &'static storage::MemoryStorage,
     metrics: Arc<metrics::EdgeMetrics>,
+    peers: Arc<peers::Peers>,
+    health_interval: Duration,
 }
 
 #[async_trait::async_trait]
 impl BackgroundService for PurgeFeed {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         tokio::select! {
-            () = purging::follow(self.link.clone(), self.storage, self.metrics.clone()) => {}
+            () = purging::follow(
+                self.link.clone(),
+                self.storage,
+                self.metrics.clone(),
+                self.peers.clone(),
+                self.health_interval,
+            ) => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -621,6 +629,8 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
                 link: link.clone(),
                 storage,
                 metrics: metrics.clone(),
+                peers: peers.clone(),
+                health_interval: settings.health.interval,
             },
         ));
     }

@@ -3,9 +3,11 @@
 //! bus take; and the bus's side of an edge (`PurgeFeed`).
 
 use crate::metrics::EdgeMetrics;
+use crate::peers::Peers;
 use crate::storage::MemoryStorage;
 use crate::{host, key};
 use cluster::feed::{Applying, Verified};
+use cluster::health::{HealthReport, Vantage};
 use cluster::purge::Purge;
 use cluster::reports::RoleReport;
 use pingora::cache::key::CacheHashKey;
@@ -72,6 +74,10 @@ pub struct ClusterLink {
     pub bus: config::Cluster,
     /// Its name on the bus ([`cluster::edge_name`]).
     pub name: String,
+    /// Its region.
+    pub region: String,
+    /// Its data-plane address.
+    pub addr: std::net::SocketAddr,
     /// Whether its cache holds nothing purged on the bus.
     pub verified: Arc<Verified>,
     /// Its report on the bus; the edge keeps `verified` in it up to date,
@@ -97,14 +103,24 @@ impl ClusterLink {
         ClusterLink {
             bus: bus.clone(),
             name,
+            region: region.to_owned(),
+            addr,
             verified: Arc::new(Verified::new(bus.verified_for)),
             report: Arc::new(report),
         }
     }
 }
 
-/// Follows the purge stream for as long as the edge runs.
-pub async fn follow(link: ClusterLink, storage: &'static MemoryStorage, metrics: Arc<EdgeMetrics>) {
+/// Follows the purge stream for as long as the edge runs; reports the
+/// edge, and publishes what it sees of its region's other edges every
+/// `health_interval` (GeoDNS counts it as a vantage point).
+pub async fn follow(
+    link: ClusterLink,
+    storage: &'static MemoryStorage,
+    metrics: Arc<EdgeMetrics>,
+    peers: Arc<Peers>,
+    health_interval: std::time::Duration,
+) {
     let bus = match cluster::Bus::connect(&link.bus, &link.name, cluster::Connect::InBackground)
         .await
     {
@@ -126,7 +142,24 @@ pub async fn follow(link: ClusterLink, storage: &'static MemoryStorage, metrics:
                 Err(reason) => Applying::Refused(reason),
             },
         );
-    let reporting = cluster::reports::keep_reporting(bus, link.report.subscribe());
+    let reporting = cluster::reports::keep_reporting(bus.clone(), link.report.subscribe());
+    let seeing = async {
+        let mut ticks = tokio::time::interval(health_interval);
+        loop {
+            ticks.tick().await;
+            let report = HealthReport {
+                vantage: link.name.clone(),
+                from: Vantage::Edge {
+                    region: link.region.clone(),
+                    addr: link.addr,
+                },
+                edges: peers.seen(),
+            };
+            if let Err(error) = cluster::health::publish(&bus, &report).await {
+                tracing::debug!(%error, "cannot publish this edge's view of its peers");
+            }
+        }
+    };
     let verification = async {
         loop {
             let verified = Some(link.verified.holds());
@@ -140,6 +173,7 @@ pub async fn follow(link: ClusterLink, storage: &'static MemoryStorage, metrics:
         _ = feed => {}
         _ = reporting => {}
         () = verification => {}
+        () = seeing => {}
     }
 }
 

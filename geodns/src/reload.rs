@@ -28,6 +28,7 @@ use crate::geo::{LOAD_TIME_LIMIT, LoadLimit};
 use crate::health::Checks;
 use crate::metrics::DnsMetrics;
 use crate::snapshot::{Live, Snapshot};
+use crate::vantage::bus::BusReports;
 use crate::vantage::http::HttpPolling;
 use std::future::Future;
 use std::sync::Arc;
@@ -243,8 +244,18 @@ fn load_from(
 /// Starts the health checks of `snapshot` as server `me` of its config.
 fn checks(snapshot: &Snapshot, me: usize) -> Checks {
     let config = &snapshot.config;
-    let transport = HttpPolling::from_config(config, me, config.health.timeout);
-    Checks::start(snapshot.health.clone(), config, me, transport)
+    // In a cluster the vantage points' views travel on the bus; on a
+    // single host they are polled from the admin listeners.
+    match &config.cluster {
+        Some(bus) => {
+            let transport = BusReports::new(bus, config, me);
+            Checks::start(snapshot.health.clone(), config, me, transport)
+        }
+        None => {
+            let transport = HttpPolling::from_config(config, me, config.health.timeout);
+            Checks::start(snapshot.health.clone(), config, me, transport)
+        }
+    }
 }
 
 impl Reloader {

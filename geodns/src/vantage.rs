@@ -23,6 +23,7 @@
 //! polls every vantage point's admin listener; a message bus can carry the
 //! same reports without the board or the decision changing.
 
+pub mod bus;
 pub mod http;
 
 use config::report::SeenEdge;

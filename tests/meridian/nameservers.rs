@@ -351,3 +351,43 @@ fn the_second_servers_admin_listener_refuses_foreign_hosts_and_oversized_heads()
     .unwrap();
     assert_eq!(soa.message.answers.len(), 1);
 }
+
+#[test]
+fn with_a_cluster_bus_the_nameservers_hear_each_other_over_it() {
+    if !kit::nats::NatsServer::installed() {
+        eprintln!("skipped: nats-server is not installed (Debian: apt-get install nats-server)");
+        return;
+    }
+    let b = 163;
+    let (state, store) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let nats = SocketAddr::from(([127, b, 0, 4], 4222));
+    let mut bus = kit::nats::NatsServer::start(nats, store.path()).unwrap();
+    let (topology, edges) = pair(b);
+    let topology = topology.cluster(nats, state.path(), Duration::from_secs(2));
+    let ns1 = GeoDns::start_server(bin(), &topology, 0).unwrap();
+    let ns2 = GeoDns::start_server(bin(), &topology, 1).unwrap();
+    let (eu, us) = (topology.edge(2), topology.edge(1));
+    assert!(eventually(WITHIN, || hears(&ns1, eu, "geodns ns2")
+        && hears(&ns2, eu, "geodns ns1")));
+
+    // ns1 cut from eu-west: ns2's view, heard over the bus, keeps it up.
+    edges[1].reach(Reach::AllBut(HashSet::from([ip(b, 0, 11)])));
+    assert!(eventually(WITHIN, || probed_up(&ns1, eu) == Some(false)));
+    assert_eq!(steered(ns1.dns(), "81.2.69.0/24").0, [eu.ip()]);
+
+    // The views travel only on the bus: without it ns2 goes silent for
+    // ns1 (its admin listener still answers, but is not polled), and ns1
+    // decides on its own probes.
+    bus.stop();
+    assert!(
+        eventually(WITHIN, || steered(ns1.dns(), "81.2.69.0/24").0 == [us.ip()]),
+        "ns1 still heard ns2 without the bus: {:?}",
+        ns1.health()
+    );
+    bus.restart().unwrap();
+    assert!(
+        eventually(WITHIN, || steered(ns1.dns(), "81.2.69.0/24").0 == [eu.ip()]),
+        "ns1 never heard ns2 again: {:?}",
+        ns1.health()
+    );
+}
