@@ -67,7 +67,7 @@ pub enum Command {
     /// Purge cached objects on every edge of the topology: by URL, by tag
     /// (`Surrogate-Key` / `Cache-Tag`), or everything.
     Purge(PurgeArgs),
-    /// Validate a config, or print the embedded default.
+    /// Validate or publish a config, or print the embedded default.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Explain where GeoDNS sends a client: its country, coordinates, the
@@ -274,6 +274,15 @@ pub enum ConfigCommand {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Publish a config to every role of a cluster: validates FILE as
+    /// `check` does, then stores it as the next revision on the cluster
+    /// bus that its `[cluster]` names. Every role validates it again
+    /// before it applies it.
+    Publish {
+        /// The config to publish.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Print the embedded demo topology, a starting point for your own.
     Default,
 }
@@ -376,6 +385,13 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn config_publish_takes_one_file() {
+        assert!(parses("config publish meridian.toml"));
+        assert!(!parses("config publish"));
+        assert!(!parses("config publish a.toml b.toml"));
     }
 
     #[test]

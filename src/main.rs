@@ -4,11 +4,14 @@
 //! on this machine (the `up` module), `geodns`/`edge`/`origin` run one role
 //! as deployed on a real host (the `roles` module), `outage`/`restore`/
 //! `status` talk to a running `up` (the `ops` module), and `config`
-//! validates or prints configurations. The work itself lives in the library crates.
+//! validates, publishes or prints configurations (`config_files`). The work itself lives in the library crates.
 
 mod address;
 mod cli;
+mod cluster_status;
+mod config_files;
 mod dns_views;
+mod member;
 mod ops;
 mod purge;
 mod roles;
@@ -59,47 +62,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             print!("{}", config::DEMO_TOML);
             Ok(())
         }
-        Command::Config(ConfigCommand::Check { files }) => check_configs(&files),
+        Command::Config(ConfigCommand::Check { files }) => config_files::check(&files),
+        Command::Config(ConfigCommand::Publish { file }) => config_files::publish(&file),
         Command::Route(args) => route::route(&args),
-    }
-}
-
-/// `meridian config check`: every file is checked, every problem printed.
-/// Its geo database too, loaded and turned into GeoDNS's table exactly as
-/// `meridian geodns` would (within the same limits), so that a database
-/// GeoDNS would refuse is caught before it is deployed.
-fn check_configs(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
-    let mut failed = 0;
-    for file in files {
-        let checked = config::Config::load(file)
-            .map_err(|e| e.to_string())
-            .and_then(|config| {
-                geodns::check(&config, &geodns::LoadLimit::default())
-                    .map(|checked| (config, checked))
-                    .map_err(|e| match e {
-                        geodns::GeoDnsError::Geo(e) => {
-                            format!("{}: geodns.geo_database: {e}", file.display())
-                        }
-                        other => format!("{}: {other}", file.display()),
-                    })
-            });
-        match checked {
-            Ok((config, checked)) => println!(
-                "{}: ok ({} regions: {}; geo database {})",
-                file.display(),
-                config.regions.len(),
-                config.region_names().join(", "),
-                checked.database
-            ),
-            Err(e) => {
-                eprintln!("{e}");
-                failed += 1;
-            }
-        }
-    }
-    match failed {
-        0 => Ok(()),
-        n => anyhow::bail!("{n} of {} config files are invalid", files.len()),
     }
 }
 

@@ -51,6 +51,22 @@ pub(crate) async fn call(
     Ok(body)
 }
 
+/// The config the roles of a running `meridian up` run, if one answers on
+/// the control API of `config` (`up --cluster` adds the bus, `up --hosts`
+/// moves every address); else `config` itself.
+pub fn running_config(config: config::Config) -> anyhow::Result<config::Config> {
+    let asked = runtime()?.block_on(call(config.control.listen, reqwest::Method::GET, "/config"));
+    let Ok(body) = asked else {
+        // No `up` answers: the config is all there is.
+        return Ok(config);
+    };
+    let answer: crate::up::control::RunningConfig = serde_json::from_slice(&body)?;
+    match answer.config {
+        Some(path) => Ok(config::Config::load(&path)?),
+        None => Ok(config),
+    }
+}
+
 /// `meridian outage REGION [--component ...]`
 pub fn outage(args: &OutageArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
@@ -98,14 +114,45 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
 }
 
 /// `meridian status`
+///
+/// With a cluster bus (the config's `[cluster]`, or that of the running
+/// `up --cluster`), it also shows every role alive on the bus and the
+/// config revision it runs; either part may be missing (a cluster has no
+/// `meridian up` on most hosts; the bus may be down) and status still
+/// shows the other.
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
-    let body = runtime()?.block_on(call(config.control.listen, reqwest::Method::GET, "/status"))?;
+    let runtime = runtime()?;
+    let body = runtime.block_on(call(config.control.listen, reqwest::Method::GET, "/status"));
+    let Some(cluster) = running_config(config.clone())?.cluster else {
+        return print_status(&body?, args.json);
+    };
+    let roles = runtime.block_on(crate::cluster_status::roles(&cluster));
     if args.json {
-        println!("{}", String::from_utf8_lossy(&body));
+        let mut out = match &body {
+            Ok(body) => serde_json::from_slice(body)?,
+            Err(error) => serde_json::json!({ "control_error": format!("{error:#}") }),
+        };
+        out["cluster"] = crate::cluster_status::json(&roles);
+        println!("{out}");
         return Ok(());
     }
-    let status: Status = serde_json::from_slice(&body)?;
+    match &body {
+        Ok(body) => print_status(body, false)?,
+        Err(error) => println!("{error:#}"),
+    }
+    println!();
+    print!("{}", crate::cluster_status::render(&roles));
+    Ok(())
+}
+
+/// Prints the control API's status: as it came, or as tables.
+fn print_status(body: &[u8], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", String::from_utf8_lossy(body));
+        return Ok(());
+    }
+    let status: Status = serde_json::from_slice(body)?;
     print!("{}", render(&status));
     Ok(())
 }

@@ -21,29 +21,10 @@ pub fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
         soft: args.soft,
     };
     edge::purging::check(&request).map_err(|reason| anyhow!(reason))?;
-    let config = running_config(config)?;
+    let config = crate::ops::running_config(config)?;
     match &config.cluster {
         Some(bus) => runtime()?.block_on(on_the_bus(bus, &request)),
         None => over_http(&config, &request),
-    }
-}
-
-/// The config the roles of a running `meridian up` run, if one answers on
-/// the control API of `config` (`up --cluster` adds the bus, `up --hosts`
-/// moves every address); else `config` itself.
-pub fn running_config(config: config::Config) -> anyhow::Result<config::Config> {
-    let asked = runtime()?.block_on(crate::ops::call(
-        config.control.listen,
-        reqwest::Method::GET,
-        "/config",
-    ));
-    let Ok(body) = asked else {
-        return Ok(config);
-    };
-    let answer: crate::up::control::RunningConfig = serde_json::from_slice(&body)?;
-    match answer.config {
-        Some(path) => Ok(config::Config::load(&path)?),
-        None => Ok(config),
     }
 }
 

@@ -1,8 +1,11 @@
 //! The single-role commands: `meridian geodns`, `edge` and `origin`, as
 //! deployed on a real host. Each loads and validates the config before it
-//! binds anything, then hands over to its library crate.
+//! binds anything, then hands over to its library crate. With `[cluster]`
+//! in its config, each is also a member of the cluster that follows its
+//! config revisions (see the `member` module).
 
 use crate::cli::{EdgeArgs, GeodnsArgs, RegionArgs};
+use crate::member::{Follower, Member, restart};
 use anyhow::Context;
 
 /// Raises this process's open-file limit to the hard limit, so a busy
@@ -62,24 +65,82 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `meridian geodns [--server NAME | --listen ADDR]`
 pub fn geodns(args: &GeodnsArgs) -> anyhow::Result<()> {
-    let config = args.config.load()?;
-    let server = config
+    let own = args.config.load()?;
+    let server = own
         .geodns
         .choose(&args.choice())
-        .map_err(|reason| anyhow::anyhow!("{}: {reason}", config.source))?
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", own.source))?
         .name
         .clone();
+    // A config of one GeoDNS server names it `geodns`: "geodns geodns"
+    // would say nothing more.
+    let name = match server.as_str() {
+        config::SINGLE_SERVER_NAME => server.clone(),
+        _ => format!("geodns {server}"),
+    };
+    let member = Member::of(&own, args.config.config.as_deref(), "geodns", name);
+    let config = match &member {
+        Some(member) => member.starting_config(own, |c| check_geodns(c, &server)),
+        None => own,
+    };
     raise_open_file_limit("geodns");
-    runtime()?.block_on(geodns::run(&config, &server, shutdown_signal()))?;
+    runtime()?.block_on(async {
+        let requests = member.map(|member| {
+            let (send, requests) = tokio::sync::mpsc::channel(4);
+            let follower = GeoDnsFollower {
+                server: server.clone(),
+                reloads: send,
+            };
+            let running = config.clone();
+            tokio::spawn(async move { member.follow(&running, follower).await });
+            requests
+        });
+        geodns::run(&config, &server, requests, shutdown_signal()).await
+    })?;
     Ok(())
+}
+
+/// Whether GeoDNS server `server` can run `config`: it names the server,
+/// and its geo database loads within the limits a reload has.
+fn check_geodns(config: &config::Config, server: &str) -> anyhow::Result<()> {
+    if config.geodns.server(server).is_none() {
+        anyhow::bail!(
+            "{}: it has no GeoDNS server named {server:?}",
+            config.source
+        );
+    }
+    geodns::check(config, &geodns::LoadLimit::default())?;
+    Ok(())
+}
+
+/// GeoDNS follows a revision by reloading it, as on SIGHUP.
+struct GeoDnsFollower {
+    server: String,
+    reloads: tokio::sync::mpsc::Sender<config::ConfigSource>,
+}
+
+impl Follower for GeoDnsFollower {
+    fn check(&self, config: &config::Config) -> anyhow::Result<()> {
+        check_geodns(config, &self.server)
+    }
+
+    fn apply(&mut self, config: config::Config) -> anyhow::Result<()> {
+        // The reload reads the applied file (the source's), where the
+        // revision now is; a full queue means reloads are pending already,
+        // and the last of them reads the newest applied revision.
+        match self.reloads.try_send(config.source) {
+            Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                anyhow::bail!("GeoDNS is shutting down")
+            }
+        }
+    }
 }
 
 /// `meridian edge`
 pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
     let settings = match (&args.region, args.listen, &args.origin) {
-        (Some(region), _, _) => {
-            edge::EdgeSettings::from_config(&args.config.load()?, region, args.address)?
-        }
+        (Some(region), _, _) => configured_edge(args, region)?,
         (None, Some(listen), Some(origin)) => {
             let mut settings = edge::EdgeSettings::ad_hoc(listen, origin)?;
             if let Some(bytes) = args.cache_max_bytes {
@@ -107,15 +168,138 @@ pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
     match edge::run(settings)? {}
 }
 
+/// A region's edge from the config; a member of a cluster starts from its
+/// applied revision and follows the new ones on a thread of its own (the
+/// edge's runtimes are Pingora's).
+fn configured_edge(args: &EdgeArgs, region: &str) -> anyhow::Result<edge::EdgeSettings> {
+    let own = args.config.load()?;
+    let own_settings = edge::EdgeSettings::from_config(&own, region, args.address)?;
+    let name = cluster::edge_name(region, own_settings.peer_address);
+    let Some(mut member) = Member::of(&own, args.config.config.as_deref(), "edge", name) else {
+        return Ok(own_settings);
+    };
+    let settings_of = |config: &config::Config| edge_settings(config, region, args.address);
+    let config = member.starting_config(own, |c| settings_of(c).map(|_| ()));
+    let settings = settings_of(&config)?;
+    // The edge's purge feed reports it on the bus, `verified` included.
+    if let Some(link) = &settings.cluster {
+        member.report_through(link.report.clone());
+    }
+    let follower = EdgeFollower {
+        region: region.to_owned(),
+        address: args.address,
+        running: settings.clone(),
+    };
+    follow_on_a_thread(member, config, follower)?;
+    Ok(settings)
+}
+
+/// An edge's settings in `config`, checked as `edge::run` checks them
+/// before it binds.
+fn edge_settings(
+    config: &config::Config,
+    region: &str,
+    address: Option<std::net::IpAddr>,
+) -> anyhow::Result<edge::EdgeSettings> {
+    let settings = edge::EdgeSettings::from_config(config, region, address)?;
+    edge::check(&settings)?;
+    Ok(settings)
+}
+
+/// An edge follows a revision by restarting into it, if it changes the
+/// edge's settings.
+struct EdgeFollower {
+    region: String,
+    address: Option<std::net::IpAddr>,
+    running: edge::EdgeSettings,
+}
+
+impl Follower for EdgeFollower {
+    fn check(&self, config: &config::Config) -> anyhow::Result<()> {
+        edge_settings(config, &self.region, self.address).map(|_| ())
+    }
+
+    fn apply(&mut self, config: config::Config) -> anyhow::Result<()> {
+        let new = edge_settings(&config, &self.region, self.address)?;
+        restart_if_changed(&config, new == self.running, "edge")
+    }
+}
+
+/// Runs `member` on a thread with a small runtime of its own.
+fn follow_on_a_thread(
+    member: Member,
+    running: config::Config,
+    follower: impl Follower,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the cluster member's runtime")?;
+    std::thread::Builder::new()
+        .name("cluster-member".into())
+        .spawn(move || runtime.block_on(member.follow(&running, follower)))
+        .context("cannot start the cluster member's thread")?;
+    Ok(())
+}
+
+/// Restarts this process into `config` (the applied revision) unless
+/// `unchanged`: see [`crate::member::restart`] for what a restart costs.
+fn restart_if_changed(config: &config::Config, unchanged: bool, role: &str) -> anyhow::Result<()> {
+    if unchanged {
+        tracing::info!("{} changes nothing for this {role}", config.source);
+        return Ok(());
+    }
+    tracing::warn!(
+        "{} changes this {role}'s settings: restarting in place (same PID; \
+         connections are refused until it listens again)",
+        config.source
+    );
+    Err(anyhow::anyhow!(
+        "cannot restart in place: {}",
+        restart::restart_in_place()
+    ))
+}
+
 /// `meridian origin`
 pub fn origin(args: &RegionArgs) -> anyhow::Result<()> {
-    let config = args.config.load()?;
-    let settings = origin::OriginSettings::from_config(&config, &args.region)?;
-    if let Some(region) = config
-        .region(&args.region)
-        .ok()
-        .filter(|r| r.origin_url.tls)
-    {
+    let own = args.config.load()?;
+    let own_settings = origin_settings(&own, &args.region)?;
+    let name = format!("origin {}", args.region);
+    let member = Member::of(&own, args.config.config.as_deref(), "origin", name);
+    let (config, settings) = match &member {
+        Some(member) => {
+            let config =
+                member.starting_config(own, |c| origin_settings(c, &args.region).map(|_| ()));
+            let settings = origin_settings(&config, &args.region)?;
+            (config, settings)
+        }
+        None => (own, own_settings),
+    };
+    raise_open_file_limit("origin");
+    runtime()?.block_on(async {
+        if let Some(member) = member {
+            let follower = OriginFollower {
+                region: args.region.clone(),
+                running: settings.clone(),
+            };
+            tokio::spawn(async move { member.follow(&config, follower).await });
+        }
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        origin::serve(listener, settings, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}
+
+/// A region's origin settings in `config`, checked as far as can be before
+/// binding (its static root is readable).
+fn origin_settings(
+    config: &config::Config,
+    region: &str,
+) -> anyhow::Result<origin::OriginSettings> {
+    let settings = origin::OriginSettings::from_config(config, region)?;
+    if let Some(region) = config.region(region).ok().filter(|r| r.origin_url.tls) {
         anyhow::bail!(
             "{}'s origin_url is {}, but `meridian origin` serves plain HTTP only; \
              run your HTTPS origin there yourself",
@@ -123,14 +307,25 @@ pub fn origin(args: &RegionArgs) -> anyhow::Result<()> {
             region.origin_url
         );
     }
-    raise_open_file_limit("origin");
     // Build the router first: a bad static root is reported before binding.
     let _ = origin::router(&settings)?;
-    runtime()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        origin::serve(listener, settings, shutdown_signal()).await?;
-        anyhow::Ok(())
-    })
+    Ok(settings)
+}
+
+/// An origin follows a revision by restarting into it, if it changes the
+/// origin's settings.
+struct OriginFollower {
+    region: String,
+    running: origin::OriginSettings,
+}
+
+impl Follower for OriginFollower {
+    fn check(&self, config: &config::Config) -> anyhow::Result<()> {
+        origin_settings(config, &self.region).map(|_| ())
+    }
+
+    fn apply(&mut self, config: config::Config) -> anyhow::Result<()> {
+        let new = origin_settings(&config, &self.region)?;
+        restart_if_changed(&config, new == self.running, "origin")
+    }
 }

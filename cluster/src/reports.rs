@@ -19,7 +19,8 @@ pub struct RoleReport {
     /// The config revision it runs (from the config bucket); `None`: its
     /// own file.
     pub revision: Option<u64>,
-    /// The last revision it refused, and why.
+    /// The last revision it refused, and why; cleared when it takes a
+    /// newer one.
     pub refused: Option<(u64, String)>,
     /// For an edge: whether it has applied every purge on the bus
     /// (its cache is verified).

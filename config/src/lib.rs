@@ -9,6 +9,7 @@
 //! to fix before anything binds a socket.
 
 pub mod admin_access;
+pub mod applied;
 mod cluster;
 pub mod countries;
 mod error;
@@ -70,6 +71,17 @@ pub enum ConfigSource {
     Embedded,
     /// A file on disk.
     File(PathBuf),
+    /// A revision of the cluster's config (published on the bus with
+    /// `meridian config publish`), as this role keeps it in its applied
+    /// file (see [`applied`]).
+    Revision {
+        /// The revision number on the bus.
+        number: u64,
+        /// The file this role keeps its last applied revision in.
+        applied_file: PathBuf,
+        /// The directory relative paths in it are resolved against.
+        relative_to: PathBuf,
+    },
 }
 
 impl fmt::Display for ConfigSource {
@@ -77,6 +89,7 @@ impl fmt::Display for ConfigSource {
         match self {
             ConfigSource::Embedded => f.write_str("<embedded demo config>"),
             ConfigSource::File(path) => write!(f, "{}", path.display()),
+            ConfigSource::Revision { number, .. } => write!(f, "cluster config revision {number}"),
         }
     }
 }

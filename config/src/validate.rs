@@ -71,13 +71,17 @@ impl Checker<'_> {
         ConfigError::new(self.source, key, reason)
     }
 
-    /// A relative path in the file is relative to the file's directory.
+    /// A relative path in the file is relative to the file's directory
+    /// (for a cluster revision, to the role's own config file's).
     fn path(&self, value: &str) -> PathBuf {
         let path = Path::new(value);
         match self.source {
             ConfigSource::File(file) if path.is_relative() => file
                 .parent()
                 .map_or_else(|| path.to_path_buf(), |dir| dir.join(path)),
+            ConfigSource::Revision { relative_to, .. } if path.is_relative() => {
+                relative_to.join(path)
+            }
             _ => path.to_path_buf(),
         }
     }

@@ -29,7 +29,7 @@ pub const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
 const NO_STALE_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(|_| None, 0, 0);
 
 /// The operator's caching policy from the config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// Store `Set-Cookie` responses, without the cookie.
     pub cache_set_cookie_responses: bool,

@@ -52,8 +52,10 @@ pub use storage::MemoryStorage;
 /// requests give up on it and fetch for themselves.
 const CACHE_LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Everything one edge process needs, validated.
-#[derive(Debug, Clone)]
+/// Everything one edge process needs, validated. Comparable: a cluster
+/// member restarts its edge for a new config revision only when the
+/// revision changes these.
+#[derive(Debug, Clone, PartialEq)]
 pub struct EdgeSettings {
     /// The region it serves (`ad-hoc` in ad-hoc mode), for logs.
     pub name: String,
@@ -107,7 +109,7 @@ pub struct EdgeSettings {
 }
 
 /// An edge's HTTPS listeners and their certificates.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpsSettings {
     /// Where it accepts HTTPS (HTTP/2 and HTTP/1.1 by ALPN).
     pub listen: Vec<SocketAddr>,
@@ -460,24 +462,41 @@ impl BackgroundService for AdminListener {
     }
 }
 
-/// Runs the edge until SIGINT (fast) or SIGTERM (graceful), then exits the
-/// process. Returns only if it cannot start.
-pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
-    check_listen_addresses(&settings.listen)?;
-    // Certificates are checked before anything binds: a bad one names
-    // its file and the reason, and the edge does not start.
+/// What [`run`] checks of the files the settings name, before it binds
+/// anything: a cluster member checks a new config revision with it before
+/// it restarts into that revision (an edge that cannot start from its
+/// applied revision would not serve at all). The listen addresses are not
+/// checked: the running edge holds them.
+pub fn check(settings: &EdgeSettings) -> Result<(), EdgeError> {
+    load_files(settings).map(|_| ())
+}
+
+/// Loads the certificates and checks the origin CA bundle: a bad one names
+/// its file and the reason, and the edge does not start.
+fn load_files(settings: &EdgeSettings) -> Result<Option<Arc<tls::CertResolver>>, EdgeError> {
     let resolver = match &settings.https {
-        Some(https) => {
-            check_listen_addresses(&https.listen)?;
-            let resolver = Arc::new(tls::CertResolver::new(https.certificates.clone())?);
-            let expiry = resolver.current().earliest_expiry();
-            tracing::info!(expires = %httpdate::fmt_http_date(expiry), "TLS certificates loaded");
-            Some(resolver)
-        }
+        Some(https) => Some(Arc::new(tls::CertResolver::new(
+            https.certificates.clone(),
+        )?)),
         None => None,
     };
     if let Some(path) = &settings.origin_policy.ca_file {
         tls::check_ca_bundle(path)?;
+    }
+    Ok(resolver)
+}
+
+/// Runs the edge until SIGINT (fast) or SIGTERM (graceful), then exits the
+/// process. Returns only if it cannot start.
+pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
+    check_listen_addresses(&settings.listen)?;
+    if let Some(https) = &settings.https {
+        check_listen_addresses(&https.listen)?;
+    }
+    let resolver = load_files(&settings)?;
+    if let Some(resolver) = &resolver {
+        let expiry = resolver.current().earliest_expiry();
+        tracing::info!(expires = %httpdate::fmt_http_date(expiry), "TLS certificates loaded");
     }
     let admin_listener = settings
         .admin_listen

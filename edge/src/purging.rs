@@ -85,6 +85,16 @@ pub struct ClusterLink {
     pub report: Arc<watch::Sender<RoleReport>>,
 }
 
+/// Two links are the same settings when they name the same bus and edge:
+/// the verification and the report are the running edge's state, not
+/// settings (a cluster member compares settings to decide whether a
+/// config revision needs a restart).
+impl PartialEq for ClusterLink {
+    fn eq(&self, other: &Self) -> bool {
+        self.bus == other.bus && self.name == other.name
+    }
+}
+
 impl ClusterLink {
     /// The link of the edge of `region` at `addr`.
     pub fn new(bus: &config::Cluster, region: &str, addr: std::net::SocketAddr) -> ClusterLink {

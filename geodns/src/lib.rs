@@ -71,15 +71,23 @@ const TCP_RESPONSE_BUFFER: usize = 32;
 /// edge and hearing from the other vantage points, reloads on SIGHUP, and
 /// serves until `shutdown` resolves. Everything is loaded and checked
 /// before anything is bound.
+///
+/// `requests`, if given, asks for reloads from a given source: a member of
+/// a cluster sends the revision it has just written to its applied file
+/// (and a SIGHUP then reloads that file too, the live config's source).
 pub async fn run(
     config: &config::Config,
     server: &str,
+    requests: Option<tokio::sync::mpsc::Receiver<config::ConfigSource>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GeoDnsError> {
     let me = error::server_index(config, server)?;
     let metrics = Arc::new(DnsMetrics::new().map_err(|e| GeoDnsError::Server(e.to_string()))?);
     // From here on SIGHUP means "reload", no longer "terminate".
-    let hangups = reload::Hangups::listen().map_err(|e| GeoDnsError::Server(e.to_string()))?;
+    let mut hangups = reload::Hangups::listen().map_err(|e| GeoDnsError::Server(e.to_string()))?;
+    if let Some(requests) = requests {
+        hangups = hangups.with_requests(requests);
+    }
     let snapshot = Snapshot::load(config.clone(), &metrics)?;
     let live = Arc::new(Live::from_pointee(snapshot));
     let this = &config.geodns.servers[me];

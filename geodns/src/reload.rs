@@ -40,6 +40,10 @@ use tokio::task::{JoinError, JoinHandle};
 pub struct Hangups {
     #[cfg(unix)]
     signal: Option<tokio::signal::unix::Signal>,
+    /// Requests to load a given source (a cluster config revision the
+    /// process has just written to its applied file): handled like a
+    /// SIGHUP, but loading from that source.
+    requests: Option<tokio::sync::mpsc::Receiver<config::ConfigSource>>,
     /// Hang-ups sent by a test instead of the kernel.
     #[cfg(test)]
     sent: Option<tokio::sync::mpsc::Receiver<()>>,
@@ -53,6 +57,7 @@ impl Hangups {
             use tokio::signal::unix::{SignalKind, signal};
             Ok(Hangups {
                 signal: Some(signal(SignalKind::hangup())?),
+                requests: None,
                 #[cfg(test)]
                 sent: None,
             })
@@ -68,9 +73,20 @@ impl Hangups {
         Hangups {
             #[cfg(unix)]
             signal: None,
+            requests: None,
             #[cfg(test)]
             sent: None,
         }
+    }
+
+    /// Also takes requests to reload from a given source (see
+    /// [`crate::run`]).
+    pub fn with_requests(
+        mut self,
+        requests: tokio::sync::mpsc::Receiver<config::ConfigSource>,
+    ) -> Self {
+        self.requests = Some(requests);
+        self
     }
 
     /// Hang-ups that arrive when the test sends them, one at a time: the
@@ -83,21 +99,39 @@ impl Hangups {
         (send, hangups)
     }
 
-    /// The next SIGHUP; never, without one.
-    async fn recv(&mut self) {
-        #[cfg(test)]
-        if let Some(sent) = self.sent.as_mut()
-            && sent.recv().await.is_some()
-        {
-            return;
+    /// The next SIGHUP (`None`: reload from where the live config came
+    /// from) or request (`Some`: load from that source); never, without
+    /// either.
+    async fn recv(&mut self) -> Option<config::ConfigSource> {
+        let requested = async {
+            match self.requests.as_mut() {
+                Some(requests) => match requests.recv().await {
+                    Some(source) => source,
+                    // The requester is gone: no more requests.
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let hung_up = async {
+            #[cfg(test)]
+            if let Some(sent) = self.sent.as_mut()
+                && sent.recv().await.is_some()
+            {
+                return;
+            }
+            #[cfg(unix)]
+            if let Some(signal) = self.signal.as_mut()
+                && signal.recv().await.is_some()
+            {
+                return;
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            source = requested => Some(source),
+            () = hung_up => None,
         }
-        #[cfg(unix)]
-        if let Some(signal) = self.signal.as_mut()
-            && signal.recv().await.is_some()
-        {
-            return;
-        }
-        std::future::pending::<()>().await;
     }
 }
 
@@ -122,21 +156,27 @@ pub async fn upkeep(
 async fn keep_up(mut reloader: Reloader, mut hangups: Hangups, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut loading: Option<Loading> = None;
-    // A SIGHUP came during the running load: reload once more after it.
-    let mut again = false;
+    // A SIGHUP or request came during the running load: reload once more
+    // after it (from the requested source, if any was: it is newer than
+    // the live one).
+    let mut again: Option<Option<config::ConfigSource>> = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = hangups.recv() => {
+            from = hangups.recv() => {
                 if loading.is_none() {
-                    tracing::info!("SIGHUP: reloading the configuration");
-                    loading = Some(reloader.begin());
+                    match &from {
+                        None => tracing::info!("SIGHUP: reloading the configuration"),
+                        Some(source) => tracing::info!("applying {source}"),
+                    }
+                    loading = Some(reloader.begin(from));
                 } else {
                     tracing::info!(
-                        "SIGHUP during a reload: the configuration will be reloaded again \
-                         once this reload is done"
+                        "SIGHUP or new revision during a reload: the configuration will be \
+                         reloaded again once this reload is done"
                     );
-                    again = true;
+                    let pending = again.take().flatten();
+                    again = Some(from.or(pending));
                 }
             }
             loaded = async {
@@ -148,9 +188,9 @@ async fn keep_up(mut reloader: Reloader, mut hangups: Hangups, shutdown: impl Fu
                 loading = None;
                 // The outcome is logged and counted inside.
                 let _ = reloader.finish(loaded).await;
-                if std::mem::take(&mut again) {
-                    tracing::info!("reloading again, for the SIGHUP that came during the last reload");
-                    loading = Some(reloader.begin());
+                if let Some(from) = again.take() {
+                    tracing::info!("reloading again, for what came during the last reload");
+                    loading = Some(reloader.begin(from));
                 }
             }
         }
@@ -197,10 +237,7 @@ fn load_from(
     metrics: &DnsMetrics,
     limit: &LoadLimit,
 ) -> Result<Snapshot, GeoDnsError> {
-    let config = match source {
-        config::ConfigSource::File(path) => config::Config::load(path)?,
-        config::ConfigSource::Embedded => config::Config::demo(),
-    };
+    let config = config::Config::load_again(source)?;
     Snapshot::load_within(config, metrics, limit)
 }
 
@@ -244,16 +281,17 @@ impl Reloader {
     /// Reloads the config from where the live one came from. On failure
     /// the live snapshot stays, and the error says why.
     pub async fn reload(&mut self) -> Result<(), GeoDnsError> {
-        let mut loading = self.begin();
+        let mut loading = self.begin(None);
         let loaded = (&mut loading.task).await;
         self.finish(loaded).await
     }
 
     /// Starts loading the next snapshot on a blocking thread, within the
-    /// time limit from now.
-    fn begin(&self) -> Loading {
+    /// time limit from now: from `from`, or from where the live config
+    /// came from.
+    fn begin(&self, from: Option<config::ConfigSource>) -> Loading {
         let limit = LoadLimit::new(self.time_limit);
-        let source = self.live.load().config.source.clone();
+        let source = from.unwrap_or_else(|| self.live.load().config.source.clone());
         let metrics = self.metrics.clone();
         let load = self.load.clone();
         let load_limit = limit.clone();
@@ -418,6 +456,57 @@ mod tests {
             "{text}"
         );
         reloader.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_loads_its_source_and_a_sighup_then_reloads_that_source() {
+        let dir = std::env::temp_dir().join(format!("geodns-request-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = config::DEMO_TOML.replace("interval_ms = 500", "interval_ms = 300000");
+        let own = dir.join("own.toml");
+        std::fs::write(&own, &base).unwrap();
+        // What a member would have written to its applied file.
+        let applied = dir.join("applied.toml");
+        let gb_to = |region: &str| {
+            base.replacen(
+                "[health]",
+                &format!("[geodns.overrides]\ncountries = {{ GB = [\"{region}\"] }}\n\n[health]"),
+                1,
+            )
+        };
+        std::fs::write(&applied, gb_to("ap-southeast")).unwrap();
+        let metrics = Arc::new(DnsMetrics::new().unwrap());
+        let config = config::Config::load(&own).unwrap();
+        let live = Arc::new(Live::from_pointee(
+            Snapshot::load(config, &metrics).unwrap(),
+        ));
+        let reloader = Reloader::start(live.clone(), metrics.clone(), "ns1".into()).unwrap();
+        let (request, requests) = tokio::sync::mpsc::channel(1);
+        let (hang_up, hangups) = Hangups::sent_by_test();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let upkeep = tokio::spawn(keep_up(reloader, hangups.with_requests(requests), async {
+            let _ = stopped.await;
+        }));
+
+        let requested = config::ConfigSource::File(applied.clone());
+        request.send(requested.clone()).await.unwrap();
+        eventually("the requested source is loaded", || {
+            live.load().config.source == requested
+        })
+        .await;
+        assert_eq!(at(&live, "81.2.69.1"), [2, 1, 0]);
+
+        // A SIGHUP reloads the live config's source: the applied file,
+        // not the file the process started with.
+        std::fs::write(&applied, gb_to("us-east")).unwrap();
+        hang_up.send(()).await.unwrap();
+        eventually("the SIGHUP reloads the applied file", || {
+            at(&live, "81.2.69.1") == [0, 1, 2]
+        })
+        .await;
+        stop.send(()).unwrap();
+        upkeep.await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -11,6 +11,7 @@ mod benchmarks;
 mod cache;
 mod cli;
 mod cluster;
+mod cluster_config;
 mod dns;
 mod failover;
 mod faults;
