@@ -53,11 +53,13 @@ pub fn plain(req: &RequestHeader, directives: &RequestDirectives) -> Option<bool
 /// always written as such), the object's `Age` (RFC 9111 §4: a cache that
 /// serves without validating must send one), `Accept-Ranges` on a whole
 /// 200 of known length (the edge serves ranges of it, RFC 9110 §14.3) and
-/// `Cache-Status`.
+/// `Cache-Status` (with `detail=unverified` for a hit from a cache not
+/// `verified` against the cluster's purges, see `purging`).
 pub fn finish_head(
     header: &mut ResponseHeader,
     age: Duration,
     outcome: &CacheOutcome,
+    verified: bool,
 ) -> pingora::Result<()> {
     header.set_version(http::Version::HTTP_11);
     header.insert_header(http::header::AGE, age.as_secs())?;
@@ -66,7 +68,11 @@ pub fn finish_head(
     {
         header.insert_header(http::header::ACCEPT_RANGES, "bytes")?;
     }
-    header.insert_header("cache-status", outcome.header_value())?;
+    let mut status = outcome.header_value();
+    if !verified {
+        status.push_str("; detail=unverified");
+    }
+    header.insert_header("cache-status", status)?;
     Ok(())
 }
 
@@ -108,11 +114,23 @@ mod tests {
             &mut header,
             Duration::from_secs(7),
             &CacheOutcome::Hit { ttl: 53 },
+            true,
         )
         .unwrap();
         assert_eq!(header.version, http::Version::HTTP_11);
         assert_eq!(header.headers["age"], "7");
         assert_eq!(header.headers["accept-ranges"], "bytes");
         assert_eq!(header.headers["cache-status"], "meridian; hit; ttl=53");
+        finish_head(
+            &mut header,
+            Duration::ZERO,
+            &CacheOutcome::Hit { ttl: 1 },
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            header.headers["cache-status"],
+            "meridian; hit; ttl=1; detail=unverified"
+        );
     }
 }

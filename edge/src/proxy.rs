@@ -173,7 +173,7 @@ impl EdgeProxy {
         };
         let mut header = object.header;
         let stored_date = header.headers.get(http::header::DATE).cloned();
-        hit::finish_head(&mut header, object.age, &outcome)?;
+        hit::finish_head(&mut header, object.age, &outcome, true)?;
         ctx.outcome = Some(outcome);
         self.metrics.fast_path_hit();
         let no_body = head_only || object.body.is_empty();
@@ -362,13 +362,8 @@ impl ProxyHttp for EdgeProxy {
         ctx.directives = self.settings.cache_policy.request_directives(req);
         if let Some(link) = &self.settings.cluster
             && cacheability::request_is_cacheable(req)
-            && !link.verified.holds()
         {
-            // The cache may hold what the cluster purged while this edge
-            // was not reading the purge stream: read it first (see
-            // `cluster::feed`), or say the hit is unverified.
-            self.metrics.catch_up_wait();
-            ctx.unverified = !link.verified.wait(link.bus.verified_for).await;
+            ctx.unverified = !link.cache_verified(&self.metrics).await;
         }
         if ctx.unverified {
             // The full path marks what it serves from the cache.
@@ -801,11 +796,9 @@ impl ProxyHttp for EdgeProxy {
             // Served from storage without asking an origin: a hit's head,
             // finished as the fast path finishes it.
             Some(meta) if session.cache.enabled() && !session.cache.upstream_used() => {
-                hit::finish_head(response, meta.age(), &outcome)?;
+                hit::finish_head(response, meta.age(), &outcome, !ctx.unverified)?;
                 if ctx.unverified {
                     self.metrics.unverified_hit();
-                    let marked = format!("{}; detail=unverified", outcome.header_value());
-                    response.insert_header("cache-status", marked)?;
                 }
                 if let Some(h1) = session.as_downstream().as_http1() {
                     let date = response.headers.get(http::header::DATE);

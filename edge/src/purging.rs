@@ -111,6 +111,21 @@ impl ClusterLink {
     }
 }
 
+impl ClusterLink {
+    /// Whether the cache may be used as verified: at once while the lease
+    /// holds; otherwise the cache may hold what the cluster purged while
+    /// this edge was not reading the purge stream, so the request waits
+    /// (at most `verified_for`) for the edge to catch up. `false`: serve,
+    /// and say the hit is unverified.
+    pub async fn cache_verified(&self, metrics: &EdgeMetrics) -> bool {
+        if self.verified.holds() {
+            return true;
+        }
+        metrics.catch_up_wait();
+        self.verified.wait(self.bus.verified_for).await
+    }
+}
+
 /// Follows the purge stream for as long as the edge runs; reports the
 /// edge, and publishes what it sees of its region's other edges every
 /// `health_interval` (GeoDNS counts it as a vantage point).

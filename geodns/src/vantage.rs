@@ -116,7 +116,8 @@ impl Board {
 mod tests {
     use super::*;
 
-    fn seen(addr: &str, up: bool) -> SeenEdge {
+    /// `addr` seen up or down (also for the transports' tests).
+    pub(super) fn seen(addr: &str, up: bool) -> SeenEdge {
         SeenEdge {
             addr: addr.parse().unwrap(),
             up,

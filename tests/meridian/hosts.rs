@@ -169,9 +169,8 @@ async fn a_region_cut_off_from_the_bus_catches_up_on_purges_when_healed() {
     let up = blocking(|| Up::start_with(bin(), &topology, &flags).unwrap());
     let edge = SocketAddr::from(([198, 21, 2, 1], 8080));
     let cdn = crate::harness::Cdn::via(edge);
-    let path = "/assets/1k.bin";
-    cdn.get(path).await;
-    assert!(cdn.get(path).await.is_hit());
+    cdn.get(crate::cluster::ASSET).await;
+    assert!(cdn.get(crate::cluster::ASSET).await.is_hit());
 
     blocking(|| {
         up.command(&["outage", "eu-west", "--partition"])
@@ -189,20 +188,7 @@ async fn a_region_cut_off_from_the_bus_catches_up_on_purges_when_healed() {
     );
     blocking(|| up.command(&["restore", "eu-west"]).unwrap().succeeds());
 
-    let mut caught_up = false;
-    for _ in 0..200 {
-        let answer = cdn.get(path).await;
-        let status = answer.cache_status().to_owned();
-        assert!(
-            !answer.is_hit() || status.contains("detail=unverified"),
-            "the purged object served as verified: {status}"
-        );
-        if answer.status == 200 && !answer.is_hit() {
-            caught_up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let caught_up = crate::cluster::until_purged(&cdn).await;
     assert!(
         caught_up,
         "eu-west never applied the purge sent while it was cut off"

@@ -114,14 +114,8 @@ impl Transport for BusReports {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::seen;
     use super::*;
-
-    fn seen(addr: &str, up: bool) -> SeenEdge {
-        SeenEdge {
-            addr: addr.parse().unwrap(),
-            up,
-        }
-    }
 
     #[test]
     fn edges_count_only_for_their_own_region_and_ourselves_not_at_all() {
