@@ -6,6 +6,7 @@ use crate::up::ProcessState;
 use crate::up::control::{Acted, RegionStatus, Status};
 use anyhow::{Context, anyhow};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 /// Restores wait for the processes to answer; give them time.
@@ -51,19 +52,24 @@ pub(crate) async fn call(
     Ok(body)
 }
 
-/// The config the roles of a running `meridian up` run, if one answers on
-/// the control API of `config` (`up --cluster` adds the bus, `up --hosts`
-/// moves every address); else `config` itself.
-pub fn running_config(config: config::Config) -> anyhow::Result<config::Config> {
+/// The config the roles run, when a `meridian up` answers on the control
+/// API of `config` and was started from the same file (`file`; `None`: the
+/// embedded demo): `up --cluster` adds the bus to it, `up --hosts` moves
+/// every address. Otherwise `config` itself.
+pub fn running_config(
+    config: config::Config,
+    file: Option<&Path>,
+) -> anyhow::Result<config::Config> {
     let asked = runtime()?.block_on(call(config.control.listen, reqwest::Method::GET, "/config"));
     let Ok(body) = asked else {
         // No `up` answers: the config is all there is.
         return Ok(config);
     };
     let answer: crate::up::control::RunningConfig = serde_json::from_slice(&body)?;
-    match answer.config {
-        Some(path) => Ok(config::Config::load(&path)?),
-        None => Ok(config),
+    let file = file.map(std::path::absolute).transpose()?;
+    match answer.running {
+        Some(running) if answer.given == file => Ok(config::Config::load(&running)?),
+        _ => Ok(config),
     }
 }
 
@@ -124,7 +130,8 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
     let runtime = runtime()?;
     let body = runtime.block_on(call(config.control.listen, reqwest::Method::GET, "/status"));
-    let Some(cluster) = running_config(config.clone())?.cluster else {
+    let Some(cluster) = running_config(config.clone(), args.config.config.as_deref())?.cluster
+    else {
         return print_status(&body?, args.json);
     };
     let roles = runtime.block_on(crate::cluster_status::roles(&cluster));

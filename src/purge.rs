@@ -21,7 +21,7 @@ pub fn purge(args: &PurgeArgs) -> anyhow::Result<()> {
         soft: args.soft,
     };
     edge::purging::check(&request).map_err(|reason| anyhow!(reason))?;
-    let config = crate::ops::running_config(config)?;
+    let config = crate::ops::running_config(config, args.config.config.as_deref())?;
     match &config.cluster {
         Some(bus) => runtime()?.block_on(on_the_bus(bus, &request)),
         None => over_http(&config, &request),

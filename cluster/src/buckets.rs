@@ -5,8 +5,8 @@ use async_nats::jetstream::kv::Store;
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use std::time::Duration;
 
-/// The purge stream: file-backed (it survives a restart of the server), a
-/// week of purges at most. An edge away longer than that finds a gap in
+/// The purge stream: file-backed (it survives a restart of the server),
+/// kept by `cluster.replicas` servers, a week of purges at most. An edge away longer than that finds a gap in
 /// the sequence numbers and empties its cache (see `feed`).
 pub(crate) async fn purge_stream(bus: &Bus) -> Result<stream::Stream, BusError> {
     bus.jetstream()
@@ -16,6 +16,7 @@ pub(crate) async fn purge_stream(bus: &Bus) -> Result<stream::Stream, BusError> 
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_messages: 10_000_000,
             storage: StorageType::File,
+            num_replicas: bus.settings().replicas,
             ..Default::default()
         })
         .await
@@ -44,6 +45,7 @@ pub(crate) async fn bucket(
             max_messages_per_subject: history,
             max_age,
             storage: StorageType::File,
+            num_replicas: bus.settings().replicas,
             discard: DiscardPolicy::New,
             allow_rollup: true,
             deny_delete: true,

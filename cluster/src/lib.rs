@@ -143,6 +143,16 @@ impl Bus {
                 urls: urls.clone(),
                 reason: e.to_string(),
             })?;
+        // A login in a URL (`nats://user:password@host`, or
+        // `nats://token@host`) is what NATS clients take it for; this
+        // client only reads it from its options.
+        if let Some(addr) = addrs.iter().find(|a| a.username().is_some()) {
+            let user = addr.username().unwrap_or_default().to_owned();
+            options = match addr.password() {
+                Some(password) => options.user_and_password(user, password.to_owned()),
+                None => options.token(user),
+            };
+        }
         let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, options.connect(addrs))
             .await
             .map_err(|_| BusError::Unreachable {

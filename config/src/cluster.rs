@@ -42,6 +42,15 @@ pub(crate) struct ClusterFile {
     /// role silent for three times this long is taken as gone.
     #[serde(default = "default_report_interval")]
     pub report_interval_ms: Within<100, 60_000>,
+    /// How many NATS servers keep a copy of the purge stream and the
+    /// buckets: 1 for one server, 3 for the cluster of three (one per
+    /// region) a deployment should run.
+    #[serde(default = "default_replicas")]
+    pub replicas: Within<1, 5>,
+}
+
+fn default_replicas() -> Within<1, 5> {
+    Within::new_unchecked(1)
 }
 
 fn default_purge_timeout() -> TimeoutMs {
@@ -83,6 +92,8 @@ pub struct Cluster {
     pub state_dir: PathBuf,
     /// How often a role reports itself on the bus.
     pub report_interval: Duration,
+    /// Copies of the purge stream and the buckets the servers keep.
+    pub replicas: usize,
 }
 
 /// Lowers `[cluster]`; `path` resolves file names against the config's
@@ -142,6 +153,7 @@ pub(crate) fn lower(
         verified_for,
         state_dir: path(&file.state_dir),
         report_interval: Duration::from_millis(file.report_interval_ms.get()),
+        replicas: usize::try_from(file.replicas.get()).unwrap_or(1),
     })
 }
 

@@ -185,23 +185,25 @@ pub fn router(supervisor: Shared, listen: SocketAddr) -> Router {
     admin_access::guard(routes, AdminAccess::new(listen))
 }
 
-/// `GET /config`: the config file the roles run, which `up --cluster` and
-/// `up --hosts` make from the one they were given; commands such as
-/// `meridian purge` use it to reach the bus or the moved edges.
+/// `GET /config`: the config file `up` was given and the one its roles
+/// run, which `up --cluster` and `up --hosts` make from it; commands given
+/// the same file use the roles' to reach the bus or the moved edges.
 async fn running_config(State(supervisor): State<Shared>) -> axum::Json<RunningConfig> {
     let supervisor = supervisor.lock().await;
+    let (given, running) = supervisor.running_config();
     axum::Json(RunningConfig {
-        config: supervisor
-            .running_config()
-            .map(std::path::Path::to_path_buf),
+        given: given.map(std::path::Path::to_path_buf),
+        running: running.map(std::path::Path::to_path_buf),
     })
 }
 
 /// `GET /config`'s answer.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct RunningConfig {
+    /// The config file `up` was given; `None`: the embedded demo.
+    pub given: Option<std::path::PathBuf>,
     /// The config file the roles run; `None`: the embedded demo.
-    pub config: Option<std::path::PathBuf>,
+    pub running: Option<std::path::PathBuf>,
 }
 
 async fn outage(

@@ -116,6 +116,8 @@ struct Process {
 /// The running topology: its roles and their processes.
 pub struct Supervisor {
     config: Config,
+    /// The file `up` was given (absolute; `None`: the embedded demo).
+    given_config: Option<PathBuf>,
     /// The file the roles run (see [`Supervisor::running_config`]).
     config_path: Option<PathBuf>,
     exe: PathBuf,
@@ -157,6 +159,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         true => Some(bus::LocalBus::prepare(&config, config_path.as_deref())?),
         false => None,
     };
+    let given_config = config_path.clone();
     let (config, config_path) = match &bus {
         Some(bus) => (bus.config.clone(), Some(bus.config_path.clone())),
         None => (config, config_path),
@@ -179,7 +182,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(supervise(config, config_path, hosts, bus))
+    runtime.block_on(supervise(config, (given_config, config_path), hosts, bus))
 }
 
 fn roles(config: &Config, config_path: Option<&Path>, bus: Option<&bus::LocalBus>) -> Vec<Role> {
@@ -285,7 +288,7 @@ fn roles(config: &Config, config_path: Option<&Path>, bus: Option<&bus::LocalBus
 
 async fn supervise(
     config: Config,
-    config_path: Option<PathBuf>,
+    (given_config, config_path): (Option<PathBuf>, Option<PathBuf>),
     hosts: Option<hosts::OnHosts>,
     bus: Option<bus::LocalBus>,
 ) -> anyhow::Result<()> {
@@ -307,6 +310,7 @@ async fn supervise(
     let count = roles.len();
     let mut supervisor = Supervisor {
         config,
+        given_config,
         config_path,
         exe,
         roles,
@@ -383,8 +387,8 @@ async fn supervise(
 impl Supervisor {
     /// The config file the roles run (`None`: the embedded demo): the
     /// one `up` was given, or the one it made for `--cluster` or `--hosts`.
-    fn running_config(&self) -> Option<&Path> {
-        self.config_path.as_deref()
+    fn running_config(&self) -> (Option<&Path>, Option<&Path>) {
+        (self.given_config.as_deref(), self.config_path.as_deref())
     }
 
     /// Starts role `index`'s process.

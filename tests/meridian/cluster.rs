@@ -7,12 +7,14 @@
 //! which `.ci/run` installs); without one they say so and pass nothing.
 
 use crate::harness::raw;
-use crate::harness::{Cdn, Setup, Topology, Up, bin, blocking, metric, ok};
+use crate::harness::{Cdn, Ran, Setup, Topology, Up, bin, blocking, metric, ok};
 use kit::nats::NatsServer;
 use nix::sys::signal::{Signal, kill};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
+use tempfile::tempdir;
 
 pub(crate) const ASSET: &str = "/assets/1k.bin";
 const URL: &str = "http://cdn.meridian.test:8080/assets/1k.bin";
@@ -202,4 +204,59 @@ async fn an_edge_without_the_bus_serves_unverified_until_the_bus_is_back() {
     );
     let metrics = crate::harness::get_text(&format!("http://{admin}/metrics")).await;
     assert_eq!(metric(&metrics, "meridian_edge_cache_verified"), Some(1));
+}
+
+/// The `authorization` block of the shipped `deploy/nats/nats-server.conf`,
+/// with test passwords.
+fn shipped_permissions() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nats/nats-server.conf");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text
+        .find("\nauthorization {")
+        .expect("an authorization block");
+    let end = start + text[start..].find("\n}\n").expect("its end") + 3;
+    text[start..end]
+        .replace("ROLE_PASSWORD", "role-secret")
+        .replace("OPERATOR_PASSWORD", "operator-secret")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_shipped_permissions_roles_follow_purges_and_only_operators_send_them() {
+    if nats_missing() {
+        return;
+    }
+    let (state, store, dir) = (tempdir().unwrap(), tempdir().unwrap(), tempdir().unwrap());
+    let addr = bus_addr(165);
+    let _bus = blocking(|| {
+        NatsServer::start_configured(addr, store.path(), &shipped_permissions()).unwrap()
+    });
+    let topology = clustered(165, state.path());
+    let roles = topology
+        .clone()
+        .nats_url(&format!("nats://role:role-secret@{addr}"));
+    let operators = topology.nats_url(&format!("nats://operator:operator-secret@{addr}"));
+    let operator_config = operators.write(dir.path()).unwrap();
+    let up = blocking(|| Up::start(bin(), &roles).unwrap());
+    let edge = up.edge(2);
+    make_hit(edge).await;
+
+    // A role's credentials cannot purge, nor publish a config.
+    let refused = blocking(|| up.command(&["purge", URL]).unwrap().fails());
+    assert!(refused.contains("purge"), "{refused}");
+    let publish = blocking(|| {
+        up.command(&["config", "publish", up.config_path().to_str().unwrap()])
+            .unwrap()
+            .fails()
+    });
+    assert!(!publish.is_empty());
+    assert!(Cdn::via(edge).get(ASSET).await.is_hit(), "a role purged");
+
+    // An operator's can; every edge, on the role's credentials, applies it.
+    let stdout = blocking(|| {
+        let mut purge = std::process::Command::new(bin());
+        purge.args(["purge", URL, "--config"]).arg(&operator_config);
+        Ran::run(&mut purge).unwrap().succeeds()
+    });
+    assert_eq!(stdout.matches("applied in").count(), 6, "{stdout}");
+    assert!(!Cdn::via(edge).get(ASSET).await.is_hit());
 }

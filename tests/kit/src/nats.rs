@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct NatsServer {
     addr: SocketAddr,
     store: PathBuf,
+    /// A configuration file it runs with, if any.
+    config: Option<PathBuf>,
     process: Option<Process>,
 }
 
@@ -31,6 +33,27 @@ impl NatsServer {
         let mut server = NatsServer {
             addr,
             store: store.to_path_buf(),
+            config: None,
+            process: None,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// [`NatsServer::start`] with `settings` (nats-server configuration
+    /// text: authorization, say) in a configuration file in `store`.
+    pub fn start_configured(
+        addr: SocketAddr,
+        store: &Path,
+        settings: &str,
+    ) -> Result<NatsServer, KitError> {
+        let config = store.join("nats-server.conf");
+        std::fs::write(&config, settings)
+            .map_err(KitError::io(format!("write {}", config.display())))?;
+        let mut server = NatsServer {
+            addr,
+            store: store.to_path_buf(),
+            config: Some(config),
             process: None,
         };
         server.restart()?;
@@ -59,6 +82,9 @@ impl NatsServer {
     pub fn restart(&mut self) -> Result<(), KitError> {
         self.stop();
         let mut command = Command::new("nats-server");
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
         command
             .arg("--jetstream")
             .arg("--addr")

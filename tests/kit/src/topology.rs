@@ -336,6 +336,13 @@ impl Topology {
         self
     }
 
+    /// `cluster.nats_urls = [url]` (after [`Topology::cluster`]): to log in
+    /// as a user, `nats://user:password@addr`.
+    pub fn nats_url(mut self, url: &str) -> Self {
+        self.set(&["cluster"], "nats_urls", Value::Array(vec![url.into()]));
+        self
+    }
+
     /// `health.fail_open`.
     pub fn fail_open(mut self, open: bool) -> Self {
         self.set(&["health"], "fail_open", open.into());
