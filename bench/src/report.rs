@@ -112,6 +112,12 @@ pub trait ScenarioReport: Serialize {
     }
 }
 
+/// The rows of `rows` that missed their targets, one sentence each.
+pub fn missed(rows: &[Row]) -> Vec<String> {
+    let missed = rows.iter().filter(|r| r.verdict == Verdict::Fail);
+    (missed.map(|r| format!("{}: {} (target {})", r.metric, r.value, r.target))).collect()
+}
+
 /// `a: 1, b: 2`, in key order; `none` when there are none.
 pub fn counts(counts: &BTreeMap<String, usize>) -> String {
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();

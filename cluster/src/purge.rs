@@ -55,35 +55,13 @@ pub struct Outcome {
 pub async fn publish(bus: &Bus, purge: &Purge, live_edges: &[String]) -> Result<Outcome, BusError> {
     crate::buckets::purge_stream(bus).await?;
     // Listen before publishing, so no announcement can come first.
-    let mut announcements = bus
-        .client()
-        .subscribe(crate::APPLIED_SUBJECT)
-        .await
-        .map_err(|e| BusError::jetstream("cannot listen for acknowledgements", e))?;
-    let body = serde_json::to_vec(purge).expect("a purge serializes");
+    let mut announcements = Announcements::listen(bus).await?;
     let started = Instant::now();
     let deadline = started + bus.settings().purge_timeout;
-    let sequence = bus
-        .jetstream()
-        .publish(crate::PURGE_SUBJECT, body.into())
-        .await
-        .map_err(|e| BusError::jetstream("cannot publish the purge", e))?
-        .await
-        .map_err(|e| BusError::jetstream("the purge stream did not store the purge", e))?
-        .sequence;
-    let mut applied = BTreeMap::new();
-    while !live_edges.iter().all(|edge| applied.contains_key(edge)) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(Some(message)) = tokio::time::timeout(left, announcements.next()).await else {
-            break;
-        };
-        let Ok(announced) = serde_json::from_slice::<Applied>(&message.payload) else {
-            continue;
-        };
-        if announced.sequence == sequence {
-            applied.insert(announced.edge, (started.elapsed(), announced.purged));
-        }
-    }
+    let sequence = store(bus, purge).await?;
+    let applied = announcements
+        .applied(live_edges, sequence, started, deadline)
+        .await;
     let pending = live_edges
         .iter()
         .filter(|edge| !applied.contains_key(*edge))
@@ -94,4 +72,60 @@ pub async fn publish(bus: &Bus, purge: &Purge, live_edges: &[String]) -> Result<
         applied,
         pending,
     })
+}
+
+/// Stores `purge` in the stream (which must exist) without waiting for any
+/// edge: its sequence number.
+pub async fn store(bus: &Bus, purge: &Purge) -> Result<u64, BusError> {
+    let body = serde_json::to_vec(purge).expect("a purge serializes");
+    Ok(bus
+        .jetstream()
+        .publish(crate::PURGE_SUBJECT, body.into())
+        .await
+        .map_err(|e| BusError::jetstream("cannot publish the purge", e))?
+        .await
+        .map_err(|e| BusError::jetstream("the purge stream did not store the purge", e))?
+        .sequence)
+}
+
+/// The edges' announcements of the purges they apply, heard from when it
+/// was made.
+pub struct Announcements(async_nats::Subscriber);
+
+impl Announcements {
+    /// Starts listening.
+    pub async fn listen(bus: &Bus) -> Result<Announcements, BusError> {
+        let subscriber = bus
+            .client()
+            .subscribe(crate::APPLIED_SUBJECT)
+            .await
+            .map_err(|e| BusError::jetstream("cannot listen for acknowledgements", e))?;
+        Ok(Announcements(subscriber))
+    }
+
+    /// Waits until every one of `edges` has announced the purge at
+    /// `sequence`, or `deadline`: those that did, how long after `started`,
+    /// and how many objects each purged.
+    pub async fn applied(
+        &mut self,
+        edges: &[String],
+        sequence: u64,
+        started: Instant,
+        deadline: Instant,
+    ) -> BTreeMap<String, (Duration, usize)> {
+        let mut applied = BTreeMap::new();
+        while !edges.iter().all(|edge| applied.contains_key(edge)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(Some(message)) = tokio::time::timeout(left, self.0.next()).await else {
+                break;
+            };
+            let Ok(announced) = serde_json::from_slice::<Applied>(&message.payload) else {
+                continue;
+            };
+            if announced.sequence == sequence {
+                applied.insert(announced.edge, (started.elapsed(), announced.purged));
+            }
+        }
+        applied
+    }
 }
