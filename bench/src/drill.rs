@@ -770,7 +770,7 @@ impl<O: Clone + Serialize> DrillReport<O> {
             measures,
             failures: Vec::new(),
         };
-        report.failures = crate::report::missed(&report.rows());
+        report.failures = report.failures();
         report
     }
 
@@ -809,9 +809,5 @@ impl<O: Clone + Serialize> ScenarioReport for DrillReport<O> {
         };
         let phases = self.phases.iter().map(phase);
         phases.chain(self.measures.iter().map(measure)).collect()
-    }
-
-    fn failures(&self) -> Vec<String> {
-        self.failures.clone()
     }
 }

@@ -104,18 +104,19 @@ pub trait ScenarioReport: Serialize {
     /// The table's rows, in reading order.
     fn rows(&self) -> Vec<Row>;
     /// The targets missed, one sentence each; empty when the run passed.
-    fn failures(&self) -> Vec<String>;
+    /// By default, the rows whose verdict is a failure.
+    fn failures(&self) -> Vec<String> {
+        let missed = self
+            .rows()
+            .into_iter()
+            .filter(|r| r.verdict == Verdict::Fail);
+        (missed.map(|r| format!("{}: {} (target {})", r.metric, r.value, r.target))).collect()
+    }
     /// Lines printed after the table (e.g. error messages too long for a
     /// cell); none by default.
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
-}
-
-/// The rows of `rows` that missed their targets, one sentence each.
-pub fn missed(rows: &[Row]) -> Vec<String> {
-    let missed = rows.iter().filter(|r| r.verdict == Verdict::Fail);
-    (missed.map(|r| format!("{}: {} (target {})", r.metric, r.value, r.target))).collect()
 }
 
 /// `a: 1, b: 2`, in key order; `none` when there are none.

@@ -62,7 +62,7 @@ pub const TARGETS: [Target; 20] = table! {
     "partition" "steer_back" AtMost 3.0 "s" "GB steered back to eu-west, after the link heals";
     "partition" "unanswered" Exactly 0.0 "" "queries no nameserver answered while ns1 is dead";
     "partition" "origin_fetches" Exactly 1.0 "" "origin fetches for one new object asked through both eu-west edges at once";
-    "purge" "p50" AtMost 50.0 "ms" "a purge by URL applied by every edge, publish to last announcement, median";
+    "purge" "p50" AtMost 50.0 "ms" "a purge by URL applied by every edge, its publish (in-process, no command start-up) to the last announcement, median";
     "purge" "p99" AtMost 150.0 "ms" "the same, 99th percentile";
     "purge" "catch_up" AtMost 1.0 "s" "an edge stopped during purges applied them all, after SIGCONT";
     "purge" "served_purged" Exactly 0.0 "" "objects purged while it was stopped still in its cache after";

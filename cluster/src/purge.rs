@@ -50,6 +50,15 @@ pub struct Outcome {
     pub pending: Vec<String>,
 }
 
+impl Outcome {
+    /// How long the slowest live edge took to apply it, when none is
+    /// pending.
+    pub fn slowest(&self) -> Option<Duration> {
+        let times = self.applied.values().map(|(took, _)| *took);
+        times.max().filter(|_| self.pending.is_empty())
+    }
+}
+
 /// Publishes `purge` to the stream and waits until every edge in
 /// `live_edges` has applied it, or `cluster.purge_timeout`.
 pub async fn publish(bus: &Bus, purge: &Purge, live_edges: &[String]) -> Result<Outcome, BusError> {
@@ -59,19 +68,9 @@ pub async fn publish(bus: &Bus, purge: &Purge, live_edges: &[String]) -> Result<
     let started = Instant::now();
     let deadline = started + bus.settings().purge_timeout;
     let sequence = store(bus, purge).await?;
-    let applied = announcements
-        .applied(live_edges, sequence, started, deadline)
-        .await;
-    let pending = live_edges
-        .iter()
-        .filter(|edge| !applied.contains_key(*edge))
-        .cloned()
-        .collect();
-    Ok(Outcome {
-        sequence,
-        applied,
-        pending,
-    })
+    Ok(announcements
+        .outcome(live_edges, sequence, started, deadline)
+        .await)
 }
 
 /// Stores `purge` in the stream (which must exist) without waiting for any
@@ -103,18 +102,17 @@ impl Announcements {
         Ok(Announcements(subscriber))
     }
 
-    /// Waits until every one of `edges` has announced the purge at
-    /// `sequence`, or `deadline`: those that did, how long after `started`,
-    /// and how many objects each purged.
-    pub async fn applied(
+    /// Waits until every one of `live_edges` has announced the purge at
+    /// `sequence`, or `deadline`: which did, how long after `started`.
+    pub async fn outcome(
         &mut self,
-        edges: &[String],
+        live_edges: &[String],
         sequence: u64,
         started: Instant,
         deadline: Instant,
-    ) -> BTreeMap<String, (Duration, usize)> {
+    ) -> Outcome {
         let mut applied = BTreeMap::new();
-        while !edges.iter().all(|edge| applied.contains_key(edge)) {
+        while !live_edges.iter().all(|edge| applied.contains_key(edge)) {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(Some(message)) = tokio::time::timeout(left, self.0.next()).await else {
                 break;
@@ -126,6 +124,15 @@ impl Announcements {
                 applied.insert(announced.edge, (started.elapsed(), announced.purged));
             }
         }
-        applied
+        let pending = live_edges
+            .iter()
+            .filter(|edge| !applied.contains_key(*edge))
+            .cloned()
+            .collect();
+        Outcome {
+            sequence,
+            applied,
+            pending,
+        }
     }
 }
