@@ -9,7 +9,6 @@
 use crate::BenchError;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Whether a row's value met its target.
@@ -137,48 +136,21 @@ pub fn mib(bytes: u64) -> String {
 /// Renders `rows` as an aligned four-column table (metric, value, target,
 /// verdict) under `title`.
 pub fn render_table(title: &str, rows: &[Row]) -> String {
-    const HEADINGS: [&str; 3] = ["metric", "value", "target"];
-    let width = |heading: &str, cell: fn(&Row) -> &str| {
-        rows.iter()
-            .map(|r| cell(r).chars().count())
-            .chain([heading.chars().count()])
-            .max()
-            .unwrap_or(0)
-    };
-    let widths = [
-        width(HEADINGS[0], |r| &r.metric),
-        width(HEADINGS[1], |r| &r.value),
-        width(HEADINGS[2], |r| &r.target),
-    ];
-    let line = |cells: [&str; 4]| {
-        let text = format!(
-            "  {:<w0$}  {:<w1$}  {:<w2$}  {}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-        );
-        text.trim_end().to_owned()
-    };
-    let mut out = String::new();
-    let _ = writeln!(out, "{title}");
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "{}",
-        line([HEADINGS[0], HEADINGS[1], HEADINGS[2], "result"])
+    let row = |r: &Row| [&*r.metric, &r.value, &r.target, r.verdict.label()].map(str::to_owned);
+    let mut cells: Vec<[String; 4]> = rows.iter().map(row).collect();
+    cells.insert(
+        0,
+        ["metric", "value", "target", "result"].map(str::to_owned),
     );
-    let rules = widths.map(|w| "-".repeat(w));
-    let _ = writeln!(out, "{}", line([&rules[0], &rules[1], &rules[2], "------"]));
-    for row in rows {
-        let _ = writeln!(
-            out,
-            "{}",
-            line([&row.metric, &row.value, &row.target, row.verdict.label()])
-        );
+    // Widths in characters, as `format!` pads (`µs` is one, not two bytes).
+    let width = |i: usize| cells.iter().map(|c| c[i].chars().count()).max();
+    let [w0, w1, w2] = [0, 1, 2].map(|i| width(i).unwrap_or(0));
+    cells.insert(1, [w0, w1, w2, 6].map(|w| "-".repeat(w)));
+    let mut out = format!("{title}\n\n");
+    for [metric, value, target, verdict] in cells {
+        let line = format!("  {metric:<w0$}  {value:<w1$}  {target:<w2$}  {verdict}");
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
