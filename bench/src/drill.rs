@@ -746,27 +746,21 @@ pub struct DrillReport<O = DrillOptions> {
     pub failures: Vec<String>,
 }
 
-impl DrillReport {
-    /// The report of a drill (titled `title`) with these measures.
+impl<O: Clone + Serialize> DrillReport<O> {
+    /// The report of `run` (titled `title`, marked if a `smoke` run) with
+    /// what was `measured` in its phases and these measures.
     pub fn new(
-        run: Run<DrillOptions>,
+        run: Run<O>,
         title: &str,
+        smoke: bool,
         measured: &Measured,
         measures: Vec<Measure>,
     ) -> Self {
-        let smoke = if run.options.smoke { " (smoke)" } else { "" };
-        let title = format!("{title}{smoke}");
-        DrillReport::of(run, &title, phase_reports(measured), measures)
-    }
-}
-
-impl<O: Clone + Serialize> DrillReport<O> {
-    /// The report of `run` (titled `title`) with these phases and measures.
-    pub fn of(run: Run<O>, title: &str, phases: Vec<PhaseReport>, measures: Vec<Measure>) -> Self {
+        let smoke = if smoke { " (smoke)" } else { "" };
         let mut report = DrillReport {
-            title: format!("{}: {title}", run.scenario),
+            title: format!("{}: {title}{smoke}", run.scenario),
             run,
-            phases,
+            phases: phase_reports(measured),
             measures,
             failures: Vec::new(),
         };

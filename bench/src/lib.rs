@@ -12,10 +12,9 @@
 //! judging it by the one table of [`targets`]. Scenarios measure; whether
 //! answers are right is what the tests in `tests/` check.
 //!
-//! One module per scenario ([`http`], [`dns`], [`dns_flood`],
-//! [`coalesce`], [`connections`], [`memory`], [`outage`], [`partition`],
-//! [`purge`]);
-//! the others are the pieces they share, each described in its module.
+//! One module per scenario ([`http`], [`dns`], [`dns_flood`], [`coalesce`],
+//! [`connections`], [`memory`], [`outage`], [`partition`], [`purge`]); the
+//! others are the pieces they share, each described in its module.
 
 pub mod coalesce;
 pub mod connections;

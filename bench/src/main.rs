@@ -70,8 +70,7 @@ enum Scenario {
     /// ns1 cut from eu-west, eu-west cut off, ns1 killed, one object filled
     /// through both eu-west edges; skipped, passing, without root.
     Partition(DrillOptions),
-    /// Purges through the cluster bus on `up --cluster`: latency, a
-    /// stopped edge catching up, purges per second.
+    /// Purges on the cluster bus: latency, a stopped edge's catch-up, rate.
     Purge(PurgeOptions),
     /// Prints the targets table (Markdown), as bench/RESULTS.md shows it.
     Targets,

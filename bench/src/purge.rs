@@ -10,8 +10,7 @@ use crate::{BenchError, report::Run, stats::Latencies};
 use cluster::purge::{Announcements, Purge, store};
 use futures::{StreamExt, TryStreamExt};
 use nix::sys::signal::Signal::{SIGCONT, SIGSTOP};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::{path::Path, time::Duration, time::Instant};
 
 /// Purges awaiting the stream's acknowledgement at once, back to back.
 const WINDOW: usize = 256;
@@ -131,9 +130,11 @@ pub async fn run(meridian: &Path, options: &PurgeOptions) -> Result<PurgeReport,
         Measure::count("served_purged", Some(served)),
         Measure::count("rate", rate).info("purges per second back to back, 6 edges applying"),
     ];
-    let title = format!("6 edges on up --cluster, 127.{}.x.y", options.block);
-    let run = Run::new("purge", &meridian, options);
-    Ok(DrillReport::of(run, &title, Vec::new(), measures))
+    let (block, purges) = (options.block, options.purges);
+    let title = format!("{purges} purges timed, 6 edges on up --cluster, 127.{block}.x.y");
+    let (run, nothing) = (Run::new("purge", &meridian, options), Default::default());
+    // The title gives the sizes: no preset is marked.
+    Ok(DrillReport::new(run, &title, false, &nothing, measures))
 }
 
 /// The names of the demo's six edges, once each reports a verified cache.
