@@ -1,9 +1,6 @@
-//! Scenario `purge`: purges through the cluster bus on `meridian up
-//! --cluster`, the demo's six edges: N purges one after another, each timed
-//! from its publish to the last edge's announcement; K published back to
-//! back, until every edge applied them; and one per object while an eu-west
-//! edge holding them is stopped, timed from SIGCONT until it applied the
-//! last, then asked for each with `only-if-cached`.
+//! Scenario `purge`: purges on the cluster bus of `meridian up --cluster` (six edges): N timed
+//! one by one, publish to last announcement; K back to back; one per object an eu-west edge
+//! holds while it is stopped, timed from SIGCONT, then asked for with `only-if-cached`.
 
 use crate::drill::{DrillReport, Measure};
 use crate::{BenchError, report::Run, stats::Latencies};
@@ -21,8 +18,7 @@ const ASSET: &str = "http://cdn.meridian.test:8080/assets/1k.bin";
 /// [`smoke`](Self::smoke)), changed by its flags.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, clap::Args)]
 pub struct PurgeOptions {
-    /// Purges timed one by one, and objects purged while an edge is
-    /// stopped [default: 1000; 20 with --smoke].
+    /// Purges timed, and objects purged during the stop [default: 1000; 20 with --smoke].
     #[arg(long, value_name = "N", required = false)]
     pub purges: usize,
     /// How long that edge is stopped [default: 10000; 2000 with --smoke].
@@ -133,7 +129,6 @@ pub async fn run(meridian: &Path, options: &PurgeOptions) -> Result<PurgeReport,
     let (block, purges) = (options.block, options.purges);
     let title = format!("{purges} purges timed, 6 edges on up --cluster, 127.{block}.x.y");
     let (run, nothing) = (Run::new("purge", &meridian, options), Default::default());
-    // The title gives the sizes: no preset is marked.
     Ok(DrillReport::new(run, &title, false, &nothing, measures))
 }
 
