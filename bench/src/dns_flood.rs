@@ -240,7 +240,6 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
         tcp: tcp?,
         failures: Vec::new(),
     };
-    // The targets missed, as the table's failed rows say.
     report.failures = report.failures();
     Ok(report)
 }

@@ -710,10 +710,9 @@ impl Measure {
 
     /// A time, checked against its target.
     pub fn time(metric: &'static str, time: Option<Duration>) -> Measure {
-        let shown = time.map_or("not seen".to_owned(), |t| {
-            format!("{:.2} s", t.as_secs_f64())
-        });
-        Measure::of(metric, time.map(|t| t.as_secs_f64()), shown)
+        let seconds = time.map(|t| t.as_secs_f64());
+        let shown = seconds.map_or("not seen".to_owned(), |s| format!("{s:.2} s"));
+        Measure::of(metric, seconds, shown)
     }
 
     /// A count, checked against its target.

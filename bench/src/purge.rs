@@ -2,8 +2,7 @@
 //! one by one, publish to last announcement; K back to back; one per object an eu-west edge
 //! holds while it is stopped, timed from SIGCONT, then asked for with `only-if-cached`.
 
-use crate::drill::{DrillReport, Measure};
-use crate::{BenchError, report::Run, stats::Latencies};
+use crate::{BenchError, drill::DrillReport, drill::Measure, report::Run, stats::Latencies};
 use cluster::purge::{Announcements, Purge, store};
 use futures::{StreamExt, TryStreamExt};
 use nix::sys::signal::Signal::{SIGCONT, SIGSTOP};
@@ -14,8 +13,7 @@ const WINDOW: usize = 256;
 /// The object every purge names, with a query of its own.
 const ASSET: &str = "http://cdn.meridian.test:8080/assets/1k.bin";
 
-/// The scenario's knobs: its preset ([`full`](Self::full) or
-/// [`smoke`](Self::smoke)), changed by its flags.
+/// The scenario's knobs: a preset ([`full`](Self::full), [`smoke`](Self::smoke)) and its flags.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, clap::Args)]
 pub struct PurgeOptions {
     /// Purges timed, and objects purged during the stop [default: 1000; 20 with --smoke].
@@ -93,8 +91,7 @@ pub async fn run(meridian: &Path, options: &PurgeOptions) -> Result<PurgeReport,
     for url in &objects {
         http.get(url).send().await?.bytes().await?;
     }
-    // Asked with `only-if-cached`, the edge answers 504 for an object not
-    // in its own cache; anything else counts as served from it.
+    // With `only-if-cached`, 504 means "not in its own cache"; anything else counts as served.
     let from_cache = async || {
         let mut served = 0;
         for url in &objects {
@@ -146,10 +143,9 @@ async fn verified_edges(bus: &cluster::Bus) -> Result<Vec<String>, BenchError> {
     Err(BenchError::invalid("bus", "6 verified edges in 30 s"))
 }
 
-/// Stores `purges` ([`WINDOW`] of them awaiting the stream at once), runs
-/// `then`, and waits until every one of `edges` announced the last: how
-/// long after the moment `then` gives (else the first store) the last did,
-/// or `None` if one did not within 30 s.
+/// Stores `purges` ([`WINDOW`] awaiting the stream at once), runs `then`, and waits until every
+/// one of `edges` announced the last: how long after the moment `then` gives (else the first
+/// store) the last did, or `None` if one did not within 30 s.
 async fn purge_all(
     bus: &cluster::Bus,
     purges: impl Iterator<Item = Purge>,
