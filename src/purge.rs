@@ -58,6 +58,12 @@ async fn on_the_bus(settings: &config::Cluster, request: &Purge) -> anyhow::Resu
             millis(*took)
         );
     }
+    if let Some(slowest) = outcome.slowest() {
+        println!(
+            "every live edge applied it within {:.1} ms",
+            millis(slowest)
+        );
+    }
     for edge in &outcome.pending {
         println!(
             "{edge:<36} not within {} ms: it applies the purge when it reads the stream again, \

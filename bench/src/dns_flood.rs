@@ -240,27 +240,8 @@ pub async fn run(meridian: &Path, options: &DnsFloodOptions) -> Result<DnsFloodR
         tcp: tcp?,
         failures: Vec::new(),
     };
-    report.failures = verdicts(&report);
+    report.failures = report.failures();
     Ok(report)
-}
-
-/// The targets `report` missed.
-fn verdicts(report: &DnsFloodReport) -> Vec<String> {
-    let mut failures = Vec::new();
-    for (metric, probes, protocol) in [
-        ("udp_answered", &report.udp, "UDP"),
-        ("tcp_answered", &report.tcp, "TCP"),
-    ] {
-        let goal = target("dns-flood", metric);
-        if !goal.met(probes.percent()) {
-            failures.push(format!(
-                "{:.2} % of {protocol} probes answered during the flood (target {})",
-                probes.percent(),
-                goal.describe()
-            ));
-        }
-    }
-    failures
 }
 
 /// What the flood thread counted.
@@ -484,10 +465,6 @@ impl ScenarioReport for DnsFloodReport {
         }
         rows
     }
-
-    fn failures(&self) -> Vec<String> {
-        self.failures.clone()
-    }
 }
 
 #[cfg(test)]
@@ -530,9 +507,9 @@ mod tests {
             tcp: probes(1000),
             failures: Vec::new(),
         };
-        assert!(verdicts(&report).is_empty());
+        assert!(report.failures().is_empty());
         report.udp = probes(970);
         report.tcp = probes(999);
-        assert_eq!(verdicts(&report).len(), 2, "{:?}", verdicts(&report));
+        assert_eq!(report.failures().len(), 2, "{:?}", report.failures());
     }
 }

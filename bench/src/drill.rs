@@ -16,7 +16,7 @@
 //! the samples into the table, each scenario its own measures.
 
 use crate::BenchError;
-use crate::report::{Row, Run, ScenarioReport, Verdict, counts};
+use crate::report::{Row, Run, ScenarioReport, counts};
 use crate::stats::{LatencySummary, millis};
 use crate::targets::target;
 use hickory_proto::rr::RecordType;
@@ -429,14 +429,7 @@ fn act(up: &Up, action: &Action) -> Result<(), BenchError> {
                 command.join(" ")
             )))
         }
-        Action::Kill(process) => {
-            let pid = up.process_status(process)?["pid"].as_i64();
-            let pid = pid.and_then(|pid| i32::try_from(pid).ok());
-            let pid = pid.ok_or_else(|| failed(format!("{process} has no pid")))?;
-            let sigkill = nix::sys::signal::Signal::SIGKILL;
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sigkill)
-                .map_err(|e| failed(format!("cannot kill {process} ({pid}): {e}")))
-        }
+        Action::Kill(process) => Ok(up.signal(process, nix::sys::signal::Signal::SIGKILL)?),
     }
 }
 
@@ -704,30 +697,28 @@ pub struct Measure {
 }
 
 impl Measure {
-    /// A time, checked against its target.
-    pub fn time(metric: &'static str, time: Option<Duration>) -> Measure {
-        let shown = time.map_or("not seen".to_owned(), |t| {
-            format!("{:.2} s", t.as_secs_f64())
-        });
-        let value = time.map(|t| t.as_secs_f64());
+    /// A value, checked against its target, shown as `shown`.
+    pub fn of(metric: &'static str, value: Option<f64>, shown: String) -> Measure {
+        let label = None;
         Measure {
             metric,
-            label: None,
+            label,
             value,
             shown,
         }
     }
 
+    /// A time, checked against its target.
+    pub fn time(metric: &'static str, time: Option<Duration>) -> Measure {
+        let seconds = time.map(|t| t.as_secs_f64());
+        let shown = seconds.map_or("not seen".to_owned(), |s| format!("{s:.2} s"));
+        Measure::of(metric, seconds, shown)
+    }
+
     /// A count, checked against its target.
     pub fn count(metric: &'static str, count: Option<usize>) -> Measure {
         let shown = count.map_or("not measured".to_owned(), |n| n.to_string());
-        let value = count.map(|n| n as f64);
-        Measure {
-            metric,
-            label: None,
-            value,
-            shown,
-        }
+        Measure::of(metric, count.map(|n| n as f64), shown)
     }
 
     /// This measure as information, labelled `label`: not checked.
@@ -737,12 +728,13 @@ impl Measure {
     }
 }
 
-/// A drill's result: each phase's requests, and its measures.
+/// A drill's result: each phase's requests, and its measures (or another
+/// scenario's that is made of measures, with `O` its options).
 #[derive(Debug, Clone, Serialize)]
-pub struct DrillReport {
+pub struct DrillReport<O = DrillOptions> {
     /// What ran.
     #[serde(flatten)]
-    pub run: Run<DrillOptions>,
+    pub run: Run<O>,
     /// What it did, in a line.
     pub title: String,
     /// Each phase's requests.
@@ -753,15 +745,17 @@ pub struct DrillReport {
     pub failures: Vec<String>,
 }
 
-impl DrillReport {
-    /// The report of `scenario` (titled `title`) with these measures.
+impl<O: Clone + Serialize> DrillReport<O> {
+    /// The report of `run` (titled `title`, marked if a `smoke` run) with
+    /// what was `measured` in its phases and these measures.
     pub fn new(
-        run: Run<DrillOptions>,
+        run: Run<O>,
         title: &str,
+        smoke: bool,
         measured: &Measured,
         measures: Vec<Measure>,
     ) -> Self {
-        let smoke = if run.options.smoke { " (smoke)" } else { "" };
+        let smoke = if smoke { " (smoke)" } else { "" };
         let mut report = DrillReport {
             title: format!("{}: {title}{smoke}", run.scenario),
             run,
@@ -769,12 +763,7 @@ impl DrillReport {
             measures,
             failures: Vec::new(),
         };
-        let missed = report
-            .rows()
-            .into_iter()
-            .filter(|r| r.verdict == Verdict::Fail);
-        report.failures =
-            (missed.map(|r| format!("{}: {} (target {})", r.metric, r.value, r.target))).collect();
+        report.failures = report.failures();
         report
     }
 
@@ -784,7 +773,7 @@ impl DrillReport {
     }
 }
 
-impl ScenarioReport for DrillReport {
+impl<O: Clone + Serialize> ScenarioReport for DrillReport<O> {
     fn title(&self) -> String {
         self.title.clone()
     }
@@ -813,9 +802,5 @@ impl ScenarioReport for DrillReport {
         };
         let phases = self.phases.iter().map(phase);
         phases.chain(self.measures.iter().map(measure)).collect()
-    }
-
-    fn failures(&self) -> Vec<String> {
-        self.failures.clone()
     }
 }

@@ -12,9 +12,9 @@
 //! judging it by the one table of [`targets`]. Scenarios measure; whether
 //! answers are right is what the tests in `tests/` check.
 //!
-//! One module per scenario ([`http`], [`dns`], [`dns_flood`],
-//! [`coalesce`], [`connections`], [`memory`], [`outage`], [`partition`]);
-//! the others are the pieces they share, each described in its module.
+//! One module per scenario ([`http`], [`dns`], [`dns_flood`], [`coalesce`],
+//! [`connections`], [`memory`], [`outage`], [`partition`], [`purge`]); the
+//! others are the pieces they share, each described in its module.
 
 pub mod coalesce;
 pub mod connections;
@@ -34,6 +34,7 @@ pub mod peers;
 pub mod pinning;
 pub mod process;
 pub mod progress;
+pub mod purge;
 pub mod report;
 pub mod stats;
 pub mod targets;
@@ -61,6 +62,9 @@ pub enum BenchError {
     /// A server could not be started, or did not get ready.
     #[error(transparent)]
     Kit(#[from] kit::KitError),
+    /// The cluster bus failed.
+    #[error(transparent)]
+    Bus(#[from] cluster::BusError),
     /// A scenario option cannot be used.
     #[error("invalid {name}: {reason}")]
     InvalidOption {

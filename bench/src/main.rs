@@ -11,8 +11,9 @@ use bench::dns_flood::{self, DnsFloodOptions};
 use bench::drill::DrillOptions;
 use bench::http::{self, HttpOptions};
 use bench::memory::{self, MemoryOptions};
+use bench::purge::PurgeOptions;
 use bench::report;
-use bench::{outage, partition};
+use bench::{outage, partition, purge};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -39,7 +40,7 @@ struct Cli {
     #[arg(long, global = true)]
     smoke: bool,
     /// Run on loopback block 127.BLOCK.x.y [default: one per scenario,
-    /// 240-246].
+    /// 240-247].
     #[arg(long, global = true, value_name = "BLOCK")]
     block: Option<u8>,
 }
@@ -69,6 +70,8 @@ enum Scenario {
     /// ns1 cut from eu-west, eu-west cut off, ns1 killed, one object filled
     /// through both eu-west edges; skipped, passing, without root.
     Partition(DrillOptions),
+    /// Purges on the cluster bus: latency, a stopped edge's catch-up, rate.
+    Purge(PurgeOptions),
     /// Prints the targets table (Markdown), as bench/RESULTS.md shows it.
     Targets,
     /// Resident memory of an edge whose cache was filled twice over,
@@ -101,6 +104,7 @@ impl Scenario {
             "partition" => Scenario::Partition(partition::on_hosts(preset!(DrillOptions))),
             "memory" => Scenario::Memory(preset!(MemoryOptions)),
             "connections" => Scenario::Connections(preset!(ConnectionsOptions)),
+            "purge" => Scenario::Purge(preset!(PurgeOptions)),
             _ => Scenario::Targets,
         }
     }
@@ -177,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
         Scenario::Connections(args) => scenario!(connections, args),
         Scenario::Memory(args) => scenario!(memory, args),
         Scenario::Http(args) => scenario!(http, args),
+        Scenario::Purge(args) => scenario!(purge, args),
         Scenario::Targets => Vec::new(),
     };
     Ok(failures)

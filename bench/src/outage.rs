@@ -122,6 +122,7 @@ pub fn summarize(meridian: &Path, options: &DrillOptions, measured: &Measured) -
     DrillReport::new(
         Run::new("outage", meridian, options),
         &title,
+        options.smoke,
         measured,
         measures,
     )

@@ -61,7 +61,8 @@ pub async fn run(meridian: &Path, options: &DrillOptions) -> Result<DrillReport,
     let run = Run::new("partition", meridian, options);
     if !namespaces_available() {
         let why = "skipped: `up --hosts` needs root on Linux and iproute2's `ip`";
-        return Ok(DrillReport::new(run, why, &Measured::default(), Vec::new()));
+        let nothing = Measured::default();
+        return Ok(DrillReport::new(run, why, options.smoke, &nothing, vec![]));
     }
     let (meridian, up) = drill::start(meridian, options)?;
     let dead = options.host(up.topology.edge(2)).ip();
@@ -233,5 +234,6 @@ pub fn summarize(
     let title = format!(
         "an eu-west edge killed, ns1 cut from eu-west, eu-west partitioned, ns1 killed, under load from GB, US and SG on up --hosts ({subnet})"
     );
-    DrillReport::new(run, &title, measured, measures)
+    let smoke = run.options.smoke;
+    DrillReport::new(run, &title, smoke, measured, measures)
 }

@@ -9,7 +9,6 @@
 use crate::BenchError;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Whether a row's value met its target.
@@ -104,7 +103,14 @@ pub trait ScenarioReport: Serialize {
     /// The table's rows, in reading order.
     fn rows(&self) -> Vec<Row>;
     /// The targets missed, one sentence each; empty when the run passed.
-    fn failures(&self) -> Vec<String>;
+    /// By default, the rows whose verdict is a failure.
+    fn failures(&self) -> Vec<String> {
+        let missed = self
+            .rows()
+            .into_iter()
+            .filter(|r| r.verdict == Verdict::Fail);
+        (missed.map(|r| format!("{}: {} (target {})", r.metric, r.value, r.target))).collect()
+    }
     /// Lines printed after the table (e.g. error messages too long for a
     /// cell); none by default.
     fn notes(&self) -> Vec<String> {
@@ -130,48 +136,21 @@ pub fn mib(bytes: u64) -> String {
 /// Renders `rows` as an aligned four-column table (metric, value, target,
 /// verdict) under `title`.
 pub fn render_table(title: &str, rows: &[Row]) -> String {
-    const HEADINGS: [&str; 3] = ["metric", "value", "target"];
-    let width = |heading: &str, cell: fn(&Row) -> &str| {
-        rows.iter()
-            .map(|r| cell(r).chars().count())
-            .chain([heading.chars().count()])
-            .max()
-            .unwrap_or(0)
-    };
-    let widths = [
-        width(HEADINGS[0], |r| &r.metric),
-        width(HEADINGS[1], |r| &r.value),
-        width(HEADINGS[2], |r| &r.target),
-    ];
-    let line = |cells: [&str; 4]| {
-        let text = format!(
-            "  {:<w0$}  {:<w1$}  {:<w2$}  {}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-        );
-        text.trim_end().to_owned()
-    };
-    let mut out = String::new();
-    let _ = writeln!(out, "{title}");
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "{}",
-        line([HEADINGS[0], HEADINGS[1], HEADINGS[2], "result"])
+    let row = |r: &Row| [&*r.metric, &r.value, &r.target, r.verdict.label()].map(str::to_owned);
+    let mut cells: Vec<[String; 4]> = rows.iter().map(row).collect();
+    cells.insert(
+        0,
+        ["metric", "value", "target", "result"].map(str::to_owned),
     );
-    let rules = widths.map(|w| "-".repeat(w));
-    let _ = writeln!(out, "{}", line([&rules[0], &rules[1], &rules[2], "------"]));
-    for row in rows {
-        let _ = writeln!(
-            out,
-            "{}",
-            line([&row.metric, &row.value, &row.target, row.verdict.label()])
-        );
+    // Widths in characters, as `format!` pads (`µs` is one, not two bytes).
+    let width = |i: usize| cells.iter().map(|c| c[i].chars().count()).max();
+    let [w0, w1, w2] = [0, 1, 2].map(|i| width(i).unwrap_or(0));
+    cells.insert(1, [w0, w1, w2, 6].map(|w| "-".repeat(w)));
+    let mut out = format!("{title}\n\n");
+    for [metric, value, target, verdict] in cells {
+        let line = format!("  {metric:<w0$}  {value:<w1$}  {target:<w2$}  {verdict}");
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
@@ -213,34 +192,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_table_aligns_its_columns_and_marks_verdicts() {
+    fn a_table_aligns_its_columns_in_characters_and_marks_verdicts() {
         let rows = [
             Row::info("requests sent", "1000"),
             Row::checked("origin fetches", "3", "exactly 1", false),
             Row::checked("responses", "200: 1000", "all 200", true),
+            // 15 characters, 17 bytes: the widest value.
+            Row::info("latency", "1.5 µs / 9.9 µs"),
         ];
         let table = render_table("coalesce", &rows);
-        let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines[0], "coalesce");
-        assert_eq!(lines[1], "");
-        assert_eq!(lines[2], "  metric          value      target     result");
-        assert_eq!(lines[3], "  --------------  ---------  ---------  ------");
         // Information rows carry no trailing blanks.
-        assert_eq!(lines[4], "  requests sent   1000");
-        assert_eq!(lines[5], "  origin fetches  3          exactly 1  FAIL");
-        assert_eq!(lines[6], "  responses       200: 1000  all 200    ok");
-        assert_eq!(lines.len(), 7);
-    }
-
-    #[test]
-    fn column_widths_count_characters_not_bytes() {
-        let rows = [Row::info("latency p50", "1.5 µs")];
-        let table = render_table("t", &rows);
-        assert!(table.contains("  latency p50  1.5 µs\n"), "{table}");
-        assert!(
-            table.contains("  -----------  ------  ------  ------\n"),
-            "{table}"
-        );
+        let expected = [
+            "coalesce",
+            "",
+            "  metric          value            target     result",
+            "  --------------  ---------------  ---------  ------",
+            "  requests sent   1000",
+            "  origin fetches  3                exactly 1  FAIL",
+            "  responses       200: 1000        all 200    ok",
+            "  latency         1.5 µs / 9.9 µs",
+        ];
+        assert_eq!(table.lines().collect::<Vec<_>>(), expected);
     }
 
     #[test]

@@ -45,7 +45,7 @@ macro_rules! table {
 }
 
 /// Every target the benchmarks hold the product to.
-pub const TARGETS: [Target; 16] = table! {
+pub const TARGETS: [Target; 20] = table! {
     "http" "ratio" AtLeast 1.2 "×" "cache hits/s of 1 KiB and 100 KiB, over the faster of nginx and Varnish (with a lower p99)";
     "dns" "ratio" AtLeast 1.0 "×" "steered answers per server CPU-second, over gdnsd's";
     "dns-flood" "udp_answered" AtLeast 99.0 "%" "UDP probes answered while GeoDNS is flooded from a whole core";
@@ -62,6 +62,10 @@ pub const TARGETS: [Target; 16] = table! {
     "partition" "steer_back" AtMost 3.0 "s" "GB steered back to eu-west, after the link heals";
     "partition" "unanswered" Exactly 0.0 "" "queries no nameserver answered while ns1 is dead";
     "partition" "origin_fetches" Exactly 1.0 "" "origin fetches for one new object asked through both eu-west edges at once";
+    "purge" "p50" AtMost 50.0 "ms" "a purge by URL applied by every edge, its publish (in-process, no command start-up) to the last announcement, median";
+    "purge" "p99" AtMost 150.0 "ms" "the same, 99th percentile";
+    "purge" "catch_up" AtMost 1.0 "s" "an edge stopped during purges applied them all, after SIGCONT";
+    "purge" "served_purged" Exactly 0.0 "" "objects purged while it was stopped still in its cache after";
 };
 
 /// The target `metric` of `scenario`.
@@ -142,6 +146,10 @@ mod tests {
             ("partition", "steer_back"),
             ("partition", "unanswered"),
             ("partition", "origin_fetches"),
+            ("purge", "p50"),
+            ("purge", "p99"),
+            ("purge", "catch_up"),
+            ("purge", "served_purged"),
         ] {
             target(scenario, metric);
         }

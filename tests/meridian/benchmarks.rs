@@ -1,6 +1,7 @@
 //! Every benchmark scenario smoke-run against the `meridian` Cargo built
 //! for these tests, for a few seconds each, on blocks 127.210-217 (and
-//! `partition` on 127.27, its hosts in 198.20.0.0/16): the harness works
+//! `partition` on 127.27, its hosts in 198.20.0.0/16; `purge` on 127.225,
+//! when `nats-server` is installed): the harness works
 //! and each scenario measures something. Never how fast
 //! anything is (CI machines are noisy; speed is what the full runs in
 //! `bench/RESULTS.md` are for), and never correctness, which the other
@@ -12,7 +13,7 @@ use bench::drill::DrillOptions;
 use bench::http::Server;
 use bench::loadgen::LoadChoice;
 use bench::report::{ScenarioReport, render_table};
-use bench::{coalesce, connections, dns, dns_flood, http, memory, outage, partition};
+use bench::{coalesce, connections, dns, dns_flood, http, memory, outage, partition, purge};
 use std::path::Path;
 
 fn show(report: &impl ScenarioReport) {
@@ -180,6 +181,21 @@ async fn bench_partition_measures_every_phase_on_hosts() {
     for measure in &report.measures {
         assert!(measure.value.is_some(), "{measure:?} in {report:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_purge_times_purges_through_the_bus() {
+    if !kit::nats::NatsServer::installed() {
+        eprintln!("skipped: nats-server is not installed (Debian: apt-get install nats-server)");
+        return;
+    }
+    let (options, report) = smoke!(purge::PurgeOptions, 225);
+    for metric in ["p50", "p99", "catch_up", "rate"] {
+        assert!(report.value(metric).is_some(), "{metric}: {report:?}");
+    }
+    // Every object was in the stopped edge's cache, and none is after.
+    assert_eq!(report.value("cached"), Some(options.purges as f64));
+    assert_eq!(report.value("served_purged"), Some(0.0), "{report:?}");
 }
 
 #[tokio::test]

@@ -133,6 +133,18 @@ impl Up {
             .cloned()
             .ok_or_else(|| KitError::Config(format!("no {process} in {status}")))
     }
+
+    /// Sends `signal` to `process` (`edge eu-west 127.0.2.1`, `nats`) by
+    /// the pid `meridian status` gives.
+    pub fn signal(&self, process: &str, signal: nix::sys::signal::Signal) -> Result<(), KitError> {
+        let status = self.process_status(process)?;
+        let pid = status["pid"]
+            .as_i64()
+            .and_then(|pid| i32::try_from(pid).ok());
+        let pid = pid.ok_or_else(|| KitError::Config(format!("{process} has no pid: {status}")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .map_err(|e| KitError::io(format!("send {signal} to {process}"))(e.into()))
+    }
 }
 
 /// A running `meridian edge`.
