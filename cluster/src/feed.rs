@@ -21,7 +21,7 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pu
 use async_nats::jetstream::stream::Stream;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 
 /// The most purges taken from the stream in one request.
@@ -30,6 +30,9 @@ const BATCH: usize = 256;
 /// How long a purge handed to the edge may go unacknowledged before the
 /// server hands it over again.
 const ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// How far an edge's clock may be ahead of the NATS server's.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// How long to wait before trying the bus again after a failed request.
 const RETRY: Duration = Duration::from_millis(250);
@@ -143,10 +146,11 @@ pub async fn follow(
     verified: &Verified,
     apply: impl Fn(&Purge) -> Applying,
 ) -> ! {
+    let started = SystemTime::now();
     let mut last_sequence: Option<u64> = None;
     let applied = Notify::new();
     loop {
-        let opened = match consumer(&bus, &edge, last_sequence).await {
+        let opened = match consumer(&bus, &edge, last_sequence, started).await {
             Ok(opened) => opened,
             Err(error) => {
                 verified.set_reachable(false);
@@ -170,12 +174,16 @@ pub async fn follow(
 }
 
 /// This edge's durable consumer and the stream: where it left off, or (for
-/// an edge the server has never seen) the purges published from now on,
-/// as its cache holds nothing older.
+/// an edge the server has never seen) the purges published since this
+/// process `started`: its cache holds nothing older, but it may have
+/// cached objects before it could reach the bus, and purges published
+/// meanwhile must reach them. (A minute earlier than that, for clocks
+/// that disagree with the server's: applying a purge again is harmless.)
 async fn consumer(
     bus: &Bus,
     edge: &str,
     last_sequence: Option<u64>,
+    started: SystemTime,
 ) -> Result<(Stream, PullConsumer), BusError> {
     let stream = crate::buckets::purge_stream(bus).await?;
     let name = crate::bus_name(edge);
@@ -189,7 +197,9 @@ async fn consumer(
                     Some(sequence) => DeliverPolicy::ByStartSequence {
                         start_sequence: sequence + 1,
                     },
-                    None => DeliverPolicy::New,
+                    None => DeliverPolicy::ByStartTime {
+                        start_time: (started - CLOCK_SKEW).into(),
+                    },
                 },
                 ack_policy: AckPolicy::Explicit,
                 // A purge handed to this edge and lost with a broken
