@@ -21,6 +21,7 @@
 use crate::BenchError;
 use crate::http::size_label;
 use crate::limits::{self, OpenFileLimit};
+use crate::process::Launch;
 use crate::process::{self, EdgeOnOrigin, error_chain};
 use crate::report::{Row, Run, ScenarioReport, counts};
 use crate::stats::{LatencySummary, millis};
@@ -58,16 +59,10 @@ pub struct CoalesceOptions {
     /// How long one request may take, in milliseconds.
     #[arg(skip)]
     pub request_timeout_ms: u64,
-    /// How long `meridian` may take to answer its health check, in ms.
-    #[arg(skip)]
-    pub ready_timeout_ms: u64,
-    /// The loopback block: the edge on 127.B.1.1:8080, the origin on
-    /// 127.B.0.1:8000.
-    #[arg(skip)]
-    pub block: u8,
-    /// Whether these are the small CI settings.
-    #[arg(skip)]
-    pub smoke: bool,
+    /// Where and how long it may take to start, and which preset.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub launch: Launch,
 }
 
 impl CoalesceOptions {
@@ -79,9 +74,7 @@ impl CoalesceOptions {
             body_bytes: 100 * 1024,
             origin_delay_ms: 200,
             request_timeout_ms: 30_000,
-            ready_timeout_ms: 30_000,
-            block: 243,
-            smoke: false,
+            launch: Launch::full(243),
         }
     }
 
@@ -92,8 +85,7 @@ impl CoalesceOptions {
             requests: 50,
             origin_delay_ms: 100,
             request_timeout_ms: 10_000,
-            ready_timeout_ms: 10_000,
-            smoke: true,
+            launch: Self::full().launch.smoke(),
             ..CoalesceOptions::full()
         }
     }
@@ -188,17 +180,9 @@ pub async fn run(meridian: &Path, options: &CoalesceOptions) -> Result<CoalesceR
         delay: Duration::from_millis(options.origin_delay_ms),
         cache_control: OBJECT_CACHE_CONTROL,
     };
-    let origin = objects.serve(options.block)?;
-    let ready_timeout = Duration::from_millis(options.ready_timeout_ms);
-    let EdgeOnOrigin { edge, listen } = EdgeOnOrigin::start(
-        meridian,
-        options.block,
-        &origin,
-        None,
-        HEALTH_PATH,
-        ready_timeout,
-    )
-    .await?;
+    let origin = objects.serve(options.launch.block)?;
+    let EdgeOnOrigin { edge, listen } =
+        EdgeOnOrigin::start(meridian, &options.launch, &origin, None, HEALTH_PATH).await?;
 
     // A path no run has used: the object is cold even if this edge were
     // not brand new.
@@ -427,7 +411,7 @@ impl ScenarioReport for CoalesceReport {
             self.requests_sent,
             size_label(self.run.options.body_bytes),
             self.run.options.origin_delay_ms,
-            if self.run.options.smoke {
+            if self.run.options.launch.smoke {
                 " (smoke)"
             } else {
                 ""

@@ -11,6 +11,7 @@
 use crate::BenchError;
 use crate::limits::{self, OpenFileLimit};
 use crate::memory::resident_bytes;
+use crate::process::Launch;
 use crate::process::error_chain;
 use crate::process::{EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
@@ -42,16 +43,10 @@ pub struct ConnectionsOptions {
     /// How long to hold them before measuring, in ms.
     #[arg(skip)]
     pub hold_ms: u64,
-    /// How long the edge may take to start, in ms.
-    #[arg(skip)]
-    pub ready_timeout_ms: u64,
-    /// The loopback block: the edge on 127.B.1.1:8080, the origin on
-    /// 127.B.0.1:8000.
-    #[arg(skip)]
-    pub block: u8,
-    /// Whether these are the small CI settings.
-    #[arg(skip)]
-    pub smoke: bool,
+    /// Where and how long it may take to start, and which preset.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub launch: Launch,
 }
 
 impl ConnectionsOptions {
@@ -60,9 +55,7 @@ impl ConnectionsOptions {
         ConnectionsOptions {
             connections: 10_000,
             hold_ms: 2_000,
-            ready_timeout_ms: 30_000,
-            block: 245,
-            smoke: false,
+            launch: Launch::full(245),
         }
     }
 
@@ -71,9 +64,7 @@ impl ConnectionsOptions {
         ConnectionsOptions {
             connections: 500,
             hold_ms: 500,
-            ready_timeout_ms: 10_000,
-            smoke: true,
-            ..ConnectionsOptions::full()
+            launch: Self::full().launch.smoke(),
         }
     }
 }
@@ -136,11 +127,10 @@ pub async fn run(
     options: &ConnectionsOptions,
 ) -> Result<ConnectionsReport, BenchError> {
     let open_files = limits::raise_open_file_limit();
-    let origin = Objects::CACHEABLE.serve(options.block)?;
+    let origin = Objects::CACHEABLE.serve(options.launch.block)?;
     let path = sized_path(1024);
-    let ready_timeout = Duration::from_millis(options.ready_timeout_ms);
     let EdgeOnOrigin { edge, listen } =
-        EdgeOnOrigin::start(meridian, options.block, &origin, None, &path, ready_timeout).await?;
+        EdgeOnOrigin::start(meridian, &options.launch, &origin, None, &path).await?;
     let idle_rss = resident_bytes(edge.pid()).unwrap_or(0);
 
     let planned = Duration::from_millis(options.connections as u64 / 5 + options.hold_ms);

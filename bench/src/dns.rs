@@ -26,6 +26,7 @@ use crate::dnsload::{self, DnsLoadResult, DnsLoadSpec, PreparedQuery};
 use crate::gdnsd;
 use crate::peers::{Skipped, find_program};
 use crate::pinning::Cores;
+use crate::process::Launch;
 use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::median;
 use crate::targets::target;
@@ -73,15 +74,10 @@ pub struct DnsOptions {
     /// steering, on the same core, and print the ratio.
     #[arg(long, display_order = 0)]
     pub compare: bool,
-    /// How long a server may take to answer correctly after starting, ms.
-    #[arg(skip)]
-    pub ready_timeout_ms: u64,
-    /// The loopback block the topology runs on.
-    #[arg(skip)]
-    pub block: u8,
-    /// Whether these are the small CI settings.
-    #[arg(skip)]
-    pub smoke: bool,
+    /// Where and how long it may take to start, and which preset.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub launch: Launch,
 }
 
 impl DnsOptions {
@@ -98,9 +94,7 @@ impl DnsOptions {
             sockets: 4,
             outstanding: 64,
             compare: false,
-            ready_timeout_ms: 30_000,
-            block: 241,
-            smoke: false,
+            launch: Launch::full(241),
         }
     }
 
@@ -111,8 +105,7 @@ impl DnsOptions {
             rounds: 1,
             warmup_ms: 200,
             outstanding: 16,
-            ready_timeout_ms: 15_000,
-            smoke: true,
+            launch: Self::full().launch.smoke(),
             ..DnsOptions::full()
         }
     }
@@ -473,7 +466,7 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
         ));
     }
     let cores = Cores::choose();
-    let (topology, config) = topology(options.block)?;
+    let (topology, config) = topology(options.launch.block)?;
     let db = embedded_database()?;
     let clients = clients(&options.countries, &db, &config)?;
     let queries = clients
@@ -494,7 +487,7 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
     }
 
     let mut running = Vec::new();
-    let timeout = Duration::from_millis(options.ready_timeout_ms);
+    let timeout = options.launch.ready_timeout();
     let started = start_meridian(meridian, &topology, LOCAL_ANY, timeout, &cores, &clients);
     let (process, workdir) = started.await?;
     running.push(UnderTest {
@@ -505,7 +498,7 @@ pub async fn run(meridian: &Path, options: &DnsOptions) -> Result<DnsReport, Ben
     });
 
     if let Some(gdnsd) = gdnsd {
-        let listen = gdnsd_listen(options.block);
+        let listen = gdnsd_listen(options.launch.block);
         let (mut process, workdir) = gdnsd::start(&gdnsd, &config, &db, listen, &cores)?;
         // Any answer will do here: whether gdnsd agrees is measured.
         wait_steering(

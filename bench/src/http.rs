@@ -26,6 +26,7 @@ use crate::cpu::CpuTime;
 use crate::loadgen::{LoadChoice, LoadGenerator, LoadResult, LoadSpec};
 use crate::peers::{HttpPeer, Skipped};
 use crate::pinning::Cores;
+use crate::process::Launch;
 use crate::process::{self, fetches, sized_path};
 use crate::report::{Row, Run, ScenarioReport};
 use crate::stats::median;
@@ -78,17 +79,10 @@ pub struct HttpOptions {
     /// Every server's cache budget, in bytes.
     #[arg(skip)]
     pub cache_bytes: u64,
-    /// How long a server may take to start, in ms.
-    #[arg(skip)]
-    pub ready_timeout_ms: u64,
-    /// The loopback block the servers run on: the origin on
-    /// 127.B.0.1:8000, Meridian on 127.B.1.1:8080, the peers on 127.B.2.1
-    /// and 127.B.3.1.
-    #[arg(skip)]
-    pub block: u8,
-    /// Whether these are the small CI settings.
-    #[arg(skip)]
-    pub smoke: bool,
+    /// Where and how long it may take to start, and which preset.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub launch: Launch,
 }
 
 impl HttpOptions {
@@ -104,9 +98,7 @@ impl HttpOptions {
             compare: false,
             load: LoadChoice::Auto,
             cache_bytes: 256 * 1024 * 1024,
-            ready_timeout_ms: 30_000,
-            block: 240,
-            smoke: false,
+            launch: Launch::full(240),
         }
     }
 
@@ -117,8 +109,7 @@ impl HttpOptions {
             rounds: 1,
             warmup_ms: 200,
             connections: 8,
-            ready_timeout_ms: 10_000,
-            smoke: true,
+            launch: Self::full().launch.smoke(),
             ..HttpOptions::full()
         }
     }
@@ -298,7 +289,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
     let generator =
         LoadGenerator::choose(options.load).map_err(|e| BenchError::invalid("--load", e))?;
     let cores = Cores::choose();
-    let origin = process::Objects::CACHEABLE.serve(options.block)?;
+    let origin = process::Objects::CACHEABLE.serve(options.launch.block)?;
 
     let mut servers = vec![Server::Meridian];
     let mut skipped = Vec::new();
@@ -313,7 +304,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
     let mut running = Vec::new();
     for (host, &server) in (1..).zip(&servers) {
         let workdir = crate::peers::workdir()?;
-        let listen = process::addr(options.block, host, 8080);
+        let listen = process::addr(options.launch.block, host, 8080);
         let mut process = start_server(
             server,
             meridian,
@@ -327,7 +318,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
             &mut process,
             listen,
             &sized_path(options.sizes[0]),
-            Duration::from_millis(options.ready_timeout_ms),
+            options.launch.ready_timeout(),
         )
         .await?;
         for &size in &options.sizes {

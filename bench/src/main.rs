@@ -163,25 +163,25 @@ fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
     let block = cli.block;
     // Each scenario: its options (the block given, if one was), run, report.
     macro_rules! scenario {
-        ($module:ident, $options:expr) => {{
+        ($module:ident, $options:expr, $($block:ident).+) => {{
             let mut options = $options;
             if let Some(block) = block {
-                options.block = block;
+                options.$($block).+ = block;
             }
             let result = runtime.block_on($module::run(&meridian, &options))?;
             report::finish(&result, json)?
         }};
     }
     let failures = match cli.scenario {
-        Scenario::Coalesce(args) => scenario!(coalesce, args),
-        Scenario::Dns(args) => scenario!(dns, args),
-        Scenario::DnsFlood(args) => scenario!(dns_flood, args),
-        Scenario::Outage(args) => scenario!(outage, args),
-        Scenario::Partition(args) => scenario!(partition, args),
-        Scenario::Connections(args) => scenario!(connections, args),
-        Scenario::Memory(args) => scenario!(memory, args),
-        Scenario::Http(args) => scenario!(http, args),
-        Scenario::Purge(args) => scenario!(purge, args),
+        Scenario::Coalesce(args) => scenario!(coalesce, args, launch.block),
+        Scenario::Dns(args) => scenario!(dns, args, launch.block),
+        Scenario::DnsFlood(args) => scenario!(dns_flood, args, block),
+        Scenario::Outage(args) => scenario!(outage, args, block),
+        Scenario::Partition(args) => scenario!(partition, args, block),
+        Scenario::Connections(args) => scenario!(connections, args, launch.block),
+        Scenario::Memory(args) => scenario!(memory, args, launch.block),
+        Scenario::Http(args) => scenario!(http, args, launch.block),
+        Scenario::Purge(args) => scenario!(purge, args, block),
         Scenario::Targets => Vec::new(),
     };
     Ok(failures)

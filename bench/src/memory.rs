@@ -21,6 +21,7 @@
 
 use crate::BenchError;
 use crate::http::{parse_size, size_label};
+use crate::process::Launch;
 use crate::process::{self, EdgeOnOrigin, Objects, sized_path};
 use crate::progress::Progress;
 use crate::report::{Row, Run, ScenarioReport, mib};
@@ -49,16 +50,10 @@ pub struct MemoryOptions {
     /// How many times the budget is fetched.
     #[arg(skip)]
     pub fill_factor: u64,
-    /// How long the edge may take to start, in ms.
-    #[arg(skip)]
-    pub ready_timeout_ms: u64,
-    /// The loopback block: the edge on 127.B.1.1:8080, the origin on
-    /// 127.B.0.1:8000.
-    #[arg(skip)]
-    pub block: u8,
-    /// Whether these are the small CI settings.
-    #[arg(skip)]
-    pub smoke: bool,
+    /// Where and how long it may take to start, and which preset.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub launch: Launch,
 }
 
 impl MemoryOptions {
@@ -69,9 +64,7 @@ impl MemoryOptions {
             budget_bytes: 64 * 1024 * 1024,
             sizes: vec![1024, 100 * 1024],
             fill_factor: 2,
-            ready_timeout_ms: 30_000,
-            block: 244,
-            smoke: false,
+            launch: Launch::full(244),
         }
     }
 
@@ -79,8 +72,7 @@ impl MemoryOptions {
     pub fn smoke() -> Self {
         MemoryOptions {
             budget_bytes: 4 * 1024 * 1024,
-            ready_timeout_ms: 10_000,
-            smoke: true,
+            launch: Self::full().launch.smoke(),
             ..MemoryOptions::full()
         }
     }
@@ -194,17 +186,12 @@ async fn one_size(
     size: usize,
     objects: u64,
 ) -> Result<MemoryRun, BenchError> {
-    let origin = Objects::CACHEABLE.serve(options.block)?;
+    let origin = Objects::CACHEABLE.serve(options.launch.block)?;
     let path = sized_path(size);
-    let EdgeOnOrigin { edge, listen } = EdgeOnOrigin::start(
-        meridian,
-        options.block,
-        &origin,
-        Some(options.budget_bytes),
-        &format!("{path}?warm"),
-        Duration::from_millis(options.ready_timeout_ms),
-    )
-    .await?;
+    let warm = format!("{path}?warm");
+    let budget = Some(options.budget_bytes);
+    let EdgeOnOrigin { edge, listen } =
+        EdgeOnOrigin::start(meridian, &options.launch, &origin, budget, &warm).await?;
     let idle_rss = resident_bytes(edge.pid()).unwrap_or(0);
     let client = reqwest::Client::builder()
         .no_proxy()

@@ -10,6 +10,47 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// What a scenario that starts its servers itself runs with besides its
+/// flags: its loopback block (127.B.x.y; `--block` changes it), how long
+/// a server may take to start, and whether it is the smoke preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::Args)]
+pub struct Launch {
+    /// How long a server may take to answer after starting, in ms.
+    #[arg(skip)]
+    pub ready_timeout_ms: u64,
+    /// The loopback block its servers run on.
+    #[arg(skip)]
+    pub block: u8,
+    /// Whether these are the small CI settings.
+    #[arg(skip)]
+    pub smoke: bool,
+}
+
+impl Launch {
+    /// The full run's, on `block`: 30 s to start.
+    pub const fn full(block: u8) -> Launch {
+        Launch {
+            ready_timeout_ms: 30_000,
+            block,
+            smoke: false,
+        }
+    }
+
+    /// The smoke preset's: 15 s to start.
+    pub const fn smoke(self) -> Launch {
+        Launch {
+            ready_timeout_ms: 15_000,
+            smoke: true,
+            ..self
+        }
+    }
+
+    /// How long a server may take to start.
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_millis(self.ready_timeout_ms)
+    }
+}
+
 /// `127.block.host.1` on `port`: where a scenario puts its servers, one
 /// host number each, so that scenarios and tests on other blocks never
 /// clash.
@@ -162,16 +203,15 @@ impl EdgeOnOrigin {
     /// `GET ready_path` through it answers 200.
     pub async fn start(
         meridian: &Path,
-        block: u8,
+        launch: &Launch,
         origin: &kit::ScriptedOrigin,
         cache_bytes: Option<u64>,
         ready_path: &str,
-        ready_timeout: Duration,
     ) -> Result<EdgeOnOrigin, BenchError> {
-        let listen = addr(block, 1, 8080);
+        let listen = addr(launch.block, 1, 8080);
         let args = edge_args(listen, origin.addr, cache_bytes);
         let mut edge = spawn(meridian, &args)?;
-        wait_healthy(&mut edge, listen, ready_path, ready_timeout).await?;
+        wait_healthy(&mut edge, listen, ready_path, launch.ready_timeout()).await?;
         Ok(EdgeOnOrigin { edge, listen })
     }
 }

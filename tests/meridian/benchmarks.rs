@@ -24,12 +24,12 @@ fn show(report: &impl ScenarioReport) {
 /// its options changed too) and shows its table: its options and report.
 /// A macro because the scenarios share a shape, not a trait.
 macro_rules! smoke {
-    ($module:ident :: $options:ident, $block:expr $(, $field:ident: $value:expr)*) => {{
-        let options = $module::$options {
-            block: $block,
+    ($module:ident :: $options:ident, $($block:ident).+ = $number:expr $(, $field:ident: $value:expr)*) => {{
+        let mut options = $module::$options {
             $($field: $value,)*
             ..$module::$options::smoke()
         };
+        options.$($block).+ = $number;
         let report = $module::run(bin(), &options).await.unwrap();
         show(&report);
         (options, report)
@@ -38,7 +38,7 @@ macro_rules! smoke {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_coalesce_measures_origin_fetches() {
-    let (options, report) = smoke!(coalesce::CoalesceOptions, 210);
+    let (options, report) = smoke!(coalesce::CoalesceOptions, launch.block = 210);
     assert_eq!(report.requests_sent, options.requests);
     assert_eq!(
         report.bodies_intact, options.requests,
@@ -57,7 +57,7 @@ async fn bench_coalesce_measures_origin_fetches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_connections_holds_idle_clients() {
-    let (options, report) = smoke!(connections::ConnectionsOptions, 211);
+    let (options, report) = smoke!(connections::ConnectionsOptions, launch.block = 211);
     assert_eq!(
         report.measured.held, options.connections,
         "{:?}",
@@ -69,7 +69,7 @@ async fn bench_connections_holds_idle_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_dns_measures_steered_answers() {
-    let (options, report) = smoke!(dns::DnsOptions, 212);
+    let (options, report) = smoke!(dns::DnsOptions, launch.block = 212);
     let [meridian] = report.measurements.as_slice() else {
         panic!("one server measured: {:?}", report.measurements)
     };
@@ -80,7 +80,7 @@ async fn bench_dns_measures_steered_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_dns_flood_measures_probes_under_a_flood() {
-    let (_, report) = smoke!(dns_flood::DnsFloodOptions, 213);
+    let (_, report) = smoke!(dns_flood::DnsFloodOptions, block = 213);
     assert!(report.flood_sent > 0, "{report:?}");
     assert!(
         report.flood_replies > 0,
@@ -100,7 +100,7 @@ async fn bench_dns_flood_measures_probes_under_a_flood() {
 }
 
 async fn http_smoke(block: u8, load: LoadChoice) -> http::HttpReport {
-    let (options, report) = smoke!(http::HttpOptions, block, load: load);
+    let (options, report) = smoke!(http::HttpOptions, launch.block = block, load: load);
     assert_eq!(report.measurements.len(), options.sizes.len());
     for m in &report.measurements {
         assert_eq!(m.server, Server::Meridian);
@@ -135,7 +135,7 @@ async fn bench_http_measures_hits_with_wrk_when_installed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_memory_fills_a_small_cache() {
-    let (options, report) = smoke!(memory::MemoryOptions, 216);
+    let (options, report) = smoke!(memory::MemoryOptions, launch.block = 216);
     assert_eq!(report.runs.len(), options.sizes.len());
     for run in &report.runs {
         assert_eq!(run.failed, 0, "{run:?}");
@@ -189,7 +189,7 @@ async fn bench_purge_times_purges_through_the_bus() {
         eprintln!("skipped: nats-server is not installed (Debian: apt-get install nats-server)");
         return;
     }
-    let (options, report) = smoke!(purge::PurgeOptions, 225);
+    let (options, report) = smoke!(purge::PurgeOptions, block = 225);
     for metric in ["p50", "p99", "catch_up", "rate"] {
         assert!(report.value(metric).is_some(), "{metric}: {report:?}");
     }
