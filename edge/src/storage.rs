@@ -41,6 +41,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
+// The disk tier (issue #17) is built bottom-up and not wired into this
+// storage yet: until it is, nothing outside its own tests calls it.
+#[allow(dead_code)]
+mod disk;
 mod fill;
 mod indexes;
 mod object;

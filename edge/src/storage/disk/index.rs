@@ -1,0 +1,359 @@
+//! Which objects the disk tier holds: an in-memory index from key hash to
+//! entry, bounded by the disk budget, whose evictions delete files; rebuilt
+//! at start from the files' own headers.
+//!
+//! Every change to which files exist and what the index says about them
+//! (naming a written file, a purge, a rebuilt entry, an eviction, deleting a
+//! damaged file) happens under one lock, `changes`, so they are seen in one
+//! order. Lookups take no lock but quick_cache's: they read the file they
+//! open, checked, whatever happens to its name meanwhile.
+
+use super::health::DiskHealth;
+use super::layout::{self, Layout};
+use super::record::{self, Pending, RecordError, RecordHeader};
+use pingora::cache::key::HashBinary;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// What the index keeps per object: little, as it is in memory for every
+/// object on disk.
+#[derive(Debug)]
+pub struct DiskEntry {
+    /// What the file occupies on disk, in whole blocks: its weight.
+    disk_bytes: u64,
+    /// Hits since it was indexed, for promotion to memory when hot.
+    hits: AtomicU32,
+}
+
+#[derive(Clone)]
+struct BlockWeighter;
+
+impl quick_cache::Weighter<HashBinary, Arc<DiskEntry>> for BlockWeighter {
+    fn weight(&self, _key: &HashBinary, entry: &Arc<DiskEntry>) -> u64 {
+        entry.disk_bytes
+    }
+}
+
+/// Collects the keys quick_cache evicts, so their files are deleted once
+/// its shard lock is released (under the index's own lock).
+#[derive(Clone)]
+struct CollectEvicted;
+
+impl quick_cache::Lifecycle<HashBinary, Arc<DiskEntry>> for CollectEvicted {
+    type RequestState = Vec<HashBinary>;
+
+    fn on_evict(&self, evicted: &mut Vec<HashBinary>, key: HashBinary, _entry: Arc<DiskEntry>) {
+        evicted.push(key);
+    }
+}
+
+type Entries = quick_cache::sync::Cache<
+    HashBinary,
+    Arc<DiskEntry>,
+    BlockWeighter,
+    quick_cache::DefaultHashBuilder,
+    CollectEvicted,
+>;
+
+/// Typical object size on disk, used only to size quick_cache's tables.
+const TYPICAL_DISK_BYTES: u64 = 64 * 1024;
+
+/// A disk hit: the open file, checked, and its metadata. The body is not
+/// read: the caller sends it from the file.
+#[derive(Debug)]
+pub struct DiskHit {
+    /// The object's file, open: it stays readable whatever later happens
+    /// to its name.
+    pub file: File,
+    /// Its header record.
+    pub header: RecordHeader,
+    /// Its metadata (the serialized response head).
+    pub meta: Vec<u8>,
+    /// Hits on it since it was indexed, this one included.
+    pub hits: u32,
+}
+
+/// What a rebuild found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Objects checked and indexed.
+    pub objects: u64,
+    /// Files found damaged (or not records at all), deleted.
+    pub damaged: u64,
+    /// How long it took.
+    pub took: Duration,
+}
+
+/// The index. See the module documentation.
+pub struct DiskIndex {
+    layout: Arc<Layout>,
+    entries: Entries,
+    /// Held for every change (see the module documentation). It guards the
+    /// tombstones: keys purged whose purge the writer has not applied yet,
+    /// with the queue sequence of that purge. A write queued before it
+    /// (a lower sequence) must not land.
+    changes: Mutex<HashMap<HashBinary, u64>>,
+    health: Arc<DiskHealth>,
+}
+
+impl DiskIndex {
+    /// An empty index of at most `max_bytes` of files, none larger than
+    /// `max_object_bytes`.
+    pub fn new(
+        layout: Arc<Layout>,
+        max_bytes: u64,
+        max_object_bytes: u64,
+        health: Arc<DiskHealth>,
+    ) -> DiskIndex {
+        // As in memory: quick_cache splits the budget between shards and
+        // never admits an object heavier than one shard's share.
+        let per_shard_floor = max_object_bytes.saturating_mul(4).max(1);
+        let shards = (max_bytes / per_shard_floor).clamp(1, 64);
+        let shards = 1 << shards.ilog2();
+        let options = quick_cache::OptionsBuilder::new()
+            .shards(shards)
+            .weight_capacity(max_bytes.max(1))
+            .estimated_items_capacity((max_bytes / TYPICAL_DISK_BYTES).clamp(64, 1 << 20) as usize)
+            .build();
+        // The builder only fails for a zero or missing capacity, and both
+        // are set above, at least 1.
+        #[allow(clippy::expect_used)]
+        let options = options.expect("index options are complete");
+        DiskIndex {
+            layout,
+            entries: Entries::with_options(
+                options,
+                BlockWeighter,
+                quick_cache::DefaultHashBuilder::default(),
+                CollectEvicted,
+            ),
+            changes: Mutex::new(HashMap::new()),
+            health,
+        }
+    }
+
+    fn changes(&self) -> MutexGuard<'_, HashMap<HashBinary, u64>> {
+        self.changes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Objects indexed.
+    pub fn objects(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Bytes of files indexed, in whole blocks.
+    pub fn bytes(&self) -> u64 {
+        self.entries.weight()
+    }
+
+    /// Indexes `key` with a file of `disk_bytes`, and deletes the files of
+    /// what that evicts. The caller holds `changes`.
+    fn insert(&self, key: HashBinary, disk_bytes: u64) {
+        let entry = Arc::new(DiskEntry {
+            disk_bytes,
+            hits: AtomicU32::new(0),
+        });
+        let mut evicted = Vec::new();
+        self.entries.insert_with_lifecycle(key, entry, &mut evicted);
+        for key in evicted {
+            self.health.evictions.fetch_add(1, Ordering::Relaxed);
+            self.delete_file(&key);
+        }
+    }
+
+    /// Deletes `key`'s file; one already gone is no failure.
+    fn delete_file(&self, key: &HashBinary) {
+        match fs::remove_file(self.layout.object_path(key)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => self.health.failed("delete", &e),
+        }
+    }
+
+    /// Names a record the writer prepared and indexes it, unless a purge of
+    /// its key was queued after it (`sequence` is its place in the queue):
+    /// then it is dropped, and returns false.
+    pub fn admit(&self, key: HashBinary, pending: Pending, sequence: u64) -> io::Result<bool> {
+        let tombstones = self.changes();
+        if tombstones
+            .get(&key)
+            .is_some_and(|&purged| purged > sequence)
+        {
+            return Ok(false);
+        }
+        let disk_bytes = pending.disk_bytes();
+        pending.persist(&self.layout, &key)?;
+        self.insert(key, disk_bytes);
+        drop(tombstones);
+        Ok(true)
+    }
+
+    /// Purges `key` at once: no lookup finds it from now on, and no write
+    /// queued before `sequence` lands. Its file is deleted by
+    /// [`DiskIndex::purge_applied`], in queue order.
+    pub fn purge(&self, key: HashBinary, sequence: u64) {
+        let mut tombstones = self.changes();
+        tombstones.insert(key, sequence);
+        self.entries.remove(&key);
+    }
+
+    /// Deletes the file of a key purged at `sequence`; the purge is then
+    /// complete.
+    pub fn purge_applied(&self, key: HashBinary, sequence: u64) {
+        let mut tombstones = self.changes();
+        self.delete_file(&key);
+        if tombstones.get(&key) == Some(&sequence) {
+            tombstones.remove(&key);
+        }
+    }
+
+    /// Finds `key` on disk: opens its file and checks its header record.
+    /// A file that is gone or damaged is a miss, and leaves the index.
+    pub fn lookup(&self, key: &HashBinary) -> Option<DiskHit> {
+        let entry = self.entries.get(key)?;
+        let path = self.layout.object_path(key);
+        let checked = File::open(&path).map_err(RecordError::Io).and_then(|file| {
+            let (header, meta) = record::read_header(&file)?;
+            if header.key != *key {
+                return Err(RecordError::Damaged("under another key's name"));
+            }
+            Ok((file, header, meta))
+        });
+        match checked {
+            Ok((file, header, meta)) => {
+                let hits = entry.hits.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                Some(DiskHit {
+                    file,
+                    header,
+                    meta,
+                    hits,
+                })
+            }
+            Err(RecordError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget(key, &entry);
+                None
+            }
+            Err(RecordError::Io(e)) => {
+                self.health.failed("read", &e);
+                None
+            }
+            Err(RecordError::Damaged(why)) => {
+                self.health.damaged.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("disk cache: {}: {why}; deleted", path.display());
+                let _changes = self.changes();
+                // Only if the index still holds what this lookup found: a
+                // writer may have named a new, intact file meanwhile.
+                if self.forget(key, &entry) {
+                    self.delete_file(key);
+                }
+                None
+            }
+        }
+    }
+
+    /// Removes `key` from the index if it still maps to `entry`.
+    fn forget(&self, key: &HashBinary, entry: &Arc<DiskEntry>) -> bool {
+        self.entries
+            .remove_if(key, |held| Arc::ptr_eq(held, entry))
+            .is_some()
+    }
+
+    /// Indexes every intact object in the directory, from the files' own
+    /// headers, deleting damaged files and files that are not records. Runs
+    /// while the tier serves (on a thread of its own for a large tier):
+    /// what it has not reached yet is a miss. Objects written or purged
+    /// meanwhile win over what it reads.
+    pub fn rebuild(&self) -> Rebuilt {
+        let started = Instant::now();
+        let mut rebuilt = Rebuilt::default();
+        let objects = self.layout.objects_dir();
+        let folders = match fs::read_dir(&objects) {
+            Ok(folders) => folders,
+            Err(e) => {
+                self.health.failed("rebuild", &e);
+                return rebuilt;
+            }
+        };
+        for folder in folders.flatten() {
+            let files = match fs::read_dir(folder.path()) {
+                Ok(files) => files,
+                Err(e) => {
+                    self.health.failed("rebuild", &e);
+                    continue;
+                }
+            };
+            for file in files.flatten() {
+                self.rebuild_one(&file.path(), &mut rebuilt);
+            }
+        }
+        rebuilt.took = started.elapsed();
+        let millis = u64::try_from(rebuilt.took.as_millis()).unwrap_or(u64::MAX);
+        self.health.rebuild_millis.store(millis, Ordering::Relaxed);
+        tracing::info!(
+            "disk cache: {} objects found in {:?}, {} damaged files deleted",
+            rebuilt.objects,
+            rebuilt.took,
+            rebuilt.damaged
+        );
+        rebuilt
+    }
+
+    fn rebuild_one(&self, path: &Path, rebuilt: &mut Rebuilt) {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => return self.health.failed("rebuild", &e),
+        };
+        let inode = file.metadata().map(|m| m.ino()).ok();
+        let name_key = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(layout::parse_hex);
+        let checked = match name_key {
+            // Something else in the tier's folders: not ours to keep.
+            None => Err(RecordError::Damaged("not an object's name")),
+            Some(key) => record::read_header(&file).and_then(|(header, _meta)| {
+                if header.key != key || self.layout.object_path(&key) != path {
+                    return Err(RecordError::Damaged("under another key's name"));
+                }
+                Ok((key, header))
+            }),
+        };
+        let tombstones = self.changes();
+        // Renamed over since it was opened: the newer file is the writer's,
+        // already indexed (or purged) by it.
+        if fs::metadata(path).map(|m| m.ino()).ok() != inode {
+            return;
+        }
+        match checked {
+            Ok((key, header)) => {
+                // Purged meanwhile, or already indexed by a newer write.
+                if tombstones.contains_key(&key) || self.entries.peek(&key).is_some() {
+                    return;
+                }
+                self.insert(key, record::disk_bytes(header.meta_len, header.body_len));
+                rebuilt.objects += 1;
+            }
+            Err(RecordError::Io(e)) => self.health.failed("rebuild", &e),
+            Err(RecordError::Damaged(why)) => {
+                tracing::warn!("disk cache: {}: {why}; deleted", path.display());
+                rebuilt.damaged += 1;
+                self.health.damaged.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = fs::remove_file(path)
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    self.health.failed("delete", &e);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

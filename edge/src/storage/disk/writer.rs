@@ -1,0 +1,275 @@
+//! The disk tier's one writer: a thread fed through a queue bounded in
+//! objects and in bytes, so that requests never wait for the disk.
+//!
+//! A request (or the memory tier evicting) only offers an object: if the
+//! queue is full the object is simply not written, and that is counted, as
+//! a slow or failing disk must cost hit ratio, never latency. Purges travel
+//! the same queue, so they apply in order with the writes, and are never
+//! dropped (they carry no body, and a dropped purge would serve stale
+//! objects). Each job gets its place in the queue (a sequence) under the
+//! same lock it is sent under, so sequence order is queue order; that is
+//! what lets a purge stop the writes queued before it (see
+//! [`DiskIndex::purge`]).
+//!
+//! A thread rather than a tokio blocking task: the edge's runtimes are
+//! Pingora's, one per service, and the writer must outlive any of them and
+//! be joined at shutdown so queued objects are finished, not torn.
+
+use super::health::DiskHealth;
+use super::index::DiskIndex;
+use super::layout::Layout;
+use super::{position, record};
+use bytes::Bytes;
+use pingora::cache::key::HashBinary;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+/// How much may wait to be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Objects waiting, at most.
+    pub max_objects: usize,
+    /// Bytes of metadata and body waiting, at most: what the queue holds in
+    /// memory beyond the memory tier's budget.
+    pub max_bytes: u64,
+    /// Objects larger than this (metadata and body) are never written.
+    pub max_object_bytes: u64,
+}
+
+/// What became of an object offered to the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Queued: it will be written unless the disk fails or a purge of its
+    /// key comes first.
+    Queued,
+    /// The queue was full: not written (counted as dropped).
+    Full,
+    /// Larger than the tier takes: not written.
+    TooLarge,
+}
+
+enum Job {
+    Write {
+        key: HashBinary,
+        meta: Vec<u8>,
+        body: Vec<Bytes>,
+        bytes: u64,
+        sequence: u64,
+    },
+    Purge {
+        key: HashBinary,
+        sequence: u64,
+    },
+    /// Everything queued before it is applied: store the cluster bus's
+    /// purge sequence.
+    Applied {
+        bus_sequence: u64,
+    },
+    /// Everything queued before it is applied: say so.
+    Flush(SyncSender<()>),
+    /// Tests only: wait for a word before going on, so a test can fill the
+    /// queue behind it.
+    #[cfg(test)]
+    Hold(Receiver<()>),
+}
+
+/// What the writer thread and the offering side share.
+struct Shared {
+    index: Arc<DiskIndex>,
+    layout: Arc<Layout>,
+    health: Arc<DiskHealth>,
+    queued_objects: AtomicUsize,
+    queued_bytes: AtomicU64,
+}
+
+/// The writer: see the module documentation. Dropping it finishes what is
+/// queued and joins the thread.
+pub struct Writer {
+    /// The next job's sequence and the queue, under one lock.
+    queue: Mutex<(u64, Option<Sender<Job>>)>,
+    shared: Arc<Shared>,
+    limits: QueueLimits,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the writer thread for `index`'s directory.
+    pub fn start(
+        index: Arc<DiskIndex>,
+        layout: Arc<Layout>,
+        health: Arc<DiskHealth>,
+        limits: QueueLimits,
+    ) -> std::io::Result<Writer> {
+        let (sender, receiver) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            index,
+            layout,
+            health,
+            queued_objects: AtomicUsize::new(0),
+            queued_bytes: AtomicU64::new(0),
+        });
+        let thread = std::thread::Builder::new()
+            .name("disk-cache-writer".into())
+            .spawn({
+                let shared = shared.clone();
+                move || run(&shared, &receiver)
+            })?;
+        Ok(Writer {
+            queue: Mutex::new((0, Some(sender))),
+            shared,
+            limits,
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends `job` (made with its sequence) in sequence order. Returns false
+    /// once the writer is gone.
+    fn send(&self, job: impl FnOnce(u64) -> Job) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let sequence = queue.0;
+        queue.0 += 1;
+        let job = job(sequence);
+        queue
+            .1
+            .as_ref()
+            .is_some_and(|sender| sender.send(job).is_ok())
+    }
+
+    /// Offers the object `key` (its serialized metadata and its body) for
+    /// writing. Never waits for the disk.
+    pub fn offer(&self, key: HashBinary, meta: Vec<u8>, body: Vec<Bytes>) -> Offered {
+        let bytes = meta.len() as u64 + body.iter().map(|c| c.len() as u64).sum::<u64>();
+        if bytes > self.limits.max_object_bytes || meta.len() > record::MAX_META_BYTES {
+            return Offered::TooLarge;
+        }
+        let shared = &self.shared;
+        let objects = shared.queued_objects.fetch_add(1, Ordering::Relaxed);
+        let queued = shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if objects >= self.limits.max_objects || queued + bytes > self.limits.max_bytes {
+            shared.queued_objects.fetch_sub(1, Ordering::Relaxed);
+            shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            shared.health.writes_dropped.fetch_add(1, Ordering::Relaxed);
+            return Offered::Full;
+        }
+        let sent = self.send(|sequence| Job::Write {
+            key,
+            meta,
+            body,
+            bytes,
+            sequence,
+        });
+        if !sent {
+            shared.queued_objects.fetch_sub(1, Ordering::Relaxed);
+            shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            shared.health.writes_dropped.fetch_add(1, Ordering::Relaxed);
+            return Offered::Full;
+        }
+        Offered::Queued
+    }
+
+    /// Purges `key`: from now on no lookup finds it and no write queued
+    /// before lands; its file is deleted in queue order.
+    pub fn purge(&self, key: HashBinary) {
+        self.send(|sequence| {
+            // Under the queue's lock, so the tombstone's sequence is the
+            // purge's place in the queue.
+            self.shared.index.purge(key, sequence);
+            Job::Purge { key, sequence }
+        });
+    }
+
+    /// Stores `bus_sequence` as the last purge of the cluster bus applied,
+    /// once everything queued before (the purges it made) is applied.
+    pub fn applied(&self, bus_sequence: u64) {
+        self.send(|_| Job::Applied { bus_sequence });
+    }
+
+    /// Waits until everything queued so far is applied.
+    pub fn flush(&self) {
+        let (done, wait) = mpsc::sync_channel(1);
+        if self.send(|_| Job::Flush(done)) {
+            // An error means the writer thread is gone: nothing to wait for.
+            let _ = wait.recv();
+        }
+    }
+
+    /// Objects waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.shared.queued_objects.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    fn hold(&self) -> SyncSender<()> {
+        let (release, wait) = mpsc::sync_channel(1);
+        self.send(|_| Job::Hold(wait));
+        release
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has applied what is in it.
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .take();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("disk cache writer panicked");
+        }
+    }
+}
+
+fn run(shared: &Shared, jobs: &Receiver<Job>) {
+    for job in jobs {
+        match job {
+            Job::Write {
+                key,
+                meta,
+                body,
+                bytes,
+                sequence,
+            } => {
+                write(shared, key, &meta, &body, sequence);
+                // Freed only now, so the bound covers what is being written.
+                drop(body);
+                shared.queued_objects.fetch_sub(1, Ordering::Relaxed);
+                shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            }
+            Job::Purge { key, sequence } => shared.index.purge_applied(key, sequence),
+            Job::Applied { bus_sequence } => {
+                if let Err(e) = position::store(&shared.layout, bus_sequence) {
+                    shared.health.failed("store purge sequence", &e);
+                }
+            }
+            Job::Flush(done) => {
+                let _ = done.send(());
+            }
+            #[cfg(test)]
+            Job::Hold(wait) => {
+                let _ = wait.recv();
+            }
+        }
+    }
+}
+
+fn write(shared: &Shared, key: HashBinary, meta: &[u8], body: &[Bytes], sequence: u64) {
+    let admitted = record::prepare(&shared.layout, &key, meta, body)
+        .and_then(|pending| shared.index.admit(key, pending, sequence));
+    match admitted {
+        Ok(true) => {
+            shared.health.writes.fetch_add(1, Ordering::Relaxed);
+            shared.health.succeeded();
+        }
+        // Purged after it was queued: rightly not written.
+        Ok(false) => {}
+        Err(e) => shared.health.failed("write", &e),
+    }
+}
+
+#[cfg(test)]
+mod tests;
