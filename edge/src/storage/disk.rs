@@ -82,3 +82,191 @@ pub(crate) mod layout;
 pub(crate) mod position;
 pub(crate) mod record;
 pub(crate) mod writer;
+
+use health::DiskHealth;
+use index::{DiskHit, DiskIndex, Rebuilt};
+use layout::{Layout, LayoutError};
+use pingora::cache::key::HashBinary;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use writer::{Offered, QueueLimits, Writer};
+
+/// What the disk tier is given: where, how much, and how much may wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSettings {
+    /// The cache directory.
+    pub path: PathBuf,
+    /// The most its object files may occupy, in whole 4 KiB blocks.
+    pub max_bytes: u64,
+    /// The writer queue's bounds, and the largest object the tier takes.
+    pub queue: QueueLimits,
+}
+
+/// What the disk tier holds and has done, for metrics and `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskStats {
+    /// Objects indexed (found at start or written since).
+    pub objects: u64,
+    /// Bytes their files occupy.
+    pub bytes: u64,
+    /// Objects written since the start.
+    pub writes: u64,
+    /// Objects not written because the writer queue was full.
+    pub writes_dropped: u64,
+    /// Objects evicted to stay within the budget.
+    pub evictions: u64,
+    /// Damaged files found and deleted.
+    pub damaged: u64,
+    /// Operations the disk refused.
+    pub errors: u64,
+    /// Whether the index is still being rebuilt from the directory.
+    pub rebuilding: bool,
+    /// How long the last rebuild took, in milliseconds.
+    pub rebuild_millis: u64,
+    /// Why the disk is failing, if it is.
+    pub failing: Option<String>,
+}
+
+/// The disk tier: a locked directory, its index (rebuilt in the
+/// background from the start), and its writer. Dropping it stops the
+/// rebuild, finishes the queued writes and releases the directory.
+pub struct DiskTier {
+    layout: Arc<Layout>,
+    index: Arc<DiskIndex>,
+    health: Arc<DiskHealth>,
+    writer: Writer,
+    stop_rebuild: Arc<AtomicBool>,
+    rebuild: Mutex<Option<JoinHandle<Rebuilt>>>,
+    /// The cluster bus's last purge applied here when the tier was opened:
+    /// where the edge's purge consumer resumes.
+    purge_sequence: Option<u64>,
+}
+
+impl DiskTier {
+    /// Opens the directory (refusing one another process uses) and starts
+    /// serving from it at once: objects are found as the background rebuild
+    /// checks them.
+    pub fn open(settings: &DiskSettings) -> Result<DiskTier, LayoutError> {
+        let layout = Arc::new(Layout::open(&settings.path)?);
+        let io_error = |source| LayoutError::Io {
+            path: settings.path.clone(),
+            source,
+        };
+        let purge_sequence = position::load(&layout).map_err(io_error)?;
+        let health = Arc::new(DiskHealth::default());
+        let index = Arc::new(DiskIndex::new(
+            layout.clone(),
+            settings.max_bytes,
+            settings.queue.max_object_bytes,
+            health.clone(),
+        ));
+        let writer = Writer::start(
+            index.clone(),
+            layout.clone(),
+            health.clone(),
+            settings.queue,
+        )
+        .map_err(io_error)?;
+        let stop_rebuild = Arc::new(AtomicBool::new(false));
+        let rebuild = std::thread::Builder::new()
+            .name("disk-cache-rebuild".into())
+            .spawn({
+                let index = index.clone();
+                let stop = stop_rebuild.clone();
+                move || index.rebuild(&stop)
+            })
+            .map_err(io_error)?;
+        Ok(DiskTier {
+            layout,
+            index,
+            health,
+            writer,
+            stop_rebuild,
+            rebuild: Mutex::new(Some(rebuild)),
+            purge_sequence,
+        })
+    }
+
+    /// The object `key`, if the tier holds it intact. See
+    /// [`DiskIndex::lookup`].
+    pub fn lookup(&self, key: &HashBinary) -> Option<DiskHit> {
+        self.index.lookup(key)
+    }
+
+    /// Offers an object for writing; never waits for the disk.
+    pub fn offer(&self, key: HashBinary, meta: Vec<u8>, body: Vec<bytes::Bytes>) -> Offered {
+        self.writer.offer(key, meta, body)
+    }
+
+    /// Purges `key` from the tier (at once for lookups; its file in order).
+    pub fn purge(&self, key: HashBinary) {
+        self.writer.purge(key);
+    }
+
+    /// Records that the cluster bus's purges up to `bus_sequence` are
+    /// applied, once the purges queued before are.
+    pub fn purges_applied_up_to(&self, bus_sequence: u64) {
+        self.writer.applied(bus_sequence);
+    }
+
+    /// The bus's last purge applied here as the tier was opened.
+    pub fn purge_sequence(&self) -> Option<u64> {
+        self.purge_sequence
+    }
+
+    /// Waits for the start's rebuild to end; what it found, the first time.
+    pub fn wait_rebuilt(&self) -> Option<Rebuilt> {
+        let handle = self
+            .rebuild
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        handle.join().ok()
+    }
+
+    /// Waits until everything offered or purged so far is applied.
+    pub fn flush(&self) {
+        self.writer.flush();
+    }
+
+    /// Where the tier keeps its files (`DIR/v1`).
+    pub fn root(&self) -> &std::path::Path {
+        self.layout.root()
+    }
+
+    /// Counters and state, for metrics and `status`.
+    pub fn stats(&self) -> DiskStats {
+        let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let health = &self.health;
+        let rebuilding = self
+            .rebuild
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|handle| !handle.is_finished());
+        DiskStats {
+            objects: self.index.objects() as u64,
+            bytes: self.index.bytes(),
+            writes: count(&health.writes),
+            writes_dropped: count(&health.writes_dropped),
+            evictions: count(&health.evictions),
+            damaged: count(&health.damaged),
+            errors: count(&health.errors),
+            rebuilding,
+            rebuild_millis: count(&health.rebuild_millis),
+            failing: health.failing(),
+        }
+    }
+}
+
+impl Drop for DiskTier {
+    fn drop(&mut self) {
+        self.stop_rebuild.store(true, Ordering::Relaxed);
+        self.wait_rebuilt();
+    }
+}
+
+#[cfg(test)]
+mod tests;

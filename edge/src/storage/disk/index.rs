@@ -17,7 +17,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -268,8 +268,9 @@ impl DiskIndex {
     /// headers, deleting damaged files and files that are not records. Runs
     /// while the tier serves (on a thread of its own for a large tier):
     /// what it has not reached yet is a miss. Objects written or purged
-    /// meanwhile win over what it reads.
-    pub fn rebuild(&self) -> Rebuilt {
+    /// meanwhile win over what it reads. Stops early, with what it found
+    /// so far, once `stop` is set (the edge is shutting down).
+    pub fn rebuild(&self, stop: &AtomicBool) -> Rebuilt {
         let started = Instant::now();
         let mut rebuilt = Rebuilt::default();
         let objects = self.layout.objects_dir();
@@ -280,7 +281,7 @@ impl DiskIndex {
                 return rebuilt;
             }
         };
-        for folder in folders.flatten() {
+        'folders: for folder in folders.flatten() {
             let files = match fs::read_dir(folder.path()) {
                 Ok(files) => files,
                 Err(e) => {
@@ -289,6 +290,9 @@ impl DiskIndex {
                 }
             };
             for file in files.flatten() {
+                if stop.load(Ordering::Relaxed) {
+                    break 'folders;
+                }
                 self.rebuild_one(&file.path(), &mut rebuilt);
             }
         }

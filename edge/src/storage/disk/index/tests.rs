@@ -106,7 +106,7 @@ fn a_rebuild_finds_every_intact_object_again() {
         restarted.lookup(&key(3)).is_none(),
         "not before the rebuild"
     );
-    let rebuilt = restarted.rebuild();
+    let rebuilt = restarted.rebuild(&AtomicBool::new(false));
     assert_eq!((rebuilt.objects, rebuilt.damaged), (40, 0));
     for i in 0..40 {
         let hit = restarted.lookup(&key(i)).expect("found again");
@@ -137,7 +137,7 @@ fn a_rebuild_deletes_torn_misnamed_and_foreign_files() {
     fs::write(&foreign, b"hello").expect("writes");
 
     let restarted = tier.index(1 << 30);
-    let rebuilt = restarted.rebuild();
+    let rebuilt = restarted.rebuild(&AtomicBool::new(false));
     assert_eq!((rebuilt.objects, rebuilt.damaged), (2, 3));
     assert!(!torn.exists() && !foreign.exists());
     assert!(!tier.layout.object_path(&key(1)).exists());
@@ -161,7 +161,7 @@ fn a_rebuild_over_a_smaller_budget_evicts_down_to_it() {
     drop(index);
     let each = record::disk_bytes(8, 20_000);
     let smaller = tier.index(10 * each);
-    smaller.rebuild();
+    smaller.rebuild(&AtomicBool::new(false));
     assert!(smaller.bytes() <= 10 * each);
     assert_eq!(tier.files(), smaller.objects());
 }
@@ -220,7 +220,7 @@ fn a_rebuild_does_not_bring_back_an_object_purged_meanwhile() {
     drop(index);
     let restarted = tier.index(1 << 30);
     restarted.purge(key(1), 1);
-    restarted.rebuild();
+    restarted.rebuild(&AtomicBool::new(false));
     assert!(restarted.lookup(&key(1)).is_none());
     assert!(restarted.lookup(&key(2)).is_some());
 }
@@ -230,6 +230,6 @@ fn a_rebuild_of_a_vanished_directory_counts_the_failure() {
     let tier = Tier::new();
     let index = tier.index(1 << 30);
     fs::remove_dir_all(tier.dir.path().join("v1").join("objects")).expect("removes");
-    assert_eq!(index.rebuild().objects, 0);
+    assert_eq!(index.rebuild(&AtomicBool::new(false)).objects, 0);
     assert!(tier.health.failing().is_some());
 }
