@@ -47,6 +47,7 @@ fn objects_written_before_a_restart_are_served_after_it() {
         );
         assert_eq!(offered, Offered::Queued);
     }
+    tier.flush();
     tier.purge(key(7));
     tier.purges_applied_up_to(99);
     tier.flush();

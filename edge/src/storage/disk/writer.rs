@@ -224,50 +224,115 @@ impl Drop for Writer {
     }
 }
 
+/// The most jobs applied in one batch (one disk commit for their writes):
+/// enough to spread a commit's cost thin, few enough that a batch's bodies
+/// are freed soon.
+const MAX_BATCH: usize = 64;
+
 fn run(shared: &Shared, jobs: &Receiver<Job>) {
-    for job in jobs {
-        match job {
+    // Whatever queued while the last batch was being applied is the next
+    // batch: under load commits cover many objects, when idle one.
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        apply(shared, batch);
+    }
+}
+
+/// A write prepared in a temporary file, waiting for its batch's commit.
+struct Staged {
+    key: HashBinary,
+    pending: record::Pending,
+    bytes: u64,
+    sequence: u64,
+}
+
+/// Applies a batch in queue order: writes are prepared as they come and
+/// committed together before any other job (a purge, a stored sequence, a
+/// flush) that must see them done.
+fn apply(shared: &Shared, batch: Vec<Job>) {
+    let mut staged = Vec::new();
+    for job in batch {
+        let (key, meta, body, bytes, sequence) = match job {
             Job::Write {
                 key,
                 meta,
                 body,
                 bytes,
                 sequence,
-            } => {
-                write(shared, key, &meta, &body, sequence);
-                // Freed only now, so the bound covers what is being written.
-                drop(body);
-                shared.queued_objects.fetch_sub(1, Ordering::Relaxed);
-                shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            } => (key, meta, body, bytes, sequence),
+            other => {
+                commit(shared, std::mem::take(&mut staged));
+                apply_other(shared, other);
+                continue;
             }
-            Job::Purge { key, sequence } => shared.index.purge_applied(key, sequence),
-            Job::Applied { bus_sequence } => {
-                if let Err(e) = position::store(&shared.layout, bus_sequence) {
-                    shared.health.failed("store purge sequence", &e);
-                }
-            }
-            Job::Flush(done) => {
-                let _ = done.send(());
-            }
-            #[cfg(test)]
-            Job::Hold(wait) => {
-                let _ = wait.recv();
+        };
+        match record::prepare(&shared.layout, &key, &meta, &body) {
+            Ok(pending) => staged.push(Staged {
+                key,
+                pending,
+                bytes,
+                sequence,
+            }),
+            Err(e) => {
+                shared.health.failed("write", &e);
+                dequeue(shared, bytes);
             }
         }
     }
+    commit(shared, staged);
 }
 
-fn write(shared: &Shared, key: HashBinary, meta: &[u8], body: &[Bytes], sequence: u64) {
-    let admitted = record::prepare(&shared.layout, &key, meta, body)
-        .and_then(|pending| shared.index.admit(key, pending, sequence));
-    match admitted {
-        Ok(true) => {
-            shared.health.writes.fetch_add(1, Ordering::Relaxed);
-            shared.health.succeeded();
+/// Makes the staged writes durable, then names and indexes them.
+fn commit(shared: &Shared, staged: Vec<Staged>) {
+    let pending: Vec<&record::Pending> = staged.iter().map(|s| &s.pending).collect();
+    let durable = record::make_durable(&shared.layout, &pending);
+    for write in staged {
+        let admitted = durable
+            .as_ref()
+            .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
+            .and_then(|()| shared.index.admit(write.key, write.pending, write.sequence));
+        match admitted {
+            Ok(true) => {
+                shared.health.writes.fetch_add(1, Ordering::Relaxed);
+                shared.health.succeeded();
+            }
+            // Purged after it was queued: rightly not written.
+            Ok(false) => {}
+            Err(e) => shared.health.failed("write", &e),
         }
-        // Purged after it was queued: rightly not written.
-        Ok(false) => {}
-        Err(e) => shared.health.failed("write", &e),
+        dequeue(shared, write.bytes);
+    }
+}
+
+/// One queued write is done with: room for another.
+fn dequeue(shared: &Shared, bytes: u64) {
+    shared.queued_objects.fetch_sub(1, Ordering::Relaxed);
+    shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+}
+
+fn apply_other(shared: &Shared, job: Job) {
+    match job {
+        // Handled by `apply`.
+        Job::Write { .. } => {}
+        Job::Purge { key, sequence } => shared.index.purge_applied(key, sequence),
+        Job::Applied { bus_sequence } => {
+            if let Err(e) = position::store(&shared.layout, bus_sequence) {
+                shared.health.failed("store purge sequence", &e);
+            }
+        }
+        Job::Flush(done) => {
+            let _ = done.send(());
+        }
+        #[cfg(test)]
+        Job::Hold(wait) => {
+            let _ = wait.recv();
+        }
     }
 }
 
