@@ -33,7 +33,7 @@ mod sendfile;
 #[cfg(all(test, target_os = "linux", not(feature = "portable")))]
 pub use sealed::page_bytes;
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
-pub use sealed::{footprint, seal};
+pub use sealed::{footprint, map_file, seal};
 #[cfg(all(target_os = "linux", not(feature = "portable")))]
 pub(crate) use sendfile::Socket;
 
@@ -44,6 +44,12 @@ pub const ENABLED: bool = cfg!(all(target_os = "linux", not(feature = "portable"
 /// Without zero-copy sends, bodies stay on the heap.
 #[cfg(not(all(target_os = "linux", not(feature = "portable"))))]
 pub fn seal(_chunks: &[bytes::Bytes], _len: usize) -> Option<bytes::Bytes> {
+    None
+}
+
+/// Without zero-copy sends, cache files' bodies are read, not mapped.
+#[cfg(not(all(target_os = "linux", not(feature = "portable"))))]
+pub fn map_file(_file: std::fs::File, _offset: usize, _len: usize) -> Option<bytes::Bytes> {
     None
 }
 

@@ -43,10 +43,12 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use super::MIN_BYTES;
 
-/// Where a sealed body is mapped: the file holding it and its length.
+/// Where a body is mapped: the file holding it, where in the file it
+/// starts, and its length.
 struct Region {
     len: usize,
     file: Arc<OwnedFd>,
+    file_offset: usize,
 }
 
 /// Every live sealed body, by the address its mapping starts at.
@@ -70,7 +72,9 @@ fn with_region<T>(bytes: &[u8], f: impl FnOnce(&Region, usize) -> T) -> Option<T
 
 /// The file and offset `buf` was mapped from, if it lies in a sealed body.
 pub(super) fn find(buf: &[u8]) -> Option<(Arc<OwnedFd>, i64)> {
-    with_region(buf, |region, offset| (region.file.clone(), offset as i64))
+    with_region(buf, |region, offset| {
+        (region.file.clone(), (region.file_offset + offset) as i64)
+    })
 }
 
 /// The bytes `body` holds in memory, if it is a sealed body (or a slice of
@@ -151,7 +155,7 @@ pub fn seal(chunks: &[Bytes], len: usize) -> Option<Bytes> {
     }
 }
 
-/// A body in a sealed memfd, mapped read-only.
+/// A body in a sealed memfd or a disk cache file, mapped read-only.
 struct SealedBody {
     map: NonNull<c_void>,
     len: usize,
@@ -203,6 +207,23 @@ impl SealedBody {
                 0,
             )?
         };
+        Ok(SealedBody::register(
+            map,
+            OwnedFd::from(file),
+            0,
+            len,
+            claim,
+        ))
+    }
+
+    /// Registers a mapping so [`find`] recognises slices of it.
+    fn register(
+        map: NonNull<c_void>,
+        file: OwnedFd,
+        file_offset: usize,
+        len: usize,
+        claim: DescriptorClaim,
+    ) -> SealedBody {
         REGIONS
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -210,14 +231,56 @@ impl SealedBody {
                 map.as_ptr() as usize,
                 Region {
                     len,
-                    file: Arc::new(OwnedFd::from(file)),
+                    file: Arc::new(file),
+                    file_offset,
                 },
             );
-        Ok(SealedBody {
+        SealedBody {
             map,
             len,
             _claim: claim,
-        })
+        }
+    }
+
+    /// Maps `len` bytes of a cache file from `offset` (a multiple of the
+    /// page size), read-only and without reading them: pages are faulted in
+    /// only if something reads the slice, and sendfile takes them from the
+    /// page cache directly.
+    fn of_file(file: File, offset: usize, len: usize, claim: DescriptorClaim) -> io::Result<Self> {
+        let mapped_len = NonZeroUsize::new(len).ok_or(io::ErrorKind::InvalidInput)?;
+        if !offset.is_multiple_of(page_bytes()) {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        if file.metadata()?.len() < (offset + len) as u64 {
+            return Err(io::Error::other("file shorter than the body"));
+        }
+        let file_offset = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: a fresh shared, read-only mapping of a range the file was
+        // just seen to hold. The contents cannot change under the slices
+        // handed out because the disk tier never writes to, truncates or
+        // grows a file once it is named (a newer object is a new file
+        // renamed over it; eviction unlinks, which keeps the inode alive
+        // while mapped), and its directory is locked against other edges.
+        // This rests on nothing else changing files in the cache directory:
+        // truncating one by hand would fault a reader (SIGBUS), which is why
+        // the directory is documented as the edge's alone.
+        let map = unsafe {
+            mmap(
+                None,
+                mapped_len,
+                ProtFlags::PROT_READ,
+                MapFlags::MAP_SHARED,
+                &file,
+                file_offset,
+            )?
+        };
+        Ok(SealedBody::register(
+            map,
+            OwnedFd::from(file),
+            offset,
+            len,
+            claim,
+        ))
     }
 }
 
@@ -240,6 +303,21 @@ impl Drop for SealedBody {
         // slice of it outlives this value (`Bytes` owns it).
         if let Err(error) = unsafe { munmap(self.map, self.len) } {
             tracing::warn!(%error, "could not unmap a sealed body");
+        }
+    }
+}
+
+/// The body of a disk cache file, `len` bytes from `offset` (a multiple of
+/// the page size), as `Bytes` whose slices sendfile sends from the file's
+/// pages; nothing is read. `None` when the descriptor budget is spent or
+/// the system refuses (the caller then reads the body instead).
+pub fn map_file(file: File, offset: usize, len: usize) -> Option<Bytes> {
+    let claim = DescriptorClaim::take()?;
+    match SealedBody::of_file(file, offset, len, claim) {
+        Ok(body) => Some(Bytes::from_owner(body)),
+        Err(error) => {
+            tracing::debug!(%error, len, "could not map a cache file's body; reading it");
+            None
         }
     }
 }
@@ -306,5 +384,41 @@ mod tests {
         let mut file = File::from(file.try_clone().expect("dup"));
         assert!(file.write_all(b"changed").is_err());
         assert!(file.set_len(1).is_err());
+    }
+
+    /// A cache file: a page of something else, then the body.
+    fn cache_file(data: &[u8]) -> (tempfile::NamedTempFile, usize) {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        let offset = page_bytes();
+        file.write_all(&vec![0xee; offset]).expect("writes");
+        file.write_all(data).expect("writes");
+        (file, offset)
+    }
+
+    #[test]
+    fn a_file_body_maps_exactly_and_its_slices_are_found_at_their_file_offset() {
+        let data = body(MIN_BYTES * 3 + 5);
+        let (file, offset) = cache_file(&data);
+        let opened = File::open(file.path()).expect("opens");
+        let mapped = map_file(opened, offset, data.len()).expect("mapped");
+        assert_eq!(&mapped[..], &data[..]);
+        let (_, at) = find(&mapped[MIN_BYTES..MIN_BYTES * 2]).expect("found");
+        assert_eq!(at, (offset + MIN_BYTES) as i64);
+        // Unlinking the file (an eviction) leaves the mapping readable.
+        drop(file);
+        assert_eq!(&mapped[..], &data[..]);
+        let address = mapped.as_ptr() as usize;
+        drop(mapped);
+        assert!(!REGIONS.read().unwrap().contains_key(&address));
+    }
+
+    #[test]
+    fn a_file_body_past_the_end_or_off_a_page_is_refused() {
+        let data = body(MIN_BYTES);
+        let (file, offset) = cache_file(&data);
+        let open = || File::open(file.path()).expect("opens");
+        assert!(map_file(open(), offset, data.len() + 1).is_none());
+        assert!(map_file(open(), offset + 1, data.len() - 1).is_none());
+        assert!(map_file(open(), offset, 0).is_none());
     }
 }

@@ -11,11 +11,13 @@
 use super::health::DiskHealth;
 use super::layout::{self, Layout};
 use super::record::{self, Pending, RecordError, RecordHeader};
+use crate::zero_copy;
+use bytes::Bytes;
 use pingora::cache::key::HashBinary;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -77,6 +79,28 @@ pub struct DiskHit {
     pub meta: Vec<u8>,
     /// Hits on it since it was indexed, this one included.
     pub hits: u32,
+}
+
+impl DiskHit {
+    /// The body, ready to send. Large bodies are the file's pages, mapped
+    /// and not read: the client connection sends them with sendfile, the
+    /// head in the first segment, as it does sealed memory bodies. Small
+    /// ones (which would share a send with the head anyway) and those the
+    /// system will not map are read.
+    pub fn into_body(self) -> io::Result<Bytes> {
+        let len = usize::try_from(self.header.body_len).map_err(|_| io::ErrorKind::InvalidData)?;
+        let offset =
+            usize::try_from(self.header.body_offset).map_err(|_| io::ErrorKind::InvalidData)?;
+        if len >= zero_copy::MIN_BYTES {
+            let file = self.file.try_clone()?;
+            if let Some(body) = zero_copy::map_file(file, offset, len) {
+                return Ok(body);
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.file.read_exact_at(&mut body, offset as u64)?;
+        Ok(Bytes::from(body))
+    }
 }
 
 /// What a rebuild found.

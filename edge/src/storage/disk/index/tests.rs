@@ -1,5 +1,4 @@
 use super::*;
-use bytes::Bytes;
 
 /// A tier in a temporary directory: the directory, its layout, health.
 struct Tier {
@@ -232,4 +231,29 @@ fn a_rebuild_of_a_vanished_directory_counts_the_failure() {
     fs::remove_dir_all(tier.dir.path().join("v1").join("objects")).expect("removes");
     assert_eq!(index.rebuild(&AtomicBool::new(false)).objects, 0);
     assert!(tier.health.failing().is_some());
+}
+
+#[test]
+fn a_large_body_is_the_file_s_pages_and_a_small_one_is_read() {
+    let tier = Tier::new();
+    let index = tier.index(1 << 30);
+    store(&tier, &index, 1, 100_000, 0);
+    store(&tier, &index, 2, 100, 0);
+    let large = index.lookup(&key(1)).expect("a hit");
+    let offset = large.header.body_offset;
+    let body = large.into_body().expect("a body");
+    assert_eq!(body, vec![1u8; 100_000]);
+    if zero_copy::ENABLED {
+        // Sendfile would send it from the file, where the body starts.
+        let footprint = zero_copy::footprint(&body).expect("mapped, not on the heap");
+        assert_eq!(footprint, 100_000usize.next_multiple_of(4096));
+        assert_eq!(offset, record::BLOCK_BYTES);
+    }
+    let small = index
+        .lookup(&key(2))
+        .expect("a hit")
+        .into_body()
+        .expect("a body");
+    assert_eq!(small, vec![2u8; 100]);
+    assert!(zero_copy::footprint(&small).is_none());
 }
