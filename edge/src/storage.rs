@@ -45,6 +45,8 @@ use tokio::sync::watch;
 // storage yet: until it is, nothing outside its own tests calls it.
 #[allow(dead_code)]
 mod disk;
+#[allow(dead_code)]
+mod disk_meta;
 mod fill;
 mod indexes;
 mod object;
