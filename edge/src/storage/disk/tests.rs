@@ -84,3 +84,110 @@ fn a_directory_in_use_or_unusable_is_refused_with_its_path() {
     let err = DiskTier::open(&settings(&file)).err().expect("refused");
     assert!(err.to_string().contains("plain-file"), "{err}");
 }
+
+/// Where [`a_child_that_writes_until_killed`] writes, when it is run as a
+/// child by [`kill_9_while_writing_never_leaves_a_wrong_or_short_object`].
+const CHILD_DIR: &str = "MERIDIAN_DISK_TIER_CHILD_DIR";
+
+/// The body object `slot` has in generation `generation`: its length and
+/// bytes both depend on both, so a body of another generation, or cut
+/// short, never passes for this one.
+fn generation_body(slot: u32, generation: u32) -> Vec<u8> {
+    let len = 64 * 1024 + (slot as usize * 4099 + generation as usize * 977) % (512 * 1024);
+    (0..len)
+        .map(|n| (n as u32).wrapping_mul(31) ^ slot ^ generation.rotate_left(8))
+        .map(|v| v as u8)
+        .collect()
+}
+
+/// Not a test on its own (it returns at once): run as a child process, it
+/// rewrites 40 objects, generation after generation, until it is killed.
+#[test]
+#[ignore = "a helper process of kill_9_while_writing_never_leaves_a_wrong_or_short_object"]
+fn a_child_that_writes_until_killed() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else {
+        return;
+    };
+    let tier = DiskTier::open(&settings(std::path::Path::new(&dir))).expect("opens");
+    tier.wait_rebuilt();
+    for generation in 0u32.. {
+        for slot in 0..40 {
+            let meta = generation.to_le_bytes().to_vec();
+            let body = vec![Bytes::from(generation_body(slot, generation))];
+            while tier.offer(key(slot), meta.clone(), body.clone()) == Offered::Full {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// Objects on disk (named, so written whole) right now.
+fn named_objects(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("v1").join("objects"))
+        .map(|folders| {
+            folders
+                .flatten()
+                .filter_map(|folder| std::fs::read_dir(folder.path()).ok())
+                .map(|files| files.count())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn kill_9_while_writing_never_leaves_a_wrong_or_short_object() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let exe = std::env::current_exe().expect("test binary");
+    for round in 0..6 {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "storage::disk::tests::a_child_that_writes_until_killed",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(CHILD_DIR, dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("starts the child");
+        // Let it write a while (more each round), then kill it while a
+        // record is being written (one is in `tmp/`).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let goal = ((round + 1) * 6).min(40);
+        let writing = || {
+            std::fs::read_dir(dir.path().join("v1").join("tmp"))
+                .map(|files| files.count() > 0)
+                .unwrap_or(false)
+        };
+        while named_objects(dir.path()) < goal || !writing() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child wrote nothing"
+            );
+            assert!(child.try_wait().expect("waits").is_none(), "the child died");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+
+        let tier = DiskTier::open(&settings(dir.path())).expect("opens after the kill");
+        let rebuilt = tier.wait_rebuilt().expect("rebuilt");
+        assert!(rebuilt.objects > 0, "round {round}: nothing found again");
+        let mut served = 0;
+        for slot in 0..40 {
+            let Some(hit) = tier.lookup(&key(slot)) else {
+                continue;
+            };
+            let generation = u32::from_le_bytes(hit.meta[..4].try_into().expect("4 bytes"));
+            record::verify_body(&hit.file, &hit.header).expect("intact body");
+            assert_eq!(
+                read_body(&hit),
+                generation_body(slot, generation),
+                "round {round}: slot {slot} is not generation {generation}'s body"
+            );
+            served += 1;
+        }
+        assert_eq!(served, rebuilt.objects);
+        assert_eq!(tier.stats().damaged, 0, "a renamed record is always whole");
+    }
+}
