@@ -30,13 +30,13 @@
 //! (the sendfile path recognises bodies by their mapping, as it does sealed
 //! memory files) and the head shares its first page with nothing else.
 //!
-//! **Writes.** Written to a temporary file in `tmp/`, made durable, then
-//! renamed over the object's name. Durable per batch, not per object: the
-//! writer takes whatever queued while it was busy (up to 64 jobs), writes
-//! those records, commits them with one `syncfs` (a journal commit costs
-//! milliseconds: the restart test, 200 objects of 100 KiB written and
-//! read back, took 3.1 s with an `fdatasync` per object and 1.2 s with one
-//! commit per batch, debug build on a loaded 2-core VM), then renames them. A crash (or `kill -9`, or a full disk)
+//! **Writes.** Written to a temporary file in `tmp/`, `fdatasync`ed, then
+//! renamed over the object's name; the writer takes whatever queued while
+//! it was busy (up to 64 jobs) as one batch. (One `syncfs` per batch
+//! instead flushes every process's dirty pages on that filesystem, and
+//! stalled the writer entirely while builds ran; see
+//! [`record::make_durable`]. Whether the writer needs more threads is for
+//! the benchmark to decide.) A crash (or `kill -9`, or a full disk)
 //! before the rename leaves only a temporary file, which the next start
 //! deletes; after it, the whole file is on disk. So a name always holds a
 //! whole record, and checking the record (magic, header checksum, file

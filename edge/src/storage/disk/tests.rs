@@ -93,7 +93,7 @@ const CHILD_DIR: &str = "MERIDIAN_DISK_TIER_CHILD_DIR";
 /// bytes both depend on both, so a body of another generation, or cut
 /// short, never passes for this one.
 fn generation_body(slot: u32, generation: u32) -> Vec<u8> {
-    let len = 64 * 1024 + (slot as usize * 4099 + generation as usize * 977) % (512 * 1024);
+    let len = 64 * 1024 + (slot as usize * 4099 + generation as usize * 977) % (128 * 1024);
     (0..len)
         .map(|n| (n as u32).wrapping_mul(31) ^ slot ^ generation.rotate_left(8))
         .map(|v| v as u8)
@@ -111,6 +111,10 @@ fn a_child_that_writes_until_killed() {
     let tier = DiskTier::open(&settings(std::path::Path::new(&dir))).expect("opens");
     tier.wait_rebuilt();
     for generation in 0u32.. {
+        // The parent gone (its directory deleted): stop, do not spin.
+        if !std::path::Path::new(&dir).exists() {
+            return;
+        }
         for slot in 0..40 {
             let meta = generation.to_le_bytes().to_vec();
             let body = vec![Bytes::from(generation_body(slot, generation))];
@@ -138,8 +142,17 @@ fn named_objects(dir: &std::path::Path) -> usize {
 fn kill_9_while_writing_never_leaves_a_wrong_or_short_object() {
     let dir = tempfile::tempdir().expect("temp dir");
     let exe = std::env::current_exe().expect("test binary");
+    /// Kills the child however the test ends, so a failed assertion does
+    /// not leave it writing.
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     for round in 0..6 {
-        let mut child = std::process::Command::new(&exe)
+        let child = std::process::Command::new(&exe)
             .args([
                 "--exact",
                 "storage::disk::tests::a_child_that_writes_until_killed",
@@ -150,10 +163,12 @@ fn kill_9_while_writing_never_leaves_a_wrong_or_short_object() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("starts the child");
-        // Let it write a while (more each round), then kill it while a
+        let mut child = Child(child);
+        // Let it write a while, then kill it while a
         // record is being written (one is in `tmp/`).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let goal = ((round + 1) * 6).min(40);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        // Some objects named (in the first round), and one being written.
+        let goal = 6;
         let writing = || {
             std::fs::read_dir(dir.path().join("v1").join("tmp"))
                 .map(|files| files.count() > 0)
@@ -164,11 +179,14 @@ fn kill_9_while_writing_never_leaves_a_wrong_or_short_object() {
                 std::time::Instant::now() < deadline,
                 "the child wrote nothing"
             );
-            assert!(child.try_wait().expect("waits").is_none(), "the child died");
+            assert!(
+                child.0.try_wait().expect("waits").is_none(),
+                "the child died"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
+        // SIGKILL, then reaped.
+        drop(child);
 
         let tier = DiskTier::open(&settings(dir.path())).expect("opens after the kill");
         let rebuilt = tier.wait_rebuilt().expect("rebuilt");

@@ -224,14 +224,13 @@ impl Drop for Writer {
     }
 }
 
-/// The most jobs applied in one batch (one disk commit for their writes):
-/// enough to spread a commit's cost thin, few enough that a batch's bodies
-/// are freed soon.
+/// The most jobs applied in one batch: writes of a batch are prepared
+/// before any is made durable, so the disk sees them together.
 const MAX_BATCH: usize = 64;
 
 fn run(shared: &Shared, jobs: &Receiver<Job>) {
     // Whatever queued while the last batch was being applied is the next
-    // batch: under load commits cover many objects, when idle one.
+    // batch.
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -291,7 +290,7 @@ fn apply(shared: &Shared, batch: Vec<Job>) {
 /// Makes the staged writes durable, then names and indexes them.
 fn commit(shared: &Shared, staged: Vec<Staged>) {
     let pending: Vec<&record::Pending> = staged.iter().map(|s| &s.pending).collect();
-    let durable = record::make_durable(&shared.layout, &pending);
+    let durable = record::make_durable(&pending);
     for write in staged {
         let admitted = durable
             .as_ref()
