@@ -394,6 +394,7 @@ mod tests {
                                 up: true,
                             }]),
                             cache_hit_ratio: Some(0.5),
+                            traffic: None,
                         },
                         EdgeStatus {
                             address: "127.0.1.3".parse().unwrap(),
@@ -402,6 +403,7 @@ mod tests {
                             origins: None,
                             peers: None,
                             cache_hit_ratio: None,
+                            traffic: None,
                         },
                     ],
                     origin: ProcessState::Running,
@@ -419,6 +421,7 @@ mod tests {
                             origins: None,
                             peers: None,
                             cache_hit_ratio: None,
+                            traffic: None,
                         })
                         .into(),
                     origin: ProcessState::Killed,

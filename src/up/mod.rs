@@ -9,7 +9,8 @@
 //!
 //! While it runs it serves a control API on loopback ([`control`]) through
 //! which `meridian outage`, `restore` and `status` crash, restart and
-//! inspect a region's processes.
+//! inspect a region's processes, and at its root a live view of the
+//! topology in a browser ([`live`]).
 //!
 //! A child that dies without being asked to (a crash, `kill -9`) is started
 //! again, after a delay that grows while it keeps dying, and given up on in
@@ -20,6 +21,7 @@ mod bus;
 mod child;
 pub mod control;
 mod hosts;
+mod live;
 mod probe;
 mod relocate;
 mod restart;
@@ -348,11 +350,14 @@ async fn supervise(
     }
 
     supervisor.print_endpoints();
+    let config = supervisor.config.clone();
     let supervisor = Arc::new(Mutex::new(supervisor));
+    let (stop_live, live_stopped) = tokio::sync::oneshot::channel::<()>();
+    let live = live::start(supervisor.clone(), &config, live_stopped);
     let (stop_control, control_stopped) = tokio::sync::oneshot::channel::<()>();
     let control_server = axum::serve(
         control_listener,
-        control::router(supervisor.clone(), control_local),
+        listener_routes(supervisor.clone(), live, control_local),
     )
     .with_graceful_shutdown(async {
         let _ = control_stopped.await;
@@ -373,11 +378,25 @@ async fn supervise(
         }
     }
     eprintln!("stopping...");
+    // The live view's streams end with its collector; then the control
+    // listener's graceful shutdown has no open page to wait for.
+    let _ = stop_live.send(());
     let _ = stop_control.send(());
     let _ = control.await;
     supervisor.lock().await.stop_all().await;
     eprintln!("stopped");
     Ok(())
+}
+
+/// Everything the control listener on `listen` serves (the control API
+/// and the live view), behind `config::admin_access`.
+fn listener_routes(
+    supervisor: control::Shared,
+    live: live::Live,
+    listen: SocketAddr,
+) -> axum::Router {
+    let routes = control::routes(supervisor).merge(live::routes(live));
+    config::admin_access::guard(routes, config::admin_access::AdminAccess::new(listen))
 }
 
 impl Supervisor {
@@ -538,6 +557,10 @@ impl Supervisor {
             println!("  {:<30} {}", role.label, role.endpoint);
         }
         println!("  {:<30} http://{}", "control API", config.control.listen);
+        println!(
+            "  {:<30} http://{}/ (open it in a browser)",
+            "live view", config.control.listen
+        );
         if let (Some(name), Some(region)) =
             (config.zone.steered_names.first(), config.regions.first())
         {
