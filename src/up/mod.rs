@@ -356,7 +356,7 @@ async fn supervise(
     let live = live::start(supervisor.clone(), &config, live_stopped);
     let (stop_control, control_stopped) = tokio::sync::oneshot::channel::<()>();
     let control_server = axum::serve(
-        control_listener,
+        axum::serve::ListenerExt::tap_io(control_listener, live::bound_send_buffer),
         listener_routes(supervisor.clone(), live, control_local),
     )
     .with_graceful_shutdown(async {

@@ -45,6 +45,22 @@ const STALE_AFTER: Duration = Duration::from_millis(2500);
 /// How long a browser waits before reconnecting a dropped stream.
 const RECONNECT: Duration = Duration::from_secs(1);
 
+/// The kernel's send buffer of each control API connection. A stream's
+/// reader that stops reading fills it (and the HTTP server's queue of a
+/// few writes), then the stream is no longer polled and skips to the
+/// newest snapshot when it is; without it the kernel would grow the
+/// buffer to megabytes and keep every snapshot for such a reader.
+const SEND_BUFFER: usize = 16 * 1024;
+
+/// Bounds the send buffer of a control API connection (see
+/// [`SEND_BUFFER`]); a failure leaves the kernel's default.
+pub fn bound_send_buffer(connection: &mut tokio::net::TcpStream) {
+    let socket = socket2::SockRef::from(&*connection);
+    if let Err(error) = socket.set_send_buffer_size(SEND_BUFFER) {
+        tracing::debug!(%error, "cannot bound a control connection's send buffer");
+    }
+}
+
 /// One published snapshot: its number and its JSON.
 #[derive(Debug, Default)]
 pub struct Published {
