@@ -1,8 +1,10 @@
-//! GeoDNS's admin listener: `/healthz`, `/health` and `/metrics`.
+//! GeoDNS's admin listener: `/healthz`, `/health`, `/counters` and
+//! `/metrics`.
 //!
 //! `/health` is the edges' health as this GeoDNS sees it (what
-//! `meridian status` and `meridian route` show); `/metrics` is Prometheus
-//! text. Both read the current snapshot, so they follow reloads.
+//! `meridian status` and `meridian route` show); `/counters` is steered
+//! answers per region and reloads since start, as JSON (what the live view
+//! of `meridian up` follows); `/metrics` is Prometheus text. Both read the current snapshot, so they follow reloads.
 //!
 //! Every route is behind `config::admin_access`, the rule all admin
 //! listeners share: only requests addressed to this listener (its `Host`)
@@ -39,6 +41,7 @@ pub fn router(
     let routes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/health", get(health_view))
+        .route("/counters", get(counters))
         .route("/metrics", get(render_metrics))
         .with_state(AdminState { live, metrics });
     admin_access::guard(routes, AdminAccess::new(listen).with_token(token))
@@ -46,6 +49,47 @@ pub fn router(
 
 async fn health_view(State(state): State<AdminState>) -> impl IntoResponse {
     axum::Json(state.live.load().health.snapshot())
+}
+
+/// `GET /counters`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Steered answers since start, per region of the running config, in
+    /// its order.
+    pub steered: Vec<RegionAnswers>,
+    /// Reloads that took effect since start.
+    pub reloads: u64,
+    /// Reloads refused since start.
+    pub reload_failures: u64,
+}
+
+/// Steered answers with one region's edges.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RegionAnswers {
+    /// The region.
+    pub region: String,
+    /// Answers since start.
+    pub answers: u64,
+}
+
+async fn counters(State(state): State<AdminState>) -> impl IntoResponse {
+    let snapshot = state.live.load();
+    let steered = snapshot
+        .config
+        .regions
+        .iter()
+        .zip(&snapshot.steered)
+        .map(|(region, counter)| RegionAnswers {
+            region: region.name.clone(),
+            answers: counter.get(),
+        })
+        .collect();
+    let (reloads, reload_failures) = state.metrics.reload_counts();
+    axum::Json(Counters {
+        steered,
+        reloads,
+        reload_failures,
+    })
 }
 
 async fn render_metrics(State(state): State<AdminState>) -> impl IntoResponse {

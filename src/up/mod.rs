@@ -48,6 +48,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long children get to exit after SIGTERM before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(8);
 
+/// How long the control API's open connections get to finish when `up`
+/// stops.
+const CONTROL_STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// How often readiness and liveness are checked.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -382,7 +386,19 @@ async fn supervise(
     // listener's graceful shutdown has no open page to wait for.
     let _ = stop_live.send(());
     let _ = stop_control.send(());
-    let _ = control.await;
+    // A connection whose client stopped reading (a stalled browser tab)
+    // would hold the graceful shutdown for ever: it gets a bound, then
+    // the listener is dropped with its connections.
+    let mut control = control;
+    if tokio::time::timeout(CONTROL_STOP_GRACE, &mut control)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "control API connections still open after {CONTROL_STOP_GRACE:?}; closing them"
+        );
+        control.abort();
+    }
     supervisor.lock().await.stop_all().await;
     eprintln!("stopped");
     Ok(())

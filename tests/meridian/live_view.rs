@@ -7,7 +7,8 @@
 //! Host, foreign Origin, malformed and oversized requests). Blocks
 //! 127.218 to 127.220.
 
-use crate::harness::{blocking, raw, up};
+use crate::harness::{blocking, dns, raw, up};
+use hickory_proto::rr::RecordType;
 use kit::browser::Browser;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -311,6 +312,27 @@ fn the_stream_sends_snapshots_starts_whole_on_reconnect_and_skips_for_slow_reade
         snapshot["events"]
     );
 
+    // Where GeoDNS sends clients: clients in GB are answered with
+    // eu-west, and the last minute's answers say so.
+    for _ in 0..5 {
+        let query = dns::edns(
+            dns::question("cdn.meridian.test.", RecordType::A),
+            1232,
+            Some("81.2.69.0/24"),
+        );
+        dns::udp(up.dns(), &query).unwrap();
+    }
+    let answered = |e: &[(u64, Value)]| {
+        e.last().is_some_and(|(_, s)| {
+            s["answers"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|r| r["region"] == "eu-west" && r["answers"].as_u64() >= Some(5))
+            })
+        })
+    };
+    let seen = first.read(Duration::from_secs(10), answered);
+    assert!(answered(&seen), "{}", seen.last().unwrap().1["answers"]);
+
     // A reconnect (as EventSource makes it, with the last id it saw)
     // starts from the newest snapshot, as whole as the first.
     let last_event_id = format!("Last-Event-ID: {last_id}");
@@ -357,7 +379,8 @@ fn the_stream_sends_snapshots_starts_whole_on_reconnect_and_skips_for_slow_reade
         "every snapshot was queued for the slow reader: {received} of {published}: {ids:?}"
     );
 
-    // `up` stops with streams open: they end with it.
+    // `up` stops with streams open, one of them (the first) not read for
+    // a while, its buffers full: they end with it, the stalled one cut.
     let _open = Reader::new(open_stream(control, "/events", &[], None));
     up.process.signal(nix::sys::signal::Signal::SIGTERM);
     let status = up.process.exit_within(Duration::from_secs(20));

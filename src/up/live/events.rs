@@ -2,8 +2,9 @@
 //! with what the one before saw. Region health transitions, processes
 //! killed by an outage, brought back by a restore, crashing or restarted
 //! on their own, GeoDNS servers steering away from or back to a region,
-//! and purges applied by edges. Bounded: the oldest entries go first.
+//! purges applied by edges and config reloads by GeoDNS servers. Bounded: the oldest entries go first.
 
+use super::answers::ServerCounters;
 use super::view::Health;
 use crate::up::ProcessState;
 use crate::up::control::Status;
@@ -21,7 +22,7 @@ pub struct Entry {
     /// When it was seen, in milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// What kind: `health`, `outage`, `restore`, `crash`, `restart`,
-    /// `steering`, `geodns`, `purge` or `start`.
+    /// `steering`, `geodns`, `purge`, `reload` or `start`.
     pub kind: &'static str,
     /// What happened, in words.
     pub text: String,
@@ -40,11 +41,18 @@ pub struct Observed {
     answered: Vec<(String, bool)>,
     /// Each edge's purge count (`None`: it did not answer).
     purges: Vec<(String, Option<u64>)>,
+    /// Each GeoDNS server's reloads and refused reloads (`None`: it did
+    /// not answer).
+    reloads: Vec<(String, Option<(u64, u64)>)>,
 }
 
 impl Observed {
     /// What `status` shows, with each region's `health` in its order.
-    pub fn of(status: &Status, health: &[(Health, String)]) -> Observed {
+    pub fn of(
+        status: &Status,
+        health: &[(Health, String)],
+        counters: &[ServerCounters],
+    ) -> Observed {
         Observed {
             regions: status
                 .regions
@@ -81,6 +89,16 @@ impl Observed {
                             e.traffic.map(|t| t.purges),
                         )
                     })
+                })
+                .collect(),
+            reloads: counters
+                .iter()
+                .map(|s| {
+                    let counts = s.counters.as_ref();
+                    (
+                        s.server.clone(),
+                        counts.map(|c| (c.reloads, c.reload_failures)),
+                    )
                 })
                 .collect(),
         }
@@ -178,6 +196,22 @@ impl Log {
                 );
             }
         }
+        for (before, (server, counts)) in last.reloads.iter().zip(&now.reloads) {
+            let (Some((reloads, failures)), Some((was, failed_before))) = (counts, before.1) else {
+                continue;
+            };
+            if before.0 != *server {
+                continue;
+            }
+            if *reloads > was {
+                let text = format!("GeoDNS {server} reloaded its config");
+                self.push(at_ms, "reload", text);
+            }
+            if *failures > failed_before {
+                let text = format!("GeoDNS {server} refused a reload (kept its config)");
+                self.push(at_ms, "reload", text);
+            }
+        }
         for (before, (region, health, why)) in last.regions.iter().zip(&now.regions) {
             if before.0 == *region && before.1 != *health {
                 let text = format!("{region}: {} → {} ({why})", before.1.word(), health.word());
@@ -212,6 +246,7 @@ mod tests {
             steering: vec![("ns1".into(), "eu-west".into(), ns1)],
             answered: vec![("ns1".into(), ns1.is_some())],
             purges: vec![("edge eu-west 127.0.2.1".into(), Some(purges))],
+            reloads: vec![("ns1".into(), Some((purges / 2, 0)))],
         }
     }
 
@@ -248,6 +283,7 @@ mod tests {
             ("steering", "GeoDNS ns1 steers clients away from eu-west"),
             ("restore", "edge eu-west 127.0.2.1 running again (restored)"),
             ("purge", "edge eu-west 127.0.2.1 applied 2 purge orders"),
+            ("reload", "GeoDNS ns1 reloaded its config"),
             ("steering", "GeoDNS ns1 sends clients to eu-west again"),
             ("health", "eu-west: down → up (why)"),
         ];
@@ -257,7 +293,7 @@ mod tests {
             .collect();
         assert_eq!(got, expected);
         let ids: Vec<u64> = log.entries().iter().map(|e| e.id).collect();
-        assert_eq!(ids, (1..=9).collect::<Vec<_>>());
+        assert_eq!(ids, (1..=10).collect::<Vec<_>>());
     }
 
     #[test]

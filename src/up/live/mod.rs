@@ -14,6 +14,7 @@
 //! When `up` stops, the collector ends, and with it every stream, so
 //! the control listener's graceful shutdown is not held by open pages.
 
+mod answers;
 mod events;
 mod history;
 mod page;
@@ -86,6 +87,8 @@ struct Snapshot<'a> {
     dns_available: bool,
     geodns: Vec<GeoDnsServer>,
     regions: Vec<view::RegionView>,
+    /// Where GeoDNS sent clients in the last minute, per region.
+    answers: Vec<answers::RegionShare>,
     events: &'a std::collections::VecDeque<events::Entry>,
 }
 
@@ -115,9 +118,10 @@ pub fn start(supervisor: Shared, config: &config::Config, stop: oneshot::Receive
         })
         .collect();
     let (publish, snapshots) = watch::channel(Arc::new(Published::default()));
+    let config = config.clone();
     tokio::spawn(async move {
         tokio::select! {
-            () = collect(supervisor, places, publish) => {}
+            () = collect(supervisor, config, places, publish) => {}
             _ = stop => {}
         }
     });
@@ -128,9 +132,18 @@ pub fn start(supervisor: Shared, config: &config::Config, stop: oneshot::Receive
 /// read any more (never while the routes are served).
 async fn collect(
     supervisor: Shared,
+    config: config::Config,
     places: Vec<view::Place>,
     publish: watch::Sender<Arc<Published>>,
 ) {
+    let http = match reqwest::Client::builder().no_proxy().build() {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::error!(%error, "cannot build the live view's HTTP client");
+            return;
+        }
+    };
+    let mut steering = answers::Steering::new(places.iter().map(|p| p.name.clone()).collect());
     let mut ticks = tokio::time::interval(INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut history = history::History::default();
@@ -139,7 +152,11 @@ async fn collect(
     let mut seq = 0;
     loop {
         ticks.tick().await;
-        let status = control::gather(&supervisor).await;
+        let (status, counters) = tokio::join!(
+            control::gather(&supervisor),
+            answers::ask_all(&http, &config)
+        );
+        steering.record(&counters);
         let now = Instant::now();
         history.record(&status, now - last);
         last = now;
@@ -149,7 +166,7 @@ async fn collect(
             .map(|r| view::region_health(r, status.dns_view_available))
             .collect();
         let at_ms = now_ms();
-        log.observe(events::Observed::of(&status, &health), at_ms);
+        log.observe(events::Observed::of(&status, &health, &counters), at_ms);
         seq += 1;
         let snapshot = Snapshot {
             seq,
@@ -168,6 +185,7 @@ async fn collect(
                 })
                 .collect(),
             regions: view::regions(&status, &places, &history),
+            answers: steering.shares(),
             events: log.entries(),
         };
         let json = match serde_json::to_string(&snapshot) {
