@@ -1,6 +1,7 @@
 //! The live view of `meridian up` (its page at the control API's root and
 //! the `/events` stream behind it): in a real headless Chromium, the page
-//! follows an outage and a restore without being reloaded; the stream
+//! follows an outage and a restore without being reloaded, says it is
+//! stale when the stream drops and reconnects by itself; the stream
 //! itself (snapshots arrive, a reconnect starts from a whole snapshot, a
 //! slow reader skips snapshots instead of piling them up, `up` stops with
 //! a stream open); and the listener's rules for these routes (foreign
@@ -56,7 +57,7 @@ fn logged(events: &Value, kind: &str, what: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_page_follows_an_outage_and_a_restore_without_reloading() {
+async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading() {
     let mut browser = match Browser::start().await {
         Ok(browser) => browser,
         Err(why) => {
@@ -164,6 +165,38 @@ async fn the_page_follows_an_outage_and_a_restore_without_reloading() {
     let overflow = "document.documentElement.scrollWidth <= window.innerWidth";
     assert_eq!(browser.evaluate(overflow).await.unwrap(), true);
     browser.screenshot(&artifact("4-phone.png")).await.unwrap();
+
+    // The stream drops (`up` stops): the page says its data is stale.
+    // When `up` is back, it reconnects by itself, unreloaded.
+    browser.evaluate("window.loadedOnce = true").await.unwrap();
+    let mut up = up;
+    up.process.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(up.process.exit_within(Duration::from_secs(30)).is_some());
+    let connection =
+        "[document.body.dataset.stale, document.getElementById('connection').textContent]";
+    let stale = browser
+        .until(connection, Duration::from_secs(10), |v| v[0] == "true")
+        .await
+        .unwrap();
+    assert!(stale[1].as_str().unwrap().contains("stale"), "{stale}");
+    browser.screenshot(&artifact("5-stale.png")).await.unwrap();
+    drop(up);
+    let _back = crate::harness::up(218);
+    browser
+        .until(connection, Duration::from_secs(20), |v| v[0] == "false")
+        .await
+        .unwrap();
+    browser
+        .until(HEALTHS, Duration::from_secs(10), |h| {
+            drawn(h, "eu-west", "up", "up")
+        })
+        .await
+        .unwrap();
+    let same_document = browser
+        .evaluate("window.loadedOnce === true")
+        .await
+        .unwrap();
+    assert_eq!(same_document, true, "the page was reloaded");
     eprintln!(
         "outage drawn {took:?} after the click; screenshots in {}",
         artifact("").display()
