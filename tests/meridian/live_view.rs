@@ -2,7 +2,8 @@
 //! the `/events` stream behind it): in a real headless Chromium, the page
 //! follows an outage and a restore without being reloaded, says it is
 //! stale when the stream drops and reconnects by itself; the stream
-//! itself (snapshots arrive, a reconnect starts from a whole snapshot, a
+//! itself (snapshots arrive with answers per region, requests per second
+//! and purges, a reconnect starts from a whole snapshot, a
 //! slow reader skips snapshots instead of piling them up, `up` stops with
 //! a stream open); and the listener's rules for these routes (foreign
 //! Host, foreign Origin, malformed and oversized requests). Blocks
@@ -365,6 +366,38 @@ fn the_stream_sends_snapshots_starts_whole_on_reconnect_and_skips_for_slow_reade
     };
     let seen = first.read(Duration::from_secs(10), answered);
     assert!(answered(&seen), "{}", seen.last().unwrap().1["answers"]);
+
+    // Requests to an edge become its requests per second; a purge is
+    // logged, edge by edge.
+    let edge = up.edge(1);
+    for _ in 0..10 {
+        let answer = raw::get(edge, "/assets/1k.bin", "cdn.meridian.test").unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    let busy = |e: &[(u64, Value)]| {
+        e.last().is_some_and(|(_, s)| {
+            let rps = &s["regions"][0]["edges"][0]["series"]["rps"];
+            rps.as_array()
+                .is_some_and(|r| r.iter().any(|v| v.as_f64() > Some(1.0)))
+        })
+    };
+    let seen = first.read(Duration::from_secs(10), busy);
+    assert!(
+        busy(&seen),
+        "{}",
+        seen.last().unwrap().1["regions"][0]["edges"][0]
+    );
+    up.command(&["purge", "--all"]).unwrap().succeeds();
+    let purged = |e: &[(u64, Value)]| {
+        e.last().is_some_and(|(_, s)| {
+            let log = s["events"].as_array().unwrap();
+            let edge = format!("edge us-east {}", edge.ip());
+            log.iter()
+                .any(|e| e["kind"] == "purge" && e["text"].as_str().unwrap().starts_with(&edge))
+        })
+    };
+    let seen = first.read(Duration::from_secs(10), purged);
+    assert!(purged(&seen), "{}", seen.last().unwrap().1["events"]);
 
     // A reconnect (as EventSource makes it, with the last id it saw)
     // starts from the newest snapshot, as whole as the first.
