@@ -1,5 +1,6 @@
-//! GeoDNS's admin listener: `/healthz`, `/health`, `/counters` and
-//! `/metrics`.
+//! GeoDNS's admin listener: `/healthz`, `/health`, `/counters`,
+//! `/metrics`, and the live view read-only (`/`, `/events`, `/snapshot`:
+//! [`crate::live`]).
 //!
 //! `/health` is the edges' health as this GeoDNS sees it (what
 //! `meridian status` and `meridian route` show); `/counters` is steered
@@ -13,8 +14,9 @@
 //! loopback) every route also needs `Authorization: Bearer <token>`. The
 //! address and the token are read at start; changing them takes a restart.
 
+use crate::live::Feed;
 use crate::metrics::DnsMetrics;
-use crate::snapshot::Live;
+use crate::snapshot::{Live, Snapshot};
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
@@ -30,11 +32,12 @@ struct AdminState {
     metrics: Arc<DnsMetrics>,
 }
 
-/// The admin routes of a listener bound to `listen`, behind `token` if
-/// one is configured.
+/// The admin routes of a listener bound to `listen` (with the live view
+/// fed by `view`), behind `token` if one is configured.
 pub fn router(
     live: Arc<Live>,
     metrics: Arc<DnsMetrics>,
+    view: Feed,
     listen: SocketAddr,
     token: Option<&str>,
 ) -> Router {
@@ -43,7 +46,8 @@ pub fn router(
         .route("/health", get(health_view))
         .route("/counters", get(counters))
         .route("/metrics", get(render_metrics))
-        .with_state(AdminState { live, metrics });
+        .with_state(AdminState { live, metrics })
+        .merge(crate::live::routes(view));
     admin_access::guard(routes, AdminAccess::new(listen).with_token(token))
 }
 
@@ -72,24 +76,30 @@ pub struct RegionAnswers {
     pub answers: u64,
 }
 
+impl Counters {
+    /// The counters of `snapshot` and `metrics` now.
+    pub fn of(snapshot: &Snapshot, metrics: &DnsMetrics) -> Counters {
+        let steered = snapshot
+            .config
+            .regions
+            .iter()
+            .zip(&snapshot.steered)
+            .map(|(region, counter)| RegionAnswers {
+                region: region.name.clone(),
+                answers: counter.get(),
+            })
+            .collect();
+        let (reloads, reload_failures) = metrics.reload_counts();
+        Counters {
+            steered,
+            reloads,
+            reload_failures,
+        }
+    }
+}
+
 async fn counters(State(state): State<AdminState>) -> impl IntoResponse {
-    let snapshot = state.live.load();
-    let steered = snapshot
-        .config
-        .regions
-        .iter()
-        .zip(&snapshot.steered)
-        .map(|(region, counter)| RegionAnswers {
-            region: region.name.clone(),
-            answers: counter.get(),
-        })
-        .collect();
-    let (reloads, reload_failures) = state.metrics.reload_counts();
-    axum::Json(Counters {
-        steered,
-        reloads,
-        reload_failures,
-    })
+    axum::Json(Counters::of(&state.live.load(), &state.metrics))
 }
 
 async fn render_metrics(State(state): State<AdminState>) -> impl IntoResponse {

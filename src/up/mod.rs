@@ -360,7 +360,7 @@ async fn supervise(
     let live = live::start(supervisor.clone(), &config, live_stopped);
     let (stop_control, control_stopped) = tokio::sync::oneshot::channel::<()>();
     let control_server = axum::serve(
-        axum::serve::ListenerExt::tap_io(control_listener, live::bound_send_buffer),
+        axum::serve::ListenerExt::tap_io(control_listener, geodns::live::bound_send_buffer),
         listener_routes(supervisor.clone(), live, control_local),
     )
     .with_graceful_shutdown(async {
@@ -408,10 +408,10 @@ async fn supervise(
 /// and the live view), behind `config::admin_access`.
 fn listener_routes(
     supervisor: control::Shared,
-    live: live::Live,
+    live: geodns::live::Feed,
     listen: SocketAddr,
 ) -> axum::Router {
-    let routes = control::routes(supervisor).merge(live::routes(live));
+    let routes = control::routes(supervisor).merge(geodns::live::routes(live));
     config::admin_access::guard(routes, config::admin_access::AdminAccess::new(listen))
 }
 

@@ -6,8 +6,8 @@
 //! and purges, a reconnect starts from a whole snapshot, a
 //! slow reader skips snapshots instead of piling them up, `up` stops with
 //! a stream open); and the listener's rules for these routes (foreign
-//! Host, foreign Origin, malformed and oversized requests). Blocks
-//! 127.218 to 127.220.
+//! Host, foreign Origin, malformed and oversized requests); each GeoDNS
+//! admin listener's own read-only view. Blocks 127.218 to 127.221.
 
 use crate::harness::{blocking, dns, raw, up};
 use hickory_proto::rr::RecordType;
@@ -152,6 +152,34 @@ async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading()
     assert_eq!(same_document, true, "the page was reloaded");
     browser
         .screenshot(&artifact("3-restored.png"))
+        .await
+        .unwrap();
+
+    // Each GeoDNS server's admin listener serves the same page, read-only:
+    // its own view, no buttons.
+    let ns1 = format!("http://{}/", up.topology.geodns_admin_of(0));
+    browser.open(&ns1, 1280, 800).await.unwrap();
+    browser
+        .until(HEALTHS, Duration::from_secs(10), |h| {
+            drawn(h, "eu-west", "up", "up")
+        })
+        .await
+        .unwrap();
+    let buttons = browser
+        .evaluate("document.querySelectorAll('button').length")
+        .await
+        .unwrap();
+    assert_eq!(buttons, 0);
+    let summary = browser
+        .evaluate("document.getElementById('summary').textContent")
+        .await
+        .unwrap();
+    assert!(
+        summary.as_str().unwrap().contains("GeoDNS ns1"),
+        "{summary}"
+    );
+    browser
+        .screenshot(&artifact("3b-geodns-ns1.png"))
         .await
         .unwrap();
 
@@ -456,6 +484,55 @@ fn the_stream_sends_snapshots_starts_whole_on_reconnect_and_skips_for_slow_reade
     );
     let ended = first.read(Duration::from_secs(5), |_| false);
     assert!(!ended.is_empty());
+}
+
+#[test]
+fn each_geodns_admin_listener_streams_its_own_view() {
+    let up = up(221);
+    let admin = up.topology.geodns_admin_of(1);
+    let mut stream = Reader::new(open_stream(admin, "/events", &[], None));
+    let first = stream.read(Duration::from_secs(10), |e| {
+        e.last().is_some_and(|(_, s)| drawn_up(s))
+    });
+    let (_, snapshot) = first.last().unwrap();
+    assert!(drawn_up(snapshot), "{snapshot}");
+    assert_eq!(snapshot["controls"], false);
+    assert_eq!(snapshot["geodns"][0]["server"], "ns2");
+    // ns2 steers away from a region whose edges are gone, and logs it.
+    up.command(&["outage", "eu-west"]).unwrap().succeeds();
+    let steered_away = |e: &[(u64, Value)]| {
+        e.last().is_some_and(|(_, s)| {
+            let eu = &s["regions"][1];
+            let log = s["events"].as_array().unwrap();
+            eu["name"] == "eu-west"
+                && eu["health"] == "down"
+                && log.iter().any(|e| {
+                    e["text"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("eu-west: up → down")
+                })
+        })
+    };
+    let seen = stream.read(Duration::from_secs(10), steered_away);
+    assert!(steered_away(&seen), "{}", seen.last().unwrap().1);
+    // Its listener's rules: a foreign Host or Origin gets nothing.
+    let host = admin.to_string();
+    for (host, fields, status) in [
+        ("attacker.example:9153", &[][..], 421),
+        (host.as_str(), &["Origin: http://attacker.example"][..], 403),
+    ] {
+        let request = raw::request("GET", "/events", host, fields, "");
+        let answer = raw::exchange(admin, request.as_bytes(), Duration::from_secs(5)).unwrap();
+        assert_eq!(answer.status(), status, "Host {host} {fields:?}");
+    }
+}
+
+/// Whether every region of `snapshot` is up.
+fn drawn_up(snapshot: &Value) -> bool {
+    snapshot["regions"]
+        .as_array()
+        .is_some_and(|r| r.len() == 3 && r.iter().all(|r| r["health"] == "up"))
 }
 
 #[test]

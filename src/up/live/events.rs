@@ -8,25 +8,8 @@ use super::answers::ServerCounters;
 use super::view::Health;
 use crate::up::ProcessState;
 use crate::up::control::Status;
-use serde::Serialize;
+use geodns::live::log::{Entry, Log};
 use std::collections::VecDeque;
-
-/// Entries kept.
-pub const KEPT: usize = 200;
-
-/// One entry of the log.
-#[derive(Debug, Clone, Serialize)]
-pub struct Entry {
-    /// Increases by one per entry, from 1.
-    pub id: u64,
-    /// When it was seen, in milliseconds since the Unix epoch.
-    pub at_ms: u64,
-    /// What kind: `health`, `outage`, `restore`, `crash`, `restart`,
-    /// `steering`, `geodns`, `purge`, `reload` or `start`.
-    pub kind: &'static str,
-    /// What happened, in words.
-    pub text: String,
-}
 
 /// What one collection saw that the log compares.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -105,31 +88,21 @@ impl Observed {
     }
 }
 
-/// The log.
+/// The log, and what the last collection saw.
 #[derive(Debug, Default)]
-pub struct Log {
-    entries: VecDeque<Entry>,
-    next_id: u64,
+pub struct Changes {
+    log: Log,
     last: Option<Observed>,
 }
 
-impl Log {
-    /// The entries, oldest first.
+impl Changes {
+    /// The log's entries, oldest first.
     pub fn entries(&self) -> &VecDeque<Entry> {
-        &self.entries
+        self.log.entries()
     }
 
     fn push(&mut self, at_ms: u64, kind: &'static str, text: String) {
-        self.next_id += 1;
-        if self.entries.len() == KEPT {
-            self.entries.pop_front();
-        }
-        self.entries.push_back(Entry {
-            id: self.next_id,
-            at_ms,
-            kind,
-            text,
-        });
+        self.log.push(at_ms, kind, text);
     }
 
     /// Logs what changed between the last observation and `now`, seen at
@@ -250,7 +223,7 @@ mod tests {
         }
     }
 
-    fn kinds(log: &Log) -> Vec<(&'static str, String)> {
+    fn kinds(log: &Changes) -> Vec<(&'static str, String)> {
         log.entries()
             .iter()
             .map(|e| (e.kind, e.text.clone()))
@@ -260,7 +233,7 @@ mod tests {
     #[test]
     fn an_outage_and_a_restore_are_logged_once_each() {
         use ProcessState::{Killed, Running};
-        let mut log = Log::default();
+        let mut log = Changes::default();
         log.observe(observed(Health::Up, Running, Some(true), 0), 1);
         log.observe(observed(Health::Up, Running, Some(true), 0), 2);
         assert_eq!(
@@ -294,16 +267,5 @@ mod tests {
         assert_eq!(got, expected);
         let ids: Vec<u64> = log.entries().iter().map(|e| e.id).collect();
         assert_eq!(ids, (1..=10).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn the_log_is_bounded() {
-        let mut log = Log::default();
-        for i in 0..KEPT as u64 + 10 {
-            let health = if i % 2 == 0 { Health::Up } else { Health::Down };
-            log.observe(observed(health, ProcessState::Running, Some(true), 0), i);
-        }
-        assert_eq!(log.entries().len(), KEPT);
-        assert_eq!(log.entries().back().unwrap().id, KEPT as u64 + 11);
     }
 }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 /// Samples kept per series: a minute at the collection interval.
-pub const SAMPLES: usize = 120;
+pub const SAMPLES: usize = geodns::live::SAMPLES;
 
 /// One edge's series, oldest first; `None` where the edge did not answer.
 #[derive(Debug, Clone, Default, Serialize)]
