@@ -75,7 +75,7 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // Its own process group: dropping the browser ends its helpers too.
+        // Its own process group: dropping the browser ends its child processes too.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = command
             .spawn()
@@ -220,7 +220,7 @@ impl Drop for Browser {
     }
 }
 
-/// Kills the browser's process group (it and its helpers) and reaps it.
+/// Kills the browser's process group (it and its child processes) and reaps it.
 fn end(child: &mut Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = nix::sys::signal::killpg(
