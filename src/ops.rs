@@ -401,6 +401,7 @@ mod tests {
                                 up: true,
                             }]),
                             cache_hit_ratio: Some(0.5),
+                            traffic: None,
                         },
                         EdgeStatus {
                             address: "127.0.1.3".parse().unwrap(),
@@ -409,6 +410,7 @@ mod tests {
                             origins: None,
                             peers: None,
                             cache_hit_ratio: None,
+                            traffic: None,
                         },
                     ],
                     origin: ProcessState::Running,
@@ -426,6 +428,7 @@ mod tests {
                             origins: None,
                             peers: None,
                             cache_hit_ratio: None,
+                            traffic: None,
                         })
                         .into(),
                     origin: ProcessState::Killed,
