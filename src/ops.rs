@@ -353,16 +353,8 @@ mod tests {
         };
         let status = Status {
             geodns: vec![
-                ServerView {
-                    server: "ns1".into(),
-                    admin: "127.0.0.1:9153".parse().unwrap(),
-                    regions: Some(eu_edge(false, false, Vec::new())),
-                },
-                ServerView {
-                    server: "ns2".into(),
-                    admin: "127.0.0.2:9153".parse().unwrap(),
-                    regions: None,
-                },
+                ServerView::numbered(1, Some(eu_edge(false, false, Vec::new()))),
+                ServerView::numbered(2, None),
             ],
             dns_view_available: true,
             processes: vec![

@@ -128,15 +128,13 @@ pub async fn run(
         addr: admin_addr,
         source,
     })?;
-    let (stop_view, view_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_view, view_stopped) = stop_switch();
     let view = live::server::start(
         live.clone(),
         metrics.clone(),
         this.name.clone(),
         admin_local,
-        async {
-            let _ = view_stopped.await;
-        },
+        view_stopped,
     );
     let admin_routes = admin::router(
         live.clone(),
@@ -145,26 +143,22 @@ pub async fn run(
         admin_local,
         config.geodns.admin_token.as_deref(),
     );
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_admin, admin_stopped) = stop_switch();
     let admin = axum::serve::ListenerExt::tap_io(admin, live::bound_send_buffer);
-    let admin_server = axum::serve(admin, admin_routes).with_graceful_shutdown(async {
-        let _ = admin_stopped.await;
-    });
+    let admin_server = axum::serve(admin, admin_routes).with_graceful_shutdown(admin_stopped);
     tracing::info!("listening for HTTP on {admin_addr}");
     let mut admin_task = tokio::spawn(async move {
         if let Err(error) = admin_server.await {
             tracing::error!(%error, "admin listener failed");
         }
     });
-    let (stop_upkeep, upkeep_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_upkeep, upkeep_stopped) = stop_switch();
     let upkeep = tokio::spawn(reload::upkeep(
         live.clone(),
         metrics.clone(),
         this.name.clone(),
         hangups,
-        async {
-            let _ = upkeep_stopped.await;
-        },
+        upkeep_stopped,
     ));
     let served = serve(GeoDnsHandler::new(live, metrics), udp, tcp, shutdown).await;
     let _ = stop_upkeep.send(());
@@ -209,4 +203,15 @@ pub async fn serve(
         .shutdown_gracefully()
         .await
         .map_err(|e| GeoDnsError::Server(e.to_string()))
+}
+
+/// A stop switch: the future resolves once the sender is fired or dropped.
+fn stop_switch() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (fire, fired) = tokio::sync::oneshot::channel::<()>();
+    (fire, async move {
+        let _ = fired.await;
+    })
 }

@@ -57,6 +57,36 @@ fn logged(events: &Value, kind: &str, what: &str) -> bool {
     })
 }
 
+/// Waits until the page draws every region `up`, within `within`; what
+/// [`HEALTHS`] then reads.
+async fn draws_all_up(browser: &mut Browser, within: Duration) -> Value {
+    browser
+        .until(HEALTHS, within, |h| drawn(h, "eu-west", "up", "up"))
+        .await
+        .unwrap()
+}
+
+/// Waits until the page draws eu-west as `health` (every other region
+/// `up`) within `within`, and then, within 3 s, its log has all `events`
+/// (kind, text).
+async fn draws_eu_west(
+    browser: &mut Browser,
+    health: &str,
+    within: Duration,
+    events: &[(&str, &str)],
+) {
+    browser
+        .until(HEALTHS, within, |h| drawn(h, "eu-west", health, "up"))
+        .await
+        .unwrap();
+    browser
+        .until(EVENTS, Duration::from_secs(3), |e| {
+            events.iter().all(|(kind, what)| logged(e, kind, what))
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading() {
     let mut browser = match Browser::start().await {
@@ -71,12 +101,7 @@ async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading()
     browser.open(&page, 1280, 800).await.unwrap();
 
     // Every region drawn up, on the map and as a card, with words too.
-    let regions = browser
-        .until(HEALTHS, Duration::from_secs(20), |h| {
-            drawn(h, "eu-west", "up", "up")
-        })
-        .await
-        .unwrap();
+    let regions = draws_all_up(&mut browser, Duration::from_secs(20)).await;
     assert_eq!(regions.as_array().unwrap().len(), 6, "{regions}");
     let badge = "document.querySelector('article[data-region=\"eu-west\"] .badge').textContent";
     assert_eq!(browser.evaluate(badge).await.unwrap(), "up");
@@ -97,18 +122,8 @@ async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading()
                   button[data-action=\"outage-all\"]').click()";
     let clicked = Instant::now();
     browser.evaluate(button).await.unwrap();
-    browser
-        .until(HEALTHS, Duration::from_secs(3), |h| {
-            drawn(h, "eu-west", "down", "up")
-        })
-        .await
-        .unwrap();
-    browser
-        .until(EVENTS, Duration::from_secs(3), |e| {
-            logged(e, "outage", "edge eu-west") && logged(e, "health", "eu-west: up → down")
-        })
-        .await
-        .unwrap();
+    let events = [("outage", "edge eu-west"), ("health", "eu-west: up → down")];
+    draws_eu_west(&mut browser, "down", Duration::from_secs(3), &events).await;
     let took = clicked.elapsed();
     assert_eq!(browser.evaluate(badge).await.unwrap(), "down");
     let result = "document.querySelector('article[data-region=\"eu-west\"] .result').textContent";
@@ -133,18 +148,11 @@ async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading()
     // takes the region back once its probes see it up again.
     let restored = blocking(|| up.command(&["restore", "eu-west"]).unwrap());
     assert!(restored.success(), "{}", restored.stderr);
-    browser
-        .until(HEALTHS, Duration::from_secs(15), |h| {
-            drawn(h, "eu-west", "up", "up")
-        })
-        .await
-        .unwrap();
-    browser
-        .until(EVENTS, Duration::from_secs(3), |e| {
-            logged(e, "restore", "edge eu-west") && logged(e, "health", "eu-west: down → up")
-        })
-        .await
-        .unwrap();
+    let events = [
+        ("restore", "edge eu-west"),
+        ("health", "eu-west: down → up"),
+    ];
+    draws_eu_west(&mut browser, "up", Duration::from_secs(15), &events).await;
     let same_document = browser
         .evaluate("window.loadedOnce === true")
         .await
@@ -159,12 +167,7 @@ async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading()
     // its own view, no buttons.
     let ns1 = format!("http://{}/", up.topology.geodns_admin_of(0));
     browser.open(&ns1, 1280, 800).await.unwrap();
-    browser
-        .until(HEALTHS, Duration::from_secs(10), |h| {
-            drawn(h, "eu-west", "up", "up")
-        })
-        .await
-        .unwrap();
+    draws_all_up(&mut browser, Duration::from_secs(10)).await;
     let buttons = browser
         .evaluate("document.querySelectorAll('button').length")
         .await
@@ -185,12 +188,7 @@ async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading()
 
     // At phone width the same page fits: no sideways scrolling of it.
     browser.open(&page, 390, 844).await.unwrap();
-    browser
-        .until(HEALTHS, Duration::from_secs(10), |h| {
-            drawn(h, "eu-west", "up", "up")
-        })
-        .await
-        .unwrap();
+    draws_all_up(&mut browser, Duration::from_secs(10)).await;
     let overflow = "document.documentElement.scrollWidth <= window.innerWidth";
     assert_eq!(browser.evaluate(overflow).await.unwrap(), true);
     browser.screenshot(&artifact("4-phone.png")).await.unwrap();
@@ -215,12 +213,7 @@ async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading()
         .until(connection, Duration::from_secs(20), |v| v[0] == "false")
         .await
         .unwrap();
-    browser
-        .until(HEALTHS, Duration::from_secs(10), |h| {
-            drawn(h, "eu-west", "up", "up")
-        })
-        .await
-        .unwrap();
+    draws_all_up(&mut browser, Duration::from_secs(10)).await;
     let same_document = browser
         .evaluate("window.loadedOnce === true")
         .await

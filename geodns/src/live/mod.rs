@@ -81,6 +81,40 @@ pub fn channel() -> (watch::Sender<Arc<Published>>, Feed) {
     (publish, Feed { snapshots })
 }
 
+/// What every snapshot starts with: its number, when it was made, and how
+/// often they come (so the page knows when its data is stale).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Stamp {
+    seq: u64,
+    at_ms: u64,
+    interval_ms: u64,
+    stale_after_ms: u64,
+}
+
+impl Stamp {
+    /// Snapshot number `seq`, made at `at_ms` (see [`now_ms`]).
+    pub fn new(seq: u64, at_ms: u64) -> Stamp {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Stamp {
+            seq,
+            at_ms,
+            interval_ms: millis(INTERVAL),
+            stale_after_ms: millis(STALE_AFTER),
+        }
+    }
+}
+
+/// A GeoDNS server as a snapshot lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerEntry {
+    /// Its name (`ns1`).
+    pub server: String,
+    /// Its admin listener.
+    pub admin: std::net::SocketAddr,
+    /// Whether it answered when last asked.
+    pub answered: bool,
+}
+
 /// Milliseconds since the Unix epoch, as snapshots and log entries say
 /// when they were made.
 pub fn now_ms() -> u64 {

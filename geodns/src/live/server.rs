@@ -7,7 +7,7 @@
 
 use super::answers::{RegionShare, Steering};
 use super::log::{Entry, Log};
-use super::{Feed, INTERVAL, Published, STALE_AFTER, now_ms};
+use super::{Feed, INTERVAL, Published, ServerEntry, Stamp, now_ms};
 use crate::admin::Counters;
 use crate::health::RegionStatus;
 use crate::metrics::DnsMetrics;
@@ -20,24 +20,15 @@ use tokio::sync::watch;
 
 #[derive(Serialize)]
 struct View<'a> {
-    seq: u64,
-    at_ms: u64,
-    interval_ms: u64,
-    stale_after_ms: u64,
+    #[serde(flatten)]
+    stamp: Stamp,
     controls: bool,
     edge_metrics: bool,
     dns_available: bool,
-    geodns: [Server; 1],
+    geodns: [ServerEntry; 1],
     regions: Vec<Region>,
     answers: Vec<RegionShare>,
     events: &'a VecDeque<Entry>,
-}
-
-#[derive(Serialize)]
-struct Server {
-    server: String,
-    admin: SocketAddr,
-    answered: bool,
 }
 
 #[derive(Serialize)]
@@ -209,14 +200,11 @@ async fn collect(
         last = Some((now, reloads));
         seq += 1;
         let view = View {
-            seq,
-            at_ms,
-            interval_ms: INTERVAL.as_millis() as u64,
-            stale_after_ms: STALE_AFTER.as_millis() as u64,
+            stamp: Stamp::new(seq, at_ms),
             controls: false,
             edge_metrics: false,
             dns_available: true,
-            geodns: [Server {
+            geodns: [ServerEntry {
                 server: server.clone(),
                 admin,
                 answered: true,

@@ -17,7 +17,7 @@ mod view;
 
 use super::control::{self, Shared};
 use geodns::live::answers::{RegionShare, Steering};
-use geodns::live::{Feed, INTERVAL, Published, STALE_AFTER, now_ms};
+use geodns::live::{Feed, INTERVAL, Published, ServerEntry, Stamp, now_ms};
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
@@ -26,27 +26,18 @@ use tokio::time::Instant;
 /// What a snapshot holds (see the page's script for how it is drawn).
 #[derive(Serialize)]
 struct Snapshot<'a> {
-    seq: u64,
-    at_ms: u64,
-    interval_ms: u64,
-    stale_after_ms: u64,
+    #[serde(flatten)]
+    stamp: Stamp,
     /// Whether the page may offer outage and restore buttons.
     controls: bool,
     /// Whether edges carry their process state and series.
     edge_metrics: bool,
     dns_available: bool,
-    geodns: Vec<GeoDnsServer>,
+    geodns: Vec<ServerEntry>,
     regions: Vec<view::RegionView>,
     /// Where GeoDNS sent clients in the last minute, per region.
     answers: Vec<RegionShare>,
     events: &'a std::collections::VecDeque<geodns::live::log::Entry>,
-}
-
-#[derive(Serialize)]
-struct GeoDnsServer {
-    server: String,
-    admin: std::net::SocketAddr,
-    answered: bool,
 }
 
 /// Starts the collector over `supervisor`, whose regions are placed by
@@ -115,17 +106,14 @@ async fn collect(
         log.observe(events::Observed::of(&status, &health, &counters), at_ms);
         seq += 1;
         let snapshot = Snapshot {
-            seq,
-            at_ms,
-            interval_ms: INTERVAL.as_millis() as u64,
-            stale_after_ms: STALE_AFTER.as_millis() as u64,
+            stamp: Stamp::new(seq, at_ms),
             controls: true,
             edge_metrics: true,
             dns_available: status.dns_view_available,
             geodns: status
                 .geodns
                 .iter()
-                .map(|v| GeoDnsServer {
+                .map(|v| ServerEntry {
                     server: v.server.clone(),
                     admin: v.admin,
                     answered: v.regions.is_some(),
