@@ -25,6 +25,16 @@ pub struct ServerView {
 }
 
 impl ServerView {
+    /// Tests: `nsN`, its admin listener on 127.0.0.N:9153, saying `regions`.
+    #[cfg(test)]
+    pub(crate) fn numbered(n: u8, regions: Option<Vec<RegionStatus>>) -> ServerView {
+        ServerView {
+            server: format!("ns{n}"),
+            admin: std::net::SocketAddr::from(([127, 0, 0, n], 9153)),
+            regions,
+        }
+    }
+
     /// Whether it answered, and then whether it answers with region
     /// `name`'s edges (`None`: unknown).
     pub fn region_up(&self, name: &str) -> Option<bool> {
@@ -145,29 +155,14 @@ mod tests {
                 }],
             }]
         };
+        let seen = vec![Seen {
+            vantage: "geodns ns2".into(),
+            up: true,
+        }];
         let views = [
-            ServerView {
-                server: "ns1".into(),
-                admin: "127.0.0.1:9153".parse().unwrap(),
-                regions: Some(eu(
-                    true,
-                    false,
-                    vec![Seen {
-                        vantage: "geodns ns2".into(),
-                        up: true,
-                    }],
-                )),
-            },
-            ServerView {
-                server: "ns2".into(),
-                admin: "127.0.0.2:9153".parse().unwrap(),
-                regions: Some(eu(false, false, Vec::new())),
-            },
-            ServerView {
-                server: "ns3".into(),
-                admin: "127.0.0.3:9153".parse().unwrap(),
-                regions: None,
-            },
+            ServerView::numbered(1, Some(eu(true, false, seen))),
+            ServerView::numbered(2, Some(eu(false, false, Vec::new()))),
+            ServerView::numbered(3, None),
         ];
         assert_eq!(views[0].region_up("eu-west"), Some(true));
         assert_eq!(views[1].region_up("eu-west"), Some(false));

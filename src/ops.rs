@@ -353,16 +353,8 @@ mod tests {
         };
         let status = Status {
             geodns: vec![
-                ServerView {
-                    server: "ns1".into(),
-                    admin: "127.0.0.1:9153".parse().unwrap(),
-                    regions: Some(eu_edge(false, false, Vec::new())),
-                },
-                ServerView {
-                    server: "ns2".into(),
-                    admin: "127.0.0.2:9153".parse().unwrap(),
-                    regions: None,
-                },
+                ServerView::numbered(1, Some(eu_edge(false, false, Vec::new()))),
+                ServerView::numbered(2, None),
             ],
             dns_view_available: true,
             processes: vec![
@@ -401,6 +393,7 @@ mod tests {
                                 up: true,
                             }]),
                             cache_hit_ratio: Some(0.5),
+                            traffic: None,
                         },
                         EdgeStatus {
                             address: "127.0.1.3".parse().unwrap(),
@@ -409,6 +402,7 @@ mod tests {
                             origins: None,
                             peers: None,
                             cache_hit_ratio: None,
+                            traffic: None,
                         },
                     ],
                     origin: ProcessState::Running,
@@ -426,6 +420,7 @@ mod tests {
                             origins: None,
                             peers: None,
                             cache_hit_ratio: None,
+                            traffic: None,
                         })
                         .into(),
                     origin: ProcessState::Killed,

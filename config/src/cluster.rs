@@ -6,7 +6,7 @@
 use crate::fields::{TimeoutMs, Within};
 use crate::{ConfigError, ConfigSource};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `[cluster]` as written in the file.
@@ -165,9 +165,7 @@ fn check_nats_url(url: &str) -> Result<(), String> {
         Some((scheme, _)) => return Err(format!("{url:?}: scheme {scheme:?} is not nats or tls")),
         None => url,
     };
-    let authority = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let authority = authority.trim_end_matches('/');
-    let Some((host, port)) = authority.rsplit_once(':') else {
+    let Some((host, port)) = nats_authority(rest).rsplit_once(':') else {
         return Err(format!(
             "{url:?} has no port (NATS listens on 4222 by default)"
         ));
@@ -178,15 +176,24 @@ fn check_nats_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The `host:port` of a NATS server URL: without its scheme, its login
+/// (`user:password@`, `token@`) and a trailing `/`.
+pub fn nats_authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    authority.trim_end_matches('/')
+}
+
 impl Cluster {
     /// The file a role keeps its last applied config revision in.
     pub fn applied_config_file(&self, role: &str) -> PathBuf {
         self.state_dir.join(format!("{role}.applied.toml"))
     }
 
-    /// The directory of [`Cluster::state_dir`], for messages.
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+    /// The first NATS server (there is always one): where `up --cluster`
+    /// runs the bus.
+    pub fn first_server(&self) -> &str {
+        self.nats_urls.first().map_or("", String::as_str)
     }
 }
 

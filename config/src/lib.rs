@@ -10,7 +10,7 @@
 
 pub mod admin_access;
 pub mod applied;
-mod cluster;
+pub mod cluster;
 pub mod countries;
 mod error;
 pub mod fields;

@@ -14,7 +14,7 @@
 //! can send cross-origin unasked; so a browser on this machine cannot be
 //! made to purge, nor to read `/status` after rebinding a name to it.
 
-use crate::metrics::{CacheSummary, EdgeMetrics};
+use crate::metrics::{CacheSummary, EdgeMetrics, Traffic};
 use crate::origins::{OriginSet, OriginStatus};
 use crate::peers::Peers;
 use crate::purging;
@@ -62,6 +62,8 @@ pub struct EdgeStatus {
     pub peers: Vec<config::report::SeenEdge>,
     /// Its cache.
     pub cache: CacheSummary,
+    /// Its request counters.
+    pub traffic: Traffic,
 }
 
 /// `POST /purge`'s answer.
@@ -88,6 +90,7 @@ async fn status(State(state): State<AdminState>) -> impl IntoResponse {
         origins: state.origins.snapshot(),
         peers: state.peers.seen(),
         cache: state.metrics.summary(state.storage),
+        traffic: state.metrics.traffic(),
     })
 }
 

@@ -34,6 +34,7 @@ pub struct EdgeMetrics {
     responses: Vec<IntCounter>,
     origin_retries: IntCounter,
     purged: IntCounter,
+    purges: IntCounter,
     catch_up_waits: IntCounter,
     unverified_hits: IntCounter,
     verified: IntGauge,
@@ -129,6 +130,20 @@ pub struct CacheSummary {
     pub bytes: u64,
 }
 
+/// Counters since the edge started, as its `/status` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Traffic {
+    /// Requests answered, whatever the cache did with them.
+    pub requests: u64,
+    /// Requests moved to another origin after a failure.
+    pub origin_retries: u64,
+    /// Purge orders applied.
+    pub purges: u64,
+    /// Body bytes sent straight from cached pages (the zero-copy path;
+    /// other bytes are not counted).
+    pub zero_copy_bytes: u64,
+}
+
 impl EdgeMetrics {
     /// Registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -159,6 +174,10 @@ impl EdgeMetrics {
         let purged = counter(
             "meridian_edge_purged_objects_total",
             "Objects removed or marked stale by purges",
+        )?;
+        let purges = counter(
+            "meridian_edge_purges_total",
+            "Purge orders applied (each may remove any number of objects, none included)",
         )?;
         let catch_up_waits = counter(
             "meridian_edge_purge_catch_up_waits_total",
@@ -252,6 +271,7 @@ impl EdgeMetrics {
                 .collect(),
             origin_retries,
             purged,
+            purges,
             catch_up_waits,
             unverified_hits,
             verified,
@@ -342,9 +362,31 @@ impl EdgeMetrics {
         self.zero_copy_bytes.clone()
     }
 
-    /// Counts objects purged.
+    /// Counts one purge order applied, which removed `count` objects.
     pub fn purged(&self, count: usize) {
+        self.purges.inc();
         self.purged.inc_by(count as u64);
+    }
+
+    /// The request counters so far, which the live view of `meridian up`
+    /// turns into rates.
+    pub fn traffic(&self) -> Traffic {
+        let outcomes = [
+            &self.hits,
+            &self.stale_hits,
+            &self.misses,
+            &self.stale,
+            &self.revalidated,
+            &self.uncacheable,
+            &self.bypass,
+            &self.other,
+        ];
+        Traffic {
+            requests: outcomes.iter().map(|c| c.get()).sum(),
+            origin_retries: self.origin_retries.get(),
+            purges: self.purges.get(),
+            zero_copy_bytes: self.zero_copy_bytes.get(),
+        }
     }
 
     /// Hits, misses and the cache's size.

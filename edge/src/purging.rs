@@ -22,13 +22,7 @@ pub fn apply(
     metrics: &EdgeMetrics,
     purge: &Purge,
 ) -> Result<usize, String> {
-    check(purge)?;
-    let keys: Vec<_> = purge
-        .urls
-        .iter()
-        .filter_map(|url| url_keys(url))
-        .flatten()
-        .collect();
+    let keys = keys_of(purge)?;
     let mut purged = 0;
     if purge.all {
         purged += storage.purge_all();
@@ -194,10 +188,17 @@ pub async fn follow(
 
 /// Checks that every URL of `purge` can be purged (before publishing it).
 pub fn check(purge: &Purge) -> Result<(), String> {
-    match purge.urls.iter().find(|url| url_keys(url).is_none()) {
-        Some(url) => Err(format!("not an absolute http(s) URL: {url:?}")),
-        None => Ok(()),
+    keys_of(purge).map(drop)
+}
+
+/// The cache keys of every URL of `purge`, or which URL has none.
+fn keys_of(purge: &Purge) -> Result<Vec<pingora::cache::CacheKey>, String> {
+    let mut keys = Vec::with_capacity(purge.urls.len() * 2);
+    for url in &purge.urls {
+        let both = url_keys(url).ok_or_else(|| format!("not an absolute http(s) URL: {url:?}"))?;
+        keys.extend(both);
     }
+    Ok(keys)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod explain;
 pub mod geo;
 pub mod handler;
 pub mod health;
+pub mod live;
 pub mod metrics;
 pub mod rate_limit;
 pub mod reload;
@@ -65,6 +66,10 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Responses buffered per TCP connection before the writer waits.
 const TCP_RESPONSE_BUFFER: usize = 32;
+
+/// How long the admin listener's open connections get to finish at
+/// shutdown (a live view whose reader stalled would hold it for ever).
+const ADMIN_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs GeoDNS server `server` (a name from `config.geodns.servers`):
 /// binds its listen address for UDP and TCP, starts health-checking every
@@ -123,37 +128,51 @@ pub async fn run(
         addr: admin_addr,
         source,
     })?;
+    let (stop_view, view_stopped) = stop_switch();
+    let view = live::server::start(
+        live.clone(),
+        metrics.clone(),
+        this.name.clone(),
+        admin_local,
+        view_stopped,
+    );
     let admin_routes = admin::router(
         live.clone(),
         metrics.clone(),
+        view,
         admin_local,
         config.geodns.admin_token.as_deref(),
     );
-    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_server = axum::serve(admin, admin_routes).with_graceful_shutdown(async {
-        let _ = admin_stopped.await;
-    });
+    let (stop_admin, admin_stopped) = stop_switch();
+    let admin = axum::serve::ListenerExt::tap_io(admin, live::bound_send_buffer);
+    let admin_server = axum::serve(admin, admin_routes).with_graceful_shutdown(admin_stopped);
     tracing::info!("listening for HTTP on {admin_addr}");
-    let admin_task = tokio::spawn(async move {
+    let mut admin_task = tokio::spawn(async move {
         if let Err(error) = admin_server.await {
             tracing::error!(%error, "admin listener failed");
         }
     });
-    let (stop_upkeep, upkeep_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_upkeep, upkeep_stopped) = stop_switch();
     let upkeep = tokio::spawn(reload::upkeep(
         live.clone(),
         metrics.clone(),
         this.name.clone(),
         hangups,
-        async {
-            let _ = upkeep_stopped.await;
-        },
+        upkeep_stopped,
     ));
     let served = serve(GeoDnsHandler::new(live, metrics), udp, tcp, shutdown).await;
     let _ = stop_upkeep.send(());
+    // The live view's streams end with its collector; a connection whose
+    // reader stalled gets a bound, then is dropped with the listener.
+    let _ = stop_view.send(());
     let _ = stop_admin.send(());
     let _ = upkeep.await;
-    let _ = admin_task.await;
+    if tokio::time::timeout(ADMIN_STOP_GRACE, &mut admin_task)
+        .await
+        .is_err()
+    {
+        admin_task.abort();
+    }
     served
 }
 
@@ -184,4 +203,15 @@ pub async fn serve(
         .shutdown_gracefully()
         .await
         .map_err(|e| GeoDnsError::Server(e.to_string()))
+}
+
+/// A stop switch: the future resolves once the sender is fired or dropped.
+fn stop_switch() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (fire, fired) = tokio::sync::oneshot::channel::<()>();
+    (fire, async move {
+        let _ = fired.await;
+    })
 }

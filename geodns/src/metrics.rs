@@ -235,6 +235,11 @@ impl DnsMetrics {
         self.reload_failures.inc();
     }
 
+    /// Reloads that took effect and reloads refused, since start.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (self.reloads.get(), self.reload_failures.get())
+    }
+
     /// The Prometheus text exposition of every metric, with the edges'
     /// state as `health` (the current view) has it.
     pub fn render(&self, health: &HealthView) -> String {

@@ -65,14 +65,7 @@ impl LocalBus {
             None => config::DEMO_TOML.to_owned(),
         };
         let (text, listen) = match &config.cluster {
-            Some(cluster) => {
-                let first = cluster
-                    .nats_urls
-                    .first()
-                    .map(String::as_str)
-                    .unwrap_or_default();
-                (text, listen_address(first)?)
-            }
+            Some(cluster) => (text, listen_address(cluster.first_server())?),
             None => {
                 let state = dir.path().join("state");
                 let section = format!(
@@ -108,12 +101,7 @@ impl LocalBus {
         config: &Config,
         config_path: &std::path::Path,
     ) -> anyhow::Result<()> {
-        let first = config
-            .cluster
-            .as_ref()
-            .and_then(|c| c.nats_urls.first())
-            .map(String::as_str)
-            .unwrap_or_default();
+        let first = config.cluster.as_ref().map_or("", |c| c.first_server());
         self.listen = listen_address(first)?;
         self.args = server_args(self.listen, self.dir.path());
         self.config = config.clone();
@@ -142,14 +130,14 @@ fn server_args(listen: SocketAddr, dir: &std::path::Path) -> Vec<OsString> {
 
 /// The address a `nats://host:port` URL names, for a local server.
 pub fn listen_address(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    authority.trim_end_matches('/').parse().with_context(|| {
-        format!(
-            "`up --cluster` runs the bus at cluster.nats_urls[0] = {url:?}, which must be an \
+    config::cluster::nats_authority(url)
+        .parse()
+        .with_context(|| {
+            format!(
+                "`up --cluster` runs the bus at cluster.nats_urls[0] = {url:?}, which must be an \
              IP address and port of this machine"
-        )
-    })
+            )
+        })
 }
 
 #[cfg(test)]

@@ -21,7 +21,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use config::admin_access::{self, AdminAccess};
 use config::report::SeenEdge;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
@@ -125,6 +124,24 @@ pub struct EdgeStatus {
     pub peers: Option<Vec<SeenEdge>>,
     /// Its cache hit ratio so far.
     pub cache_hit_ratio: Option<f64>,
+    /// Its request counters so far (`None`: its admin listener did not
+    /// answer).
+    #[serde(default)]
+    pub traffic: Option<TrafficView>,
+}
+
+/// An edge's request counters since it started, as its `/status` reports
+/// them (`edge::metrics::Traffic`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficView {
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests moved to another origin after a failure.
+    pub origin_retries: u64,
+    /// Purge orders applied.
+    pub purges: u64,
+    /// Body bytes sent from cached pages without a copy.
+    pub zero_copy_bytes: u64,
 }
 
 /// Whether one GeoDNS server answers with a region's edges.
@@ -154,6 +171,8 @@ struct EdgeView {
     #[serde(default)]
     peers: Vec<SeenEdge>,
     cache: CacheView,
+    #[serde(default)]
+    traffic: Option<TrafficView>,
 }
 
 #[derive(Deserialize)]
@@ -171,18 +190,20 @@ impl IntoResponse for Failure {
     }
 }
 
-type Shared = Arc<Mutex<Supervisor>>;
+/// The supervisor, shared by the control API, the live view and the loop
+/// that reaps children.
+pub type Shared = Arc<Mutex<Supervisor>>;
 
-/// The control routes over the running supervisor, for a listener bound
-/// to `listen`.
-pub fn router(supervisor: Shared, listen: SocketAddr) -> Router {
-    let routes = Router::new()
+/// The control routes over the running supervisor, unguarded: the caller
+/// puts them behind `config::admin_access` with the live view's
+/// ([`super::listener_routes`]).
+pub fn routes(supervisor: Shared) -> Router {
+    Router::new()
         .route("/status", get(status))
         .route("/config", get(running_config))
         .route("/regions/{region}/outage", post(outage))
         .route("/regions/{region}/restore", post(restore))
-        .with_state(supervisor);
-    admin_access::guard(routes, AdminAccess::new(listen))
+        .with_state(supervisor)
 }
 
 /// `GET /config`: the config file `up` was given and the one its roles
@@ -262,6 +283,12 @@ async fn restore(
 }
 
 async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
+    axum::Json(gather(&supervisor).await)
+}
+
+/// The whole topology now: every process from the supervisor, and what
+/// every GeoDNS server and edge says (asked without holding the lock).
+pub async fn gather(supervisor: &Shared) -> Status {
     let (mut report, config, edge_admins, http) = {
         let supervisor = supervisor.lock().await;
         // Every region has its edges and an origin (`roles` makes them); a
@@ -308,6 +335,7 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
                         origins: None,
                         peers: None,
                         cache_hit_ratio: None,
+                        traffic: None,
                     })
                     .collect();
                 RegionStatus {
@@ -374,9 +402,10 @@ async fn status(State(supervisor): State<Shared>) -> axum::Json<Status> {
             edge.origins = Some(view.origins);
             edge.peers = Some(view.peers);
             edge.cache_hit_ratio = Some(view.cache.hit_ratio);
+            edge.traffic = view.traffic;
         }
     }
-    axum::Json(report)
+    report
 }
 
 /// The one value all of `values` have; `None` when there are none or they

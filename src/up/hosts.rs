@@ -132,12 +132,7 @@ impl NetworkSpec {
     pub fn of(config: &config::Config, subnet: [u8; 2], bus: bool) -> anyhow::Result<NetworkSpec> {
         let mut hosts = Vec::new();
         if bus && let Some(cluster) = &config.cluster {
-            let first = cluster
-                .nats_urls
-                .first()
-                .map(String::as_str)
-                .unwrap_or_default();
-            let listen = super::bus::listen_address(first)?;
+            let listen = super::bus::listen_address(cluster.first_server())?;
             hosts.push(host(super::bus::HOST, None, &[listen.ip()], subnet)?);
         }
         for server in &config.geodns.servers {

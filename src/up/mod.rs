@@ -9,7 +9,8 @@
 //!
 //! While it runs it serves a control API on loopback ([`control`]) through
 //! which `meridian outage`, `restore` and `status` crash, restart and
-//! inspect a region's processes.
+//! inspect a region's processes, and at its root a live view of the
+//! topology in a browser ([`live`]).
 //!
 //! A child that dies without being asked to (a crash, `kill -9`) is started
 //! again, after a delay that grows while it keeps dying, and given up on in
@@ -20,6 +21,7 @@ mod bus;
 mod child;
 pub mod control;
 mod hosts;
+mod live;
 mod probe;
 mod relocate;
 mod restart;
@@ -45,6 +47,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long children get to exit after SIGTERM before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// How long the control API's open connections get to finish when `up`
+/// stops.
+const CONTROL_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// How often readiness and liveness are checked.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -352,11 +358,14 @@ async fn supervise(
     }
 
     supervisor.print_endpoints();
+    let config = supervisor.config.clone();
     let supervisor = Arc::new(Mutex::new(supervisor));
+    let (stop_live, live_stopped) = tokio::sync::oneshot::channel::<()>();
+    let live = live::start(supervisor.clone(), &config, live_stopped);
     let (stop_control, control_stopped) = tokio::sync::oneshot::channel::<()>();
     let control_server = axum::serve(
-        control_listener,
-        control::router(supervisor.clone(), control_local),
+        axum::serve::ListenerExt::tap_io(control_listener, geodns::live::bound_send_buffer),
+        listener_routes(supervisor.clone(), live, control_local),
     )
     .with_graceful_shutdown(async {
         let _ = control_stopped.await;
@@ -377,11 +386,37 @@ async fn supervise(
         }
     }
     eprintln!("stopping...");
+    // The live view's streams end with its collector; then the control
+    // listener's graceful shutdown has no open page to wait for.
+    let _ = stop_live.send(());
     let _ = stop_control.send(());
-    let _ = control.await;
+    // A connection whose client stopped reading (a stalled browser tab)
+    // would hold the graceful shutdown for ever: it gets a bound, then
+    // the listener is dropped with its connections.
+    let mut control = control;
+    if tokio::time::timeout(CONTROL_STOP_GRACE, &mut control)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "control API connections still open after {CONTROL_STOP_GRACE:?}; closing them"
+        );
+        control.abort();
+    }
     supervisor.lock().await.stop_all().await;
     eprintln!("stopped");
     Ok(())
+}
+
+/// Everything the control listener on `listen` serves (the control API
+/// and the live view), behind `config::admin_access`.
+fn listener_routes(
+    supervisor: control::Shared,
+    live: geodns::live::Feed,
+    listen: SocketAddr,
+) -> axum::Router {
+    let routes = control::routes(supervisor).merge(geodns::live::routes(live));
+    config::admin_access::guard(routes, config::admin_access::AdminAccess::new(listen))
 }
 
 impl Supervisor {
@@ -542,6 +577,10 @@ impl Supervisor {
             println!("  {:<30} {}", role.label, role.endpoint);
         }
         println!("  {:<30} http://{}", "control API", config.control.listen);
+        println!(
+            "  {:<30} http://{}/ (open it in a browser)",
+            "live view", config.control.listen
+        );
         if let (Some(name), Some(region)) =
             (config.zone.steered_names.first(), config.regions.first())
         {

@@ -205,7 +205,14 @@ fn edge_and_geodns_admin_listeners_refuse_rebinding_and_cross_site_requests() {
         let host = &dns_admin.addr.to_string();
         let bearer = &format!("Authorization: Bearer {DNS_TOKEN}");
         let other_token = &format!("Authorization: Bearer {PURGE_TOKEN}");
-        for path in ["/health", "/metrics", "/healthz"] {
+        for path in [
+            "/health",
+            "/counters",
+            "/metrics",
+            "/healthz",
+            "/",
+            "/snapshot",
+        ] {
             dns_admin.expect(&[
                 // Without the token, with another token.
                 ("GET", path, host, &[], "", 401),

@@ -31,7 +31,15 @@ async fn second_is_hit(s: &Setup, paths: &[&str]) -> Vec<bool> {
 async fn fresh_responses_are_hits_and_carry_age() {
     let s = setup(70, |_| ok(&[("cache-control", "max-age=60")], "body"));
     let first = s.get("/a").await;
-    assert_eq!(first.cache_status(), "meridian; fwd=miss; stored; ttl=60");
+    // Freshness left when the head went out: 60 s, less however long the
+    // edge took (a loaded machine can take over half a second, which
+    // rounds to 59).
+    let status = first.cache_status();
+    let ttl = status.strip_prefix("meridian; fwd=miss; stored; ttl=");
+    let ttl: u32 = ttl
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!((55..=60).contains(&ttl), "{status}");
     let second = s.get("/a").await;
     assert_eq!((second.status, second.text().as_str()), (200, "body"));
     assert!(second.is_hit(), "{}", second.cache_status());

@@ -20,6 +20,7 @@ mod harness;
 mod hit_paths;
 mod hostile;
 mod hosts;
+mod live_view;
 mod nameservers;
 mod origin_tls;
 mod purge;

@@ -39,6 +39,7 @@
 //! hit them; the typed setters of [`Topology`] panic on misuse (a region
 //! that does not exist), which is a bug in the caller.
 
+pub mod browser;
 pub mod dns;
 mod error;
 pub mod grafana;
