@@ -210,13 +210,26 @@ pub struct EdgeArgs {
     /// Ad-hoc mode: the origin to forward to (e.g. http://127.0.0.1:8000).
     #[arg(long, requires = "listen", value_name = "URL")]
     pub origin: Option<String>,
-    /// Ad-hoc mode: the cache's byte budget [default: 256 MiB].
-    #[arg(long, requires = "listen", value_name = "BYTES")]
-    pub cache_max_bytes: Option<usize>,
+    /// Ad-hoc mode: the memory cache's budget, in bytes or with a unit
+    /// (`64MiB`) [default: 256 MiB].
+    #[arg(long, alias = "cache-max-bytes", requires = "listen", value_name = "SIZE", value_parser = byte_size)]
+    pub cache_bytes: Option<u64>,
+    /// Ad-hoc mode: keep a disk tier of the cache in this directory (below
+    /// memory; it survives restarts). Needs --cache-disk-bytes.
+    #[arg(long, requires_all = ["listen", "cache_disk_bytes"], value_name = "DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Ad-hoc mode: the disk tier's budget (`1GiB`).
+    #[arg(long, requires = "cache_dir", value_name = "SIZE", value_parser = byte_size)]
+    pub cache_disk_bytes: Option<u64>,
     /// Ad-hoc mode: also forward this request field to the origin on GET
     /// and HEAD (repeatable; like `edge.forward_request_headers`).
     #[arg(long = "forward-header", requires = "listen", value_name = "NAME")]
     pub forward_headers: Vec<String>,
+}
+
+/// A byte size: plain bytes, or with a unit (`4MiB`, `1GB`).
+fn byte_size(value: &str) -> Result<u64, String> {
+    parse_size::parse_size(value).map_err(|e| format!("{value:?} is not a size: {e}"))
 }
 
 /// `meridian geodns`

@@ -143,11 +143,26 @@ pub fn edge(args: &EdgeArgs) -> anyhow::Result<()> {
         (Some(region), _, _) => configured_edge(args, region)?,
         (None, Some(listen), Some(origin)) => {
             let mut settings = edge::EdgeSettings::ad_hoc(listen, origin)?;
-            if let Some(bytes) = args.cache_max_bytes {
-                anyhow::ensure!(bytes > 0, "--cache-max-bytes must be at least 1");
-                settings.cache_max_bytes = bytes;
-                settings.cache_max_object_bytes = settings.cache_max_object_bytes.min(bytes);
+            if let Some(bytes) = args.cache_bytes {
+                anyhow::ensure!(bytes > 0, "--cache-bytes must be at least 1");
+                settings.cache_max_bytes = usize::try_from(bytes)
+                    .map_err(|_| anyhow::anyhow!("--cache-bytes {bytes} does not fit in memory"))?;
             }
+            let mut largest_budget = settings.cache_max_bytes as u64;
+            if let (Some(dir), Some(bytes)) = (&args.cache_dir, args.cache_disk_bytes) {
+                anyhow::ensure!(
+                    bytes >= config::disk::MIN_DISK_BYTES,
+                    "--cache-disk-bytes must be at least {}",
+                    config::disk::MIN_DISK_BYTES
+                );
+                largest_budget = largest_budget.max(bytes);
+                let largest_object = (settings.cache_max_object_bytes as u64).min(largest_budget);
+                settings.disk = Some(edge::DiskSettings::new(dir.clone(), bytes, largest_object));
+            }
+            // An object too large for memory may still go to disk.
+            settings.cache_max_object_bytes = settings
+                .cache_max_object_bytes
+                .min(usize::try_from(largest_budget).unwrap_or(usize::MAX));
             for name in &args.forward_headers {
                 let lower = name.to_ascii_lowercase();
                 let field = http::HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {

@@ -137,20 +137,46 @@ pub enum Applying {
     Refused(String),
 }
 
+/// Where an edge's purges resume, and where it keeps that: an edge with a
+/// disk cache keeps the last purge it applied, so that after a restart
+/// every purge published while it was down reaches the objects its disk
+/// kept. Without one, nothing outlives the process and nothing is kept.
+pub struct Position<'a> {
+    /// The last purge applied before this start, if kept.
+    pub resume_after: Option<u64>,
+    /// Keeps "every purge up to this sequence is applied".
+    pub keep: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+impl Position<'_> {
+    /// Nothing kept across restarts.
+    pub fn in_memory() -> Position<'static> {
+        Position {
+            resume_after: None,
+            keep: &|_| {},
+        }
+    }
+}
+
 /// Reads the purge stream as the edge `edge` for as long as the process
 /// lives: `apply` each purge in order (everything, when purges were
-/// missed), acknowledge it, announce it; and keep `verified` up to date.
+/// missed), acknowledge it, announce it; keep its `position`; and keep
+/// `verified` up to date.
 pub async fn follow(
     bus: Bus,
     edge: String,
     verified: &Verified,
+    position: Position<'_>,
     apply: impl Fn(&Purge) -> Applying,
 ) -> ! {
     let started = SystemTime::now();
-    let mut last_sequence: Option<u64> = None;
+    let mut last_sequence = position.resume_after;
+    // A kept position wins over the consumer's own on the server, which
+    // may be ahead of what the disk made durable before a crash.
+    let mut restart_consumer = position.resume_after.is_some();
     let applied = Notify::new();
     loop {
-        let opened = match consumer(&bus, &edge, last_sequence, started).await {
+        let opened = match consumer(&bus, &edge, last_sequence, started, restart_consumer).await {
             Ok(opened) => opened,
             Err(error) => {
                 verified.set_reachable(false);
@@ -159,12 +185,13 @@ pub async fn follow(
                 continue;
             }
         };
+        restart_consumer = false;
         // Both run until one fails; then the consumer is opened again.
         tokio::select! {
             error = read(&bus, &opened, &edge, &mut last_sequence, &apply, &applied) => {
                 tracing::warn!(%error, "reading the purge stream failed; retrying");
             }
-            error = prove(&bus, &opened.1, verified, &applied) => {
+            error = prove(&bus, &opened.1, verified, &applied, position.keep) => {
                 tracing::warn!(%error, "the purge stream did not answer; retrying");
             }
         }
@@ -184,9 +211,14 @@ async fn consumer(
     edge: &str,
     last_sequence: Option<u64>,
     started: SystemTime,
+    restart: bool,
 ) -> Result<(Stream, PullConsumer), BusError> {
     let stream = crate::buckets::purge_stream(bus).await?;
     let name = crate::bus_name(edge);
+    if restart {
+        // Gone already is as good.
+        let _ = stream.delete_consumer(&name).await;
+    }
     let consumer = stream
         .get_or_create_consumer(
             &name,
@@ -323,13 +355,21 @@ async fn prove(
     consumer: &PullConsumer,
     verified: &Verified,
     applied: &Notify,
+    keep: &(dyn Fn(u64) + Send + Sync),
 ) -> BusError {
     let poll = (bus.settings().verified_for / 4).max(Duration::from_millis(20));
+    let mut kept = None;
     loop {
         match caught_up(consumer, bus.settings().verified_for).await {
-            Ok(Some(as_of)) => {
+            Ok(Some((as_of, ack_floor))) => {
                 verified.set_reachable(true);
                 verified.confirm(as_of);
+                // Everything up to the ack floor is applied (acknowledged
+                // only once applied); kept when it moves.
+                if kept != Some(ack_floor) {
+                    keep(ack_floor);
+                    kept = Some(ack_floor);
+                }
             }
             Ok(None) => verified.set_reachable(true),
             Err(error) => return error,
@@ -342,19 +382,24 @@ async fn prove(
 }
 
 /// Asks the server whether this edge's consumer has anything left:
-/// `Some(asked)` when nothing is pending or unacknowledged, so every purge
-/// published before `asked` has been applied (an edge acknowledges a purge
+/// `Some((asked, ack floor))` when nothing is pending or unacknowledged, so
+/// every purge published before `asked`, and every one up to the ack
+/// floor's stream sequence, has been applied (an edge acknowledges a purge
 /// only once it is applied).
 ///
 /// Receiving nothing is no such proof: a pull also ends empty when the
 /// server stalls and the client's own timer runs out.
-async fn caught_up(consumer: &PullConsumer, within: Duration) -> Result<Option<Instant>, BusError> {
+async fn caught_up(
+    consumer: &PullConsumer,
+    within: Duration,
+) -> Result<Option<(Instant, u64)>, BusError> {
     let asked = Instant::now();
     let info = tokio::time::timeout(within, consumer.get_info())
         .await
         .map_err(|_| BusError::jetstream("consumer info", "no answer in time"))?
         .map_err(|e| BusError::jetstream("consumer info", e))?;
-    Ok((info.num_pending == 0 && info.num_ack_pending == 0).then_some(asked))
+    Ok((info.num_pending == 0 && info.num_ack_pending == 0)
+        .then_some((asked, info.ack_floor.stream_sequence)))
 }
 
 #[cfg(test)]

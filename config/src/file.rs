@@ -270,6 +270,8 @@ pub(crate) struct EdgeFile {
     pub cache_max_bytes: u64,
     /// The largest response body an edge stores, in bytes.
     pub cache_max_object_bytes: u64,
+    /// A disk tier below the memory cache.
+    pub disk: Option<crate::disk::DiskFile>,
     /// Port of each edge's admin listener (health, metrics, status).
     #[serde(default = "default_admin_port")]
     pub admin_port: Port,

@@ -11,6 +11,7 @@
 pub mod admin_access;
 pub mod applied;
 pub mod cluster;
+pub mod disk;
 pub mod countries;
 mod error;
 pub mod fields;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use cluster::Cluster;
+pub use disk::DiskCache;
 pub use error::ConfigError;
 pub use fields::DnsName;
 pub use hysteresis::Hysteresis;
@@ -436,6 +438,8 @@ pub struct Edge {
     pub cache_max_bytes: usize,
     /// Largest body an edge stores, in bytes.
     pub cache_max_object_bytes: usize,
+    /// The disk tier below the memory cache, if any.
+    pub disk: Option<DiskCache>,
     /// Port of each edge's admin listener.
     pub admin_port: u16,
     /// Address of the admin listener when set; else see [`Edge::admin_addr`].

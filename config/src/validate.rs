@@ -739,12 +739,23 @@ impl Checker<'_> {
                 ),
             ));
         }
-        if edge.cache_max_object_bytes == 0 || edge.cache_max_object_bytes > edge.cache_max_bytes {
+        let disk = edge
+            .disk
+            .map(|disk| crate::disk::lower(disk, self.source, |f| self.path(f)))
+            .transpose()?;
+        // An object too large for memory may still go to disk.
+        let (largest_budget, budget_key) = match &disk {
+            Some(disk) if disk.max_bytes > edge.cache_max_bytes => {
+                (disk.max_bytes, "edge.disk.max_bytes")
+            }
+            _ => (edge.cache_max_bytes, "cache_max_bytes"),
+        };
+        if edge.cache_max_object_bytes == 0 || edge.cache_max_object_bytes > largest_budget {
             return Err(self.error(
                 "edge.cache_max_object_bytes",
                 format!(
-                    "must be between 1 and cache_max_bytes ({}), got {}",
-                    edge.cache_max_bytes, edge.cache_max_object_bytes
+                    "must be between 1 and {budget_key} ({largest_budget}), got {}",
+                    edge.cache_max_object_bytes
                 ),
             ));
         }
@@ -840,6 +851,7 @@ impl Checker<'_> {
                 "edge.cache_max_object_bytes",
                 edge.cache_max_object_bytes,
             )?,
+            disk,
             admin_port,
             admin_address: edge.admin_address,
             admin_on_edge_address: edge.admin_on_edge_address,

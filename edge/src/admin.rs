@@ -64,6 +64,8 @@ pub struct EdgeStatus {
     pub cache: CacheSummary,
     /// Its request counters.
     pub traffic: Traffic,
+    /// Lookups answered per cache tier, and its disk tier's state.
+    pub tiers: crate::storage::TierStats,
 }
 
 /// `POST /purge`'s answer.
@@ -91,6 +93,7 @@ async fn status(State(state): State<AdminState>) -> impl IntoResponse {
         peers: state.peers.seen(),
         cache: state.metrics.summary(state.storage),
         traffic: state.metrics.traffic(),
+        tiers: state.storage.tier_stats(),
     })
 }
 
@@ -135,5 +138,16 @@ async fn purge(
         Ok(purged) => purged,
         Err(reason) => return refuse(StatusCode::BAD_REQUEST, &reason),
     };
+    // Answered once the disk tier has deleted what was purged, so an edge
+    // that crashes right after never finds it again. (A purge from the
+    // cluster bus needs no wait: the bus replays what the disk did not
+    // record as applied.)
+    let storage = state.storage;
+    if tokio::task::spawn_blocking(move || storage.flush_disk())
+        .await
+        .is_err()
+    {
+        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "the disk cache failed");
+    }
     axum::Json(PurgeResult { purged }).into_response()
 }

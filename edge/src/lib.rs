@@ -46,7 +46,7 @@ use std::time::Duration;
 
 pub use origins::{OriginSet, OriginTarget};
 pub use proxy::{EdgeProxy, ORIGIN_REGION_HEADER};
-pub use storage::MemoryStorage;
+pub use storage::{DiskSettings, MemoryStorage};
 
 /// How long a writer may hold the cache lock for one object before waiting
 /// requests give up on it and fetch for themselves.
@@ -89,6 +89,8 @@ pub struct EdgeSettings {
     pub cache_max_bytes: usize,
     /// Largest object stored, in bytes.
     pub cache_max_object_bytes: usize,
+    /// The disk tier below memory, if any.
+    pub disk: Option<DiskSettings>,
     /// What may be stored beyond what origins state.
     pub cache_policy: cacheability::Policy,
     /// The most variants of one URL stored at once.
@@ -294,6 +296,15 @@ impl EdgeSettings {
             health_path: edge.health_path.clone(),
             cache_max_bytes: edge.cache_max_bytes,
             cache_max_object_bytes: edge.cache_max_object_bytes,
+            // Each edge has a folder of its own, named by its address:
+            // several edges may share a host and its cache directory.
+            disk: edge.disk.as_ref().map(|disk| {
+                DiskSettings::new(
+                    disk.path.join(place.peer_address.ip().to_string()),
+                    disk.max_bytes,
+                    edge.cache_max_object_bytes as u64,
+                )
+            }),
             cache_policy: cacheability::Policy::from_config(edge),
             cache_max_variants: edge.cache_max_variants,
             forward_request_headers: edge
@@ -531,10 +542,12 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
 
     // Pingora's cache API takes `'static` references: the storage and the
     // lock live as long as the process, so leaking them once is exact.
-    let storage: &'static MemoryStorage = Box::leak(Box::new(
-        MemoryStorage::new(settings.cache_max_bytes, settings.cache_max_object_bytes)
-            .with_max_variants(settings.cache_max_variants),
-    ));
+    let mut storage = MemoryStorage::new(settings.cache_max_bytes, settings.cache_max_object_bytes)
+        .with_max_variants(settings.cache_max_variants);
+    if let Some(disk) = &settings.disk {
+        storage = storage.with_disk(disk);
+    }
+    let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
     let cache_lock: &'static CacheKeyLockImpl =
         Box::leak(CacheLock::new_boxed(CACHE_LOCK_AGE_TIMEOUT));
 

@@ -13,6 +13,8 @@ use prometheus::{
 };
 use std::time::Duration;
 
+mod tiers;
+
 /// The edge's metrics.
 pub struct EdgeMetrics {
     registry: Registry,
@@ -41,6 +43,7 @@ pub struct EdgeMetrics {
     objects: IntGauge,
     bytes: IntGauge,
     zero_copy_bytes: IntCounter,
+    tiers: tiers::TierGauges,
     /// By [`PeerFillSent`], in its order.
     peer_fills_sent: Vec<IntCounter>,
     /// By [`PeerFillReceived`], in its order.
@@ -242,7 +245,9 @@ impl EdgeMetrics {
             &["outcome"],
             registry
         )?;
+        let tiers = tiers::TierGauges::register(&registry)?;
         Ok(EdgeMetrics {
+            tiers,
             peer_fills_sent: PeerFillSent::ALL
                 .iter()
                 .map(|o| peer_fills_sent.with_label_values(&[o.label()]))
@@ -420,6 +425,7 @@ impl EdgeMetrics {
         ] {
             gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
         }
+        self.tiers.set(&storage.tier_stats());
         // Encoding only fails on a metric with an invalid name, which
         // registering it already refused.
         let families = self.registry.gather();

@@ -141,16 +141,21 @@ pub async fn follow(
             return;
         }
     };
-    let feed =
-        cluster::feed::follow(
-            bus.clone(),
-            link.name.clone(),
-            &link.verified,
-            |purge| match apply(storage, &metrics, purge) {
-                Ok(purged) => Applying::Purged(purged),
-                Err(reason) => Applying::Refused(reason),
-            },
-        );
+    let keep = |sequence| storage.purges_applied_up_to(sequence);
+    let position = cluster::feed::Position {
+        resume_after: storage.resume_purges_after(),
+        keep: &keep,
+    };
+    let feed = cluster::feed::follow(
+        bus.clone(),
+        link.name.clone(),
+        &link.verified,
+        position,
+        |purge| match apply(storage, &metrics, purge) {
+            Ok(purged) => Applying::Purged(purged),
+            Err(reason) => Applying::Refused(reason),
+        },
+    );
     let reporting = cluster::reports::keep_reporting(bus.clone(), link.report.subscribe());
     let seeing = async {
         let mut ticks = tokio::time::interval(health_interval);

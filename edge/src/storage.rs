@@ -41,23 +41,23 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
-// The disk tier (issue #17) is built bottom-up and not wired into this
-// storage yet: until it is, nothing outside its own tests calls it.
-#[allow(dead_code)]
 mod disk;
-#[allow(dead_code)]
 mod disk_meta;
 mod fill;
 mod indexes;
 mod object;
 #[cfg(test)]
 mod tests;
+mod tiers;
 
 use fill::{Fill, FillReader, FillWriter};
 pub use indexes::response_tags;
 use indexes::{IndexCleanup, Indexes};
 pub use object::received_at;
 use object::{OBJECT_OVERHEAD_BYTES, ObjectReader, ObjectWeighter, StoredMeta, StoredObject};
+pub use disk::DiskSettings;
+pub use tiers::TierStats;
+use tiers::{Disk, TierHits};
 
 /// Typical object size, used only to size quick_cache's tables up front.
 const TYPICAL_OBJECT_BYTES: usize = 16 * 1024;
@@ -92,6 +92,10 @@ pub struct MemoryStorage {
     fill_count: AtomicUsize,
     next_fill_id: AtomicU64,
     max_object_bytes: usize,
+    /// The disk tier below memory, if any (see [`tiers`]), and where it is.
+    disk: Disk,
+    disk_path: Option<String>,
+    tier_hits: TierHits,
     /// Tests only: runs where a purge once could slip in between a check
     /// and a write, so a test can make it land exactly there.
     #[cfg(test)]
@@ -151,6 +155,9 @@ impl MemoryStorage {
             fill_count: AtomicUsize::new(0),
             next_fill_id: AtomicU64::new(1),
             max_object_bytes,
+            disk: Disk::None,
+            disk_path: None,
+            tier_hits: TierHits::default(),
             #[cfg(test)]
             race_hook: Mutex::new(None),
         }
@@ -201,7 +208,7 @@ impl MemoryStorage {
         if self.fill_for(key, None).is_some() {
             return None;
         }
-        let object = self.objects.get(key)?;
+        let object = self.stored(key)?;
         let meta = &object.meta;
         if meta.variance.is_some() || meta.fresh_until <= now {
             return None;
@@ -234,7 +241,11 @@ impl MemoryStorage {
                 None => Vec::new(),
             }
         };
-        keys.iter().filter(|key| self.purge_key(key, soft)).count()
+        let in_memory = keys.iter().filter(|key| self.purge_key(key, soft)).count();
+        // Those also on disk left it with their key above: what the disk
+        // still finds is only there.
+        let only_on_disk = self.disk().map_or(0, |disk| disk.purge_tag(tag).len());
+        in_memory + only_on_disk
     }
 
     /// Removes (or, `soft`, marks stale) the object stored under `key`,
@@ -260,12 +271,17 @@ impl MemoryStorage {
             }
             None => false,
         };
+        let on_disk = self.disk().is_some_and(|disk| {
+            let held = disk.holds(key);
+            disk.purge(*key);
+            held
+        });
         match self.objects.remove(key) {
             Some((key, object)) => {
                 self.indexes.unfile(&key, &object);
                 true
             }
-            None => cancelled,
+            None => cancelled || on_disk,
         }
     }
 
@@ -280,7 +296,14 @@ impl MemoryStorage {
         self.fill_count
             .fetch_sub(fills.values().map(Vec::len).sum(), Ordering::AcqRel);
         fills.clear();
-        let count = self.objects.len();
+        let count = match self.disk() {
+            // Objects in both tiers count once.
+            Some(disk) => {
+                let only_in_memory = self.objects.iter().filter(|(key, _)| !disk.holds(key));
+                only_in_memory.count() + disk.purge_all()
+            }
+            None => self.objects.len(),
+        };
         self.objects.clear();
         self.indexes.clear();
         count
@@ -299,6 +322,13 @@ impl MemoryStorage {
             }
             !list.is_empty()
         });
+        // The disk copy says fresh: it goes, rather than be served so once
+        // memory evicts the stale copy.
+        let on_disk = self.disk().is_some_and(|disk| {
+            let held = disk.holds(key);
+            disk.purge(*key);
+            held
+        });
         let now = SystemTime::now();
         let expired = self.replace_stored(key, |object| {
             let mut meta = object.meta.to_meta();
@@ -311,7 +341,7 @@ impl MemoryStorage {
                 primary: object.primary,
             }
         });
-        expired || marked
+        expired || marked || on_disk
     }
 
     /// Replaces the object stored under `key` with `refresh(current)`, in
@@ -354,7 +384,11 @@ impl MemoryStorage {
                 meta.expire_at(SystemTime::now());
                 object.meta = Arc::new(StoredMeta::from_meta(&meta));
             }
-            self.store(key, Arc::new(object));
+            let object = Arc::new(object);
+            self.store(key, object.clone());
+            // Under the `fills` lock: a purge after this offer comes after
+            // it in the disk's queue too, and removes it.
+            self.write_through(key, &object);
         }
         if let Some(list) = fills.get_mut(&key) {
             let before = list.len();
@@ -475,7 +509,7 @@ impl Storage for MemoryStorage {
         if let Some(fill) = self.fill_for(&hash, None) {
             return fill.reader().map(Some);
         }
-        let Some(object) = self.objects.get(&hash) else {
+        let Some(object) = self.stored(&hash) else {
             return Ok(None);
         };
         let meta = object.meta.to_meta();
@@ -588,16 +622,16 @@ impl Storage for MemoryStorage {
         // Built before taking the cache's lock for the key.
         let meta = Arc::new(StoredMeta::from_meta(meta));
         let tags = response_tags(&meta.header.headers).into_boxed_slice();
+        let hash = key.combined_bin();
+        // A hit served from disk is refreshed in memory.
+        self.bring_into_memory(&hash);
         // Evicted or purged while revalidating: nothing to refresh.
-        Ok(
-            self.replace_stored(&key.combined_bin(), |object| StoredObject {
-                meta,
-                body: object.body.clone(),
-                tags,
-                received: SystemTime::now(),
-                primary: object.primary,
-            }),
-        )
+        let refreshed =
+            self.replace_stored(&hash, |object| tiers::refreshed(object, meta, tags));
+        if refreshed {
+            self.write_through_stored(hash);
+        }
+        Ok(refreshed)
     }
 
     fn support_streaming_partial_write(&self) -> bool {

@@ -12,6 +12,7 @@ mod cache;
 mod cli;
 mod cluster;
 mod cluster_config;
+mod disk;
 mod dns;
 mod failover;
 mod faults;

@@ -101,10 +101,11 @@ pub(crate) mod index;
 pub(crate) mod layout;
 pub(crate) mod position;
 pub(crate) mod record;
+pub(crate) mod tombstones;
 pub(crate) mod writer;
 
 use health::DiskHealth;
-use index::{DiskHit, DiskIndex, Rebuilt};
+use index::{DiskHit, DiskIndex, Rebuilt, TagsOf};
 use layout::{Layout, LayoutError};
 use pingora::cache::key::HashBinary;
 use std::path::PathBuf;
@@ -124,8 +125,26 @@ pub struct DiskSettings {
     pub queue: QueueLimits,
 }
 
+impl DiskSettings {
+    /// A tier in `path` of `max_bytes`, taking objects up to
+    /// `max_object_bytes`, with the writer queue's usual bounds: enough to
+    /// absorb a burst of misses, small next to the memory tier (its bodies
+    /// are mostly shared with memory anyway).
+    pub fn new(path: PathBuf, max_bytes: u64, max_object_bytes: u64) -> DiskSettings {
+        DiskSettings {
+            path,
+            max_bytes,
+            queue: QueueLimits {
+                max_objects: 1024,
+                max_bytes: (32 << 20).max(max_object_bytes),
+                max_object_bytes,
+            },
+        }
+    }
+}
+
 /// What the disk tier holds and has done, for metrics and `status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DiskStats {
     /// Objects indexed (found at start or written since).
     pub objects: u64,
@@ -146,6 +165,7 @@ pub struct DiskStats {
     /// How long the last rebuild took, in milliseconds.
     pub rebuild_millis: u64,
     /// Why the disk is failing, if it is.
+    #[serde(skip)]
     pub failing: Option<String>,
 }
 
@@ -167,8 +187,9 @@ pub struct DiskTier {
 impl DiskTier {
     /// Opens the directory (refusing one another process uses) and starts
     /// serving from it at once: objects are found as the background rebuild
-    /// checks them.
-    pub fn open(settings: &DiskSettings) -> Result<DiskTier, LayoutError> {
+    /// checks them. `tags_of` reads the purge tags out of a record's
+    /// metadata.
+    pub fn open(settings: &DiskSettings, tags_of: TagsOf) -> Result<DiskTier, LayoutError> {
         let layout = Arc::new(Layout::open(&settings.path)?);
         let io_error = |source| LayoutError::Io {
             path: settings.path.clone(),
@@ -181,7 +202,8 @@ impl DiskTier {
             settings.max_bytes,
             settings.queue.max_object_bytes,
             health.clone(),
-        ));
+        )
+        .with_tags_of(tags_of));
         let writer = Writer::start(
             index.clone(),
             layout.clone(),
@@ -223,6 +245,21 @@ impl DiskTier {
     /// Purges `key` from the tier (at once for lookups; its file in order).
     pub fn purge(&self, key: HashBinary) {
         self.writer.purge(key);
+    }
+
+    /// Purges every object tagged `tag`; the keys it held.
+    pub fn purge_tag(&self, tag: &str) -> Vec<HashBinary> {
+        self.writer.purge_tag(tag)
+    }
+
+    /// Purges everything; how many objects there were.
+    pub fn purge_all(&self) -> usize {
+        self.writer.purge_all()
+    }
+
+    /// Whether the tier holds `key` (without counting a hit).
+    pub fn holds(&self, key: &HashBinary) -> bool {
+        self.index.holds(key)
     }
 
     /// Records that the cluster bus's purges up to `bus_sequence` are

@@ -153,6 +153,11 @@ pub(super) fn decode(bytes: &[u8]) -> Result<DiskMeta, MetaError> {
     })
 }
 
+/// The purge tags in metadata `bytes`; `None` if they cannot be read.
+pub(super) fn tags_of(bytes: &[u8]) -> Option<Box<[String]>> {
+    decode(bytes).ok().map(|meta| meta.tags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -570,6 +570,16 @@ setters! {
     cache_max_bytes(bytes: u64) => "edge"."cache_max_bytes" = i64::try_from(bytes).unwrap_or(i64::MAX).into();
 }
 
+impl Topology {
+    /// `[edge.disk]`: a disk tier of `max_bytes` per edge under `path`.
+    pub fn disk_cache(mut self, path: &Path, max_bytes: u64) -> Self {
+        self.set(&["edge", "disk"], "path", path_value(path));
+        let bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        self.set(&["edge", "disk"], "max_bytes", bytes.into());
+        self
+    }
+}
+
 /// `[[zone.records]]` tables (TOML text) from `NAME TYPE VALUE` entries
 /// separated by `|` (the value may hold spaces): a NAME with a final dot
 /// is absolute, one without is inside the demo's zone, and `@` is its

@@ -11,10 +11,10 @@
 use super::health::DiskHealth;
 use super::layout::{self, Layout};
 use super::record::{self, Pending, RecordError, RecordHeader};
+use super::tombstones::Tombstones;
 use crate::zero_copy;
 use bytes::Bytes;
 use pingora::cache::key::HashBinary;
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -31,6 +31,8 @@ pub struct DiskEntry {
     disk_bytes: u64,
     /// Hits since it was indexed, for promotion to memory when hot.
     hits: AtomicU32,
+    /// Its purge tags, for purges by tag.
+    tags: Box<[String]>,
 }
 
 #[derive(Clone)]
@@ -119,11 +121,21 @@ pub struct DiskIndex {
     layout: Arc<Layout>,
     entries: Entries,
     /// Held for every change (see the module documentation). It guards the
-    /// tombstones: keys purged whose purge the writer has not applied yet,
-    /// with the queue sequence of that purge. A write queued before it
-    /// (a lower sequence) must not land.
-    changes: Mutex<HashMap<HashBinary, u64>>,
+    /// tombstones of purges the writer has not applied yet.
+    changes: Mutex<Tombstones>,
     health: Arc<DiskHealth>,
+    /// The purge tags in a record's metadata (which only the memory tier
+    /// knows how to read).
+    tags_of: TagsOf,
+}
+
+/// Reads the purge tags out of a record's metadata; `None` if it cannot be
+/// read at all (the file is then damaged).
+pub type TagsOf = fn(&[u8]) -> Option<Box<[String]>>;
+
+/// Metadata read as carrying no tags: for tiers whose records have none.
+pub fn no_tags(_meta: &[u8]) -> Option<Box<[String]>> {
+    Some(Box::default())
 }
 
 impl DiskIndex {
@@ -157,12 +169,24 @@ impl DiskIndex {
                 quick_cache::DefaultHashBuilder::default(),
                 CollectEvicted,
             ),
-            changes: Mutex::new(HashMap::new()),
+            changes: Mutex::new(Tombstones::default()),
             health,
+            tags_of: no_tags,
         }
     }
 
-    fn changes(&self) -> MutexGuard<'_, HashMap<HashBinary, u64>> {
+    /// The same index, reading tags from records with `tags_of`.
+    pub fn with_tags_of(mut self, tags_of: TagsOf) -> DiskIndex {
+        self.tags_of = tags_of;
+        self
+    }
+
+    /// The purge tags of a record's metadata.
+    pub fn tags_of(&self, meta: &[u8]) -> Option<Box<[String]>> {
+        (self.tags_of)(meta)
+    }
+
+    fn changes(&self) -> MutexGuard<'_, Tombstones> {
         self.changes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -178,10 +202,11 @@ impl DiskIndex {
 
     /// Indexes `key` with a file of `disk_bytes`, and deletes the files of
     /// what that evicts. The caller holds `changes`.
-    fn insert(&self, key: HashBinary, disk_bytes: u64) {
+    fn insert(&self, key: HashBinary, disk_bytes: u64, tags: Box<[String]>) {
         let entry = Arc::new(DiskEntry {
             disk_bytes,
             hits: AtomicU32::new(0),
+            tags,
         });
         let mut evicted = Vec::new();
         self.entries.insert_with_lifecycle(key, entry, &mut evicted);
@@ -201,21 +226,29 @@ impl DiskIndex {
     }
 
     /// Names a record the writer prepared and indexes it, unless a purge of
-    /// its key was queued after it (`sequence` is its place in the queue):
-    /// then it is dropped, and returns false.
-    pub fn admit(&self, key: HashBinary, pending: Pending, sequence: u64) -> io::Result<bool> {
+    /// its key or of one of its `tags` was queued after it (`sequence` is
+    /// its place in the queue): then it is dropped, and returns false.
+    pub fn admit(
+        &self,
+        key: HashBinary,
+        pending: Pending,
+        tags: Box<[String]>,
+        sequence: u64,
+    ) -> io::Result<bool> {
         let tombstones = self.changes();
-        if tombstones
-            .get(&key)
-            .is_some_and(|&purged| purged > sequence)
-        {
+        if tombstones.stop_write(&key, &tags, sequence) {
             return Ok(false);
         }
         let disk_bytes = pending.disk_bytes();
         pending.persist(&self.layout, &key)?;
-        self.insert(key, disk_bytes);
+        self.insert(key, disk_bytes, tags);
         drop(tombstones);
         Ok(true)
+    }
+
+    /// Whether `key` is indexed (without counting a hit).
+    pub fn holds(&self, key: &HashBinary) -> bool {
+        self.entries.peek(key).is_some()
     }
 
     /// Purges `key` at once: no lookup finds it from now on, and no write
@@ -223,7 +256,7 @@ impl DiskIndex {
     /// [`DiskIndex::purge_applied`], in queue order.
     pub fn purge(&self, key: HashBinary, sequence: u64) {
         let mut tombstones = self.changes();
-        tombstones.insert(key, sequence);
+        tombstones.purge_key(key, sequence);
         self.entries.remove(&key);
     }
 
@@ -232,9 +265,73 @@ impl DiskIndex {
     pub fn purge_applied(&self, key: HashBinary, sequence: u64) {
         let mut tombstones = self.changes();
         self.delete_file(&key);
-        if tombstones.get(&key) == Some(&sequence) {
-            tombstones.remove(&key);
+        tombstones.key_applied(&key, sequence);
+    }
+
+    /// Purges every object tagged `tag` at once, as [`DiskIndex::purge`]
+    /// does one key; returns their keys, whose files
+    /// [`DiskIndex::purge_tag_applied`] deletes. A scan of the index:
+    /// purges by tag are rare next to lookups, and a tag index would cost
+    /// memory for every object on disk.
+    pub fn purge_tag(&self, tag: &str, sequence: u64) -> Vec<HashBinary> {
+        let mut tombstones = self.changes();
+        tombstones.purge_tag(tag.to_owned(), sequence);
+        let keys: Vec<HashBinary> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.tags.iter().any(|t| t == tag))
+            .map(|(key, _)| key)
+            .collect();
+        for key in &keys {
+            self.entries.remove(key);
         }
+        keys
+    }
+
+    /// Deletes the files of `keys`, purged by `tag` at `sequence`.
+    pub fn purge_tag_applied(&self, tag: &str, keys: &[HashBinary], sequence: u64) {
+        let mut tombstones = self.changes();
+        for key in keys {
+            self.delete_file(key);
+        }
+        tombstones.tag_applied(tag, sequence);
+    }
+
+    /// Purges everything at once; returns how many objects were indexed.
+    /// Files go with [`DiskIndex::purge_all_applied`].
+    pub fn purge_all(&self, sequence: u64) -> usize {
+        let mut tombstones = self.changes();
+        tombstones.purge_all(sequence);
+        let count = self.entries.len();
+        self.entries.clear();
+        count
+    }
+
+    /// Deletes every file not indexed: once the writer has reached the
+    /// purge of everything, what is indexed was written after it.
+    pub fn purge_all_applied(&self, sequence: u64) {
+        let mut tombstones = self.changes();
+        let folders = match fs::read_dir(self.layout.objects_dir()) {
+            Ok(folders) => folders,
+            Err(e) => return self.health.failed("purge", &e),
+        };
+        for file in folders
+            .flatten()
+            .filter_map(|folder| fs::read_dir(folder.path()).ok())
+            .flatten()
+            .flatten()
+        {
+            let name = file.file_name();
+            let key = name.to_str().and_then(layout::parse_hex);
+            if !key.is_some_and(|key| self.holds(&key)) {
+                if let Err(e) = fs::remove_file(file.path())
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    self.health.failed("delete", &e);
+                }
+            }
+        }
+        tombstones.all_applied(sequence);
     }
 
     /// Finds `key` on disk: opens its file and checks its header record.
@@ -320,6 +417,7 @@ impl DiskIndex {
                 self.rebuild_one(&file.path(), &mut rebuilt);
             }
         }
+        self.changes().rebuild_ended();
         rebuilt.took = started.elapsed();
         let millis = u64::try_from(rebuilt.took.as_millis()).unwrap_or(u64::MAX);
         self.health.rebuild_millis.store(millis, Ordering::Relaxed);
@@ -346,11 +444,14 @@ impl DiskIndex {
         let checked = match name_key {
             // Something else in the tier's folders: not ours to keep.
             None => Err(RecordError::Damaged("not an object's name")),
-            Some(key) => record::read_header(&file).and_then(|(header, _meta)| {
+            Some(key) => record::read_header(&file).and_then(|(header, meta)| {
                 if header.key != key || self.layout.object_path(&key) != path {
                     return Err(RecordError::Damaged("under another key's name"));
                 }
-                Ok((key, header))
+                let tags = self
+                    .tags_of(&meta)
+                    .ok_or(RecordError::Damaged("unreadable metadata"))?;
+                Ok((key, header, tags))
             }),
         };
         let tombstones = self.changes();
@@ -360,12 +461,18 @@ impl DiskIndex {
             return;
         }
         match checked {
-            Ok((key, header)) => {
+            Ok((key, header, tags)) => {
                 // Purged meanwhile, or already indexed by a newer write.
-                if tombstones.contains_key(&key) || self.entries.peek(&key).is_some() {
+                if tombstones.holds_key(&key) || self.holds(&key) {
                     return;
                 }
-                self.insert(key, record::disk_bytes(header.meta_len, header.body_len));
+                // Purged by tag, or with everything, since the start: the
+                // purge knew only indexed files, so this one goes here.
+                if tombstones.stop_rebuild(&tags) {
+                    return self.delete_file(&key);
+                }
+                let disk_bytes = record::disk_bytes(header.meta_len, header.body_len);
+                self.insert(key, disk_bytes, tags);
                 rebuilt.objects += 1;
             }
             Err(RecordError::Io(e)) => self.health.failed("rebuild", &e),

@@ -246,8 +246,8 @@ fn parse_fixed(fixed: &[u8; FIXED_BYTES]) -> Result<RecordHeader, RecordError> {
 }
 
 /// Reads the whole body and checks it against the header's checksum. Hits
-/// never do this (they send the body without reading it); a scrub and the
-/// tests do.
+/// never do this (they send the body without reading it); the tests do.
+#[cfg(test)]
 pub fn verify_body(file: &File, header: &RecordHeader) -> Result<(), RecordError> {
     let mut hasher = Checksum::new();
     let mut buf = vec![0u8; 64 * 1024];

@@ -62,6 +62,14 @@ enum Job {
         key: HashBinary,
         sequence: u64,
     },
+    PurgeTag {
+        tag: String,
+        keys: Vec<HashBinary>,
+        sequence: u64,
+    },
+    PurgeAll {
+        sequence: u64,
+    },
     /// Everything queued before it is applied: store the cluster bus's
     /// purge sequence.
     Applied {
@@ -180,6 +188,33 @@ impl Writer {
         });
     }
 
+    /// Purges every object tagged `tag`, as [`Writer::purge`] one key;
+    /// returns the keys that were indexed.
+    pub fn purge_tag(&self, tag: &str) -> Vec<HashBinary> {
+        let mut purged = Vec::new();
+        self.send(|sequence| {
+            let keys = self.shared.index.purge_tag(tag, sequence);
+            purged.clone_from(&keys);
+            Job::PurgeTag {
+                tag: tag.to_owned(),
+                keys,
+                sequence,
+            }
+        });
+        purged
+    }
+
+    /// Purges everything, as [`Writer::purge`] one key; returns how many
+    /// objects were indexed.
+    pub fn purge_all(&self) -> usize {
+        let mut count = 0;
+        self.send(|sequence| {
+            count = self.shared.index.purge_all(sequence);
+            Job::PurgeAll { sequence }
+        });
+        count
+    }
+
     /// Stores `bus_sequence` as the last purge of the cluster bus applied,
     /// once everything queued before (the purges it made) is applied.
     pub fn applied(&self, bus_sequence: u64) {
@@ -196,6 +231,7 @@ impl Writer {
     }
 
     /// Objects waiting to be written.
+    #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.shared.queued_objects.load(Ordering::Relaxed)
     }
@@ -247,6 +283,7 @@ fn run(shared: &Shared, jobs: &Receiver<Job>) {
 struct Staged {
     key: HashBinary,
     pending: record::Pending,
+    tags: Box<[String]>,
     bytes: u64,
     sequence: u64,
 }
@@ -271,10 +308,18 @@ fn apply(shared: &Shared, batch: Vec<Job>) {
                 continue;
             }
         };
+        let Some(tags) = shared.index.tags_of(&meta) else {
+            // The memory tier wrote this metadata: unreadable is a defect
+            // there, and the object is simply not kept.
+            shared.health.failed("write", &"unreadable metadata");
+            dequeue(shared, bytes);
+            continue;
+        };
         match record::prepare(&shared.layout, &key, &meta, &body) {
             Ok(pending) => staged.push(Staged {
                 key,
                 pending,
+                tags,
                 bytes,
                 sequence,
             }),
@@ -295,7 +340,11 @@ fn commit(shared: &Shared, staged: Vec<Staged>) {
         let admitted = durable
             .as_ref()
             .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
-            .and_then(|()| shared.index.admit(write.key, write.pending, write.sequence));
+            .and_then(|()| {
+                shared
+                    .index
+                    .admit(write.key, write.pending, write.tags, write.sequence)
+            });
         match admitted {
             Ok(true) => {
                 shared.health.writes.fetch_add(1, Ordering::Relaxed);
@@ -320,6 +369,12 @@ fn apply_other(shared: &Shared, job: Job) {
         // Handled by `apply`.
         Job::Write { .. } => {}
         Job::Purge { key, sequence } => shared.index.purge_applied(key, sequence),
+        Job::PurgeTag {
+            tag,
+            keys,
+            sequence,
+        } => shared.index.purge_tag_applied(&tag, &keys, sequence),
+        Job::PurgeAll { sequence } => shared.index.purge_all_applied(sequence),
         Job::Applied { bus_sequence } => {
             if let Err(e) = position::store(&shared.layout, bus_sequence) {
                 shared.health.failed("store purge sequence", &e);
