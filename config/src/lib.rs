@@ -11,8 +11,8 @@
 pub mod admin_access;
 pub mod applied;
 pub mod cluster;
-pub mod disk;
 pub mod countries;
+pub mod disk;
 mod error;
 pub mod fields;
 mod file;

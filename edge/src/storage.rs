@@ -50,12 +50,12 @@ mod object;
 mod tests;
 mod tiers;
 
+pub use disk::DiskSettings;
 use fill::{Fill, FillReader, FillWriter};
 pub use indexes::response_tags;
 use indexes::{IndexCleanup, Indexes};
 pub use object::received_at;
 use object::{OBJECT_OVERHEAD_BYTES, ObjectReader, ObjectWeighter, StoredMeta, StoredObject};
-pub use disk::DiskSettings;
 pub use tiers::TierStats;
 use tiers::{Disk, TierHits};
 
@@ -626,8 +626,7 @@ impl Storage for MemoryStorage {
         // A hit served from disk is refreshed in memory.
         self.bring_into_memory(&hash);
         // Evicted or purged while revalidating: nothing to refresh.
-        let refreshed =
-            self.replace_stored(&hash, |object| tiers::refreshed(object, meta, tags));
+        let refreshed = self.replace_stored(&hash, |object| tiers::refreshed(object, meta, tags));
         if refreshed {
             self.write_through_stored(hash);
         }

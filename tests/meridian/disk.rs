@@ -2,7 +2,9 @@
 //! kept across restarts and `kill -9`, purges reaching it, and a bad
 //! cache directory costing the tier, never the edge.
 
-use crate::harness::{Cdn, Reply, Setup, Topology, ad_hoc, blocking, edge, eventually, metric, tempdir};
+use crate::harness::{
+    Cdn, Reply, Setup, Topology, ad_hoc, blocking, edge, eventually, metric, tempdir,
+};
 use crate::purge::{TOKEN, purge};
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -127,9 +129,8 @@ async fn a_kill_9_while_writing_never_serves_a_wrong_or_short_body_after() {
             })
             .collect();
         // Kill once some of this round's new objects are on their way.
-        let writing = blocking(|| {
-            eventually(Duration::from_secs(30), || files(&dir) > total - 40 + 5)
-        });
+        let writing =
+            blocking(|| eventually(Duration::from_secs(30), || files(&dir) > total - 40 + 5));
         assert!(writing, "round {kill}: {} files", files(&dir));
         let mut edge = edge;
         edge.process.kill();
@@ -193,7 +194,10 @@ async fn purges_reach_the_disk_and_hold_across_restarts() {
     let answer = purge(&admin, r#"{"tags": ["red"]}"#, Some(TOKEN)).await;
     assert_eq!(answer.text(), r#"{"purged":2}"#);
     let url = r#"{"urls": ["http://cdn.meridian.test:8080/blue/22"]}"#;
-    assert_eq!(purge(&admin, url, Some(TOKEN)).await.text(), r#"{"purged":1}"#);
+    assert_eq!(
+        purge(&admin, url, Some(TOKEN)).await.text(),
+        r#"{"purged":1}"#
+    );
     // A purge is on disk when it is answered: a kill -9 right after must
     // not bring the objects back.
     let mut edge = edge;
@@ -201,7 +205,9 @@ async fn purges_reach_the_disk_and_hold_across_restarts() {
     drop(edge);
     let (_edge, cdn, admin) = eu_west(&topology);
     for path in ["/red/1", "/red/2", "/blue/22"] {
-        let answer = cdn.get_with(path, &[("cache-control", "only-if-cached")]).await;
+        let answer = cdn
+            .get_with(path, &[("cache-control", "only-if-cached")])
+            .await;
         assert_eq!(answer.status, 504, "{path} came back after its purge");
     }
     assert!(cdn.get("/blue/1").await.is_hit());
@@ -219,14 +225,24 @@ async fn an_unusable_cache_directory_leaves_the_edge_serving_from_memory() {
     std::fs::write(&not_a_dir, "x").unwrap();
     let topology = Topology::demo(233).disk_cache(&not_a_dir, 64 << 20);
     let s = Setup::eu_west(&topology, |_| {
-        Reply::Respond(200, vec![("cache-control", "max-age=60".into())], body(1, 1024))
+        Reply::Respond(
+            200,
+            vec![("cache-control", "max-age=60".into())],
+            body(1, 1024),
+        )
     });
     assert!(!s.get("/a").await.is_hit());
     assert!(s.get("/a").await.is_hit(), "memory still caches");
     let admin = Cdn::at(topology.edge_admin(2));
     let status = admin.get("/status").await.json();
-    let failing = status["tiers"]["disk"]["failing"].as_str().unwrap_or_default();
+    let failing = status["tiers"]["disk"]["failing"]
+        .as_str()
+        .unwrap_or_default();
     assert!(failing.contains("not-a-directory"), "{status}");
     let metrics = admin.get("/metrics").await.text();
-    assert_eq!(metric(&metrics, "meridian_edge_disk_failing"), Some(1), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "meridian_edge_disk_failing"),
+        Some(1),
+        "{metrics}"
+    );
 }

@@ -13,15 +13,30 @@ pub(super) struct TierGauges {
 /// The disk tier's gauges, in the order [`TierGauges::set`] fills them.
 const DISK_GAUGES: [(&str, &str); 9] = [
     ("meridian_edge_disk_objects", "Objects in the disk tier"),
-    ("meridian_edge_disk_bytes", "Bytes the disk tier's files occupy, against its budget"),
-    ("meridian_edge_disk_writes", "Objects written to the disk tier since start"),
+    (
+        "meridian_edge_disk_bytes",
+        "Bytes the disk tier's files occupy, against its budget",
+    ),
+    (
+        "meridian_edge_disk_writes",
+        "Objects written to the disk tier since start",
+    ),
     (
         "meridian_edge_disk_writes_dropped",
         "Objects not written to disk because the writer queue was full, since start",
     ),
-    ("meridian_edge_disk_evictions", "Objects evicted from the disk tier to stay within its budget, since start"),
-    ("meridian_edge_disk_damaged", "Damaged files (torn, truncated, changed) found and deleted, since start"),
-    ("meridian_edge_disk_errors", "Disk operations that failed (writes, reads, deletions), since start"),
+    (
+        "meridian_edge_disk_evictions",
+        "Objects evicted from the disk tier to stay within its budget, since start",
+    ),
+    (
+        "meridian_edge_disk_damaged",
+        "Damaged files (torn, truncated, changed) found and deleted, since start",
+    ),
+    (
+        "meridian_edge_disk_errors",
+        "Disk operations that failed (writes, reads, deletions), since start",
+    ),
     (
         "meridian_edge_disk_rebuild_milliseconds",
         "How long rebuilding the disk tier's index from its files took at start",

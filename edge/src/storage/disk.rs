@@ -197,13 +197,15 @@ impl DiskTier {
         };
         let purge_sequence = position::load(&layout).map_err(io_error)?;
         let health = Arc::new(DiskHealth::default());
-        let index = Arc::new(DiskIndex::new(
-            layout.clone(),
-            settings.max_bytes,
-            settings.queue.max_object_bytes,
-            health.clone(),
-        )
-        .with_tags_of(tags_of));
+        let index = Arc::new(
+            DiskIndex::new(
+                layout.clone(),
+                settings.max_bytes,
+                settings.queue.max_object_bytes,
+                health.clone(),
+            )
+            .with_tags_of(tags_of),
+        );
         let writer = Writer::start(
             index.clone(),
             layout.clone(),

@@ -122,7 +122,7 @@ impl MemoryStorage {
             self.tier_hits.memory.fetch_add(1, Ordering::Relaxed);
             return Some(object);
         }
-        let (object, hits) = self.from_disk(key)?;
+        let (object, hits) = self.read_disk(key)?;
         self.tier_hits.disk.fetch_add(1, Ordering::Relaxed);
         if hits >= PROMOTE_AFTER_HITS {
             self.promote(*key, object.clone());
@@ -132,7 +132,7 @@ impl MemoryStorage {
 
     /// `key`'s object read from disk, and its hits there so far. A record
     /// whose metadata cannot be read is purged: it is a miss from now on.
-    fn from_disk(&self, key: &HashBinary) -> Option<(Arc<StoredObject>, u32)> {
+    fn read_disk(&self, key: &HashBinary) -> Option<(Arc<StoredObject>, u32)> {
         let disk = self.disk()?;
         let hit = disk.lookup(key)?;
         let hits = hit.hits;
@@ -181,7 +181,7 @@ impl MemoryStorage {
         if self.objects.contains_key(key) {
             return;
         }
-        if let Some((object, _)) = self.from_disk(key) {
+        if let Some((object, _)) = self.read_disk(key) {
             self.promote(*key, object);
         }
     }

@@ -323,12 +323,11 @@ impl DiskIndex {
         {
             let name = file.file_name();
             let key = name.to_str().and_then(layout::parse_hex);
-            if !key.is_some_and(|key| self.holds(&key)) {
-                if let Err(e) = fs::remove_file(file.path())
-                    && e.kind() != io::ErrorKind::NotFound
-                {
-                    self.health.failed("delete", &e);
-                }
+            if !key.is_some_and(|key| self.holds(&key))
+                && let Err(e) = fs::remove_file(file.path())
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                self.health.failed("delete", &e);
             }
         }
         tombstones.all_applied(sequence);

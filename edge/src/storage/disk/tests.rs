@@ -81,7 +81,9 @@ fn a_directory_in_use_or_unusable_is_refused_with_its_path() {
     assert!(matches!(again, Err(LayoutError::InUse { .. })));
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"").expect("writes");
-    let err = DiskTier::open(&settings(&file), index::no_tags).err().expect("refused");
+    let err = DiskTier::open(&settings(&file), index::no_tags)
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("plain-file"), "{err}");
 }
 
@@ -108,7 +110,8 @@ fn a_child_that_writes_until_killed() {
     let Some(dir) = std::env::var_os(CHILD_DIR) else {
         return;
     };
-    let tier = DiskTier::open(&settings(std::path::Path::new(&dir)), index::no_tags).expect("opens");
+    let tier =
+        DiskTier::open(&settings(std::path::Path::new(&dir)), index::no_tags).expect("opens");
     tier.wait_rebuilt();
     for generation in 0u32.. {
         // The parent gone (its directory deleted): stop, do not spin.
@@ -188,7 +191,8 @@ fn kill_9_while_writing_never_leaves_a_wrong_or_short_object() {
         // SIGKILL, then reaped.
         drop(child);
 
-        let tier = DiskTier::open(&settings(dir.path()), index::no_tags).expect("opens after the kill");
+        let tier =
+            DiskTier::open(&settings(dir.path()), index::no_tags).expect("opens after the kill");
         let rebuilt = tier.wait_rebuilt().expect("rebuilt");
         assert!(rebuilt.objects > 0, "round {round}: nothing found again");
         let mut served = 0;

@@ -48,7 +48,9 @@ fn store(tier: &Tier, index: &DiskIndex, i: u32, len: usize, sequence: u64) -> b
     let meta = format!("head {i}");
     let pending =
         record::prepare(&tier.layout, &key(i), meta.as_bytes(), &body(i, len)).expect("prepares");
-    index.admit(key(i), pending, Box::default(), sequence).expect("names")
+    index
+        .admit(key(i), pending, Box::default(), sequence)
+        .expect("names")
 }
 
 fn body_of(hit: &DiskHit) -> Vec<u8> {
