@@ -295,6 +295,16 @@ fn render(status: &Status) -> String {
             ));
         }
     }
+    for region in &status.regions {
+        for edge in &region.edges {
+            let Some(disk) = &edge.disk else { continue };
+            let state = match &disk.failing {
+                Some(reason) => format!("FAILING ({reason}); serving from memory and origins"),
+                None => format!("{} objects, {} MiB", disk.objects, disk.bytes >> 20),
+            };
+            out.push_str(&format!("disk cache of {}: {state}\n", edge.address));
+        }
+    }
     if status.dns_view_available {
         out.push_str(
             "\nWHO SEES WHAT (each GeoDNS server: answered or steered away, its own probes, the other vantage points it counts)\n",
@@ -394,6 +404,11 @@ mod tests {
                             }]),
                             cache_hit_ratio: Some(0.5),
                             traffic: None,
+                            disk: Some(crate::up::control::DiskView {
+                                objects: 12,
+                                bytes: 3 << 20,
+                                failing: None,
+                            }),
                         },
                         EdgeStatus {
                             address: "127.0.1.3".parse().unwrap(),
@@ -403,6 +418,10 @@ mod tests {
                             peers: None,
                             cache_hit_ratio: None,
                             traffic: None,
+                            disk: Some(crate::up::control::DiskView {
+                                failing: Some("read-only file system".into()),
+                                ..Default::default()
+                            }),
                         },
                     ],
                     origin: ProcessState::Running,
@@ -421,6 +440,7 @@ mod tests {
                             peers: None,
                             cache_hit_ratio: None,
                             traffic: None,
+                            disk: None,
                         })
                         .into(),
                     origin: ProcessState::Killed,
@@ -442,6 +462,15 @@ mod tests {
         assert_eq!(
             words("us-east"),
             ["us-east", "2", "running", "running", "up"]
+        );
+        // Disk tiers: what they hold, or that they fail.
+        assert!(
+            table.contains("disk cache of 127.0.1.1: 12 objects, 3 MiB"),
+            "{table}"
+        );
+        assert!(
+            table.contains("disk cache of 127.0.1.3: FAILING (read-only file system)"),
+            "{table}"
         );
         // Every edge on a line of its own.
         let edge = table.lines().find(|l| l.starts_with("127.0.1.1")).unwrap();

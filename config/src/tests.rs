@@ -725,6 +725,42 @@ fn cache_budget_rules() {
 }
 
 #[test]
+fn disk_tier_rules() {
+    let with_disk = |table: &str| {
+        demo_with(
+            "cache_max_object_bytes = 16777216   # 16 MiB\n",
+            &format!("cache_max_object_bytes = 16777216\n{table}\n"),
+        )
+    };
+    let e = error_of(&with_disk("disk = { path = \"\", max_bytes = 1073741824 }"));
+    assert_eq!(e.key, "edge.disk.path");
+    let e = error_of(&with_disk("disk = { path = \"cache\", max_bytes = 10 }"));
+    assert_eq!(e.key, "edge.disk.max_bytes");
+    assert!(e.reason.contains("at least"), "{e}");
+    // An object larger than memory may still go to disk, but not larger
+    // than the disk.
+    let fits_disk = with_disk("disk = { path = \"cache\", max_bytes = 1073741824 }").replace(
+        "cache_max_object_bytes = 16777216",
+        "cache_max_object_bytes = 536870912",
+    );
+    let config = check(&fits_disk).unwrap();
+    let disk = config.edge.disk.unwrap();
+    assert_eq!(
+        (disk.path.to_str(), disk.max_bytes),
+        (Some("cache"), 1 << 30)
+    );
+    let e = error_of(
+        &with_disk("disk = { path = \"cache\", max_bytes = 1048576 }")
+            .replace(
+                "cache_max_object_bytes = 16777216",
+                "cache_max_object_bytes = 4194304",
+            )
+            .replace("cache_max_bytes = 268435456", "cache_max_bytes = 2097152"),
+    );
+    assert_eq!(e.key, "edge.cache_max_object_bytes");
+}
+
+#[test]
 fn ports_and_paths() {
     let e = error_of(&demo_with("http_port = 8080", "http_port = 0"));
     assert_eq!(e.key, "edge.http_port");

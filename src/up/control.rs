@@ -128,6 +128,32 @@ pub struct EdgeStatus {
     /// answer).
     #[serde(default)]
     pub traffic: Option<TrafficView>,
+    /// Its disk cache tier, if it has one (`None` also when its admin
+    /// listener did not answer).
+    #[serde(default)]
+    pub disk: Option<DiskView>,
+}
+
+/// An edge's disk cache tier, as its `/status` reports it
+/// (`edge::storage::TierStats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskView {
+    /// Objects it holds (none when it could not be opened).
+    #[serde(default)]
+    pub objects: u64,
+    /// Bytes its files occupy.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Why it is failing, if it is.
+    #[serde(default)]
+    pub failing: Option<String>,
+}
+
+/// The part of an edge's `/status` about its cache tiers.
+#[derive(Deserialize)]
+struct TiersView {
+    #[serde(default)]
+    disk: Option<DiskView>,
 }
 
 /// An edge's request counters since it started, as its `/status` reports
@@ -173,6 +199,8 @@ struct EdgeView {
     cache: CacheView,
     #[serde(default)]
     traffic: Option<TrafficView>,
+    #[serde(default)]
+    tiers: Option<TiersView>,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +364,7 @@ pub async fn gather(supervisor: &Shared) -> Status {
                         peers: None,
                         cache_hit_ratio: None,
                         traffic: None,
+                        disk: None,
                     })
                     .collect();
                 RegionStatus {
@@ -403,6 +432,7 @@ pub async fn gather(supervisor: &Shared) -> Status {
             edge.peers = Some(view.peers);
             edge.cache_hit_ratio = Some(view.cache.hit_ratio);
             edge.traffic = view.traffic;
+            edge.disk = view.tiers.and_then(|tiers| tiers.disk);
         }
     }
     report

@@ -246,3 +246,76 @@ async fn an_unusable_cache_directory_leaves_the_edge_serving_from_memory() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_sent_on_the_bus_while_the_edge_was_down_reaches_its_disk() {
+    if !kit::nats::NatsServer::installed() {
+        eprintln!("skipped: nats-server is not installed (Debian: apt-get install nats-server)");
+        return;
+    }
+    let (scratch, state, store) = (tempdir(), tempdir(), tempdir());
+    let bus_addr = std::net::SocketAddr::from(([127, 235, 0, 4], 4222));
+    let _bus = blocking(|| kit::nats::NatsServer::start(bus_addr, store.path()).unwrap());
+    let topology = Topology::demo(235)
+        .cluster(bus_addr, state.path(), Duration::from_secs(2))
+        .disk_cache(scratch.path(), 64 << 20);
+    let s = Setup::eu_west(&topology, |r| {
+        Reply::Respond(
+            200,
+            vec![("cache-control", "max-age=3600".into())],
+            body(r.path.len(), 40 * 1024),
+        )
+    });
+    // Verified: the edge has reached the bus and kept its place.
+    let verified = async {
+        for _ in 0..100 {
+            let answer = s.get("/a").await;
+            if answer.is_hit() && !answer.cache_status().contains("unverified") {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(verified.await, "the edge never verified its cache");
+    s.get("/bb").await;
+    let edge_dir = scratch.path().join(topology.edge(2).ip().to_string());
+    let written = blocking(|| eventually(Duration::from_secs(30), || files(&edge_dir) == 2));
+    assert!(written, "{} files", files(&edge_dir));
+    let mut stopped = s.edge;
+    stopped.signal(Signal::SIGTERM);
+    let exited = blocking(|| stopped.process.exit_within(Duration::from_secs(10)));
+    assert!(exited.is_some(), "the edge did not stop");
+
+    // Purged while the edge is down: stored on the bus, applied by no one.
+    let url = "http://cdn.meridian.test:8080/a";
+    let mut purge = crate::harness::meridian();
+    let config = stopped.config_path().unwrap();
+    purge.args(["purge", "--config"]).arg(config).arg(url);
+    let ran = blocking(|| crate::harness::RunToEnd::ran(&mut purge));
+    assert!(ran.success(), "{ran:?}");
+    drop(stopped);
+
+    let (_edge, cdn, _admin) = eu_west(&topology);
+    let mut purged = false;
+    for _ in 0..100 {
+        let answer = cdn
+            .get_with("/a", &[("cache-control", "only-if-cached")])
+            .await;
+        assert!(
+            answer.status == 504 || answer.cache_status().contains("unverified"),
+            "the purged object served as verified: {}",
+            answer.cache_status()
+        );
+        if answer.status == 504 {
+            purged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(purged, "the purge never reached the disk");
+    let kept = cdn
+        .get_with("/bb", &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(kept.status, 200, "the object not purged is still on disk");
+}

@@ -195,6 +195,7 @@ mod tests {
                     peers: None,
                     cache_hit_ratio: None,
                     traffic: None,
+                    disk: None,
                 })
                 .collect(),
             origin,
