@@ -1,6 +1,7 @@
-//! The disk tier of the edge cache (issue #17): objects the memory tier
-//! evicted, or that are too large for it, kept in files so that a catalogue
-//! larger than memory is still mostly hits and a restart keeps the cache.
+//! The disk tier of the edge cache: every object the memory tier stores
+//! (written through, so also those too large for memory), kept in files so
+//! that a catalogue larger than memory is still mostly hits and a restart
+//! keeps the cache.
 //!
 //! # Design
 //!
@@ -81,20 +82,10 @@
 //! change of state, not per object), counted, and leaves the object out of
 //! the tier: the edge keeps serving from memory and origins.
 //!
-//! **Not wired yet.** What exists is the tier on its own. Still to do, in
-//! `MemoryStorage` and around it: offering objects on memory eviction
-//! (quick_cache's `on_evict`, encoding with `storage::disk_meta`) and
-//! objects too large for memory at fill end; a memory miss looking up the
-//! disk (`DiskTier::lookup`, `DiskHit::into_body`, `disk_meta::decode`)
-//! and promoting on the second hit (`DiskHit::hits`), in both hit paths;
-//! purges by key reaching `DiskTier::purge`, and purges by tag, which need
-//! the tags of disk objects (`disk_meta` stores them; the tag index would
-//! have to keep disk-resident keys, or a purge by tag scan the disk);
-//! `cluster/src/feed.rs` starting its consumer from
-//! `DiskTier::purge_sequence` and calling `purges_applied_up_to`; the
-//! `[edge.disk]` config and `--cache-dir`/`--cache-disk-bytes` flags; a
-//! directory that cannot be opened at start becoming "no disk tier, shown
-//! in status" rather than a refusal to start; metrics from `DiskStats`.
+//! **Wiring.** The memory tier writes every object through and looks here
+//! on a miss; see [`super::tiers`]. The edge's purge feed resumes from
+//! [`DiskTier::purge_sequence`] and reports progress with
+//! [`DiskTier::purges_applied_up_to`].
 
 pub(crate) mod health;
 pub(crate) mod index;
