@@ -19,6 +19,32 @@ pub(crate) struct DiskFile {
     pub max_bytes: u64,
 }
 
+impl DiskFile {
+    /// The tier this table describes; `path` resolves the directory
+    /// against the config's.
+    pub(crate) fn lower(
+        self,
+        source: &ConfigSource,
+        path: impl Fn(&str) -> PathBuf,
+    ) -> Result<DiskCache, ConfigError> {
+        let file = self;
+        if file.path.trim().is_empty() {
+            return Err(ConfigError::new(source, "edge.disk.path", "is empty"));
+        }
+        if file.max_bytes < MIN_DISK_BYTES {
+            return Err(ConfigError::new(
+                source,
+                "edge.disk.max_bytes",
+                format!("must be at least {MIN_DISK_BYTES}, got {}", file.max_bytes),
+            ));
+        }
+        Ok(DiskCache {
+            path: path(&file.path),
+            max_bytes: file.max_bytes,
+        })
+    }
+}
+
 /// An edge's disk tier, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskCache {
@@ -26,27 +52,4 @@ pub struct DiskCache {
     pub path: PathBuf,
     /// The most each edge's files may occupy, in bytes.
     pub max_bytes: u64,
-}
-
-/// Lowers `[edge.disk]`; `path` resolves the directory against the
-/// config's.
-pub(crate) fn lower(
-    file: DiskFile,
-    source: &ConfigSource,
-    path: impl Fn(&str) -> PathBuf,
-) -> Result<DiskCache, ConfigError> {
-    if file.path.trim().is_empty() {
-        return Err(ConfigError::new(source, "edge.disk.path", "is empty"));
-    }
-    if file.max_bytes < MIN_DISK_BYTES {
-        return Err(ConfigError::new(
-            source,
-            "edge.disk.max_bytes",
-            format!("must be at least {MIN_DISK_BYTES}, got {}", file.max_bytes),
-        ));
-    }
-    Ok(DiskCache {
-        path: path(&file.path),
-        max_bytes: file.max_bytes,
-    })
 }

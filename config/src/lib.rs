@@ -438,8 +438,6 @@ pub struct Edge {
     pub cache_max_bytes: usize,
     /// Largest body an edge stores, in bytes.
     pub cache_max_object_bytes: usize,
-    /// The disk tier below the memory cache, if any.
-    pub disk: Option<DiskCache>,
     /// Port of each edge's admin listener.
     pub admin_port: u16,
     /// Address of the admin listener when set; else see [`Edge::admin_addr`].
@@ -455,6 +453,9 @@ pub struct Edge {
     /// Freshness for responses without explicit freshness, by path prefix;
     /// the longest matching prefix wins.
     pub default_ttls: Vec<DefaultTtl>,
+    /// The disk tier below the memory cache, if any: objects too large for
+    /// memory, or evicted from it, and what survives a restart.
+    pub disk: Option<DiskCache>,
     /// Whether plain hits are answered straight from storage.
     pub plain_hit_fast_path: bool,
     /// Whether clients' cache-bypassing directives make the edge revalidate.

@@ -741,7 +741,7 @@ impl Checker<'_> {
         }
         let disk = edge
             .disk
-            .map(|disk| crate::disk::lower(disk, self.source, |f| self.path(f)))
+            .map(|disk| disk.lower(self.source, |f| self.path(f)))
             .transpose()?;
         // An object too large for memory may still go to disk.
         let (largest_budget, budget_key) = match &disk {
@@ -750,14 +750,12 @@ impl Checker<'_> {
             }
             _ => (edge.cache_max_bytes, "cache_max_bytes"),
         };
-        if edge.cache_max_object_bytes == 0 || edge.cache_max_object_bytes > largest_budget {
-            return Err(self.error(
-                "edge.cache_max_object_bytes",
-                format!(
-                    "must be between 1 and {budget_key} ({largest_budget}), got {}",
-                    edge.cache_max_object_bytes
-                ),
-            ));
+        let largest_object = edge.cache_max_object_bytes;
+        if !(1..=largest_budget).contains(&largest_object) {
+            let reason = format!(
+                "must be between 1 and {budget_key} ({largest_budget}), got {largest_object}"
+            );
+            return Err(self.error("edge.cache_max_object_bytes", reason));
         }
         let http_port = edge.http_port.get_u32() as u16;
         let admin_port = edge.admin_port.get_u32() as u16;

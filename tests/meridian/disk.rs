@@ -50,6 +50,42 @@ async fn round(cdn: &Cdn, n: usize) -> usize {
     hits
 }
 
+/// An ad-hoc edge's cache: a memory budget and a disk tier in a scratch
+/// directory.
+struct Tiers {
+    _scratch: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    flags: [String; 6],
+}
+
+impl Tiers {
+    fn new(memory: &str, disk: &str) -> Tiers {
+        let scratch = tempdir();
+        let dir = scratch.path().join("cache");
+        let flags = [
+            "--cache-bytes",
+            memory,
+            "--cache-dir",
+            "",
+            "--cache-disk-bytes",
+            disk,
+        ]
+        .map(str::to_owned);
+        let mut tiers = Tiers {
+            _scratch: scratch,
+            dir,
+            flags,
+        };
+        tiers.flags[3] = tiers.dir.display().to_string();
+        tiers
+    }
+
+    /// The edge's flags.
+    fn flags(&self) -> Vec<&str> {
+        self.flags.iter().map(String::as_str).collect()
+    }
+}
+
 /// Resident memory of process `pid`, in bytes.
 fn resident_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -63,23 +99,14 @@ fn resident_bytes(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_catalogue_four_times_memory_is_served_from_disk_and_after_a_restart() {
-    let scratch = tempdir();
-    let dir = scratch.path().join("cache");
-    let dir_flag = dir.display().to_string();
-    let flags = [
-        "--cache-bytes",
-        "4MiB",
-        "--cache-dir",
-        &dir_flag,
-        "--cache-disk-bytes",
-        "1GiB",
-    ];
+    let tiers = Tiers::new("4MiB", "1GiB");
+    let (dir, flags) = (&tiers.dir, tiers.flags());
     let s = Setup::ad_hoc(231, &flags, catalogue);
     assert_eq!(round(&s.cdn, 200).await, 0, "a cold cache");
     // Writes go to disk behind the requests; wait for them rather than
     // race them.
-    let written = blocking(|| eventually(Duration::from_secs(60), || files(&dir) == 200));
-    assert!(written, "{} of 200 objects written", files(&dir));
+    let written = blocking(|| eventually(Duration::from_secs(60), || files(dir) == 200));
+    assert!(written, "{} of 200 objects written", files(dir));
     let hits = round(&s.cdn, 200).await;
     assert!(hits >= 190, "second round: {hits} of 200 hits");
     let resident = resident_bytes(s.edge.process.pid());
@@ -100,17 +127,8 @@ async fn a_catalogue_four_times_memory_is_served_from_disk_and_after_a_restart()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_9_while_writing_never_serves_a_wrong_or_short_body_after() {
-    let scratch = tempdir();
-    let dir = scratch.path().join("cache");
-    let dir_flag = dir.display().to_string();
-    let flags = [
-        "--cache-bytes",
-        "2MiB",
-        "--cache-dir",
-        &dir_flag,
-        "--cache-disk-bytes",
-        "256MiB",
-    ];
+    let tiers = Tiers::new("2MiB", "256MiB");
+    let (dir, flags) = (&tiers.dir, tiers.flags());
     let origin = crate::harness::ScriptedOrigin::start("127.234.0.2:8000", catalogue).unwrap();
     for kill in 0..4 {
         let edge = ad_hoc(234, &flags);
@@ -130,8 +148,8 @@ async fn a_kill_9_while_writing_never_serves_a_wrong_or_short_body_after() {
             .collect();
         // Kill once some of this round's new objects are on their way.
         let writing =
-            blocking(|| eventually(Duration::from_secs(30), || files(&dir) > total - 40 + 5));
-        assert!(writing, "round {kill}: {} files", files(&dir));
+            blocking(|| eventually(Duration::from_secs(30), || files(dir) > total - 40 + 5));
+        assert!(writing, "round {kill}: {} files", files(dir));
         let mut edge = edge;
         edge.process.kill();
         for request in requests {

@@ -358,15 +358,31 @@ mod tests {
         assert_eq!(read_body(&old, &old_header), body(50_000).concat());
     }
 
+    /// A directory holding one object, written with `meta` and a body of
+    /// `len` bytes: the directory, the object's path and its bytes.
+    fn one_file(
+        key: u8,
+        meta: &[u8],
+        len: usize,
+    ) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
+        let (dir, layout) = layout();
+        write(&layout, &[key; 16], meta, &body(len)).expect("writes");
+        let path = layout.object_path(&[key; 16]);
+        let whole = fs::read(&path).expect("reads");
+        (dir, path, whole)
+    }
+
+    /// The file at `path`, rewritten to hold `bytes`, opened.
+    fn rewritten(path: &std::path::Path, bytes: &[u8]) -> File {
+        fs::write(path, bytes).expect("writes");
+        File::open(path).expect("opens")
+    }
+
     /// Every way a file can be cut short, as a crash or a full disk could
     /// leave one were it not for the rename, is refused.
     #[test]
     fn every_truncation_is_refused() {
-        let (_dir, layout) = layout();
-        let key = [3u8; 16];
-        write(&layout, &key, b"head", &body(9000)).expect("writes");
-        let path = layout.object_path(&key);
-        let whole = fs::read(&path).expect("reads");
+        let (_dir, path, whole) = one_file(3, b"head", 9000);
         let cuts = [
             0,
             1,
@@ -382,9 +398,7 @@ mod tests {
             whole.len() - 1,
         ];
         for cut in cuts {
-            fs::write(&path, &whole[..cut]).expect("writes");
-            let file = File::open(&path).expect("opens");
-            let result = read_header(&file);
+            let result = read_header(&rewritten(&path, &whole[..cut]));
             assert!(
                 matches!(result, Err(RecordError::Damaged(_))),
                 "cut at {cut}: {result:?}"
@@ -393,32 +407,24 @@ mod tests {
         // One byte too many is refused too: the length must match exactly.
         let mut longer = whole.clone();
         longer.push(0);
-        fs::write(&path, &longer).expect("writes");
-        let file = File::open(&path).expect("opens");
-        assert!(read_header(&file).is_err());
+        assert!(read_header(&rewritten(&path, &longer)).is_err());
     }
 
     /// Any changed byte of the header record is caught by its checksum or
     /// its checks; a changed body byte by the body checksum.
     #[test]
     fn every_changed_header_byte_is_refused_and_a_changed_body_is_caught_by_a_scrub() {
-        let (_dir, layout) = layout();
-        let key = [4u8; 16];
-        write(&layout, &key, b"some metadata", &body(5000)).expect("writes");
-        let path = layout.object_path(&key);
-        let whole = fs::read(&path).expect("reads");
+        let (_dir, path, whole) = one_file(4, b"some metadata", 5000);
         for at in 0..FIXED_BYTES + b"some metadata".len() {
             let mut changed = whole.clone();
             changed[at] ^= 0x40;
-            fs::write(&path, &changed).expect("writes");
-            let file = File::open(&path).expect("opens");
+            let file = rewritten(&path, &changed);
             assert!(read_header(&file).is_err(), "byte {at} changed unnoticed");
         }
         let mut changed = whole.clone();
         let last = changed.len() - 1;
         changed[last] ^= 1;
-        fs::write(&path, &changed).expect("writes");
-        let file = File::open(&path).expect("opens");
+        let file = rewritten(&path, &changed);
         let (header, _) = read_header(&file).expect("the header is intact");
         assert!(matches!(
             verify_body(&file, &header),

@@ -43,6 +43,13 @@ fn body(i: u32, len: usize) -> Vec<Bytes> {
     vec![Bytes::from(vec![i as u8; len])]
 }
 
+/// A tier, and an index over it with room for 1 GiB.
+fn roomy() -> (Tier, DiskIndex) {
+    let tier = Tier::new();
+    let index = tier.index(1 << 30);
+    (tier, index)
+}
+
 /// Writes object `i` through the index, as the writer does.
 fn store(tier: &Tier, index: &DiskIndex, i: u32, len: usize, sequence: u64) -> bool {
     let meta = format!("head {i}");
@@ -62,8 +69,7 @@ fn body_of(hit: &DiskHit) -> Vec<u8> {
 
 #[test]
 fn a_stored_object_is_found_with_its_head_and_body() {
-    let tier = Tier::new();
-    let index = tier.index(1 << 30);
+    let (tier, index) = roomy();
     assert!(store(&tier, &index, 1, 100_000, 0));
     let hit = index.lookup(&key(1)).expect("a hit");
     assert_eq!(hit.meta, b"head 1");
@@ -96,8 +102,7 @@ fn the_budget_holds_and_evicted_files_are_deleted() {
 
 #[test]
 fn a_rebuild_finds_every_intact_object_again() {
-    let tier = Tier::new();
-    let index = tier.index(1 << 30);
+    let (tier, index) = roomy();
     for i in 0..40 {
         store(&tier, &index, i, 40_000 + i as usize, 0);
     }
@@ -117,8 +122,7 @@ fn a_rebuild_finds_every_intact_object_again() {
 
 #[test]
 fn a_rebuild_deletes_torn_misnamed_and_foreign_files() {
-    let tier = Tier::new();
-    let index = tier.index(1 << 30);
+    let (tier, index) = roomy();
     for i in 0..4 {
         store(&tier, &index, i, 50_000, 0);
     }
@@ -154,8 +158,7 @@ fn a_rebuild_deletes_torn_misnamed_and_foreign_files() {
 
 #[test]
 fn a_rebuild_over_a_smaller_budget_evicts_down_to_it() {
-    let tier = Tier::new();
-    let index = tier.index(1 << 30);
+    let (tier, index) = roomy();
     for i in 0..30 {
         store(&tier, &index, i, 20_000, 0);
     }
@@ -169,8 +172,7 @@ fn a_rebuild_over_a_smaller_budget_evicts_down_to_it() {
 
 #[test]
 fn a_file_changed_after_it_was_indexed_is_a_miss_and_deleted() {
-    let tier = Tier::new();
-    let index = tier.index(1 << 30);
+    let (tier, index) = roomy();
     store(&tier, &index, 7, 10_000, 0);
     let path = tier.layout.object_path(&key(7));
     let mut bytes = fs::read(&path).expect("reads");
@@ -184,8 +186,7 @@ fn a_file_changed_after_it_was_indexed_is_a_miss_and_deleted() {
 
 #[test]
 fn a_file_deleted_behind_the_index_is_a_miss_and_forgotten() {
-    let tier = Tier::new();
-    let index = tier.index(1 << 30);
+    let (tier, index) = roomy();
     store(&tier, &index, 8, 10_000, 0);
     fs::remove_file(tier.layout.object_path(&key(8))).expect("deletes");
     assert!(index.lookup(&key(8)).is_none());
@@ -195,8 +196,7 @@ fn a_file_deleted_behind_the_index_is_a_miss_and_forgotten() {
 
 #[test]
 fn a_write_queued_before_a_purge_does_not_land_but_one_after_does() {
-    let tier = Tier::new();
-    let index = tier.index(1 << 30);
+    let (tier, index) = roomy();
     store(&tier, &index, 1, 1000, 0);
     // Purged at sequence 5: gone at once, though the file is still there.
     index.purge(key(1), 5);
@@ -214,8 +214,7 @@ fn a_write_queued_before_a_purge_does_not_land_but_one_after_does() {
 
 #[test]
 fn a_rebuild_does_not_bring_back_an_object_purged_meanwhile() {
-    let tier = Tier::new();
-    let index = tier.index(1 << 30);
+    let (tier, index) = roomy();
     store(&tier, &index, 1, 1000, 0);
     store(&tier, &index, 2, 1000, 0);
     drop(index);
@@ -228,8 +227,7 @@ fn a_rebuild_does_not_bring_back_an_object_purged_meanwhile() {
 
 #[test]
 fn a_rebuild_of_a_vanished_directory_counts_the_failure() {
-    let tier = Tier::new();
-    let index = tier.index(1 << 30);
+    let (tier, index) = roomy();
     fs::remove_dir_all(tier.dir.path().join("v1").join("objects")).expect("removes");
     assert_eq!(index.rebuild(&AtomicBool::new(false)).objects, 0);
     assert!(tier.health.failing().is_some());
@@ -237,8 +235,7 @@ fn a_rebuild_of_a_vanished_directory_counts_the_failure() {
 
 #[test]
 fn a_large_body_is_the_file_s_pages_and_a_small_one_is_read() {
-    let tier = Tier::new();
-    let index = tier.index(1 << 30);
+    let (tier, index) = roomy();
     store(&tier, &index, 1, 100_000, 0);
     store(&tier, &index, 2, 100, 0);
     let large = index.lookup(&key(1)).expect("a hit");

@@ -106,12 +106,19 @@ fn an_object_larger_than_the_tier_takes_is_not_offered() {
     assert_eq!(count(&tier.health.writes_dropped), 0);
 }
 
-#[test]
-fn a_purge_stops_writes_queued_before_it_and_deletes_the_file() {
+/// A writer that has written object 1 and is now held (until the word
+/// is sent), so a test can queue behind it.
+fn written_then_held() -> (Tier, SyncSender<()>) {
     let tier = tier(LIMITS);
     offer(&tier, 1, 1000);
     tier.writer.flush();
     let release = tier.writer.hold();
+    (tier, release)
+}
+
+#[test]
+fn a_purge_stops_writes_queued_before_it_and_deletes_the_file() {
+    let (tier, release) = written_then_held();
     offer(&tier, 1, 2000);
     tier.writer.purge(key(1));
     // Gone at once, before the writer has got to it.
@@ -133,10 +140,7 @@ fn a_purge_stops_writes_queued_before_it_and_deletes_the_file() {
 
 #[test]
 fn the_bus_sequence_is_stored_once_the_purges_before_it_are_applied() {
-    let tier = tier(LIMITS);
-    offer(&tier, 1, 1000);
-    tier.writer.flush();
-    let release = tier.writer.hold();
+    let (tier, release) = written_then_held();
     tier.writer.purge(key(1));
     tier.writer.applied(17);
     assert_eq!(position::load(&tier.layout).expect("reads"), None);
