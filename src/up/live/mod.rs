@@ -17,6 +17,7 @@ mod view;
 
 use super::control::{self, Shared};
 use geodns::live::answers::{RegionShare, Steering};
+use geodns::live::flows::{FlowShare, Flows};
 use geodns::live::{Feed, INTERVAL, Published, ServerEntry, Stamp, now_ms};
 use serde::Serialize;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ struct Snapshot<'a> {
     regions: Vec<view::RegionView>,
     /// Where GeoDNS sent clients in the last minute, per region.
     answers: Vec<RegionShare>,
+    /// Where GeoDNS sent each country's clients in the last minute.
+    flows: Vec<FlowShare>,
     events: &'a std::collections::VecDeque<geodns::live::log::Entry>,
 }
 
@@ -79,7 +82,9 @@ async fn collect(
             return;
         }
     };
-    let mut steering = Steering::new(places.iter().map(|p| p.name.clone()).collect());
+    let names: Vec<String> = places.iter().map(|p| p.name.clone()).collect();
+    let mut steering = Steering::new(names.clone());
+    let mut flows = Flows::new(names);
     let mut ticks = tokio::time::interval(INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut history = history::History::default();
@@ -94,6 +99,7 @@ async fn collect(
         );
         let servers: Vec<_> = counters.iter().map(|s| s.counters.as_ref()).collect();
         steering.record(&servers);
+        flows.record(&servers);
         let now = Instant::now();
         history.record(&status, now - last);
         last = now;
@@ -121,6 +127,7 @@ async fn collect(
                 .collect(),
             regions: view::regions(&status, &places, &history),
             answers: steering.shares(),
+            flows: flows.shares(),
             events: log.entries(),
         };
         let json = match serde_json::to_string(&snapshot) {
