@@ -125,8 +125,8 @@ async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading()
             dns::udp(up.dns(), &query).unwrap();
         }
     });
-    let flow = "[document.querySelectorAll('#flows path[data-country=\"GB\"][data-region=\"eu-west\"]').length, \
-                document.querySelector('#flow-list li[data-country=\"GB\"][data-region=\"eu-west\"]')?.textContent]";
+    let flow = "[document.querySelectorAll('#flows path[data-country=\"GB\"][data-flow-region=\"eu-west\"]').length, \
+                document.querySelector('#flow-list li[data-country=\"GB\"][data-flow-region=\"eu-west\"]')?.textContent]";
     browser
         .until(flow, Duration::from_secs(10), |v| {
             v[0] == 1

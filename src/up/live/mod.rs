@@ -13,6 +13,7 @@
 mod answers;
 mod events;
 mod history;
+mod revisions;
 mod view;
 
 use super::control::{self, Shared};
@@ -58,9 +59,11 @@ pub fn start(supervisor: Shared, config: &config::Config, stop: oneshot::Receive
         .collect();
     let (publish, feed) = geodns::live::channel();
     let config = config.clone();
+    let (roles, follow) = revisions::follow(config.cluster.clone());
     tokio::spawn(async move {
         tokio::select! {
-            () = collect(supervisor, config, places, publish) => {}
+            () = collect(supervisor, config, places, roles, publish) => {}
+            () = follow => {}
             _ = stop => {}
         }
     });
@@ -73,6 +76,7 @@ async fn collect(
     supervisor: Shared,
     config: config::Config,
     places: Vec<view::Place>,
+    roles: revisions::Latest,
     publish: watch::Sender<Arc<Published>>,
 ) {
     let http = match reqwest::Client::builder().no_proxy().build() {
@@ -109,7 +113,11 @@ async fn collect(
             .map(|r| view::region_health(r, status.dns_view_available))
             .collect();
         let at_ms = now_ms();
-        log.observe(events::Observed::of(&status, &health, &counters), at_ms);
+        let roles = roles.borrow().clone();
+        log.observe(
+            events::Observed::of(&status, &health, &counters, roles),
+            at_ms,
+        );
         seq += 1;
         let snapshot = Snapshot {
             stamp: Stamp::new(seq, at_ms),
