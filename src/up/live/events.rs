@@ -312,7 +312,9 @@ mod tests {
     #[test]
     fn roles_taking_and_refusing_revisions_are_logged_once_each() {
         let edge = "edge eu-west 127.0.2.1:8080";
-        let seen = |roles: &[(&str, Option<u64>, Option<(u64, &str)>)]| Observed {
+        /// (name, revision, refused and why), as a listing gives them.
+        type Listed<'a> = (&'a str, Option<u64>, Option<(u64, &'a str)>);
+        let seen = |roles: &[Listed<'_>]| Observed {
             roles: Some(
                 roles
                     .iter()
