@@ -57,6 +57,24 @@ pub struct Coordinates {
 /// Returns `None` unless `iso_code` is exactly two ASCII letters naming a code
 /// in the table (all officially assigned ISO 3166-1 alpha-2 codes plus `XK`).
 pub fn country_centroid(iso_code: &str) -> Option<Coordinates> {
+    country_index(iso_code).map(|index| {
+        let (_, latitude, longitude) = CENTROIDS[index];
+        Coordinates {
+            latitude,
+            longitude,
+        }
+    })
+}
+
+/// How many codes the table holds: a country's [`country_index`] is below it.
+pub fn country_count() -> usize {
+    CENTROIDS.len()
+}
+
+/// The position of `iso_code` (matched case-insensitively) in the table,
+/// stable for a build of Meridian: a small dense number, so counters per
+/// country can be an array instead of a map keyed by strings.
+pub fn country_index(iso_code: &str) -> Option<usize> {
     let &[a, b] = iso_code.as_bytes() else {
         return None;
     };
@@ -67,13 +85,11 @@ pub fn country_centroid(iso_code: &str) -> Option<Coordinates> {
     CENTROIDS
         .binary_search_by(|&(code, _, _)| code.as_bytes().cmp(&key[..]))
         .ok()
-        .map(|index| {
-            let (_, latitude, longitude) = CENTROIDS[index];
-            Coordinates {
-                latitude,
-                longitude,
-            }
-        })
+}
+
+/// The uppercase code at `index` of the table ([`country_index`]).
+pub fn country_code(index: usize) -> Option<&'static str> {
+    CENTROIDS.get(index).map(|&(code, _, _)| code)
 }
 
 /// `(uppercase ISO 3166-1 alpha-2 code, latitude, longitude)`, sorted by code
@@ -393,6 +409,17 @@ mod tests {
         assert_near("JP", 36.0, 138.0, 1.5);
         assert_near("ZA", -29.0, 24.0, 1.5);
         assert_near("DE", 51.0, 10.0, 1.0);
+    }
+
+    #[test]
+    fn indices_name_codes_both_ways() {
+        for index in 0..country_count() {
+            let code = country_code(index).unwrap();
+            assert_eq!(country_index(code), Some(index));
+            assert_eq!(country_index(&code.to_ascii_lowercase()), Some(index));
+        }
+        assert_eq!(country_code(country_count()), None);
+        assert_eq!(country_index("ZZ"), None);
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub struct EdgeMetrics {
     bytes: IntGauge,
     zero_copy_bytes: IntCounter,
     tiers: tiers::TierGauges,
+    response_body_bytes: IntCounter,
     /// By [`PeerFillSent`], in its order.
     peer_fills_sent: Vec<IntCounter>,
     /// By [`PeerFillReceived`], in its order.
@@ -145,6 +146,9 @@ pub struct Traffic {
     /// Body bytes sent straight from cached pages (the zero-copy path;
     /// other bytes are not counted).
     pub zero_copy_bytes: u64,
+    /// Every response body byte sent to clients: hits, misses, copied or
+    /// not, streamed, error pages.
+    pub response_body_bytes: u64,
 }
 
 impl EdgeMetrics {
@@ -205,6 +209,10 @@ impl EdgeMetrics {
         let zero_copy_bytes = counter(
             "meridian_edge_zero_copy_bytes_total",
             "Body bytes sent to clients straight from cached pages (sendfile), without a copy",
+        )?;
+        let response_body_bytes = counter(
+            "meridian_edge_response_body_bytes_total",
+            "Response body bytes sent to clients, whatever the path (hits, misses, copied or zero-copy, streamed)",
         )?;
         let evictions = gauge(
             "meridian_edge_cache_evictions",
@@ -283,12 +291,17 @@ impl EdgeMetrics {
             objects,
             bytes,
             zero_copy_bytes,
+            response_body_bytes,
             registry,
         })
     }
 
-    /// Counts one finished request.
-    pub fn request(&self, outcome: Option<&CacheOutcome>, status: u16) {
+    /// Counts one finished request, which sent `body_bytes` of response
+    /// body to its client (Pingora's count of what its writer sent: the
+    /// application's bytes, not the framing, the same on every path).
+    pub fn request(&self, outcome: Option<&CacheOutcome>, status: u16, body_bytes: usize) {
+        self.response_body_bytes
+            .inc_by(u64::try_from(body_bytes).unwrap_or(u64::MAX));
         let counter = match outcome {
             Some(CacheOutcome::Hit { ttl }) if *ttl < 0 => &self.stale_hits,
             Some(CacheOutcome::Hit { .. }) => &self.hits,
@@ -391,6 +404,7 @@ impl EdgeMetrics {
             origin_retries: self.origin_retries.get(),
             purges: self.purges.get(),
             zero_copy_bytes: self.zero_copy_bytes.get(),
+            response_body_bytes: self.response_body_bytes.get(),
         }
     }
 
@@ -470,11 +484,12 @@ mod tests {
             detail: Some("uncacheable"),
         };
         for _ in 0..3 {
-            metrics.request(Some(&hit), 200);
+            metrics.request(Some(&hit), 200, 1000);
         }
-        metrics.request(Some(&miss), 200);
-        metrics.request(Some(&uncacheable), 200);
-        metrics.request(None, 502);
+        metrics.request(Some(&miss), 200, 20);
+        metrics.request(Some(&uncacheable), 200, 0);
+        metrics.request(None, 502, 7);
+        assert_eq!(metrics.traffic().response_body_bytes, 3027);
         let summary = metrics.summary(&storage);
         assert_eq!((summary.hits, summary.misses), (3, 1));
         assert!((summary.hit_ratio - 0.75).abs() < 1e-9);

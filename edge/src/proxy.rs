@@ -857,7 +857,8 @@ impl ProxyHttp for EdgeProxy {
     /// Counts the request once it is done, and logs it if it failed.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        self.metrics.request(ctx.outcome.as_ref(), status);
+        self.metrics
+            .request(ctx.outcome.as_ref(), status, session.body_bytes_sent());
         if ctx.peer_fill {
             let outcome = match (status, &ctx.outcome, ctx.hop) {
                 (0 | 500.., _, _) => PeerFillReceived::Failed,

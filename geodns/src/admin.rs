@@ -4,7 +4,8 @@
 //!
 //! `/health` is the edges' health as this GeoDNS sees it (what
 //! `meridian status` and `meridian route` show); `/counters` is steered
-//! answers per region and reloads since start, as JSON (what the live view
+//! answers per region and reloads since start, and answers per client
+//! country and region since the config's load, as JSON (what the live view
 //! of `meridian up` follows); `/metrics` is Prometheus text. Both read the current snapshot, so they follow reloads.
 //!
 //! Every route is behind `config::admin_access`, the rule all admin
@@ -65,6 +66,24 @@ pub struct Counters {
     pub reloads: u64,
     /// Reloads refused since start.
     pub reload_failures: u64,
+    /// Steered answers per client country and region since the running
+    /// config was loaded (a reload starts them again), only those with
+    /// answers: at most every country of the country table, `unknown` and
+    /// `other`, times the regions.
+    #[serde(default)]
+    pub flows: Vec<FlowAnswers>,
+}
+
+/// Steered answers to clients of one country with one region's edges.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FlowAnswers {
+    /// An uppercase ISO 3166-1 alpha-2 code, `unknown` or `other`
+    /// ([`crate::flows`]).
+    pub country: String,
+    /// The region.
+    pub region: String,
+    /// Answers.
+    pub answers: u64,
 }
 
 /// Steered answers with one region's edges.
@@ -90,10 +109,23 @@ impl Counters {
             })
             .collect();
         let (reloads, reload_failures) = metrics.reload_counts();
+        let flows = snapshot
+            .flows
+            .totals()
+            .into_iter()
+            .filter_map(|(country, region, answers)| {
+                Some(FlowAnswers {
+                    country: crate::flows::country_name(country).to_owned(),
+                    region: snapshot.config.regions.get(region)?.name.clone(),
+                    answers,
+                })
+            })
+            .collect();
         Counters {
             steered,
             reloads,
             reload_failures,
+            flows,
         }
     }
 }

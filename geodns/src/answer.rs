@@ -144,6 +144,8 @@ pub struct Reply<'s> {
     pub scope: u8,
     /// The region whose edges answered, for a steered answer.
     pub region: Option<usize>,
+    /// The client's country, for a steered answer (else unknown).
+    pub country: crate::flows::CountryId,
 }
 
 /// Which of `count` addresses a steered answer holds, in order, for a
@@ -180,6 +182,7 @@ pub fn answer<'s>(
         additionals: &[],
         scope: 0,
         region: None,
+        country: crate::flows::unknown(),
     };
     // Another class, or a zone transfer: this server does not transfer its
     // zone (more servers are run from the same config file instead).
@@ -207,6 +210,7 @@ pub fn answer<'s>(
             let decision = placed
                 .decision
                 .unwrap_or_else(|| snapshot.table.decide(client.ip));
+            reply.country = decision.country;
             if client.subnet.is_some() {
                 reply.scope = decision.scope;
             }

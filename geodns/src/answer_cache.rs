@@ -35,7 +35,8 @@
 //! the question's exact bytes (replies echo the question's letter case),
 //! the OPT record's size, flags and version, the ECS option's family and
 //! prefix, whether the ECS address was usable, and the table's decision for
-//! the client (which region order, which scope). Each UDP worker thread has
+//! the client (which region order, which scope, which country: the reply
+//! does not depend on it, but what it counts does). Each UDP worker thread has
 //! its own cache, so nothing is shared or locked; it is emptied when the
 //! snapshot or the health generation changes, and when it is full.
 
@@ -50,9 +51,9 @@ use std::hash::{BuildHasher, RandomState};
 /// How many replies one worker remembers before starting over.
 const CAPACITY: usize = 8192;
 
-/// The largest key: 36 bytes of fixed fields and a question of at most a
+/// The largest key: 38 bytes of fixed fields and a question of at most a
 /// 255-byte name plus type and class.
-const MAX_KEY: usize = 36 + wire::MAX_NAME + 4;
+const MAX_KEY: usize = 38 + wire::MAX_NAME + 4;
 
 /// A query of the common shape, as slices of the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,6 +339,10 @@ fn key_of(
     }
     key.push(&decision.order_id.to_be_bytes())?;
     key.push(&[decision.scope])?;
+    // A remembered reply counts as its first did, its client's country
+    // included ([`crate::flows`]): clients of two countries that get the
+    // same reply are two keys.
+    key.push(&decision.country.to_be_bytes())?;
     key.push(shape.question)?;
     Some(key)
 }

@@ -92,6 +92,9 @@ impl GeoDnsHandler {
     /// Adds one answered query to the metrics.
     pub(crate) fn count(&self, snapshot: &Snapshot, counts: &Counts) {
         self.metrics.count(&snapshot.steered, counts);
+        if let Some(region) = counts.region {
+            snapshot.flows.count(counts.country, region);
+        }
     }
 
     /// The metrics, for what the UDP path counts itself.
@@ -222,6 +225,7 @@ fn prepare<'s>(
                     rcode,
                     ecs: false,
                     region: None,
+                    country: crate::flows::unknown(),
                 },
                 question: (!echo_question).then(no_question_section).flatten(),
                 limit,
@@ -245,6 +249,7 @@ fn prepare<'s>(
         rcode: reply.rcode,
         ecs: client.subnet.is_some() && reply.region.is_some(),
         region: reply.region,
+        country: reply.country,
     };
     if let Some(edns) = edns.as_mut()
         && let Some(subnet) = client.echo

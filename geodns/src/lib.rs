@@ -28,6 +28,7 @@ mod answer_cache;
 mod ecs;
 pub mod error;
 pub mod explain;
+pub mod flows;
 pub mod geo;
 pub mod handler;
 pub mod health;

@@ -44,6 +44,9 @@ pub struct Counts {
     pub ecs: bool,
     /// The region whose edges a steered answer gave.
     pub region: Option<usize>,
+    /// The client's country, for a steered answer's flow
+    /// ([`crate::flows`]); unknown for other answers.
+    pub country: crate::flows::CountryId,
 }
 
 /// The counters, and the registry that renders them.

@@ -7,6 +7,7 @@
 //! health view changes inside a snapshot, and only through atomics.
 
 use crate::error::GeoDnsError;
+use crate::flows::Flows;
 use crate::geo::{GeoDatabase, LoadLimit};
 use crate::health::HealthView;
 use crate::metrics::DnsMetrics;
@@ -40,6 +41,8 @@ pub struct Snapshot {
     pub health: Arc<HealthView>,
     /// Steered answers per region, indexed like `config.regions`.
     pub steered: Vec<IntCounter>,
+    /// Steered answers per client country and region since this load.
+    pub flows: Flows,
     /// The UDP replies' rate limit, if `[geodns.rate_limit]` sets one;
     /// every network's bucket starts full with each load.
     pub rate_limit: Option<RateLimiter>,
@@ -76,6 +79,7 @@ impl Snapshot {
         let zone = Zone::from_config(&config);
         let health = HealthView::from_config(&config);
         let steered = metrics.steered_counters(&config.region_names());
+        let flows = Flows::new(config.regions.len());
         let rate_limit = config.geodns.rate_limit.as_ref().map(|limit| {
             tracing::info!(
                 responses_per_second = limit.responses_per_second,
@@ -93,6 +97,7 @@ impl Snapshot {
             zone,
             table,
             health,
+            flows,
             steered,
             rate_limit,
         })

@@ -21,8 +21,14 @@
 //! what gdnsd computes by merging its database tree; like there, it is never
 //! longer than the database network the address fell in.
 //!
+//! The client's country is kept beside, in ranges of its own merged by
+//! country (for the live view's flows, [`crate::flows`]): merging the order
+//! ranges by country too would narrow the ECS scopes, which must follow the
+//! order alone. A decision is thus two binary searches.
+//!
 //! Pure after construction: no I/O, no clock.
 
+use crate::flows::{CountryId, country_id, unknown};
 use crate::geo::{DbRecord, GeoDatabase, GeoError, LoadLimit, Work, canonical};
 use crate::steering::{Steering, overridden};
 use ipnet::IpNet;
@@ -53,6 +59,9 @@ const NON_PUBLIC_V6: [&str; 5] = ["::/128", "::1/128", "fc00::/7", "fe80::/10", 
 pub struct GeoTable {
     v4: Ranges<u32>,
     v6: Ranges<u128>,
+    /// The same addresses' countries ([`CountryId`]s as `u32`).
+    v4_countries: Ranges<u32>,
+    v6_countries: Ranges<u128>,
     /// Distinct region orders; the ranges refer to them by index.
     orders: Vec<Vec<usize>>,
 }
@@ -68,6 +77,8 @@ pub struct Decision<'t> {
     /// The shortest prefix of the address whose every address gets this
     /// same order, in bits of the address's own family.
     pub scope: u8,
+    /// The address's country, as the database places it.
+    pub country: CountryId,
 }
 
 /// Sizes, for logs and `meridian route`.
@@ -85,14 +96,15 @@ pub struct TableStats {
 
 /// Ranges covering one family: range `i` is `starts[i] ..= starts[i + 1] - 1`
 /// (the last one runs to the family's last address); `starts[0]` is 0.
+/// Each range has a value: an order index, or a country.
 #[derive(Debug)]
 struct Ranges<T> {
     starts: Vec<T>,
-    orders: Vec<u32>,
+    values: Vec<u32>,
 }
 
 impl<T: Copy + Ord + Into<u128>> Ranges<T> {
-    /// The order index of `x`, and the first and last address of its range.
+    /// The value of `x`, and the first and last address of its range.
     fn find(&self, x: T, last: u128) -> (u32, u128, u128) {
         let i = self.starts.partition_point(|s| *s <= x).saturating_sub(1);
         let start = self.starts.get(i).map_or(0, |s| (*s).into());
@@ -100,11 +112,17 @@ impl<T: Copy + Ord + Into<u128>> Ranges<T> {
             .starts
             .get(i + 1)
             .map_or(last, |next| (*next).into() - 1);
-        (self.orders.get(i).copied().unwrap_or(0), start, end)
+        (self.values.get(i).copied().unwrap_or(0), start, end)
+    }
+
+    /// Only the value of `x`.
+    fn value(&self, x: T) -> u32 {
+        let i = self.starts.partition_point(|s| *s <= x).saturating_sub(1);
+        self.values.get(i).copied().unwrap_or(0)
     }
 
     fn bytes(&self) -> usize {
-        self.starts.capacity() * std::mem::size_of::<T>() + self.orders.capacity() * 4
+        self.starts.capacity() * std::mem::size_of::<T>() + self.values.capacity() * 4
     }
 }
 
@@ -129,23 +147,28 @@ impl GeoTable {
         let default = orders.intern(steering.order(None).regions);
 
         // Each scan numbers its records from 0: one class cache per scan.
-        let mut classes: Vec<u32> = Vec::new();
-        let classify =
-            |orders: &mut Orders, classes: &mut Vec<u32>, record: Option<DbRecord<'_>>| {
-                let Some(record) = record else {
-                    return default;
-                };
-                let index = record.index as usize;
-                if index == classes.len() {
-                    classes.push(orders.intern(steering.order(record.location).regions));
-                }
-                classes.get(index).copied().unwrap_or(default)
+        // A class is a record's (order, country).
+        let nowhere = (default, unknown());
+        let mut classes: Vec<(u32, CountryId)> = Vec::new();
+        let classify = |orders: &mut Orders,
+                        classes: &mut Vec<(u32, CountryId)>,
+                        record: Option<DbRecord<'_>>| {
+            let Some(record) = record else {
+                return nowhere;
             };
+            let index = record.index as usize;
+            if index == classes.len() {
+                let order = orders.intern(steering.order(record.location).regions);
+                let country = record.location.and_then(|l| l.country.as_deref());
+                classes.push((order, country_id(country)));
+            }
+            classes.get(index).copied().unwrap_or(nowhere)
+        };
 
         let mut raw_v4 = Pieces::new(default);
         geo.scan(false, &mut work, |start, _prefix, record| {
-            let id = classify(&mut orders, &mut classes, record);
-            raw_v4.push(start, id);
+            let (id, country) = classify(&mut orders, &mut classes, record);
+            raw_v4.push(start, id, country);
         })?;
         classes.clear();
 
@@ -154,7 +177,7 @@ impl GeoTable {
         // found during the walk but filled after it (the walk holds the
         // work budget), each copy paid for: a file that points many
         // prefixes at its IPv4 tree cannot make the table quadratic.
-        let mut v6_networks: Vec<(u128, u32)> = Vec::new();
+        let mut v6_networks: Vec<(u128, (u32, CountryId))> = Vec::new();
         // (the index of the network it comes before, its first address,
         // the address after it or `None`).
         let mut gaps: Vec<(usize, u128, Option<u128>)> = Vec::new();
@@ -181,8 +204,8 @@ impl GeoTable {
                     alias_v4(&mut v6, &raw_v4, block, depth, default, &mut work)?;
                 }
             }
-            if let Some(&(start, id)) = v6_networks.get(at) {
-                v6.push(start, id);
+            if let Some(&(start, (id, country))) = v6_networks.get(at) {
+                v6.push(start, id, country);
             }
         }
         drop(v6_networks);
@@ -198,7 +221,10 @@ impl GeoTable {
                     reason: format!("{block} is not a network"),
                 })?;
                 let (start, end) = bounds(&net);
-                pieces.paint(start, end, bits, |_| (default, default));
+                // Never placed: no country either.
+                pieces.paint(start, end, bits, |piece| {
+                    (piece.base, piece.order, piece.country) = nowhere_piece(default);
+                });
             }
         }
         // Least specific first, so more specific networks paint over them.
@@ -211,15 +237,18 @@ impl GeoTable {
                 IpNet::V4(_) => (&mut v4, 32),
                 IpNet::V6(_) => (&mut v6, 128),
             };
-            pieces.paint(start, end, bits, |base| {
-                let order = overridden(listed, orders.get(base));
-                (base, orders.intern(order))
+            // The client stays where it is: only its order changes.
+            pieces.paint(start, end, bits, |piece| {
+                piece.order = orders.intern(overridden(listed, orders.get(piece.base)));
             });
         }
 
+        let narrow = |s: u128| u32::try_from(s).unwrap_or(u32::MAX);
         Ok(GeoTable {
-            v4: v4.into_ranges(|s| u32::try_from(s).unwrap_or(u32::MAX)),
-            v6: v6.into_ranges(|s| s),
+            v4: v4.ranges(|p| p.order, narrow),
+            v6: v6.ranges(|p| p.order, |s| s),
+            v4_countries: v4.ranges(|p| u32::from(p.country), narrow),
+            v6_countries: v6.ranges(|p| u32::from(p.country), |s| s),
             orders: orders.list,
         })
     }
@@ -229,7 +258,7 @@ impl GeoTable {
     /// scope given in IPv6 bits.
     pub fn decide(&self, ip: IpAddr) -> Decision<'_> {
         let mapped = matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
-        let (order, scope) = match canonical(ip) {
+        let (order, scope, country) = match canonical(ip) {
             IpAddr::V4(v4) => {
                 let x = u32::from(v4);
                 let (order, start, end) = self.v4.find(x, u128::from(u32::MAX));
@@ -241,12 +270,14 @@ impl GeoTable {
                     } else {
                         scope
                     },
+                    self.v4_countries.value(x),
                 )
             }
             IpAddr::V6(v6) => {
                 let x = u128::from(v6);
                 let (order, start, end) = self.v6.find(x, u128::MAX);
-                (order, widest_prefix(x, start, end, 128))
+                let country = self.v6_countries.value(x);
+                (order, widest_prefix(x, start, end, 128), country)
             }
         };
         Decision {
@@ -256,6 +287,7 @@ impl GeoTable {
                 .map_or(&[][..], Vec::as_slice),
             order_id: order,
             scope,
+            country: CountryId::try_from(country).unwrap_or_else(|_| unknown()),
         }
     }
 
@@ -283,6 +315,8 @@ impl GeoTable {
             orders: self.orders.len(),
             bytes: self.v4.bytes()
                 + self.v6.bytes()
+                + self.v4_countries.bytes()
+                + self.v6_countries.bytes()
                 + self
                     .orders
                     .iter()
@@ -316,12 +350,19 @@ impl Orders {
 }
 
 /// One range while the table is built: `base` is the order without network
-/// overrides (what an override's unlisted regions follow), `order` the final.
+/// overrides (what an override's unlisted regions follow), `order` the final,
+/// `country` where the database places it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Piece {
     start: u128,
     base: u32,
     order: u32,
+    country: CountryId,
+}
+
+/// A never-placed range's (base, order, country).
+fn nowhere_piece(default: u32) -> (u32, u32, CountryId) {
+    (default, default, unknown())
 }
 
 /// Ranges being built: sorted by start, the first starting at 0.
@@ -334,19 +375,21 @@ impl Pieces {
             start: 0,
             base: default,
             order: default,
+            country: unknown(),
         }])
     }
 
     /// Appends a range from `start` (after every range so far).
-    fn push(&mut self, start: u128, order: u32) {
+    fn push(&mut self, start: u128, order: u32, country: CountryId) {
         let piece = Piece {
             start,
             base: order,
             order,
+            country,
         };
         match self.0.last_mut() {
             Some(last) if last.start == start => *last = piece,
-            Some(last) if last.base == order && last.order == order => {}
+            Some(last) if (last.base, last.order, last.country) == (order, order, country) => {}
             _ => self.0.push(piece),
         }
     }
@@ -361,15 +404,8 @@ impl Pieces {
         }
     }
 
-    /// Gives every address in `start ..= end` the `(base, order)` that
-    /// `paint` returns for its current base.
-    fn paint(
-        &mut self,
-        start: u128,
-        end: u128,
-        bits: u32,
-        mut paint: impl FnMut(u32) -> (u32, u32),
-    ) {
+    /// Changes every range in `start ..= end` with `paint`.
+    fn paint(&mut self, start: u128, end: u128, bits: u32, mut paint: impl FnMut(&mut Piece)) {
         self.split_at(start);
         if end < last_address(bits) {
             self.split_at(end + 1);
@@ -379,23 +415,24 @@ impl Pieces {
             .iter_mut()
             .filter(|p| p.start >= start && p.start <= end)
         {
-            (piece.base, piece.order) = paint(piece.base);
+            paint(piece);
         }
     }
 
-    /// The final ranges, adjacent equal orders merged.
-    fn into_ranges<T>(self, narrow: impl Fn(u128) -> T) -> Ranges<T> {
+    /// The final ranges of one value (the order, or the country),
+    /// adjacent equal values merged.
+    fn ranges<T>(&self, value: impl Fn(&Piece) -> u32, narrow: impl Fn(u128) -> T) -> Ranges<T> {
         let mut starts = Vec::new();
-        let mut orders: Vec<u32> = Vec::new();
-        for piece in self.0 {
-            if orders.last() != Some(&piece.order) {
+        let mut values: Vec<u32> = Vec::new();
+        for piece in &self.0 {
+            if values.last() != Some(&value(piece)) {
                 starts.push(narrow(piece.start));
-                orders.push(piece.order);
+                values.push(value(piece));
             }
         }
         starts.shrink_to_fit();
-        orders.shrink_to_fit();
-        Ranges { starts, orders }
+        values.shrink_to_fit();
+        Ranges { starts, values }
     }
 }
 
@@ -414,13 +451,13 @@ fn alias_v4(
     if depth > 96 {
         // Narrower than the IPv4 space: not an alias a database makes.
         work.charge(1)?;
-        v6.push(block, default);
+        v6.push(block, default, unknown());
         return Ok(());
     }
     work.charge(v4.0.len() as u64)?;
     let shift = 96 - depth;
     for piece in &v4.0 {
-        v6.push(block | (piece.start << shift), piece.order);
+        v6.push(block | (piece.start << shift), piece.order, piece.country);
     }
     Ok(())
 }
@@ -659,11 +696,45 @@ mod tests {
             Decision {
                 order: &DEFAULT,
                 order_id: 0,
-                scope: 0
+                scope: 0,
+                country: country_id(Some("US")),
             }
         );
         assert_eq!(table.decide(ip("2600::1")).scope, 0);
         assert_eq!(table.stats().orders, 1);
+    }
+
+    #[test]
+    fn every_address_keeps_its_country_whatever_its_order() {
+        use crate::flows::country_name;
+        let geo = database(&[
+            ("80.0.0.0/8", "DE", "EU"),
+            ("81.0.0.0/8", "GB", "EU"),
+            ("82.0.0.0/8", "FR", "EU"),
+            ("2a00::/16", "GB", "EU"),
+        ]);
+        let steering = steering_with("nets = { \"82.2.69.0/24\" = [\"ap-southeast\"] }");
+        let table = GeoTable::build(&geo, &steering).unwrap();
+        let country = |a: &str| country_name(table.decide(ip(a)).country);
+        // One order range, three countries: the scope is the order's.
+        assert_eq!(table.decide(ip("81.2.3.4")).scope, 7);
+        assert_eq!(
+            [
+                country("80.1.1.1"),
+                country("81.2.3.4"),
+                country("82.2.3.4")
+            ],
+            ["DE", "GB", "FR"]
+        );
+        // A network override changes the order, not the country.
+        assert_eq!(table.decide(ip("82.2.69.1")).order, [2, 1, 0]);
+        assert_eq!(country("82.2.69.1"), "FR");
+        // IPv4-mapped and IPv6 addresses; what is not placed is unknown.
+        assert_eq!(country("::ffff:82.2.3.4"), "FR");
+        assert_eq!(country("2a00::1"), "GB");
+        for nowhere in ["10.1.2.3", "127.0.0.1", "83.0.0.1", "::1", "2b00::1"] {
+            assert_eq!(country(nowhere), "unknown", "{nowhere}");
+        }
     }
 
     #[test]

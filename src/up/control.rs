@@ -168,6 +168,10 @@ pub struct TrafficView {
     pub purges: u64,
     /// Body bytes sent from cached pages without a copy.
     pub zero_copy_bytes: u64,
+    /// Every response body byte sent to clients (0 from an edge too old
+    /// to report it).
+    #[serde(default)]
+    pub response_body_bytes: u64,
 }
 
 /// Whether one GeoDNS server answers with a region's edges.

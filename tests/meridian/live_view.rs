@@ -1,7 +1,8 @@
 //! The live view of `meridian up` (its page at the control API's root and
 //! the `/events` stream behind it): in a real headless Chromium, the page
 //! follows an outage and a restore without being reloaded, says it is
-//! stale when the stream drops and reconnects by itself; the stream
+//! stale when the stream drops and reconnects by itself, and draws where
+//! a country's clients are sent (an arc and a line of text); the stream
 //! itself (snapshots arrive with answers per region, requests per second
 //! and purges, a reconnect starts from a whole snapshot, a
 //! slow reader skips snapshots instead of piling them up, `up` stops with
@@ -115,6 +116,27 @@ async fn the_page_follows_outages_restores_and_a_lost_stream_without_reloading()
     // A mark in this document: a reload would lose it.
     browser.evaluate("window.loadedOnce = true").await.unwrap();
     browser.screenshot(&artifact("1-all-up.png")).await.unwrap();
+
+    // Clients in GB are sent to eu-west: an arc from GB to eu-west on the
+    // map, and the same in words.
+    blocking(|| {
+        for _ in 0..3 {
+            let query = dns::ecs("cdn.meridian.test.", RecordType::A, "81.2.69.0/24");
+            dns::udp(up.dns(), &query).unwrap();
+        }
+    });
+    let flow = "[document.querySelectorAll('#flows path[data-country=\"GB\"][data-flow-region=\"eu-west\"]').length, \
+                document.querySelector('#flow-list li[data-country=\"GB\"][data-flow-region=\"eu-west\"]')?.textContent]";
+    browser
+        .until(flow, Duration::from_secs(10), |v| {
+            v[0] == 1
+                && v[1]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("GB → eu-west 100 %"))
+        })
+        .await
+        .unwrap();
+    browser.screenshot(&artifact("1b-flows.png")).await.unwrap();
 
     // An outage from the page's own button (the control API, with the
     // header its fetch sends, from its own origin).

@@ -8,6 +8,7 @@
 
 mod admin_access;
 mod benchmarks;
+mod body_bytes;
 mod cache;
 mod cli;
 mod cluster;
@@ -21,6 +22,7 @@ mod harness;
 mod hit_paths;
 mod hostile;
 mod hosts;
+mod live_flows;
 mod live_view;
 mod nameservers;
 mod origin_tls;

@@ -110,6 +110,7 @@ mod tests {
                 .collect(),
             reloads: 0,
             reload_failures: 0,
+            flows: Vec::new(),
         })
     }
 

@@ -13,6 +13,7 @@
 //! included). When the publisher stops, every stream ends.
 
 pub mod answers;
+pub mod flows;
 pub mod log;
 mod page;
 pub mod server;

@@ -6,6 +6,7 @@
 //! `meridian up`'s), and offers no buttons.
 
 use super::answers::{RegionShare, Steering};
+use super::flows::{FlowShare, Flows};
 use super::log::{Entry, Log};
 use super::{Feed, INTERVAL, Published, ServerEntry, Stamp, now_ms};
 use crate::admin::Counters;
@@ -28,6 +29,7 @@ struct View<'a> {
     geodns: [ServerEntry; 1],
     regions: Vec<Region>,
     answers: Vec<RegionShare>,
+    flows: Vec<FlowShare>,
     events: &'a VecDeque<Entry>,
 }
 
@@ -103,7 +105,7 @@ async fn collect(
 ) {
     let mut ticks = tokio::time::interval(INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut steering: Option<(Vec<String>, Steering)> = None;
+    let mut steering: Option<(Vec<String>, Steering, Flows)> = None;
     let mut log = Log::default();
     let mut last: Option<Seen> = None;
     let mut seq = 0;
@@ -117,16 +119,21 @@ async fn collect(
             .map(|r| r.name.clone())
             .collect();
         // A reload may change the regions: their minute starts again.
-        if steering.as_ref().is_none_or(|(known, _)| *known != names) {
-            steering = Some((names.clone(), Steering::new(names.clone())));
+        if steering
+            .as_ref()
+            .is_none_or(|(known, _, _)| *known != names)
+        {
+            let windows = (Steering::new(names.clone()), Flows::new(names.clone()));
+            steering = Some((names.clone(), windows.0, windows.1));
         }
         let counters = Counters::of(&snapshot, &metrics);
-        let shares = match steering.as_mut() {
-            Some((_, steering)) => {
+        let (shares, flows) = match steering.as_mut() {
+            Some((_, steering, flows)) => {
                 steering.record(&[Some(&counters)]);
-                steering.shares()
+                flows.record(&[Some(&counters)]);
+                (steering.shares(), flows.shares())
             }
-            None => Vec::new(),
+            None => (Vec::new(), Vec::new()),
         };
         let view = snapshot.health.snapshot();
         let regions: Vec<Region> = snapshot
@@ -211,6 +218,7 @@ async fn collect(
             }],
             regions,
             answers: shares,
+            flows,
             events: log.entries(),
         };
         let Ok(json) = serde_json::to_string(&view) else {

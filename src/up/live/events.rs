@@ -2,14 +2,21 @@
 //! with what the one before saw. Region health transitions, processes
 //! killed by an outage, brought back by a restore, crashing or restarted
 //! on their own, GeoDNS servers steering away from or back to a region,
-//! purges applied by edges and config reloads by GeoDNS servers. Bounded: the oldest entries go first.
+//! purges applied by edges, config reloads by GeoDNS servers, and in a
+//! cluster each role taking or refusing a config revision (from the
+//! revisions its reports on the bus give, [`super::revisions`]). Bounded:
+//! the oldest entries go first.
 
 use super::answers::ServerCounters;
+use super::revisions::RoleRevision;
 use super::view::Health;
 use crate::up::ProcessState;
 use crate::up::control::Status;
 use geodns::live::log::{Entry, Log};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+
+/// The most of a refusal's reason an entry quotes.
+const MAX_REASON_CHARS: usize = 200;
 
 /// What one collection saw that the log compares.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -27,16 +34,22 @@ pub struct Observed {
     /// Each GeoDNS server's reloads and refused reloads (`None`: it did
     /// not answer).
     reloads: Vec<(String, Option<(u64, u64)>)>,
+    /// In a cluster, each role alive on the bus and its revisions (`None`:
+    /// no cluster, or the bus did not answer).
+    roles: Option<Vec<RoleRevision>>,
 }
 
 impl Observed {
-    /// What `status` shows, with each region's `health` in its order.
+    /// What `status` shows, with each region's `health` in its order, and
+    /// the cluster's `roles`.
     pub fn of(
         status: &Status,
         health: &[(Health, String)],
         counters: &[ServerCounters],
+        roles: Option<Vec<RoleRevision>>,
     ) -> Observed {
         Observed {
+            roles,
             regions: status
                 .regions
                 .iter()
@@ -93,6 +106,9 @@ impl Observed {
 pub struct Changes {
     log: Log,
     last: Option<Observed>,
+    /// Each role's revision and refused revision when last seen alive: a
+    /// role that restarts to take a revision may miss a listing or two.
+    revisions: HashMap<String, (Option<u64>, Option<u64>)>,
 }
 
 impl Changes {
@@ -109,6 +125,7 @@ impl Changes {
     /// `at_ms`; the first observation logs the start and each region's
     /// health.
     pub fn observe(&mut self, now: Observed, at_ms: u64) {
+        self.revisions(now.roles.as_deref(), at_ms);
         let Some(last) = self.last.take() else {
             self.push(
                 at_ms,
@@ -195,6 +212,28 @@ impl Changes {
     }
 }
 
+impl Changes {
+    /// Logs each role that took or refused a revision since it was last
+    /// seen; roles seen for the first time are only remembered.
+    fn revisions(&mut self, roles: Option<&[RoleRevision]>, at_ms: u64) {
+        for (name, revision, refused) in roles.unwrap_or_default() {
+            let now = (*revision, refused.as_ref().map(|(n, _)| *n));
+            let Some(before) = self.revisions.insert(name.clone(), now) else {
+                continue;
+            };
+            if let Some(number) = revision.filter(|_| before.0 != now.0) {
+                let text = format!("config revision {number} applied by {name}");
+                self.push(at_ms, "config", text);
+            }
+            if let Some((number, why)) = refused.as_ref().filter(|_| before.1 != now.1) {
+                let why: String = why.chars().take(MAX_REASON_CHARS).collect();
+                let text = format!("config revision {number} refused by {name}: {why}");
+                self.push(at_ms, "config", text);
+            }
+        }
+    }
+}
+
 /// The kind and words of process `name` going from `before` to `now`.
 fn process_change(name: &str, before: ProcessState, now: ProcessState) -> (&'static str, String) {
     use ProcessState::{Failed, Killed, Restarting, Running};
@@ -220,6 +259,7 @@ mod tests {
             answered: vec![("ns1".into(), ns1.is_some())],
             purges: vec![("edge eu-west 127.0.2.1".into(), Some(purges))],
             reloads: vec![("ns1".into(), Some((purges / 2, 0)))],
+            roles: None,
         }
     }
 
@@ -267,5 +307,59 @@ mod tests {
         assert_eq!(got, expected);
         let ids: Vec<u64> = log.entries().iter().map(|e| e.id).collect();
         assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn roles_taking_and_refusing_revisions_are_logged_once_each() {
+        let edge = "edge eu-west 127.0.2.1:8080";
+        /// (name, revision, refused and why), as a listing gives them.
+        type Listed<'a> = (&'a str, Option<u64>, Option<(u64, &'a str)>);
+        let seen = |roles: &[Listed<'_>]| Observed {
+            roles: Some(
+                roles
+                    .iter()
+                    .map(|(name, revision, refused)| {
+                        let refused = refused.map(|(n, why)| (n, why.to_owned()));
+                        ((*name).to_owned(), *revision, refused)
+                    })
+                    .collect(),
+            ),
+            ..Observed::default()
+        };
+        let mut log = Changes::default();
+        // What runs when the view starts is not news.
+        log.observe(
+            seen(&[(edge, Some(1), None), ("geodns ns1", None, None)]),
+            1,
+        );
+        log.observe(seen(&[(edge, Some(1), None)]), 2);
+        // The edge restarts into revision 2: missing from one listing.
+        log.observe(seen(&[]), 3);
+        log.observe(
+            seen(&[(edge, Some(2), None), ("geodns ns1", Some(2), None)]),
+            4,
+        );
+        log.observe(Observed::default(), 5);
+        log.observe(seen(&[(edge, Some(2), Some((3, "bad [edge]")))]), 6);
+        log.observe(seen(&[(edge, Some(2), Some((3, "bad [edge]")))]), 7);
+        let long = "x".repeat(10_000);
+        log.observe(seen(&[(edge, Some(4), Some((5, long.as_str())))]), 8);
+        let config: Vec<String> = kinds(&log)
+            .into_iter()
+            .filter(|(kind, _)| *kind == "config")
+            .map(|(_, text)| text)
+            .collect();
+        assert_eq!(
+            config[..4],
+            [
+                format!("config revision 2 applied by {edge}"),
+                "config revision 2 applied by geodns ns1".to_owned(),
+                format!("config revision 3 refused by {edge}: bad [edge]"),
+                format!("config revision 4 applied by {edge}"),
+            ]
+        );
+        assert_eq!(config.len(), 5, "{config:?}");
+        assert!(config[4].starts_with(&format!("config revision 5 refused by {edge}: xxx")));
+        assert!(config[4].len() < 300, "the reason is cut");
     }
 }

@@ -1,6 +1,7 @@
 //! The last minute of each edge's counters, as the sparklines draw them:
-//! requests per second, hit ratio, origin failovers per second and bytes
-//! sent from cached pages per second, one sample per collection.
+//! requests per second, hit ratio, origin failovers per second and
+//! response body bytes served per second (every path: hits, misses,
+//! copied or zero-copy), one sample per collection.
 //!
 //! An edge's counters start again at zero when its process does; a sample
 //! whose counter went down is a gap (`null`), never a negative rate.
@@ -23,7 +24,7 @@ pub struct Series {
     pub hit_ratio: VecDeque<Option<f64>>,
     /// Requests moved to another origin, per second.
     pub failovers: VecDeque<Option<f64>>,
-    /// Body bytes sent from cached pages without a copy, per second.
+    /// Response body bytes sent to clients, per second.
     pub bytes: VecDeque<Option<f64>>,
 }
 
@@ -89,8 +90,8 @@ impl History {
                         seconds,
                     ),
                     rate(
-                        field(*last, |t| t.zero_copy_bytes),
-                        field(now, |t| t.zero_copy_bytes),
+                        field(*last, |t| t.response_body_bytes),
+                        field(now, |t| t.response_body_bytes),
                         seconds,
                     ),
                 );

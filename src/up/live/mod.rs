@@ -13,10 +13,12 @@
 mod answers;
 mod events;
 mod history;
+mod revisions;
 mod view;
 
 use super::control::{self, Shared};
 use geodns::live::answers::{RegionShare, Steering};
+use geodns::live::flows::{FlowShare, Flows};
 use geodns::live::{Feed, INTERVAL, Published, ServerEntry, Stamp, now_ms};
 use serde::Serialize;
 use std::sync::Arc;
@@ -37,6 +39,8 @@ struct Snapshot<'a> {
     regions: Vec<view::RegionView>,
     /// Where GeoDNS sent clients in the last minute, per region.
     answers: Vec<RegionShare>,
+    /// Where GeoDNS sent each country's clients in the last minute.
+    flows: Vec<FlowShare>,
     events: &'a std::collections::VecDeque<geodns::live::log::Entry>,
 }
 
@@ -55,9 +59,11 @@ pub fn start(supervisor: Shared, config: &config::Config, stop: oneshot::Receive
         .collect();
     let (publish, feed) = geodns::live::channel();
     let config = config.clone();
+    let (roles, follow) = revisions::follow(config.cluster.clone());
     tokio::spawn(async move {
         tokio::select! {
-            () = collect(supervisor, config, places, publish) => {}
+            () = collect(supervisor, config, places, roles, publish) => {}
+            () = follow => {}
             _ = stop => {}
         }
     });
@@ -70,6 +76,7 @@ async fn collect(
     supervisor: Shared,
     config: config::Config,
     places: Vec<view::Place>,
+    roles: revisions::Latest,
     publish: watch::Sender<Arc<Published>>,
 ) {
     let http = match reqwest::Client::builder().no_proxy().build() {
@@ -79,7 +86,9 @@ async fn collect(
             return;
         }
     };
-    let mut steering = Steering::new(places.iter().map(|p| p.name.clone()).collect());
+    let names: Vec<String> = places.iter().map(|p| p.name.clone()).collect();
+    let mut steering = Steering::new(names.clone());
+    let mut flows = Flows::new(names);
     let mut ticks = tokio::time::interval(INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut history = history::History::default();
@@ -94,6 +103,7 @@ async fn collect(
         );
         let servers: Vec<_> = counters.iter().map(|s| s.counters.as_ref()).collect();
         steering.record(&servers);
+        flows.record(&servers);
         let now = Instant::now();
         history.record(&status, now - last);
         last = now;
@@ -103,7 +113,11 @@ async fn collect(
             .map(|r| view::region_health(r, status.dns_view_available))
             .collect();
         let at_ms = now_ms();
-        log.observe(events::Observed::of(&status, &health, &counters), at_ms);
+        let roles = roles.borrow().clone();
+        log.observe(
+            events::Observed::of(&status, &health, &counters, roles),
+            at_ms,
+        );
         seq += 1;
         let snapshot = Snapshot {
             stamp: Stamp::new(seq, at_ms),
@@ -121,6 +135,7 @@ async fn collect(
                 .collect(),
             regions: view::regions(&status, &places, &history),
             answers: steering.shares(),
+            flows: flows.shares(),
             events: log.entries(),
         };
         let json = match serde_json::to_string(&snapshot) {
