@@ -47,7 +47,8 @@ pub(super) enum Disk {
 /// What `status` and metrics show of the tiers.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TierStats {
-    /// Lookups answered from memory since the start.
+    /// Lookups answered from memory since the start (counted only with a
+    /// disk tier).
     pub memory_hits: u64,
     /// Lookups answered from disk since the start.
     pub disk_hits: u64,
@@ -119,7 +120,12 @@ impl MemoryStorage {
     /// counting which tier answered. See the module documentation.
     pub(super) fn stored(&self, key: &HashBinary) -> Option<Arc<StoredObject>> {
         if let Some(object) = self.objects.get(key) {
-            self.tier_hits.memory.fetch_add(1, Ordering::Relaxed);
+            // Counted only beside a disk tier: a counter every thread bumps
+            // on every hit costs the memory-only hit path a contended cache
+            // line, and there memory's share is all of them anyway.
+            if self.disk_path.is_some() {
+                self.tier_hits.memory.fetch_add(1, Ordering::Relaxed);
+            }
             return Some(object);
         }
         let (object, hits) = self.read_disk(key)?;
