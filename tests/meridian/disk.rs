@@ -164,11 +164,21 @@ async fn a_kill_9_while_writing_never_serves_a_wrong_or_short_body_after() {
 }
 
 /// eu-west's single edge on `topology`, with a client of it and of its
-/// admin listener.
-fn eu_west(topology: &Topology) -> (crate::harness::Edge, Cdn, Cdn) {
+/// admin listener, once its disk tier has found what it holds (objects not
+/// reached yet are misses, which would make a test's count race the
+/// rebuild).
+async fn eu_west(topology: &Topology) -> (crate::harness::Edge, Cdn, Cdn) {
     let edge = edge(topology, 2);
     let cdn = Cdn::via(edge.addr);
-    (edge, cdn, Cdn::at(topology.edge_admin(2)))
+    let admin = Cdn::at(topology.edge_admin(2));
+    for _ in 0..200 {
+        let status = admin.get("/status").await.json();
+        if status["tiers"]["disk"]["rebuilding"] == false {
+            return (edge, cdn, admin);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the disk tier's rebuild did not end in 10 s");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -199,7 +209,7 @@ async fn purges_reach_the_disk_and_hold_across_restarts() {
     // After a restart memory is empty: the hits are the disk's.
     s.edge.signal(Signal::SIGTERM);
     drop(s.edge);
-    let (edge, cdn, admin) = eu_west(&topology);
+    let (edge, cdn, admin) = eu_west(&topology).await;
     let answer = cdn.get("/blue/1").await;
     assert!(answer.is_hit(), "{}", answer.cache_status());
     assert!(answer.body == body("/blue/1".len(), 40 * 1024));
@@ -221,7 +231,7 @@ async fn purges_reach_the_disk_and_hold_across_restarts() {
     let mut edge = edge;
     edge.process.kill();
     drop(edge);
-    let (_edge, cdn, admin) = eu_west(&topology);
+    let (_edge, cdn, admin) = eu_west(&topology).await;
     for path in ["/red/1", "/red/2", "/blue/22"] {
         let answer = cdn
             .get_with(path, &[("cache-control", "only-if-cached")])
@@ -314,7 +324,7 @@ async fn a_purge_sent_on_the_bus_while_the_edge_was_down_reaches_its_disk() {
     assert!(ran.success(), "{ran:?}");
     drop(stopped);
 
-    let (_edge, cdn, _admin) = eu_west(&topology);
+    let (_edge, cdn, _admin) = eu_west(&topology).await;
     let mut purged = false;
     for _ in 0..100 {
         let answer = cdn

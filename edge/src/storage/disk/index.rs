@@ -124,6 +124,9 @@ pub struct DiskIndex {
     /// tombstones of purges the writer has not applied yet.
     changes: Mutex<Tombstones>,
     health: Arc<DiskHealth>,
+    /// Whether the start's rebuild has ended (until then a lookup that
+    /// finds no entry checks the object's file itself).
+    rebuilt: AtomicBool,
     /// The purge tags in a record's metadata (which only the memory tier
     /// knows how to read).
     tags_of: TagsOf,
@@ -171,6 +174,7 @@ impl DiskIndex {
             ),
             changes: Mutex::new(Tombstones::default()),
             health,
+            rebuilt: AtomicBool::new(false),
             tags_of: no_tags,
         }
     }
@@ -335,8 +339,21 @@ impl DiskIndex {
 
     /// Finds `key` on disk: opens its file and checks its header record.
     /// A file that is gone or damaged is a miss, and leaves the index.
+    ///
+    /// While the start's rebuild runs, a key it has not reached yet is
+    /// looked for in its file (checked as the rebuild checks it), so a
+    /// restarted edge serves its hot objects at once rather than after the
+    /// scan of a large tier.
     pub fn lookup(&self, key: &HashBinary) -> Option<DiskHit> {
-        let entry = self.entries.get(key)?;
+        let entry = match self.entries.get(key) {
+            Some(entry) => entry,
+            None if !self.rebuilt.load(Ordering::Acquire) => {
+                let path = self.layout.object_path(key);
+                self.rebuild_one(&path, &mut Rebuilt::default());
+                self.entries.get(key)?
+            }
+            None => return None,
+        };
         let path = self.layout.object_path(key);
         let checked = File::open(&path).map_err(RecordError::Io).and_then(|file| {
             let (header, meta) = record::read_header(&file)?;
@@ -393,13 +410,28 @@ impl DiskIndex {
     pub fn rebuild(&self, stop: &AtomicBool) -> Rebuilt {
         let started = Instant::now();
         let mut rebuilt = Rebuilt::default();
+        self.scan(stop, &mut rebuilt);
+        self.changes().rebuild_ended();
+        self.rebuilt.store(true, Ordering::Release);
+        rebuilt.took = started.elapsed();
+        let millis = u64::try_from(rebuilt.took.as_millis()).unwrap_or(u64::MAX);
+        self.health.rebuild_millis.store(millis, Ordering::Relaxed);
+        tracing::info!(
+            "disk cache: {} objects found in {:?}, {} damaged files deleted",
+            rebuilt.objects,
+            rebuilt.took,
+            rebuilt.damaged
+        );
+        rebuilt
+    }
+
+    /// Checks and indexes every file in the directory (see
+    /// [`DiskIndex::rebuild`]).
+    fn scan(&self, stop: &AtomicBool, rebuilt: &mut Rebuilt) {
         let objects = self.layout.objects_dir();
         let folders = match fs::read_dir(&objects) {
             Ok(folders) => folders,
-            Err(e) => {
-                self.health.failed("rebuild", &e);
-                return rebuilt;
-            }
+            Err(e) => return self.health.failed("rebuild", &e),
         };
         'folders: for folder in folders.flatten() {
             let files = match fs::read_dir(folder.path()) {
@@ -413,20 +445,9 @@ impl DiskIndex {
                 if stop.load(Ordering::Relaxed) {
                     break 'folders;
                 }
-                self.rebuild_one(&file.path(), &mut rebuilt);
+                self.rebuild_one(&file.path(), rebuilt);
             }
         }
-        self.changes().rebuild_ended();
-        rebuilt.took = started.elapsed();
-        let millis = u64::try_from(rebuilt.took.as_millis()).unwrap_or(u64::MAX);
-        self.health.rebuild_millis.store(millis, Ordering::Relaxed);
-        tracing::info!(
-            "disk cache: {} objects found in {:?}, {} damaged files deleted",
-            rebuilt.objects,
-            rebuilt.took,
-            rebuilt.damaged
-        );
-        rebuilt
     }
 
     fn rebuild_one(&self, path: &Path, rebuilt: &mut Rebuilt) {

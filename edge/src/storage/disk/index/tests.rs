@@ -108,10 +108,7 @@ fn a_rebuild_finds_every_intact_object_again() {
     }
     drop(index);
     let restarted = tier.index(1 << 30);
-    assert!(
-        restarted.lookup(&key(3)).is_none(),
-        "not before the rebuild"
-    );
+    assert_eq!(restarted.objects(), 0, "nothing indexed before the rebuild");
     let rebuilt = restarted.rebuild(&AtomicBool::new(false));
     assert_eq!((rebuilt.objects, rebuilt.damaged), (40, 0));
     for i in 0..40 {
@@ -255,4 +252,34 @@ fn a_large_body_is_the_file_s_pages_and_a_small_one_is_read() {
         .expect("a body");
     assert_eq!(small, vec![2u8; 100]);
     assert!(zero_copy::footprint(&small).is_none());
+}
+
+#[test]
+fn before_the_rebuild_ends_a_lookup_checks_the_object_s_file_itself() {
+    let (tier, written) = roomy();
+    store(&tier, &written, 1, 50_000, 0);
+    store(&tier, &written, 2, 50_000, 0);
+    // A damaged file is a miss, and deleted, as the rebuild would.
+    let damaged = tier.layout.object_path(&key(2));
+    let mut bytes = fs::read(&damaged).expect("reads");
+    bytes[30] ^= 1;
+    fs::write(&damaged, &bytes).expect("writes");
+
+    // A restarted edge's index, its rebuild not run yet.
+    let restarted = tier.index(1 << 30);
+    assert_eq!(restarted.objects(), 0);
+    let hit = restarted.lookup(&key(1)).expect("found in its file");
+    assert_eq!(body_of(&hit), vec![1u8; 50_000]);
+    assert_eq!(restarted.objects(), 1, "and indexed");
+    assert!(restarted.lookup(&key(2)).is_none());
+    assert!(!damaged.exists());
+    assert!(restarted.lookup(&key(3)).is_none(), "never written");
+
+    // Once the rebuild has ended, the index alone answers.
+    restarted.rebuild(&AtomicBool::new(false));
+    store(&tier, &written, 4, 1000, 0);
+    assert!(
+        restarted.lookup(&key(4)).is_none(),
+        "not this index's write"
+    );
 }
