@@ -11,7 +11,8 @@
 //!    memory tier of its own: the kernel's page cache is its memory, and
 //!    the edge's disk hits are read from the same page cache.
 //! 2. Warm-up: every object fetched once, then again while the cache
-//!    directory holds fewer files than objects (at most three passes).
+//!    directory holds fewer files than objects (at most three passes); the
+//!    readiness check's fetch of `/d/0` (under another `Host`) is one more.
 //! 3. Rounds of Zipf-distributed load (exponent 1, [`Zipf`]), the servers
 //!    taking turns ([`take_turns`]): requests/s, p99, CPU per request,
 //!    the hit ratio (`Cache-Status: meridian; hit…`, nginx's
@@ -22,13 +23,13 @@
 //!    starts empty), and the hit ratio over the next `restart_window`.
 //! 5. Index bytes per object: two idle edges with the same budgets, one
 //!    on the full directory (measured once it logs its rebuild), one on an
-//!    empty directory; the difference of their resident memory over the
-//!    objects found.
+//!    empty directory; the difference of their resident memory less mapped
+//!    file pages (`RssFile`: the index is heap) over the objects found.
 
 use crate::BenchError;
 use crate::http::{Measurement, Round, Server, describe};
 use crate::loadgen::{LoadChoice, LoadGenerator, LoadSpec, Zipf, zipf_pick};
-use crate::memory::resident_bytes;
+use crate::memory::{file_backed_bytes, resident_bytes};
 use crate::peers::{HttpPeer, Skipped};
 use crate::pinning::Cores;
 use crate::process::{self, Launch};
@@ -138,6 +139,8 @@ pub struct Served {
     pub files_after_warmup: usize,
     /// Resident memory of its processes after the rounds, in bytes.
     pub rss: u64,
+    /// The part of it that is mapped pages of files on disk, in bytes.
+    pub rss_files: u64,
 }
 
 /// The edge killed under load and started again on its directory.
@@ -288,7 +291,8 @@ pub async fn run(meridian: &Path, options: &DiskOptions) -> Result<DiskReport, B
             measurement: Measurement::from_rounds(target.server, options.object_bytes, rounds),
             hit_ratio: hits as f64 / responses.max(1) as f64,
             files_after_warmup,
-            rss: tree.into_iter().filter_map(resident_bytes).sum(),
+            rss: tree.iter().copied().filter_map(resident_bytes).sum(),
+            rss_files: tree.into_iter().filter_map(file_backed_bytes).sum(),
         });
     }
     running.truncate(1);
@@ -423,8 +427,9 @@ async fn restart(
     })
 }
 
-/// Resident memory of an idle edge on `full` (once rebuilt) less that of
-/// one on an empty directory, per object found; `None` if unmeasurable.
+/// Resident memory less mapped file pages (the index is heap) of an idle
+/// edge on `full` (once rebuilt) less that of one on an empty directory,
+/// per object found; `None` if unmeasurable.
 async fn index_bytes_per_object(
     meridian: &Path,
     options: &DiskOptions,
@@ -443,7 +448,9 @@ async fn index_bytes_per_object(
         tokio::time::sleep(Duration::from_millis(500)).await;
         let objects = line.split("cache: ").nth(1).and_then(|r| r.split(' ').next());
         let objects: Option<u64> = objects.and_then(|n| n.parse().ok());
-        measured.push((resident_bytes(edge.pid()), objects));
+        let pid = edge.pid();
+        let heap = resident_bytes(pid).zip(file_backed_bytes(pid)).map(|(r, f)| r - f);
+        measured.push((heap, objects));
         edge.kill();
     }
     let [(Some(full_rss), Some(objects)), (Some(empty_rss), _)] = measured[..] else {
@@ -488,7 +495,8 @@ impl ScenarioReport for DiskReport {
                 ),
                 Server::Peer(_) => Row::info(format!("{name}: hit ratio"), ratio),
             });
-            let rss = format!("{} (memory budget {} MiB)", mib(s.rss), o.memory_mib);
+            let (rss, files, budget) = (mib(s.rss), mib(s.rss_files), o.memory_mib);
+            let rss = format!("{rss}, of which {files} file pages (memory budget {budget} MiB)");
             rows.push(Row::info(format!("{name}: resident memory after"), rss));
         }
         if let [ours, peer] = &self.servers[..] {
