@@ -40,7 +40,7 @@ use futures::StreamExt;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The `Host` every request carries, and the objects' path prefix.
@@ -213,7 +213,10 @@ fn edge_addr(o: &DiskOptions, at: usize) -> std::net::SocketAddr {
 /// Runs the scenario against the `meridian` binary at `meridian`.
 pub async fn run(meridian: &Path, options: &DiskOptions) -> Result<DiskReport, BenchError> {
     if options.objects == 0 || options.connections == 0 || options.rounds == 0 {
-        return Err(BenchError::invalid("--objects/--connections/--rounds", "must be > 0"));
+        return Err(BenchError::invalid(
+            "--objects/--connections/--rounds",
+            "must be > 0",
+        ));
     }
     crate::limits::raise_open_file_limit();
     let generator =
@@ -238,8 +241,11 @@ pub async fn run(meridian: &Path, options: &DiskOptions) -> Result<DiskReport, B
         let (program, args) = match server {
             Server::Meridian => edge_command(meridian, options, at, workdir.path()),
             Server::Peer(peer) => {
-                let program = peer.locate().map_err(|s| BenchError::invalid("peer", s.reason))?;
-                let args = peer.prepare(workdir.path(), listen, origin.addr, options.disk_bytes())?;
+                let program = peer
+                    .locate()
+                    .map_err(|s| BenchError::invalid("peer", s.reason))?;
+                let args =
+                    peer.prepare(workdir.path(), listen, origin.addr, options.disk_bytes())?;
                 cores.server_command(&program, &args)
             }
         };
@@ -302,7 +308,11 @@ pub async fn run(meridian: &Path, options: &DiskOptions) -> Result<DiskReport, B
     let index_bytes_per_object = index_bytes_per_object(meridian, options, &edge.workdir).await?;
     Ok(DiskReport {
         run: Run::new("disk", meridian, options),
-        setup: format!("{}; {}", generator.describe(options.connections), cores.describe()),
+        setup: format!(
+            "{}; {}",
+            generator.describe(options.connections),
+            cores.describe()
+        ),
         servers: served,
         restart,
         index_bytes_per_object,
@@ -325,7 +335,9 @@ async fn warm(
             async move { request.header("host", HOST).send().await?.bytes().await }
         };
         let fetched = futures::stream::iter(0..options.objects).map(fetch);
-        let failed = fetched.buffer_unordered(8).filter(|r| std::future::ready(r.is_err()));
+        let failed = fetched
+            .buffer_unordered(8)
+            .filter(|r| std::future::ready(r.is_err()));
         if let Some(Err(error)) = Box::pin(failed).next().await {
             return Err(BenchError::invalid("warm-up", process::error_chain(&error)));
         }
@@ -371,37 +383,39 @@ async fn restart(
     options: &DiskOptions,
 ) -> Result<Restart, BenchError> {
     let window = Duration::from_millis(options.restart_window_ms);
-    // (when, whether a hit; `None`: the request failed)
-    let outcomes = Arc::new(Mutex::new(Vec::<(Instant, Option<bool>)>::new()));
     let deadline = Instant::now() + window / 4 + window;
     let shares = Arc::new(zipf_for(Server::Meridian, options.objects).cumulative());
     let url = format!("http://{}{PREFIX}", edge.listen);
+    // Each probe's requests: when sent, when answered, whether a hit
+    // (`None`: it failed).
     let probes: Vec<_> = (0..PROBES as u64)
         .map(|seed| {
-            let (outcomes, shares, url) = (outcomes.clone(), shares.clone(), url.clone());
+            let (shares, url) = (shares.clone(), url.clone());
             tokio::spawn(async move {
                 let client = reqwest::Client::builder()
                     .no_proxy()
                     .timeout(Duration::from_secs(2))
                     .build()?;
                 let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
+                let mut outcomes = Vec::new();
                 while Instant::now() < deadline {
-                    let k = zipf_pick(&shares, rng.random());
-                    let sent = client.get(format!("{url}{k}")).header("host", HOST).send();
-                    let outcome = match sent.await {
+                    let (k, sent) = (zipf_pick(&shares, rng.random()), Instant::now());
+                    let request = client.get(format!("{url}{k}")).header("host", HOST);
+                    let outcome = match request.send().await {
                         Ok(response) => {
                             let status = response.headers().get("cache-status").cloned();
-                            let hit = status.is_some_and(|v| v.as_bytes().starts_with(b"meridian; hit"));
+                            let hit =
+                                status.is_some_and(|v| v.as_bytes().starts_with(b"meridian; hit"));
                             response.bytes().await.ok().map(|_| hit)
                         }
                         Err(_) => None,
                     };
-                    outcomes.lock().unwrap().push((Instant::now(), outcome));
+                    outcomes.push((sent, Instant::now(), outcome));
                     if outcome.is_none() {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
-                Ok::<(), reqwest::Error>(())
+                Ok::<_, reqwest::Error>(outcomes)
             })
         })
         .collect();
@@ -410,16 +424,19 @@ async fn restart(
     let started = Instant::now();
     let (program, args) = edge_command(meridian, options, 1, edge.workdir.path());
     edge.process = process::spawn(Path::new(&program), &args)?;
+    let mut after = Vec::new();
     for probe in probes {
-        let _ = probe.await;
+        let outcomes = probe.await.ok().and_then(Result::ok).unwrap_or_default();
+        // Only requests sent to the new process.
+        after.extend(outcomes.into_iter().filter(|(sent, ..)| *sent >= started));
     }
-    let outcomes = outcomes.lock().unwrap();
-    let after: Vec<_> = outcomes.iter().filter(|(at, _)| *at >= started).collect();
-    let first_hit = after.iter().find(|(_, outcome)| *outcome == Some(true));
-    let responses = after.iter().filter(|(_, o)| o.is_some()).count() as u64;
-    let hits = after.iter().filter(|(_, o)| *o == Some(true)).count() as u64;
+    let first_hit = (after.iter().filter(|(.., hit)| *hit == Some(true)))
+        .map(|(_, answered, _)| *answered - started)
+        .min();
+    let responses = after.iter().filter(|(.., o)| o.is_some()).count() as u64;
+    let hits = after.iter().filter(|(.., o)| *o == Some(true)).count() as u64;
     Ok(Restart {
-        first_hit_ms: first_hit.map(|(at, _)| (*at - started).as_secs_f64() * 1e3),
+        first_hit_ms: first_hit.map(|d| d.as_secs_f64() * 1e3),
         hit_ratio: hits as f64 / responses.max(1) as f64,
         responses,
         errors: after.len() as u64 - responses,
@@ -446,10 +463,15 @@ async fn index_bytes_per_object(
         })?;
         // Its allocations settle once the rebuild's thread is done.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let objects = line.split("cache: ").nth(1).and_then(|r| r.split(' ').next());
+        let objects = line
+            .split("cache: ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next());
         let objects: Option<u64> = objects.and_then(|n| n.parse().ok());
         let pid = edge.pid();
-        let heap = resident_bytes(pid).zip(file_backed_bytes(pid)).map(|(r, f)| r - f);
+        let heap = resident_bytes(pid)
+            .zip(file_backed_bytes(pid))
+            .map(|(r, f)| r - f);
         measured.push((heap, objects));
         edge.kill();
     }
@@ -483,8 +505,14 @@ impl ScenarioReport for DiskReport {
         for s in &self.servers {
             let name = s.measurement.server.name();
             let files = format!("{} of {} objects", s.files_after_warmup, o.objects);
-            rows.push(Row::info(format!("{name}: cached files after warm-up"), files));
-            rows.push(Row::info(format!("{name}: Zipf load"), describe(&s.measurement)));
+            rows.push(Row::info(
+                format!("{name}: cached files after warm-up"),
+                files,
+            ));
+            rows.push(Row::info(
+                format!("{name}: Zipf load"),
+                describe(&s.measurement),
+            ));
             let ratio = format!("{:.2} %", s.hit_ratio * 100.0);
             rows.push(match s.measurement.server {
                 Server::Meridian => Row::checked(
@@ -509,10 +537,17 @@ impl ScenarioReport for DiskReport {
                 });
             let speed = target("disk", "ratio");
             let value = format!("{ratio:.2}× req/s, {cpu}");
-            rows.push(Row::checked("meridian / nginx", value, speed.describe(), speed.met(ratio)));
+            rows.push(Row::checked(
+                "meridian / nginx",
+                value,
+                speed.describe(),
+                speed.met(ratio),
+            ));
         }
         let r = &self.restart;
-        let first = r.first_hit_ms.map_or("none".to_owned(), |ms| format!("{ms:.0} ms"));
+        let first = r
+            .first_hit_ms
+            .map_or("none".to_owned(), |ms| format!("{ms:.0} ms"));
         rows.push(Row::info("restart: first hit after the start", first));
         let window = format!("restart: first {:.0} s", o.restart_window_ms as f64 / 1e3);
         let value = format!(
@@ -523,8 +558,13 @@ impl ScenarioReport for DiskReport {
         );
         rows.push(Row::info(window, value));
         let rebuilt = r.rebuild.as_deref().and_then(|l| l.split("cache: ").nth(1));
-        rows.push(Row::info("restart: index rebuilt", rebuilt.unwrap_or("not logged")));
-        let index = self.index_bytes_per_object.map_or("not measured".into(), |b| format!("{b:.0} B"));
+        rows.push(Row::info(
+            "restart: index rebuilt",
+            rebuilt.unwrap_or("not logged"),
+        ));
+        let index = self
+            .index_bytes_per_object
+            .map_or("not measured".into(), |b| format!("{b:.0} B"));
         rows.push(Row::info("index: resident bytes per object", index));
         rows
     }

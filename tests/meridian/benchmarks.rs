@@ -14,9 +14,7 @@ use bench::drill::DrillOptions;
 use bench::http::Server;
 use bench::loadgen::LoadChoice;
 use bench::report::{ScenarioReport, render_table};
-use bench::{
-    coalesce, connections, disk, dns, dns_flood, http, memory, outage, partition, purge,
-};
+use bench::{coalesce, connections, disk, dns, dns_flood, http, memory, outage, partition, purge};
 use std::path::Path;
 
 fn show(report: &impl ScenarioReport) {
@@ -141,20 +139,28 @@ async fn bench_http_measures_hits_with_wrk_when_installed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_disk_serves_a_catalogue_larger_than_memory_and_restarts() {
     let wrk = bench::peers::find_program("wrk").is_some();
-    let loads = [LoadChoice::Builtin].into_iter().chain(wrk.then_some(LoadChoice::Wrk));
+    let loads = [LoadChoice::Builtin]
+        .into_iter()
+        .chain(wrk.then_some(LoadChoice::Wrk));
     for load in loads {
         let (options, report) = smoke!(disk::DiskOptions, launch.block = 251, load: load);
         let [edge] = report.servers.as_slice() else {
             panic!("meridian alone: {:?}", report.servers)
         };
         let m = &edge.measurement;
-        assert!(m.median.requests > 0 && m.median.errors == 0, "{load:?}: {m:?}");
+        assert!(
+            m.median.requests > 0 && m.median.errors == 0,
+            "{load:?}: {m:?}"
+        );
         assert!(edge.files_after_warmup >= options.objects, "{edge:?}");
         // Every object is on disk, and counted as a hit from either tier.
         assert!(edge.hit_ratio >= 0.95, "{load:?}: {edge:?}");
         assert!(m.median.hits.is_some(), "hits are counted: {m:?}");
         let restart = &report.restart;
-        assert!(restart.first_hit_ms.is_some() && restart.responses > 0, "{restart:?}");
+        assert!(
+            restart.first_hit_ms.is_some() && restart.responses > 0,
+            "{restart:?}"
+        );
         let rebuilt = restart.rebuild.as_deref().unwrap_or_default();
         assert!(rebuilt.contains("objects found"), "{restart:?}");
         assert!(report.index_bytes_per_object.is_some(), "{report:?}");
