@@ -469,10 +469,8 @@ async fn index_bytes_per_object(
             .and_then(|r| r.split(' ').next());
         let objects: Option<u64> = objects.and_then(|n| n.parse().ok());
         let pid = edge.pid();
-        let heap = resident_bytes(pid)
-            .zip(file_backed_bytes(pid))
-            .map(|(r, f)| r - f);
-        measured.push((heap, objects));
+        let heap = resident_bytes(pid).zip(file_backed_bytes(pid));
+        measured.push((heap.map(|(rss, files)| rss - files), objects));
         edge.kill();
     }
     let [(Some(full_rss), Some(objects)), (Some(empty_rss), _)] = measured[..] else {
@@ -499,43 +497,39 @@ impl ScenarioReport for DiskReport {
     }
 
     fn rows(&self) -> Vec<Row> {
-        let o = &self.run.options;
+        let (o, r) = (&self.run.options, &self.restart);
+        let (hits, speed) = (target("disk", "hit_ratio"), target("disk", "ratio"));
         let mut rows = Vec::new();
-        let hit_target = target("disk", "hit_ratio");
         for s in &self.servers {
-            let name = s.measurement.server.name();
+            let (server, budget) = (s.measurement.server, o.memory_mib);
+            let name = |what: &str| format!("{}: {what}", server.name());
             let files = format!("{} of {} objects", s.files_after_warmup, o.objects);
-            rows.push(Row::info(
-                format!("{name}: cached files after warm-up"),
-                files,
-            ));
-            rows.push(Row::info(
-                format!("{name}: Zipf load"),
-                describe(&s.measurement),
-            ));
             let ratio = format!("{:.2} %", s.hit_ratio * 100.0);
-            rows.push(match s.measurement.server {
-                Server::Meridian => Row::checked(
-                    "meridian: hit ratio",
-                    ratio,
-                    hit_target.describe(),
-                    hit_target.met(s.hit_ratio * 100.0),
-                ),
-                Server::Peer(_) => Row::info(format!("{name}: hit ratio"), ratio),
-            });
-            let (rss, files, budget) = (mib(s.rss), mib(s.rss_files), o.memory_mib);
-            let rss = format!("{rss}, of which {files} file pages (memory budget {budget} MiB)");
-            rows.push(Row::info(format!("{name}: resident memory after"), rss));
+            let (rss, file_pages) = (mib(s.rss), mib(s.rss_files));
+            let rss =
+                format!("{rss}, of which {file_pages} file pages (memory budget {budget} MiB)");
+            rows.extend([
+                Row::info(name("cached files after warm-up"), files),
+                Row::info(name("Zipf load"), describe(&s.measurement)),
+                match server {
+                    Server::Meridian => Row::checked(
+                        name("hit ratio"),
+                        ratio,
+                        hits.describe(),
+                        hits.met(s.hit_ratio * 100.0),
+                    ),
+                    Server::Peer(_) => Row::info(name("hit ratio"), ratio),
+                },
+                Row::info(name("resident memory after"), rss),
+            ]);
         }
         if let [ours, peer] = &self.servers[..] {
-            let rps = |s: &Served| s.measurement.median.requests_per_second;
-            let ratio = rps(ours) / rps(peer).max(1e-9);
-            let cpu = (ours.measurement.cpu_us_per_request)
-                .zip(peer.measurement.cpu_us_per_request)
-                .map_or("CPU not measured".to_owned(), |(a, b)| {
+            let (ours, peer) = (&ours.measurement, &peer.measurement);
+            let ratio = ours.median.requests_per_second / peer.median.requests_per_second.max(1e-9);
+            let cpu = (ours.cpu_us_per_request.zip(peer.cpu_us_per_request))
+                .map_or("CPU not measured".into(), |(a, b)| {
                     format!("{:.2}× the CPU per request", a / b)
                 });
-            let speed = target("disk", "ratio");
             let value = format!("{ratio:.2}× req/s, {cpu}");
             rows.push(Row::checked(
                 "meridian / nginx",
@@ -544,28 +538,21 @@ impl ScenarioReport for DiskReport {
                 speed.met(ratio),
             ));
         }
-        let r = &self.restart;
         let first = r
             .first_hit_ms
-            .map_or("none".to_owned(), |ms| format!("{ms:.0} ms"));
-        rows.push(Row::info("restart: first hit after the start", first));
+            .map_or("none".into(), |ms| format!("{ms:.0} ms"));
         let window = format!("restart: first {:.0} s", o.restart_window_ms as f64 / 1e3);
-        let value = format!(
-            "{:.2} % hits of {} responses, {} failed requests",
-            r.hit_ratio * 100.0,
-            r.responses,
-            r.errors
-        );
-        rows.push(Row::info(window, value));
+        let (ratio, responses, errors) = (r.hit_ratio * 100.0, r.responses, r.errors);
+        let after = format!("{ratio:.2} % hits of {responses} responses, {errors} failed requests");
         let rebuilt = r.rebuild.as_deref().and_then(|l| l.split("cache: ").nth(1));
-        rows.push(Row::info(
-            "restart: index rebuilt",
-            rebuilt.unwrap_or("not logged"),
-        ));
-        let index = self
-            .index_bytes_per_object
-            .map_or("not measured".into(), |b| format!("{b:.0} B"));
-        rows.push(Row::info("index: resident bytes per object", index));
+        let index =
+            (self.index_bytes_per_object).map_or("not measured".into(), |b| format!("{b:.0} B"));
+        rows.extend([
+            Row::info("restart: first hit after the start", first),
+            Row::info(window, after),
+            Row::info("restart: index rebuilt", rebuilt.unwrap_or("not logged")),
+            Row::info("index: resident bytes per object", index),
+        ]);
         rows
     }
 
