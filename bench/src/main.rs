@@ -41,7 +41,7 @@ struct Cli {
     #[arg(long, global = true)]
     smoke: bool,
     /// Run on loopback block 127.BLOCK.x.y [default: one per scenario,
-    /// 240-247].
+    /// 240-247; 251 for disk].
     #[arg(long, global = true, value_name = "BLOCK")]
     block: Option<u8>,
 }
