@@ -167,8 +167,8 @@ pub struct Measurement {
     pub size: usize,
     /// Every round's numbers.
     pub rounds: Vec<Round>,
-    /// The median of each number over the rounds (errors and bad statuses
-    /// are totals).
+    /// The median of each number over the rounds (errors, bad statuses
+    /// and hits are totals).
     pub median: LoadResult,
     /// The median server CPU per request, in microseconds.
     pub cpu_us_per_request: Option<f64>,
@@ -190,6 +190,7 @@ impl Measurement {
             p50_ms: of(|l| l.p50_ms),
             p99_ms: of(|l| l.p99_ms),
             p999_ms: of(|l| l.p999_ms),
+            hits: rounds.iter().map(|r| r.load.hits).sum(),
         };
         let cpu: Vec<f64> = rounds
             .iter()
@@ -346,6 +347,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
             host: HOST.to_owned(),
             connections: options.connections,
             duration,
+            zipf: None,
         };
         let before = fetches(&origin, &path);
         let (load, cpu) = target.cpu_during(generator.run(&spec, &cores)).await;
@@ -468,7 +470,8 @@ fn describe_numbers(
     text
 }
 
-fn describe(m: &Measurement) -> String {
+/// A measurement's medians on one line.
+pub fn describe(m: &Measurement) -> String {
     describe_numbers(&m.median, m.cpu_us_per_request, m.origin_fetches)
 }
 

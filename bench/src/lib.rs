@@ -12,13 +12,14 @@
 //! judging it by the one table of [`targets`]. Scenarios measure; whether
 //! answers are right is what the tests in `tests/` check.
 //!
-//! One module per scenario ([`http`], [`dns`], [`dns_flood`], [`coalesce`],
+//! One module per scenario ([`http`], [`disk`], [`dns`], [`dns_flood`], [`coalesce`],
 //! [`connections`], [`memory`], [`outage`], [`partition`], [`purge`]); the
 //! others are the pieces they share, each described in its module.
 
 pub mod coalesce;
 pub mod connections;
 pub mod cpu;
+pub mod disk;
 pub mod dns;
 pub mod dns_flood;
 pub mod dnsload;

@@ -13,6 +13,8 @@ use crate::process::error_chain;
 use crate::stats::Latencies;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,46 @@ pub struct LoadSpec {
     pub connections: usize,
     /// How long to send for.
     pub duration: Duration,
+    /// Requests spread over many objects instead of `path` alone.
+    pub zipf: Option<Zipf>,
+}
+
+/// Paths `{path}0` … `{path}{objects - 1}` drawn with Zipf's law
+/// (exponent 1: object k is asked for in proportion to 1/(k+1)), and the
+/// response field that tells a cache hit: its value starts with `hit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zipf {
+    /// How many objects.
+    pub objects: usize,
+    /// The response field that says whether it was a hit (lower case).
+    pub field: &'static str,
+    /// How that field's value starts on a hit.
+    pub hit: &'static str,
+}
+
+impl Zipf {
+    /// The cumulative share of requests of objects 0..=k, for each k; a
+    /// draw is the first k whose share reaches a uniform number in [0, 1).
+    /// (Hand-written: a dozen lines, and the wrk script must compute the
+    /// very same table in Lua.)
+    pub fn cumulative(&self) -> Vec<f64> {
+        let weights = (1..=self.objects).map(|k| 1.0 / k as f64);
+        let sums: Vec<f64> = weights
+            .scan(0.0, |sum, w| {
+                *sum += w;
+                Some(*sum)
+            })
+            .collect();
+        let total = sums.last().copied().unwrap_or(1.0);
+        sums.into_iter().map(|s| s / total).collect()
+    }
+}
+
+/// The object a uniform draw `u` in [0, 1) picks from `cumulative`.
+pub fn zipf_pick(cumulative: &[f64], u: f64) -> usize {
+    cumulative
+        .partition_point(|&share| share < u)
+        .min(cumulative.len().saturating_sub(1))
 }
 
 /// What a load run measured.
@@ -73,6 +115,9 @@ pub struct LoadResult {
     pub p99_ms: f64,
     /// 99.9th percentile latency, in milliseconds.
     pub p999_ms: f64,
+    /// Responses that were cache hits, when counted (see [`Zipf`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hits: Option<u64>,
 }
 
 /// Why a load run failed outright.
@@ -131,23 +176,65 @@ impl LoadGenerator {
     }
 }
 
-/// The Lua script that makes wrk print its totals and percentiles on one
-/// machine-readable line (wrk's own report rounds and omits p99.9).
+/// The Lua script that makes wrk print its totals, percentiles and hits
+/// (-1: not counted) on one machine-readable line (wrk's own report
+/// rounds and omits p99.9).
 const WRK_SCRIPT: &str = r#"
+threads = {}
+setup = function(thread) table.insert(threads, thread) end
 done = function(summary, latency, requests)
-  local e = summary.errors
+  local e, hits = summary.errors, 0
+  for _, t in ipairs(threads) do hits = hits + (t:get("hits") or -1) end
   io.write(string.format(
-    "meridian-bench %.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f\n",
+    "meridian-bench %.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f %.0f\n",
     summary.requests, summary.duration,
     e.connect, e.read, e.write, e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), hits))
 end
 "#;
+
+/// What the script adds for a [`Zipf`] load: each request's path drawn
+/// as [`zipf_pick`] draws it (every request formatted once, up front: wrk
+/// then costs less per request), and the hits counted.
+fn wrk_zipf_script(zipf: &Zipf, path: &str) -> String {
+    let (n, field, hit) = (zipf.objects, zipf.field, zipf.hit);
+    format!(
+        r#"
+hits = 0
+local n, shares, sum = {n}, {{}}, 0
+for k = 1, n do sum = sum + 1 / k; shares[k] = sum end
+for k = 1, n do shares[k] = shares[k] / sum end
+local requests = {{}}
+init = function(args)
+  math.randomseed(os.time())
+  for k = 1, n do requests[k] = wrk.format(nil, "{path}" .. (k - 1)) end
+end
+request = function()
+  local u, lo, hi = math.random(), 1, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if shares[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return requests[lo]
+end
+response = function(status, headers, body)
+  for name, value in pairs(headers) do
+    if string.lower(name) == "{field}" and string.sub(value, 1, {len}) == "{hit}" then
+      hits = hits + 1
+    end
+  end
+end
+"#,
+        len = hit.len()
+    )
+}
 
 async fn run_wrk(wrk: &Path, spec: &LoadSpec, cores: &Cores) -> Result<LoadResult, LoadError> {
     let script =
         std::env::temp_dir().join(format!("meridian-bench-wrk-{}.lua", std::process::id()));
-    std::fs::write(&script, WRK_SCRIPT).map_err(|e| LoadError::Wrk(e.to_string()))?;
+    let zipf = spec.zipf.as_ref().map(|z| wrk_zipf_script(z, &spec.path));
+    let text = format!("{WRK_SCRIPT}{}", zipf.unwrap_or_default());
+    std::fs::write(&script, text).map_err(|e| LoadError::Wrk(e.to_string()))?;
     let seconds = spec.duration.as_secs().max(1);
     let args = [
         "-t1".to_owned(),
@@ -205,6 +292,7 @@ fn parse_wrk(stdout: &str) -> Option<LoadResult> {
         p50,
         p99,
         p999,
+        hits,
     ] = v.as_slice()
     else {
         return None;
@@ -223,6 +311,7 @@ fn parse_wrk(stdout: &str) -> Option<LoadResult> {
         p50_ms: p50 / 1000.0,
         p99_ms: p99 / 1000.0,
         p999_ms: p999 / 1000.0,
+        hits: (*hits >= 0.0).then_some(*hits as u64),
     })
 }
 
@@ -232,6 +321,7 @@ struct ConnectionTally {
     latencies: Latencies,
     errors: u64,
     bad_status: u64,
+    hits: u64,
     last_error: Option<String>,
 }
 
@@ -258,11 +348,12 @@ fn run_builtin(spec: &LoadSpec, cores: &Cores) -> Result<LoadResult, LoadError> 
     });
     let seconds = started.elapsed().as_secs_f64();
     let mut latencies = Latencies::default();
-    let (mut errors, mut bad_status, mut last_error) = (0, 0, None);
+    let (mut errors, mut bad_status, mut hits, mut last_error) = (0, 0, 0, None);
     for tally in tallies {
         latencies.merge(&tally.latencies);
         errors += tally.errors;
         bad_status += tally.bad_status;
+        hits += tally.hits;
         last_error = last_error.or(tally.last_error);
     }
     if latencies.is_empty() {
@@ -284,6 +375,7 @@ fn run_builtin(spec: &LoadSpec, cores: &Cores) -> Result<LoadResult, LoadError> 
         p50_ms: ms(50.0),
         p99_ms: ms(99.0),
         p999_ms: ms(99.9),
+        hits: spec.zipf.is_some().then_some(hits),
     })
 }
 
@@ -316,8 +408,17 @@ async fn requests_on_one_connection(
             .await
             .map_err(|e| error_chain(&e))?;
     tokio::spawn(connection);
+    let shares = spec.zipf.as_ref().map(Zipf::cumulative);
+    // Seeded from the standard library's random hasher keys: each
+    // connection draws its own sequence.
+    let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     while Instant::now() < deadline {
-        let request = hyper::Request::get(spec.path.as_str())
+        let path = match &shares {
+            Some(shares) => format!("{}{}", spec.path, zipf_pick(shares, rng.random())),
+            None => spec.path.clone(),
+        };
+        let request = hyper::Request::get(path)
             .header(hyper::header::HOST, spec.host.as_str())
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
@@ -327,6 +428,11 @@ async fn requests_on_one_connection(
             .await
             .map_err(|e| error_chain(&e))?;
         let ok = response.status().is_success() || response.status().is_redirection();
+        let hit = spec.zipf.as_ref().is_some_and(|z| {
+            let value = response.headers().get(z.field);
+            value.is_some_and(|v| v.as_bytes().starts_with(z.hit.as_bytes()))
+        });
+        tally.hits += u64::from(hit);
         response
             .into_body()
             .collect()
@@ -347,7 +453,7 @@ mod tests {
     #[test]
     fn wrk_results_are_read_from_the_script_line() {
         let stdout = "Running 10s test @ http://127.0.0.1:8080/x\n  1 threads\n\
-                      meridian-bench 650000 10000000 0 1 0 2 3 410 1850 3100\n";
+                      meridian-bench 650000 10000000 0 1 0 2 3 410 1850 3100 -1\n";
         let result = parse_wrk(stdout).unwrap();
         assert_eq!(result.requests, 650_000);
         assert_eq!(result.errors, 3);
@@ -357,6 +463,9 @@ mod tests {
         assert_eq!(result.p50_ms, 0.41);
         assert_eq!(result.p99_ms, 1.85);
         assert_eq!(result.p999_ms, 3.1);
+        assert_eq!(result.hits, None);
+        let counted = parse_wrk("meridian-bench 10 1000000 0 0 0 0 0 1 2 3 9").unwrap();
+        assert_eq!(counted.hits, Some(9));
         assert_eq!(parse_wrk("no line"), None);
         assert_eq!(parse_wrk("meridian-bench 1 2 3"), None);
     }
@@ -377,6 +486,7 @@ mod tests {
             host: "bench.test".into(),
             connections: 4,
             duration: Duration::from_millis(300),
+            zipf: None,
         };
         let cores = Cores::UNPINNED;
         let result = LoadGenerator::Builtin.run(&spec, &cores).await.unwrap();

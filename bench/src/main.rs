@@ -6,6 +6,7 @@
 
 use bench::coalesce::{self, CoalesceOptions};
 use bench::connections::{self, ConnectionsOptions};
+use bench::disk::{self, DiskOptions};
 use bench::dns::{self, DnsOptions};
 use bench::dns_flood::{self, DnsFloodOptions};
 use bench::drill::DrillOptions;
@@ -40,7 +41,7 @@ struct Cli {
     #[arg(long, global = true)]
     smoke: bool,
     /// Run on loopback block 127.BLOCK.x.y [default: one per scenario,
-    /// 240-247].
+    /// 240-247; 251 for disk].
     #[arg(long, global = true, value_name = "BLOCK")]
     block: Option<u8>,
 }
@@ -55,6 +56,10 @@ enum Scenario {
     /// Cache hits per second, latency and CPU per request through one edge
     /// pinned to one core; with --compare, nginx and Varnish side by side.
     Http(HttpOptions),
+    /// A Zipf load over a catalogue 4× the memory budget, from the disk
+    /// tier; with --compare, nginx's proxy_cache on the same disk. Then the
+    /// edge killed under load and restarted on its directory.
+    Disk(DiskOptions),
     /// Steered DNS answers with ECS per server CPU-second; with --compare,
     /// gdnsd side by side.
     Dns(DnsOptions),
@@ -98,6 +103,7 @@ impl Scenario {
         match name {
             "coalesce" => Scenario::Coalesce(preset!(CoalesceOptions)),
             "http" => Scenario::Http(preset!(HttpOptions)),
+            "disk" => Scenario::Disk(preset!(DiskOptions)),
             "dns" => Scenario::Dns(preset!(DnsOptions)),
             "dns-flood" => Scenario::DnsFlood(preset!(DnsFloodOptions)),
             "outage" => Scenario::Outage(preset!(DrillOptions)),
@@ -181,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<Vec<String>> {
         Scenario::Connections(args) => scenario!(connections, args, launch.block),
         Scenario::Memory(args) => scenario!(memory, args, launch.block),
         Scenario::Http(args) => scenario!(http, args, launch.block),
+        Scenario::Disk(args) => scenario!(disk, args, launch.block),
         Scenario::Purge(args) => scenario!(purge, args, block),
         Scenario::Targets => Vec::new(),
     };
@@ -296,6 +303,14 @@ mod tests {
                     rate_per_client: 4,
                     ..DrillOptions::full()
                 })),
+            ),
+            (
+                &["disk", "--smoke", "--compare", "--objects", "40"],
+                Scenario::Disk(DiskOptions {
+                    objects: 40,
+                    compare: true,
+                    ..DiskOptions::smoke()
+                }),
             ),
             (
                 &["memory", "--budget", "1m", "--sizes", "1k"],

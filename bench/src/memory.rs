@@ -133,12 +133,22 @@ pub struct MemoryReport {
 
 /// Resident memory of process `pid`, from `/proc/PID/status`.
 pub fn resident_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_vm_rss(&status)
+    status_bytes(pid, "VmRSS:")
 }
 
-fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// The part of it that is pages of files on disk it maps (`RssFile`: its
+/// binary, and a disk cache's bodies), which the kernel may drop at will.
+pub fn file_backed_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "RssFile:")
+}
+
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kb(&status, field)
+}
+
+fn parse_status_kb(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let mut fields = line.split_whitespace().skip(1);
     let value: u64 = fields.next()?.parse().ok()?;
     match fields.next() {
@@ -336,9 +346,9 @@ mod tests {
     #[test]
     fn vm_rss_is_read_in_bytes() {
         let status = "Name:\tmeridian\nVmPeak:\t  1000 kB\nVmRSS:\t   2048 kB\nThreads:\t3\n";
-        assert_eq!(parse_vm_rss(status), Some(2048 * 1024));
-        assert_eq!(parse_vm_rss("VmRSS: 12"), None);
-        assert_eq!(parse_vm_rss("nothing"), None);
+        assert_eq!(parse_status_kb(status, "VmRSS:"), Some(2048 * 1024));
+        assert_eq!(parse_status_kb("VmRSS: 12", "VmRSS:"), None);
+        assert_eq!(parse_status_kb("nothing", "VmRSS:"), None);
         assert!(resident_bytes(std::process::id()).unwrap() > 0);
     }
 

@@ -45,7 +45,7 @@ macro_rules! table {
 }
 
 /// Every target the benchmarks hold the product to.
-pub const TARGETS: [Target; 20] = table! {
+pub const TARGETS: [Target; 22] = table! {
     "http" "ratio" AtLeast 1.2 "×" "cache hits/s of 1 KiB and 100 KiB, over the faster of nginx and Varnish (with a lower p99)";
     "dns" "ratio" AtLeast 1.0 "×" "steered answers per server CPU-second, over gdnsd's";
     "dns-flood" "udp_answered" AtLeast 99.0 "%" "UDP probes answered while GeoDNS is flooded from a whole core";
@@ -66,6 +66,8 @@ pub const TARGETS: [Target; 20] = table! {
     "purge" "p99" AtMost 150.0 "ms" "the same, 99th percentile";
     "purge" "catch_up" AtMost 1.0 "s" "an edge stopped during purges applied them all, after SIGCONT";
     "purge" "served_purged" Exactly 0.0 "" "objects purged while it was stopped still in its cache after";
+    "disk" "hit_ratio" AtLeast 95.0 "%" "hit ratio of Zipf requests over a catalogue 4× the memory budget, after warm-up";
+    "disk" "ratio" AtLeast 1.0 "×" "hits/s of that load, over nginx's proxy_cache on the same disk (aim 1.2×)";
 };
 
 /// The target `metric` of `scenario`.
@@ -150,6 +152,8 @@ mod tests {
             ("purge", "p99"),
             ("purge", "catch_up"),
             ("purge", "served_purged"),
+            ("disk", "hit_ratio"),
+            ("disk", "ratio"),
         ] {
             target(scenario, metric);
         }

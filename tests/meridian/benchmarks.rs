@@ -1,5 +1,6 @@
 //! Every benchmark scenario smoke-run against the `meridian` Cargo built
-//! for these tests, for a few seconds each, on blocks 127.210-217 (and
+//! for these tests, for a few seconds each, on blocks 127.210-217 (`disk`
+//! on 127.251, and
 //! `partition` on 127.27, its hosts in 198.20.0.0/16; `purge` on 127.225,
 //! when `nats-server` is installed): the harness works
 //! and each scenario measures something. Never how fast
@@ -13,7 +14,7 @@ use bench::drill::DrillOptions;
 use bench::http::Server;
 use bench::loadgen::LoadChoice;
 use bench::report::{ScenarioReport, render_table};
-use bench::{coalesce, connections, dns, dns_flood, http, memory, outage, partition, purge};
+use bench::{coalesce, connections, disk, dns, dns_flood, http, memory, outage, partition, purge};
 use std::path::Path;
 
 fn show(report: &impl ScenarioReport) {
@@ -131,6 +132,39 @@ async fn bench_http_measures_hits_with_wrk_when_installed() {
     }
     let report = http_smoke(215, LoadChoice::Wrk).await;
     assert!(report.load_generator.starts_with("wrk"));
+}
+
+/// The `disk` scenario with the built-in load, then with wrk when it is
+/// installed (one after the other: both use block 251).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_disk_serves_a_catalogue_larger_than_memory_and_restarts() {
+    let wrk = bench::peers::find_program("wrk").is_some();
+    let loads = [LoadChoice::Builtin]
+        .into_iter()
+        .chain(wrk.then_some(LoadChoice::Wrk));
+    for load in loads {
+        let (options, report) = smoke!(disk::DiskOptions, launch.block = 251, load: load);
+        let [edge] = report.servers.as_slice() else {
+            panic!("meridian alone: {:?}", report.servers)
+        };
+        let m = &edge.measurement;
+        assert!(
+            m.median.requests > 0 && m.median.errors == 0,
+            "{load:?}: {m:?}"
+        );
+        assert!(edge.files_after_warmup >= options.objects, "{edge:?}");
+        // Every object is on disk, and counted as a hit from either tier.
+        assert!(edge.hit_ratio >= 0.95, "{load:?}: {edge:?}");
+        assert!(m.median.hits.is_some(), "hits are counted: {m:?}");
+        let restart = &report.restart;
+        assert!(
+            restart.first_hit_ms.is_some() && restart.responses > 0,
+            "{restart:?}"
+        );
+        let rebuilt = restart.rebuild.as_deref().unwrap_or_default();
+        assert!(rebuilt.contains("objects found"), "{restart:?}");
+        assert!(report.index_bytes_per_object.is_some(), "{report:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

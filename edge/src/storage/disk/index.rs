@@ -44,16 +44,16 @@ impl quick_cache::Weighter<HashBinary, Arc<DiskEntry>> for BlockWeighter {
     }
 }
 
-/// Collects the keys quick_cache evicts, so their files are deleted once
-/// its shard lock is released (under the index's own lock).
+/// Collects the entries quick_cache evicts, so their files are deleted
+/// once its shard lock is released (under the index's own lock).
 #[derive(Clone)]
 struct CollectEvicted;
 
 impl quick_cache::Lifecycle<HashBinary, Arc<DiskEntry>> for CollectEvicted {
-    type RequestState = Vec<HashBinary>;
+    type RequestState = Vec<(HashBinary, Arc<DiskEntry>)>;
 
-    fn on_evict(&self, evicted: &mut Vec<HashBinary>, key: HashBinary, _entry: Arc<DiskEntry>) {
-        evicted.push(key);
+    fn on_evict(&self, evicted: &mut Self::RequestState, key: HashBinary, entry: Arc<DiskEntry>) {
+        evicted.push((key, entry));
     }
 }
 
@@ -213,10 +213,17 @@ impl DiskIndex {
             tags,
         });
         let mut evicted = Vec::new();
-        self.entries.insert_with_lifecycle(key, entry, &mut evicted);
-        for key in evicted {
+        self.entries
+            .insert_with_lifecycle(key, entry.clone(), &mut evicted);
+        for (evicted_key, evicted_entry) in evicted {
+            // quick_cache reports the entry a newer one of the same key
+            // replaced as evicted too; its file is already the new file
+            // (renamed over it), which must stay.
+            if evicted_key == key && !Arc::ptr_eq(&evicted_entry, &entry) {
+                continue;
+            }
             self.health.evictions.fetch_add(1, Ordering::Relaxed);
-            self.delete_file(&key);
+            self.delete_file(&evicted_key);
         }
     }
 

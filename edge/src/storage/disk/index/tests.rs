@@ -82,6 +82,18 @@ fn a_stored_object_is_found_with_its_head_and_body() {
 }
 
 #[test]
+fn a_rewrite_of_a_stored_key_keeps_its_new_file() {
+    let tier = Tier::new();
+    let index = tier.index(1 << 30);
+    assert!(store(&tier, &index, 1, 100_000, 0));
+    // A refill of the same object, renamed over the first file.
+    assert!(store(&tier, &index, 1, 100_000, 1));
+    assert_eq!(tier.files(), 1, "the new file is kept");
+    assert!(index.lookup(&key(1)).is_some());
+    assert_eq!(tier.health.evictions.load(Ordering::Relaxed), 0);
+}
+
+#[test]
 fn the_budget_holds_and_evicted_files_are_deleted() {
     let tier = Tier::new();
     // Room for ten objects of 100 KiB (26 blocks each on disk, head included).
