@@ -218,10 +218,7 @@ pub async fn run(meridian: &Path, options: &DiskOptions) -> Result<DiskReport, B
             "must be > 0",
         ));
     }
-    crate::limits::raise_open_file_limit();
-    let generator =
-        LoadGenerator::choose(options.load).map_err(|e| BenchError::invalid("--load", e))?;
-    let cores = Cores::choose();
+    let (generator, cores) = LoadGenerator::prepare(options.load)?;
     let origin = process::Objects {
         default_bytes: options.object_bytes,
         ..process::Objects::CACHEABLE

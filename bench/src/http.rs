@@ -286,10 +286,7 @@ pub async fn run(meridian: &Path, options: &HttpOptions) -> Result<HttpReport, B
             "need at least one size, one connection and a duration",
         ));
     }
-    crate::limits::raise_open_file_limit();
-    let generator =
-        LoadGenerator::choose(options.load).map_err(|e| BenchError::invalid("--load", e))?;
-    let cores = Cores::choose();
+    let (generator, cores) = LoadGenerator::prepare(options.load)?;
     let origin = process::Objects::CACHEABLE.serve(options.launch.block)?;
 
     let mut servers = vec![Server::Meridian];

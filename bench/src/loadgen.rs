@@ -135,6 +135,18 @@ pub enum LoadError {
 }
 
 impl LoadGenerator {
+    /// What a load scenario starts with: room for many connections, the
+    /// generator for `choice` (an error names `--load`), and the cores to
+    /// pin the servers and the generator to.
+    pub fn prepare(
+        choice: LoadChoice,
+    ) -> Result<(LoadGenerator, crate::pinning::Cores), crate::BenchError> {
+        crate::limits::raise_open_file_limit();
+        let generator =
+            LoadGenerator::choose(choice).map_err(|e| crate::BenchError::invalid("--load", e))?;
+        Ok((generator, crate::pinning::Cores::choose()))
+    }
+
     /// The generator for `choice`.
     pub fn choose(choice: LoadChoice) -> Result<LoadGenerator, LoadError> {
         let wrk = crate::peers::find_program("wrk");

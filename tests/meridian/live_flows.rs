@@ -99,22 +99,19 @@ fn answers_per_client_country_reach_geodns_and_up_snapshots() {
             assert!(right, "{country} → {region} at {listener}: {flows}");
         }
         assert_eq!(flows.as_array().unwrap().len(), 4, "{flows}");
-        let gb = flows
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["country"] == "GB")
-            .unwrap();
+        let gb = flow_of(flows, "GB");
         // All of GB's answers went to eu-west; GB has a place on the map,
         // clients with no country do not.
         assert_eq!(gb["share"], 1.0, "{gb}");
         assert!(gb["latitude"].as_f64().is_some_and(|l| l > 50.0), "{gb}");
-        let unknown = flows
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["country"] == "unknown")
-            .unwrap();
+        let unknown = flow_of(flows, "unknown");
         assert_eq!(unknown["latitude"], Value::Null, "{unknown}");
     }
+}
+
+/// The flow of `country` among `flows` (a snapshot's list).
+fn flow_of<'a>(flows: &'a Value, country: &str) -> &'a Value {
+    let list = flows.as_array().unwrap();
+    let found = list.iter().find(|f| f["country"] == country);
+    found.unwrap_or_else(|| panic!("no flow of {country}: {flows}"))
 }
