@@ -678,5 +678,13 @@ pub fn run(settings: EdgeSettings) -> Result<Infallible, EdgeError> {
         cache_max_bytes = settings.cache_max_bytes,
         "edge started"
     );
-    server.run_forever()
+    // `run` returns once Pingora has stopped serving (SIGTERM, SIGINT);
+    // then the disk tier's queued writes are finished, so a clean stop
+    // keeps everything the edge had stored.
+    server.run(pingora::server::RunArgs::default());
+    storage.finish_disk_writes(DISK_WRITES_AT_STOP);
+    std::process::exit(0)
 }
+
+/// How long a stopping edge waits for its disk tier's queued writes.
+const DISK_WRITES_AT_STOP: std::time::Duration = std::time::Duration::from_secs(10);

@@ -126,6 +126,31 @@ async fn a_catalogue_four_times_memory_is_served_from_disk_and_after_a_restart()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_clean_stop_finishes_the_writes_still_queued() {
+    let tiers = Tiers::new("2MiB", "256MiB");
+    let flags = tiers.flags();
+    let s = Setup::ad_hoc(252, &flags, catalogue);
+    // 120 objects fetched at once: their writes queue behind one writer,
+    // and the stop comes right after the last answer, without waiting.
+    let fetches: Vec<_> = (0..120)
+        .map(|i| {
+            let cdn = s.cdn.clone();
+            tokio::spawn(async move { cdn.get(&format!("/o/{i}")).await.status })
+        })
+        .collect();
+    for fetch in fetches {
+        assert_eq!(fetch.await.unwrap(), 200);
+    }
+    let mut stopped = s.edge;
+    stopped.signal(Signal::SIGTERM);
+    let status = blocking(|| stopped.process.exit_within(Duration::from_secs(20)));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert_eq!(files(&tiers.dir), 120, "every queued write was finished");
+    let again = ad_hoc(252, &flags);
+    assert_eq!(round(&Cdn::at(again.addr), 120).await, 120);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_kill_9_while_writing_never_serves_a_wrong_or_short_body_after() {
     let tiers = Tiers::new("2MiB", "256MiB");
     let (dir, flags) = (&tiers.dir, tiers.flags());

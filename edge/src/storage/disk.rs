@@ -281,6 +281,11 @@ impl DiskTier {
         self.writer.flush();
     }
 
+    /// [`DiskTier::flush`], for at most `limit`; whether it ended.
+    pub fn flush_within(&self, limit: std::time::Duration) -> bool {
+        self.writer.flush_within(limit)
+    }
+
     /// Where the tier keeps its files (`DIR/v1`).
     pub fn root(&self) -> &std::path::Path {
         self.layout.root()

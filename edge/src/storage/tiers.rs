@@ -232,6 +232,16 @@ impl MemoryStorage {
         self.disk().and_then(DiskTier::purge_sequence)
     }
 
+    /// As the edge stops: lets the disk tier finish what it was given, for
+    /// at most `limit`, so a clean stop keeps every object it had stored.
+    pub fn finish_disk_writes(&self, limit: std::time::Duration) {
+        if let Some(disk) = self.disk()
+            && !disk.flush_within(limit)
+        {
+            tracing::warn!("disk cache writes not finished within {limit:?}; the rest are lost");
+        }
+    }
+
     /// Waits until the disk tier has applied everything offered so far.
     pub fn flush_disk(&self) {
         if let Some(disk) = self.disk() {

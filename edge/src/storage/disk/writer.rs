@@ -230,6 +230,14 @@ impl Writer {
         }
     }
 
+    /// Waits until everything queued so far is applied, for at most
+    /// `limit` (a disk that hangs must not hold a stopping edge forever);
+    /// whether it was.
+    pub fn flush_within(&self, limit: std::time::Duration) -> bool {
+        let (done, wait) = mpsc::sync_channel(1);
+        self.send(|_| Job::Flush(done)) && wait.recv_timeout(limit).is_ok()
+    }
+
     /// Objects waiting to be written.
     #[cfg(test)]
     pub fn queued(&self) -> usize {
